@@ -1,0 +1,32 @@
+// Endpoint: the immutable description of one vLLM server, and URL parsing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "vllm_router/export.h"
+#include "vllm_router/result.h"
+
+namespace vllm_router {
+
+/// A parsed `http://host:port[/prefix]` base URL. Plain value type.
+struct Url {
+  std::string scheme;  ///< "http" (https is reserved for a later transport)
+  std::string host;    ///< host name or IPv4/IPv6 literal, without brackets
+  std::uint16_t port = 80;
+  std::string prefix;  ///< path prefix without trailing '/', usually empty
+};
+
+/// Parses a base URL. Fails with Errc::config naming what is wrong.
+VLLM_ROUTER_API Result<Url> parse_url(std::string_view text);
+
+/// One upstream vLLM server. Immutable once built; shared by snapshots via shared_ptr<const>.
+struct Endpoint {
+  std::string id;        ///< stable identity: the normalised base URL
+  Url url;
+  std::uint32_t weight = 1;  ///< relative share for weighted policies (>= 1)
+  std::string api_key;   ///< sent upstream as `Authorization: Bearer` when not empty
+};
+
+}  // namespace vllm_router

@@ -1,0 +1,16 @@
+// least_requests: the candidate with the fewest requests in flight, ties broken at random.
+#pragma once
+
+#include "vllm_router/policy.h"
+
+namespace vllm_router::policies {
+
+/// Fewest in flight at this router wins; among equals one is drawn uniformly with ctx.rng.
+/// Stateless and thread-safe.
+class VLLM_ROUTER_API LeastRequests final : public Policy {
+ public:
+  std::string_view name() const noexcept override { return "least_requests"; }
+  std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+};
+
+}  // namespace vllm_router::policies

@@ -1,0 +1,78 @@
+// Policy: the load-balancing contract (pick one of the candidates) and the registry of policies.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vllm_router/endpoint.h"
+#include "vllm_router/endpoint_state.h"
+#include "vllm_router/export.h"
+#include "vllm_router/random.h"
+#include "vllm_router/request.h"
+#include "vllm_router/result.h"
+
+namespace vllm_router {
+
+/// One endpoint a policy may choose. `slot` is the endpoint's position in its pool (stable for
+/// the life of a snapshot), for policies that keep per-endpoint scratch.
+struct Candidate {
+  const Endpoint* endpoint = nullptr;
+  const EndpointState* state = nullptr;
+  std::size_t slot = 0;
+};
+
+/// Per-pool mutable scratch a policy may keep (cursors, weights). Created by the policy for each
+/// pool of each snapshot; the policy synchronises its own access to it.
+class VLLM_ROUTER_API PolicyScratch {
+ public:
+  virtual ~PolicyScratch();
+};
+
+/// What a pick sees besides the candidates.
+struct PickContext {
+  const RequestView& request;
+  Rng& rng;
+  PolicyScratch* scratch = nullptr;  ///< from make_scratch() for this pool; may be null
+  std::size_t pool_size = 0;         ///< endpoints in the pool (candidates may be fewer)
+};
+
+/// A load-balancing policy. `pick` must be a pure function of the context and candidates (plus
+/// its own scratch) and safe to call from many threads at once.
+class VLLM_ROUTER_API Policy {
+ public:
+  virtual ~Policy();
+  /// Registered name, e.g. "round_robin".
+  virtual std::string_view name() const noexcept = 0;
+  /// Index into `candidates` of the chosen one. Precondition: !candidates.empty().
+  virtual std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const = 0;
+  /// Scratch for a pool of `pool_size` endpoints with these weights; default none.
+  virtual std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const;
+};
+
+/// Name -> factory. Each Router owns its own registry (no globals), seeded with the built-ins.
+/// Not thread-safe for concurrent add(); lookups after setup are safe.
+class VLLM_ROUTER_API PolicyRegistry {
+ public:
+  using Factory = std::function<std::shared_ptr<const Policy>()>;
+
+  /// A registry holding the built-in policies (round_robin, least_requests).
+  static PolicyRegistry with_builtins();
+
+  /// Adds or replaces a policy by name.
+  void add(std::string name, Factory factory);
+  /// The policy named `name`, or Errc::config naming it.
+  Result<std::shared_ptr<const Policy>> create(std::string_view name) const;
+  bool contains(std::string_view name) const;
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, Factory, std::less<>> factories_;
+};
+
+}  // namespace vllm_router

@@ -1,0 +1,33 @@
+// Snapshot: the immutable, versioned routing table (catalog and pools) swapped atomically.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vllm_router/endpoint.h"
+#include "vllm_router/endpoint_state.h"
+#include "vllm_router/model_catalog.h"
+#include "vllm_router/policy.h"
+
+namespace vllm_router {
+
+/// The replicas of one model and the policy that picks among them.
+struct Pool {
+  std::string model;
+  std::vector<std::shared_ptr<const Endpoint>> endpoints;
+  std::vector<std::shared_ptr<EndpointState>> states;  ///< parallel to endpoints
+  std::shared_ptr<const Policy> policy;
+  std::unique_ptr<PolicyScratch> scratch;  ///< the policy's own, internally synchronised
+};
+
+/// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it
+/// started with until it ends, so an update never pulls endpoints from under it.
+struct Snapshot {
+  std::uint64_t version = 0;
+  ModelCatalog catalog;
+  std::vector<Pool> pools;
+};
+
+}  // namespace vllm_router

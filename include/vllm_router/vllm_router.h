@@ -1,0 +1,21 @@
+// Umbrella header: the whole public API of vllm_router.
+#pragma once
+
+#include "vllm_router/clock.h"
+#include "vllm_router/config.h"
+#include "vllm_router/endpoint.h"
+#include "vllm_router/endpoint_state.h"
+#include "vllm_router/error.h"
+#include "vllm_router/lease.h"
+#include "vllm_router/model_catalog.h"
+#include "vllm_router/observer.h"
+#include "vllm_router/policies/least_requests.h"
+#include "vllm_router/policies/round_robin.h"
+#include "vllm_router/policy.h"
+#include "vllm_router/random.h"
+#include "vllm_router/request.h"
+#include "vllm_router/result.h"
+#include "vllm_router/router.h"
+#include "vllm_router/snapshot.h"
+#include "vllm_router/transport.h"
+#include "vllm_router/version.h"

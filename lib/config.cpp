@@ -1,0 +1,489 @@
+// Strict JSON parser (simdjson On-Demand) and cross-field validation of the configuration.
+#include "vllm_router/config.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "vllm_router/endpoint.h"
+
+namespace vllm_router {
+namespace {
+
+namespace od = simdjson::ondemand;
+
+// String building without a formatting dependency (the library links only simdjson privately).
+template <class T>
+void append(std::string& out, const T& part) {
+  if constexpr (std::is_integral_v<T>) {
+    out += std::to_string(part);
+  } else {
+    out += std::string_view(part);
+  }
+}
+
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (append(out, parts), ...);
+  return out;
+}
+
+template <class Container>
+std::string join(const Container& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += ", ";
+    out += std::string_view(item);
+  }
+  return out;
+}
+
+constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t kU64Max = std::numeric_limits<std::uint64_t>::max();
+constexpr std::size_t kMaxShown = 48;  // longest excerpt of a bad value quoted in a message
+
+Error config_error(const std::string& path, std::string_view what) {
+  return Error{Errc::config, path.empty() ? std::string(what) : cat(path, ": ", what), path};
+}
+
+Error json_error(simdjson::error_code code, const std::string& path) {
+  return config_error(path, cat("invalid JSON: ", simdjson::error_message(code)));
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' ||
+                           text.back() == '\r')) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+// What a value is, for "expected X, got Y" messages. Peeks only: the value stays unconsumed.
+std::string describe(od::value& value) {
+  od::json_type type{};
+  if (value.type().get(type) != simdjson::SUCCESS) return "invalid JSON";
+  switch (type) {
+    case od::json_type::object:
+      return "an object";
+    case od::json_type::array:
+      return "an array";
+    default:
+      break;
+  }
+  std::string_view raw = trim(value.raw_json_token());
+  if (raw.size() > kMaxShown) return cat(raw.substr(0, kMaxShown), "...");
+  return std::string(raw);
+}
+
+std::string range_text(std::uint64_t min, std::uint64_t max) {
+  if (max == kU32Max || max == kU64Max) return cat(">= ", min);
+  return cat(min, "..", max);
+}
+
+std::string index_path(const std::string& path, std::size_t index) {
+  return cat(path, "[", index, "]");
+}
+
+std::string key_path(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : cat(path, ".", key);
+}
+
+// The JSON type of `value`, or an error if the input is broken at this point.
+Result<od::json_type> type_of(od::value& value, const std::string& path) {
+  od::json_type type{};
+  if (auto code = value.type().get(type); code != simdjson::SUCCESS) return json_error(code, path);
+  return type;
+}
+
+Result<std::string> read_string(od::value& value, const std::string& path, bool non_empty = false) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  const char* expected = non_empty ? "expected a non-empty string" : "expected a string";
+  if (*type != od::json_type::string) {
+    return config_error(path, cat(expected, ", got ", describe(value)));
+  }
+  std::string_view text;
+  if (auto code = value.get_string().get(text); code != simdjson::SUCCESS) {
+    return json_error(code, path);
+  }
+  if (non_empty && text.empty()) return config_error(path, cat(expected, ", got \"\""));
+  return std::string(text);
+}
+
+// An integer in [min, max]; anything else (fraction, string, out of range) names the range.
+Result<std::uint64_t> read_integer(od::value& value, const std::string& path, std::uint64_t min,
+                                   std::uint64_t max) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  std::string got = describe(value);
+  auto bad = [&] {
+    return config_error(path, cat("expected an integer ", range_text(min, max), ", got ", got));
+  };
+  if (*type != od::json_type::number) return bad();
+  std::uint64_t number = 0;
+  std::int64_t signed_number = 0;
+  // get_* advance only on success, so a failed signed read can be retried unsigned.
+  if (value.get_int64().get(signed_number) == simdjson::SUCCESS) {
+    if (signed_number < 0) return bad();
+    number = static_cast<std::uint64_t>(signed_number);
+  } else if (value.get_uint64().get(number) != simdjson::SUCCESS) {
+    return bad();
+  }
+  if (number < min) return bad();
+  if (number > max) {
+    return config_error(path, cat("expected an integer ", min, "..", max, ", got ", got));
+  }
+  return number;
+}
+
+template <class Int>
+Result<void> read_into(od::value& value, const std::string& path, std::uint64_t min, Int& out) {
+  auto number = read_integer(value, path, min, std::numeric_limits<Int>::max());
+  if (!number) return std::move(number).error();
+  out = static_cast<Int>(*number);
+  return {};
+}
+
+Result<void> read_into(od::value& value, const std::string& path, std::string& out,
+                       bool non_empty = false) {
+  auto text = read_string(value, path, non_empty);
+  if (!text) return std::move(text).error();
+  out = std::move(text).value();
+  return {};
+}
+
+// Calls on_element(value, element_path) for each element of an array.
+template <class F>
+Result<void> for_each_element(od::value& value, const std::string& path, std::string_view expected,
+                              F&& on_element) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type != od::json_type::array) {
+    return config_error(path, cat("expected ", expected, ", got ", describe(value)));
+  }
+  od::array array;
+  if (auto code = value.get_array().get(array); code != simdjson::SUCCESS) {
+    return json_error(code, path);
+  }
+  std::size_t index = 0;
+  for (auto element_result : array) {
+    od::value element;
+    std::string element_path = index_path(path, index++);
+    if (auto code = std::move(element_result).get(element); code != simdjson::SUCCESS) {
+      return json_error(code, element_path);
+    }
+    if (auto r = on_element(element, element_path); !r) return r;
+  }
+  return {};
+}
+
+Result<void> read_string_array(od::value& value, const std::string& path,
+                               std::vector<std::string>& out) {
+  std::vector<std::string> items;
+  auto r =
+      for_each_element(value, path, "an array of strings",
+                       [&](od::value& element, const std::string& element_path) -> Result<void> {
+                         auto text = read_string(element, element_path);
+                         if (!text) return std::move(text).error();
+                         items.push_back(std::move(text).value());
+                         return {};
+                       });
+  if (!r) return r;
+  out = std::move(items);
+  return {};
+}
+
+// Calls on_field(key, value, field_path) for each member of an object; rejects duplicate keys.
+// `keys` lists the accepted keys (for the unknown-key message); on_field handles each of them.
+template <class F>
+Result<void> for_each_field(od::value& value, const std::string& path,
+                            const std::vector<std::string_view>& keys, F&& on_field) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type != od::json_type::object) {
+    return config_error(
+        path, cat("expected ", path.empty() ? "a JSON object at the top level" : "an object",
+                  ", got ", describe(value)));
+  }
+  od::object object;
+  if (auto code = value.get_object().get(object); code != simdjson::SUCCESS) {
+    return json_error(code, path);
+  }
+  std::vector<std::string> seen;
+  for (auto field_result : object) {
+    od::field field;
+    if (auto code = std::move(field_result).get(field); code != simdjson::SUCCESS) {
+      return json_error(code, path);
+    }
+    std::string_view key;
+    if (auto code = field.unescaped_key().get(key); code != simdjson::SUCCESS) {
+      return json_error(code, path);
+    }
+    std::string field_path = key_path(path, key);
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return config_error(field_path, cat("unknown key (expected one of: ", join(keys), ")"));
+    }
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      return config_error(field_path, "duplicate key");
+    }
+    seen.emplace_back(key);
+    if (auto r = on_field(key, field.value(), field_path); !r) return r;
+  }
+  return {};
+}
+
+Result<void> parse_endpoint(od::value& value, const std::string& path, EndpointConfig& out) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type == od::json_type::string) return read_into(value, path, out.url);
+  if (*type != od::json_type::object) {
+    return config_error(
+        path, cat("expected a URL string or an object {\"url\", \"weight\", \"api_key\"}, got ",
+                  describe(value)));
+  }
+  bool has_url = false;
+  auto r = for_each_field(
+      value, path, {"url", "weight", "api_key"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "url") {
+          has_url = true;
+          return read_into(field, field_path, out.url);
+        }
+        if (key == "weight") return read_into(field, field_path, 1, out.weight);
+        return read_into(field, field_path, out.api_key);
+      });
+  if (!r) return r;
+  if (!has_url) return config_error(key_path(path, "url"), "missing required key");
+  return {};
+}
+
+Result<void> parse_model(od::value& value, const std::string& path, ModelConfig& out) {
+  return for_each_field(
+      value, path, {"name", "aliases", "loras", "policy", "endpoints"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "name") return read_into(field, field_path, out.name, true);
+        if (key == "aliases") return read_string_array(field, field_path, out.aliases);
+        if (key == "loras") return read_string_array(field, field_path, out.loras);
+        if (key == "policy") return read_into(field, field_path, out.policy);
+        std::vector<EndpointConfig> endpoints;
+        auto r = for_each_element(
+            field, field_path, "an array of endpoints",
+            [&](od::value& element, const std::string& element_path) -> Result<void> {
+              EndpointConfig endpoint;
+              if (auto er = parse_endpoint(element, element_path, endpoint); !er) return er;
+              endpoints.push_back(std::move(endpoint));
+              return {};
+            });
+        if (!r) return r;
+        out.endpoints = std::move(endpoints);
+        return {};
+      });
+}
+
+Result<void> parse_timeouts(od::value& value, const std::string& path, TimeoutConfig& out) {
+  return for_each_field(
+      value, path, {"connect_ms", "read_ms", "write_ms"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "connect_ms") return read_into(field, field_path, 1, out.connect_ms);
+        if (key == "read_ms") return read_into(field, field_path, 1, out.read_ms);
+        return read_into(field, field_path, 1, out.write_ms);
+      });
+}
+
+Result<void> parse_log_level(od::value& value, const std::string& path, std::string& out) {
+  static constexpr std::string_view kLevels[] = {"error", "warn", "info", "debug"};
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  std::string got = describe(value);
+  auto bad = [&] {
+    return config_error(path, cat("expected one of error, warn, info, debug, got ", got));
+  };
+  if (*type != od::json_type::string) return bad();
+  auto text = read_string(value, path);
+  if (!text) return std::move(text).error();
+  if (std::find(std::begin(kLevels), std::end(kLevels), *text) == std::end(kLevels)) return bad();
+  out = std::move(text).value();
+  return {};
+}
+
+Result<void> parse_document(od::value& root, GatewayConfig& out) {
+  RouterConfig& router = out.router;
+  return for_each_field(
+      root, "",
+      {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
+       "max_connections", "client_timeout_ms", "log_level", "timeouts", "max_attempts",
+       "max_idle_connections", "models"},
+      [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
+        if (key == "host") return read_into(field, path, out.host, true);
+        if (key == "port") return read_into(field, path, 0, out.port);
+        if (key == "api_keys") return read_string_array(field, path, out.api_keys);
+        if (key == "policy") return read_into(field, path, router.policy, true);
+        if (key == "default_model") return read_into(field, path, router.default_model);
+        if (key == "max_body_bytes") return read_into(field, path, 1, out.max_body_bytes);
+        if (key == "threads") return read_into(field, path, 1, out.threads);
+        if (key == "max_connections") return read_into(field, path, 0, out.max_connections);
+        if (key == "client_timeout_ms") return read_into(field, path, 1, out.client_timeout_ms);
+        if (key == "log_level") return parse_log_level(field, path, out.log_level);
+        if (key == "timeouts") return parse_timeouts(field, path, router.timeouts);
+        if (key == "max_attempts") return read_into(field, path, 1, router.max_attempts);
+        if (key == "max_idle_connections") {
+          return read_into(field, path, 0, router.max_idle_connections);
+        }
+        // "models": replaces the base's list as a whole.
+        std::vector<ModelConfig> models;
+        auto r = for_each_element(
+            field, path, "an array of models",
+            [&](od::value& element, const std::string& element_path) -> Result<void> {
+              ModelConfig model;
+              if (auto mr = parse_model(element, element_path, model); !mr) return mr;
+              models.push_back(std::move(model));
+              return {};
+            });
+        if (!r) return r;
+        router.models = std::move(models);
+        return {};
+      });
+}
+
+bool same_url(const Url& a, const Url& b) {
+  return a.scheme == b.scheme && a.host == b.host && a.port == b.port && a.prefix == b.prefix;
+}
+
+}  // namespace
+
+Result<GatewayConfig> parse_gateway_config(std::string_view json, GatewayConfig base) {
+  simdjson::padded_string padded(json);
+  od::parser parser;
+  od::document document;
+  if (auto code = parser.iterate(padded).get(document); code != simdjson::SUCCESS) {
+    return json_error(code, "");
+  }
+  od::json_type type{};
+  if (auto code = document.type().get(type); code != simdjson::SUCCESS) return json_error(code, "");
+  if (type != od::json_type::object) {
+    // A scalar document cannot be read as a value; describe it from its raw token instead.
+    std::string_view raw;
+    if (type == od::json_type::array) {
+      raw = "an array";
+    } else if (document.raw_json_token().get(raw) != simdjson::SUCCESS) {
+      raw = "invalid JSON";
+    }
+    raw = trim(raw);
+    if (raw.size() > kMaxShown) raw = raw.substr(0, kMaxShown);
+    return config_error("", cat("expected a JSON object at the top level, got ", raw));
+  }
+  od::value root;
+  if (auto code = document.get_value().get(root); code != simdjson::SUCCESS) {
+    return json_error(code, "");
+  }
+  if (auto r = parse_document(root, base); !r) return r.error();
+  // simdjson 3.0 has no document::at_end(); current_location() reports OUT_OF_BOUNDS at the end.
+  if (document.current_location().error() != simdjson::OUT_OF_BOUNDS) {
+    return config_error("", "invalid JSON: unexpected content after the top-level object");
+  }
+  return base;
+}
+
+Result<RouterConfig> parse_router_config(std::string_view json) {
+  auto config = parse_gateway_config(json);
+  if (!config) return std::move(config).error();
+  return std::move(config->router);
+}
+
+Result<void> validate(const RouterConfig& config, const std::vector<std::string>& policy_names) {
+  auto known_policy = [&](const std::string& name) {
+    return std::find(policy_names.begin(), policy_names.end(), name) != policy_names.end();
+  };
+  auto unknown_policy = [&](const std::string& path, const std::string& name) {
+    return config_error(path, cat("unknown policy '", name, "' (known: ", join(policy_names), ")"));
+  };
+  if (!known_policy(config.policy)) return unknown_policy("policy", config.policy);
+  if (config.timeouts.connect_ms < 1) {
+    return config_error("timeouts.connect_ms", "expected an integer >= 1, got 0");
+  }
+  if (config.timeouts.read_ms < 1) {
+    return config_error("timeouts.read_ms", "expected an integer >= 1, got 0");
+  }
+  if (config.timeouts.write_ms < 1) {
+    return config_error("timeouts.write_ms", "expected an integer >= 1, got 0");
+  }
+  if (config.max_attempts < 1)
+    return config_error("max_attempts", "expected an integer >= 1, got 0");
+
+  // Every name a client may send -> the path that declared it.
+  std::map<std::string, std::string, std::less<>> names;
+  auto claim = [&](const std::string& name, const std::string& path,
+                   std::string_view what) -> Result<void> {
+    if (name.empty()) return config_error(path, cat(what, " must not be empty"));
+    auto [it, inserted] = names.emplace(name, path);
+    if (!inserted) {
+      return config_error(path, cat("name '", name, "' is already used by ", it->second));
+    }
+    return {};
+  };
+
+  for (std::size_t i = 0; i < config.models.size(); ++i) {
+    const ModelConfig& model = config.models[i];
+    const std::string path = index_path("models", i);
+    if (auto r = claim(model.name, path + ".name", "the model name"); !r) return r;
+    for (std::size_t j = 0; j < model.aliases.size(); ++j) {
+      if (auto r = claim(model.aliases[j], index_path(path + ".aliases", j), "an alias"); !r)
+        return r;
+    }
+    for (std::size_t j = 0; j < model.loras.size(); ++j) {
+      if (auto r = claim(model.loras[j], index_path(path + ".loras", j), "a LoRA adapter name");
+          !r) {
+        return r;
+      }
+    }
+    if (!model.policy.empty() && !known_policy(model.policy)) {
+      return unknown_policy(path + ".policy", model.policy);
+    }
+    if (model.endpoints.empty()) {
+      return config_error(path + ".endpoints",
+                          cat("model '", model.name, "' needs at least one endpoint"));
+    }
+    std::vector<Url> urls;
+    for (std::size_t j = 0; j < model.endpoints.size(); ++j) {
+      const EndpointConfig& endpoint = model.endpoints[j];
+      const std::string endpoint_path = index_path(path + ".endpoints", j);
+      if (endpoint.url.empty()) {
+        return config_error(endpoint_path + ".url",
+                            "expected a URL like http://host:port[/prefix], got \"\"");
+      }
+      auto url = parse_url(endpoint.url);
+      if (!url) {
+        return config_error(endpoint_path + ".url", url.error().message);
+      }
+      for (std::size_t k = 0; k < urls.size(); ++k) {
+        if (same_url(urls[k], *url)) {
+          return config_error(endpoint_path + ".url",
+                              cat("'", endpoint.url, "' is the same endpoint as ",
+                                  index_path(path + ".endpoints", k), ".url"));
+        }
+      }
+      urls.push_back(std::move(url).value());
+      if (endpoint.weight < 1) {
+        return config_error(endpoint_path + ".weight", "expected an integer >= 1, got 0");
+      }
+    }
+  }
+
+  if (!config.default_model.empty() && names.find(config.default_model) == names.end()) {
+    return config_error("default_model", cat("'", config.default_model,
+                                             "' is not a configured model, alias or LoRA adapter"));
+  }
+  return {};
+}
+
+}  // namespace vllm_router

@@ -1,0 +1,43 @@
+// Internal: small HTTP helpers (case-insensitive compare, trimming, hop-by-hop headers).
+#pragma once
+
+#include <cctype>
+#include <string_view>
+
+namespace vllm_router::detail {
+
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+inline bool icontains(std::string_view hay, std::string_view needle) noexcept {
+  if (needle.size() > hay.size()) return false;
+  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
+    if (iequals(hay.substr(i, needle.size()), needle)) return true;
+  }
+  return false;
+}
+
+inline std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), plus framing.
+inline bool is_hop_by_hop(std::string_view name) noexcept {
+  return iequals(name, "connection") || iequals(name, "keep-alive") ||
+         iequals(name, "proxy-connection") || iequals(name, "proxy-authenticate") ||
+         iequals(name, "proxy-authorization") || iequals(name, "te") ||
+         iequals(name, "trailer") || iequals(name, "transfer-encoding") ||
+         iequals(name, "upgrade") || iequals(name, "content-length");
+}
+
+}  // namespace vllm_router::detail

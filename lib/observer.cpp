@@ -1,0 +1,13 @@
+// Observer and Transport base-class anchors.
+#include "vllm_router/observer.h"
+#include "vllm_router/transport.h"
+
+namespace vllm_router {
+
+Observer::~Observer() = default;
+void Observer::on_outcome(std::string_view, const Endpoint&, const Outcome&) {}
+BodySink::~BodySink() = default;
+UpstreamResponse::~UpstreamResponse() = default;
+Transport::~Transport() = default;
+
+}  // namespace vllm_router

@@ -1,0 +1,49 @@
+// Policy base classes and the per-Router policy registry.
+#include "vllm_router/policy.h"
+
+#include "vllm_router/policies/least_requests.h"
+#include "vllm_router/policies/round_robin.h"
+
+namespace vllm_router {
+
+PolicyScratch::~PolicyScratch() = default;
+Policy::~Policy() = default;
+
+std::unique_ptr<PolicyScratch> Policy::make_scratch(std::span<const Endpoint* const>) const {
+  return nullptr;
+}
+
+PolicyRegistry PolicyRegistry::with_builtins() {
+  PolicyRegistry registry;
+  registry.add("round_robin", [] { return std::make_shared<policies::RoundRobin>(); });
+  registry.add("least_requests", [] { return std::make_shared<policies::LeastRequests>(); });
+  return registry;
+}
+
+void PolicyRegistry::add(std::string name, Factory factory) {
+  factories_[std::move(name)] = std::move(factory);
+}
+
+Result<std::shared_ptr<const Policy>> PolicyRegistry::create(std::string_view name) const {
+  const auto it = factories_.find(name);
+  if (it == factories_.end()) {
+    std::string known;
+    for (const auto& [n, f] : factories_) known += (known.empty() ? "" : ", ") + n;
+    return Result<std::shared_ptr<const Policy>>(
+        Errc::config, "unknown policy '" + std::string(name) + "' (known: " + known + ")",
+        "policy");
+  }
+  return it->second();
+}
+
+bool PolicyRegistry::contains(std::string_view name) const {
+  return factories_.find(name) != factories_.end();
+}
+
+std::vector<std::string> PolicyRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [n, f] : factories_) out.push_back(n);
+  return out;
+}
+
+}  // namespace vllm_router

@@ -1,0 +1,497 @@
+// The built-in Transport: blocking HTTP/1.1 client with per-endpoint keep-alive pools.
+//
+// Why not httplib::Client (see docs/architecture.md): a streamed answer must pass the upstream
+// status and headers through before the body, a waiting request must notice its client leaving,
+// and the request body must be sent from the caller's buffer without a copy. A small client that
+// owns its socket does all three.
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "http_util.h"
+#include "vllm_router/transport.h"
+
+namespace vllm_router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t kReadChunk = 16 * 1024;
+constexpr std::size_t kMaxHead = 64 * 1024;
+
+void close_fd(int fd) {
+  if (fd >= 0) ::close(fd);
+}
+
+// Idle keep-alive sockets per endpoint id, bounded.
+class ConnectionPool {
+ public:
+  explicit ConnectionPool(std::size_t max_idle) : max_idle_(max_idle) {}
+  ~ConnectionPool() {
+    for (auto& [id, fds] : idle_) {
+      for (int fd : fds) close_fd(fd);
+    }
+  }
+  int take(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = idle_.find(id);
+    if (it == idle_.end() || it->second.empty()) return -1;
+    const int fd = it->second.back();
+    it->second.pop_back();
+    return fd;
+  }
+  void give(const std::string& id, int fd) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& fds = idle_[id];
+      if (fds.size() < max_idle_) {
+        fds.push_back(fd);
+        return;
+      }
+    }
+    close_fd(fd);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::vector<int>> idle_;
+  std::size_t max_idle_;
+};
+
+// Waits until `fd` is ready for `events`, polling `alive` every `slice_ms`. Returns 1 ready,
+// 0 timeout, -1 error, -2 client gone.
+int wait_fd(int fd, short events, Clock::time_point deadline, const std::function<bool()>& alive,
+            std::uint32_t slice_ms) {
+  for (;;) {
+    const auto now = Clock::now();
+    if (now >= deadline) return 0;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    if (alive) left = std::min<long long>(left, slice_ms);
+    pollfd p{fd, events, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(left));
+    if (rc > 0) return 1;
+    if (rc < 0 && errno != EINTR) return -1;
+    if (alive && !alive()) return -2;
+  }
+}
+
+int connect_to(const Url& url, std::uint32_t timeout_ms, std::string& why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(url.port);
+  if (const int rc = ::getaddrinfo(url.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    why = std::string("cannot resolve ") + url.host + ": " + ::gai_strerror(rc);
+    return -1;
+  }
+  int result = -1;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (addrinfo* ai = res; ai != nullptr && result < 0; ai = ai->ai_next) {
+    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      why = std::strerror(errno);
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      result = fd;
+      break;
+    }
+    if (errno != EINPROGRESS) {
+      why = std::strerror(errno);
+      close_fd(fd);
+      continue;
+    }
+    const int ready = wait_fd(fd, POLLOUT, deadline, {}, 0);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (ready == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+      result = fd;
+      break;
+    }
+    why = ready == 0 ? "connect timed out" : std::strerror(err != 0 ? err : errno);
+    close_fd(fd);
+  }
+  ::freeaddrinfo(res);
+  return result;
+}
+
+enum class Framing { length, chunked, close, none };
+
+class HttpResponse final : public UpstreamResponse {
+ public:
+  HttpResponse(const HttpTransportOptions& options, ConnectionPool& pool, std::string id, int fd)
+      : options_(options), pool_(pool), id_(std::move(id)), fd_(fd) {}
+  ~HttpResponse() override { close_fd(fd_); }
+
+  int status() const noexcept override { return status_; }
+  const Headers& headers() const noexcept override { return headers_; }
+  std::optional<std::uint64_t> content_length() const noexcept override {
+    if (framing_ == Framing::length) return length_;
+    if (framing_ == Framing::none) return 0;
+    return std::nullopt;
+  }
+
+  // Reads and parses the head. Returns Errc::ok, or the failure; `got_bytes` tells whether
+  // anything at all arrived (a reused socket that yields nothing may be retried).
+  Result<void> read_head(const AliveCheck& alive, bool& got_bytes) {
+    got_bytes = false;
+    for (;;) {
+      const auto end = buf_.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        auto r = parse_head(std::string_view(buf_).substr(0, end + 2));
+        if (!r) return r;
+        buf_.erase(0, end + 4);
+        if (status_ >= 100 && status_ < 200) {  // interim answer: wait for the real one
+          headers_.clear();
+          continue;
+        }
+        return {};
+      }
+      if (buf_.size() > kMaxHead) {
+        return Result<void>(Errc::upstream_protocol, "upstream response head too large");
+      }
+      const auto r = fill(alive);
+      if (r.code() == Errc::upstream_closed && buf_.empty() && !got_bytes) return r;
+      if (!r) return r;
+      got_bytes = true;
+    }
+  }
+
+  Result<std::uint64_t> relay(BodySink& sink) override {
+    const AliveCheck alive = [&sink] { return sink.alive(); };
+    std::uint64_t sent = 0;
+    std::string out;
+    bool done = framing_ == Framing::none;
+    while (!done) {
+      if (buf_.empty()) {
+        const auto r = fill(alive);
+        if (!r) {
+          if (r.code() == Errc::upstream_closed && framing_ == Framing::close) break;
+          return r.error();
+        }
+      }
+      std::string_view data;
+      switch (framing_) {
+        case Framing::length: {
+          const std::size_t take = static_cast<std::size_t>(
+              std::min<std::uint64_t>(buf_.size(), length_ - sent));
+          data = std::string_view(buf_).substr(0, take);
+          if (!data.empty() && !sink.write(data.data(), data.size())) {
+            return Result<std::uint64_t>(Errc::cancelled, "client went away");
+          }
+          sent += take;
+          buf_.erase(0, take);
+          done = sent == length_;
+          continue;
+        }
+        case Framing::close: {
+          if (!sink.write(buf_.data(), buf_.size())) {
+            return Result<std::uint64_t>(Errc::cancelled, "client went away");
+          }
+          sent += buf_.size();
+          buf_.clear();
+          continue;
+        }
+        case Framing::chunked: {
+          out.clear();
+          auto r = decode_chunks(out, done);
+          if (!r) return r.error();
+          if (!out.empty()) {
+            if (!sink.write(out.data(), out.size())) {
+              return Result<std::uint64_t>(Errc::cancelled, "client went away");
+            }
+            sent += out.size();
+          }
+          if (!done && r.value() == 0 && !buf_.empty()) {
+            // Partial framing line in the buffer: read more before decoding again.
+            const auto f = fill(alive);
+            if (!f) return f.error();
+          }
+          continue;
+        }
+        case Framing::none: break;
+      }
+    }
+    if (framing_ != Framing::close && !close_ && buf_.empty()) {
+      pool_.give(id_, fd_);
+      fd_ = -1;
+    }
+    return sent;
+  }
+
+ private:
+  // Appends what the socket has to buf_, waiting up to the read timeout.
+  Result<void> fill(const AliveCheck& alive) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
+    for (;;) {
+      char tmp[kReadChunk];
+      const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n > 0) {
+        buf_.append(tmp, static_cast<std::size_t>(n));
+        return {};
+      }
+      if (n == 0) return Result<void>(Errc::upstream_closed, "upstream closed the connection");
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return Result<void>(Errc::upstream_closed,
+                            std::string("upstream connection failed: ") + std::strerror(errno));
+      }
+      const int w = wait_fd(fd_, POLLIN, deadline, alive, options_.alive_poll_ms);
+      if (w == 0) return Result<void>(Errc::timeout, "upstream read timed out");
+      if (w == -2) return Result<void>(Errc::cancelled, "client went away");
+      if (w < 0) return Result<void>(Errc::upstream_closed, "upstream poll failed");
+    }
+  }
+
+  Result<void> parse_head(std::string_view head) {
+    const auto line_end = head.find("\r\n");
+    const std::string_view status_line = head.substr(0, line_end);
+    if (status_line.size() < 12 || status_line.substr(0, 5) != "HTTP/") {
+      return Result<void>(Errc::upstream_protocol, "upstream sent no HTTP status line");
+    }
+    const bool http10 = status_line.substr(0, 8) == "HTTP/1.0";
+    int code = 0;
+    const auto sp = status_line.find(' ');
+    const auto digits = status_line.substr(sp + 1, 3);
+    if (std::from_chars(digits.data(), digits.data() + digits.size(), code).ec != std::errc{} ||
+        code < 100 || code > 999) {
+      return Result<void>(Errc::upstream_protocol, "upstream sent a bad status code");
+    }
+    status_ = code;
+    headers_.clear();
+    bool chunked = false;
+    bool has_length = false;
+    close_ = http10;
+    std::string_view rest = head.substr(line_end + 2);
+    while (!rest.empty()) {
+      const auto e = rest.find("\r\n");
+      const std::string_view line = rest.substr(0, e);
+      rest = e == std::string_view::npos ? std::string_view{} : rest.substr(e + 2);
+      const auto colon = line.find(':');
+      if (colon == std::string_view::npos || colon == 0) continue;
+      const std::string_view name = line.substr(0, colon);
+      const std::string_view value = detail::trim(line.substr(colon + 1));
+      if (detail::iequals(name, "content-length")) {
+        std::uint64_t n = 0;
+        if (std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc{}) {
+          return Result<void>(Errc::upstream_protocol, "upstream sent a bad Content-Length");
+        }
+        length_ = n;
+        has_length = true;
+      } else if (detail::iequals(name, "transfer-encoding")) {
+        chunked = detail::icontains(value, "chunked");
+      } else if (detail::iequals(name, "connection")) {
+        if (detail::icontains(value, "close")) close_ = true;
+        if (detail::icontains(value, "keep-alive")) close_ = false;
+      } else if (!detail::is_hop_by_hop(name)) {
+        headers_.push_back(Header{std::string(name), std::string(value)});
+      }
+    }
+    if (status_ == 204 || status_ == 304 || (status_ >= 100 && status_ < 200)) {
+      framing_ = Framing::none;
+    } else if (chunked) {
+      framing_ = Framing::chunked;
+    } else if (has_length) {
+      framing_ = length_ == 0 ? Framing::none : Framing::length;
+    } else {
+      framing_ = Framing::close;
+      close_ = true;
+    }
+    return {};
+  }
+
+  // Decodes as much chunked framing from buf_ as is complete; appends data to `out`.
+  // Returns the bytes of buf_ consumed.
+  Result<std::size_t> decode_chunks(std::string& out, bool& done) {
+    std::size_t pos = 0;
+    for (;;) {
+      if (chunk_left_ > 0) {
+        const std::size_t take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left_, buf_.size() - pos));
+        out.append(buf_, pos, take);
+        pos += take;
+        chunk_left_ -= take;
+        if (chunk_left_ > 0) break;
+        need_crlf_ = true;
+      }
+      if (need_crlf_) {
+        if (buf_.size() - pos < 2) break;
+        if (buf_.compare(pos, 2, "\r\n") != 0) {
+          return Result<std::size_t>(Errc::upstream_protocol, "bad chunked framing");
+        }
+        pos += 2;
+        need_crlf_ = false;
+      }
+      const auto eol = buf_.find("\r\n", pos);
+      if (eol == std::string::npos) {
+        if (buf_.size() - pos > 4096) {
+          return Result<std::size_t>(Errc::upstream_protocol, "chunk size line too long");
+        }
+        break;
+      }
+      if (in_trailers_) {
+        const bool blank = eol == pos;
+        pos = eol + 2;
+        if (blank) {
+          done = true;
+          break;
+        }
+        continue;
+      }
+      std::uint64_t size = 0;
+      const char* first = buf_.data() + pos;
+      const auto [ptr, ec] = std::from_chars(first, buf_.data() + eol, size, 16);
+      if (ec != std::errc{} || ptr == first) {
+        return Result<std::size_t>(Errc::upstream_protocol, "bad chunk size");
+      }
+      pos = eol + 2;
+      if (size == 0) {
+        in_trailers_ = true;
+        continue;
+      }
+      chunk_left_ = size;
+    }
+    buf_.erase(0, pos);
+    return pos;
+  }
+
+  const HttpTransportOptions& options_;
+  ConnectionPool& pool_;
+  std::string id_;
+  int fd_ = -1;
+  std::string buf_;
+  int status_ = 0;
+  Headers headers_;
+  Framing framing_ = Framing::close;
+  std::uint64_t length_ = 0;
+  bool close_ = false;
+  std::uint64_t chunk_left_ = 0;
+  bool need_crlf_ = false;
+  bool in_trailers_ = false;
+};
+
+// Writes all iovecs, waiting for the socket as needed. Returns bytes written or -1.
+Result<std::size_t> write_all(int fd, iovec* iov, int count, std::uint32_t timeout_ms,
+                              const AliveCheck& alive, std::uint32_t slice_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::size_t written = 0;
+  while (count > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        const int w = wait_fd(fd, POLLOUT, deadline, alive, slice_ms);
+        if (w == 0) return Result<std::size_t>(Errc::timeout, "upstream write timed out");
+        if (w == -2) return Result<std::size_t>(Errc::cancelled, "client went away");
+        if (w < 0) return Result<std::size_t>(Errc::upstream_closed, "upstream poll failed");
+        continue;
+      }
+      return Result<std::size_t>(Errc::upstream_closed,
+                                 std::string("upstream write failed: ") + std::strerror(errno));
+    }
+    written += static_cast<std::size_t>(n);
+    auto left = static_cast<std::size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return written;
+}
+
+class HttpTransport final : public Transport {
+ public:
+  explicit HttpTransport(const HttpTransportOptions& options)
+      : options_(options), pool_(options.max_idle_per_endpoint) {}
+
+  Result<std::unique_ptr<UpstreamResponse>> send(const Endpoint& endpoint,
+                                                 const UpstreamRequest& request,
+                                                 const AliveCheck& alive) override {
+    std::string head;
+    head.reserve(512);
+    head.append(request.method).append(" ").append(endpoint.url.prefix).append(request.path);
+    head.append(" HTTP/1.1\r\nHost: ").append(endpoint.url.host);
+    head.append(":").append(std::to_string(endpoint.url.port)).append("\r\n");
+    if (!endpoint.api_key.empty()) head.append("Authorization: Bearer ").append(endpoint.api_key).append("\r\n");
+    if (request.headers != nullptr) {
+      for (const Header& h : *request.headers) {
+        head.append(h.name).append(": ").append(h.value).append("\r\n");
+      }
+    }
+    if (request.method != "GET" || !request.body.empty()) {
+      head.append("Content-Length: ").append(std::to_string(request.body.size())).append("\r\n");
+    }
+    head.append("\r\n");
+
+    // A pooled socket may have been closed by the upstream while idle: if it yields nothing,
+    // retry once on a fresh connection (the upstream cannot have acted on the request).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      int fd = attempt == 0 ? pool_.take(endpoint.id) : -1;
+      const bool reused = fd >= 0;
+      if (!reused) {
+        std::string why;
+        fd = connect_to(endpoint.url, options_.connect_timeout_ms, why);
+        if (fd < 0) {
+          return Result<std::unique_ptr<UpstreamResponse>>(
+              Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + why);
+        }
+      }
+      auto response = std::make_unique<HttpResponse>(options_, pool_, endpoint.id, fd);
+      iovec iov[2] = {{head.data(), head.size()},
+                      {const_cast<char*>(request.body.data()), request.body.size()}};
+      const auto w = write_all(fd, iov, request.body.empty() ? 1 : 2, options_.write_timeout_ms,
+                               alive, options_.alive_poll_ms);
+      if (!w) {
+        if (reused && w.code() == Errc::upstream_closed) continue;
+        return w.error();
+      }
+      bool got_bytes = false;
+      auto r = response->read_head(alive, got_bytes);
+      if (!r) {
+        if (reused && !got_bytes && r.code() == Errc::upstream_closed) continue;
+        return r.error();
+      }
+      return std::unique_ptr<UpstreamResponse>(std::move(response));
+    }
+    return Result<std::unique_ptr<UpstreamResponse>>(Errc::upstream_closed,
+                                                     "upstream closed the connection");
+  }
+
+ private:
+  HttpTransportOptions options_;
+  ConnectionPool pool_;
+};
+
+}  // namespace
+
+std::shared_ptr<Transport> make_http_transport(const HttpTransportOptions& options) {
+  return std::make_shared<HttpTransport>(options);
+}
+
+}  // namespace vllm_router

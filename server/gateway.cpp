@@ -1,0 +1,361 @@
+// Gateway routes: forwarding of every model-carrying POST, /v1/models, health, readiness, metrics.
+#include "gateway.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "log.h"
+#include "vllm_router/random.h"
+#include "vllm_router/version.h"
+
+namespace vllm_router::server {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock;
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Request headers never forwarded: connection-level ones, framing, our own, the client's key,
+// and cpp-httplib's pseudo-headers.
+bool dropped_request_header(std::string_view name) {
+  static constexpr std::string_view kDropped[] = {
+      "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+      "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
+      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id",
+      "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"};
+  for (std::string_view d : kDropped) {
+    if (iequals(name, d)) return true;
+  }
+  return false;
+}
+
+// Response headers we set ourselves (or that cpp-httplib sets): not copied from upstream.
+bool dropped_response_header(std::string_view name) {
+  return iequals(name, "content-type") || iequals(name, "x-request-id") ||
+         iequals(name, "content-encoding") || iequals(name, "date") || iequals(name, "server");
+}
+
+std::string new_request_id() {
+  thread_local Rng rng(static_cast<std::uint64_t>(SteadyTime::now().time_since_epoch().count()) ^
+                       reinterpret_cast<std::uintptr_t>(&rng));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t v = rng.next();
+    for (int i = 0; i < 16; ++i, v >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 15];
+  }
+  return id;
+}
+
+bool valid_header_value(std::string_view v) {
+  return v.find_first_of("\r\n") == std::string_view::npos && v.size() <= 8192;
+}
+
+void set_json_error(httplib::Response& res, const Error& error) {
+  res.status = http_status(error.code);
+  res.set_content(to_openai_json(error), "application/json");
+}
+
+double seconds_since(SteadyTime::time_point t) {
+  return std::chrono::duration<double>(SteadyTime::now() - t).count();
+}
+
+// Adapts cpp-httplib's DataSink to the library's BodySink.
+class SinkAdapter final : public BodySink {
+ public:
+  explicit SinkAdapter(httplib::DataSink& sink) : sink_(sink) {}
+  bool write(const char* data, std::size_t size) override { return sink_.write(data, size); }
+  bool alive() override { return sink_.is_writable(); }
+
+ private:
+  httplib::DataSink& sink_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Gateway>> Gateway::create(const GatewayConfig& config) {
+  auto metrics = std::make_shared<Metrics>();
+  RouterOptions options;
+  options.observer = metrics;
+  auto router = Router::create(config.router, std::move(options));
+  if (!router) return router.error();
+  return std::unique_ptr<Gateway>(new Gateway(config, std::move(router.value()), std::move(metrics)));
+}
+
+Gateway::Gateway(GatewayConfig config, std::unique_ptr<Router> router, std::shared_ptr<Metrics> metrics)
+    : config_(std::move(config)),
+      router_(std::move(router)),
+      metrics_(std::move(metrics)),
+      server_(std::make_unique<httplib::Server>()),
+      created_(static_cast<std::int64_t>(std::time(nullptr))) {
+  install_routes();
+}
+
+Gateway::~Gateway() = default;
+
+void Gateway::install_routes() {
+  httplib::Server& svr = *server_;
+  const std::size_t threads = std::max<std::uint32_t>(1, config_.threads);
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr.set_tcp_nodelay(true);
+  svr.set_keep_alive_max_count(1000);
+  svr.set_keep_alive_timeout(5);
+  const auto client_timeout = std::chrono::milliseconds(config_.client_timeout_ms);
+  svr.set_read_timeout(client_timeout);
+  svr.set_write_timeout(client_timeout);
+  svr.set_payload_max_length(static_cast<std::size_t>(config_.max_body_bytes));
+  // SO_REUSEADDR only: SO_REUSEPORT (the library default) lets a second process silently share
+  // the port. The fd is kept to widen the listen backlog after bind.
+  svr.set_socket_options([this](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd_.store(fd);
+  });
+
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Never let the server compress: it would buffer SSE and cost CPU on every JSON answer.
+    const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+    std::string id = req.get_header_value("X-Request-Id");
+    if (id.empty() || !valid_header_value(id) || id.size() > 256) id = new_request_id();
+    res.set_header("X-Request-Id", id);
+    if (req.method != "GET" && req.method != "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    const std::string& path = req.path;
+    if (path == "/health" || path == "/ping") {
+      res.status = 200;
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (path == "/ready") {
+      const auto snap = router_->snapshot();
+      bool ready = false;
+      for (const Pool& pool : snap->pools) ready = ready || !pool.endpoints.empty();
+      res.status = ready ? 200 : 503;
+      res.set_content(ready ? R"({"status":"ready"})" : R"({"status":"no usable endpoint"})",
+                      "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (path == "/metrics") {
+      res.set_content(metrics_->render(*router_->snapshot()), "text/plain; version=0.0.4");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (path == "/version") {
+      res.set_content(std::string(R"({"version":")") + vllm_router::version() + "\"}", "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (path == "/v1/models") {
+      handle_models(req, res);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    set_json_error(res, Error{Errc::invalid_argument, "Not Found: GET " + path, ""});
+    res.status = 404;
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  svr.Post(".*", [this](const httplib::Request& req, httplib::Response& res) { handle_forward(req, res); });
+
+  // Statuses the library produces itself (413, 400 on bad framing, 404 for other methods) get
+  // an OpenAI-shaped body; answers we built or relay are left alone.
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty() || res.content_provider_) return;
+    Error e{Errc::invalid_argument, "", ""};
+    if (res.status == 413) {
+      e = Error{Errc::body_too_large, "request body is larger than the configured limit", ""};
+    } else if (res.status == 404 || res.status == 405) {
+      e.message = "Not Found: " + req.method + " " + req.path;
+    } else {
+      e.message = res.status == 400 ? "malformed HTTP request" : "request failed";
+    }
+    const int status = res.status;
+    set_json_error(res, e);
+    res.status = status;
+  });
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    set_json_error(res, Error{Errc::internal, "internal error", ""});
+  });
+  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (log_enabled(LogLevel::debug)) {
+      log(LogLevel::debug, "{} {} {} id={}", req.method, req.path, res.status,
+          res.get_header_value("X-Request-Id"));
+    }
+  });
+}
+
+bool Gateway::authorized(const httplib::Request& req) const {
+  if (config_.api_keys.empty()) return true;
+  const std::string auth = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
+  const std::string_view key = std::string_view(auth).substr(kBearer.size());
+  bool ok = false;
+  for (const std::string& k : config_.api_keys) {
+    // Constant time for equal lengths: no early exit on the first differing byte.
+    if (k.size() != key.size()) continue;
+    unsigned char diff = 0;
+    for (std::size_t i = 0; i < k.size(); ++i) diff |= static_cast<unsigned char>(k[i] ^ key[i]);
+    ok = ok || diff == 0;
+  }
+  return ok;
+}
+
+void Gateway::reply_error(httplib::Response& res, const Error& error, std::string_view model,
+                          SteadyTime::time_point started) {
+  set_json_error(res, error);
+  // Unknown names stay out of the labels: clients must not be able to grow the series set.
+  metrics_->on_response(error.code == Errc::unknown_model ? std::string_view{} : model, res.status,
+                        seconds_since(started));
+  if (res.status >= 500) {
+    log(LogLevel::warn, "request {} failed: {} ({})", res.get_header_value("X-Request-Id"),
+        error.message, errc_name(error.code));
+  }
+}
+
+void Gateway::handle_models(const httplib::Request& req, httplib::Response& res) {
+  if (!authorized(req)) {
+    set_json_error(res, Error{Errc::unauthorized, "Missing or invalid API key", ""});
+    return;
+  }
+  const auto snap = router_->snapshot();
+  std::string out = R"({"object":"list","data":[)";
+  bool first = true;
+  for (const CatalogEntry& e : snap->catalog.entries()) {
+    if (!first) out += ',';
+    first = false;
+    const std::string& model = snap->pools[e.pool].model;
+    out += R"({"id":)";
+    const auto append = [&out](std::string_view s) {
+      out += '"';
+      for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (static_cast<unsigned char>(c) < 0x20) continue;
+        out += c;
+      }
+      out += '"';
+    };
+    append(e.name);
+    out += R"(,"object":"model","created":)" + std::to_string(created_) + R"(,"owned_by":"vllm-router","root":)";
+    append(e.kind == NameKind::lora ? e.upstream : model);
+    out += R"(,"parent":)";
+    if (e.kind == NameKind::lora) {
+      append(model);
+    } else {
+      out += "null";
+    }
+    out += '}';
+  }
+  out += "]}";
+  res.set_content(out, "application/json");
+}
+
+void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res) {
+  const auto started = SteadyTime::now();
+  if (!authorized(req)) {
+    return reply_error(res, Error{Errc::unauthorized, "Missing or invalid API key", ""}, "", started);
+  }
+  auto& body = const_cast<std::string&>(req.body);  // padded in place for simdjson, bytes unchanged
+  if (body.empty()) {
+    return reply_error(res, Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""},
+                       "", started);
+  }
+  auto view = parse_request_padded(body);
+  if (!view) return reply_error(res, view.error(), "", started);
+
+  Headers headers;
+  headers.reserve(req.headers.size() + 2);
+  for (const auto& [name, value] : req.headers) {
+    if (dropped_request_header(name)) continue;
+    if (!valid_header_value(value)) {
+      return reply_error(res, Error{Errc::invalid_argument, "header '" + name + "' has an invalid value", name},
+                         view->model, started);
+    }
+    headers.push_back(Header{name, value});
+  }
+  const std::string request_id = res.get_header_value("X-Request-Id");
+  headers.push_back(Header{"X-Request-Id", request_id});
+  headers.push_back(Header{"X-Forwarded-For", req.remote_addr});
+
+  UpstreamRequest up;
+  up.method = "POST";
+  up.path = req.target;
+  up.headers = &headers;
+  up.body = body;
+  auto forwarded = router_->forward(view.value(), up);
+  if (!forwarded) return reply_error(res, forwarded.error(), view->model, started);
+
+  auto exchange = std::make_shared<Exchange>(std::move(forwarded.value()));
+  res.status = exchange->status();
+  std::string content_type = "application/json";
+  for (const Header& h : exchange->headers()) {
+    if (iequals(h.name, "content-type")) {
+      content_type = h.value;
+    } else if (!dropped_response_header(h.name)) {
+      res.set_header(h.name, h.value);
+    }
+  }
+  const bool event_stream = content_type.rfind("text/event-stream", 0) == 0;
+  auto metrics = metrics_;
+  std::string model = exchange->model();
+  auto finish = [metrics, model, started, exchange, event_stream](httplib::DataSink& sink) {
+    SinkAdapter adapter(sink);
+    auto relayed = exchange->relay(adapter);
+    metrics->on_response(model, exchange->status(), seconds_since(started));
+    if (relayed) return true;
+    if (relayed.code() == Errc::cancelled) return false;
+    log(LogLevel::warn, "upstream {} failed mid-answer: {}", exchange->endpoint().id, relayed.error().message);
+    if (event_stream) {
+      // The 200 is gone: report in band, the way vLLM does, then end the stream cleanly.
+      std::string event = "data: " + to_openai_json(relayed.error()) + "\n\ndata: [DONE]\n\n";
+      sink.write(event.data(), event.size());
+      return true;
+    }
+    return false;  // closes the connection: the client sees a truncated body, not a success
+  };
+  if (const auto length = exchange->content_length(); length && !event_stream) {
+    if (*length == 0) {  // nothing to pull: finish the exchange (returns the socket) now
+      struct NullSink final : BodySink {
+        bool write(const char*, std::size_t) override { return true; }
+      } null_sink;
+      (void)exchange->relay(null_sink);
+      res.set_content("", content_type.c_str());
+      metrics_->on_response(model, res.status, seconds_since(started));
+      return;
+    }
+    res.set_content_provider(static_cast<std::size_t>(*length), content_type,
+                             [finish](std::size_t, std::size_t, httplib::DataSink& sink) { return finish(sink); });
+  } else {
+    res.set_chunked_content_provider(content_type, [finish](std::size_t, httplib::DataSink& sink) {
+      const bool ok = finish(sink);
+      if (ok) sink.done();
+      return ok;
+    });
+  }
+}
+
+Result<int> Gateway::bind() {
+  const int port = config_.port == 0 ? server_->bind_to_any_port(config_.host)
+                                     : (server_->bind_to_port(config_.host, config_.port) ? config_.port : -1);
+  if (port < 0) {
+    return Result<int>(Errc::config, "cannot listen on " + config_.host + ":" + std::to_string(config_.port) +
+                                         ": " + std::strerror(errno),
+                       "port");
+  }
+  // cpp-httplib listens with a backlog of 5: a burst of connections would wait for SYN
+  // retransmits. Linux lets listen() be called again to widen it.
+  if (const int fd = listen_fd_.load(); fd >= 0) ::listen(fd, 4096);
+  return port;
+}
+
+bool Gateway::run() { return server_->listen_after_bind(); }
+
+void Gateway::stop() { server_->stop(); }
+
+}  // namespace vllm_router::server

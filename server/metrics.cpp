@@ -1,0 +1,151 @@
+// Prometheus rendering of request counts, latency histograms and endpoint gauges.
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+namespace vllm_router::server {
+namespace {
+
+std::string_view kind_name(OutcomeKind kind) {
+  switch (kind) {
+    case OutcomeKind::success: return "success";
+    case OutcomeKind::connect_failure: return "connect_failure";
+    case OutcomeKind::timeout: return "timeout";
+    case OutcomeKind::upstream_closed: return "upstream_closed";
+    case OutcomeKind::cancelled: return "cancelled";
+    case OutcomeKind::error: return "error";
+  }
+  return "error";
+}
+
+// Prometheus label values escape backslash, quote and newline.
+std::string label(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Histogram::observe(double seconds) noexcept {
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_micros_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < kBounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels,
+                   kBounds[i], cumulative);
+  }
+  cumulative += buckets_[kBounds.size()].load(std::memory_order_relaxed);
+  fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels,
+                 cumulative);
+  fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {}\n", name, labels,
+                 static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6);
+  fmt::format_to(std::back_inserter(out), "{}_count{{{}}} {}\n", name, labels,
+                 count_.load(std::memory_order_relaxed));
+}
+
+void Metrics::on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) {
+  std::string key;
+  key.reserve(model.size() + endpoint.id.size() + 1);
+  key.append(model).push_back('\0');
+  key.append(endpoint.id);
+  const std::string series = fmt::format("{},{}", kind_name(outcome.kind), outcome.status);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& up = upstream_[key];
+  if (!up) up = std::make_unique<Upstream>();
+  auto& s = up->by_outcome[series];
+  if (!s) s = std::make_unique<Series>();
+  s->count.fetch_add(1, std::memory_order_relaxed);
+  if (outcome.kind == OutcomeKind::success) {
+    up->ttfb.observe(std::chrono::duration<double>(outcome.ttfb).count());
+    up->latency.observe(std::chrono::duration<double>(outcome.latency).count());
+  }
+}
+
+void Metrics::on_response(std::string_view model, int status, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = client_.find(model);
+  if (it == client_.end()) it = client_.emplace(std::string(model), std::make_unique<Client>()).first;
+  auto& s = it->second->by_status[status];
+  if (!s) s = std::make_unique<Series>();
+  s->count.fetch_add(1, std::memory_order_relaxed);
+  it->second->latency.observe(seconds);
+}
+
+std::string Metrics::render(const Snapshot& snapshot) const {
+  std::string out;
+  out.reserve(4096);
+  std::lock_guard<std::mutex> lock(mutex_);
+  out += "# HELP vllm_router_requests_total Client requests answered, by model and status.\n";
+  out += "# TYPE vllm_router_requests_total counter\n";
+  for (const auto& [model, c] : client_) {
+    for (const auto& [status, s] : c->by_status) {
+      fmt::format_to(std::back_inserter(out), "vllm_router_requests_total{{model=\"{}\",status=\"{}\"}} {}\n",
+                     label(model), status, s->count.load());
+    }
+  }
+  out += "# HELP vllm_router_request_duration_seconds Client request latency, by model.\n";
+  out += "# TYPE vllm_router_request_duration_seconds histogram\n";
+  for (const auto& [model, c] : client_) {
+    c->latency.render(out, "vllm_router_request_duration_seconds",
+                      fmt::format("model=\"{}\"", label(model)));
+  }
+  out += "# HELP vllm_router_upstream_requests_total Upstream attempts, by model, endpoint, outcome and status.\n";
+  out += "# TYPE vllm_router_upstream_requests_total counter\n";
+  for (const auto& [key, up] : upstream_) {
+    const auto sep = key.find('\0');
+    const std::string model = label(std::string_view(key).substr(0, sep));
+    const std::string endpoint = label(std::string_view(key).substr(sep + 1));
+    for (const auto& [series, s] : up->by_outcome) {
+      const auto comma = series.find(',');
+      fmt::format_to(std::back_inserter(out),
+                     "vllm_router_upstream_requests_total{{model=\"{}\",endpoint=\"{}\",outcome=\"{}\",status=\"{}\"}} {}\n",
+                     model, endpoint, series.substr(0, comma), series.substr(comma + 1), s->count.load());
+    }
+  }
+  out += "# HELP vllm_router_upstream_ttfb_seconds Time to the upstream response head, by model and endpoint.\n";
+  out += "# TYPE vllm_router_upstream_ttfb_seconds histogram\n";
+  for (const auto& [key, up] : upstream_) {
+    const auto sep = key.find('\0');
+    up->ttfb.render(out, "vllm_router_upstream_ttfb_seconds",
+                    fmt::format("model=\"{}\",endpoint=\"{}\"", label(std::string_view(key).substr(0, sep)),
+                                label(std::string_view(key).substr(sep + 1))));
+  }
+  out += "# HELP vllm_router_upstream_duration_seconds Upstream request latency, by model and endpoint.\n";
+  out += "# TYPE vllm_router_upstream_duration_seconds histogram\n";
+  for (const auto& [key, up] : upstream_) {
+    const auto sep = key.find('\0');
+    up->latency.render(out, "vllm_router_upstream_duration_seconds",
+                       fmt::format("model=\"{}\",endpoint=\"{}\"", label(std::string_view(key).substr(0, sep)),
+                                   label(std::string_view(key).substr(sep + 1))));
+  }
+  out += "# HELP vllm_router_endpoint_in_flight Requests open on an endpoint now.\n";
+  out += "# TYPE vllm_router_endpoint_in_flight gauge\n";
+  for (const Pool& pool : snapshot.pools) {
+    for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
+      fmt::format_to(std::back_inserter(out), "vllm_router_endpoint_in_flight{{model=\"{}\",endpoint=\"{}\"}} {}\n",
+                     label(pool.model), label(pool.endpoints[i]->id), pool.states[i]->in_flight.load());
+    }
+  }
+  out += "# HELP vllm_router_config_version Version of the routing table in use.\n";
+  out += "# TYPE vllm_router_config_version gauge\n";
+  fmt::format_to(std::back_inserter(out), "vllm_router_config_version {}\n", snapshot.version);
+  return out;
+}
+
+}  // namespace vllm_router::server

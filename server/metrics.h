@@ -1,0 +1,59 @@
+// Prometheus metrics of the gateway: an Observer of upstream outcomes plus client-facing counts.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "vllm_router/observer.h"
+#include "vllm_router/snapshot.h"
+
+namespace vllm_router::server {
+
+/// A fixed-bucket latency histogram with atomic counters. Thread-safe.
+class Histogram {
+ public:
+  static constexpr std::array<double, 14> kBounds = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                     0.5,   1.0,   2.5,  5.0,   10.0, 30.0, 60.0};
+  void observe(double seconds) noexcept;
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<std::uint64_t> sum_micros_{0};
+};
+
+/// Collects request and upstream metrics; renders the Prometheus text format. Thread-safe.
+class Metrics final : public Observer {
+ public:
+  /// One upstream attempt ended (called by leases).
+  void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override;
+  /// One client request answered with `status` after `seconds`; `model` may be empty.
+  void on_response(std::string_view model, int status, double seconds);
+  /// The whole exposition, with live gauges read from `snapshot`.
+  std::string render(const Snapshot& snapshot) const;
+
+ private:
+  struct Series {
+    std::atomic<std::uint64_t> count{0};
+  };
+  struct Upstream {
+    std::map<std::string, std::unique_ptr<Series>, std::less<>> by_outcome;  // "kind,status"
+    Histogram ttfb;
+    Histogram latency;
+  };
+  struct Client {
+    std::map<int, std::unique_ptr<Series>> by_status;
+    Histogram latency;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<Upstream>, std::less<>> upstream_;  // "model\0endpoint"
+  std::map<std::string, std::unique_ptr<Client>, std::less<>> client_;      // by model
+};
+
+}  // namespace vllm_router::server

@@ -1,0 +1,542 @@
+// Command line, environment and config-file handling of the vllm-router executable.
+#include "options.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "vllm_router/endpoint.h"
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace vllm_router::server {
+namespace {
+
+// How a flag or variable is used; one table drives parsing and --help.
+enum class Kind {
+  host,
+  port,
+  model,
+  alias,
+  lora,
+  config,
+  api_key,
+  policy,
+  default_model,
+  max_body_bytes,
+  connect_timeout_ms,
+  read_timeout_ms,
+  threads,
+  max_connections,
+  log_level,
+  check_config,
+  demo,
+  help,
+  version,
+};
+
+struct FlagSpec {
+  Kind kind;
+  std::string_view flag;  // "--port"
+  std::string_view env;   // "VLLM_ROUTER_PORT"; empty: none
+  std::string_view arg;   // "P"; empty: takes no value
+  std::string_view help;
+};
+
+constexpr FlagSpec kFlags[] = {
+    {Kind::config, "--config", "VLLM_ROUTER_CONFIG", "FILE",
+     "JSON config file (format: docs/configuration.md)"},
+    {Kind::host, "--host", "VLLM_ROUTER_HOST", "HOST", "address to listen on"},
+    {Kind::port, "--port", "VLLM_ROUTER_PORT", "PORT", "port to listen on (0..65535; 0: any)"},
+    {Kind::model, "--model", "VLLM_ROUTER_MODELS", "NAME=URL[,URL...]",
+     "a model and its replicas; repeatable. Replaces the endpoints of a same-named\n"
+     "model from a lower level. Env syntax: NAME=URL,URL;NAME2=URL"},
+    {Kind::alias, "--alias", "VLLM_ROUTER_ALIASES", "ALIAS=MODEL",
+     "another name for MODEL; repeatable. Env syntax: ALIAS=MODEL;ALIAS2=MODEL2"},
+    {Kind::lora, "--lora", "VLLM_ROUTER_LORAS", "ADAPTER=MODEL",
+     "a LoRA adapter served by MODEL's replicas; repeatable.\n"
+     "Env syntax: ADAPTER=MODEL;ADAPTER2=MODEL2"},
+    {Kind::api_key, "--api-key", "VLLM_ROUTER_API_KEYS", "KEY",
+     "accepted client API key; repeatable (env: comma separated).\n"
+     "Keys given at a higher level replace the lower level's keys"},
+    {Kind::policy, "--policy", "VLLM_ROUTER_POLICY", "NAME",
+     "default load-balancing policy (round_robin, least_requests)"},
+    {Kind::default_model, "--default-model", "VLLM_ROUTER_DEFAULT_MODEL", "NAME",
+     "model (or alias, adapter) used when a request names none"},
+    {Kind::max_body_bytes, "--max-body-bytes", "VLLM_ROUTER_MAX_BODY_BYTES", "N",
+     "largest accepted request body, bytes"},
+    {Kind::connect_timeout_ms, "--connect-timeout-ms", "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "N",
+     "upstream connect timeout"},
+    {Kind::read_timeout_ms, "--read-timeout-ms", "VLLM_ROUTER_READ_TIMEOUT_MS", "N",
+     "longest wait for any upstream byte"},
+    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N", "HTTP worker threads"},
+    {Kind::max_connections, "--max-connections", "VLLM_ROUTER_MAX_CONNECTIONS", "N",
+     "client connection limit (0: threads * 4)"},
+    {Kind::log_level, "--log-level", "VLLM_ROUTER_LOG_LEVEL", "LEVEL",
+     "error | warn | info | debug"},
+    {Kind::check_config, "--check-config", "", "",
+     "validate the configuration, print a summary and exit"},
+    {Kind::demo, "--demo", "", "", "start two simulated engines and route to them"},
+    {Kind::help, "--help", "", "", "print this help and exit"},
+    {Kind::version, "--version", "", "", "print the version and exit"},
+};
+
+constexpr std::uint64_t kU16Max = std::numeric_limits<std::uint16_t>::max();
+constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t kU64Max = std::numeric_limits<std::uint64_t>::max();
+
+const FlagSpec* find_flag(std::string_view name) {
+  if (name == "-h") name = "--help";
+  for (const FlagSpec& spec : kFlags) {
+    if (spec.flag == name) return &spec;
+  }
+  return nullptr;
+}
+
+Error option_error(std::string_view source, std::string_view what) {
+  return Error{Errc::config, fmt::format("{}: {}", source, what), std::string(source)};
+}
+
+std::string_view trim(std::string_view text) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+std::vector<std::string_view> split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  while (true) {
+    auto at = text.find(separator);
+    parts.push_back(text.substr(0, at));
+    if (at == std::string_view::npos) break;
+    text.remove_prefix(at + 1);
+  }
+  return parts;
+}
+
+Result<std::uint64_t> parse_integer(std::string_view source, std::string_view text,
+                                    std::uint64_t min, std::uint64_t max) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || value < min ||
+      value > max) {
+    std::string range = (max == kU32Max || max == kU64Max) ? fmt::format(">= {}", min)
+                                                           : fmt::format("{}..{}", min, max);
+    if (ec == std::errc{} && end == text.data() + text.size() && !text.empty() && value > max) {
+      range = fmt::format("{}..{}", min, max);
+    }
+    return option_error(source, fmt::format("expected an integer {}, got '{}'", range, text));
+  }
+  return value;
+}
+
+// One level of settings (the environment or the flags); unset fields stay empty.
+struct Layer {
+  struct Named {  // alias or LoRA adapter -> model, with where it came from
+    std::string name;
+    std::string model;
+    std::string source;
+  };
+  std::optional<std::string> host;
+  std::optional<std::uint16_t> port;
+  std::vector<ModelConfig> models;
+  std::vector<Named> aliases;
+  std::vector<Named> loras;
+  std::optional<std::vector<std::string>> api_keys;
+  std::optional<std::string> policy;
+  std::optional<std::string> default_model;
+  std::optional<std::uint64_t> max_body_bytes;
+  std::optional<std::uint32_t> connect_timeout_ms;
+  std::optional<std::uint32_t> read_timeout_ms;
+  std::optional<std::uint32_t> threads;
+  std::optional<std::uint32_t> max_connections;
+  std::optional<std::string> log_level;
+};
+
+// "NAME=URL[,URL...]" -> a model with those replicas, appended to `layer.models`.
+Result<void> add_model(std::string_view source, std::string_view spec, Layer& layer) {
+  auto eq = spec.find('=');
+  if (eq == std::string_view::npos) {
+    return option_error(source, fmt::format("expected NAME=URL[,URL...], got '{}'", spec));
+  }
+  std::string_view name = trim(spec.substr(0, eq));
+  if (name.empty()) {
+    return option_error(source,
+                        fmt::format("expected NAME=URL[,URL...], got '{}' (empty name)", spec));
+  }
+  ModelConfig model;
+  model.name = std::string(name);
+  for (std::string_view part : split(spec.substr(eq + 1), ',')) {
+    std::string_view url = trim(part);
+    if (url.empty()) continue;  // tolerate "a=u1,u2," as templated values often end so
+    auto parsed = parse_url(url);
+    if (!parsed) {
+      return option_error(source, fmt::format("{} (model '{}')", parsed.error().message, name));
+    }
+    model.endpoints.push_back(EndpointConfig{std::string(url), 1, {}});
+  }
+  if (model.endpoints.empty()) {
+    return option_error(source,
+                        fmt::format("model '{}' has no URL (expected NAME=URL[,URL...])", name));
+  }
+  for (const ModelConfig& existing : layer.models) {
+    if (existing.name == model.name) {
+      return option_error(source, fmt::format("model '{}' is given twice; list its replicas "
+                                              "once, comma separated: {}=URL1,URL2",
+                                              name, name));
+    }
+  }
+  layer.models.push_back(std::move(model));
+  return {};
+}
+
+// "NAME=MODEL" -> an alias or adapter entry.
+Result<void> add_named(std::string_view source, std::string_view spec, std::string_view what,
+                       std::vector<Layer::Named>& out) {
+  auto eq = spec.find('=');
+  std::string_view name = eq == std::string_view::npos ? spec : trim(spec.substr(0, eq));
+  std::string_view model = eq == std::string_view::npos ? "" : trim(spec.substr(eq + 1));
+  if (eq == std::string_view::npos || name.empty() || model.empty()) {
+    return option_error(source, fmt::format("expected {}=MODEL, got '{}'", what, spec));
+  }
+  out.push_back(Layer::Named{std::string(name), std::string(model), std::string(source)});
+  return {};
+}
+
+// Applies one setting given by `source` (a flag or a variable) to the layer. `from_env` selects
+// the list syntax of the variables (';' between models, ',' between API keys).
+Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::string_view value,
+                           bool from_env, Layer& layer) {
+  auto number = [&](std::uint64_t min, std::uint64_t max) {
+    return parse_integer(source, value, min, max);
+  };
+  switch (spec.kind) {
+    case Kind::host:
+      if (value.empty()) return option_error(source, "expected a host name or address, got ''");
+      layer.host = std::string(value);
+      return {};
+    case Kind::port: {
+      auto n = number(0, kU16Max);
+      if (!n) return std::move(n).error();
+      layer.port = static_cast<std::uint16_t>(*n);
+      return {};
+    }
+    case Kind::model:
+      if (!from_env) return add_model(source, value, layer);
+      for (std::string_view item : split(value, ';')) {
+        if (trim(item).empty()) continue;
+        if (auto r = add_model(source, trim(item), layer); !r) return r;
+      }
+      return {};
+    case Kind::alias:
+    case Kind::lora: {
+      auto& out = spec.kind == Kind::alias ? layer.aliases : layer.loras;
+      std::string_view what = spec.kind == Kind::alias ? "ALIAS" : "ADAPTER";
+      if (!from_env) return add_named(source, value, what, out);
+      for (std::string_view item : split(value, ';')) {
+        if (trim(item).empty()) continue;
+        if (auto r = add_named(source, trim(item), what, out); !r) return r;
+      }
+      return {};
+    }
+    case Kind::api_key:
+      if (!layer.api_keys) layer.api_keys.emplace();
+      if (!from_env) {
+        if (value.empty()) return option_error(source, "expected a non-empty key");
+        layer.api_keys->emplace_back(value);
+        return {};
+      }
+      for (std::string_view key : split(value, ',')) {
+        if (!trim(key).empty()) layer.api_keys->emplace_back(trim(key));
+      }
+      return {};
+    case Kind::policy:
+      if (value.empty()) return option_error(source, "expected a policy name, got ''");
+      layer.policy = std::string(value);
+      return {};
+    case Kind::default_model:
+      layer.default_model = std::string(value);
+      return {};
+    case Kind::max_body_bytes: {
+      auto n = number(1, kU64Max);
+      if (!n) return std::move(n).error();
+      layer.max_body_bytes = *n;
+      return {};
+    }
+    case Kind::connect_timeout_ms:
+    case Kind::read_timeout_ms:
+    case Kind::threads:
+    case Kind::max_connections: {
+      auto n = number(spec.kind == Kind::max_connections ? 0 : 1, kU32Max);
+      if (!n) return std::move(n).error();
+      auto v = static_cast<std::uint32_t>(*n);
+      if (spec.kind == Kind::connect_timeout_ms) layer.connect_timeout_ms = v;
+      if (spec.kind == Kind::read_timeout_ms) layer.read_timeout_ms = v;
+      if (spec.kind == Kind::threads) layer.threads = v;
+      if (spec.kind == Kind::max_connections) layer.max_connections = v;
+      return {};
+    }
+    case Kind::log_level:
+      if (value != "error" && value != "warn" && value != "info" && value != "debug") {
+        return option_error(
+            source, fmt::format("expected one of error, warn, info, debug, got '{}'", value));
+      }
+      layer.log_level = std::string(value);
+      return {};
+    case Kind::config:
+    case Kind::check_config:
+    case Kind::demo:
+    case Kind::help:
+    case Kind::version:
+      return {};  // handled by parse_options itself
+  }
+  return {};
+}
+
+ModelConfig* find_model(GatewayConfig& config, std::string_view name) {
+  for (ModelConfig& model : config.router.models) {
+    if (model.name == name) return &model;
+  }
+  return nullptr;
+}
+
+// Scalars and models of a layer over `config`. Aliases and adapters are attached later, once
+// every level's models are known.
+void merge_layer(const Layer& layer, GatewayConfig& config) {
+  if (layer.host) config.host = *layer.host;
+  if (layer.port) config.port = *layer.port;
+  if (layer.api_keys) config.api_keys = *layer.api_keys;
+  if (layer.policy) config.router.policy = *layer.policy;
+  if (layer.default_model) config.router.default_model = *layer.default_model;
+  if (layer.max_body_bytes) config.max_body_bytes = *layer.max_body_bytes;
+  if (layer.connect_timeout_ms) config.router.timeouts.connect_ms = *layer.connect_timeout_ms;
+  if (layer.read_timeout_ms) config.router.timeouts.read_ms = *layer.read_timeout_ms;
+  if (layer.threads) config.threads = *layer.threads;
+  if (layer.max_connections) config.max_connections = *layer.max_connections;
+  if (layer.log_level) config.log_level = *layer.log_level;
+  for (const ModelConfig& model : layer.models) {
+    // A same-named model keeps its aliases, adapters and policy; only the replicas change.
+    if (ModelConfig* existing = find_model(config, model.name)) {
+      existing->endpoints = model.endpoints;
+    } else {
+      config.router.models.push_back(model);
+    }
+  }
+}
+
+Result<void> attach_names(const std::vector<Layer::Named>& names, bool lora,
+                          GatewayConfig& config) {
+  for (const Layer::Named& named : names) {
+    ModelConfig* model = find_model(config, named.model);
+    if (model == nullptr) {
+      return option_error(named.source,
+                          fmt::format("{} '{}' refers to unknown model '{}'",
+                                      lora ? "LoRA adapter" : "alias", named.name, named.model));
+    }
+    auto& list = lora ? model->loras : model->aliases;
+    if (std::find(list.begin(), list.end(), named.name) == list.end()) list.push_back(named.name);
+  }
+  return {};
+}
+
+Result<std::string> read_file(const std::string& path, std::string_view source) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    return option_error(source, fmt::format("cannot open config file '{}': {}", path,
+                                            err != 0 ? std::strerror(err) : "unknown error"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return option_error(source, fmt::format("cannot read config file '{}'", path));
+  return text.str();
+}
+
+}  // namespace
+
+Environment current_environment() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text(*entry);
+    auto eq = text.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+  }
+  return env;
+}
+
+// `args` are the arguments after the program name (argv + 1 .. argv + argc).
+Result<ServerOptions> parse_options(const std::vector<std::string>& args, const Environment& env) {
+  ServerOptions options;
+
+  // 1. Split the command line into (flag, value) pairs; syntax errors only.
+  std::vector<std::pair<const FlagSpec*, std::string>> flags;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg.size() < 2 || arg[0] != '-') {
+      return Error{Errc::config, fmt::format("unexpected argument '{}' (see --help)", arg),
+                   std::string(arg)};
+    }
+    auto eq = arg.find('=');
+    std::string_view name = arg.substr(0, eq);
+    const FlagSpec* spec = arg.starts_with("--") || arg == "-h" ? find_flag(name) : nullptr;
+    if (spec == nullptr) {
+      return Error{Errc::config, fmt::format("unknown flag '{}' (see --help)", name),
+                   std::string(name)};
+    }
+    if (spec->arg.empty()) {
+      if (eq != std::string_view::npos) return option_error(spec->flag, "takes no value");
+      flags.emplace_back(spec, std::string());
+    } else if (eq != std::string_view::npos) {
+      flags.emplace_back(spec, std::string(arg.substr(eq + 1)));
+    } else if (i + 1 < args.size()) {
+      flags.emplace_back(spec, args[++i]);
+    } else {
+      return option_error(spec->flag,
+                          fmt::format("missing value (expected {} {})", spec->flag, spec->arg));
+    }
+  }
+  for (const auto& [spec, value] : flags) {
+    if (spec->kind == Kind::help) options.help = true;
+    if (spec->kind == Kind::version) options.version = true;
+    if (spec->kind == Kind::check_config) options.check_config = true;
+    if (spec->kind == Kind::demo) options.demo = true;
+    if (spec->kind == Kind::config) options.config_path = value;
+  }
+  // --help and --version work whatever the environment and config file hold.
+  if (options.help || options.version) return options;
+
+  // 2. The config file: --config, else VLLM_ROUTER_CONFIG.
+  std::string_view config_source = "--config";
+  if (options.config_path.empty()) {
+    auto it = env.find("VLLM_ROUTER_CONFIG");
+    if (it != env.end() && !it->second.empty()) {
+      options.config_path = it->second;
+      config_source = "VLLM_ROUTER_CONFIG";
+    }
+  }
+  if (!options.config_path.empty()) {
+    auto text = read_file(options.config_path, config_source);
+    if (!text) return std::move(text).error();
+    auto parsed = parse_gateway_config(*text, options.config);
+    if (!parsed) {
+      Error error = std::move(parsed).error();
+      error.message = fmt::format("{}: {}", options.config_path, error.message);
+      return error;
+    }
+    options.config = std::move(parsed).value();
+  }
+
+  // 3. Environment, then flags. Empty variables count as unset (charts often render "").
+  Layer env_layer;
+  for (const FlagSpec& spec : kFlags) {
+    if (spec.env.empty() || spec.kind == Kind::config) continue;
+    auto it = env.find(std::string(spec.env));
+    if (it == env.end() || it->second.empty()) continue;
+    if (auto r = apply_setting(spec, spec.env, it->second, true, env_layer); !r) return r.error();
+  }
+  Layer flag_layer;
+  for (const auto& [spec, value] : flags) {
+    if (auto r = apply_setting(*spec, spec->flag, value, false, flag_layer); !r) return r.error();
+  }
+  merge_layer(env_layer, options.config);
+  merge_layer(flag_layer, options.config);
+  for (const Layer* layer : {&env_layer, &flag_layer}) {
+    if (auto r = attach_names(layer->aliases, false, options.config); !r) return r.error();
+    if (auto r = attach_names(layer->loras, true, options.config); !r) return r.error();
+  }
+  return options;
+}
+
+std::string usage() {
+  const GatewayConfig defaults;
+  auto default_of = [&](Kind kind) -> std::string {
+    switch (kind) {
+      case Kind::host:
+        return defaults.host;
+      case Kind::port:
+        return std::to_string(defaults.port);
+      case Kind::policy:
+        return defaults.router.policy;
+      case Kind::max_body_bytes:
+        return std::to_string(defaults.max_body_bytes);
+      case Kind::connect_timeout_ms:
+        return std::to_string(defaults.router.timeouts.connect_ms);
+      case Kind::read_timeout_ms:
+        return std::to_string(defaults.router.timeouts.read_ms);
+      case Kind::threads:
+        return std::to_string(defaults.threads);
+      case Kind::max_connections:
+        return std::to_string(defaults.max_connections);
+      case Kind::log_level:
+        return defaults.log_level;
+      case Kind::api_key:
+        return "none (no authentication)";
+      case Kind::model:
+        return "none";
+      case Kind::config:
+        return "none";
+      case Kind::default_model:
+        return "none (requests without a model get 400)";
+      default:
+        return "";
+    }
+  };
+  std::string text =
+      "vllm-router: an OpenAI-compatible router for fleets of vLLM servers.\n"
+      "\n"
+      "Usage:\n"
+      "  vllm-router [--config FILE] [--model NAME=URL[,URL...]]... [options]\n"
+      "  vllm-router --check-config [options]\n"
+      "  vllm-router --demo\n"
+      "\n"
+      "Settings come from the config file, then VLLM_ROUTER_* environment variables, then flags;\n"
+      "a later level overrides an earlier one (flags > env > file). A model named at a higher\n"
+      "level replaces the endpoints of the same-named model; API key lists replace each other.\n"
+      "Flags accept both --flag VALUE and --flag=VALUE. Empty variables count as unset.\n"
+      "\n"
+      "Options:\n";
+  for (const FlagSpec& spec : kFlags) {
+    std::string head =
+        spec.arg.empty() ? std::string(spec.flag) : fmt::format("{} {}", spec.flag, spec.arg);
+    if (spec.kind == Kind::help) head = "-h, --help";
+    std::string help(spec.help);
+    for (auto at = help.find('\n'); at != std::string::npos; at = help.find('\n', at + 1)) {
+      help.insert(at + 1, "      ");
+    }
+    text += fmt::format("  {}\n      {}\n", head, help);
+    std::string def = default_of(spec.kind);
+    if (!spec.env.empty()) text += fmt::format("      env: {}\n", spec.env);
+    if (!def.empty()) text += fmt::format("      default: {}\n", def);
+  }
+  text +=
+      "\n"
+      "Examples:\n"
+      "  vllm-router --port 8080 \\\n"
+      "      --model meta-llama/Llama-2-7b-chat-hf=http://10.0.0.7:8000,http://10.0.0.8:8000 \\\n"
+      "      --alias llama-7b=meta-llama/Llama-2-7b-chat-hf --policy least_requests\n"
+      "\n"
+      "  VLLM_ROUTER_MODELS='llama=http://10.0.0.7:8000;qwen=http://10.0.0.9:8000' \\\n"
+      "  VLLM_ROUTER_API_KEYS=key1,key2 vllm-router --config /etc/vllm-router/config.json\n"
+      "\n"
+      "See docs/configuration.md for the config file format.\n";
+  return text;
+}
+
+}  // namespace vllm_router::server

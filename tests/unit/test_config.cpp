@@ -1,0 +1,438 @@
+// Tests of the JSON config parser (parse_gateway_config / parse_router_config) and validate().
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "vllm_router/config.h"
+
+using vllm_router::Errc;
+using vllm_router::GatewayConfig;
+using vllm_router::parse_gateway_config;
+using vllm_router::parse_router_config;
+using vllm_router::RouterConfig;
+using vllm_router::validate;
+
+namespace {
+
+const char* const kFullDocument = R"({
+  "host": "127.0.0.1", "port": 9090,
+  "api_keys": ["k1", "k2"],
+  "policy": "least_requests",
+  "default_model": "llama-7b",
+  "max_body_bytes": 1048576, "threads": 16, "max_connections": 100, "client_timeout_ms": 5000,
+  "log_level": "debug",
+  "timeouts": {"connect_ms": 100, "read_ms": 200, "write_ms": 300},
+  "max_attempts": 5, "max_idle_connections": 8,
+  "models": [
+    {"name": "meta-llama/Llama-2-7b-chat-hf", "aliases": ["llama-7b"], "loras": ["sql-lora"],
+     "policy": "round_robin",
+     "endpoints": ["http://127.0.0.1:8001",
+                   {"url": "http://127.0.0.1:8002", "weight": 2, "api_key": "sk-x"}]},
+    {"name": "qwen", "endpoints": [{"url": "http://10.0.0.9:8000/v"}]}
+  ]
+})";
+
+const std::vector<std::string> kPolicies = {"round_robin", "least_requests"};
+
+// Parses `json` expecting a config error; returns it.
+vllm_router::Error parse_error(const std::string& json) {
+  auto result = parse_gateway_config(json);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.code() == Errc::config);
+  return result.error();
+}
+
+std::string with_model(const std::string& model_json) {
+  return R"({"models": [{"name": "a", "endpoints": ["http://h:1"]}, )" + model_json + "]}";
+}
+
+RouterConfig valid_router() {
+  auto result = parse_router_config(kFullDocument);
+  REQUIRE(result.ok());
+  return *result;
+}
+
+}  // namespace
+
+TEST_CASE("config: a full document sets every field") {
+  auto result = parse_gateway_config(kFullDocument);
+  REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+  const GatewayConfig& c = *result;
+  CHECK(c.host == "127.0.0.1");
+  CHECK(c.port == 9090);
+  CHECK(c.api_keys == std::vector<std::string>{"k1", "k2"});
+  CHECK(c.router.policy == "least_requests");
+  CHECK(c.router.default_model == "llama-7b");
+  CHECK(c.max_body_bytes == 1048576u);
+  CHECK(c.threads == 16u);
+  CHECK(c.max_connections == 100u);
+  CHECK(c.client_timeout_ms == 5000u);
+  CHECK(c.log_level == "debug");
+  CHECK(c.router.timeouts.connect_ms == 100u);
+  CHECK(c.router.timeouts.read_ms == 200u);
+  CHECK(c.router.timeouts.write_ms == 300u);
+  CHECK(c.router.max_attempts == 5u);
+  CHECK(c.router.max_idle_connections == 8u);
+  REQUIRE(c.router.models.size() == 2);
+  const auto& m = c.router.models[0];
+  CHECK(m.name == "meta-llama/Llama-2-7b-chat-hf");
+  CHECK(m.aliases == std::vector<std::string>{"llama-7b"});
+  CHECK(m.loras == std::vector<std::string>{"sql-lora"});
+  CHECK(m.policy == "round_robin");
+  REQUIRE(m.endpoints.size() == 2);
+  CHECK(m.endpoints[0].url == "http://127.0.0.1:8001");
+  CHECK(m.endpoints[0].weight == 1u);
+  CHECK(m.endpoints[0].api_key.empty());
+  CHECK(m.endpoints[1].url == "http://127.0.0.1:8002");
+  CHECK(m.endpoints[1].weight == 2u);
+  CHECK(m.endpoints[1].api_key == "sk-x");
+  CHECK(c.router.models[1].name == "qwen");
+  CHECK(c.router.models[1].policy.empty());
+  CHECK(c.router.models[1].endpoints[0].url == "http://10.0.0.9:8000/v");
+  CHECK(validate(c.router, kPolicies).ok());
+}
+
+TEST_CASE("config: an empty object gives the defaults") {
+  auto result = parse_gateway_config("  {}  ");
+  REQUIRE(result.ok());
+  const GatewayConfig defaults;
+  CHECK(result->host == defaults.host);
+  CHECK(result->port == 8080);
+  CHECK(result->api_keys.empty());
+  CHECK(result->router.policy == "round_robin");
+  CHECK(result->router.default_model.empty());
+  CHECK(result->max_body_bytes == 32ull * 1024 * 1024);
+  CHECK(result->threads == 256u);
+  CHECK(result->max_connections == 0u);
+  CHECK(result->client_timeout_ms == 60000u);
+  CHECK(result->log_level == "info");
+  CHECK(result->router.timeouts.connect_ms == 3000u);
+  CHECK(result->router.timeouts.read_ms == 600000u);
+  CHECK(result->router.timeouts.write_ms == 30000u);
+  CHECK(result->router.max_attempts == 3u);
+  CHECK(result->router.max_idle_connections == 64u);
+  CHECK(result->router.models.empty());
+}
+
+TEST_CASE("config: omitted fields keep the base's values; given ones replace them") {
+  GatewayConfig base;
+  base.port = 1234;
+  base.api_keys = {"old"};
+  base.router.timeouts.read_ms = 7;
+  base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}});
+  auto result =
+      parse_gateway_config(R"({"api_keys": ["new"], "timeouts": {"connect_ms": 9}})", base);
+  REQUIRE(result.ok());
+  CHECK(result->port == 1234);
+  CHECK(result->api_keys == std::vector<std::string>{"new"});
+  CHECK(result->router.timeouts.connect_ms == 9u);
+  CHECK(result->router.timeouts.read_ms == 7u);
+  REQUIRE(result->router.models.size() == 1);
+  CHECK(result->router.models[0].name == "base-model");
+
+  auto replaced = parse_gateway_config(R"({"models": []})", base);
+  REQUIRE(replaced.ok());
+  CHECK(replaced->router.models.empty());
+}
+
+TEST_CASE("config: parse_router_config accepts the gateway document and returns the router part") {
+  auto result = parse_router_config(kFullDocument);
+  REQUIRE(result.ok());
+  CHECK(result->policy == "least_requests");
+  CHECK(result->models.size() == 2);
+  CHECK(result->max_attempts == 5u);
+
+  auto bad = parse_router_config(R"({"port": -1})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().param == "port");
+}
+
+TEST_CASE("config: large integers within range are accepted") {
+  auto result = parse_gateway_config(
+      R"({"max_body_bytes": 18446744073709551615, "port": 65535, "threads": 4294967295})");
+  REQUIRE(result.ok());
+  CHECK(result->max_body_bytes == 18446744073709551615ull);
+  CHECK(result->port == 65535);
+  CHECK(result->threads == 4294967295u);
+  CHECK(parse_gateway_config(R"({"port": 0, "max_connections": 0})").ok());
+}
+
+TEST_CASE("config: bad fields name their JSON path and what is expected") {
+  SUBCASE("negative weight") {
+    auto e = parse_error(with_model(
+        R"({"name": "b", "endpoints": ["http://h:2", {"url": "http://h:3", "weight": -3}]})"));
+    CHECK(e.param == "models[1].endpoints[1].weight");
+    CHECK(e.message == "models[1].endpoints[1].weight: expected an integer >= 1, got -3");
+  }
+  SUBCASE("zero weight") {
+    auto e = parse_error(
+        with_model(R"({"name": "b", "endpoints": [{"url": "http://h", "weight": 0}]})"));
+    CHECK(e.param == "models[1].endpoints[0].weight");
+  }
+  SUBCASE("port out of range") {
+    auto e = parse_error(R"({"port": 70000})");
+    CHECK(e.param == "port");
+    CHECK(e.message == "port: expected an integer 0..65535, got 70000");
+  }
+  SUBCASE("port as a string") {
+    auto e = parse_error(R"({"port": "8080"})");
+    CHECK(e.param == "port");
+    CHECK(e.message == "port: expected an integer 0..65535, got \"8080\"");
+  }
+  SUBCASE("fractional number") {
+    auto e = parse_error(R"({"threads": 1.5})");
+    CHECK(e.param == "threads");
+    CHECK(e.message == "threads: expected an integer >= 1, got 1.5");
+  }
+  SUBCASE("zero threads") { CHECK(parse_error(R"({"threads": 0})").param == "threads"); }
+  SUBCASE("threads above 32 bits") {
+    auto e = parse_error(R"({"threads": 4294967296})");
+    CHECK(e.param == "threads");
+    CHECK(e.message == "threads: expected an integer 1..4294967295, got 4294967296");
+  }
+  SUBCASE("zero timeout") {
+    auto e = parse_error(R"({"timeouts": {"connect_ms": 10, "read_ms": 0}})");
+    CHECK(e.param == "timeouts.read_ms");
+    CHECK(e.message == "timeouts.read_ms: expected an integer >= 1, got 0");
+  }
+  SUBCASE("zero max_attempts") {
+    CHECK(parse_error(R"({"max_attempts": 0})").param == "max_attempts");
+  }
+  SUBCASE("zero client timeout") {
+    CHECK(parse_error(R"({"client_timeout_ms": 0})").param == "client_timeout_ms");
+  }
+  SUBCASE("zero body limit") {
+    CHECK(parse_error(R"({"max_body_bytes": 0})").param == "max_body_bytes");
+  }
+  SUBCASE("negative max_connections") {
+    CHECK(parse_error(R"({"max_connections": -1})").param == "max_connections");
+  }
+  SUBCASE("bad log level") {
+    auto e = parse_error(R"({"log_level": "verbose"})");
+    CHECK(e.param == "log_level");
+    CHECK(e.message == "log_level: expected one of error, warn, info, debug, got \"verbose\"");
+  }
+  SUBCASE("log level of the wrong type") {
+    CHECK(parse_error(R"({"log_level": 3})").param == "log_level");
+  }
+  SUBCASE("host of the wrong type") {
+    auto e = parse_error(R"({"host": 1})");
+    CHECK(e.param == "host");
+    CHECK(e.message == "host: expected a non-empty string, got 1");
+  }
+  SUBCASE("empty host") { CHECK(parse_error(R"({"host": ""})").param == "host"); }
+  SUBCASE("api_keys not an array") {
+    auto e = parse_error(R"({"api_keys": "k1"})");
+    CHECK(e.param == "api_keys");
+    CHECK(e.message == "api_keys: expected an array of strings, got \"k1\"");
+  }
+  SUBCASE("api key element of the wrong type") {
+    CHECK(parse_error(R"({"api_keys": ["k1", 2]})").param == "api_keys[1]");
+  }
+  SUBCASE("alias element of the wrong type") {
+    auto e = parse_error(with_model(R"({"name": "b", "aliases": ["x", null], "endpoints": []})"));
+    CHECK(e.param == "models[1].aliases[1]");
+    CHECK(e.message == "models[1].aliases[1]: expected a string, got null");
+  }
+  SUBCASE("loras not an array") {
+    CHECK(parse_error(with_model(R"({"name": "b", "loras": {}})")).param == "models[1].loras");
+  }
+  SUBCASE("model not an object") {
+    auto e = parse_error(R"({"models": ["llama"]})");
+    CHECK(e.param == "models[0]");
+    CHECK(e.message == "models[0]: expected an object, got \"llama\"");
+  }
+  SUBCASE("models not an array") { CHECK(parse_error(R"({"models": {}})").param == "models"); }
+  SUBCASE("empty model name") {
+    CHECK(parse_error(R"({"models": [{"name": ""}]})").param == "models[0].name");
+  }
+  SUBCASE("endpoint of the wrong type") {
+    auto e = parse_error(with_model(R"({"name": "b", "endpoints": [8000]})"));
+    CHECK(e.param == "models[1].endpoints[0]");
+  }
+  SUBCASE("endpoint object without url") {
+    auto e = parse_error(with_model(R"({"name": "b", "endpoints": [{"weight": 2}]})"));
+    CHECK(e.param == "models[1].endpoints[0].url");
+    CHECK(e.message == "models[1].endpoints[0].url: missing required key");
+  }
+  SUBCASE("endpoint api_key of the wrong type") {
+    auto e = parse_error(
+        with_model(R"({"name": "b", "endpoints": [{"url": "http://h", "api_key": 1}]})"));
+    CHECK(e.param == "models[1].endpoints[0].api_key");
+  }
+  SUBCASE("timeouts not an object") {
+    CHECK(parse_error(R"({"timeouts": 5})").param == "timeouts");
+  }
+  SUBCASE("top level not an object") {
+    auto e = parse_error("[1, 2]");
+    CHECK(e.param.empty());
+    CHECK(e.message == "expected a JSON object at the top level, got an array");
+  }
+  SUBCASE("top level a scalar") {
+    auto e = parse_error("42");
+    CHECK(e.param.empty());
+    CHECK(e.message == "expected a JSON object at the top level, got 42");
+  }
+}
+
+TEST_CASE("config: unknown and duplicate keys are errors") {
+  SUBCASE("top level") {
+    auto e = parse_error(R"({"port": 1, "prot": 2})");
+    CHECK(e.param == "prot");
+    CHECK(e.message.find("unknown key") != std::string::npos);
+    CHECK(e.message.find("port") != std::string::npos);  // lists what is accepted
+  }
+  SUBCASE("in timeouts") {
+    CHECK(parse_error(R"({"timeouts": {"connect": 1}})").param == "timeouts.connect");
+  }
+  SUBCASE("in a model") {
+    CHECK(parse_error(with_model(R"({"name": "b", "replicas": []})")).param ==
+          "models[1].replicas");
+  }
+  SUBCASE("in an endpoint") {
+    auto e = parse_error(
+        with_model(R"({"name": "b", "endpoints": [{"url": "http://h", "wieght": 2}]})"));
+    CHECK(e.param == "models[1].endpoints[0].wieght");
+  }
+  SUBCASE("duplicate key") {
+    auto e = parse_error(R"({"port": 1, "port": 2})");
+    CHECK(e.param == "port");
+    CHECK(e.message == "port: duplicate key");
+  }
+}
+
+TEST_CASE("config: invalid JSON is a config error carrying simdjson's text") {
+  for (const char* text : {"", "{", R"({"port": 1,})", R"({"port" 1})", R"({"host": "x)",
+                           R"({"port": 1} {"port": 2})", R"({"port": 1} x)", "nul"}) {
+    CAPTURE(text);
+    auto result = parse_gateway_config(text);
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.code() == Errc::config);
+    CHECK(result.error().message.find("JSON") != std::string::npos);
+  }
+  auto result = parse_gateway_config("{");
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().message.size() > std::string("invalid JSON: ").size());
+}
+
+TEST_CASE("config: validate accepts a good config and the defaults") {
+  CHECK(validate(valid_router(), kPolicies).ok());
+  CHECK(validate(RouterConfig{}, kPolicies).ok());
+}
+
+TEST_CASE("config: validate catches duplicate names across models, aliases and adapters") {
+  SUBCASE("two models") {
+    RouterConfig c = valid_router();
+    c.models[1].name = c.models[0].name;
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == Errc::config);
+    CHECK(r.error().param == "models[1].name");
+    CHECK(r.error().message.find("models[0].name") != std::string::npos);
+  }
+  SUBCASE("alias equal to another model's name") {
+    RouterConfig c = valid_router();
+    c.models[1].aliases.push_back("meta-llama/Llama-2-7b-chat-hf");
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().param == "models[1].aliases[0]");
+  }
+  SUBCASE("lora equal to an alias") {
+    RouterConfig c = valid_router();
+    c.models[1].loras.push_back("llama-7b");
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().param == "models[1].loras[0]");
+    CHECK(r.error().message.find("models[0].aliases[0]") != std::string::npos);
+  }
+  SUBCASE("same alias twice in one model") {
+    RouterConfig c = valid_router();
+    c.models[0].aliases.push_back("llama-7b");
+    CHECK(validate(c, kPolicies).error().param == "models[0].aliases[1]");
+  }
+  SUBCASE("empty alias") {
+    RouterConfig c = valid_router();
+    c.models[0].aliases.push_back("");
+    CHECK(validate(c, kPolicies).error().param == "models[0].aliases[1]");
+  }
+}
+
+TEST_CASE("config: validate checks models and endpoints") {
+  SUBCASE("empty name") {
+    RouterConfig c = valid_router();
+    c.models[1].name.clear();
+    CHECK(validate(c, kPolicies).error().param == "models[1].name");
+  }
+  SUBCASE("no endpoints") {
+    RouterConfig c = valid_router();
+    c.models[1].endpoints.clear();
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().param == "models[1].endpoints");
+  }
+  SUBCASE("bad URL") {
+    RouterConfig c = valid_router();
+    c.models[0].endpoints[1].url = "not a url";
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == Errc::config);
+    CHECK(r.error().param == "models[0].endpoints[1].url");
+    CHECK(r.error().message.find("not a url") != std::string::npos);
+  }
+  SUBCASE("empty URL") {
+    RouterConfig c = valid_router();
+    c.models[0].endpoints[0].url.clear();
+    CHECK(validate(c, kPolicies).error().param == "models[0].endpoints[0].url");
+  }
+  SUBCASE("same URL twice in one model") {
+    RouterConfig c = valid_router();
+    c.models[0].endpoints[1].url = c.models[0].endpoints[0].url;
+    CHECK(validate(c, kPolicies).error().param == "models[0].endpoints[1].url");
+  }
+  SUBCASE("zero weight set programmatically") {
+    RouterConfig c = valid_router();
+    c.models[0].endpoints[0].weight = 0;
+    CHECK(validate(c, kPolicies).error().param == "models[0].endpoints[0].weight");
+  }
+  SUBCASE("zero timeout set programmatically") {
+    RouterConfig c = valid_router();
+    c.timeouts.connect_ms = 0;
+    CHECK(validate(c, kPolicies).error().param == "timeouts.connect_ms");
+  }
+}
+
+TEST_CASE("config: validate checks policy names and the default model") {
+  SUBCASE("unknown default policy") {
+    RouterConfig c = valid_router();
+    c.policy = "random";
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().param == "policy");
+    CHECK(r.error().message.find("'random'") != std::string::npos);
+    CHECK(r.error().message.find("least_requests") != std::string::npos);
+  }
+  SUBCASE("unknown model policy") {
+    RouterConfig c = valid_router();
+    c.models[1].policy = "random";
+    CHECK(validate(c, kPolicies).error().param == "models[1].policy");
+  }
+  SUBCASE("registry without the policy") {
+    CHECK_FALSE(validate(valid_router(), {"round_robin"}).ok());
+  }
+  SUBCASE("unknown default model") {
+    RouterConfig c = valid_router();
+    c.default_model = "gpt-4";
+    auto r = validate(c, kPolicies);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().param == "default_model");
+    CHECK(r.error().message.find("gpt-4") != std::string::npos);
+  }
+  SUBCASE("default model may be a model, an alias or an adapter") {
+    RouterConfig c = valid_router();
+    for (const char* name : {"qwen", "llama-7b", "sql-lora"}) {
+      c.default_model = name;
+      CHECK(validate(c, kPolicies).ok());
+    }
+  }
+}

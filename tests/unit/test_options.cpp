@@ -1,0 +1,405 @@
+// Tests of the vllm-router command line / environment / config file handling (server/options.h).
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "options.h"
+
+using vllm_router::Errc;
+using vllm_router::server::Environment;
+using vllm_router::server::parse_options;
+using vllm_router::server::ServerOptions;
+using vllm_router::server::usage;
+
+namespace {
+
+// A temporary directory holding files written by a test; removed with its files at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/vllm_router_options_XXXXXX";
+    char* made = ::mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~TempDir() {
+    for (const auto& file : files_) std::remove(file.c_str());
+    ::rmdir(path_.c_str());
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string write(const std::string& name, const std::string& text) {
+    std::string file = path_ + "/" + name;
+    std::ofstream(file) << text;
+    files_.push_back(file);
+    return file;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> files_;
+};
+
+const char* const kFile = R"({
+  "host": "10.0.0.1", "port": 1000, "api_keys": ["file-key"], "policy": "least_requests",
+  "threads": 8, "log_level": "warn",
+  "models": [
+    {"name": "llama", "aliases": ["llama-7b"], "policy": "round_robin",
+     "endpoints": ["http://file:1", "http://file:2"]},
+    {"name": "qwen", "endpoints": ["http://file:3"]}
+  ]
+})";
+
+ServerOptions ok(const std::vector<std::string>& args, const Environment& env = {}) {
+  auto result = parse_options(args, env);
+  REQUIRE_MESSAGE(result.ok(), (result.ok() ? std::string() : result.error().message));
+  return *result;
+}
+
+vllm_router::Error fails(const std::vector<std::string>& args, const Environment& env = {}) {
+  auto result = parse_options(args, env);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.code() == Errc::config);
+  return result.error();
+}
+
+const vllm_router::ModelConfig* model(const ServerOptions& o, const std::string& name) {
+  for (const auto& m : o.config.router.models) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> urls(const vllm_router::ModelConfig& m) {
+  std::vector<std::string> out;
+  for (const auto& e : m.endpoints) out.push_back(e.url);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("options: no arguments give the defaults") {
+  ServerOptions o = ok({});
+  const vllm_router::GatewayConfig defaults;
+  CHECK(o.config.host == defaults.host);
+  CHECK(o.config.port == defaults.port);
+  CHECK(o.config.router.models.empty());
+  CHECK(o.config_path.empty());
+  CHECK_FALSE(o.check_config);
+  CHECK_FALSE(o.demo);
+  CHECK_FALSE(o.help);
+  CHECK_FALSE(o.version);
+}
+
+TEST_CASE("options: every flag, in both --flag value and --flag=value forms") {
+  ServerOptions o = ok({"--host",
+                        "127.0.0.1",
+                        "--port=9000",
+                        "--model",
+                        "m=http://a:1,http://a:2",
+                        "--model=n=http://b:1",
+                        "--alias",
+                        "mm=m",
+                        "--lora=sql=n",
+                        "--api-key",
+                        "k1",
+                        "--api-key=k2",
+                        "--policy",
+                        "least_requests",
+                        "--default-model=mm",
+                        "--max-body-bytes",
+                        "1024",
+                        "--connect-timeout-ms=11",
+                        "--read-timeout-ms",
+                        "22",
+                        "--threads=3",
+                        "--max-connections",
+                        "7",
+                        "--log-level=debug",
+                        "--check-config",
+                        "--demo"});
+  CHECK(o.config.host == "127.0.0.1");
+  CHECK(o.config.port == 9000);
+  REQUIRE(o.config.router.models.size() == 2);
+  REQUIRE(model(o, "m") != nullptr);
+  CHECK(urls(*model(o, "m")) == std::vector<std::string>{"http://a:1", "http://a:2"});
+  CHECK(model(o, "m")->aliases == std::vector<std::string>{"mm"});
+  REQUIRE(model(o, "n") != nullptr);
+  CHECK(urls(*model(o, "n")) == std::vector<std::string>{"http://b:1"});
+  CHECK(model(o, "n")->loras == std::vector<std::string>{"sql"});
+  CHECK(o.config.api_keys == std::vector<std::string>{"k1", "k2"});
+  CHECK(o.config.router.policy == "least_requests");
+  CHECK(o.config.router.default_model == "mm");
+  CHECK(o.config.max_body_bytes == 1024u);
+  CHECK(o.config.router.timeouts.connect_ms == 11u);
+  CHECK(o.config.router.timeouts.read_ms == 22u);
+  CHECK(o.config.threads == 3u);
+  CHECK(o.config.max_connections == 7u);
+  CHECK(o.config.log_level == "debug");
+  CHECK(o.check_config);
+  CHECK(o.demo);
+}
+
+TEST_CASE("options: every environment variable") {
+  Environment env = {
+      {"VLLM_ROUTER_HOST", "::1"},
+      {"VLLM_ROUTER_PORT", "81"},
+      {"VLLM_ROUTER_MODELS", "m=http://a:1, http://a:2 ;n=http://b:1;"},
+      {"VLLM_ROUTER_ALIASES", "mm=m;nn=n"},
+      {"VLLM_ROUTER_LORAS", "sql=m"},
+      {"VLLM_ROUTER_API_KEYS", "k1,k2"},
+      {"VLLM_ROUTER_POLICY", "least_requests"},
+      {"VLLM_ROUTER_DEFAULT_MODEL", "nn"},
+      {"VLLM_ROUTER_MAX_BODY_BYTES", "2048"},
+      {"VLLM_ROUTER_CONNECT_TIMEOUT_MS", "5"},
+      {"VLLM_ROUTER_READ_TIMEOUT_MS", "6"},
+      {"VLLM_ROUTER_THREADS", "2"},
+      {"VLLM_ROUTER_MAX_CONNECTIONS", "9"},
+      {"VLLM_ROUTER_LOG_LEVEL", "error"},
+      {"UNRELATED", "x"},
+  };
+  ServerOptions o = ok({}, env);
+  CHECK(o.config.host == "::1");
+  CHECK(o.config.port == 81);
+  REQUIRE(model(o, "m") != nullptr);
+  CHECK(urls(*model(o, "m")) == std::vector<std::string>{"http://a:1", "http://a:2"});
+  CHECK(model(o, "m")->aliases == std::vector<std::string>{"mm"});
+  CHECK(model(o, "m")->loras == std::vector<std::string>{"sql"});
+  REQUIRE(model(o, "n") != nullptr);
+  CHECK(model(o, "n")->aliases == std::vector<std::string>{"nn"});
+  CHECK(o.config.api_keys == std::vector<std::string>{"k1", "k2"});
+  CHECK(o.config.router.policy == "least_requests");
+  CHECK(o.config.router.default_model == "nn");
+  CHECK(o.config.max_body_bytes == 2048u);
+  CHECK(o.config.router.timeouts.connect_ms == 5u);
+  CHECK(o.config.router.timeouts.read_ms == 6u);
+  CHECK(o.config.threads == 2u);
+  CHECK(o.config.max_connections == 9u);
+  CHECK(o.config.log_level == "error");
+}
+
+TEST_CASE("options: precedence is flags > env > file") {
+  TempDir dir;
+  std::string file = dir.write("config.json", kFile);
+
+  SUBCASE("file only") {
+    ServerOptions o = ok({"--config", file});
+    CHECK(o.config_path == file);
+    CHECK(o.config.host == "10.0.0.1");
+    CHECK(o.config.port == 1000);
+    CHECK(o.config.threads == 8u);
+    CHECK(o.config.log_level == "warn");
+    CHECK(o.config.api_keys == std::vector<std::string>{"file-key"});
+  }
+  SUBCASE("env over file, file kept where env is silent") {
+    ServerOptions o = ok({}, {{"VLLM_ROUTER_CONFIG", file},
+                              {"VLLM_ROUTER_PORT", "2000"},
+                              {"VLLM_ROUTER_API_KEYS", "env-key"},
+                              {"VLLM_ROUTER_HOST", ""}});
+    CHECK(o.config_path == file);
+    CHECK(o.config.port == 2000);
+    CHECK(o.config.host == "10.0.0.1");  // empty variable counts as unset
+    CHECK(o.config.threads == 8u);
+    CHECK(o.config.api_keys == std::vector<std::string>{"env-key"});
+  }
+  SUBCASE("flags over env over file") {
+    ServerOptions o = ok({"--config=" + file, "--port", "3000", "--api-key", "flag-key"},
+                         {{"VLLM_ROUTER_PORT", "2000"},
+                          {"VLLM_ROUTER_THREADS", "4"},
+                          {"VLLM_ROUTER_API_KEYS", "env-key"}});
+    CHECK(o.config.port == 3000);
+    CHECK(o.config.threads == 4u);
+    CHECK(o.config.log_level == "warn");
+    CHECK(o.config.api_keys == std::vector<std::string>{"flag-key"});
+  }
+  SUBCASE("--config wins over VLLM_ROUTER_CONFIG") {
+    std::string other = dir.write("other.json", R"({"port": 4444})");
+    ServerOptions o = ok({"--config", other}, {{"VLLM_ROUTER_CONFIG", file}});
+    CHECK(o.config_path == other);
+    CHECK(o.config.port == 4444);
+    CHECK(o.config.router.models.empty());
+  }
+}
+
+TEST_CASE("options: a model named at a higher level replaces the same-named model's endpoints") {
+  TempDir dir;
+  std::string file = dir.write("config.json", kFile);
+  ServerOptions o = ok({"--config", file, "--model", "qwen=http://flag:3", "--model",
+                        "new=http://flag:9", "--alias", "q=qwen"},
+                       {{"VLLM_ROUTER_MODELS", "llama=http://env:1;qwen=http://env:3"}});
+  REQUIRE(o.config.router.models.size() == 3);
+  const auto* llama = model(o, "llama");
+  REQUIRE(llama != nullptr);
+  CHECK(urls(*llama) == std::vector<std::string>{"http://env:1"});
+  CHECK(llama->aliases == std::vector<std::string>{"llama-7b"});  // kept from the file
+  CHECK(llama->policy == "round_robin");
+  const auto* qwen = model(o, "qwen");
+  REQUIRE(qwen != nullptr);
+  CHECK(urls(*qwen) == std::vector<std::string>{"http://flag:3"});
+  CHECK(qwen->aliases == std::vector<std::string>{"q"});
+  REQUIRE(model(o, "new") != nullptr);
+  CHECK(urls(*model(o, "new")) == std::vector<std::string>{"http://flag:9"});
+}
+
+TEST_CASE("options: aliases and adapters attach to models known after merging") {
+  TempDir dir;
+  std::string file = dir.write("config.json", kFile);
+  SUBCASE("env alias of a model given by flag") {
+    ServerOptions o = ok({"--model", "x=http://h:1"}, {{"VLLM_ROUTER_ALIASES", "y=x"}});
+    CHECK(model(o, "x")->aliases == std::vector<std::string>{"y"});
+  }
+  SUBCASE("flag lora of a model from the file; a repeated alias is not duplicated") {
+    ServerOptions o = ok({"--config", file, "--lora", "sql=llama", "--alias", "llama-7b=llama"});
+    CHECK(model(o, "llama")->loras == std::vector<std::string>{"sql"});
+    CHECK(model(o, "llama")->aliases == std::vector<std::string>{"llama-7b"});
+  }
+  SUBCASE("unknown model, flag") {
+    auto e = fails({"--alias", "a=missing"});
+    CHECK(e.param == "--alias");
+    CHECK(e.message.find("missing") != std::string::npos);
+  }
+  SUBCASE("unknown model, env") {
+    auto e = fails({"--model", "x=http://h:1"}, {{"VLLM_ROUTER_LORAS", "a=missing"}});
+    CHECK(e.param == "VLLM_ROUTER_LORAS");
+  }
+  SUBCASE("malformed") {
+    CHECK(fails({"--alias", "noequals"}).param == "--alias");
+    CHECK(fails({"--lora", "=m"}).param == "--lora");
+  }
+}
+
+TEST_CASE("options: bad numbers name the flag or variable") {
+  auto e = fails({"--port", "abc"});
+  CHECK(e.param == "--port");
+  CHECK(e.message == "--port: expected an integer 0..65535, got 'abc'");
+  CHECK(fails({"--port=65536"}).message == "--port: expected an integer 0..65535, got '65536'");
+  CHECK(fails({"--port", "-1"}).param == "--port");
+  CHECK(fails({"--port", "80x"}).param == "--port");
+  CHECK(fails({"--port", ""}).param == "--port");
+  CHECK(fails({"--threads", "0"}).message == "--threads: expected an integer >= 1, got '0'");
+  CHECK(fails({"--threads", "4294967296"}).param == "--threads");
+  CHECK(fails({"--max-body-bytes", "1.5"}).param == "--max-body-bytes");
+  CHECK(fails({"--connect-timeout-ms", "0"}).param == "--connect-timeout-ms");
+  CHECK(fails({"--read-timeout-ms", "x"}).param == "--read-timeout-ms");
+  CHECK(fails({"--max-connections", "-2"}).param == "--max-connections");
+  CHECK(fails({"--log-level", "loud"}).param == "--log-level");
+  auto env = fails({}, {{"VLLM_ROUTER_PORT", "http"}});
+  CHECK(env.param == "VLLM_ROUTER_PORT");
+  CHECK(env.message == "VLLM_ROUTER_PORT: expected an integer 0..65535, got 'http'");
+  CHECK(fails({}, {{"VLLM_ROUTER_THREADS", "-4"}}).param == "VLLM_ROUTER_THREADS");
+}
+
+TEST_CASE("options: bad models name the flag or variable") {
+  CHECK(fails({"--model", "llama"}).param == "--model");
+  CHECK(fails({"--model", "=http://h:1"}).param == "--model");
+  CHECK(fails({"--model", "m="}).param == "--model");
+  auto e = fails({"--model", "m=not a url"});
+  CHECK(e.param == "--model");
+  CHECK(e.message.find("not a url") != std::string::npos);
+  CHECK(fails({"--model", "m=http://h:1", "--model", "m=http://h:2"}).param == "--model");
+  auto env = fails({}, {{"VLLM_ROUTER_MODELS", "a=http://h:1;b"}});
+  CHECK(env.param == "VLLM_ROUTER_MODELS");
+  CHECK(env.message.rfind("VLLM_ROUTER_MODELS: ", 0) == 0);
+}
+
+TEST_CASE("options: command line syntax errors") {
+  SUBCASE("unknown flag") {
+    auto e = fails({"--prot", "80"});
+    CHECK(e.param == "--prot");
+    CHECK(e.message.find("unknown flag") != std::string::npos);
+  }
+  SUBCASE("unknown flag with a value") { CHECK(fails({"--prot=80"}).param == "--prot"); }
+  SUBCASE("unknown short flag") { CHECK(fails({"-p", "80"}).param == "-p"); }
+  SUBCASE("positional argument") { CHECK(fails({"serve"}).param == "serve"); }
+  SUBCASE("missing value") {
+    auto e = fails({"--port"});
+    CHECK(e.param == "--port");
+    CHECK(e.message.find("missing value") != std::string::npos);
+  }
+  SUBCASE("value given to a switch") { CHECK(fails({"--demo=yes"}).param == "--demo"); }
+}
+
+TEST_CASE("options: config file errors") {
+  TempDir dir;
+  SUBCASE("missing file named by flag") {
+    std::string path = dir.path() + "/absent.json";
+    auto e = fails({"--config", path});
+    CHECK(e.param == "--config");
+    CHECK(e.message.find(path) != std::string::npos);
+  }
+  SUBCASE("missing file named by env") {
+    auto e = fails({}, {{"VLLM_ROUTER_CONFIG", dir.path() + "/absent.json"}});
+    CHECK(e.param == "VLLM_ROUTER_CONFIG");
+  }
+  SUBCASE("bad field in the file keeps its JSON path and names the file") {
+    std::string file = dir.write("bad.json", R"({"port": "x"})");
+    auto e = fails({"--config", file});
+    CHECK(e.param == "port");
+    CHECK(e.message.find(file) != std::string::npos);
+  }
+  SUBCASE("invalid JSON") {
+    std::string file = dir.write("broken.json", "{\"port\": ");
+    CHECK(fails({"--config", file}).message.find("JSON") != std::string::npos);
+  }
+}
+
+TEST_CASE("options: --help and --version return early") {
+  ServerOptions h = ok({"--port", "bad", "--help"}, {{"VLLM_ROUTER_PORT", "bad"}});
+  CHECK(h.help);
+  CHECK(ok({"-h"}).help);
+  ServerOptions v = ok({"--version"}, {{"VLLM_ROUTER_CONFIG", "/nonexistent/x.json"}});
+  CHECK(v.version);
+  CHECK_FALSE(v.help);
+}
+
+TEST_CASE("options: usage lists every flag and variable") {
+  std::string text = usage();
+  for (const char* needle : {"--host",
+                             "--port",
+                             "--model",
+                             "--alias",
+                             "--lora",
+                             "--config",
+                             "--api-key",
+                             "--policy",
+                             "--default-model",
+                             "--max-body-bytes",
+                             "--connect-timeout-ms",
+                             "--read-timeout-ms",
+                             "--threads",
+                             "--max-connections",
+                             "--log-level",
+                             "--check-config",
+                             "--demo",
+                             "-h, --help",
+                             "--version",
+                             "VLLM_ROUTER_CONFIG",
+                             "VLLM_ROUTER_HOST",
+                             "VLLM_ROUTER_PORT",
+                             "VLLM_ROUTER_MODELS",
+                             "VLLM_ROUTER_ALIASES",
+                             "VLLM_ROUTER_LORAS",
+                             "VLLM_ROUTER_API_KEYS",
+                             "VLLM_ROUTER_POLICY",
+                             "VLLM_ROUTER_DEFAULT_MODEL",
+                             "VLLM_ROUTER_MAX_BODY_BYTES",
+                             "VLLM_ROUTER_CONNECT_TIMEOUT_MS",
+                             "VLLM_ROUTER_READ_TIMEOUT_MS",
+                             "VLLM_ROUTER_THREADS",
+                             "VLLM_ROUTER_MAX_CONNECTIONS",
+                             "VLLM_ROUTER_LOG_LEVEL",
+                             "default: 8080",
+                             "default: 600000",
+                             "Usage:",
+                             "Example"}) {
+    CAPTURE(needle);
+    CHECK(text.find(needle) != std::string::npos);
+  }
+}

@@ -1,0 +1,44 @@
+// vllm-sim HTTP side: options and the server entry point (routes live in server.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vsim {
+
+struct LoraModule {
+  std::string name;
+  std::string path;  // "root" in /v1/models; the name when not given as NAME=PATH
+};
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string model = "facebook/opt-125m";
+  std::vector<std::string> served_names;  // empty: {model}
+  std::vector<LoraModule> loras;
+  std::string id;                         // empty: "sim-<port>"
+  double ttft_ms = 0;
+  double itl_ms = 0;
+  int64_t output_tokens = 16;
+  int64_t max_model_len = 4096;
+  std::string api_key;
+  std::string fail = "none";
+  int threads = 64;
+  int64_t max_num_seqs = 256;       // in-flight requests above this count as "waiting"
+  int64_t kv_cache_tokens = 65536;  // capacity behind vllm:kv_cache_usage_perc
+  bool prefix_speedup = false;      // shorten TTFT by the prefix-cache hit fraction
+  int backlog = 4096;
+};
+
+// Fail modes, also settable at runtime with POST /sim/fail.
+enum class FailMode { None, Error500, Error503, Drop, Slow, Hang };
+bool parse_fail_mode(const std::string &s, FailMode &out);
+const char *fail_mode_name(FailMode m);
+
+// Binds, prints "vllm-sim listening on http://HOST:PORT", serves until SIGTERM/SIGINT.
+// Returns the process exit code.
+int run_server(const Options &opt);
+
+}  // namespace vsim
