@@ -24,6 +24,9 @@ else()
   set(VLLM_ROUTER_PC_CFLAGS "-DVLLM_ROUTER_STATIC")
   set(VLLM_ROUTER_PC_PRIVATE "simdjson")
 endif()
+# Relocatable: the prefix is found from the .pc file's own location.
+file(RELATIVE_PATH VLLM_ROUTER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" VLLM_ROUTER_PC_TO_PREFIX "${VLLM_ROUTER_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/vllm_router.pc.in ${PROJECT_BINARY_DIR}/vllm_router.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/vllm_router.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
