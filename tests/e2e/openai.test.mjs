@@ -3,6 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { get as httpGet } from 'node:http';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,9 @@ const ALIAS_B = 'model-b-alias';
 const LORA = 'sql-lora';
 const API_KEY = 'sk-test';
 const STARTUP_MS = 10_000;
-const SHUTDOWN_MS = 3_000;
+// A graceful stop can take up to the router's keep-alive timeout (5 s) while the client still
+// holds idle keep-alive connections (see the report); SIGKILL after this.
+const SHUTDOWN_MS = 8_000;
 
 /** @type {import('node:child_process').ChildProcess[]} */
 const children = [];
@@ -85,6 +88,23 @@ async function stopProcess(child) {
   }
 }
 
+/**
+ * GET url -> parsed JSON, on a fresh connection that is closed afterwards (agent: false), so no
+ * idle keep-alive connection delays the engine's shutdown (see stopProcess).
+ */
+function getJson(url) {
+  return new Promise((resolvePromise, reject) => {
+    httpGet(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        try { resolvePromise(JSON.parse(body)); } catch (e) { reject(new Error(`${url}: ${e.message}: ${body}`)); }
+      });
+    }).on('error', reject);
+  });
+}
+
 /** Collects a stream of chunks into an array. */
 async function collect(stream) {
   const chunks = [];
@@ -104,6 +124,7 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
   let client;
   let routerUrl;
   const simIds = {};
+  const simUrls = {};
 
   before(async () => {
     const [urlA, urlB] = await Promise.all([
@@ -114,6 +135,8 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
     ]);
     simIds[MODEL_A] = 'sim-a';
     simIds[MODEL_B] = 'sim-b';
+    simUrls[MODEL_A] = urlA;
+    simUrls[MODEL_B] = urlB;
     routerUrl = await startProcess('vllm-router', VLLM_ROUTER, [
       '--host', '127.0.0.1', '--port', '0',
       '--model', `${MODEL_A}=${urlA}`,
@@ -127,20 +150,21 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
   });
 
   after(async () => {
-    const t0 = Date.now();
     await Promise.all(children.map(stopProcess));
-    console.error("DEBUG after took", Date.now() - t0, children.map((c) => [c.pid, c.exitCode, c.signalCode]));
   });
 
   it('models.list() lists both models, the alias and the LoRA', async () => {
     const ids = [];
+    const byId = {};
     for await (const model of client.models.list()) {
       assert.equal(model.object, 'model');
       ids.push(model.id);
+      byId[model.id] = model;
     }
     for (const id of [MODEL_A, MODEL_B, ALIAS_B, LORA]) {
       assert.ok(ids.includes(id), `${id} missing from ${JSON.stringify(ids)}`);
     }
+    assert.equal(byId[LORA].parent, MODEL_A, 'the LoRA names its base model as parent');
   });
 
   it('chat.completions.create answers with content and usage', async () => {
@@ -150,6 +174,8 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
       max_tokens: 5,
     }).withResponse();
     assert.equal(response.status, 200);
+    assert.ok(response.headers.get('x-request-id'), 'x-request-id header');
+    assert.equal(chat._request_id, response.headers.get('x-request-id'));
     assert.equal(chat.object, 'chat.completion');
     assert.equal(chat.model, MODEL_A);
     assert.equal(chat.choices.length, 1);
@@ -286,6 +312,16 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
       if (++n === 3) break; // breaking out of the iterator aborts the request
     }
     assert.equal(n, 3);
+    // The router passes the disconnect on: the engine sees the request cancelled.
+    const deadline = Date.now() + 5_000;
+    let stats;
+    for (;;) {
+      stats = await getJson(`${simUrls[MODEL_A]}/sim/stats`);
+      if ((stats.in_flight === 0 && stats.cancelled >= 1) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(stats.in_flight, 0, `engine still busy: ${JSON.stringify(stats)}`);
+    assert.ok(stats.cancelled >= 1, `engine saw no cancellation: ${JSON.stringify(stats)}`);
     // The router keeps working afterwards.
     const chat = await client.chat.completions.create({
       model: MODEL_A, messages: [{ role: 'user', content: 'again' }], max_tokens: 1,
