@@ -321,7 +321,7 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
   return for_each_field(
       root, "",
       {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
-       "max_connections", "client_timeout_ms", "log_level", "timeouts", "max_attempts",
+       "max_connections", "client_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
        "max_idle_connections", "models"},
       [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
         if (key == "host") return read_into(field, path, out.host, true);
@@ -330,7 +330,14 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
         if (key == "policy") return read_into(field, path, router.policy, true);
         if (key == "default_model") return read_into(field, path, router.default_model);
         if (key == "max_body_bytes") return read_into(field, path, 1, out.max_body_bytes);
-        if (key == "threads") return read_into(field, path, 1, out.threads);
+        if (key == "threads") return read_into(field, path, 0, out.threads);
+        if (key == "io") {
+          if (auto r = read_into(field, path, out.io, true); !r) return r;
+          if (out.io != "epoll" && out.io != "threads") {
+            return Result<void>(Errc::config, path + ": expected \"epoll\" or \"threads\", got \"" + out.io + "\"", path);
+          }
+          return {};
+        }
         if (key == "max_connections") return read_into(field, path, 0, out.max_connections);
         if (key == "client_timeout_ms") return read_into(field, path, 1, out.client_timeout_ms);
         if (key == "log_level") return parse_log_level(field, path, out.log_level);

@@ -13,7 +13,11 @@ int http_status(Errc code) noexcept {
     case Errc::invalid_json:
     case Errc::missing_model: return 400;
     case Errc::unauthorized: return 401;
-    case Errc::unknown_model: return 404;
+    case Errc::unknown_model:
+    case Errc::not_found: return 404;
+    case Errc::method_not_allowed: return 405;
+    case Errc::request_timeout: return 408;
+    case Errc::headers_too_large: return 431;
     case Errc::body_too_large: return 413;
     case Errc::overloaded: return 503;
     case Errc::no_endpoint: return 503;
@@ -33,6 +37,9 @@ std::string_view error_type(Errc code) noexcept {
     case 400: return "BadRequestError";
     case 401: return "AuthenticationError";
     case 404: return "NotFoundError";
+    case 405: return "MethodNotAllowedError";
+    case 408: return "RequestTimeoutError";
+    case 431: return "RequestHeaderFieldsTooLargeError";
     case 413: return "RequestEntityTooLargeError";
     case 502: return "BadGatewayError";
     case 503: return "ServiceUnavailableError";
@@ -59,6 +66,10 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::unauthorized: return "unauthorized";
     case Errc::overloaded: return "overloaded";
     case Errc::internal: return "internal";
+    case Errc::not_found: return "not_found";
+    case Errc::method_not_allowed: return "method_not_allowed";
+    case Errc::request_timeout: return "request_timeout";
+    case Errc::headers_too_large: return "headers_too_large";
   }
   return "internal";
 }

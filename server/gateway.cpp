@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -156,8 +157,8 @@ void Gateway::install_routes() {
       handle_models(req, res);
       return httplib::Server::HandlerResponse::Handled;
     }
-    set_json_error(res, Error{Errc::invalid_argument, "Not Found: GET " + path, ""});
-    res.status = 404;
+    // unknown_model renders as 404 NotFoundError, the status this answer has.
+    set_json_error(res, Error{Errc::unknown_model, "Not Found: " + req.method + " " + path, ""});
     return httplib::Server::HandlerResponse::Handled;
   });
 
@@ -171,13 +172,21 @@ void Gateway::install_routes() {
     if (res.status == 413) {
       e = Error{Errc::body_too_large, "request body is larger than the configured limit", ""};
     } else if (res.status == 404 || res.status == 405) {
-      e.message = "Not Found: " + req.method + " " + req.path;
+      e = Error{Errc::unknown_model, "Not Found: " + req.method + " " + req.path, ""};  // NotFoundError
     } else {
       e.message = res.status == 400 ? "malformed HTTP request" : "request failed";
     }
     const int status = res.status;
     set_json_error(res, e);
-    res.status = status;
+    if (res.status != status) {
+      // A library status with no error code of its own (414, 431...): `code` must still say it.
+      const std::string from = "\"code\":" + std::to_string(res.status) + "}}";
+      if (res.body.ends_with(from)) {
+        res.body.replace(res.body.size() - from.size(), from.size(),
+                         "\"code\":" + std::to_string(status) + "}}");
+      }
+      res.status = status;
+    }
   });
   svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     set_json_error(res, Error{Errc::internal, "internal error", ""});
@@ -269,10 +278,27 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
   auto view = parse_request_padded(body);
   if (!view) return reply_error(res, view.error(), "", started);
 
+  // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1): not forwarded.
+  std::vector<std::string_view> connection_listed;
+  for (auto [it, end] = req.headers.equal_range("Connection"); it != end; ++it) {
+    std::string_view list = it->second;
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      std::string_view token = list.substr(0, comma);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      if (!token.empty()) connection_listed.push_back(token);
+      list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    }
+  }
   Headers headers;
   headers.reserve(req.headers.size() + 2);
   for (const auto& [name, value] : req.headers) {
     if (dropped_request_header(name)) continue;
+    if (std::any_of(connection_listed.begin(), connection_listed.end(),
+                    [&name](std::string_view t) { return iequals(name, t); })) {
+      continue;
+    }
     if (!valid_header_value(value)) {
       return reply_error(res, Error{Errc::invalid_argument, "header '" + name + "' has an invalid value", name},
                          view->model, started);

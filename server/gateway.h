@@ -35,6 +35,7 @@ class Gateway {
   void stop();
 
   Router& router() { return *router_; }
+  const std::shared_ptr<Metrics>& metrics() const { return metrics_; }
 
  private:
   Gateway(GatewayConfig config, std::unique_ptr<Router> router, std::shared_ptr<Metrics> metrics);

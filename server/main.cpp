@@ -1,10 +1,13 @@
 // vllm-router: the OpenAI-compatible gateway executable.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include "demo.h"
+#include "event_server.h"
 #include "gateway.h"
 #include "log.h"
 #include "options.h"
@@ -15,19 +18,31 @@ using namespace vllm_router::server;
 
 namespace {
 
-// Blocks SIGINT/SIGTERM in every thread and waits for them on a dedicated one.
-void start_signal_thread(Gateway& gateway) {
+// Waits for SIGINT/SIGTERM (blocked in every thread) on a dedicated thread, then calls `stop`.
+void start_signal_thread(std::function<void()> stop) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  std::thread([set, &gateway]() mutable {
+  std::thread([set, stop = std::move(stop)]() mutable {
     int sig = 0;
     if (sigwait(&set, &sig) == 0) {
       log(LogLevel::info, "received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      gateway.stop();
+      stop();
     }
   }).detach();
+}
+
+// Raises the soft file-descriptor limit to the hard one; returns the new soft limit.
+rlim_t raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
 }
 
 }  // namespace
@@ -71,7 +86,16 @@ int main(int argc, char** argv) {
                  "use --config FILE, or try --demo\n");
     return 2;
   }
-  auto gateway = Gateway::create(options.config);
+  GatewayConfig& config = options.config;
+  if (config.max_connections == 0) {
+    // Two descriptors per proxied connection, and a reserve for idle upstream sockets and logs.
+    const rlim_t fds = raise_fd_limit();
+    config.max_connections = static_cast<std::uint32_t>(fds > 256 ? (fds - 128) / 2 : 64);
+  } else {
+    raise_fd_limit();
+  }
+  if (config.io == "threads" && config.threads == 0) config.threads = 256;
+  auto gateway = Gateway::create(config);
   if (!gateway) {
     const Error& e = gateway.error();
     std::fprintf(stderr, "vllm-router: invalid configuration: %s%s%s\n", e.message.c_str(),
@@ -87,7 +111,11 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  auto port = gateway.value()->bind();
+  std::unique_ptr<EventServer> events;
+  if (config.io == "epoll") {
+    events = std::make_unique<EventServer>(config, gateway.value()->router(), gateway.value()->metrics());
+  }
+  auto port = events ? events->bind() : gateway.value()->bind();
   if (!port) {
     std::fprintf(stderr, "vllm-router: %s\n", port.error().message.c_str());
     return 1;
@@ -97,10 +125,17 @@ int main(int argc, char** argv) {
   std::printf("vllm-router listening on %s\n", base.c_str());
   if (options.demo) std::fputs(demo.instructions(base).c_str(), stdout);
   std::fflush(stdout);
-  log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} with {} threads", vllm_router::version(),
-      options.config.router.models.size(), options.config.host, port.value(), options.config.threads);
-  start_signal_thread(*gateway.value());
-  const bool ok = gateway.value()->run();
+  log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} io, {} threads, at most {} connections)",
+      vllm_router::version(), config.router.models.size(), config.host, port.value(), config.io,
+      config.threads == 0 ? std::thread::hardware_concurrency() : config.threads, config.max_connections);
+  bool ok = true;
+  if (events) {
+    start_signal_thread([&events] { events->stop(); });
+    events->run();
+  } else {
+    start_signal_thread([&gateway] { gateway.value()->stop(); });
+    ok = gateway.value()->run();
+  }
   log(LogLevel::info, "stopped");
   return ok ? 0 : 1;
 }

@@ -43,6 +43,7 @@ enum class Kind {
   threads,
   max_connections,
   log_level,
+  io,
   check_config,
   demo,
   help,
@@ -83,9 +84,12 @@ constexpr FlagSpec kFlags[] = {
      "upstream connect timeout"},
     {Kind::read_timeout_ms, "--read-timeout-ms", "VLLM_ROUTER_READ_TIMEOUT_MS", "N",
      "longest wait for any upstream byte"},
-    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N", "HTTP worker threads"},
+    {Kind::io, "--io", "VLLM_ROUTER_IO", "MODE",
+     "epoll (event loops; default) or threads (one thread per connection)"},
+    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N",
+     "event-loop threads (0: one per CPU); with --io threads: HTTP threads (0: 256)"},
     {Kind::max_connections, "--max-connections", "VLLM_ROUTER_MAX_CONNECTIONS", "N",
-     "client connection limit (0: threads * 4)"},
+     "client connection limit, 503 beyond it (0: from the file-descriptor limit)"},
     {Kind::log_level, "--log-level", "VLLM_ROUTER_LOG_LEVEL", "LEVEL",
      "error | warn | info | debug"},
     {Kind::check_config, "--check-config", "", "",
@@ -166,6 +170,7 @@ struct Layer {
   std::optional<std::uint32_t> threads;
   std::optional<std::uint32_t> max_connections;
   std::optional<std::string> log_level;
+  std::optional<std::string> io;
 };
 
 // "NAME=URL[,URL...]" -> a model with those replicas, appended to `layer.models`.
@@ -282,7 +287,7 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
     case Kind::read_timeout_ms:
     case Kind::threads:
     case Kind::max_connections: {
-      auto n = number(spec.kind == Kind::max_connections ? 0 : 1, kU32Max);
+      auto n = number(spec.kind == Kind::max_connections || spec.kind == Kind::threads ? 0 : 1, kU32Max);
       if (!n) return std::move(n).error();
       auto v = static_cast<std::uint32_t>(*n);
       if (spec.kind == Kind::connect_timeout_ms) layer.connect_timeout_ms = v;
@@ -291,6 +296,12 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       if (spec.kind == Kind::max_connections) layer.max_connections = v;
       return {};
     }
+    case Kind::io:
+      if (value != "epoll" && value != "threads") {
+        return option_error(source, fmt::format("expected epoll or threads, got '{}'", value));
+      }
+      layer.io = std::string(value);
+      return {};
     case Kind::log_level:
       if (value != "error" && value != "warn" && value != "info" && value != "debug") {
         return option_error(
@@ -329,6 +340,7 @@ void merge_layer(const Layer& layer, GatewayConfig& config) {
   if (layer.threads) config.threads = *layer.threads;
   if (layer.max_connections) config.max_connections = *layer.max_connections;
   if (layer.log_level) config.log_level = *layer.log_level;
+  if (layer.io) config.io = *layer.io;
   for (const ModelConfig& model : layer.models) {
     // A same-named model keeps its aliases, adapters and policy; only the replicas change.
     if (ModelConfig* existing = find_model(config, model.name)) {
@@ -486,6 +498,8 @@ std::string usage() {
         return std::to_string(defaults.max_connections);
       case Kind::log_level:
         return defaults.log_level;
+      case Kind::io:
+        return defaults.io;
       case Kind::api_key:
         return "none (no authentication)";
       case Kind::model:

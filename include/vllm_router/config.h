@@ -53,8 +53,14 @@ struct GatewayConfig {
   std::uint16_t port = 8080;
   std::vector<std::string> api_keys;   ///< accepted client keys; empty: no auth
   std::uint64_t max_body_bytes = 32ull * 1024 * 1024;
-  std::uint32_t threads = 256;         ///< worker threads of the HTTP server
-  std::uint32_t max_connections = 0;   ///< 0: threads * 4
+  /// "epoll": event loops, a stream costs no thread (default); "threads": cpp-httplib's
+  /// thread-per-connection server (kept for comparison in bench/).
+  std::string io = "epoll";
+  /// epoll: event-loop threads, 0 = one per CPU. threads: HTTP worker threads, 0 = 256.
+  std::uint32_t threads = 0;
+  /// Client connections held at once; beyond it new ones get 503. 0: derived from the
+  /// process's file-descriptor limit (two descriptors per proxied connection).
+  std::uint32_t max_connections = 0;
   std::uint32_t client_timeout_ms = 60000;  ///< idle client read/write timeout
   std::string log_level = "info";      ///< error | warn | info | debug
 };

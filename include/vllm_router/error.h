@@ -27,6 +27,10 @@ enum class Errc : std::uint8_t {
   unauthorized = 13,      ///< missing or wrong API key
   overloaded = 14,        ///< a configured limit refuses the request
   internal = 15,          ///< a bug; please report
+  not_found = 16,         ///< no such route
+  method_not_allowed = 17,
+  request_timeout = 18,   ///< the client was too slow sending its request
+  headers_too_large = 19, ///< request head above the limit
 };
 
 /// An error value: a code, a human message, and the offending field or parameter if any.

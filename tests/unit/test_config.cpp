@@ -103,7 +103,8 @@ TEST_CASE("config: an empty object gives the defaults") {
   CHECK(result->router.policy == "round_robin");
   CHECK(result->router.default_model.empty());
   CHECK(result->max_body_bytes == 32ull * 1024 * 1024);
-  CHECK(result->threads == 256u);
+  CHECK(result->threads == 0u);
+  CHECK(result->io == "epoll");
   CHECK(result->max_connections == 0u);
   CHECK(result->client_timeout_ms == 60000u);
   CHECK(result->log_level == "info");
@@ -183,13 +184,14 @@ TEST_CASE("config: bad fields name their JSON path and what is expected") {
   SUBCASE("fractional number") {
     auto e = parse_error(R"({"threads": 1.5})");
     CHECK(e.param == "threads");
-    CHECK(e.message == "threads: expected an integer >= 1, got 1.5");
+    CHECK(e.message == "threads: expected an integer >= 0, got 1.5");
   }
-  SUBCASE("zero threads") { CHECK(parse_error(R"({"threads": 0})").param == "threads"); }
+  SUBCASE("zero attempts") { CHECK(parse_error(R"({"max_attempts": 0})").param == "max_attempts"); }
+  SUBCASE("unknown io mode") { CHECK(parse_error(R"({"io": "uring"})").param == "io"); }
   SUBCASE("threads above 32 bits") {
     auto e = parse_error(R"({"threads": 4294967296})");
     CHECK(e.param == "threads");
-    CHECK(e.message == "threads: expected an integer 1..4294967295, got 4294967296");
+    CHECK(e.message == "threads: expected an integer 0..4294967295, got 4294967296");
   }
   SUBCASE("zero timeout") {
     auto e = parse_error(R"({"timeouts": {"connect_ms": 10, "read_ms": 0}})");

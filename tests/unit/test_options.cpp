@@ -283,7 +283,8 @@ TEST_CASE("options: bad numbers name the flag or variable") {
   CHECK(fails({"--port", "-1"}).param == "--port");
   CHECK(fails({"--port", "80x"}).param == "--port");
   CHECK(fails({"--port", ""}).param == "--port");
-  CHECK(fails({"--threads", "0"}).message == "--threads: expected an integer >= 1, got '0'");
+  CHECK(fails({"--threads", "-1"}).message == "--threads: expected an integer >= 0, got '-1'");
+  CHECK(fails({"--io", "uring"}).message == "--io: expected epoll or threads, got 'uring'");
   CHECK(fails({"--threads", "4294967296"}).param == "--threads");
   CHECK(fails({"--max-body-bytes", "1.5"}).param == "--max-body-bytes");
   CHECK(fails({"--connect-timeout-ms", "0"}).param == "--connect-timeout-ms");

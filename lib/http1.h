@@ -1,0 +1,89 @@
+// Internal: incremental HTTP/1.1 head parsing and chunked-body scanning shared by the transport
+// and the gateway's event loop (not a public header).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http_util.h"
+
+namespace vllm_router::detail {
+
+struct HeaderView {
+  std::string_view name;
+  std::string_view value;
+};
+
+enum class Parse { ok, incomplete, error };
+
+/// How a message body is delimited.
+enum class Framing { none, length, chunked, close };
+
+/// A parsed request head; views point into the parsed buffer.
+struct RequestHead {
+  std::string_view method;
+  std::string_view target;
+  bool http10 = false;
+  std::vector<HeaderView> headers;
+  Framing framing = Framing::none;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  bool expect_continue = false;
+  std::size_t size = 0;  ///< bytes of the head including the blank line
+};
+
+/// A parsed response head; views point into the parsed buffer.
+struct ResponseHead {
+  int status = 0;
+  bool http10 = false;
+  std::vector<HeaderView> headers;  ///< all headers as received
+  Framing framing = Framing::close;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  std::size_t size = 0;
+};
+
+struct HeadLimits {
+  std::size_t max_head_bytes = 64 * 1024;
+  std::size_t max_headers = 128;
+};
+
+/// Parses a request head at the start of `buf`. `error` says why on Parse::error.
+Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& error,
+                         const HeadLimits& limits = {});
+
+/// Parses a response head at the start of `buf` (1xx heads are returned like any other).
+/// `request_was_head` marks responses without a body.
+Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& error,
+                          const HeadLimits& limits = {});
+
+/// Walks chunked framing over raw bytes as they arrive. `feed` consumes what it can; when
+/// `payload` is non-null the chunk data is appended to it (decoding), otherwise the bytes are
+/// only scanned (relaying verbatim).
+class ChunkedScanner {
+ public:
+  /// Returns bytes consumed from `data` (all of it unless the body ended inside it), or
+  /// std::string::npos on a framing error. `done()` turns true after the last chunk and trailers.
+  std::size_t feed(std::string_view data, std::string* payload);
+  bool done() const noexcept { return state_ == State::done; }
+  /// True between chunks (nothing of the next chunk seen yet): a safe point to end the body.
+  bool at_chunk_start() const noexcept { return state_ == State::size && !digits_ && line_ == 0; }
+
+ private:
+  enum class State { size, size_ext, size_lf, data, data_cr, data_lf, trailer, trailer_lf, trailer_line, done };
+  State state_ = State::size;
+  std::uint64_t left_ = 0;
+  std::size_t line_ = 0;  // bytes of the current size/trailer line, bounded
+  bool digits_ = false;
+};
+
+/// Finds the end of a head ("\r\n\r\n") in `buf`; returns its size including the blank line or 0.
+inline std::size_t head_end(std::string_view buf, std::size_t from = 0) {
+  const std::size_t start = from >= 3 ? from - 3 : 0;
+  const auto at = buf.find("\r\n\r\n", start);
+  return at == std::string_view::npos ? 0 : at + 4;
+}
+
+}  // namespace vllm_router::detail

@@ -1,0 +1,1132 @@
+// EventServer: epoll loops that parse client requests, route them, and relay upstream answers
+// without a thread per connection (edge-triggered, non-blocking, bounded buffers).
+#include "event_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <unordered_map>
+
+#include "http1.h"
+#include "log.h"
+#include "routes.h"
+
+namespace vllm_router::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t kReadSize = 64 * 1024;
+constexpr std::size_t kMaxPendingOut = 256 * 1024;  // pause the upstream above this backlog
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr std::uintptr_t kUpstreamTag = 1;
+constexpr std::uintptr_t kWakeTag = 2;
+
+void close_fd(int fd) {
+  if (fd >= 0) ::close(fd);
+}
+
+void set_nodelay(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::string peer_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+  } else if (ss.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+// Is `name` one of the comma-separated tokens of `list` (case-insensitive)?
+bool listed_in(std::string_view list, std::string_view name) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (detail::iequals(detail::trim(list.substr(0, comma)), name)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+OutcomeKind outcome_of(Errc code) {
+  switch (code) {
+    case Errc::connect_failed: return OutcomeKind::connect_failure;
+    case Errc::timeout: return OutcomeKind::timeout;
+    case Errc::upstream_closed: return OutcomeKind::upstream_closed;
+    case Errc::cancelled: return OutcomeKind::cancelled;
+    default: return OutcomeKind::error;
+  }
+}
+
+// Starts a non-blocking connect to `url`. Returns the fd (connect in progress or done) or -1.
+int start_connect(const Url& url, std::string& why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(url.port);
+  // Numeric hosts resolve without I/O; names use the resolver (blocking; cached by nscd/DNS).
+  if (const int rc = ::getaddrinfo(url.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    why = std::string("cannot resolve ") + url.host + ": " + ::gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      why = std::strerror(errno);
+      continue;
+    }
+    set_nodelay(fd);
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) break;
+    why = std::strerror(errno);
+    close_fd(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(res);
+  return fd;
+}
+
+}  // namespace
+
+class Conn;
+
+/// One epoll loop and the connections it owns. Only its own thread touches its state.
+class Loop {
+ public:
+  Loop(EventServer& server, int index);
+  ~Loop();
+  void run();
+  void wake();
+
+  EventServer& srv;
+  const GatewayConfig& cfg;
+  int ep = -1;
+  int wake_fd = -1;
+  int index = 0;
+  Clock::time_point now = Clock::now();
+  std::vector<Conn*> conns;       // every open client connection (for timeouts)
+  std::vector<Conn*> graveyard;   // closed during this batch; freed after it
+  std::unordered_map<std::string, std::vector<int>> idle;  // upstream keep-alive by endpoint id
+  std::vector<char> scratch = std::vector<char>(kReadSize);
+
+  int take_idle(const std::string& id);
+  void give_idle(const std::string& id, int fd);
+  void accept_all();
+  void remove(Conn* c);
+};
+
+/// A client connection and the exchange it is running.
+class Conn {
+ public:
+  enum class State { head, body, upstream, relay, flush, closed };
+
+  Conn(Loop& loop, int fd) : loop_(loop), cfd_(fd), peer_(peer_address(fd)) {
+    deadline_ = loop.now + std::chrono::milliseconds(loop.cfg.client_timeout_ms);
+  }
+  ~Conn() {
+    close_fd(cfd_);
+    close_fd(ufd_);
+  }
+
+  std::size_t slot = 0;
+  bool closed() const { return state_ == State::closed; }
+
+  void on_client(std::uint32_t ev);
+  void on_upstream(std::uint32_t ev);
+  void on_timeout();
+  Clock::time_point deadline() const { return deadline_; }
+  /// Aborts whatever runs (loop shutdown).
+  void abort() {
+    if (route_) cancel_exchange();
+    close();
+  }
+
+ private:
+  // Client side.
+  void read_client();
+  void process();
+  void dispatch();
+  void local(const LocalResponse& r, bool close_after = false);
+  void queue(std::string_view data);
+  void flush();
+  void request_done();
+  void close();
+  bool backlogged() const { return out_.size() - out_off_ > kMaxPendingOut; }
+
+  // Upstream side.
+  void start_upstream();
+  void connect_upstream();
+  void write_upstream();
+  void read_upstream();
+  bool on_upstream_head();
+  bool relay(std::string_view data);
+  void finish_upstream();
+  void upstream_failed(Error error);
+  void cancel_exchange();
+  void drop_upstream();
+  void complete_lease(OutcomeKind kind, int status);
+  void set_upstream_interest(bool writing);
+
+  Loop& loop_;
+  int cfd_;
+  std::string peer_;
+  State state_ = State::head;
+  Clock::time_point deadline_;
+
+  // The request being read or served. `head_` views point into `in_`, which is never
+  // reallocated while they live (capacity is reserved before the views are taken).
+  std::string in_;
+  std::string next_;  // bytes of the next (pipelined) request
+  detail::RequestHead head_;
+  bool head_parsed_ = false;
+  std::string chunked_body_;
+  detail::ChunkedScanner body_scanner_;
+  std::size_t chunked_seen_ = 0;
+  std::string_view body_;
+  std::size_t body_capacity_ = 0;
+  bool continue_sent_ = false;
+  bool close_after_ = false;
+  std::string request_id_;
+  Clock::time_point started_;
+  std::string model_;
+
+  std::string out_;
+  std::size_t out_off_ = 0;
+
+  // The upstream exchange.
+  RequestView view_;
+  std::string rewritten_;
+  std::optional<Route> route_;
+  std::vector<std::string> tried_;
+  unsigned attempts_ = 0;
+  int ufd_ = -1;
+  bool u_reused_ = false;
+  bool u_connecting_ = false;
+  bool u_registered_ = false;
+  bool u_writing_ = false;
+  std::string u_head_;
+  std::size_t u_written_ = 0;
+  std::string uin_;
+  bool u_head_done_ = false;
+  detail::ResponseHead uresp_;
+  detail::ChunkedScanner u_scanner_;
+  std::uint64_t u_left_ = 0;
+  bool u_paused_ = false;
+  bool u_extra_ = false;  // bytes after the body: the socket cannot be reused
+  bool wrap_chunks_ = false;
+  bool event_stream_ = false;
+  bool sent_head_ = false;
+  std::uint64_t bytes_ = 0;
+  Clock::time_point ttfb_at_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Loop
+
+Loop::Loop(EventServer& server, int i) : srv(server), cfg(server.config_), index(i) {
+  ep = ::epoll_create1(EPOLL_CLOEXEC);
+  wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event wev{};
+  wev.events = EPOLLIN;
+  wev.data.u64 = kWakeTag;
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, wake_fd, &wev);
+  epoll_event lev{};
+  lev.events = EPOLLIN | EPOLLEXCLUSIVE;
+  lev.data.u64 = 0;
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, srv.listen_fd_, &lev);
+}
+
+Loop::~Loop() {
+  for (Conn* c : conns) delete c;
+  for (Conn* c : graveyard) delete c;
+  for (auto& [id, fds] : idle) {
+    for (int fd : fds) close_fd(fd);
+  }
+  close_fd(wake_fd);
+  close_fd(ep);
+}
+
+void Loop::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
+}
+
+int Loop::take_idle(const std::string& id) {
+  auto it = idle.find(id);
+  if (it == idle.end() || it->second.empty()) return -1;
+  const int fd = it->second.back();
+  it->second.pop_back();
+  return fd;
+}
+
+void Loop::give_idle(const std::string& id, int fd) {
+  auto& fds = idle[id];
+  if (fds.size() >= srv.config_.router.max_idle_connections) {
+    close_fd(fds.front());  // keep the most recently used ones
+    fds.erase(fds.begin());
+  }
+  fds.push_back(fd);
+}
+
+void Loop::accept_all() {
+  for (int i = 0; i < 128; ++i) {
+    const int fd = ::accept4(srv.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        log(LogLevel::warn, "accept: out of file descriptors");
+      }
+      return;
+    }
+    set_nodelay(fd);
+    const auto limit = static_cast<std::int64_t>(cfg.max_connections);
+    if (limit > 0 && srv.connections_.load(std::memory_order_relaxed) >= limit) {
+      // Refuse cleanly rather than queue without bound.
+      const std::string body = to_openai_json(
+          Error{Errc::overloaded, "the router is at its connection limit; retry later", ""});
+      const std::string resp = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                               "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body;
+      [[maybe_unused]] const auto n = ::send(fd, resp.data(), resp.size(), MSG_NOSIGNAL);
+      close_fd(fd);
+      continue;
+    }
+    auto* c = new Conn(*this, fd);
+    c->slot = conns.size();
+    conns.push_back(c);
+    srv.connections_.fetch_add(1, std::memory_order_relaxed);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = c;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  }
+}
+
+void Loop::remove(Conn* c) {
+  const std::size_t i = c->slot;
+  if (i < conns.size() && conns[i] == c) {
+    conns[i] = conns.back();
+    conns[i]->slot = i;
+    conns.pop_back();
+  }
+  srv.connections_.fetch_sub(1, std::memory_order_relaxed);
+  graveyard.push_back(c);
+}
+
+void Loop::run() {
+  std::vector<epoll_event> events(512);
+  auto next_tick = Clock::now() + kTick;
+  while (!srv.stopping_.load(std::memory_order_relaxed)) {
+    const int n = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()),
+                               static_cast<int>(kTick.count()));
+    now = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t tag = events[static_cast<std::size_t>(i)].data.u64;
+      const std::uint32_t ev = events[static_cast<std::size_t>(i)].events;
+      if (tag == 0) {
+        accept_all();
+      } else if (tag == kWakeTag) {
+        std::uint64_t v = 0;
+        [[maybe_unused]] const auto r = ::read(wake_fd, &v, sizeof v);
+      } else if ((tag & kUpstreamTag) != 0) {
+        auto* c = reinterpret_cast<Conn*>(tag & ~kUpstreamTag);
+        if (!c->closed()) c->on_upstream(ev);
+      } else {
+        auto* c = static_cast<Conn*>(events[static_cast<std::size_t>(i)].data.ptr);
+        if (!c->closed()) c->on_client(ev);
+      }
+    }
+    if (now >= next_tick) {
+      next_tick = now + kTick;
+      for (std::size_t i = 0; i < conns.size();) {
+        Conn* c = conns[i];
+        if (!c->closed() && c->deadline() <= now) c->on_timeout();
+        // on_timeout may remove c (swapping another into slot i): only advance when c stays.
+        if (i < conns.size() && conns[i] == c) ++i;
+      }
+    }
+    for (Conn* c : graveyard) delete c;
+    graveyard.clear();
+  }
+  for (Conn* c : std::vector<Conn*>(conns)) c->abort();
+  for (Conn* c : graveyard) delete c;
+  graveyard.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+
+void Conn::close() {
+  if (state_ == State::closed) return;
+  drop_upstream();
+  state_ = State::closed;
+  ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, cfd_, nullptr);
+  loop_.remove(this);
+}
+
+void Conn::on_client(std::uint32_t ev) {
+  if ((ev & EPOLLIN) != 0 || (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) read_client();
+  if (closed()) return;
+  if ((ev & EPOLLOUT) != 0 && out_off_ < out_.size()) flush();
+}
+
+void Conn::read_client() {
+  char* buf = loop_.scratch.data();
+  for (;;) {
+    const ssize_t n = ::recv(cfd_, buf, kReadSize, 0);
+    if (n > 0) {
+      const std::string_view data(buf, static_cast<std::size_t>(n));
+      if (state_ == State::head || state_ == State::body) {
+        in_.append(data);
+      } else {
+        next_.append(data);  // pipelined while an exchange runs
+        if (next_.size() > loop_.cfg.max_body_bytes + 64 * 1024) {
+          if (route_) cancel_exchange();
+          return close();
+        }
+      }
+      continue;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      // The client is gone: stop its upstream request at once.
+      if (route_) cancel_exchange();
+      return close();
+    }
+    if (errno == EINTR) continue;
+    break;
+  }
+  if (state_ == State::head || state_ == State::body) process();
+}
+
+void Conn::process() {
+  if (!head_parsed_) {
+    std::string error;
+    const auto r = detail::parse_request_head(in_, head_, error);
+    if (r == detail::Parse::incomplete) return;
+    if (r == detail::Parse::error) {
+      request_id_ = new_request_id();
+      started_ = loop_.now;
+      const Errc code = error.find("too large") != std::string::npos ? Errc::headers_too_large
+                                                                      : Errc::invalid_argument;
+      return local(error_response(Error{code, "malformed HTTP request: " + error, ""}), true);
+    }
+    started_ = loop_.now;
+    // Reserve room for the whole body plus simdjson's padding, then take the views again: the
+    // reservation may have moved the buffer.
+    const std::size_t need = head_.size +
+                             (head_.framing == detail::Framing::length ? head_.content_length : 0) +
+                             kBodyPadding;
+    if (head_.framing == detail::Framing::length && head_.content_length > loop_.cfg.max_body_bytes) {
+      request_id_ = new_request_id();
+      return local(error_response(Error{Errc::body_too_large,
+                                        "request body of " + std::to_string(head_.content_length) +
+                                            " bytes is larger than the limit of " +
+                                            std::to_string(loop_.cfg.max_body_bytes),
+                                        ""}),
+                   true);
+    }
+    if (in_.capacity() < need) {
+      in_.reserve(need);
+      std::string ignored;
+      (void)detail::parse_request_head(in_, head_, ignored);
+    }
+    head_parsed_ = true;
+    state_ = State::body;
+    if (!head_.keep_alive) close_after_ = true;
+  }
+  std::size_t end = head_.size;
+  if (head_.framing == detail::Framing::length) {
+    end = head_.size + static_cast<std::size_t>(head_.content_length);
+    if (in_.size() < end) {
+      if (head_.expect_continue && !continue_sent_) {
+        continue_sent_ = true;
+        queue("HTTP/1.1 100 Continue\r\n\r\n");
+      }
+      deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+      return;
+    }
+    body_ = std::string_view(in_).substr(head_.size, static_cast<std::size_t>(head_.content_length));
+    body_capacity_ = in_.capacity() - head_.size;
+  } else if (head_.framing == detail::Framing::chunked) {
+    if (head_.expect_continue && !continue_sent_) {
+      continue_sent_ = true;
+      queue("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    const std::string_view fresh = std::string_view(in_).substr(head_.size + chunked_seen_);
+    const std::size_t used = body_scanner_.feed(fresh, &chunked_body_);
+    if (used == std::string::npos) {
+      return local(error_response(Error{Errc::invalid_argument, "malformed chunked request body", ""}), true);
+    }
+    chunked_seen_ += used;
+    if (chunked_body_.size() > loop_.cfg.max_body_bytes) {
+      return local(error_response(Error{Errc::body_too_large, "request body is larger than the configured limit", ""}),
+                   true);
+    }
+    if (!body_scanner_.done()) {
+      deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+      return;
+    }
+    end = head_.size + chunked_seen_;
+    chunked_body_.reserve(chunked_body_.size() + kBodyPadding);
+    body_ = chunked_body_;
+    body_capacity_ = chunked_body_.capacity();
+  } else {
+    body_ = {};
+    body_capacity_ = 0;
+  }
+  // Bytes past this request belong to the next one.
+  if (in_.size() > end) {
+    next_.insert(0, in_, end, std::string::npos);
+    in_.resize(end);
+  }
+  dispatch();
+}
+
+void Conn::dispatch() {
+  state_ = State::upstream;
+  request_id_.clear();
+  std::string_view authorization;
+  for (const auto& h : head_.headers) {
+    if (detail::iequals(h.name, "x-request-id")) {
+      if (valid_request_id(h.value)) request_id_.assign(h.value);
+    } else if (detail::iequals(h.name, "authorization")) {
+      authorization = h.value;
+    }
+  }
+  if (request_id_.empty()) request_id_ = new_request_id();
+  const bool is_authorized = authorized(loop_.cfg.api_keys, authorization);
+  std::string_view path = head_.target;
+  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+
+  if (head_.method == "GET" || head_.method == "HEAD") {
+    LocalResponse resp;
+    if (!answer_get(path, is_authorized, loop_.srv.router_, *loop_.srv.metrics_, loop_.srv.created_, resp)) {
+      resp = error_response(Error{Errc::not_found, "Not Found: GET " + std::string(path), ""});
+    }
+    if (head_.method == "HEAD") resp.body.clear();
+    return local(resp);
+  }
+  if (head_.method != "POST") {
+    return local(error_response(
+        Error{Errc::not_found, "Not Found: " + std::string(head_.method) + " " + std::string(path), ""}));
+  }
+  const auto fail = [this](const Error& e) {
+    loop_.srv.metrics_->on_response(e.code == Errc::unknown_model ? std::string_view{} : model_,
+                                    http_status(e.code),
+                                    std::chrono::duration<double>(loop_.now - started_).count());
+    local(error_response(e));
+  };
+  if (!is_authorized) return fail(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+  if (body_.empty()) return fail(Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""});
+  auto view = parse_request(body_, body_capacity_);
+  if (!view) return fail(view.error());
+  view_ = std::move(view.value());
+  model_ = view_.model;
+  attempts_ = 0;
+  tried_.clear();
+  start_upstream();
+}
+
+void Conn::local(const LocalResponse& r, bool close_after) {
+  if (close_after) close_after_ = true;
+  std::string head;
+  head.reserve(160 + r.body.size());
+  head += "HTTP/1.1 ";
+  head += std::to_string(r.status);
+  head += ' ';
+  head += reason_phrase(r.status);
+  head += "\r\nContent-Type: ";
+  head += r.content_type;
+  head += "\r\nContent-Length: ";
+  head += std::to_string(r.body.size());
+  if (!request_id_.empty()) {
+    head += "\r\nX-Request-Id: ";
+    head += request_id_;
+  }
+  if (r.status == 503 || r.status == 429) head += "\r\nRetry-After: 1";
+  if (close_after_) head += "\r\nConnection: close";
+  head += "\r\n\r\n";
+  head += r.body;
+  state_ = State::flush;
+  deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+  queue(head);
+  if (!closed() && out_off_ == out_.size()) request_done();
+}
+
+void Conn::queue(std::string_view data) {
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+    // Nothing waiting: write straight from the caller's buffer.
+    while (!data.empty()) {
+      const ssize_t n = ::send(cfd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        data.remove_prefix(static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (route_) cancel_exchange();
+      close();
+      return;
+    }
+  }
+  out_.append(data);
+}
+
+void Conn::flush() {
+  while (out_off_ < out_.size()) {
+    const ssize_t n = ::send(cfd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_off_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (route_) cancel_exchange();
+    return close();
+  }
+  out_.clear();
+  out_off_ = 0;
+  if (state_ == State::flush) {
+    request_done();
+  } else if (u_paused_ && state_ == State::relay) {
+    u_paused_ = false;
+    read_upstream();  // edge-triggered: drain what arrived while paused
+  }
+}
+
+void Conn::request_done() {
+  if (close_after_) return close();
+  // Reset for the next request on this keep-alive connection.
+  in_.swap(next_);
+  next_.clear();
+  head_ = detail::RequestHead{};
+  head_parsed_ = false;
+  chunked_body_.clear();
+  body_scanner_ = detail::ChunkedScanner{};
+  chunked_seen_ = 0;
+  body_ = {};
+  continue_sent_ = false;
+  request_id_.clear();
+  model_.clear();
+  rewritten_.clear();
+  view_ = RequestView{};
+  state_ = State::head;
+  deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+  if (!in_.empty()) process();
+}
+
+void Conn::on_timeout() {
+  switch (state_) {
+    case State::head:
+    case State::body:
+      if (in_.empty() && !head_parsed_) return close();  // idle keep-alive connection
+      request_id_ = new_request_id();
+      return local(error_response(Error{Errc::request_timeout, "timed out reading the request", ""}), true);
+    case State::upstream:
+      if (u_connecting_) {
+        return upstream_failed(Error{Errc::connect_failed, "connect to upstream timed out", ""});
+      }
+      return upstream_failed(Error{Errc::timeout, "upstream did not answer within the read timeout", ""});
+    case State::relay:
+      return upstream_failed(Error{Errc::timeout, "upstream stalled longer than the read timeout", ""});
+    case State::flush:
+      return close();  // the client stopped reading
+    case State::closed:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream side
+
+void Conn::start_upstream() {
+  std::vector<std::string_view> exclude(tried_.begin(), tried_.end());
+  auto route = loop_.srv.router_.route(view_, exclude);
+  if (!route) {
+    Error e = route.error();
+    if (attempts_ > 0 && e.code == Errc::no_endpoint) {
+      e = Error{Errc::connect_failed, "no replica of model `" + model_ + "` could be reached", "model"};
+    }
+    loop_.srv.metrics_->on_response(e.code == Errc::unknown_model ? std::string_view{} : model_,
+                                    http_status(e.code),
+                                    std::chrono::duration<double>(loop_.now - started_).count());
+    if (http_status(e.code) >= 500) {
+      log(LogLevel::warn, "request {} failed: {}", request_id_, e.message);
+    }
+    return local(error_response(e));
+  }
+  ++attempts_;
+  route_.emplace(std::move(route.value()));
+  model_ = route_->lease.model();
+  const Endpoint& ep = route_->lease.endpoint();
+  std::string_view body = body_;
+  if (route_->resolution.rewrite && view_.has_model) {
+    if (rewritten_.empty()) rewritten_ = rewrite_model(body_, view_, route_->resolution.upstream);
+    body = rewritten_;
+  }
+  u_head_.clear();
+  u_head_.reserve(512);
+  u_head_ += "POST ";
+  u_head_ += ep.url.prefix;
+  u_head_ += head_.target;
+  u_head_ += " HTTP/1.1\r\nHost: ";
+  u_head_ += ep.url.host;
+  u_head_ += ':';
+  u_head_ += std::to_string(ep.url.port);
+  u_head_ += "\r\n";
+  // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+  std::string_view connection;
+  for (const auto& h : head_.headers) {
+    if (detail::iequals(h.name, "connection")) connection = h.value;
+  }
+  for (const auto& h : head_.headers) {
+    if (!forward_request_header(h.name) || (!connection.empty() && listed_in(connection, h.name))) continue;
+    u_head_ += h.name;
+    u_head_ += ": ";
+    u_head_ += h.value;
+    u_head_ += "\r\n";
+  }
+  if (!ep.api_key.empty()) {
+    u_head_ += "Authorization: Bearer ";
+    u_head_ += ep.api_key;
+    u_head_ += "\r\n";
+  }
+  u_head_ += "X-Request-Id: ";
+  u_head_ += request_id_;
+  u_head_ += "\r\nX-Forwarded-For: ";
+  u_head_ += peer_;
+  u_head_ += "\r\nContent-Length: ";
+  u_head_ += std::to_string(body.size());
+  u_head_ += "\r\n\r\n";
+  if (body.data() != body_.data()) body_ = body;  // send the rewritten body
+  ufd_ = loop_.take_idle(ep.id);
+  u_reused_ = ufd_ >= 0;
+  connect_upstream();
+}
+
+void Conn::set_upstream_interest(bool writing) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (writing ? EPOLLOUT : 0u);
+  ev.data.u64 = reinterpret_cast<std::uintptr_t>(this) | kUpstreamTag;
+  ::epoll_ctl(loop_.ep, u_registered_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, ufd_, &ev);
+  u_registered_ = true;
+  u_writing_ = writing;
+}
+
+void Conn::connect_upstream() {
+  uin_.clear();
+  u_head_done_ = false;
+  u_written_ = 0;
+  u_registered_ = false;
+  u_scanner_ = detail::ChunkedScanner{};
+  u_paused_ = false;
+  u_extra_ = false;
+  state_ = State::upstream;
+  if (ufd_ < 0) {
+    std::string why;
+    ufd_ = start_connect(route_->lease.endpoint().url, why);
+    if (ufd_ < 0) {
+      return upstream_failed(Error{Errc::connect_failed,
+                                   "cannot connect to " + route_->lease.endpoint().id + ": " + why, ""});
+    }
+    u_connecting_ = true;
+    deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.connect_ms);
+    set_upstream_interest(true);
+    return;  // EPOLLOUT tells when the connect finished
+  }
+  u_connecting_ = false;
+  set_upstream_interest(true);
+  write_upstream();
+}
+
+void Conn::on_upstream(std::uint32_t ev) {
+  if (u_connecting_) {
+    if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(ufd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      return upstream_failed(Error{Errc::connect_failed,
+                                   "cannot connect to " + route_->lease.endpoint().id + ": " + std::strerror(err),
+                                   ""});
+    }
+    u_connecting_ = false;
+    write_upstream();
+    return;
+  }
+  if ((ev & EPOLLOUT) != 0 && u_writing_) write_upstream();
+  if (closed() || ufd_ < 0) return;
+  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !u_paused_) read_upstream();
+}
+
+void Conn::write_upstream() {
+  const std::size_t total = u_head_.size() + body_.size();
+  while (u_written_ < total) {
+    iovec iov[2];
+    int count = 0;
+    if (u_written_ < u_head_.size()) {
+      iov[count++] = {u_head_.data() + u_written_, u_head_.size() - u_written_};
+      if (!body_.empty()) iov[count++] = {const_cast<char*>(body_.data()), body_.size()};
+    } else {
+      const std::size_t off = u_written_ - u_head_.size();
+      iov[count++] = {const_cast<char*>(body_.data()) + off, body_.size() - off};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    const ssize_t n = ::sendmsg(ufd_, &msg, MSG_NOSIGNAL);
+    if (n > 0) {
+      u_written_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.write_ms);
+      return;
+    }
+    if (u_reused_) {  // a pooled socket the upstream had closed: try a fresh one
+      drop_upstream();
+      u_reused_ = false;
+      return connect_upstream();
+    }
+    return upstream_failed(Error{u_written_ == 0 ? Errc::connect_failed : Errc::upstream_closed,
+                                 std::string("writing to upstream failed: ") + std::strerror(errno), ""});
+  }
+  set_upstream_interest(false);
+  deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.read_ms);
+  read_upstream();
+}
+
+void Conn::read_upstream() {
+  char* buf = loop_.scratch.data();
+  while (ufd_ >= 0 && !closed()) {
+    if (backlogged()) {
+      u_paused_ = true;  // resume from flush() once the client caught up
+      deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+      return;
+    }
+    const ssize_t n = ::recv(ufd_, buf, kReadSize, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    }
+    if (n <= 0) {
+      if (!u_head_done_ && u_reused_ && uin_.empty()) {
+        drop_upstream();
+        u_reused_ = false;
+        return connect_upstream();
+      }
+      if (u_head_done_ && uresp_.framing == detail::Framing::close) return finish_upstream();
+      return upstream_failed(Error{Errc::upstream_closed, "upstream closed the connection", ""});
+    }
+    deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.read_ms);
+    std::string_view data(buf, static_cast<std::size_t>(n));
+    if (!u_head_done_) {
+      uin_.append(data);
+      for (;;) {
+        std::string error;
+        const auto r = detail::parse_response_head(uin_, uresp_, error);
+        if (r == detail::Parse::incomplete) break;
+        if (r == detail::Parse::error) {
+          return upstream_failed(Error{Errc::upstream_protocol, error, ""});
+        }
+        if (uresp_.status < 200) {  // 100 Continue and friends: wait for the real answer
+          uin_.erase(0, uresp_.size);
+          continue;
+        }
+        u_head_done_ = true;
+        break;
+      }
+      if (!u_head_done_) continue;
+      if (!on_upstream_head()) return;
+      // Views in uresp_ point into uin_: the head is used up, relay what followed it.
+      const std::string rest = uin_.substr(uresp_.size);
+      uin_.clear();
+      if (!rest.empty() && !relay(rest)) return;
+      if (uresp_.framing == detail::Framing::none) return finish_upstream();
+      continue;
+    }
+    if (!relay(data)) return;
+  }
+}
+
+bool Conn::on_upstream_head() {
+  ttfb_at_ = loop_.now;
+  state_ = State::relay;
+  std::string head;
+  head.reserve(256 + uin_.size());
+  head += "HTTP/1.1 ";
+  head += std::to_string(uresp_.status);
+  head += ' ';
+  head += reason_phrase(uresp_.status);
+  head += "\r\n";
+  event_stream_ = false;
+  for (const auto& h : uresp_.headers) {
+    if (!relay_response_header(h.name)) continue;
+    if (detail::iequals(h.name, "content-type") && h.value.substr(0, 17) == "text/event-stream") {
+      event_stream_ = true;
+    }
+    head += h.name;
+    head += ": ";
+    head += h.value;
+    head += "\r\n";
+  }
+  head += "X-Request-Id: ";
+  head += request_id_;
+  head += "\r\n";
+  wrap_chunks_ = false;
+  switch (uresp_.framing) {
+    case detail::Framing::length:
+      head += "Content-Length: " + std::to_string(uresp_.content_length) + "\r\n";
+      u_left_ = uresp_.content_length;
+      break;
+    case detail::Framing::chunked:
+      head += "Transfer-Encoding: chunked\r\n";  // relayed verbatim
+      break;
+    case detail::Framing::close:
+      head += "Transfer-Encoding: chunked\r\n";  // we frame what the upstream delimits by EOF
+      wrap_chunks_ = true;
+      break;
+    case detail::Framing::none:
+      if (uresp_.status != 204 && uresp_.status != 304) head += "Content-Length: 0\r\n";
+      break;
+  }
+  if (close_after_) head += "Connection: close\r\n";
+  head += "\r\n";
+  sent_head_ = true;
+  queue(head);
+  return !closed();
+}
+
+bool Conn::relay(std::string_view data) {
+  switch (uresp_.framing) {
+    case detail::Framing::length: {
+      const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(u_left_, data.size()));
+      if (take < data.size()) u_extra_ = true;
+      u_left_ -= take;
+      bytes_ += take;
+      queue(data.substr(0, take));
+      if (closed()) return false;
+      if (u_left_ == 0) {
+        finish_upstream();
+        return false;
+      }
+      return true;
+    }
+    case detail::Framing::chunked: {
+      const std::size_t used = u_scanner_.feed(data, nullptr);
+      if (used == std::string::npos) {
+        upstream_failed(Error{Errc::upstream_protocol, "upstream sent bad chunked framing", ""});
+        return false;
+      }
+      if (used < data.size()) u_extra_ = true;
+      bytes_ += used;
+      queue(data.substr(0, used));
+      if (closed()) return false;
+      if (u_scanner_.done()) {
+        finish_upstream();
+        return false;
+      }
+      return true;
+    }
+    case detail::Framing::close: {
+      char size_line[24];
+      const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+      queue(std::string_view(size_line, static_cast<std::size_t>(len)));
+      if (!closed()) queue(data);
+      if (!closed()) queue("\r\n");
+      bytes_ += data.size();
+      return !closed();
+    }
+    case detail::Framing::none:
+      u_extra_ = true;
+      return true;
+  }
+  return true;
+}
+
+void Conn::complete_lease(OutcomeKind kind, int status) {
+  if (!route_) return;
+  Outcome o;
+  o.kind = kind;
+  o.status = status;
+  o.bytes = bytes_;
+  const auto started = route_->lease.started();
+  o.latency = Clock::now() - started;
+  if (sent_head_) o.ttfb = ttfb_at_ - started;
+  route_->lease.complete(o);
+  route_.reset();
+}
+
+void Conn::drop_upstream() {
+  if (ufd_ < 0) return;
+  ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, ufd_, nullptr);
+  close_fd(ufd_);
+  ufd_ = -1;
+  u_registered_ = false;
+  u_connecting_ = false;
+}
+
+void Conn::finish_upstream() {
+  const std::string id = route_ ? route_->lease.endpoint().id : std::string();
+  const bool reusable = uresp_.keep_alive && uresp_.framing != detail::Framing::close && !u_extra_ &&
+                        uin_.empty();
+  if (reusable && ufd_ >= 0) {
+    ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, ufd_, nullptr);
+    loop_.give_idle(id, ufd_);
+    ufd_ = -1;
+    u_registered_ = false;
+  } else {
+    drop_upstream();
+  }
+  if (wrap_chunks_) queue("0\r\n\r\n");
+  const int status = uresp_.status;
+  complete_lease(OutcomeKind::success, status);
+  loop_.srv.metrics_->on_response(model_, status, std::chrono::duration<double>(loop_.now - started_).count());
+  sent_head_ = false;
+  bytes_ = 0;
+  if (closed()) return;
+  state_ = State::flush;
+  deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.client_timeout_ms);
+  if (out_off_ == out_.size()) request_done();
+}
+
+void Conn::upstream_failed(Error error) {
+  drop_upstream();
+  const OutcomeKind kind = outcome_of(error.code);
+  const int status = sent_head_ ? uresp_.status : 0;
+  const std::string endpoint = route_ ? route_->lease.endpoint().id : std::string();
+  complete_lease(kind, status);
+  if (!sent_head_) {
+    if (error.code == Errc::connect_failed && attempts_ < std::max<unsigned>(1, loop_.cfg.router.max_attempts)) {
+      if (!endpoint.empty()) tried_.push_back(endpoint);
+      log(LogLevel::debug, "request {}: {}; trying another replica", request_id_, error.message);
+      return start_upstream();
+    }
+    if (error.code == Errc::connect_failed) {
+      error.message = "no replica of model `" + model_ + "` could be reached: " + error.message;
+    }
+    log(LogLevel::warn, "request {} failed: {}", request_id_, error.message);
+    loop_.srv.metrics_->on_response(model_, http_status(error.code),
+                                    std::chrono::duration<double>(loop_.now - started_).count());
+    return local(error_response(error));
+  }
+  // The answer has started: the status is gone. Report in band the way vLLM does when the
+  // client speaks SSE and we are at an event boundary; otherwise cut the connection so the
+  // client cannot mistake a truncated body for a complete one.
+  log(LogLevel::warn, "request {}: upstream {} failed mid-answer: {}", request_id_, endpoint, error.message);
+  loop_.srv.metrics_->on_response(model_, status, std::chrono::duration<double>(loop_.now - started_).count());
+  sent_head_ = false;
+  close_after_ = true;
+  const bool at_boundary = wrap_chunks_ || (uresp_.framing == detail::Framing::chunked &&
+                                            u_scanner_.at_chunk_start());
+  if (event_stream_ && at_boundary) {
+    const std::string event = "data: " + to_openai_json(error) + "\n\ndata: [DONE]\n\n";
+    char size_line[24];
+    const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", event.size());
+    queue(std::string_view(size_line, static_cast<std::size_t>(len)));
+    if (!closed()) queue(event);
+    if (!closed()) queue("\r\n0\r\n\r\n");
+    if (closed()) return;
+    state_ = State::flush;
+    if (out_off_ == out_.size()) request_done();
+    return;
+  }
+  close();
+}
+
+void Conn::cancel_exchange() {
+  drop_upstream();
+  complete_lease(OutcomeKind::cancelled, 0);
+  loop_.srv.metrics_->on_response(model_, 499, std::chrono::duration<double>(loop_.now - started_).count());
+}
+
+// ---------------------------------------------------------------------------------------------
+// EventServer
+
+EventServer::EventServer(const GatewayConfig& config, Router& router, std::shared_ptr<Metrics> metrics)
+    : config_(config), router_(router), metrics_(std::move(metrics)),
+      created_(static_cast<std::int64_t>(std::time(nullptr))) {}
+
+EventServer::~EventServer() {
+  loops_.clear();
+  close_fd(listen_fd_);
+}
+
+Result<int> EventServer::bind() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(config_.port);
+  if (const int rc = ::getaddrinfo(config_.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    return Result<int>(Errc::config, "cannot resolve listen address " + config_.host + ": " + ::gai_strerror(rc), "host");
+  }
+  std::string why = "no address";
+  for (addrinfo* ai = res; ai != nullptr && listen_fd_ < 0; ai = ai->ai_next) {
+    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    int yes = 1;
+    // SO_REUSEADDR only: SO_REUSEPORT would let a second process silently share the port.
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
+      why = std::strerror(errno);
+      close_fd(fd);
+      continue;
+    }
+    listen_fd_ = fd;
+  }
+  ::freeaddrinfo(res);
+  if (listen_fd_ < 0) {
+    return Result<int>(Errc::config, "cannot listen on " + config_.host + ":" + port + ": " + why, "port");
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+  const int bound = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                             : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  unsigned n = config_.threads;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, static_cast<int>(i)));
+  return bound;
+}
+
+void EventServer::run() {
+  const auto n = static_cast<unsigned>(loops_.size());
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < n; ++i) threads.emplace_back([this, i] { loops_[i]->run(); });
+  loops_[0]->run();
+  for (auto& t : threads) t.join();
+}
+
+void EventServer::stop() {
+  stopping_.store(true);
+  for (auto& loop : loops_) loop->wake();
+}
+
+}  // namespace vllm_router::server
