@@ -23,7 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "http_util.h"
+#include "http1.h"
 #include "vllm_router/transport.h"
 
 namespace vllm_router {
@@ -31,7 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr std::size_t kMaxHead = 64 * 1024;
 
 void close_fd(int fd) {
   if (fd >= 0) ::close(fd);
@@ -133,7 +132,7 @@ int connect_to(const Url& url, std::uint32_t timeout_ms, std::string& why) {
   return result;
 }
 
-enum class Framing { length, chunked, close, none };
+using detail::Framing;
 
 class HttpResponse final : public UpstreamResponse {
  public:
@@ -154,19 +153,22 @@ class HttpResponse final : public UpstreamResponse {
   Result<void> read_head(const AliveCheck& alive, bool& got_bytes) {
     got_bytes = false;
     for (;;) {
-      const auto end = buf_.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        auto r = parse_head(std::string_view(buf_).substr(0, end + 2));
-        if (!r) return r;
-        buf_.erase(0, end + 4);
-        if (status_ >= 100 && status_ < 200) {  // interim answer: wait for the real one
-          headers_.clear();
-          continue;
+      detail::ResponseHead head;
+      std::string error;
+      const auto parsed = detail::parse_response_head(buf_, head, error);
+      if (parsed == detail::Parse::error) return Result<void>(Errc::upstream_protocol, error);
+      if (parsed == detail::Parse::ok) {
+        status_ = head.status;
+        framing_ = head.framing;
+        length_ = head.content_length;
+        close_ = !head.keep_alive;
+        headers_.clear();
+        for (const auto& h : head.headers) {
+          if (!detail::is_hop_by_hop(h.name)) headers_.push_back(Header{std::string(h.name), std::string(h.value)});
         }
+        buf_.erase(0, head.size);
+        if (status_ < 200) continue;  // interim answer (100 Continue): wait for the real one
         return {};
-      }
-      if (buf_.size() > kMaxHead) {
-        return Result<void>(Errc::upstream_protocol, "upstream response head too large");
       }
       const auto r = fill(alive);
       if (r.code() == Errc::upstream_closed && buf_.empty() && !got_bytes) return r;
@@ -177,6 +179,9 @@ class HttpResponse final : public UpstreamResponse {
 
   Result<std::uint64_t> relay(BodySink& sink) override {
     const AliveCheck alive = [&sink] { return sink.alive(); };
+    const auto deliver = [&sink](std::string_view data) {
+      return data.empty() || sink.write(data.data(), data.size());
+    };
     std::uint64_t sent = 0;
     std::string out;
     bool done = framing_ == Framing::none;
@@ -188,47 +193,24 @@ class HttpResponse final : public UpstreamResponse {
           return r.error();
         }
       }
-      std::string_view data;
-      switch (framing_) {
-        case Framing::length: {
-          const std::size_t take = static_cast<std::size_t>(
-              std::min<std::uint64_t>(buf_.size(), length_ - sent));
-          data = std::string_view(buf_).substr(0, take);
-          if (!data.empty() && !sink.write(data.data(), data.size())) {
-            return Result<std::uint64_t>(Errc::cancelled, "client went away");
-          }
-          sent += take;
-          buf_.erase(0, take);
-          done = sent == length_;
-          continue;
+      std::size_t used = buf_.size();
+      std::string_view data = buf_;
+      if (framing_ == Framing::length) {
+        used = static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), length_ - sent));
+        data = data.substr(0, used);
+        done = sent + used == length_;
+      } else if (framing_ == Framing::chunked) {
+        out.clear();
+        used = chunks_.feed(buf_, &out);
+        if (used == std::string::npos) {
+          return Result<std::uint64_t>(Errc::upstream_protocol, "upstream sent bad chunked framing");
         }
-        case Framing::close: {
-          if (!sink.write(buf_.data(), buf_.size())) {
-            return Result<std::uint64_t>(Errc::cancelled, "client went away");
-          }
-          sent += buf_.size();
-          buf_.clear();
-          continue;
-        }
-        case Framing::chunked: {
-          out.clear();
-          auto r = decode_chunks(out, done);
-          if (!r) return r.error();
-          if (!out.empty()) {
-            if (!sink.write(out.data(), out.size())) {
-              return Result<std::uint64_t>(Errc::cancelled, "client went away");
-            }
-            sent += out.size();
-          }
-          if (!done && r.value() == 0 && !buf_.empty()) {
-            // Partial framing line in the buffer: read more before decoding again.
-            const auto f = fill(alive);
-            if (!f) return f.error();
-          }
-          continue;
-        }
-        case Framing::none: break;
+        data = out;
+        done = chunks_.done();
       }
+      if (!deliver(data)) return Result<std::uint64_t>(Errc::cancelled, "client went away");
+      sent += data.size();
+      buf_.erase(0, used);
     }
     if (framing_ != Framing::close && !close_ && buf_.empty()) {
       pool_.give(id_, fd_);
@@ -261,118 +243,6 @@ class HttpResponse final : public UpstreamResponse {
     }
   }
 
-  Result<void> parse_head(std::string_view head) {
-    const auto line_end = head.find("\r\n");
-    const std::string_view status_line = head.substr(0, line_end);
-    if (status_line.size() < 12 || status_line.substr(0, 5) != "HTTP/") {
-      return Result<void>(Errc::upstream_protocol, "upstream sent no HTTP status line");
-    }
-    const bool http10 = status_line.substr(0, 8) == "HTTP/1.0";
-    int code = 0;
-    const auto sp = status_line.find(' ');
-    const auto digits = status_line.substr(sp + 1, 3);
-    if (std::from_chars(digits.data(), digits.data() + digits.size(), code).ec != std::errc{} ||
-        code < 100 || code > 999) {
-      return Result<void>(Errc::upstream_protocol, "upstream sent a bad status code");
-    }
-    status_ = code;
-    headers_.clear();
-    bool chunked = false;
-    bool has_length = false;
-    close_ = http10;
-    std::string_view rest = head.substr(line_end + 2);
-    while (!rest.empty()) {
-      const auto e = rest.find("\r\n");
-      const std::string_view line = rest.substr(0, e);
-      rest = e == std::string_view::npos ? std::string_view{} : rest.substr(e + 2);
-      const auto colon = line.find(':');
-      if (colon == std::string_view::npos || colon == 0) continue;
-      const std::string_view name = line.substr(0, colon);
-      const std::string_view value = detail::trim(line.substr(colon + 1));
-      if (detail::iequals(name, "content-length")) {
-        std::uint64_t n = 0;
-        if (std::from_chars(value.data(), value.data() + value.size(), n).ec != std::errc{}) {
-          return Result<void>(Errc::upstream_protocol, "upstream sent a bad Content-Length");
-        }
-        length_ = n;
-        has_length = true;
-      } else if (detail::iequals(name, "transfer-encoding")) {
-        chunked = detail::icontains(value, "chunked");
-      } else if (detail::iequals(name, "connection")) {
-        if (detail::icontains(value, "close")) close_ = true;
-        if (detail::icontains(value, "keep-alive")) close_ = false;
-      } else if (!detail::is_hop_by_hop(name)) {
-        headers_.push_back(Header{std::string(name), std::string(value)});
-      }
-    }
-    if (status_ == 204 || status_ == 304 || (status_ >= 100 && status_ < 200)) {
-      framing_ = Framing::none;
-    } else if (chunked) {
-      framing_ = Framing::chunked;
-    } else if (has_length) {
-      framing_ = length_ == 0 ? Framing::none : Framing::length;
-    } else {
-      framing_ = Framing::close;
-      close_ = true;
-    }
-    return {};
-  }
-
-  // Decodes as much chunked framing from buf_ as is complete; appends data to `out`.
-  // Returns the bytes of buf_ consumed.
-  Result<std::size_t> decode_chunks(std::string& out, bool& done) {
-    std::size_t pos = 0;
-    for (;;) {
-      if (chunk_left_ > 0) {
-        const std::size_t take =
-            static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left_, buf_.size() - pos));
-        out.append(buf_, pos, take);
-        pos += take;
-        chunk_left_ -= take;
-        if (chunk_left_ > 0) break;
-        need_crlf_ = true;
-      }
-      if (need_crlf_) {
-        if (buf_.size() - pos < 2) break;
-        if (buf_.compare(pos, 2, "\r\n") != 0) {
-          return Result<std::size_t>(Errc::upstream_protocol, "bad chunked framing");
-        }
-        pos += 2;
-        need_crlf_ = false;
-      }
-      const auto eol = buf_.find("\r\n", pos);
-      if (eol == std::string::npos) {
-        if (buf_.size() - pos > 4096) {
-          return Result<std::size_t>(Errc::upstream_protocol, "chunk size line too long");
-        }
-        break;
-      }
-      if (in_trailers_) {
-        const bool blank = eol == pos;
-        pos = eol + 2;
-        if (blank) {
-          done = true;
-          break;
-        }
-        continue;
-      }
-      std::uint64_t size = 0;
-      const char* first = buf_.data() + pos;
-      const auto [ptr, ec] = std::from_chars(first, buf_.data() + eol, size, 16);
-      if (ec != std::errc{} || ptr == first) {
-        return Result<std::size_t>(Errc::upstream_protocol, "bad chunk size");
-      }
-      pos = eol + 2;
-      if (size == 0) {
-        in_trailers_ = true;
-        continue;
-      }
-      chunk_left_ = size;
-    }
-    buf_.erase(0, pos);
-    return pos;
-  }
-
   const HttpTransportOptions& options_;
   ConnectionPool& pool_;
   std::string id_;
@@ -383,9 +253,7 @@ class HttpResponse final : public UpstreamResponse {
   Framing framing_ = Framing::close;
   std::uint64_t length_ = 0;
   bool close_ = false;
-  std::uint64_t chunk_left_ = 0;
-  bool need_crlf_ = false;
-  bool in_trailers_ = false;
+  detail::ChunkedScanner chunks_;
 };
 
 // Writes all iovecs, waiting for the socket as needed. Returns bytes written or -1.
