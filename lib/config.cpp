@@ -321,7 +321,7 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
   return for_each_field(
       root, "",
       {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
-       "max_connections", "client_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
+       "max_connections", "client_timeout_ms", "drain_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
        "max_idle_connections", "models"},
       [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
         if (key == "host") return read_into(field, path, out.host, true);
@@ -340,6 +340,7 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
         }
         if (key == "max_connections") return read_into(field, path, 0, out.max_connections);
         if (key == "client_timeout_ms") return read_into(field, path, 1, out.client_timeout_ms);
+        if (key == "drain_timeout_ms") return read_into(field, path, 0, out.drain_timeout_ms);
         if (key == "log_level") return parse_log_level(field, path, out.log_level);
         if (key == "timeouts") return parse_timeouts(field, path, router.timeouts);
         if (key == "max_attempts") return read_into(field, path, 1, router.max_attempts);

@@ -157,6 +157,11 @@ class Conn {
   void on_upstream(std::uint32_t ev);
   void on_timeout();
   Clock::time_point deadline() const { return deadline_; }
+  /// Shutdown has begun: close when idle, otherwise after the current answer.
+  void drain() {
+    close_after_ = true;
+    if (state_ == State::head && !head_parsed_ && in_.empty()) close();
+  }
   /// Aborts whatever runs (loop shutdown).
   void abort() {
     if (route_) cancel_exchange();
@@ -338,7 +343,17 @@ void Loop::remove(Conn* c) {
 void Loop::run() {
   std::vector<epoll_event> events(512);
   auto next_tick = Clock::now() + kTick;
-  while (!srv.stopping_.load(std::memory_order_relaxed)) {
+  bool drain_started = false;
+  for (;;) {
+    if (srv.draining()) {
+      if (!drain_started) {
+        drain_started = true;
+        ::epoll_ctl(ep, EPOLL_CTL_DEL, srv.listen_fd_, nullptr);
+      }
+      for (Conn* c : std::vector<Conn*>(conns)) c->drain();
+      const Clock::time_point deadline{Clock::duration(srv.drain_deadline_ns_.load())};
+      if (conns.empty() || now >= deadline) break;
+    }
     const int n = ::epoll_wait(ep, events.data(), static_cast<int>(events.size()),
                                static_cast<int>(kTick.count()));
     now = Clock::now();
@@ -522,7 +537,8 @@ void Conn::dispatch() {
 
   if (head_.method == "GET" || head_.method == "HEAD") {
     LocalResponse resp;
-    if (!answer_get(path, is_authorized, loop_.srv.router_, *loop_.srv.metrics_, loop_.srv.created_, resp)) {
+    if (!answer_get(path, is_authorized, loop_.srv.router_, *loop_.srv.metrics_, loop_.srv.created_, resp,
+                    loop_.srv.draining())) {
       resp = error_response(Error{Errc::not_found, "Not Found: GET " + std::string(path), ""});
     }
     if (head_.method == "HEAD") resp.body.clear();
@@ -1124,8 +1140,11 @@ void EventServer::run() {
   for (auto& t : threads) t.join();
 }
 
-void EventServer::stop() {
-  stopping_.store(true);
+void EventServer::stop(std::chrono::milliseconds grace) {
+  drain_deadline_ns_.store((Clock::now() + grace).time_since_epoch().count());
+  // New connections are refused from now on (Linux resets a listening socket on shutdown);
+  // the descriptor itself is closed when the server is destroyed.
+  if (!draining_.exchange(true) && listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
   for (auto& loop : loops_) loop->wake();
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,8 +33,13 @@ class EventServer {
   Result<int> bind();
   /// Runs the loops until stop(); the calling thread runs loop 0.
   void run();
-  /// Asks every loop to stop. Async-signal-unsafe; call from a normal thread.
-  void stop();
+  /// Graceful stop: /ready turns 503, the listening socket closes, idle connections close,
+  /// running requests finish (their connections close after the answer); whatever still runs
+  /// after `grace` is cut. run() returns when every connection is gone. Call from any thread
+  /// (not from a signal handler).
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  /// True once stop() was called.
+  bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
 
   /// Open client connections across loops (for tests and metrics).
   std::int64_t connections() const noexcept { return connections_.load(std::memory_order_relaxed); }
@@ -47,7 +53,8 @@ class EventServer {
   int listen_fd_ = -1;
   std::int64_t created_ = 0;
   std::atomic<std::int64_t> connections_{0};
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<std::int64_t> drain_deadline_ns_{0};  // steady_clock, since epoch
   std::vector<std::unique_ptr<Loop>> loops_;
 };
 

@@ -130,7 +130,8 @@ int main(int argc, char** argv) {
       config.threads == 0 ? std::thread::hardware_concurrency() : config.threads, config.max_connections);
   bool ok = true;
   if (events) {
-    start_signal_thread([&events] { events->stop(); });
+    const auto grace = std::chrono::milliseconds(config.drain_timeout_ms);
+    start_signal_thread([&events, grace] { events->stop(grace); });
     events->run();
   } else {
     start_signal_thread([&gateway] { gateway.value()->stop(); });

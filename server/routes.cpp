@@ -61,9 +61,11 @@ LocalResponse error_response(const Error& error) {
 }
 
 bool answer_get(std::string_view path, bool is_authorized, const Router& router, const Metrics& metrics,
-                std::int64_t created, LocalResponse& out) {
+                std::int64_t created, LocalResponse& out, bool draining) {
   if (path == "/health" || path == "/ping") {
     out = LocalResponse{200, "text/plain", ""};
+  } else if (path == "/ready" && draining) {
+    out = LocalResponse{503, "application/json", R"({"status":"draining"})"};
   } else if (path == "/ready") {
     const auto snap = router.snapshot();
     bool ready = false;

@@ -20,9 +20,10 @@ struct LocalResponse {
 };
 
 /// Answers the gateway's own GET routes (/health, /ping, /ready, /metrics, /version,
-/// /v1/models). Returns false when `path` is not one of them. `authorized` applies to /v1/*.
+/// /v1/models). Returns false when `path` is not one of them. `authorized` applies to /v1/*;
+/// `draining` turns /ready to 503 so load balancers stop sending new work.
 bool answer_get(std::string_view path, bool authorized, const Router& router, const Metrics& metrics,
-                std::int64_t created, LocalResponse& out);
+                std::int64_t created, LocalResponse& out, bool draining = false);
 
 /// An error as an OpenAI-shaped local response.
 LocalResponse error_response(const Error& error);

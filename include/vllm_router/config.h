@@ -63,6 +63,8 @@ struct GatewayConfig {
   std::uint32_t max_connections = 0;
   std::uint32_t client_timeout_ms = 60000;  ///< idle client read/write timeout
   std::string log_level = "info";      ///< error | warn | info | debug
+  /// On SIGTERM: how long running requests may take to finish before they are cut.
+  std::uint32_t drain_timeout_ms = 30000;
 };
 
 /// Parses a JSON configuration document (the config file's format, see docs/configuration.md)
