@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "http1.h"
+#include "net.h"
 #include "vllm_router/transport.h"
 
 namespace vllm_router {
@@ -88,48 +89,22 @@ int wait_fd(int fd, short events, Clock::time_point deadline, const std::functio
   }
 }
 
+// Connects to `url` within `timeout_ms`, trying each address in turn. Returns the socket or -1.
 int connect_to(const Url& url, std::uint32_t timeout_ms, std::string& why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(url.port);
-  if (const int rc = ::getaddrinfo(url.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    why = std::string("cannot resolve ") + url.host + ": " + ::gai_strerror(rc);
-    return -1;
-  }
-  int result = -1;
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (addrinfo* ai = res; ai != nullptr && result < 0; ai = ai->ai_next) {
-    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      why = std::strerror(errno);
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-      result = fd;
-      break;
-    }
-    if (errno != EINPROGRESS) {
-      why = std::strerror(errno);
-      close_fd(fd);
-      continue;
-    }
+  bool more = true;
+  for (std::size_t i = 0; more; ++i) {
+    const int fd = detail::start_connect(url, i, more, why);
+    if (fd < 0) continue;
     const int ready = wait_fd(fd, POLLOUT, deadline, {}, 0);
     int err = 0;
     socklen_t len = sizeof err;
-    if (ready == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-      result = fd;
-      break;
-    }
+    if (ready == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) return fd;
     why = ready == 0 ? "connect timed out" : std::strerror(err != 0 ? err : errno);
     close_fd(fd);
+    if (ready == 0) break;
   }
-  ::freeaddrinfo(res);
-  return result;
+  return -1;
 }
 
 using detail::Framing;

@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "http1.h"
+#include "net.h"
 #include "log.h"
 #include "routes.h"
 
@@ -76,36 +77,6 @@ OutcomeKind outcome_of(Errc code) {
     case Errc::cancelled: return OutcomeKind::cancelled;
     default: return OutcomeKind::error;
   }
-}
-
-// Starts a non-blocking connect to `url`. Returns the fd (connect in progress or done) or -1.
-int start_connect(const Url& url, std::string& why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(url.port);
-  // Numeric hosts resolve without I/O; names use the resolver (blocking; cached by nscd/DNS).
-  if (const int rc = ::getaddrinfo(url.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    why = std::string("cannot resolve ") + url.host + ": " + ::gai_strerror(rc);
-    return -1;
-  }
-  int fd = -1;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      why = std::strerror(errno);
-      continue;
-    }
-    set_nodelay(fd);
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) break;
-    why = std::strerror(errno);
-    close_fd(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  return fd;
 }
 
 }  // namespace
@@ -175,6 +146,7 @@ class Conn {
   void dispatch();
   void local(const LocalResponse& r, bool close_after = false);
   void queue(std::string_view data);
+  void queue_chunk(std::string_view data);  // one chunk of chunked framing
   void flush();
   void request_done();
   void close();
@@ -227,6 +199,8 @@ class Conn {
   std::vector<std::string> tried_;
   unsigned attempts_ = 0;
   int ufd_ = -1;
+  std::size_t u_address_ = 0;  // which of the endpoint's addresses is being tried
+  bool u_more_addresses_ = false;
   bool u_reused_ = false;
   bool u_connecting_ = false;
   bool u_registered_ = false;
@@ -612,6 +586,14 @@ void Conn::queue(std::string_view data) {
   out_.append(data);
 }
 
+void Conn::queue_chunk(std::string_view data) {
+  char size_line[24];
+  const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  queue(std::string_view(size_line, static_cast<std::size_t>(len)));
+  if (!closed()) queue(data);
+  if (!closed()) queue("\r\n");
+}
+
 void Conn::flush() {
   while (out_off_ < out_.size()) {
     const ssize_t n = ::send(cfd_, out_.data() + out_off_, out_.size() - out_off_, MSG_NOSIGNAL);
@@ -741,6 +723,7 @@ void Conn::start_upstream() {
   if (body.data() != body_.data()) body_ = body;  // send the rewritten body
   ufd_ = loop_.take_idle(ep.id);
   u_reused_ = ufd_ >= 0;
+  u_address_ = 0;
   connect_upstream();
 }
 
@@ -764,7 +747,7 @@ void Conn::connect_upstream() {
   state_ = State::upstream;
   if (ufd_ < 0) {
     std::string why;
-    ufd_ = start_connect(route_->lease.endpoint().url, why);
+    ufd_ = detail::start_connect(route_->lease.endpoint().url, u_address_, u_more_addresses_, why);
     if (ufd_ < 0) {
       return upstream_failed(Error{Errc::connect_failed,
                                    "cannot connect to " + route_->lease.endpoint().id + ": " + why, ""});
@@ -785,6 +768,11 @@ void Conn::on_upstream(std::uint32_t ev) {
     int err = 0;
     socklen_t len = sizeof err;
     ::getsockopt(ufd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 && u_more_addresses_) {  // the name has another address: try it first
+      drop_upstream();
+      ++u_address_;
+      return connect_upstream();
+    }
     if (err != 0) {
       return upstream_failed(Error{Errc::connect_failed,
                                    "cannot connect to " + route_->lease.endpoint().id + ": " + std::strerror(err),
@@ -969,15 +957,10 @@ bool Conn::relay(std::string_view data) {
       }
       return true;
     }
-    case detail::Framing::close: {
-      char size_line[24];
-      const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
-      queue(std::string_view(size_line, static_cast<std::size_t>(len)));
-      if (!closed()) queue(data);
-      if (!closed()) queue("\r\n");
+    case detail::Framing::close:
+      queue_chunk(data);
       bytes_ += data.size();
       return !closed();
-    }
     case detail::Framing::none:
       u_extra_ = true;
       return true;
@@ -1061,12 +1044,8 @@ void Conn::upstream_failed(Error error) {
   const bool at_boundary = wrap_chunks_ || (uresp_.framing == detail::Framing::chunked &&
                                             u_scanner_.at_chunk_start());
   if (event_stream_ && at_boundary) {
-    const std::string event = "data: " + to_openai_json(error) + "\n\ndata: [DONE]\n\n";
-    char size_line[24];
-    const int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", event.size());
-    queue(std::string_view(size_line, static_cast<std::size_t>(len)));
-    if (!closed()) queue(event);
-    if (!closed()) queue("\r\n0\r\n\r\n");
+    queue_chunk("data: " + to_openai_json(error) + "\n\ndata: [DONE]\n\n");
+    if (!closed()) queue("0\r\n\r\n");
     if (closed()) return;
     state_ = State::flush;
     if (out_off_ == out_.size()) request_done();

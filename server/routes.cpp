@@ -4,30 +4,14 @@
 #include <chrono>
 
 #include "http_util.h"
+#include "json_writer.h"
 #include "vllm_router/random.h"
 #include "vllm_router/version.h"
 
 namespace vllm_router::server {
 namespace {
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
+using detail::append_json_string;
 
 std::string models_json(const Snapshot& snap, std::int64_t created) {
   std::string out = R"({"object":"list","data":[)";
