@@ -16,6 +16,10 @@ Mirrors simproc.py. Stable API (shared by several test files; extend, do not cha
         for one-shot invocations (--help, --version, --check-config).
     clean_env(**extra) -> os.environ minus VLLM_ROUTER_* plus `extra`.
 
+$VLLM_ROUTER_IO in the test environment becomes `--io VALUE` on every start_router command
+line (ctest runs the suite once per front end), and $ROUTERPROC_EXTRA_ARGS (whitespace
+separated) is appended too.
+
 stderr of a started router goes to a temporary file (.stderr_text() reads it), so a chatty
 log never blocks the process. A started router is also stopped at interpreter exit.
 """
@@ -30,7 +34,9 @@ import time
 
 from simproc import repo_root
 
-__all__ = ["RouterProcess", "start_router", "run_router", "router_binary", "clean_env"]
+__all__ = ["RouterProcess", "start_router", "run_router", "router_binary", "clean_env",
+           "call", "post_json", "sim_stats", "sim_reset", "wait_for", "assert_openai_error",
+           "dead_port", "fnv1a64", "metric_samples", "router_metrics", "open_stream"]
 
 _LISTEN_PREFIX = "vllm-router listening on http://"
 _live = set()
@@ -99,6 +105,11 @@ def start_router(*args, env=None, timeout=5.0):
     if not os.path.exists(binary):
         raise FileNotFoundError("vllm-router binary not found at %s (set VLLM_ROUTER)" % binary)
     cmd = [binary, "--host", "127.0.0.1", "--port", "0"] + [str(a) for a in args]
+    if os.environ.get("VLLM_ROUTER_IO"):
+        # The front end under test (ctest runs the suite once per --io mode). Passed as a flag:
+        # the router's own environment is cleaned of VLLM_ROUTER_* variables.
+        cmd += ["--io", os.environ["VLLM_ROUTER_IO"]]
+    cmd += os.environ.get("ROUTERPROC_EXTRA_ARGS", "").split()
     stderr_file = tempfile.NamedTemporaryFile(prefix="vllm-router-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             stderr=stderr_file, env=clean_env() if env is None else env)
@@ -146,3 +157,134 @@ def _stop_all():
             router.stop(timeout=2.0)
         except Exception:
             pass
+
+
+# ---------------------------------------------------------------- HTTP helpers for the tests
+
+import http.client  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+
+
+def call(target, method, path, body=None, headers=None, timeout=5.0):
+    """One request on a fresh connection to `target` (anything with .host/.port);
+    returns (status, {lower-name: value}, body bytes)."""
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def post_json(target, path, body, headers=None, timeout=5.0):
+    """POST; returns (status, headers, parsed JSON body or None)."""
+    status, hdrs, raw = call(target, "POST", path, body, headers, timeout)
+    return status, hdrs, json.loads(raw) if raw else None
+
+
+def sim_stats(sim):
+    status, _, raw = call(sim, "GET", "/sim/stats")
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def sim_reset(sim):
+    assert call(sim, "POST", "/sim/reset", b"{}")[0] == 200
+
+
+def wait_for(pred, timeout=3.0, interval=0.02):
+    """Polls `pred` until it returns a truthy value or `timeout` seconds passed; returns the
+    last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def assert_openai_error(raw_or_doc, status, etype=None):
+    """Checks the nested OpenAI error shape {"error":{"message","type","param","code"}} with
+    `code` the HTTP status; returns the inner error object."""
+    doc = json.loads(raw_or_doc) if isinstance(raw_or_doc, (bytes, str)) else raw_or_doc
+    assert isinstance(doc, dict) and set(doc) == {"error"}, doc
+    err = doc["error"]
+    assert set(err) == {"message", "type", "param", "code"}, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert isinstance(err["type"], str) and err["type"], err
+    assert err["param"] is None or isinstance(err["param"], str), err
+    assert err["code"] == status and isinstance(err["code"], int), err
+    if etype is not None:
+        assert err["type"] == etype, err
+    return err
+
+
+def dead_port():
+    """A loopback port nobody listens on (bound, then closed)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fnv1a64(data):
+    """FNV-1a 64 of `data` as 16 hex digits (vllm-sim's last_body_fnv1a64)."""
+    h = 0xcbf29ce484222325
+    prime = 0x100000001b3
+    mask = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        h = ((h ^ byte) * prime) & mask
+    return "%016x" % h
+
+
+def metric_samples(text, name):
+    """[(labels dict, value)] of every sample of `name` in Prometheus text."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        if line.startswith(name + "{"):
+            labels_text, _, value = line[len(name) + 1:].rpartition("} ")
+            labels = {}
+            for part in labels_text.split('",'):
+                if not part:
+                    continue
+                key, _, val = part.partition('="')
+                labels[key] = val.rstrip('"')
+            out.append((labels, float(value)))
+        elif line.startswith(name + " "):
+            out.append(({}, float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def router_metrics(router):
+    status, _, raw = call(router, "GET", "/metrics")
+    assert status == 200
+    return raw.decode()
+
+
+def open_stream(target, path, body, headers=None, timeout=5.0):
+    """Sends a POST on a raw socket and reads until the first SSE event arrived.
+    Returns (socket, status line + headers text, bytes received so far)."""
+    data = json.dumps(body).encode()
+    extra = "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
+    s = socket.create_connection((target.host, target.port), timeout=timeout)
+    s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n%s\r\n" % (path, len(data), extra)).encode() + data)
+    buf = b""
+    while b"data: " not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            s.close()
+            raise AssertionError("connection closed before the first event: %r" % buf[:500])
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return s, head.decode(errors="replace"), rest

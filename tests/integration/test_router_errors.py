@@ -1,0 +1,156 @@
+"""vllm-router error answers: every status in OpenAI's nested shape, retries past dead
+replicas, upstream timeouts, and upstream errors passed through untouched."""
+
+import json
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from routerproc import (assert_openai_error, call, dead_port, metric_samples,  # noqa: E402
+                        post_json, router_metrics, sim_reset, sim_stats, start_router, wait_for)
+from simproc import start_sim  # noqa: E402
+
+CHAT = "/v1/chat/completions"
+
+
+def chat(model, **kw):
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    body.update(kw)
+    return body
+
+
+@pytest.fixture(scope="module")
+def live():
+    sim = start_sim("--model", "live", "--id", "live-1", "--output-tokens", "1")
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def router(live):
+    """One live model, one model whose replicas are all dead, a limit on body size, and an alias
+    pointing at a name the engine does not serve."""
+    dead = ["http://127.0.0.1:%d" % dead_port() for _ in range(2)]
+    r = start_router("--model", "live=" + live.url, "--model", "dead=" + ",".join(dead),
+                     "--model", "ghost=" + live.url, "--alias", "ghost-alias=ghost",
+                     "--max-body-bytes", "4096", "--log-level", "error")
+    yield r
+    assert r.stop() == 0
+
+
+def test_unknown_model_404(router, live):
+    sim_reset(live)
+    status, hdrs, body = post_json(router, CHAT, chat("no-such/model"))
+    assert status == 404 and hdrs["content-type"].startswith("application/json")
+    err = assert_openai_error(body, 404, "NotFoundError")
+    assert "no-such/model" in err["message"] and err["param"] == "model"
+    assert sim_stats(live)["requests"] == 0
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"messages": [{"role": "user", "content": "hi"}]}',  # no model, no default model
+    b'{"model": 42, "prompt": "x"}',                        # model is not a string
+])
+def test_missing_model_400(router, raw):
+    status, _, body = call(router, "POST", CHAT, raw)
+    assert status == 400
+    err = assert_openai_error(body, 400, "BadRequestError")
+    assert err["param"] == "model"
+
+
+@pytest.mark.parametrize("raw", [b'{"model": "live", "prompt": ', b"not json", b"[1, 2]", b"",
+                                 b'{"model": "live"} trailing'])
+def test_invalid_json_400(router, raw):
+    status, _, body = call(router, "POST", CHAT, raw)
+    assert status == 400, body
+    assert_openai_error(body, 400, "BadRequestError")
+
+
+def test_body_over_limit_413(router, live):
+    sim_reset(live)
+    status, _, body = post_json(router, CHAT, chat("live", padding="x" * 5000))
+    assert status == 413
+    assert_openai_error(body, 413)
+    assert sim_stats(live)["requests"] == 0
+    # Just under the limit still goes through.
+    small = chat("live")
+    small["padding"] = "x" * (4000 - len(json.dumps(small)))
+    assert post_json(router, CHAT, small)[0] == 200
+
+
+def test_all_replicas_refused_502(router):
+    t0 = time.monotonic()
+    status, _, body = post_json(router, CHAT, chat("dead"))
+    assert status == 502
+    err = assert_openai_error(body, 502)
+    assert err["type"] == "BadGatewayError"
+    assert time.monotonic() - t0 < 2.0  # refused connections fail fast, no waiting
+    ups = metric_samples(router_metrics(router), "vllm_router_upstream_requests_total")
+    assert sum(v for l, v in ups if l["model"] == "dead" and l["outcome"] == "connect_failure") >= 2
+
+
+def test_retry_past_dead_replica(live):
+    dead = "http://127.0.0.1:%d" % dead_port()
+    with start_router("--model", "live=%s,%s" % (dead, live.url), "--policy", "round_robin",
+                      "--log-level", "error") as r:
+        for _ in range(10):
+            status, hdrs, body = post_json(r, CHAT, chat("live"))
+            assert status == 200, body
+            assert hdrs["x-sim-id"] == "live-1"
+        ups = metric_samples(router_metrics(r), "vllm_router_upstream_requests_total")
+        refused = sum(v for l, v in ups if l["endpoint"] == dead and l["outcome"] == "connect_failure")
+        assert refused >= 1, ups  # the dead replica really was picked, and skipped
+
+
+def test_unknown_get_path_404_json(router):
+    for method, path in (("GET", "/no/such/path"), ("GET", "/v2/models"), ("PUT", "/v1/models")):
+        status, hdrs, body = call(router, method, path)
+        assert status == 404, (method, path)
+        assert hdrs["content-type"].startswith("application/json")
+        err = assert_openai_error(body, 404, "NotFoundError")
+        assert path in err["message"]
+
+
+def test_overlong_uri_status_matches_body(router):
+    status, _, body = call(router, "GET", "/" + "a" * 10000)
+    assert 400 <= status < 500
+    assert_openai_error(body, status)
+
+
+def test_upstream_error_passthrough_500():
+    with start_sim("--model", "broken", "--fail", "error500", "--id", "b1") as sim:
+        _, _, direct = call(sim, "POST", CHAT, chat("broken"))
+        with start_router("--model", "broken=" + sim.url, "--log-level", "error") as r:
+            status, hdrs, body = call(r, "POST", CHAT, chat("broken"))
+            assert status == 500 and hdrs["x-sim-id"] == "b1"
+            assert body == direct  # the engine's own error body, untouched
+            assert_openai_error(body, 500)
+            # An engine error is an answer, not a connect failure: not retried elsewhere.
+            assert sim_stats(sim)["requests"] == 2
+
+
+def test_upstream_unknown_model_404_passthrough(router, live):
+    status, hdrs, body = post_json(router, CHAT, chat("ghost-alias"))
+    assert status == 404
+    assert hdrs["x-sim-id"] == "live-1"  # answered by the engine, not by the router
+    err = assert_openai_error(body, 404, "NotFoundError")
+    assert err["message"] == "The model `ghost` does not exist."  # alias was rewritten
+
+
+def test_upstream_timeout_504():
+    with start_sim("--model", "slow", "--fail", "hang") as sim:
+        with start_router("--model", "slow=" + sim.url, "--read-timeout-ms", "300",
+                          "--log-level", "error") as r:
+            t0 = time.monotonic()
+            status, _, body = post_json(r, CHAT, chat("slow"))
+            elapsed = time.monotonic() - t0
+            assert status == 504
+            assert_openai_error(body, 504, "GatewayTimeoutError")
+            assert 0.25 <= elapsed < 2.0, elapsed
+            # The router hung up on the engine: its request is cancelled, not left hanging.
+            st = wait_for(lambda: (lambda s: s if s["in_flight"] == 0 else None)(sim_stats(sim)))
+            assert st and st["cancelled"] == 1, sim_stats(sim)
+            assert call(r, "GET", "/health")[0] == 200
