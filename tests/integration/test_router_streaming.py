@@ -160,3 +160,37 @@ def test_upstream_dropping_mid_stream_gives_in_band_error():
                 return [l["outcome"] for l, _ in metric_samples(
                     router_metrics(r), "vllm_router_upstream_requests_total")]
             assert wait_for(lambda: outcomes() == ["upstream_closed"]), outcomes()
+
+
+@pytest.mark.skipif(os.environ.get("VLLM_ROUTER_IO") == "threads",
+                    reason="cpp-httplib 0.11.4 hides the client socket until the answer starts "
+                           "(docs/architecture.md, known limits)")
+def test_client_leaving_before_the_first_byte_cancels_upstream(pair):
+    """A non-streamed request still being computed upstream is cancelled when its client leaves,
+    not when the answer is finally written."""
+    router, sim = pair
+    assert wait_for(lambda: sim_stats(sim)["in_flight"] == 0)
+    sim_reset(sim)
+    sock, _ = _send_raw(router, CHAT, {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+                                       "max_tokens": 1}, {"x-sim-ttft-ms": "30000"})
+    assert wait_for(lambda: sim_stats(sim)["in_flight"] == 1), sim_stats(sim)
+    assert wait_for(lambda: in_flight(router) == [1.0]), in_flight(router)
+    sock.close()
+    # The engine would answer after 30 s; the router lets go within the poll deadline. (vllm-sim
+    # notices a closed connection only when it writes, so the router's own accounting is read.)
+    assert wait_for(lambda: in_flight(router) == [0.0], timeout=3.0), in_flight(router)
+    ups = metric_samples(router_metrics(router), "vllm_router_upstream_requests_total")
+    assert any(l["outcome"] == "cancelled" for l, _ in ups), ups
+    reqs = metric_samples(router_metrics(router), "vllm_router_requests_total")
+    assert any(l["status"] == "499" for l, _ in reqs), reqs
+
+
+def _send_raw(target, path, body, headers):
+    import socket
+    data = json.dumps(body).encode()
+    head = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        path, len(data))
+    head += "".join("%s: %s\r\n" % kv for kv in headers.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", target.port), timeout=5)
+    sock.sendall(head.encode() + data)
+    return sock, data
