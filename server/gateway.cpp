@@ -8,60 +8,24 @@
 #include <cstring>
 #include <ctime>
 
+#include "http_util.h"
 #include "log.h"
-#include "vllm_router/random.h"
-#include "vllm_router/version.h"
+#include "routes.h"
 
 namespace vllm_router::server {
 namespace {
 
 using SteadyTime = std::chrono::steady_clock;
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
+using detail::iequals;
 
-// Request headers never forwarded: connection-level ones, framing, our own, the client's key,
-// and cpp-httplib's pseudo-headers.
-bool dropped_request_header(std::string_view name) {
-  static constexpr std::string_view kDropped[] = {
-      "host", "content-length", "transfer-encoding", "connection", "keep-alive",
-      "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
-      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id",
-      "REMOTE_ADDR", "REMOTE_PORT", "LOCAL_ADDR", "LOCAL_PORT"};
-  for (std::string_view d : kDropped) {
-    if (iequals(name, d)) return true;
-  }
-  return false;
-}
-
-// Response headers we set ourselves (or that cpp-httplib sets): not copied from upstream.
-bool dropped_response_header(std::string_view name) {
-  return iequals(name, "content-type") || iequals(name, "x-request-id") ||
-         iequals(name, "content-encoding") || iequals(name, "date") || iequals(name, "server");
-}
-
-std::string new_request_id() {
-  thread_local Rng rng(static_cast<std::uint64_t>(SteadyTime::now().time_since_epoch().count()) ^
-                       reinterpret_cast<std::uintptr_t>(&rng));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    std::uint64_t v = rng.next();
-    for (int i = 0; i < 16; ++i, v >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = kHex[v & 15];
-  }
-  return id;
-}
-
+// cpp-httplib percent-decodes header values: "%0d%0a" arrives as a raw CRLF (header injection).
 bool valid_header_value(std::string_view v) {
   return v.find_first_of("\r\n") == std::string_view::npos && v.size() <= 8192;
 }
+
+// Response headers the threads front end sets itself: Content-Type comes with the provider.
+bool relayed(std::string_view name) { return relay_response_header(name) && !iequals(name, "content-type"); }
 
 void set_json_error(httplib::Response& res, const Error& error) {
   res.status = http_status(error.code);
@@ -128,37 +92,15 @@ void Gateway::install_routes() {
     // Never let the server compress: it would buffer SSE and cost CPU on every JSON answer.
     const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
     std::string id = req.get_header_value("X-Request-Id");
-    if (id.empty() || !valid_header_value(id) || id.size() > 256) id = new_request_id();
+    if (!valid_request_id(id)) id = new_request_id();
     res.set_header("X-Request-Id", id);
     if (req.method != "GET" && req.method != "HEAD") return httplib::Server::HandlerResponse::Unhandled;
-    const std::string& path = req.path;
-    if (path == "/health" || path == "/ping") {
-      res.status = 200;
-      return httplib::Server::HandlerResponse::Handled;
+    LocalResponse local;
+    if (!answer_get(req.path, authorized(req), *router_, *metrics_, created_, local)) {
+      local = error_response(Error{Errc::not_found, "Not Found: " + req.method + " " + req.path, ""});
     }
-    if (path == "/ready") {
-      const auto snap = router_->snapshot();
-      bool ready = false;
-      for (const Pool& pool : snap->pools) ready = ready || !pool.endpoints.empty();
-      res.status = ready ? 200 : 503;
-      res.set_content(ready ? R"({"status":"ready"})" : R"({"status":"no usable endpoint"})",
-                      "application/json");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (path == "/metrics") {
-      res.set_content(metrics_->render(*router_->snapshot()), "text/plain; version=0.0.4");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (path == "/version") {
-      res.set_content(std::string(R"({"version":")") + vllm_router::version() + "\"}", "application/json");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (path == "/v1/models") {
-      handle_models(req, res);
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    // unknown_model renders as 404 NotFoundError, the status this answer has.
-    set_json_error(res, Error{Errc::unknown_model, "Not Found: " + req.method + " " + path, ""});
+    res.status = local.status;
+    if (!local.body.empty()) res.set_content(local.body, local.content_type);
     return httplib::Server::HandlerResponse::Handled;
   });
 
@@ -200,20 +142,7 @@ void Gateway::install_routes() {
 }
 
 bool Gateway::authorized(const httplib::Request& req) const {
-  if (config_.api_keys.empty()) return true;
-  const std::string auth = req.get_header_value("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) return false;
-  const std::string_view key = std::string_view(auth).substr(kBearer.size());
-  bool ok = false;
-  for (const std::string& k : config_.api_keys) {
-    // Constant time for equal lengths: no early exit on the first differing byte.
-    if (k.size() != key.size()) continue;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < k.size(); ++i) diff |= static_cast<unsigned char>(k[i] ^ key[i]);
-    ok = ok || diff == 0;
-  }
-  return ok;
+  return server::authorized(config_.api_keys, req.get_header_value("Authorization"));
 }
 
 void Gateway::reply_error(httplib::Response& res, const Error& error, std::string_view model,
@@ -226,43 +155,6 @@ void Gateway::reply_error(httplib::Response& res, const Error& error, std::strin
     log(LogLevel::warn, "request {} failed: {} ({})", res.get_header_value("X-Request-Id"),
         error.message, errc_name(error.code));
   }
-}
-
-void Gateway::handle_models(const httplib::Request& req, httplib::Response& res) {
-  if (!authorized(req)) {
-    set_json_error(res, Error{Errc::unauthorized, "Missing or invalid API key", ""});
-    return;
-  }
-  const auto snap = router_->snapshot();
-  std::string out = R"({"object":"list","data":[)";
-  bool first = true;
-  for (const CatalogEntry& e : snap->catalog.entries()) {
-    if (!first) out += ',';
-    first = false;
-    const std::string& model = snap->pools[e.pool].model;
-    out += R"({"id":)";
-    const auto append = [&out](std::string_view s) {
-      out += '"';
-      for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) continue;
-        out += c;
-      }
-      out += '"';
-    };
-    append(e.name);
-    out += R"(,"object":"model","created":)" + std::to_string(created_) + R"(,"owned_by":"vllm-router","root":)";
-    append(e.kind == NameKind::lora ? e.upstream : model);
-    out += R"(,"parent":)";
-    if (e.kind == NameKind::lora) {
-      append(model);
-    } else {
-      out += "null";
-    }
-    out += '}';
-  }
-  out += "]}";
-  res.set_content(out, "application/json");
 }
 
 void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res) {
@@ -294,7 +186,7 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
   Headers headers;
   headers.reserve(req.headers.size() + 2);
   for (const auto& [name, value] : req.headers) {
-    if (dropped_request_header(name)) continue;
+    if (!forward_request_header(name)) continue;
     if (std::any_of(connection_listed.begin(), connection_listed.end(),
                     [&name](std::string_view t) { return iequals(name, t); })) {
       continue;
@@ -323,7 +215,7 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
   for (const Header& h : exchange->headers()) {
     if (iequals(h.name, "content-type")) {
       content_type = h.value;
-    } else if (!dropped_response_header(h.name)) {
+    } else if (relayed(h.name)) {
       res.set_header(h.name, h.value);
     }
   }

@@ -41,7 +41,6 @@ class Gateway {
   Gateway(GatewayConfig config, std::unique_ptr<Router> router, std::shared_ptr<Metrics> metrics);
   void install_routes();
   void handle_forward(const httplib::Request& req, httplib::Response& res);
-  void handle_models(const httplib::Request& req, httplib::Response& res);
   bool authorized(const httplib::Request& req) const;
   void reply_error(httplib::Response& res, const Error& error, std::string_view model,
                    std::chrono::steady_clock::time_point started);
