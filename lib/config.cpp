@@ -203,6 +203,26 @@ Result<void> read_string_array(od::value& value, const std::string& path,
   return {};
 }
 
+Result<void> read_bool(od::value& value, const std::string& path, bool& out) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type != od::json_type::boolean) return config_error(path, cat("expected true or false, got ", describe(value)));
+  if (auto code = value.get_bool().get(out); code != simdjson::SUCCESS) return json_error(code, path);
+  return {};
+}
+
+Result<void> read_double(od::value& value, const std::string& path, double min, double& out) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  std::string got = describe(value);
+  double v = 0;
+  if (*type != od::json_type::number || value.get_double().get(v) != simdjson::SUCCESS || !(v >= min)) {
+    return config_error(path, cat("expected a number >= ", std::to_string(min), ", got ", got));
+  }
+  out = v;
+  return {};
+}
+
 // Calls on_field(key, value, field_path) for each member of an object; rejects duplicate keys.
 // `keys` lists the accepted keys (for the unknown-key message); on_field handles each of them.
 template <class F>
@@ -267,11 +287,75 @@ Result<void> parse_endpoint(od::value& value, const std::string& path, EndpointC
   return {};
 }
 
+Result<void> parse_health_check(od::value& value, const std::string& path, HealthCheckConfig& out) {
+  return for_each_field(
+      value, path, {"enabled", "path", "interval_ms", "timeout_ms", "healthy_threshold", "unhealthy_threshold"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "enabled") return read_bool(field, field_path, out.enabled);
+        if (key == "path") {
+          if (auto r = read_into(field, field_path, out.path, true); !r) return r;
+          if (out.path.front() != '/') return config_error(field_path, "expected a path starting with '/'");
+          return {};
+        }
+        if (key == "interval_ms") return read_into(field, field_path, 1, out.interval_ms);
+        if (key == "timeout_ms") return read_into(field, field_path, 1, out.timeout_ms);
+        if (key == "healthy_threshold") return read_into(field, field_path, 1, out.healthy_threshold);
+        return read_into(field, field_path, 1, out.unhealthy_threshold);
+      });
+}
+
+Result<void> parse_outlier(od::value& value, const std::string& path, OutlierConfig& out) {
+  return for_each_field(
+      value, path, {"enabled", "consecutive_failures", "base_ejection_ms", "max_ejection_ms", "max_ejection_percent"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "enabled") return read_bool(field, field_path, out.enabled);
+        if (key == "consecutive_failures") return read_into(field, field_path, 1, out.consecutive_failures);
+        if (key == "base_ejection_ms") return read_into(field, field_path, 1, out.base_ejection_ms);
+        if (key == "max_ejection_ms") return read_into(field, field_path, 1, out.max_ejection_ms);
+        if (auto r = read_into(field, field_path, 0, out.max_ejection_percent); !r) return r;
+        if (out.max_ejection_percent > 100) return config_error(field_path, "expected a percentage 0..100");
+        return {};
+      });
+}
+
+Result<void> parse_retry(od::value& value, const std::string& path, RetryConfig& out) {
+  return for_each_field(
+      value, path, {"on_503", "on_first_byte_timeout", "budget_percent", "min_concurrent"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "on_503") return read_bool(field, field_path, out.on_503);
+        if (key == "on_first_byte_timeout") return read_bool(field, field_path, out.on_first_byte_timeout);
+        if (key == "budget_percent") return read_into(field, field_path, 0, out.budget_percent);
+        return read_into(field, field_path, 0, out.min_concurrent);
+      });
+}
+
+Result<void> parse_policy_options(od::value& value, const std::string& path, PolicyOptions& out) {
+  return for_each_field(
+      value, path,
+      {"session_header", "session_load_factor", "prefix_chunk_chars", "prefix_max_entries", "prefix_load_margin",
+       "scrape_interval_ms", "scrape_timeout_ms", "scrape_stale_ms"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "session_header") return read_into(field, field_path, out.session_header, true);
+        if (key == "session_load_factor") return read_double(field, field_path, 1.0, out.session_load_factor);
+        if (key == "prefix_chunk_chars") return read_into(field, field_path, 1, out.prefix_chunk_chars);
+        if (key == "prefix_max_entries") return read_into(field, field_path, 1, out.prefix_max_entries);
+        if (key == "prefix_load_margin") return read_double(field, field_path, 0.0, out.prefix_load_margin);
+        if (key == "scrape_interval_ms") return read_into(field, field_path, 1, out.scrape_interval_ms);
+        if (key == "scrape_timeout_ms") return read_into(field, field_path, 1, out.scrape_timeout_ms);
+        return read_into(field, field_path, 1, out.scrape_stale_ms);
+      });
+}
+
 Result<void> parse_model(od::value& value, const std::string& path, ModelConfig& out) {
   return for_each_field(
-      value, path, {"name", "aliases", "loras", "policy", "endpoints"},
+      value, path, {"name", "aliases", "loras", "policy", "endpoints", "health_check", "max_in_flight_per_endpoint"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "name") return read_into(field, field_path, out.name, true);
+        if (key == "health_check") {
+          out.health_check.emplace();
+          return parse_health_check(field, field_path, *out.health_check);
+        }
+        if (key == "max_in_flight_per_endpoint") return read_into(field, field_path, 0, out.max_in_flight_per_endpoint);
         if (key == "aliases") return read_string_array(field, field_path, out.aliases);
         if (key == "loras") return read_string_array(field, field_path, out.loras);
         if (key == "policy") return read_into(field, field_path, out.policy);
@@ -292,10 +376,13 @@ Result<void> parse_model(od::value& value, const std::string& path, ModelConfig&
 
 Result<void> parse_timeouts(od::value& value, const std::string& path, TimeoutConfig& out) {
   return for_each_field(
-      value, path, {"connect_ms", "read_ms", "write_ms"},
+      value, path, {"connect_ms", "read_ms", "first_byte_ms", "idle_ms", "total_ms", "write_ms"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "connect_ms") return read_into(field, field_path, 1, out.connect_ms);
         if (key == "read_ms") return read_into(field, field_path, 1, out.read_ms);
+        if (key == "first_byte_ms") return read_into(field, field_path, 0, out.first_byte_ms);
+        if (key == "idle_ms") return read_into(field, field_path, 0, out.idle_ms);
+        if (key == "total_ms") return read_into(field, field_path, 0, out.total_ms);
         return read_into(field, field_path, 1, out.write_ms);
       });
 }
@@ -322,7 +409,8 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
       root, "",
       {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
        "max_connections", "client_timeout_ms", "drain_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
-       "max_idle_connections", "models"},
+       "max_idle_connections", "models", "retry", "health_check", "outlier_detection", "panic_threshold_percent",
+       "policy_options", "queue_max", "queue_timeout_ms", "watch_config"},
       [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
         if (key == "host") return read_into(field, path, out.host, true);
         if (key == "port") return read_into(field, path, 0, out.port);
@@ -347,6 +435,18 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
         if (key == "max_idle_connections") {
           return read_into(field, path, 0, router.max_idle_connections);
         }
+        if (key == "retry") return parse_retry(field, path, router.retry);
+        if (key == "health_check") return parse_health_check(field, path, router.health_check);
+        if (key == "outlier_detection") return parse_outlier(field, path, router.outlier_detection);
+        if (key == "policy_options") return parse_policy_options(field, path, router.policy_options);
+        if (key == "panic_threshold_percent") {
+          if (auto r = read_into(field, path, 0, router.panic_threshold_percent); !r) return r;
+          if (router.panic_threshold_percent > 100) return config_error(path, "expected a percentage 0..100");
+          return {};
+        }
+        if (key == "queue_max") return read_into(field, path, 0, out.queue_max);
+        if (key == "queue_timeout_ms") return read_into(field, path, 1, out.queue_timeout_ms);
+        if (key == "watch_config") return read_bool(field, path, out.watch_config);
         // "models": replaces the base's list as a whole.
         std::vector<ModelConfig> models;
         auto r = for_each_element(

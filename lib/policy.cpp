@@ -21,10 +21,15 @@ PolicyRegistry PolicyRegistry::with_builtins() {
 }
 
 void PolicyRegistry::add(std::string name, Factory factory) {
+  factories_[std::move(name)] = [f = std::move(factory)](const PolicyOptions&) { return f(); };
+}
+
+void PolicyRegistry::add_with_options(std::string name, OptionsFactory factory) {
   factories_[std::move(name)] = std::move(factory);
 }
 
-Result<std::shared_ptr<const Policy>> PolicyRegistry::create(std::string_view name) const {
+Result<std::shared_ptr<const Policy>> PolicyRegistry::create(std::string_view name,
+                                                             const PolicyOptions& options) const {
   const auto it = factories_.find(name);
   if (it == factories_.end()) {
     std::string known;
@@ -33,7 +38,7 @@ Result<std::shared_ptr<const Policy>> PolicyRegistry::create(std::string_view na
         Errc::config, "unknown policy '" + std::string(name) + "' (known: " + known + ")",
         "policy");
   }
-  return it->second();
+  return it->second(options);
 }
 
 bool PolicyRegistry::contains(std::string_view name) const {

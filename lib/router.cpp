@@ -59,7 +59,7 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
     Pool pool;
     pool.model = mc.name;
     const std::string& policy_name = mc.policy.empty() ? config.policy : mc.policy;
-    auto policy = options_.policies.create(policy_name);
+    auto policy = options_.policies.create(policy_name, config.policy_options);
     if (!policy) {
       Error e = policy.error();
       e.param = "models[" + std::to_string(m) + "].policy";

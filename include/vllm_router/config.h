@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,53 @@ struct EndpointConfig {
   std::string api_key;        ///< the replica's own vLLM --api-key; empty for none
 };
 
+/// Active health checking (HealthChecker): GET `path` on every endpoint every `interval_ms`.
+/// An endpoint turns unhealthy after `unhealthy_threshold` failed probes in a row and healthy
+/// again after `healthy_threshold` good ones. A newly added endpoint is not used until it
+/// passes a probe (vLLM refuses connections while it loads weights).
+struct HealthCheckConfig {
+  bool enabled = true;
+  std::string path = "/health";
+  std::uint32_t interval_ms = 5000;
+  std::uint32_t timeout_ms = 2000;
+  std::uint32_t healthy_threshold = 1;
+  std::uint32_t unhealthy_threshold = 2;
+};
+
+/// Passive outlier detection (OutlierDetector) from request outcomes: `consecutive_failures`
+/// connect failures, timeouts or 5xx in a row eject an endpoint for base_ejection_ms x 2^(n-1)
+/// on its n-th ejection, capped at max_ejection_ms; at most max_ejection_percent of a pool is
+/// ejected at once (at least one endpoint may always be).
+struct OutlierConfig {
+  bool enabled = true;
+  std::uint32_t consecutive_failures = 5;
+  std::uint32_t base_ejection_ms = 10000;
+  std::uint32_t max_ejection_ms = 300000;
+  std::uint32_t max_ejection_percent = 50;
+};
+
+/// When a failed attempt may be tried again on another endpoint (never once a byte reached the
+/// client). Connect failures always may. A retry budget bounds retries to budget_percent of
+/// the requests in flight (at least min_concurrent), so retries cannot multiply an overload.
+struct RetryConfig {
+  bool on_503 = true;                 ///< upstream answered 503 (vLLM overloaded or stopping)
+  bool on_first_byte_timeout = true;  ///< no answer within timeouts.first_byte_ms
+  std::uint32_t budget_percent = 20;
+  std::uint32_t min_concurrent = 3;
+};
+
+/// Options of the built-in routing policies (issue-6 policies read theirs from here).
+struct PolicyOptions {
+  std::string session_header = "x-session-id";  ///< session key header (else body `user`)
+  double session_load_factor = 1.25;  ///< bounded-load hashing: no endpoint above c x average
+  std::uint32_t prefix_chunk_chars = 256;       ///< characters per hashed prompt chunk
+  std::uint32_t prefix_max_entries = 65536;     ///< cap of the per-pool prefix index
+  double prefix_load_margin = 4.0;  ///< leave the best prefix match when its load exceeds the least loaded by this
+  std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)
+  std::uint32_t scrape_timeout_ms = 500;
+  std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored
+};
+
 /// One model: the name clients send, other names that resolve to it, and its replicas.
 struct ModelConfig {
   std::string name;                    ///< served model name (sent upstream unchanged)
@@ -25,15 +73,24 @@ struct ModelConfig {
   std::vector<std::string> loras;      ///< LoRA adapter names served by the same replicas
   std::vector<EndpointConfig> endpoints;
   std::string policy;                  ///< empty: RouterConfig::policy
+  std::optional<HealthCheckConfig> health_check;  ///< empty: RouterConfig::health_check
+  /// Requests in flight per endpoint of this model before it counts as full; 0: unbounded.
+  std::uint32_t max_in_flight_per_endpoint = 0;
 };
 
 /// Upstream timeouts, in milliseconds.
 struct TimeoutConfig {
   std::uint32_t connect_ms = 3000;
-  /// Longest wait for any upstream byte (first byte and gaps between chunks). Default 10 minutes:
-  /// a loaded vLLM can take a minute before its first token.
+  /// Longest wait for any upstream byte (first byte and gaps between chunks) unless the two
+  /// below say otherwise. Default 10 minutes: a loaded vLLM can take a minute to its first token.
   std::uint32_t read_ms = 600000;
+  std::uint32_t first_byte_ms = 0;  ///< request sent to response head; 0: read_ms
+  std::uint32_t idle_ms = 0;        ///< longest gap between body bytes; 0: read_ms
+  std::uint32_t total_ms = 0;       ///< whole exchange; 0: no limit
   std::uint32_t write_ms = 30000;
+
+  std::uint32_t first_byte() const noexcept { return first_byte_ms != 0 ? first_byte_ms : read_ms; }
+  std::uint32_t idle() const noexcept { return idle_ms != 0 ? idle_ms : read_ms; }
 };
 
 /// Everything a Router needs.
@@ -42,8 +99,14 @@ struct RouterConfig {
   std::string default_model;           ///< used when a body has no `model`; empty: 400 instead
   std::string policy = "round_robin";  ///< default policy name
   TimeoutConfig timeouts;
-  std::uint32_t max_attempts = 3;      ///< endpoints tried per request on connect failure
+  std::uint32_t max_attempts = 3;      ///< endpoints tried per request (see RetryConfig)
   std::uint32_t max_idle_connections = 64;  ///< idle keep-alive sockets kept per endpoint
+  RetryConfig retry;
+  HealthCheckConfig health_check;
+  OutlierConfig outlier_detection;
+  /// Below this share of healthy endpoints a pool ignores health (panic mode) and uses all.
+  std::uint32_t panic_threshold_percent = 50;
+  PolicyOptions policy_options;
 };
 
 /// The gateway executable's settings around the Router.
@@ -65,6 +128,12 @@ struct GatewayConfig {
   std::string log_level = "info";      ///< error | warn | info | debug
   /// On SIGTERM: how long running requests may take to finish before they are cut.
   std::uint32_t drain_timeout_ms = 30000;
+  /// When every candidate endpoint is full (max_in_flight_per_endpoint): requests wait in a
+  /// queue of at most queue_max per event loop for at most queue_timeout_ms, then get 503.
+  std::uint32_t queue_max = 1024;
+  std::uint32_t queue_timeout_ms = 5000;
+  /// Reload the config file when it changes (checked every second); SIGHUP always reloads.
+  bool watch_config = false;
 };
 
 /// Parses a JSON configuration document (the config file's format, see docs/configuration.md)

@@ -12,10 +12,17 @@ struct LoadSample {
   std::uint64_t requests = 0;  ///< requests completed or failed since start
   std::uint64_t failures = 0;  ///< connect failures, timeouts, 5xx
   std::uint64_t consecutive_failures = 0;
+  /// vLLM's own load as last scraped from /metrics; negative when unknown.
+  std::int32_t waiting = -1;          ///< vllm:num_requests_waiting
+  std::int32_t running = -1;          ///< vllm:num_requests_running
+  float kv_cache_usage = -1.0F;       ///< vllm:kv_cache_usage_perc, 0..1
+  std::int64_t sampled_ns = 0;        ///< steady-clock time of that scrape (0: never)
 };
 
-/// Live state of one endpoint. All members are atomics: any thread may read or update.
-/// Survives snapshot swaps for an endpoint that stays (keyed by Endpoint::id).
+/// Live state of one endpoint. All members are atomics: any thread may read them. Each group
+/// has one writer: leases (counters), the HealthChecker (active_healthy), the OutlierDetector
+/// (ejection), the LoadScraper (scraped load). Survives snapshot swaps for an endpoint that
+/// stays (keyed by Endpoint::id).
 class EndpointState {
  public:
   std::atomic<std::int64_t> in_flight{0};
@@ -23,13 +30,35 @@ class EndpointState {
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> consecutive_failures{0};
 
+  /// Active health: the last probes' verdict. True until a checker says otherwise, except for
+  /// endpoints added while health checking runs (they start false and must pass a probe).
+  std::atomic<bool> active_healthy{true};
+  /// Passive health: ejected while the steady clock is below this (ns since its epoch).
+  std::atomic<std::int64_t> ejected_until_ns{0};
+  std::atomic<std::uint32_t> ejections{0};  ///< times ejected (drives the growing back-off)
+
+  std::atomic<std::int32_t> waiting{-1};
+  std::atomic<std::int32_t> running{-1};
+  std::atomic<float> kv_cache_usage{-1.0F};
+  std::atomic<std::int64_t> sampled_ns{0};
+
   LoadSample sample() const noexcept {
     LoadSample s;
     s.in_flight = in_flight.load(std::memory_order_relaxed);
     s.requests = requests.load(std::memory_order_relaxed);
     s.failures = failures.load(std::memory_order_relaxed);
     s.consecutive_failures = consecutive_failures.load(std::memory_order_relaxed);
+    s.waiting = waiting.load(std::memory_order_relaxed);
+    s.running = running.load(std::memory_order_relaxed);
+    s.kv_cache_usage = kv_cache_usage.load(std::memory_order_relaxed);
+    s.sampled_ns = sampled_ns.load(std::memory_order_relaxed);
     return s;
+  }
+
+  /// Usable now by both health writers' verdicts (`now_ns`: steady clock).
+  bool healthy(std::int64_t now_ns) const noexcept {
+    return active_healthy.load(std::memory_order_relaxed) &&
+           ejected_until_ns.load(std::memory_order_relaxed) <= now_ns;
   }
 };
 

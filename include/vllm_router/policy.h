@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/export.h"
@@ -40,6 +41,7 @@ struct PickContext {
   Rng& rng;
   PolicyScratch* scratch = nullptr;  ///< from make_scratch() for this pool; may be null
   std::size_t pool_size = 0;         ///< endpoints in the pool (candidates may be fewer)
+  std::int64_t now_ns = 0;           ///< steady-clock time of the pick (injected in tests)
 };
 
 /// A load-balancing policy. `pick` must be a pure function of the context and candidates (plus
@@ -60,19 +62,23 @@ class VLLM_ROUTER_API Policy {
 class VLLM_ROUTER_API PolicyRegistry {
  public:
   using Factory = std::function<std::shared_ptr<const Policy>()>;
+  /// A factory that reads the router's PolicyOptions (session header, prefix chunking, ...).
+  using OptionsFactory = std::function<std::shared_ptr<const Policy>(const PolicyOptions&)>;
 
-  /// A registry holding the built-in policies (round_robin, least_requests).
+  /// A registry holding the built-in policies.
   static PolicyRegistry with_builtins();
 
   /// Adds or replaces a policy by name.
   void add(std::string name, Factory factory);
-  /// The policy named `name`, or Errc::config naming it.
-  Result<std::shared_ptr<const Policy>> create(std::string_view name) const;
+  void add_with_options(std::string name, OptionsFactory factory);
+  /// The policy named `name` built with `options`, or Errc::config naming it.
+  Result<std::shared_ptr<const Policy>> create(std::string_view name,
+                                               const PolicyOptions& options = {}) const;
   bool contains(std::string_view name) const;
   std::vector<std::string> names() const;
 
  private:
-  std::map<std::string, Factory, std::less<>> factories_;
+  std::map<std::string, OptionsFactory, std::less<>> factories_;
 };
 
 }  // namespace vllm_router

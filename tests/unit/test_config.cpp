@@ -121,7 +121,7 @@ TEST_CASE("config: omitted fields keep the base's values; given ones replace the
   base.port = 1234;
   base.api_keys = {"old"};
   base.router.timeouts.read_ms = 7;
-  base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}});
+  base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}, {}, 0});
   auto result =
       parse_gateway_config(R"({"api_keys": ["new"], "timeouts": {"connect_ms": 9}})", base);
   REQUIRE(result.ok());
@@ -437,4 +437,46 @@ TEST_CASE("config: validate checks policy names and the default model") {
       CHECK(validate(c, kPolicies).ok());
     }
   }
+}
+
+TEST_CASE("config: resilience, policy options and queue sections") {
+  auto result = parse_gateway_config(R"({
+    "retry": {"on_503": false, "on_first_byte_timeout": false, "budget_percent": 50, "min_concurrent": 1},
+    "health_check": {"enabled": true, "path": "/ping", "interval_ms": 100, "timeout_ms": 50,
+                     "healthy_threshold": 2, "unhealthy_threshold": 3},
+    "outlier_detection": {"consecutive_failures": 2, "base_ejection_ms": 10, "max_ejection_ms": 40,
+                          "max_ejection_percent": 100},
+    "panic_threshold_percent": 0,
+    "policy_options": {"session_header": "x-user", "session_load_factor": 1.5, "prefix_chunk_chars": 64},
+    "timeouts": {"first_byte_ms": 100, "idle_ms": 200, "total_ms": 300},
+    "queue_max": 7, "queue_timeout_ms": 70, "watch_config": true,
+    "models": [{"name": "m", "endpoints": ["http://h:1"], "max_in_flight_per_endpoint": 4,
+                "health_check": {"enabled": false}}]
+  })");
+  REQUIRE(result.ok());
+  const RouterConfig& r = result->router;
+  CHECK_FALSE(r.retry.on_503);
+  CHECK(r.retry.budget_percent == 50u);
+  CHECK(r.health_check.path == "/ping");
+  CHECK(r.health_check.unhealthy_threshold == 3u);
+  CHECK(r.outlier_detection.max_ejection_ms == 40u);
+  CHECK(r.panic_threshold_percent == 0u);
+  CHECK(r.policy_options.session_header == "x-user");
+  CHECK(r.policy_options.session_load_factor == doctest::Approx(1.5));
+  CHECK(r.timeouts.first_byte() == 100u);
+  CHECK(r.timeouts.idle() == 200u);
+  CHECK(r.timeouts.total_ms == 300u);
+  CHECK(result->queue_max == 7u);
+  CHECK(result->watch_config);
+  REQUIRE(r.models.size() == 1);
+  CHECK(r.models[0].max_in_flight_per_endpoint == 4u);
+  REQUIRE(r.models[0].health_check.has_value());
+  CHECK_FALSE(r.models[0].health_check->enabled);
+
+  CHECK(parse_gateway_config(R"({"health_check": {"path": "health"}})").error().param == "health_check.path");
+  CHECK(parse_gateway_config(R"({"outlier_detection": {"max_ejection_percent": 101}})").error().param ==
+        "outlier_detection.max_ejection_percent");
+  CHECK(parse_gateway_config(R"({"retry": {"on_503": 1}})").error().param == "retry.on_503");
+  CHECK(parse_gateway_config(R"({"policy_options": {"session_load_factor": 0.5}})").error().param ==
+        "policy_options.session_load_factor");
 }
