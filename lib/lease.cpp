@@ -4,11 +4,12 @@
 namespace vllm_router {
 
 Lease::Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
-             std::string model, Observer* observer)
+             std::string model, Observer* observer, OutlierDetector* outlier)
     : endpoint_(std::move(endpoint)),
       state_(std::move(state)),
       model_(std::move(model)),
       observer_(observer),
+      outlier_(outlier),
       started_(std::chrono::steady_clock::now()) {
   state_->in_flight.fetch_add(1, std::memory_order_relaxed);
 }
@@ -18,6 +19,7 @@ Lease::Lease(Lease&& other) noexcept
       state_(std::move(other.state_)),
       model_(std::move(other.model_)),
       observer_(other.observer_),
+      outlier_(other.outlier_),
       started_(other.started_) {
   other.state_ = nullptr;
 }
@@ -29,6 +31,7 @@ Lease& Lease::operator=(Lease&& other) noexcept {
     state_ = std::move(other.state_);
     model_ = std::move(other.model_);
     observer_ = other.observer_;
+    outlier_ = other.outlier_;
     started_ = other.started_;
     other.state_ = nullptr;
   }
@@ -41,15 +44,14 @@ void Lease::complete(const Outcome& outcome) noexcept {
   if (state_ == nullptr) return;
   state_->in_flight.fetch_sub(1, std::memory_order_relaxed);
   state_->requests.fetch_add(1, std::memory_order_relaxed);
-  const bool failed = outcome.kind == OutcomeKind::connect_failure ||
-                      outcome.kind == OutcomeKind::timeout ||
-                      outcome.kind == OutcomeKind::upstream_closed || outcome.status >= 500;
+  const bool failed = OutlierDetector::is_failure(outcome);
   if (failed) {
     state_->failures.fetch_add(1, std::memory_order_relaxed);
     state_->consecutive_failures.fetch_add(1, std::memory_order_relaxed);
   } else if (outcome.kind == OutcomeKind::success) {
     state_->consecutive_failures.store(0, std::memory_order_relaxed);
   }
+  if (outlier_ != nullptr) outlier_->record(*state_, outcome);
   state_ = nullptr;
   if (observer_ != nullptr) {
     try {

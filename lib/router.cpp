@@ -31,7 +31,9 @@ Result<std::unique_ptr<Router>> Router::create(const RouterConfig& config, Route
     options.transport = make_http_transport(t);
   }
   if (options.seed == 0) options.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
+  if (!options.clock) options.clock = std::make_shared<SteadyClock>();
   std::unique_ptr<Router> router(new Router(config, std::move(options)));
+  router->outlier_ = std::make_unique<OutlierDetector>(config.outlier_detection, router->options_.clock);
   auto snap = router->build(config);
   if (!snap) return snap.error();
   std::atomic_store(&router->snapshot_, std::move(snap.value()));
@@ -45,8 +47,21 @@ Result<void> Router::update(const RouterConfig& config) {
   if (!snap) return snap.error();
   std::atomic_store(&snapshot_, std::move(snap.value()));
   config_ = config;
+  outlier_->configure(config.outlier_detection);
   return {};
 }
+
+bool Router::try_acquire_retry(std::int64_t active_requests) noexcept {
+  const RetryConfig& rc = config_.retry;
+  const std::int64_t limit = std::max<std::int64_t>(rc.min_concurrent, active_requests * rc.budget_percent / 100);
+  std::int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
+  while (current < limit) {
+    if (retries_in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+void Router::release_retry() noexcept { retries_in_flight_.fetch_sub(1, std::memory_order_relaxed); }
 
 std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_load(&snapshot_); }
 
@@ -66,6 +81,8 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
       return e;
     }
     pool.policy = std::move(policy.value());
+    pool.health_check = mc.health_check ? *mc.health_check : config.health_check;
+    pool.max_in_flight = mc.max_in_flight_per_endpoint;
     std::vector<const Endpoint*> raw;
     for (std::size_t i = 0; i < mc.endpoints.size(); ++i) {
       const EndpointConfig& ec = mc.endpoints[i];
@@ -87,7 +104,14 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
       auto& state = states[ep->id];
       if (!state) {
         const auto old = states_.find(ep->id);
-        state = old != states_.end() ? old->second : std::make_shared<EndpointState>();
+        if (old != states_.end()) {
+          state = old->second;
+        } else {
+          state = std::make_shared<EndpointState>();
+          // Added while probes run: not used until a probe passes (vLLM refuses connections
+          // while it loads weights).
+          if (health_checked_.load() && pool.health_check.enabled) state->active_healthy.store(false);
+        }
       }
       pool.states.push_back(state);
       raw.push_back(ep.get());
@@ -125,6 +149,7 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
                  "default_model"};
   }
   states_ = std::move(states);
+  if (outlier_) outlier_->set_endpoint_count(states_.size());
   return std::shared_ptr<const Snapshot>(std::move(snap));
 }
 
@@ -149,22 +174,38 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     heap.resize(pool.endpoints.size());
     candidates = heap.data();
   }
+  const std::int64_t now_ns = options_.clock->now().time_since_epoch().count();
+  std::size_t healthy = 0;
+  for (const auto& state : pool.states) healthy += state->healthy(now_ns) ? 1 : 0;
+  // Panic mode: with too few healthy endpoints, health is ignored rather than overloading the few.
+  const bool panic = healthy == 0 || healthy * 100 < std::size_t{config_.panic_threshold_percent} * pool.states.size();
   std::size_t n = 0;
+  bool full = false;
   for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
     const Endpoint* ep = pool.endpoints[i].get();
+    const EndpointState* state = pool.states[i].get();
     if (std::find(exclude.begin(), exclude.end(), std::string_view(ep->id)) != exclude.end()) continue;
-    candidates[n++] = Candidate{ep, pool.states[i].get(), i};
+    if (!panic && !state->healthy(now_ns)) continue;
+    if (pool.max_in_flight != 0 && state->in_flight.load(std::memory_order_relaxed) >= pool.max_in_flight) {
+      full = true;
+      continue;
+    }
+    candidates[n++] = Candidate{ep, state, i};
   }
   if (n == 0) {
+    if (full) {
+      return Result<Route>(Errc::overloaded,
+                           "every replica of model `" + pool.model + "` is at its request limit", "model");
+    }
     return Result<Route>(Errc::no_endpoint,
                          "no endpoint available for model `" + pool.model + "`", "model");
   }
   Rng& rng = thread_rng(options_.seed + seed_counter_.fetch_add(1, std::memory_order_relaxed));
-  PickContext ctx{request, rng, pool.scratch.get(), pool.endpoints.size()};
+  PickContext ctx{request, rng, pool.scratch.get(), pool.endpoints.size(), now_ns};
   std::size_t pick = pool.policy->pick(ctx, std::span<const Candidate>(candidates, n));
   if (pick >= n) pick = 0;
   const std::size_t slot = candidates[pick].slot;
-  route.lease = Lease(pool.endpoints[slot], pool.states[slot], pool.model, options_.observer.get());
+  route.lease = Lease(pool.endpoints[slot], pool.states[slot], pool.model, options_.observer.get(), outlier_.get());
   return route;
 }
 

@@ -111,8 +111,9 @@ using detail::Framing;
 
 class HttpResponse final : public UpstreamResponse {
  public:
-  HttpResponse(const HttpTransportOptions& options, ConnectionPool& pool, std::string id, int fd)
-      : options_(options), pool_(pool), id_(std::move(id)), fd_(fd) {}
+  HttpResponse(const HttpTransportOptions& options, ConnectionPool& pool, std::string id, int fd,
+               std::uint32_t read_timeout_ms)
+      : options_(options), pool_(pool), id_(std::move(id)), fd_(fd), read_timeout_ms_(read_timeout_ms) {}
   ~HttpResponse() override { close_fd(fd_); }
 
   int status() const noexcept override { return status_; }
@@ -197,7 +198,7 @@ class HttpResponse final : public UpstreamResponse {
  private:
   // Appends what the socket has to buf_, waiting up to the read timeout.
   Result<void> fill(const AliveCheck& alive) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.read_timeout_ms);
+    const auto deadline = Clock::now() + std::chrono::milliseconds(read_timeout_ms_);
     for (;;) {
       char tmp[kReadChunk];
       const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
@@ -222,6 +223,7 @@ class HttpResponse final : public UpstreamResponse {
   ConnectionPool& pool_;
   std::string id_;
   int fd_ = -1;
+  std::uint32_t read_timeout_ms_;
   std::string buf_;
   int status_ = 0;
   Headers headers_;
@@ -299,13 +301,17 @@ class HttpTransport final : public Transport {
       const bool reused = fd >= 0;
       if (!reused) {
         std::string why;
-        fd = connect_to(endpoint.url, options_.connect_timeout_ms, why);
+        const std::uint32_t connect_ms = request.timeout_ms != 0
+                                             ? std::min(request.timeout_ms, options_.connect_timeout_ms)
+                                             : options_.connect_timeout_ms;
+        fd = connect_to(endpoint.url, connect_ms, why);
         if (fd < 0) {
           return Result<std::unique_ptr<UpstreamResponse>>(
               Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + why);
         }
       }
-      auto response = std::make_unique<HttpResponse>(options_, pool_, endpoint.id, fd);
+      auto response = std::make_unique<HttpResponse>(
+          options_, pool_, endpoint.id, fd, request.timeout_ms != 0 ? request.timeout_ms : options_.read_timeout_ms);
       iovec iov[2] = {{head.data(), head.size()},
                       {const_cast<char*>(request.body.data()), request.body.size()}};
       const auto w = write_all(fd, iov, request.body.empty() ? 1 : 2, options_.write_timeout_ms,

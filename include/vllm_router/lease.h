@@ -9,6 +9,7 @@
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/export.h"
 #include "vllm_router/observer.h"
+#include "vllm_router/outlier_detector.h"
 
 namespace vllm_router {
 
@@ -18,8 +19,9 @@ namespace vllm_router {
 class VLLM_ROUTER_API Lease {
  public:
   Lease() = default;
+  /// `observer` and `outlier` may be null; both must outlive the lease.
   Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
-        std::string model, Observer* observer);
+        std::string model, Observer* observer, OutlierDetector* outlier = nullptr);
   Lease(Lease&& other) noexcept;
   Lease& operator=(Lease&& other) noexcept;
   Lease(const Lease&) = delete;
@@ -42,6 +44,7 @@ class VLLM_ROUTER_API Lease {
   std::shared_ptr<EndpointState> state_;
   std::string model_;
   Observer* observer_ = nullptr;
+  OutlierDetector* outlier_ = nullptr;
   std::chrono::steady_clock::time_point started_{};
 };
 

@@ -10,10 +10,12 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "vllm_router/clock.h"
 #include "vllm_router/config.h"
 #include "vllm_router/export.h"
 #include "vllm_router/lease.h"
 #include "vllm_router/observer.h"
+#include "vllm_router/outlier_detector.h"
 #include "vllm_router/policy.h"
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
@@ -28,6 +30,7 @@ struct RouterOptions {
   std::shared_ptr<Observer> observer;    ///< default: none
   PolicyRegistry policies = PolicyRegistry::with_builtins();
   std::uint64_t seed = 0;                ///< 0: seeded from std::random_device
+  std::shared_ptr<const Clock> clock;    ///< default: SteadyClock (tests inject a ManualClock)
 };
 
 /// A routing decision: the endpoint picked for a request and the lease that accounts for it.
@@ -76,7 +79,11 @@ class VLLM_ROUTER_API Router {
   std::shared_ptr<const Snapshot> snapshot() const;
 
   /// Resolves the request's model and picks an endpoint not in `exclude` (endpoint ids).
-  /// Errors: missing_model, unknown_model (message names it), no_endpoint.
+  /// Candidates are the pool's healthy endpoints (active checks passed, not ejected); when
+  /// fewer than panic_threshold_percent are healthy the pool panics and uses them all.
+  /// Endpoints at the model's max_in_flight_per_endpoint are skipped.
+  /// Errors: missing_model, unknown_model (message names it), no_endpoint, overloaded (every
+  /// candidate is full: the caller may queue and retry).
   Result<Route> route(const RequestView& request,
                       std::span<const std::string_view> exclude = {});
 
@@ -86,8 +93,22 @@ class VLLM_ROUTER_API Router {
   Result<Exchange> forward(const RequestView& view, const UpstreamRequest& request,
                            const AliveCheck& alive = {});
 
+  /// The configuration in force. Not synchronised with update(): read it from the thread that
+  /// calls update(), or take snapshot() for the routing table.
   const RouterConfig& config() const noexcept { return config_; }
   const PolicyRegistry& policies() const noexcept { return options_.policies; }
+  const Clock& clock() const noexcept { return *options_.clock; }
+  OutlierDetector& outlier_detector() noexcept { return *outlier_; }
+
+  /// Retry budget: a retry may start while retries in flight stay below
+  /// max(min_concurrent, budget_percent of `active_requests`). Pair each true with
+  /// release_retry(). Thread-safe.
+  bool try_acquire_retry(std::int64_t active_requests) noexcept;
+  void release_retry() noexcept;
+
+  /// Called by HealthChecker: from now on endpoints added by update() start unhealthy and are
+  /// not used until they pass a probe.
+  void set_health_checked(bool on) noexcept { health_checked_.store(on); }
 
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
@@ -104,6 +125,9 @@ class VLLM_ROUTER_API Router {
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;  // by endpoint id
   std::atomic<std::uint64_t> next_version_{1};
   std::atomic<std::uint64_t> seed_counter_{0};
+  std::unique_ptr<OutlierDetector> outlier_;
+  std::atomic<bool> health_checked_{false};
+  std::atomic<std::int64_t> retries_in_flight_{0};
 };
 
 }  // namespace vllm_router

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/model_catalog.h"
@@ -20,6 +21,8 @@ struct Pool {
   std::vector<std::shared_ptr<EndpointState>> states;  ///< parallel to endpoints
   std::shared_ptr<const Policy> policy;
   std::unique_ptr<PolicyScratch> scratch;  ///< the policy's own, internally synchronised
+  HealthCheckConfig health_check;          ///< the model's (or the router's default)
+  std::uint32_t max_in_flight = 0;         ///< per endpoint; 0: unbounded
 };
 
 /// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it

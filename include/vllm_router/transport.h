@@ -32,6 +32,8 @@ struct UpstreamRequest {
   const Headers* headers = nullptr;  ///< end-to-end headers to send (already filtered; no Host,
                                      ///< Content-Length, Connection, Authorization)
   std::string_view body;
+  /// Overrides the transport's connect and read timeouts for this request (0: its defaults).
+  std::uint32_t timeout_ms = 0;
 };
 
 /// Receives body bytes as they arrive.
