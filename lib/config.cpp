@@ -320,10 +320,11 @@ Result<void> parse_outlier(od::value& value, const std::string& path, OutlierCon
 
 Result<void> parse_retry(od::value& value, const std::string& path, RetryConfig& out) {
   return for_each_field(
-      value, path, {"on_503", "on_first_byte_timeout", "budget_percent", "min_concurrent"},
+      value, path, {"on_503", "on_first_byte_timeout", "on_reset", "budget_percent", "min_concurrent"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "on_503") return read_bool(field, field_path, out.on_503);
         if (key == "on_first_byte_timeout") return read_bool(field, field_path, out.on_first_byte_timeout);
+        if (key == "on_reset") return read_bool(field, field_path, out.on_reset);
         if (key == "budget_percent") return read_into(field, field_path, 0, out.budget_percent);
         return read_into(field, field_path, 0, out.min_concurrent);
       });

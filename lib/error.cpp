@@ -18,6 +18,7 @@ int http_status(Errc code) noexcept {
     case Errc::method_not_allowed: return 405;
     case Errc::request_timeout: return 408;
     case Errc::headers_too_large: return 431;
+    case Errc::rate_limited: return 429;
     case Errc::body_too_large: return 413;
     case Errc::overloaded: return 503;
     case Errc::no_endpoint: return 503;
@@ -39,6 +40,7 @@ std::string_view error_type(Errc code) noexcept {
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowedError";
     case 408: return "RequestTimeoutError";
+    case 429: return "RateLimitError";
     case 431: return "RequestHeaderFieldsTooLargeError";
     case 413: return "RequestEntityTooLargeError";
     case 502: return "BadGatewayError";
@@ -70,6 +72,7 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::method_not_allowed: return "method_not_allowed";
     case Errc::request_timeout: return "request_timeout";
     case Errc::headers_too_large: return "headers_too_large";
+    case Errc::rate_limited: return "rate_limited";
   }
   return "internal";
 }

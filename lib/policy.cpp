@@ -2,6 +2,10 @@
 #include "vllm_router/policy.h"
 
 #include "vllm_router/policies/least_requests.h"
+#include "vllm_router/policies/load_aware.h"
+#include "vllm_router/policies/power_of_two.h"
+#include "vllm_router/policies/prefix_aware.h"
+#include "vllm_router/policies/session.h"
 #include "vllm_router/policies/round_robin.h"
 
 namespace vllm_router {
@@ -17,6 +21,16 @@ PolicyRegistry PolicyRegistry::with_builtins() {
   PolicyRegistry registry;
   registry.add("round_robin", [] { return std::make_shared<policies::RoundRobin>(); });
   registry.add("least_requests", [] { return std::make_shared<policies::LeastRequests>(); });
+  registry.add("power_of_two", [] { return std::make_shared<policies::PowerOfTwo>(); });
+  registry.add_with_options("session", [](const PolicyOptions& o) {
+    return std::make_shared<policies::Session>(o);
+  });
+  registry.add_with_options("load_aware", [](const PolicyOptions& o) {
+    return std::make_shared<policies::LoadAware>(o);
+  });
+  registry.add_with_options("prefix_aware", [](const PolicyOptions& o) {
+    return std::make_shared<policies::PrefixAware>(o);
+  });
   return registry;
 }
 

@@ -52,7 +52,8 @@ Result<void> Router::update(const RouterConfig& config) {
 }
 
 bool Router::try_acquire_retry(std::int64_t active_requests) noexcept {
-  const RetryConfig& rc = config_.retry;
+  const auto snap = snapshot();
+  const RetryConfig& rc = snap->config->retry;
   const std::int64_t limit = std::max<std::int64_t>(rc.min_concurrent, active_requests * rc.budget_percent / 100);
   std::int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
   while (current < limit) {
@@ -68,6 +69,7 @@ std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_lo
 Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config) {
   auto snap = std::make_shared<Snapshot>();
   snap->version = next_version_.fetch_add(1);
+  snap->config = std::make_shared<const RouterConfig>(config);
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states;
   for (std::size_t m = 0; m < config.models.size(); ++m) {
     const ModelConfig& mc = config.models[m];
@@ -178,7 +180,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   std::size_t healthy = 0;
   for (const auto& state : pool.states) healthy += state->healthy(now_ns) ? 1 : 0;
   // Panic mode: with too few healthy endpoints, health is ignored rather than overloading the few.
-  const bool panic = healthy == 0 || healthy * 100 < std::size_t{config_.panic_threshold_percent} * pool.states.size();
+  const bool panic = healthy == 0 || healthy * 100 < std::size_t{snap.config->panic_threshold_percent} * pool.states.size();
   std::size_t n = 0;
   bool full = false;
   for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
@@ -216,7 +218,7 @@ Result<Exchange> Router::forward(const RequestView& view, const UpstreamRequest&
   std::string rewritten;
   UpstreamRequest req = request;
   Error last{Errc::no_endpoint, "no endpoint available", "model"};
-  const unsigned max_attempts = std::max<unsigned>(1, config_.max_attempts);
+  const unsigned max_attempts = std::max<unsigned>(1, snapshot()->config->max_attempts);
   for (unsigned attempt = 1; attempt <= max_attempts; ++attempt) {
     auto route = this->route(view, tried);
     if (!route) {

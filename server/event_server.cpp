@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 
@@ -101,6 +102,11 @@ class Loop {
   std::vector<Conn*> graveyard;   // closed during this batch; freed after it
   std::unordered_map<std::string, std::vector<int>> idle;  // upstream keep-alive by endpoint id
   std::vector<char> scratch = std::vector<char>(kReadSize);
+  std::deque<Conn*> waiting;  // requests whose endpoints were all full (FIFO)
+  bool freed = false;         // a lease ended: waiting requests may find room
+
+  /// Gives waiting requests another try, in order, until one still finds no room.
+  void kick_waiting();
 
   int take_idle(const std::string& id);
   void give_idle(const std::string& id, int fd);
@@ -111,7 +117,7 @@ class Loop {
 /// A client connection and the exchange it is running.
 class Conn {
  public:
-  enum class State { head, body, upstream, relay, flush, closed };
+  enum class State { head, body, queued, upstream, relay, flush, closed };
 
   Conn(Loop& loop, int fd) : loop_(loop), cfd_(fd), peer_(peer_address(fd)) {
     deadline_ = loop.now + std::chrono::milliseconds(loop.cfg.client_timeout_ms);
@@ -133,6 +139,8 @@ class Conn {
     close_after_ = true;
     if (state_ == State::head && !head_parsed_ && in_.empty()) close();
   }
+  /// Tries to route a queued request again; false when it is still waiting.
+  bool retry_queued();
   /// Aborts whatever runs (loop shutdown).
   void abort() {
     if (route_) cancel_exchange();
@@ -165,6 +173,14 @@ class Conn {
   void drop_upstream();
   void complete_lease(OutcomeKind kind, int status);
   void set_upstream_interest(bool writing);
+  bool retry_elsewhere(const Error& error);
+  bool take_retry();
+  void release_retry();
+  // Sets the deadline `ms` from now, never past the exchange's total deadline.
+  void arm(std::uint32_t ms) {
+    deadline_ = std::min(loop_.now + std::chrono::milliseconds(ms), total_deadline_);
+  }
+  const RouterConfig& rcfg() const { return *rcfg_; }
 
   Loop& loop_;
   int cfd_;
@@ -193,10 +209,15 @@ class Conn {
   std::size_t out_off_ = 0;
 
   // The upstream exchange.
+  std::shared_ptr<const RouterConfig> rcfg_;  // routing config in force when the request came
+  Clock::time_point total_deadline_ = Clock::time_point::max();
+  bool retry_held_ = false;  // holds a slot of the router's retry budget
+  bool requeue_ = false;     // start_upstream() called for a request already waiting
   RequestView view_;
   std::string rewritten_;
   std::optional<Route> route_;
   std::vector<std::string> tried_;
+  Error last_error_;  // the failure that made us try another replica
   unsigned attempts_ = 0;
   int ufd_ = -1;
   std::size_t u_address_ = 0;  // which of the endpoint's addresses is being tried
@@ -349,6 +370,7 @@ void Loop::run() {
     }
     if (now >= next_tick) {
       next_tick = now + kTick;
+      if (!waiting.empty()) kick_waiting();
       for (std::size_t i = 0; i < conns.size();) {
         Conn* c = conns[i];
         if (!c->closed() && c->deadline() <= now) c->on_timeout();
@@ -356,6 +378,8 @@ void Loop::run() {
         if (i < conns.size() && conns[i] == c) ++i;
       }
     }
+    // Leases ended here: queued requests may fit now (the tick also tries, for other loops').
+    if (freed && !waiting.empty()) kick_waiting();
     for (Conn* c : graveyard) delete c;
     graveyard.clear();
   }
@@ -369,6 +393,11 @@ void Loop::run() {
 
 void Conn::close() {
   if (state_ == State::closed) return;
+  if (state_ == State::queued) {
+    auto& w = loop_.waiting;
+    w.erase(std::remove(w.begin(), w.end(), this), w.end());
+  }
+  release_retry();
   drop_upstream();
   state_ = State::closed;
   ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, cfd_, nullptr);
@@ -536,6 +565,10 @@ void Conn::dispatch() {
   model_ = view_.model;
   attempts_ = 0;
   tried_.clear();
+  rcfg_ = loop_.srv.router_.snapshot()->config;
+  total_deadline_ = rcfg().timeouts.total_ms != 0
+                        ? started_ + std::chrono::milliseconds(rcfg().timeouts.total_ms)
+                        : Clock::time_point::max();
   start_upstream();
 }
 
@@ -617,6 +650,9 @@ void Conn::flush() {
 }
 
 void Conn::request_done() {
+  release_retry();
+  rcfg_.reset();
+  total_deadline_ = Clock::time_point::max();
   if (close_after_) return close();
   // Reset for the next request on this keep-alive connection.
   in_.swap(next_);
@@ -644,13 +680,29 @@ void Conn::on_timeout() {
       if (in_.empty() && !head_parsed_) return close();  // idle keep-alive connection
       request_id_ = new_request_id();
       return local(error_response(Error{Errc::request_timeout, "timed out reading the request", ""}), true);
+    case State::queued: {
+      auto& w = loop_.waiting;
+      w.erase(std::remove(w.begin(), w.end(), this), w.end());
+      state_ = State::upstream;
+      const Error e{Errc::overloaded,
+                    "every replica of model `" + model_ + "` stayed at its request limit; retry later", "model"};
+      loop_.srv.metrics_->on_response(model_, http_status(e.code),
+                                      std::chrono::duration<double>(loop_.now - started_).count());
+      return local(error_response(e));
+    }
     case State::upstream:
+      if (loop_.now >= total_deadline_) {
+        return upstream_failed(Error{Errc::timeout, "the request exceeded its total time limit", ""});
+      }
       if (u_connecting_) {
         return upstream_failed(Error{Errc::connect_failed, "connect to upstream timed out", ""});
       }
-      return upstream_failed(Error{Errc::timeout, "upstream did not answer within the read timeout", ""});
+      return upstream_failed(Error{Errc::timeout, "upstream sent no answer within the first-byte timeout", ""});
     case State::relay:
-      return upstream_failed(Error{Errc::timeout, "upstream stalled longer than the read timeout", ""});
+      if (loop_.now >= total_deadline_) {
+        return upstream_failed(Error{Errc::timeout, "the request exceeded its total time limit", ""});
+      }
+      return upstream_failed(Error{Errc::timeout, "upstream stalled longer than the idle timeout", ""});
     case State::flush:
       return close();  // the client stopped reading
     case State::closed:
@@ -664,10 +716,28 @@ void Conn::on_timeout() {
 void Conn::start_upstream() {
   std::vector<std::string_view> exclude(tried_.begin(), tried_.end());
   auto route = loop_.srv.router_.route(view_, exclude);
+  if (!route && route.code() == Errc::overloaded) {
+    if (requeue_ || loop_.waiting.size() < loop_.cfg.queue_max) {
+      state_ = State::queued;
+      if (!requeue_) arm(loop_.cfg.queue_timeout_ms);  // a retry keeps its original deadline
+      requeue_ = false;
+      loop_.waiting.push_back(this);
+      return;
+    }
+    const Error e{Errc::rate_limited, "too many requests are waiting for model `" + model_ + "`; retry later",
+                  "model"};
+    loop_.srv.metrics_->on_response(model_, http_status(e.code),
+                                    std::chrono::duration<double>(loop_.now - started_).count());
+    return local(error_response(e));
+  }
   if (!route) {
     Error e = route.error();
     if (attempts_ > 0 && e.code == Errc::no_endpoint) {
-      e = Error{Errc::connect_failed, "no replica of model `" + model_ + "` could be reached", "model"};
+      // Every replica was tried: answer with what went wrong on the last one.
+      e = last_error_;
+      if (e.code == Errc::connect_failed) {
+        e.message = "no replica of model `" + model_ + "` could be reached: " + e.message;
+      }
     }
     loop_.srv.metrics_->on_response(e.code == Errc::unknown_model ? std::string_view{} : model_,
                                     http_status(e.code),
@@ -753,7 +823,7 @@ void Conn::connect_upstream() {
                                    "cannot connect to " + route_->lease.endpoint().id + ": " + why, ""});
     }
     u_connecting_ = true;
-    deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.connect_ms);
+    arm(rcfg().timeouts.connect_ms);
     set_upstream_interest(true);
     return;  // EPOLLOUT tells when the connect finished
   }
@@ -809,7 +879,7 @@ void Conn::write_upstream() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.write_ms);
+      arm(rcfg().timeouts.write_ms);
       return;
     }
     if (u_reused_) {  // a pooled socket the upstream had closed: try a fresh one
@@ -821,7 +891,7 @@ void Conn::write_upstream() {
                                  std::string("writing to upstream failed: ") + std::strerror(errno), ""});
   }
   set_upstream_interest(false);
-  deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.read_ms);
+  arm(rcfg().timeouts.first_byte());
   read_upstream();
 }
 
@@ -847,7 +917,7 @@ void Conn::read_upstream() {
       if (u_head_done_ && uresp_.framing == detail::Framing::close) return finish_upstream();
       return upstream_failed(Error{Errc::upstream_closed, "upstream closed the connection", ""});
     }
-    deadline_ = loop_.now + std::chrono::milliseconds(loop_.cfg.router.timeouts.read_ms);
+    if (u_head_done_) arm(rcfg().timeouts.idle());
     std::string_view data(buf, static_cast<std::size_t>(n));
     if (!u_head_done_) {
       uin_.append(data);
@@ -866,6 +936,11 @@ void Conn::read_upstream() {
         break;
       }
       if (!u_head_done_) continue;
+      if (uresp_.status == 503 && rcfg().retry.on_503 &&
+          retry_elsewhere(Error{Errc::no_endpoint, "upstream answered 503", ""})) {
+        return;
+      }
+      arm(rcfg().timeouts.idle());
       if (!on_upstream_head()) return;
       // Views in uresp_ point into uin_: the head is used up, relay what followed it.
       const std::string rest = uin_.substr(uresp_.size);
@@ -968,6 +1043,55 @@ bool Conn::relay(std::string_view data) {
   return true;
 }
 
+bool Conn::retry_elsewhere(const Error& error) {
+  // With no replica left to try, the upstream's own answer passes through unchanged.
+  const bool others = route_ && route_->pool->endpoints.size() > tried_.size() + 1;
+  if (!others || attempts_ >= std::max<unsigned>(1, rcfg().max_attempts) || loop_.now >= total_deadline_ ||
+      !take_retry()) {
+    return false;
+  }
+  const std::string endpoint = route_ ? route_->lease.endpoint().id : std::string();
+  log(LogLevel::debug, "request {}: {} from {}; trying another replica", request_id_, error.message, endpoint);
+  last_error_ = Error{Errc::no_endpoint, "every replica of model `" + model_ + "` answered 503", "model"};
+  drop_upstream();  // the 503's body is not needed
+  complete_lease(OutcomeKind::success, uresp_.status);
+  if (!endpoint.empty()) tried_.push_back(endpoint);
+  start_upstream();
+  return true;
+}
+
+bool Conn::take_retry() {
+  if (!retry_held_) retry_held_ = loop_.srv.router_.try_acquire_retry(loop_.srv.connections());
+  return retry_held_;
+}
+
+void Conn::release_retry() {
+  if (retry_held_) loop_.srv.router_.release_retry();
+  retry_held_ = false;
+}
+
+bool Conn::retry_queued() {
+  state_ = State::upstream;
+  requeue_ = true;
+  start_upstream();
+  requeue_ = false;
+  return state_ != State::queued;
+}
+
+void Loop::kick_waiting() {
+  freed = false;
+  while (!waiting.empty()) {
+    Conn* c = waiting.front();
+    waiting.pop_front();
+    if (!c->retry_queued()) {
+      // Still no room: it went to the back; keep the order and stop here.
+      waiting.pop_back();
+      waiting.push_front(c);
+      break;
+    }
+  }
+}
+
 void Conn::complete_lease(OutcomeKind kind, int status) {
   if (!route_) return;
   Outcome o;
@@ -979,6 +1103,7 @@ void Conn::complete_lease(OutcomeKind kind, int status) {
   if (sent_head_) o.ttfb = ttfb_at_ - started;
   route_->lease.complete(o);
   route_.reset();
+  loop_.freed = true;
 }
 
 void Conn::drop_upstream() {
@@ -1021,8 +1146,17 @@ void Conn::upstream_failed(Error error) {
   const std::string endpoint = route_ ? route_->lease.endpoint().id : std::string();
   complete_lease(kind, status);
   if (!sent_head_) {
-    if (error.code == Errc::connect_failed && attempts_ < std::max<unsigned>(1, loop_.cfg.router.max_attempts)) {
-      if (!endpoint.empty()) tried_.push_back(endpoint);
+    if (!endpoint.empty()) tried_.push_back(endpoint);
+    const RetryConfig& rc = rcfg().retry;
+    const bool total_expired = loop_.now >= total_deadline_;
+    // Nothing reached the client: another replica may still answer. A connect failure is always
+    // safe; a timeout or a broken connection spends the retry budget.
+    const bool may_retry = !total_expired && attempts_ < std::max<unsigned>(1, rcfg().max_attempts) &&
+                           (error.code == Errc::connect_failed ||
+                            (error.code == Errc::timeout && rc.on_first_byte_timeout && take_retry()) ||
+                            (error.code == Errc::upstream_closed && rc.on_reset && take_retry()));
+    if (may_retry) {
+      last_error_ = error;
       log(LogLevel::debug, "request {}: {}; trying another replica", request_id_, error.message);
       return start_upstream();
     }

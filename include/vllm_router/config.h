@@ -50,6 +50,9 @@ struct OutlierConfig {
 struct RetryConfig {
   bool on_503 = true;                 ///< upstream answered 503 (vLLM overloaded or stopping)
   bool on_first_byte_timeout = true;  ///< no answer within timeouts.first_byte_ms
+  /// The connection broke before the response head (a replica killed mid-request). vLLM
+  /// requests have no side effects beyond compute, so trying another replica is safe.
+  bool on_reset = true;
   std::uint32_t budget_percent = 20;
   std::uint32_t min_concurrent = 3;
 };

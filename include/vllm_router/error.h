@@ -31,6 +31,7 @@ enum class Errc : std::uint8_t {
   method_not_allowed = 17,
   request_timeout = 18,   ///< the client was too slow sending its request
   headers_too_large = 19, ///< request head above the limit
+  rate_limited = 20,      ///< too many requests waiting: back off (429)
 };
 
 /// An error value: a code, a human message, and the offending field or parameter if any.

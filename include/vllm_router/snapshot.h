@@ -29,6 +29,9 @@ struct Pool {
 /// started with until it ends, so an update never pulls endpoints from under it.
 struct Snapshot {
   std::uint64_t version = 0;
+  /// The configuration this table was built from (timeouts, retry and health settings are read
+  /// from here on the data path, so a reload never races a running request).
+  std::shared_ptr<const RouterConfig> config;
   ModelCatalog catalog;
   std::vector<Pool> pools;
 };

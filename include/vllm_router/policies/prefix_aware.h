@@ -1,0 +1,55 @@
+// prefix_aware: send a prompt where its prefix was recently served (vLLM prefix-cache reuse).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "vllm_router/config.h"
+#include "vllm_router/policy.h"
+
+namespace vllm_router::policies {
+
+/// Prefix-cache-aware routing without a tokenizer.
+///
+/// The prompt text (RequestView::prompt_prefix: the raw JSON of `prompt` or of `messages`, in
+/// order) is cut into chunks of PolicyOptions::prefix_chunk_chars characters; chunk k's hash
+/// chains all chunks before it, so equal hashes mean equal prefixes (like vLLM's block hashes).
+/// Each pool keeps an index chain-hash -> endpoints that recently served it: an LRU bounded by
+/// PolicyOptions::prefix_max_entries entries (oldest forgotten first; memory stays bounded).
+///
+/// pick: the candidate with the longest matching chain wins (ties: lower load, then random)
+/// unless
+///   - the match covers less than half of the request's chunks (a shared system prompt alone
+///     should not herd everyone onto one replica), or
+///   - the winner's load score exceeds the least-loaded candidate's by more than
+///     PolicyOptions::prefix_load_margin (in requests),
+/// in which case it picks like load_aware. The chosen endpoint's chain is then recorded.
+/// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
+/// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
+/// the record (no allocation beyond the new entries).
+class VLLM_ROUTER_API PrefixAware final : public Policy {
+ public:
+  /// A match must cover at least this share of the request's chunks to count.
+  static constexpr double kMinMatchRatio = 0.5;
+
+  explicit PrefixAware(const PolicyOptions& options = {});
+  std::string_view name() const noexcept override { return "prefix_aware"; }
+  std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+  std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
+
+  /// The chained hashes of the full chunks of `text` (hash k covers chunks 0..k; a trailing
+  /// partial chunk is left out, as vLLM caches full blocks only). Stable across processes.
+  static std::vector<std::uint64_t> chain_hashes(std::string_view text, std::uint32_t chunk_chars);
+
+  /// Entries held by a scratch made by this policy (tests and introspection).
+  static std::size_t index_size(const PolicyScratch* scratch);
+
+ private:
+  std::uint32_t chunk_chars_;
+  std::uint32_t max_entries_;
+  double load_margin_;
+  std::uint32_t stale_ms_;
+};
+
+}  // namespace vllm_router::policies

@@ -1,0 +1,40 @@
+// session: consistent hashing with bounded loads on the request's session key.
+#pragma once
+
+#include <cstdint>
+
+#include "vllm_router/config.h"
+#include "vllm_router/policy.h"
+
+namespace vllm_router::policies {
+
+/// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2018) on
+/// RequestView::session_key (the gateway fills it from the header named
+/// PolicyOptions::session_header, else from the body's `user`).
+///
+/// - The ring holds kVirtualNodes x weight points per endpoint, placed by a stable hash of
+///   Endpoint::id (FNV-1a + splitmix64, fixed seeds): every router process maps a key to the same
+///   endpoint with no shared state, and adding or removing a replica moves only the keys it gains
+///   or loses (about 1/n of them).
+/// - Bounded load: walking clockwise from the key, the first candidate whose requests in flight
+///   are below ceil(session_load_factor x (total in flight + 1) / candidates) takes the request,
+///   so one hot session cannot pile onto its replica. With c = session_load_factor <= 1 the bound
+///   is off (pure consistent hashing).
+/// - Candidates missing from the pool (unhealthy, excluded after a failure) are skipped: their
+///   keys go to the next endpoint on the ring and come back when they return.
+/// - No session key: falls back to power-of-two choices.
+/// Thread-safe: the ring is built once per pool (make_scratch) and only read afterwards.
+class VLLM_ROUTER_API Session final : public Policy {
+ public:
+  static constexpr std::uint32_t kVirtualNodes = 160;
+
+  explicit Session(const PolicyOptions& options = {}) : load_factor_(options.session_load_factor) {}
+  std::string_view name() const noexcept override { return "session"; }
+  std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+  std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
+
+ private:
+  double load_factor_;
+};
+
+}  // namespace vllm_router::policies

@@ -1,0 +1,196 @@
+// LoadScraper: GET /metrics from every endpoint, parse vLLM's load gauges, store them with a time.
+#include "vllm_router/load_scraper.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <unordered_set>
+
+#include "vllm_router/router.h"
+#include "vllm_router/snapshot.h"
+
+namespace vllm_router {
+namespace {
+
+// Value of one sample line after the metric name: skips the label set (quotes and escapes
+// honoured), then reads the value token. False on a malformed line.
+bool sample_value(std::string_view rest, double& value) {
+  std::size_t i = 0;
+  if (i < rest.size() && rest[i] == '{') {
+    bool quoted = false;
+    for (++i; i < rest.size(); ++i) {
+      const char c = rest[i];
+      if (quoted) {
+        if (c == '\\') ++i;
+        else if (c == '"') quoted = false;
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == '}') {
+        break;
+      }
+    }
+    if (i >= rest.size()) return false;
+    ++i;
+  }
+  while (i < rest.size() && (rest[i] == ' ' || rest[i] == '\t')) ++i;
+  std::size_t end = i;
+  while (end < rest.size() && rest[end] != ' ' && rest[end] != '\t' && rest[end] != '\r') ++end;
+  if (end == i) return false;
+  const std::string token(rest.substr(i, end - i));  // strtod needs a terminator
+  char* stop = nullptr;
+  value = std::strtod(token.c_str(), &stop);
+  return stop == token.c_str() + token.size() && std::isfinite(value);
+}
+
+struct Sum {
+  double total = 0.0;
+  int count = 0;
+  void add(double v) {
+    total += v;
+    ++count;
+  }
+};
+
+std::int32_t to_count(const Sum& s) {
+  if (s.count == 0) return -1;
+  return static_cast<std::int32_t>(std::clamp(std::llround(s.total), 0LL, 1LL << 30));
+}
+
+class CollectSink final : public BodySink {
+ public:
+  CollectSink(std::string& out, std::chrono::steady_clock::time_point deadline)
+      : out_(out), deadline_(deadline) {}
+  bool write(const char* data, std::size_t size) override {
+    if (out_.size() + size > kMaxBody) return false;  // /metrics is small; refuse a flood
+    out_.append(data, size);
+    return true;
+  }
+  bool alive() override { return std::chrono::steady_clock::now() < deadline_; }
+
+ private:
+  static constexpr std::size_t kMaxBody = 8u << 20;
+  std::string& out_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+}  // namespace
+
+ScrapedLoad parse_vllm_load(std::string_view text) {
+  Sum waiting, running, kv_new, kv_old;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty() || line.front() == '#') continue;
+    const std::size_t name_end = line.find_first_of("{ \t");
+    if (name_end == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, name_end);
+    Sum* target = nullptr;
+    if (name == "vllm:num_requests_waiting") target = &waiting;
+    else if (name == "vllm:num_requests_running") target = &running;
+    else if (name == "vllm:kv_cache_usage_perc") target = &kv_new;
+    else if (name == "vllm:gpu_cache_usage_perc") target = &kv_old;
+    if (target == nullptr) continue;
+    double v = 0.0;
+    if (sample_value(line.substr(name_end), v)) target->add(v);
+  }
+  ScrapedLoad out;
+  out.waiting = to_count(waiting);
+  out.running = to_count(running);
+  const Sum& kv = kv_new.count > 0 ? kv_new : kv_old;
+  if (kv.count > 0) {
+    out.kv_cache_usage =
+        static_cast<float>(std::clamp(kv.total / static_cast<double>(kv.count), 0.0, 1.0));
+  }
+  return out;
+}
+
+LoadScraper::LoadScraper(const Router& router, std::shared_ptr<Transport> transport,
+                         const Clock& clock, const PolicyOptions& options)
+    : router_(router), transport_(std::move(transport)), clock_(clock), options_(options) {}
+
+LoadScraper::~LoadScraper() { stop(); }
+
+bool LoadScraper::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
+  if (!transport_) return false;
+  // A real deadline (not the injected clock): it bounds how long a dead endpoint holds the round.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::max<std::uint32_t>(1, options_.scrape_timeout_ms));
+  const AliveCheck alive = [this, deadline] {
+    return !stopping_.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline;
+  };
+  UpstreamRequest request;
+  request.method = "GET";
+  request.path = "/metrics";
+  const Headers headers;
+  request.headers = &headers;
+  auto response = transport_->send(endpoint, request, alive);
+  if (!response) return false;
+  auto& upstream = *response.value();
+  std::string body;
+  CollectSink sink(body, deadline);
+  const auto relayed = upstream.relay(sink);
+  if (upstream.status() != 200 || !relayed) return false;
+  const ScrapedLoad load = parse_vllm_load(body);
+  if (load.waiting < 0 && load.running < 0) return false;  // not a vLLM /metrics
+  state.waiting.store(std::max<std::int32_t>(0, load.waiting), std::memory_order_relaxed);
+  state.running.store(std::max<std::int32_t>(0, load.running), std::memory_order_relaxed);
+  state.kv_cache_usage.store(load.kv_cache_usage, std::memory_order_relaxed);
+  const auto now_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now().time_since_epoch()).count();
+  // Written last: a reader that sees the new time also sees numbers at least this fresh.
+  state.sampled_ns.store(now_ns == 0 ? 1 : now_ns, std::memory_order_release);
+  return true;
+}
+
+ScrapeStats LoadScraper::scrape_once() {
+  ScrapeStats stats;
+  const std::shared_ptr<const Snapshot> snap = router_.snapshot();
+  std::unordered_set<const EndpointState*> done;  // one state may be listed by several pools
+  for (const Pool& pool : snap->pools) {
+    for (std::size_t i = 0; i < pool.endpoints.size() && i < pool.states.size(); ++i) {
+      EndpointState* state = pool.states[i].get();
+      if (state == nullptr || !done.insert(state).second) continue;
+      if (stopping_.load(std::memory_order_relaxed) && thread_.joinable()) return stats;
+      ++stats.endpoints;
+      if (scrape_endpoint(*pool.endpoints[i], *state)) ++stats.succeeded;
+      else ++stats.failed;
+    }
+  }
+  rounds_.fetch_add(1, std::memory_order_relaxed);
+  return stats;
+}
+
+void LoadScraper::run() {
+  const auto interval = std::chrono::milliseconds(std::max<std::uint32_t>(1, options_.scrape_interval_ms));
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_.load()) {
+    const auto next = std::chrono::steady_clock::now() + interval;
+    lock.unlock();
+    scrape_once();
+    lock.lock();
+    wake_.wait_until(lock, next, [this] { return stopping_.load(); });
+  }
+}
+
+void LoadScraper::start() {
+  if (thread_.joinable()) return;
+  stopping_.store(false);
+  thread_ = std::thread([this] { run(); });
+}
+
+void LoadScraper::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_.store(true);
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  stopping_.store(false);
+}
+
+}  // namespace vllm_router

@@ -1,0 +1,17 @@
+// Power of two choices: two distinct random candidates, the one with fewer in flight wins.
+#include "vllm_router/policies/power_of_two.h"
+
+namespace vllm_router::policies {
+
+std::size_t PowerOfTwo::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
+  const std::size_t n = candidates.size();
+  if (n <= 1) return 0;
+  const auto a = static_cast<std::size_t>(ctx.rng.below(n));
+  auto b = static_cast<std::size_t>(ctx.rng.below(n - 1));
+  if (b >= a) ++b;  // distinct from a, uniform over the others
+  const std::int64_t la = candidates[a].state->in_flight.load(std::memory_order_relaxed);
+  const std::int64_t lb = candidates[b].state->in_flight.load(std::memory_order_relaxed);
+  return lb < la ? b : a;
+}
+
+}  // namespace vllm_router::policies
