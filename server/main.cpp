@@ -1,9 +1,11 @@
 // vllm-router: the OpenAI-compatible gateway executable.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "demo.h"
@@ -11,6 +13,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "options.h"
+#include "vllm_router/health_checker.h"
 #include "vllm_router/version.h"
 
 using namespace vllm_router;
@@ -18,17 +21,50 @@ using namespace vllm_router::server;
 
 namespace {
 
-// Waits for SIGINT/SIGTERM (blocked in every thread) on a dedicated thread, then calls `stop`.
-void start_signal_thread(std::function<void()> stop) {
+sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  std::thread([set, stop = std::move(stop)]() mutable {
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) {
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Waits for signals (blocked in every thread) on a dedicated thread: SIGHUP calls `reload`,
+// SIGINT/SIGTERM call `stop` once.
+void start_signal_thread(std::function<void()> stop, std::function<void()> reload) {
+  std::thread([stop = std::move(stop), reload = std::move(reload)] {
+    const sigset_t set = handled_signals();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        log(LogLevel::info, "received SIGHUP, reloading the configuration");
+        reload();
+        continue;
+      }
       log(LogLevel::info, "received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       stop();
+      return;
+    }
+  }).detach();
+}
+
+// Calls `reload` whenever `path` changes (mtime or size), checking every second.
+void start_config_watch(const std::string& path, std::function<void()> reload) {
+  std::thread([path, reload = std::move(reload)] {
+    struct stat last{};
+    ::stat(path.c_str(), &last);
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      struct stat now{};
+      if (::stat(path.c_str(), &now) != 0) continue;
+      if (now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
+          now.st_size != last.st_size) {
+        last = now;
+        log(LogLevel::info, "{} changed, reloading the configuration", path);
+        reload();
+      }
     }
   }).detach();
 }
@@ -48,11 +84,8 @@ rlim_t raise_fd_limit() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  const sigset_t signals = handled_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -74,8 +107,13 @@ int main(int argc, char** argv) {
   if (parse_log_level(options.config.log_level, level)) set_log_level(level);
 
   Demo demo;
+  std::vector<ModelConfig> demo_models;  // re-added on reload: they come from no file or flag
   if (options.demo) {
-    if (auto r = demo.start(options.config.router); !r) {
+    const std::size_t before = options.config.router.models.size();
+    auto r = demo.start(options.config.router);
+    demo_models.assign(options.config.router.models.begin() + static_cast<std::ptrdiff_t>(before),
+                       options.config.router.models.end());
+    if (!r) {
       std::fprintf(stderr, "vllm-router: %s\n", r.error().message.c_str());
       return 1;
     }
@@ -128,15 +166,45 @@ int main(int argc, char** argv) {
   log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} io, {} threads, at most {} connections)",
       vllm_router::version(), config.router.models.size(), config.host, port.value(), config.io,
       config.threads == 0 ? std::thread::hardware_concurrency() : config.threads, config.max_connections);
+  Router& router = gateway.value()->router();
+  // Routing configuration reloads in place (models, endpoints, policies, timeouts, health);
+  // listener settings (host, port, io, threads, keys, limits) need a restart.
+  std::mutex reload_mutex;
+  const auto reload = [&args, &demo_models, &router, &reload_mutex] {
+    std::lock_guard<std::mutex> lock(reload_mutex);
+    auto again = parse_options(args, current_environment());
+    if (!again) {
+      log(LogLevel::error, "reload rejected, keeping the current configuration: {}", again.error().message);
+      return;
+    }
+    RouterConfig next = again.value().config.router;
+    next.models.insert(next.models.end(), demo_models.begin(), demo_models.end());
+    if (auto r = router.update(next); !r) {
+      log(LogLevel::error, "reload rejected, keeping the current configuration: {}{}{}", r.error().message,
+          r.error().param.empty() ? "" : " (field: ", r.error().param.empty() ? "" : r.error().param + ")");
+      return;
+    }
+    log(LogLevel::info, "configuration reloaded: {} model(s), routing table version {}", next.models.size(),
+        router.snapshot()->version);
+  };
+  if (config.watch_config && !options.config_path.empty()) start_config_watch(options.config_path, reload);
+
+  // Active health checks run beside the data path on their own thread.
+  HttpTransportOptions probe_options;
+  probe_options.max_idle_per_endpoint = 2;
+  HealthChecker health(router, make_http_transport(probe_options), std::make_shared<SteadyClock>());
+  health.start();
+
   bool ok = true;
   if (events) {
     const auto grace = std::chrono::milliseconds(config.drain_timeout_ms);
-    start_signal_thread([&events, grace] { events->stop(grace); });
+    start_signal_thread([&events, grace] { events->stop(grace); }, reload);
     events->run();
   } else {
-    start_signal_thread([&gateway] { gateway.value()->stop(); });
+    start_signal_thread([&gateway] { gateway.value()->stop(); }, reload);
     ok = gateway.value()->run();
   }
+  health.stop();
   log(LogLevel::info, "stopped");
   return ok ? 0 : 1;
 }
