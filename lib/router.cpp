@@ -25,7 +25,7 @@ Result<std::unique_ptr<Router>> Router::create(const RouterConfig& config, Route
   if (!options.transport) {
     HttpTransportOptions t;
     t.connect_timeout_ms = config.timeouts.connect_ms;
-    t.read_timeout_ms = config.timeouts.read_ms;
+    t.read_timeout_ms = config.timeouts.idle();
     t.write_timeout_ms = config.timeouts.write_ms;
     t.max_idle_per_endpoint = config.max_idle_connections;
     options.transport = make_http_transport(t);
@@ -218,7 +218,20 @@ Result<Exchange> Router::forward(const RequestView& view, const UpstreamRequest&
   std::string rewritten;
   UpstreamRequest req = request;
   Error last{Errc::no_endpoint, "no endpoint available", "model"};
-  const unsigned max_attempts = std::max<unsigned>(1, snapshot()->config->max_attempts);
+  const auto config = snapshot()->config;
+  const unsigned max_attempts = std::max<unsigned>(1, config->max_attempts);
+  if (req.timeout_ms == 0 && config->timeouts.first_byte_ms != 0) req.timeout_ms = config->timeouts.first_byte_ms;
+  // A retry after a delivered request (timeout, reset, 503) spends the retry budget; the slot is
+  // held until the answer's head is in.
+  bool retry_held = false;
+  const auto take_retry = [&] { return retry_held || (retry_held = try_acquire_retry(0)); };
+  struct Release {
+    Router* router;
+    bool* held;
+    ~Release() {
+      if (*held) router->release_retry();
+    }
+  } release{this, &retry_held};
   for (unsigned attempt = 1; attempt <= max_attempts; ++attempt) {
     auto route = this->route(view, tried);
     if (!route) {
@@ -229,14 +242,26 @@ Result<Exchange> Router::forward(const RequestView& view, const UpstreamRequest&
       rewritten = rewrite_model(request.body, view, route->resolution.upstream);
       req.body = rewritten;
     }
+    const bool others = route->pool->endpoints.size() > tried.size() + 1;
     const auto started = std::chrono::steady_clock::now();
     auto response = options_.transport->send(route->lease.endpoint(), req, alive);
+    Outcome outcome;
+    outcome.latency = std::chrono::steady_clock::now() - started;
     if (response) {
+      // A 503 (vLLM overloaded or stopping) moves to another replica while one is left.
+      if (response.value()->status() == 503 && config->retry.on_503 && others && attempt < max_attempts &&
+          take_retry()) {
+        outcome.kind = OutcomeKind::success;
+        outcome.status = 503;
+        tried_ids.push_back(route->lease.endpoint().id);
+        tried.assign(tried_ids.begin(), tried_ids.end());
+        route->lease.complete(outcome);
+        last = Error{Errc::no_endpoint, "every replica answered 503", "model"};
+        continue;
+      }
       Exchange exchange(std::move(route.value()), std::move(response.value()), attempt);
       return exchange;
     }
-    Outcome outcome;
-    outcome.latency = std::chrono::steady_clock::now() - started;
     switch (response.code()) {
       case Errc::connect_failed: outcome.kind = OutcomeKind::connect_failure; break;
       case Errc::timeout: outcome.kind = OutcomeKind::timeout; break;
@@ -248,7 +273,12 @@ Result<Exchange> Router::forward(const RequestView& view, const UpstreamRequest&
     tried.assign(tried_ids.begin(), tried_ids.end());
     route->lease.complete(outcome);
     last = std::move(response).error();
-    if (last.code != Errc::connect_failed) return last;  // may have reached the upstream
+    // Nothing reached the client yet: a connect failure is always safe to retry; a timeout or a
+    // broken connection (the request may have been delivered) only as configured and budgeted.
+    const bool retry = last.code == Errc::connect_failed ||
+                       (last.code == Errc::timeout && config->retry.on_first_byte_timeout && take_retry()) ||
+                       (last.code == Errc::upstream_closed && config->retry.on_reset && take_retry());
+    if (!retry) return last;
   }
   if (last.code == Errc::connect_failed) {
     last.message = "no replica of the model could be reached: " + last.message;

@@ -126,8 +126,15 @@ class HttpResponse final : public UpstreamResponse {
 
   // Reads and parses the head. Returns Errc::ok, or the failure; `got_bytes` tells whether
   // anything at all arrived (a reused socket that yields nothing may be retried).
-  Result<void> read_head(const AliveCheck& alive, bool& got_bytes) {
+  Result<void> read_head(const AliveCheck& alive, bool& got_bytes, std::uint32_t first_byte_ms) {
     got_bytes = false;
+    const std::uint32_t body_ms = read_timeout_ms_;
+    read_timeout_ms_ = first_byte_ms;  // the wait for the head has its own limit
+    struct Restore {
+      std::uint32_t& slot;
+      std::uint32_t value;
+      ~Restore() { slot = value; }
+    } restore{read_timeout_ms_, body_ms};
     for (;;) {
       detail::ResponseHead head;
       std::string error;
@@ -310,8 +317,7 @@ class HttpTransport final : public Transport {
               Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + why);
         }
       }
-      auto response = std::make_unique<HttpResponse>(
-          options_, pool_, endpoint.id, fd, request.timeout_ms != 0 ? request.timeout_ms : options_.read_timeout_ms);
+      auto response = std::make_unique<HttpResponse>(options_, pool_, endpoint.id, fd, options_.read_timeout_ms);
       iovec iov[2] = {{head.data(), head.size()},
                       {const_cast<char*>(request.body.data()), request.body.size()}};
       const auto w = write_all(fd, iov, request.body.empty() ? 1 : 2, options_.write_timeout_ms,
@@ -321,7 +327,8 @@ class HttpTransport final : public Transport {
         return w.error();
       }
       bool got_bytes = false;
-      auto r = response->read_head(alive, got_bytes);
+      auto r = response->read_head(alive, got_bytes,
+                                   request.timeout_ms != 0 ? request.timeout_ms : options_.read_timeout_ms);
       if (!r) {
         if (reused && !got_bytes && r.code() == Errc::upstream_closed) continue;
         return r.error();

@@ -53,8 +53,10 @@ struct RetryConfig {
   /// The connection broke before the response head (a replica killed mid-request). vLLM
   /// requests have no side effects beyond compute, so trying another replica is safe.
   bool on_reset = true;
-  std::uint32_t budget_percent = 20;
-  std::uint32_t min_concurrent = 3;
+  /// A killed replica takes all its running requests with it: the budget must let them move
+  /// (Envoy's 20% / 3 would fail most of them), yet stop a retry storm under overload.
+  std::uint32_t budget_percent = 50;
+  std::uint32_t min_concurrent = 10;
 };
 
 /// Options of the built-in routing policies (issue-6 policies read theirs from here).

@@ -32,7 +32,8 @@ struct UpstreamRequest {
   const Headers* headers = nullptr;  ///< end-to-end headers to send (already filtered; no Host,
                                      ///< Content-Length, Connection, Authorization)
   std::string_view body;
-  /// Overrides the transport's connect and read timeouts for this request (0: its defaults).
+  /// Overrides the transport's connect timeout and its wait for the response head for this
+  /// request (0: the transport's defaults). Body reads keep the transport's read timeout.
   std::uint32_t timeout_ms = 0;
 };
 
