@@ -1,0 +1,181 @@
+{{/* Chart name, truncated to a DNS label. */}}
+{{- define "vllm-router.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified release name: <release>-<chart> unless the release already contains it. */}}
+{{- define "vllm-router.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vllm-router.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "vllm-router.labels" -}}
+helm.sh/chart: {{ include "vllm-router.chart" . }}
+{{ include "vllm-router.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "vllm-router.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vllm-router.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The router's pods. */}}
+{{- define "vllm-router.router.selectorLabels" -}}
+{{ include "vllm-router.selectorLabels" . }}
+app.kubernetes.io/component: router
+{{- end }}
+
+{{- define "vllm-router.router.labels" -}}
+{{ include "vllm-router.labels" . }}
+app.kubernetes.io/component: router
+{{- end }}
+
+{{- define "vllm-router.router.image" -}}
+{{- $img := .Values.router.image }}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion (toString (default "" $img.tag))) }}
+{{- end }}
+
+{{- define "vllm-router.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vllm-router.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "vllm-router.apiKeysSecretName" -}}
+{{- if .Values.router.apiKeys.existingSecret }}
+{{- .Values.router.apiKeys.existingSecret }}
+{{- else if .Values.router.apiKeys.keys }}
+{{- printf "%s-api-keys" (include "vllm-router.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The models with modelDefaults applied, as YAML {"models": [...]}; use it as
+  {{- $models := (include "vllm-router.models" . | fromYaml).models }}
+A model's key replaces the default's; for the maps image, storage, hfToken, service and shm the
+replacement is per key (two levels deep: storage.persistentVolumeClaim.size). Adds: fullname
+(object names), servedNames (default [model]), url (the Service URL the router is given, when
+deployed). Disabled models (enabled: false) are dropped.
+*/}}
+{{- define "vllm-router.models" -}}
+{{- $root := . }}
+{{- $fullname := include "vllm-router.fullname" . }}
+{{- $out := list }}
+{{- $seen := dict }}
+{{- range $i, $m := .Values.models }}
+{{- if not (kindIs "map" $m) }}
+{{- fail (printf "models[%d]: expected a map with name and model" $i) }}
+{{- end }}
+{{- if or (not (hasKey $m "enabled")) $m.enabled }}
+{{- $merged := deepCopy $root.Values.modelDefaults }}
+{{- range $k, $v := $m }}
+{{- $d := get $merged $k }}
+{{- if and (has $k (list "image" "storage" "hfToken" "service" "shm")) (kindIs "map" $v) (kindIs "map" $d) }}
+{{- range $k2, $v2 := $v }}
+{{- $d2 := get $d $k2 }}
+{{- if and (kindIs "map" $v2) (kindIs "map" $d2) }}
+{{- range $k3, $v3 := $v2 }}
+{{- $_ := set $d2 $k3 (deepCopy $v3) }}
+{{- end }}
+{{- else }}
+{{- $_ := set $d $k2 (deepCopy $v2) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- $_ := set $merged $k (deepCopy $v) }}
+{{- end }}
+{{- end }}
+{{- $name := toString (required (printf "models[%d].name is required" $i) $merged.name) }}
+{{- if or (gt (len $name) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name)) }}
+{{- fail (printf "models[%d].name %q: must be a DNS label (lower case letters, digits, '-')" $i $name) }}
+{{- end }}
+{{- if hasKey $seen $name }}
+{{- fail (printf "models[%d].name %q: used twice" $i $name) }}
+{{- end }}
+{{- $_ := set $seen $name true }}
+{{- $modelId := toString (required (printf "models[%d].model is required (a Hugging Face id or a path)" $i) $merged.model) }}
+{{- if not $merged.servedNames }}
+{{- $_ := set $merged "servedNames" (list $modelId) }}
+{{- end }}
+{{- $mf := printf "%s-%s" $fullname $name | trunc 63 | trimSuffix "-" }}
+{{- $_ := set $merged "fullname" $mf }}
+{{- if $merged.deploy }}
+{{- $_ := set $merged "url" (printf "http://%s.%s.svc.%s:%d" $mf $root.Release.Namespace $root.Values.clusterDomain (int64 $merged.port)) }}
+{{- else if not $merged.endpoints }}
+{{- fail (printf "models[%d] (%s): deploy is false, so endpoints must list the vLLM servers" $i $name) }}
+{{- end }}
+{{- $out = append $out $merged }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "models" $out) }}
+{{- end }}
+
+{{/* Labels of one model's objects; call with (dict "root" $ "model" $m). */}}
+{{- define "vllm-router.model.selectorLabels" -}}
+{{ include "vllm-router.selectorLabels" .root }}
+app.kubernetes.io/component: model
+vllm-router.io/model: {{ .model.name }}
+{{- end }}
+
+{{- define "vllm-router.model.labels" -}}
+{{ include "vllm-router.labels" .root }}
+app.kubernetes.io/component: model
+vllm-router.io/model: {{ .model.name }}
+{{- end }}
+
+{{/* The router's JSON config: the models and the settings that have no variable. */}}
+{{- define "vllm-router.routerConfig" -}}
+{{- $r := .Values.router }}
+{{- $models := list }}
+{{- range $m := (include "vllm-router.models" . | fromYaml).models }}
+{{- $endpoints := list }}
+{{- if $m.deploy }}
+{{- $endpoints = append $endpoints $m.url }}
+{{- end }}
+{{- range $e := $m.endpoints }}
+{{- $endpoints = append $endpoints $e }}
+{{- end }}
+{{- $entry := dict "name" (first $m.servedNames) "endpoints" $endpoints }}
+{{- $aliases := concat (rest $m.servedNames) (default list $m.aliases) }}
+{{- if $aliases }}
+{{- $_ := set $entry "aliases" $aliases }}
+{{- end }}
+{{- if $m.loras }}
+{{- $_ := set $entry "loras" $m.loras }}
+{{- end }}
+{{- if $m.policy }}
+{{- $_ := set $entry "policy" $m.policy }}
+{{- end }}
+{{- $entry = mergeOverwrite $entry (deepCopy (default dict $m.routerConfig)) }}
+{{- $models = append $models $entry }}
+{{- end }}
+{{- $cfg := dict
+  "client_timeout_ms" (int64 $r.clientTimeoutMs)
+  "drain_timeout_ms" (int64 $r.drainTimeoutMs)
+  "max_attempts" (int64 $r.maxAttempts)
+  "max_idle_connections" (int64 $r.maxIdleConnections)
+  "timeouts" (dict "write_ms" (int64 $r.timeouts.writeMs))
+  "models" $models }}
+{{- $cfg = mergeOverwrite $cfg (deepCopy (default dict $r.extraConfig)) }}
+{{- toPrettyJson $cfg }}
+{{- end }}
