@@ -566,6 +566,13 @@ void Conn::dispatch() {
   attempts_ = 0;
   tried_.clear();
   rcfg_ = loop_.srv.router_.snapshot()->config;
+  // A session header (policy_options.session_header) beats the body's `user` as session key.
+  for (const auto& h : head_.headers) {
+    if (detail::iequals(h.name, rcfg().policy_options.session_header)) {
+      view_.session_key.assign(h.value);
+      break;
+    }
+  }
   total_deadline_ = rcfg().timeouts.total_ms != 0
                         ? started_ + std::chrono::milliseconds(rcfg().timeouts.total_ms)
                         : Clock::time_point::max();

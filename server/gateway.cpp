@@ -169,6 +169,9 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
   }
   auto view = parse_request_padded(body);
   if (!view) return reply_error(res, view.error(), "", started);
+  // A session header (policy_options.session_header) beats the body's `user` as session key.
+  const std::string session = req.get_header_value(router_->snapshot()->config->policy_options.session_header);
+  if (!session.empty()) view->session_key = session;
 
   // Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1): not forwarded.
   std::vector<std::string_view> connection_listed;
