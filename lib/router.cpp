@@ -8,8 +8,9 @@
 namespace vllm_router {
 namespace {
 
-Rng& thread_rng(std::uint64_t seed) {
-  thread_local Rng rng(seed);
+// One generator per thread, seeded once from the router's seed and a per-thread counter.
+Rng& thread_rng(std::uint64_t seed, std::atomic<std::uint64_t>& counter) {
+  thread_local Rng rng(seed + counter.fetch_add(1, std::memory_order_relaxed));
   return rng;
 }
 
@@ -202,7 +203,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     return Result<Route>(Errc::no_endpoint,
                          "no endpoint available for model `" + pool.model + "`", "model");
   }
-  Rng& rng = thread_rng(options_.seed + seed_counter_.fetch_add(1, std::memory_order_relaxed));
+  Rng& rng = thread_rng(options_.seed, seed_counter_);
   PickContext ctx{request, rng, pool.scratch.get(), pool.endpoints.size(), now_ns};
   std::size_t pick = pool.policy->pick(ctx, std::span<const Candidate>(candidates, n));
   if (pick >= n) pick = 0;

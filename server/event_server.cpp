@@ -36,6 +36,7 @@ constexpr std::size_t kMaxPendingOut = 256 * 1024;  // pause the upstream above 
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr std::uintptr_t kUpstreamTag = 1;
 constexpr std::uintptr_t kWakeTag = 2;
+constexpr std::uintptr_t kIdleTag = 3;  // (fd << 2) | 3: an idle pooled upstream socket
 
 void close_fd(int fd) {
   if (fd >= 0) ::close(fd);
@@ -109,7 +110,8 @@ class Loop {
   void kick_waiting();
 
   int take_idle(const std::string& id);
-  void give_idle(const std::string& id, int fd);
+  void give_idle(const std::string& id, int fd);  // fd stays registered in epoll
+  void drop_idle(int fd);                          // the upstream closed an idle socket
   void accept_all();
   void remove(Conn* c);
 };
@@ -284,10 +286,26 @@ int Loop::take_idle(const std::string& id) {
 void Loop::give_idle(const std::string& id, int fd) {
   auto& fds = idle[id];
   if (fds.size() >= srv.config_.router.max_idle_connections) {
-    close_fd(fds.front());  // keep the most recently used ones
+    close_fd(fds.front());  // keep the most recently used ones (closing also leaves epoll)
     fds.erase(fds.begin());
   }
+  // Stays registered, tagged as idle: an upstream closing it is noticed and it leaves the pool.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = (static_cast<std::uint64_t>(fd) << 2) | kIdleTag;
+  ::epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
   fds.push_back(fd);
+}
+
+void Loop::drop_idle(int fd) {
+  for (auto& [id, fds] : idle) {
+    const auto it = std::find(fds.begin(), fds.end(), fd);
+    if (it != fds.end()) {
+      fds.erase(it);
+      close_fd(fd);
+      return;
+    }
+  }
 }
 
 void Loop::accept_all() {
@@ -360,6 +378,8 @@ void Loop::run() {
       } else if (tag == kWakeTag) {
         std::uint64_t v = 0;
         [[maybe_unused]] const auto r = ::read(wake_fd, &v, sizeof v);
+      } else if ((tag & 3) == kIdleTag) {
+        drop_idle(static_cast<int>(tag >> 2));
       } else if ((tag & kUpstreamTag) != 0) {
         auto* c = reinterpret_cast<Conn*>(tag & ~kUpstreamTag);
         if (!c->closed()) c->on_upstream(ev);
@@ -664,7 +684,8 @@ void Conn::request_done() {
   // Reset for the next request on this keep-alive connection.
   in_.swap(next_);
   next_.clear();
-  head_ = detail::RequestHead{};
+  head_.headers.clear();  // keeps its capacity for the next request
+  head_.size = 0;
   head_parsed_ = false;
   chunked_body_.clear();
   body_scanner_ = detail::ChunkedScanner{};
@@ -817,7 +838,7 @@ void Conn::connect_upstream() {
   uin_.clear();
   u_head_done_ = false;
   u_written_ = 0;
-  u_registered_ = false;
+  u_registered_ = u_reused_ && ufd_ >= 0;  // pooled sockets stay registered (tagged idle)
   u_scanner_ = detail::ChunkedScanner{};
   u_paused_ = false;
   u_extra_ = false;
@@ -949,10 +970,11 @@ void Conn::read_upstream() {
       }
       arm(rcfg().timeouts.idle());
       if (!on_upstream_head()) return;
-      // Views in uresp_ point into uin_: the head is used up, relay what followed it.
-      const std::string rest = uin_.substr(uresp_.size);
-      uin_.clear();
+      // Relay what followed the head straight from uin_. When that ends the exchange, uin_
+      // belongs to whatever runs next on this connection: leave it alone.
+      const std::string_view rest = std::string_view(uin_).substr(uresp_.size);
       if (!rest.empty() && !relay(rest)) return;
+      uin_.clear();
       if (uresp_.framing == detail::Framing::none) return finish_upstream();
       continue;
     }
@@ -1124,10 +1146,8 @@ void Conn::drop_upstream() {
 
 void Conn::finish_upstream() {
   const std::string id = route_ ? route_->lease.endpoint().id : std::string();
-  const bool reusable = uresp_.keep_alive && uresp_.framing != detail::Framing::close && !u_extra_ &&
-                        uin_.empty();
+  const bool reusable = uresp_.keep_alive && uresp_.framing != detail::Framing::close && !u_extra_;
   if (reusable && ufd_ >= 0) {
-    ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, ufd_, nullptr);
     loop_.give_idle(id, ufd_);
     ufd_ = -1;
     u_registered_ = false;

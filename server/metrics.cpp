@@ -59,44 +59,51 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
                  count_.load(std::memory_order_relaxed));
 }
 
+template <class Entry>
+Entry& Metrics::find_or_add(std::map<std::string, std::unique_ptr<Entry>, std::less<>>& map, std::string_view key) {
+  {
+    std::shared_lock<std::shared_mutex> lock(mutex_);
+    const auto it = map.find(key);
+    if (it != map.end()) return *it->second;
+  }
+  std::unique_lock<std::shared_mutex> lock(mutex_);
+  auto& entry = map[std::string(key)];
+  if (!entry) entry = std::make_unique<Entry>();
+  return *entry;
+}
+
 void Metrics::on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) {
-  std::string key;
-  key.reserve(model.size() + endpoint.id.size() + 1);
-  key.append(model).push_back('\0');
+  thread_local std::string key;  // reused: no allocation once warm
+  key.assign(model).push_back('\0');
   key.append(endpoint.id);
-  const std::string series = fmt::format("{},{}", kind_name(outcome.kind), outcome.status);
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto& up = upstream_[key];
-  if (!up) up = std::make_unique<Upstream>();
-  auto& s = up->by_outcome[series];
-  if (!s) s = std::make_unique<Series>();
-  s->count.fetch_add(1, std::memory_order_relaxed);
+  Upstream& up = find_or_add(upstream_, key);
+  const auto status = static_cast<std::size_t>(outcome.status) < kStatuses ? static_cast<std::size_t>(outcome.status) : 0;
+  up.by_outcome[static_cast<std::size_t>(outcome.kind) * kStatuses + status].fetch_add(1, std::memory_order_relaxed);
   if (outcome.kind == OutcomeKind::success) {
-    up->ttfb.observe(std::chrono::duration<double>(outcome.ttfb).count());
-    up->latency.observe(std::chrono::duration<double>(outcome.latency).count());
+    up.ttfb.observe(std::chrono::duration<double>(outcome.ttfb).count());
+    up.latency.observe(std::chrono::duration<double>(outcome.latency).count());
   }
 }
 
 void Metrics::on_response(std::string_view model, int status, double seconds) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto it = client_.find(model);
-  if (it == client_.end()) it = client_.emplace(std::string(model), std::make_unique<Client>()).first;
-  auto& s = it->second->by_status[status];
-  if (!s) s = std::make_unique<Series>();
-  s->count.fetch_add(1, std::memory_order_relaxed);
-  it->second->latency.observe(seconds);
+  Client& c = find_or_add(client_, model);
+  const auto index = static_cast<std::size_t>(status) < kStatuses ? static_cast<std::size_t>(status) : 0;
+  c.by_status[index].fetch_add(1, std::memory_order_relaxed);
+  c.latency.observe(seconds);
 }
 
 std::string Metrics::render(const Snapshot& snapshot) const {
   std::string out;
   out.reserve(4096);
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::shared_lock<std::shared_mutex> lock(mutex_);
   out += "# HELP vllm_router_requests_total Client requests answered, by model and status.\n";
   out += "# TYPE vllm_router_requests_total counter\n";
   for (const auto& [model, c] : client_) {
-    for (const auto& [status, s] : c->by_status) {
+    for (std::size_t status = 0; status < kStatuses; ++status) {
+      const std::uint64_t n = c->by_status[status].load(std::memory_order_relaxed);
+      if (n == 0) continue;
       fmt::format_to(std::back_inserter(out), "vllm_router_requests_total{{model=\"{}\",status=\"{}\"}} {}\n",
-                     label(model), status, s->count.load());
+                     label(model), status, n);
     }
   }
   out += "# HELP vllm_router_request_duration_seconds Client request latency, by model.\n";
@@ -111,11 +118,12 @@ std::string Metrics::render(const Snapshot& snapshot) const {
     const auto sep = key.find('\0');
     const std::string model = label(std::string_view(key).substr(0, sep));
     const std::string endpoint = label(std::string_view(key).substr(sep + 1));
-    for (const auto& [series, s] : up->by_outcome) {
-      const auto comma = series.find(',');
+    for (std::size_t i = 0; i < up->by_outcome.size(); ++i) {
+      const std::uint64_t n = up->by_outcome[i].load(std::memory_order_relaxed);
+      if (n == 0) continue;
       fmt::format_to(std::back_inserter(out),
                      "vllm_router_upstream_requests_total{{model=\"{}\",endpoint=\"{}\",outcome=\"{}\",status=\"{}\"}} {}\n",
-                     model, endpoint, series.substr(0, comma), series.substr(comma + 1), s->count.load());
+                     model, endpoint, kind_name(static_cast<OutcomeKind>(i / kStatuses)), i % kStatuses, n);
     }
   }
   out += "# HELP vllm_router_upstream_ttfb_seconds Time to the upstream response head, by model and endpoint.\n";

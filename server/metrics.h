@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 
@@ -39,19 +40,24 @@ class Metrics final : public Observer {
   std::string render(const Snapshot& snapshot) const;
 
  private:
-  struct Series {
-    std::atomic<std::uint64_t> count{0};
-  };
+  // Counters indexed by HTTP status (0..599; anything else lands in 0). Entries are created
+  // once per label set and never freed, so the hot path takes a shared lock, finds the entry
+  // without allocating, and bumps atomics.
+  static constexpr std::size_t kStatuses = 600;
+  static constexpr std::size_t kKinds = 6;  // OutcomeKind values
   struct Upstream {
-    std::map<std::string, std::unique_ptr<Series>, std::less<>> by_outcome;  // "kind,status"
+    std::array<std::atomic<std::uint64_t>, kKinds * kStatuses> by_outcome{};  // kind * 600 + status
     Histogram ttfb;
     Histogram latency;
   };
   struct Client {
-    std::map<int, std::unique_ptr<Series>> by_status;
+    std::array<std::atomic<std::uint64_t>, kStatuses> by_status{};
     Histogram latency;
   };
-  mutable std::mutex mutex_;
+  template <class Entry>
+  Entry& find_or_add(std::map<std::string, std::unique_ptr<Entry>, std::less<>>& map, std::string_view key);
+
+  mutable std::shared_mutex mutex_;  // guards the maps' structure, not the counters
   std::map<std::string, std::unique_ptr<Upstream>, std::less<>> upstream_;  // "model\0endpoint"
   std::map<std::string, std::unique_ptr<Client>, std::less<>> client_;      // by model
 };
