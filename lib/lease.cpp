@@ -4,12 +4,13 @@
 namespace vllm_router {
 
 Lease::Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
-             std::string model, Observer* observer, OutlierDetector* outlier)
+             std::string model, std::shared_ptr<Observer> observer,
+             std::shared_ptr<OutlierDetector> outlier)
     : endpoint_(std::move(endpoint)),
       state_(std::move(state)),
       model_(std::move(model)),
-      observer_(observer),
-      outlier_(outlier),
+      observer_(std::move(observer)),
+      outlier_(std::move(outlier)),
       started_(std::chrono::steady_clock::now()) {
   state_->in_flight.fetch_add(1, std::memory_order_relaxed);
 }
@@ -18,8 +19,8 @@ Lease::Lease(Lease&& other) noexcept
     : endpoint_(std::move(other.endpoint_)),
       state_(std::move(other.state_)),
       model_(std::move(other.model_)),
-      observer_(other.observer_),
-      outlier_(other.outlier_),
+      observer_(std::move(other.observer_)),
+      outlier_(std::move(other.outlier_)),
       started_(other.started_) {
   other.state_ = nullptr;
 }
@@ -30,8 +31,8 @@ Lease& Lease::operator=(Lease&& other) noexcept {
     endpoint_ = std::move(other.endpoint_);
     state_ = std::move(other.state_);
     model_ = std::move(other.model_);
-    observer_ = other.observer_;
-    outlier_ = other.outlier_;
+    observer_ = std::move(other.observer_);
+    outlier_ = std::move(other.outlier_);
     started_ = other.started_;
     other.state_ = nullptr;
   }

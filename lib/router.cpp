@@ -34,7 +34,7 @@ Result<std::unique_ptr<Router>> Router::create(const RouterConfig& config, Route
   if (options.seed == 0) options.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (!options.clock) options.clock = std::make_shared<SteadyClock>();
   std::unique_ptr<Router> router(new Router(config, std::move(options)));
-  router->outlier_ = std::make_unique<OutlierDetector>(config.outlier_detection, router->options_.clock);
+  router->outlier_ = std::make_shared<OutlierDetector>(config.outlier_detection, router->options_.clock);
   auto snap = router->build(config);
   if (!snap) return snap.error();
   std::atomic_store(&router->snapshot_, std::move(snap.value()));
@@ -208,7 +208,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   std::size_t pick = pool.policy->pick(ctx, std::span<const Candidate>(candidates, n));
   if (pick >= n) pick = 0;
   const std::size_t slot = candidates[pick].slot;
-  route.lease = Lease(pool.endpoints[slot], pool.states[slot], pool.model, options_.observer.get(), outlier_.get());
+  route.lease = Lease(pool.endpoints[slot], pool.states[slot], pool.model, options_.observer, outlier_);
   return route;
 }
 

@@ -19,9 +19,11 @@ namespace vllm_router {
 class VLLM_ROUTER_API Lease {
  public:
   Lease() = default;
-  /// `observer` and `outlier` may be null; both must outlive the lease.
+  /// `observer` and `outlier` may be null; the lease shares ownership, so it may outlive the
+  /// Router that made it.
   Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
-        std::string model, Observer* observer, OutlierDetector* outlier = nullptr);
+        std::string model, std::shared_ptr<Observer> observer,
+        std::shared_ptr<OutlierDetector> outlier = nullptr);
   Lease(Lease&& other) noexcept;
   Lease& operator=(Lease&& other) noexcept;
   Lease(const Lease&) = delete;
@@ -43,8 +45,8 @@ class VLLM_ROUTER_API Lease {
   std::shared_ptr<const Endpoint> endpoint_;
   std::shared_ptr<EndpointState> state_;
   std::string model_;
-  Observer* observer_ = nullptr;
-  OutlierDetector* outlier_ = nullptr;
+  std::shared_ptr<Observer> observer_;
+  std::shared_ptr<OutlierDetector> outlier_;
   std::chrono::steady_clock::time_point started_{};
 };
 

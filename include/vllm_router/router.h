@@ -125,7 +125,7 @@ class VLLM_ROUTER_API Router {
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;  // by endpoint id
   std::atomic<std::uint64_t> next_version_{1};
   std::atomic<std::uint64_t> seed_counter_{0};
-  std::unique_ptr<OutlierDetector> outlier_;
+  std::shared_ptr<OutlierDetector> outlier_;
   std::atomic<bool> health_checked_{false};
   std::atomic<std::int64_t> retries_in_flight_{0};
 };

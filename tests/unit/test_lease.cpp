@@ -17,9 +17,9 @@ struct Recorder final : Observer {
 TEST_CASE("lease counts in flight and records exactly one outcome") {
   auto ep = std::make_shared<Endpoint>();
   auto state = std::make_shared<EndpointState>();
-  Recorder rec;
+  auto rec = std::make_shared<Recorder>();
   {
-    Lease lease(ep, state, "m", &rec);
+    Lease lease(ep, state, "m", rec);
     CHECK(state->in_flight == 1);
     Outcome ok;
     ok.kind = OutcomeKind::success;
@@ -30,22 +30,22 @@ TEST_CASE("lease counts in flight and records exactly one outcome") {
   }
   CHECK(state->in_flight == 0);
   CHECK(state->requests == 1);
-  CHECK(rec.kinds == std::vector<OutcomeKind>{OutcomeKind::success});
+  CHECK(rec->kinds == std::vector<OutcomeKind>{OutcomeKind::success});
 }
 
 TEST_CASE("a dropped lease records cancelled; a moved lease records once") {
   auto ep = std::make_shared<Endpoint>();
   auto state = std::make_shared<EndpointState>();
-  Recorder rec;
+  auto rec = std::make_shared<Recorder>();
   {
-    Lease a(ep, state, "m", &rec);
+    Lease a(ep, state, "m", rec);
     Lease b(std::move(a));
     CHECK_FALSE(a.active());
     CHECK(b.active());
     CHECK(state->in_flight == 1);
   }
   CHECK(state->in_flight == 0);
-  CHECK(rec.kinds == std::vector<OutcomeKind>{OutcomeKind::cancelled});
+  CHECK(rec->kinds == std::vector<OutcomeKind>{OutcomeKind::cancelled});
 }
 
 TEST_CASE("failures count and a success resets the consecutive count") {
