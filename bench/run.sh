@@ -353,7 +353,7 @@ row_b() {
 
 # ---- c. concurrent streams ---------------------------------------------------------------
 run_streams() {  # run_streams TAG K RAMP_MS
-  local tag=$1 k=$2 ramp=$3 s port probe_pid
+  local tag=$1 k=$2 ramp=$3 s port probe_pid cprobe_pid
   log "c. $k streams ($([[ $ramp -gt 0 ]] && echo "arriving over $ramp ms" || echo burst)), $TOKENS tokens $ITL ms apart"
   for s in $(systems); do
     wait_quiet
@@ -366,10 +366,17 @@ run_streams() {  # run_streams TAG K RAMP_MS
       --delay-ms $((ramp + 300)) --time-limit-ms 30000 >"$TMP/probe-$tag-$s.out" 2>"$TMP/probe-$tag-$s.err" &
     probe_pid=$!
     PIDS+=("$probe_pid")
+    # and a short non-streamed completion, the other kind of request that must not wait behind streams
+    "$SSE_LOAD" --port "$port" --no-stream --tokens 1 -k 1 --requests 5 --interval-ms 100 --new-conn \
+      --delay-ms $((ramp + 350)) --time-limit-ms 30000 >"$TMP/cprobe-$tag-$s.out" 2>"$TMP/cprobe-$tag-$s.err" &
+    cprobe_pid=$!
+    PIDS+=("$cprobe_pid")
     run_load "$tag.$s" --port "$port" -k "$k" --ramp-ms "$ramp" --tokens "$TOKENS" --itl-ms "$ITL" --ttft-ms 0 \
       --time-limit-ms "$STREAM_LIMIT_MS" --watch "$(pids_of "$s")"
     wait "$probe_pid"; forget_pid "$probe_pid"
+    wait "$cprobe_pid"; forget_pid "$cprobe_pid"
     load_result "$tag.$s.probe" "$TMP/probe-$tag-$s.out"
+    load_result "$tag.$s.cprobe" "$TMP/cprobe-$tag-$s.out"
     log "   $s: errors $(g $tag.$s.errors) ($(g $tag.$s.error_kinds)), TTFT p50/p99 $(g $tag.$s.ttft_p50_ms)/$(g $tag.$s.ttft_p99_ms) ms, stream p50/p99 $(g $tag.$s.dur_p50_ms)/$(g $tag.$s.dur_p99_ms) ms, CPU $(g $tag.$s.w_cpu_pct)%, peak RSS $(( $(g $tag.$s.w_rss_peak_kb) / 1024 )) MB, threads $(g $tag.$s.w_threads_peak), /health max $(g $tag.$s.probe.lat_max_us) us"
     stop_stack
     sleep 0.5
@@ -484,6 +491,7 @@ TABLE="$TMP/table.md"
                calc "printf \"%.1f (%.1f) / %.1f\", $(g $p.w_rss_peak_kb)/1024, $(g $p.w_rss_start_kb)/1024, ($(g $p.w_rss_peak_kb)-$(g $p.w_rss_start_kb))/$k" ;;
         thr) [[ -n "$(g $p.w_threads_peak)" ]] && echo -n "$(g $p.w_threads_peak)" ;;
         probe) num_ok "$(g $p.probe.lat_p50_us)" && calc "printf \"%.1f / %.1f\", $(g $p.probe.lat_p50_us)/1000, $(g $p.probe.lat_max_us)/1000" ;;
+        cprobe) num_ok "$(g $p.cprobe.lat_p50_us)" && calc "printf \"%.1f / %.1f\", $(g $p.cprobe.lat_p50_us)/1000, $(g $p.cprobe.lat_max_us)/1000" ;;
       esac
     }
     c() { local v; v=$(cell "$@"); [[ -z "$v" ]] && v="—"; echo -n "$v"; }
@@ -509,6 +517,10 @@ TABLE="$TMP/table.md"
     num_ok "$pm" && [[ "$pm" != -1.0 ]] && ok=$(calc "print ($pm < 20000) ? 1 : 0")
     [[ "$(g $tag.router.probe.ok)" == 5 ]] || { [[ -n "$(g $tag.router.probe.ok)" ]] && ok=0; }
     echo "| c | $what: /health probe during streams, median / max ms (5 GETs) | $(c direct probe) | $(c nginx probe) | $(c router probe) | | router < 20 ms | $(holds "$ok") |"
+    pm=$(g $tag.router.cprobe.lat_max_us); ok=""
+    num_ok "$pm" && [[ "$pm" != -1.0 ]] && ok=$(calc "print ($pm < 20000) ? 1 : 0")
+    [[ "$(g $tag.router.cprobe.ok)" == 5 ]] || { [[ -n "$(g $tag.router.cprobe.ok)" ]] && ok=0; }
+    echo "| c | $what: non-streamed completion during streams, median / max ms (5 requests) | $(c direct cprobe) | $(c nginx cprobe) | $(c router cprobe) | | router < 20 ms | $(holds "$ok") |"
   done
   dcell() { local p=d.$1; [[ -n "$(g $p.per_conn_min)" ]] && echo -n "$(g $p.per_conn_min) / $(g $p.per_conn_p50) / $(g $p.per_conn_max) ($(g $p.per_conn_zero) at 0; Jain $(g $p.jain); $(g $p.ok) in all; longest wait $(calc "printf \"%.0f\", $(g $p.lat_max_us)/1000") ms)" || echo -n "—"; }
   ok=""; [[ -n "$(g d.router.per_conn_zero)" ]] && ok=$([[ "$(g d.router.per_conn_zero)" == 0 ]] && echo 1 || echo 0)

@@ -1,0 +1,446 @@
+// fleet_bench: replays one workload through an in-process vllm_router::Router (+ LoadScraper)
+// against running vllm-sim engines and prints one JSON line of results. Driven by run.sh.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vllm_router/clock.h"
+#include "vllm_router/load_scraper.h"
+#include "vllm_router/random.h"
+#include "vllm_router/request.h"
+#include "vllm_router/router.h"
+
+using namespace vllm_router;
+using SteadyTime = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kModel = "facebook/opt-125m";
+
+struct Args {
+  std::vector<std::string> sims;  // base URLs
+  std::string policy = "round_robin";
+  std::string workload = "shared";
+  bool quick = false;
+  std::uint64_t seed = 42;
+  double rate = 0;        // requests (or sessions) per second; 0: workload default
+  int threads = 256;      // client threads (sessions in progress at once)
+  int max_seconds = 180;  // hard bound of one run
+  std::uint32_t scrape_ms = 200;
+  std::uint32_t max_tokens = 16;
+};
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr,
+               "fleet_bench: %s\nusage: fleet_bench --sims URL[,URL...] --policy NAME --workload "
+               "shared|multiturn|random|skewed [--quick] [--seed N] [--rate R] [--threads N] "
+               "[--max-seconds N] [--scrape-ms N]\n",
+               msg);
+  std::exit(2);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto v = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + k).c_str());
+      return argv[++i];
+    };
+    if (k == "--sims") {
+      std::string s = v();
+      std::size_t p = 0;
+      while (p <= s.size()) {
+        const std::size_t c = s.find(',', p);
+        const std::string part = s.substr(p, c == std::string::npos ? std::string::npos : c - p);
+        if (!part.empty()) a.sims.push_back(part);
+        if (c == std::string::npos) break;
+        p = c + 1;
+      }
+    } else if (k == "--policy") a.policy = v();
+    else if (k == "--workload") a.workload = v();
+    else if (k == "--quick") a.quick = true;
+    else if (k == "--seed") a.seed = std::stoull(v());
+    else if (k == "--rate") a.rate = std::stod(v());
+    else if (k == "--threads") a.threads = std::stoi(v());
+    else if (k == "--max-seconds") a.max_seconds = std::stoi(v());
+    else if (k == "--scrape-ms") a.scrape_ms = static_cast<std::uint32_t>(std::stoul(v()));
+    else if (k == "--max-tokens") a.max_tokens = static_cast<std::uint32_t>(std::stoul(v()));
+    else usage(("unknown argument " + k).c_str());
+  }
+  if (a.sims.empty()) usage("--sims is required");
+  return a;
+}
+
+// ---------------------------------------------------------------- workload
+
+struct Turn {
+  std::string body;
+};
+struct Session {
+  double start_s = 0;          // scheduled start of the first turn
+  double think_s = 0;          // pause between a turn's end and the next one
+  std::string id;              // user / session id ("" for one-shot requests)
+  std::vector<Turn> turns;
+};
+
+std::string words(Rng& r, std::size_t chars) {
+  std::string s;
+  s.reserve(chars);
+  while (s.size() < chars) {
+    const std::size_t len = 2 + r.below(8);
+    for (std::size_t i = 0; i < len && s.size() < chars; ++i) s.push_back(static_cast<char>('a' + r.below(26)));
+    if (s.size() < chars) s.push_back(' ');
+  }
+  return s;
+}
+
+std::string esc(const std::string& s) {  // our texts hold letters, spaces and digits only
+  return s;
+}
+
+std::string chat_body(const std::vector<std::pair<std::string, std::string>>& messages,
+                      const std::string& user, std::uint32_t max_tokens) {
+  std::string b = "{\"model\":\"";
+  b += kModel;
+  b += "\",\"stream\":true,\"max_tokens\":" + std::to_string(max_tokens);
+  if (!user.empty()) b += ",\"user\":\"" + user + "\"";
+  b += ",\"messages\":[";
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (i) b += ',';
+    b += "{\"role\":\"" + messages[i].first + "\",\"content\":\"" + esc(messages[i].second) + "\"}";
+  }
+  b += "]}";
+  return b;
+}
+
+// What the sim answers to max_tokens = n: "tok0 tok1 ... tok{n-1} ".
+std::string sim_reply(std::uint32_t n) {
+  std::string s;
+  for (std::uint32_t i = 0; i < n; ++i) s += "tok" + std::to_string(i) + " ";
+  return s;
+}
+
+double exp_gap(Rng& r, double rate) {
+  const double u = (static_cast<double>(r.next() >> 11) + 0.5) / 9007199254740992.0;
+  return -std::log(u) / rate;
+}
+
+std::vector<Session> make_workload(const Args& a, double& rate_out) {
+  Rng r(a.seed);
+  std::vector<Session> out;
+  const bool q = a.quick;
+  if (a.workload == "shared" || a.workload == "skewed") {
+    // Groups share a 2,000-token (8,000-character) prefix; each prompt adds a 100-token question.
+    const int groups = q ? 16 : 64;
+    const int per_group = q ? 8 : 16;
+    const int total = groups * per_group;
+    const double rate = a.rate > 0 ? a.rate : (q ? 30.0 : 80.0);
+    rate_out = rate;
+    std::vector<std::string> prefixes;
+    for (int g = 0; g < groups; ++g) prefixes.push_back("group " + std::to_string(g) + " " + words(r, 8000));
+    std::vector<int> order;
+    if (a.workload == "shared") {
+      for (int g = 0; g < groups; ++g)
+        for (int k = 0; k < per_group; ++k) order.push_back(g);
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.below(i)]);
+    } else {
+      // One hot group: 30 % of all requests; the rest uniform over the others.
+      for (int k = 0; k < total; ++k)
+        order.push_back(r.below(100) < 30 ? 0 : 1 + static_cast<int>(r.below(static_cast<std::uint64_t>(groups - 1))));
+    }
+    double t = 0;
+    for (int k = 0; k < total; ++k) {
+      Session s;
+      t += exp_gap(r, rate);
+      s.start_s = t;
+      s.turns.push_back(Turn{chat_body({{"system", prefixes[static_cast<std::size_t>(order[k])]},
+                                        {"user", "question " + std::to_string(k) + " " + words(r, 400)}},
+                                       "", a.max_tokens)});
+      out.push_back(std::move(s));
+    }
+  } else if (a.workload == "multiturn") {
+    // Users hold conversations: each turn resends the whole history plus a new 300-token message.
+    const int users = q ? 24 : 96;
+    const int turns = q ? 4 : 8;
+    const double user_rate = a.rate > 0 ? a.rate : (q ? 8.0 : 6.0);  // conversations started / s
+    rate_out = user_rate;
+    // A short system prompt (under one 16-token block): the history is what repeats.
+    const std::string system = "You are a helpful assistant.";
+    double t = 0;
+    for (int u = 0; u < users; ++u) {
+      Session s;
+      t += exp_gap(r, user_rate);
+      s.start_s = t;
+      s.think_s = q ? 0.3 : 1.0;
+      s.id = "user-" + std::to_string(u);
+      std::vector<std::pair<std::string, std::string>> history = {{"system", system}};
+      for (int k = 0; k < turns; ++k) {
+        history.emplace_back("user", "turn " + std::to_string(k) + " of " + s.id + " " + words(r, 600));
+        s.turns.push_back(Turn{chat_body(history, s.id, a.max_tokens)});
+        history.emplace_back("assistant", sim_reply(a.max_tokens));
+      }
+      out.push_back(std::move(s));
+    }
+  } else if (a.workload == "random") {
+    // No sharing: random prompts of mixed lengths (100 to 3,000 tokens).
+    const int total = q ? 96 : 1024;
+    const double rate = a.rate > 0 ? a.rate : (q ? 30.0 : 60.0);
+    rate_out = rate;
+    double t = 0;
+    for (int k = 0; k < total; ++k) {
+      Session s;
+      t += exp_gap(r, rate);
+      s.start_s = t;
+      const std::size_t tokens = 100 + r.below(2901);
+      s.turns.push_back(Turn{chat_body({{"user", "random " + std::to_string(k) + " " + words(r, tokens * 4)}},
+                                       "", a.max_tokens)});
+      out.push_back(std::move(s));
+    }
+  } else {
+    usage(("unknown workload " + a.workload).c_str());
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- HTTP helpers over Transport
+
+struct StringSink final : BodySink {
+  std::string data;
+  bool write(const char* d, std::size_t n) override {
+    data.append(d, n);
+    return true;
+  }
+};
+
+struct TimingSink final : BodySink {
+  SteadyTime::time_point first{};
+  bool got = false;
+  std::size_t bytes = 0;
+  bool done = false;
+  std::string tail;
+  bool write(const char* d, std::size_t n) override {
+    if (!got) {
+      first = SteadyTime::now();
+      got = true;
+    }
+    bytes += n;
+    tail.append(d, n);
+    if (tail.size() > 64) tail.erase(0, tail.size() - 64);
+    return true;
+  }
+};
+
+std::string simple_call(Transport& t, const Endpoint& ep, std::string_view method, std::string_view path,
+                        std::string_view body = {}) {
+  const Headers headers = {{"Content-Type", "application/json"}};
+  UpstreamRequest req;
+  req.method = method;
+  req.path = path;
+  req.headers = &headers;
+  req.body = body;
+  auto resp = t.send(ep, req, {});
+  if (!resp) return {};
+  StringSink sink;
+  (void)resp.value()->relay(sink);
+  return sink.data;
+}
+
+double metric_sum(const std::string& text, const std::string& name) {
+  double sum = 0;
+  std::size_t p = 0;
+  while (p < text.size()) {
+    std::size_t e = text.find('\n', p);
+    if (e == std::string::npos) e = text.size();
+    const std::string_view line(text.data() + p, e - p);
+    if (line.substr(0, name.size()) == name && line.size() > name.size() &&
+        (line[name.size()] == '{' || line[name.size()] == ' ')) {
+      const std::size_t sp = line.rfind(' ');
+      sum += std::strtod(std::string(line.substr(sp + 1)).c_str(), nullptr);
+    }
+    p = e + 1;
+  }
+  return sum;
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const std::size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse_args(argc, argv);
+  double rate = 0;
+  std::vector<Session> sessions = make_workload(args, rate);
+
+  RouterConfig cfg;
+  cfg.policy = args.policy;
+  // "session@1" = the session policy with session_load_factor 1 (bound off), a second row.
+  if (const auto at_sign = args.policy.find('@'); at_sign != std::string::npos) {
+    cfg.policy = args.policy.substr(0, at_sign);
+    cfg.policy_options.session_load_factor = std::stod(args.policy.substr(at_sign + 1));
+  }
+  ModelConfig m;
+  m.name = kModel;
+  for (const auto& url : args.sims) m.endpoints.push_back(EndpointConfig{url, 1, ""});
+  cfg.models.push_back(m);
+  cfg.max_attempts = 1;
+  cfg.policy_options.scrape_interval_ms = args.scrape_ms;
+  cfg.policy_options.scrape_timeout_ms = 500;
+  cfg.policy_options.scrape_stale_ms = std::max<std::uint32_t>(2000, 5 * args.scrape_ms);
+  HttpTransportOptions topts;
+  topts.read_timeout_ms = 120000;
+  topts.max_idle_per_endpoint = 512;
+  auto transport = make_http_transport(topts);
+  RouterOptions ro;
+  ro.transport = transport;
+  ro.seed = args.seed;
+  auto created = Router::create(cfg, std::move(ro));
+  if (!created) {
+    std::fprintf(stderr, "fleet_bench: %s\n", created.error().message.c_str());
+    return 1;
+  }
+  auto router = std::move(created).value();
+  const auto snap = router->snapshot();
+  const Pool& pool = snap->pools.at(0);
+
+  // Fresh engines: counters and prefix caches zeroed.
+  auto metrics_transport = make_http_transport(HttpTransportOptions{});
+  for (const auto& ep : pool.endpoints) simple_call(*metrics_transport, *ep, "POST", "/sim/reset", "{}");
+
+  SteadyClock clock;
+  LoadScraper scraper(*router, metrics_transport, clock, cfg.policy_options);
+  scraper.start();
+
+  struct Record {
+    double ttft_ms = 0;
+    std::string endpoint;
+    bool ok = false;
+    std::size_t session = 0;
+  };
+  std::mutex rec_mu;
+  std::vector<Record> records;
+  records.reserve(4096);
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> expired{false};
+  const auto t0 = SteadyTime::now() + std::chrono::milliseconds(300);
+  const auto deadline = t0 + std::chrono::seconds(args.max_seconds);
+  auto at = [&](double s) { return t0 + std::chrono::microseconds(static_cast<std::int64_t>(s * 1e6)); };
+
+  auto worker = [&] {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= sessions.size()) return;
+      Session& s = sessions[i];
+      auto scheduled = at(s.start_s);
+      for (auto& turn : s.turns) {
+        std::this_thread::sleep_until(scheduled);
+        if (SteadyTime::now() > deadline) {
+          expired = true;
+          return;
+        }
+        Record rec;
+        rec.session = i;
+        auto view = parse_request(turn.body);
+        const Headers headers = {{"Content-Type", "application/json"}};
+        UpstreamRequest req;
+        req.path = "/v1/chat/completions";
+        req.headers = &headers;
+        req.body = turn.body;
+        if (view) {
+          auto ex = router->forward(view.value(), req);
+          if (ex) {
+            rec.endpoint = ex->endpoint().id;
+            TimingSink sink;
+            auto relayed = ex->relay(sink);
+            rec.ok = ex->status() == 200 && relayed && sink.tail.find("[DONE]") != std::string::npos;
+            if (sink.got) rec.ttft_ms = std::chrono::duration<double, std::milli>(sink.first - scheduled).count();
+          }
+        }
+        {
+          std::lock_guard<std::mutex> lock(rec_mu);
+          records.push_back(rec);
+        }
+        scheduled = SteadyTime::now() + std::chrono::microseconds(static_cast<std::int64_t>(s.think_s * 1e6));
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  const int nthreads = std::max(1, std::min<int>(args.threads, static_cast<int>(sessions.size())));
+  for (int i = 0; i < nthreads; ++i) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  const double wall = std::chrono::duration<double>(SteadyTime::now() - t0).count();
+  scraper.stop();
+
+  // Results.
+  std::vector<double> ttfts;
+  std::map<std::string, int> per_engine;
+  for (const auto& ep : pool.endpoints) per_engine[ep->id] = 0;
+  std::size_t ok = 0;
+  std::map<std::size_t, std::map<std::string, int>> by_session;
+  for (const auto& r : records) {
+    if (!r.endpoint.empty()) per_engine[r.endpoint]++;
+    if (r.ok) {
+      ++ok;
+      ttfts.push_back(r.ttft_ms);
+    }
+    if (!sessions[r.session].id.empty() && !r.endpoint.empty()) by_session[r.session][r.endpoint]++;
+  }
+  double mean = 0, var = 0;
+  for (auto& [id, n] : per_engine) mean += n;
+  mean /= static_cast<double>(per_engine.size());
+  for (auto& [id, n] : per_engine) var += (n - mean) * (n - mean);
+  var /= static_cast<double>(per_engine.size());
+  const double cv = mean > 0 ? std::sqrt(var) / mean : 0;
+  std::size_t sticky = 0, turns_total = 0, turns_home = 0;
+  for (auto& [sid, engines] : by_session) {
+    int total = 0, top = 0;
+    for (auto& [e, n] : engines) {
+      total += n;
+      top = std::max(top, n);
+    }
+    if (engines.size() == 1) ++sticky;
+    turns_total += static_cast<std::size_t>(total);
+    turns_home += static_cast<std::size_t>(top);
+  }
+  double queries = 0, hits = 0, queue_s = 0, queue_n = 0;
+  for (const auto& ep : pool.endpoints) {
+    const std::string text = simple_call(*metrics_transport, *ep, "GET", "/metrics");
+    queries += metric_sum(text, "vllm:prefix_cache_queries_total");
+    hits += metric_sum(text, "vllm:prefix_cache_hits_total");
+    queue_s += metric_sum(text, "vllm:request_queue_time_seconds_sum");
+    queue_n += metric_sum(text, "vllm:request_queue_time_seconds_count");
+  }
+  std::string engines_json = "[";
+  for (auto& [id, n] : per_engine) engines_json += (engines_json.size() > 1 ? "," : "") + std::to_string(n);
+  engines_json += "]";
+  std::printf(
+      "{\"policy\":\"%s\",\"workload\":\"%s\",\"engines\":%zu,\"requests\":%zu,\"ok\":%zu,"
+      "\"errors\":%zu,\"expired\":%s,\"offered_rate\":%.2f,\"wall_s\":%.3f,\"rps\":%.3f,"
+      "\"ttft_p50_ms\":%.2f,\"ttft_p99_ms\":%.2f,\"ttft_mean_ms\":%.2f,\"hit_rate\":%.4f,"
+      "\"cv\":%.4f,\"per_engine\":%s,\"sessions\":%zu,\"sticky_sessions\":%zu,"
+      "\"turns_on_home\":%.4f,\"queue_mean_ms\":%.2f,\"scrape_rounds\":%llu}\n",
+      args.policy.c_str(), args.workload.c_str(), pool.endpoints.size(), records.size(), ok,
+      records.size() - ok, expired ? "true" : "false", rate, wall,
+      static_cast<double>(ok) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.99),
+      ttfts.empty() ? 0.0 : [&] { double s = 0; for (double x : ttfts) s += x; return s / static_cast<double>(ttfts.size()); }(),
+      queries > 0 ? hits / queries : 0.0, cv, engines_json.c_str(), by_session.size(), sticky,
+      turns_total ? static_cast<double>(turns_home) / static_cast<double>(turns_total) : 0.0,
+      queue_n > 0 ? 1000.0 * queue_s / queue_n : 0.0,
+      static_cast<unsigned long long>(scraper.rounds()));
+  return ok == records.size() && !expired ? 0 : 3;
+}

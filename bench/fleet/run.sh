@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Fleet benchmark: the routing policies on a simulated vLLM fleet, one command.
+#
+#   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"]
+#
+# Starts N vllm-sim engines with the engine model (KV cache of B blocks with LRU prefix reuse,
+# --max-num-seqs batch with a FIFO waiting queue, serialized prefill priced per uncached token,
+# decode pacing), then for each workload x policy runs build/bench/fleet/fleet_bench: an
+# in-process vllm_router::Router with that policy and a LoadScraper, replaying the workload over
+# HTTP to the engines. Prints a Markdown table (and the target checks), writes a PNG chart.
+# Policy "session@1" is session with session_load_factor 1: the load bound off (pure hashing).
+# Full: 8 engines, about 10 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
+# Environment: VLLM_SIM, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
+# Exit: 0 when every run completed, 1 when one could not run, 2 on bad usage.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+QUICK=0
+OUT=""
+POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
+WORKLOADS="shared multiturn random skewed"
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --out) OUT="${2:?--out needs a file}"; shift ;;
+    --policies) POLICIES="${2:?}"; shift ;;
+    --workloads) WORKLOADS="${2:?}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+VLLM_SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
+FLEET_BENCH=${FLEET_BENCH:-$ROOT/build/bench/fleet/fleet_bench}
+log() { printf '[fleet %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { printf 'bench/fleet/run.sh: %s\n' "$*" >&2; exit 1; }
+
+[[ -x "$VLLM_SIM" ]] || die "vllm-sim not found at $VLLM_SIM (build the project: cmake -S . -B build && cmake --build build -j2)"
+if [[ ! -x "$FLEET_BENCH" ]]; then
+  # The driver links the library; built by CMake target fleet_bench when enabled, else here.
+  LIB=$(ls "$ROOT"/build/lib/libvllm_router.so 2>/dev/null || ls "$ROOT"/build/lib/libvllm_router.a 2>/dev/null || true)
+  [[ -n "$LIB" ]] || die "fleet_bench not found at $FLEET_BENCH and no built library in build/lib"
+  log "building $FLEET_BENCH against $LIB"
+  mkdir -p "$(dirname "$FLEET_BENCH")"
+  g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
+    -L"$(dirname "$LIB")" -lvllm_router -Wl,-rpath,"$(dirname "$LIB")" -pthread \
+    || die "could not build fleet_bench"
+fi
+
+# ---- the fleet -------------------------------------------------------------------------------
+if (( QUICK )); then
+  N=4; KV_BLOCKS=1000; QUICK_ARG=--quick; RUN_LIMIT=40
+else
+  N=8; KV_BLOCKS=1500; QUICK_ARG=""; RUN_LIMIT=150
+fi
+MAX_NUM_SEQS=8
+PREFILL_US=50      # per uncached prompt token: a 2,100-token prompt costs 105 ms, 100 tokens 5 ms
+ITL_MS=10          # decode: one token every 10 ms
+SIM_ARGS=(--batch-queue --max-num-seqs "$MAX_NUM_SEQS" --prefill-us-per-token "$PREFILL_US"
+          --itl-ms "$ITL_MS" --kv-cache-blocks "$KV_BLOCKS" --max-model-len 65536 --threads 512)
+
+TMP=$(mktemp -d /tmp/vllm-fleet.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [[ -n "${FLEET_KEEP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+URLS=()
+for i in $(seq 1 "$N"); do
+  out="$TMP/sim$i.out"
+  "$VLLM_SIM" --port 0 --id "engine-$i" "${SIM_ARGS[@]}" >"$out" 2>"$TMP/sim$i.err" &
+  PIDS+=($!)
+  line=""
+  for _ in $(seq 200); do
+    line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
+    [[ -n "$line" ]] && break
+    sleep 0.025
+  done
+  [[ -n "$line" ]] || die "vllm-sim $i did not start: $(tail -2 "$TMP/sim$i.err")"
+  URLS+=("${line##*listening on }")
+done
+SIMS=$(IFS=,; echo "${URLS[*]}")
+log "$N engines: ${SIM_ARGS[*]}"
+
+RESULTS="$TMP/results.jsonl"
+: >"$RESULTS"
+FAILED=0
+T0=$SECONDS
+for w in $WORKLOADS; do
+  for p in $POLICIES; do
+    log "workload $w, policy $p"
+    # shellcheck disable=SC2086
+    if ! timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" --workload "$w" \
+         --max-seconds "$RUN_LIMIT" $QUICK_ARG >>"$RESULTS" 2>"$TMP/bench.err"; then
+      log "run $w/$p did not complete cleanly: $(tail -2 "$TMP/bench.err")"
+      FAILED=1
+    fi
+  done
+done
+log "runs took $((SECONDS - T0)) s"
+
+PNG=${OUT:+${OUT%.*}.png}
+PNG=${PNG:-$TMP/fleet.png}
+[[ -n "$OUT" ]] || PNG="$ROOT/build/bench/fleet/fleet.png"
+mkdir -p "$(dirname "$PNG")"
+/usr/bin/python3 "$ROOT/bench/fleet/report.py" "$RESULTS" --png "$PNG" \
+  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK" \
+  ${OUT:+--out "$OUT"} || FAILED=1
+[[ -n "$OUT" ]] && cp "$RESULTS" "${OUT%.*}.jsonl"
+exit $FAILED
