@@ -404,6 +404,120 @@ Result<void> parse_log_level(od::value& value, const std::string& path, std::str
   return {};
 }
 
+Result<void> parse_model_discovery(od::value& value, const std::string& path, ModelDiscoveryConfig& out) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type == od::json_type::boolean) return read_bool(value, path, out.enabled);
+  out.enabled = true;  // an object turns it on unless it says "enabled": false
+  return for_each_field(
+      value, path, {"enabled", "interval_ms", "timeout_ms"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "enabled") return read_bool(field, field_path, out.enabled);
+        if (key == "interval_ms") return read_into(field, field_path, 1, out.interval_ms);
+        return read_into(field, field_path, 1, out.timeout_ms);
+      });
+}
+
+// One "discovery" entry. Keys are read first and checked against the entry's type afterwards
+// (the type may come last in the object).
+Result<void> parse_discovery_entry(od::value& value, const std::string& path, DiscoveryConfig& out) {
+  static const std::vector<std::string_view> kCommon = {"type", "model", "api_key", "weight", "discover_models"};
+  static const std::vector<std::string_view> kStatic = {"endpoints"};
+  static const std::vector<std::string_view> kDns = {"name", "port", "interval_ms"};
+  static const std::vector<std::string_view> kKube = {
+      "api_url", "namespace", "label_selector", "resource", "port", "model_label", "model_annotation",
+      "token_path", "ca_path", "resync_ms", "backoff_initial_ms", "backoff_max_ms"};
+  std::vector<std::string_view> all = kCommon;
+  for (const auto* list : {&kStatic, &kDns, &kKube}) {
+    for (std::string_view k : *list) {
+      if (std::find(all.begin(), all.end(), k) == all.end()) all.push_back(k);
+    }
+  }
+  std::vector<std::string> seen;
+  bool port_is_name = false;
+  auto r = for_each_field(
+      value, path, all,
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        seen.emplace_back(key);
+        if (key == "type") {
+          if (auto tr = read_into(field, field_path, out.type, true); !tr) return tr;
+          if (out.type != "static" && out.type != "dns" && out.type != "kubernetes") {
+            return config_error(field_path, cat("expected \"static\", \"dns\" or \"kubernetes\", got \"", out.type, "\""));
+          }
+          return {};
+        }
+        if (key == "model") return read_into(field, field_path, out.model);
+        if (key == "api_key") return read_into(field, field_path, out.api_key);
+        if (key == "weight") return read_into(field, field_path, 1, out.weight);
+        if (key == "discover_models") return parse_model_discovery(field, field_path, out.discover_models);
+        if (key == "endpoints") return read_string_array(field, field_path, out.endpoints);
+        if (key == "name") return read_into(field, field_path, out.dns_name, true);
+        if (key == "interval_ms") return read_into(field, field_path, 1, out.interval_ms);
+        if (key == "port") {
+          auto pt = type_of(field, field_path);
+          if (!pt) return std::move(pt).error();
+          if (*pt == od::json_type::string) {
+            port_is_name = true;
+            return read_into(field, field_path, out.port_name, true);
+          }
+          auto number = read_integer(field, field_path, 1, 65535);
+          if (!number) {
+            return config_error(field_path, "expected a port number 1..65535 (or, for kubernetes, a port name)");
+          }
+          out.port = static_cast<std::uint16_t>(*number);
+          return {};
+        }
+        if (key == "api_url") return read_into(field, field_path, out.api_url, true);
+        if (key == "namespace") return read_into(field, field_path, out.namespace_name, true);
+        if (key == "label_selector") return read_into(field, field_path, out.label_selector);
+        if (key == "resource") {
+          if (auto rr = read_into(field, field_path, out.resource, true); !rr) return rr;
+          if (out.resource != "endpointslices" && out.resource != "pods") {
+            return config_error(field_path, cat("expected \"endpointslices\" or \"pods\", got \"", out.resource, "\""));
+          }
+          return {};
+        }
+        if (key == "model_label") return read_into(field, field_path, out.model_label);
+        if (key == "model_annotation") return read_into(field, field_path, out.model_annotation);
+        if (key == "token_path") return read_into(field, field_path, out.token_path, true);
+        if (key == "ca_path") return read_into(field, field_path, out.ca_path, true);
+        if (key == "resync_ms") return read_into(field, field_path, 1, out.resync_ms);
+        if (key == "backoff_initial_ms") return read_into(field, field_path, 1, out.backoff_initial_ms);
+        return read_into(field, field_path, 1, out.backoff_max_ms);
+      });
+  if (!r) return r;
+  if (out.type.empty()) return config_error(key_path(path, "type"), "missing required key");
+  const auto& own = out.type == "static" ? kStatic : out.type == "dns" ? kDns : kKube;
+  for (const std::string& key : seen) {
+    if (std::find(kCommon.begin(), kCommon.end(), key) != kCommon.end()) continue;
+    if (std::find(own.begin(), own.end(), key) == own.end()) {
+      return config_error(key_path(path, key), cat("not a key of a \"", out.type, "\" source (its keys: ",
+                                                   join(kCommon), ", ", join(own), ")"));
+    }
+  }
+  auto has = [&](std::string_view key) { return std::find(seen.begin(), seen.end(), key) != seen.end(); };
+  if (out.type == "static") {
+    if (out.endpoints.empty()) return config_error(key_path(path, "endpoints"), "expected at least one URL");
+    for (std::size_t i = 0; i < out.endpoints.size(); ++i) {
+      if (auto url = parse_url(out.endpoints[i]); !url) {
+        return config_error(index_path(key_path(path, "endpoints"), i), url.error().message);
+      }
+    }
+  } else if (out.type == "dns") {
+    if (!has("name")) return config_error(key_path(path, "name"), "missing required key");
+    if (!has("port")) return config_error(key_path(path, "port"), "missing required key");
+    if (port_is_name) return config_error(key_path(path, "port"), "expected a port number 1..65535");
+  } else {
+    if (!has("port")) return config_error(key_path(path, "port"), "missing required key (a port number or name)");
+    if (!out.api_url.empty()) {
+      if (out.api_url.rfind("http://", 0) != 0 && out.api_url.rfind("https://", 0) != 0) {
+        return config_error(key_path(path, "api_url"), cat("expected an http:// or https:// URL, got \"", out.api_url, "\""));
+      }
+    }
+  }
+  return {};
+}
+
 Result<void> parse_document(od::value& root, GatewayConfig& out) {
   RouterConfig& router = out.router;
   return for_each_field(
@@ -411,7 +525,7 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
       {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
        "max_connections", "client_timeout_ms", "drain_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
        "max_idle_connections", "models", "retry", "health_check", "outlier_detection", "panic_threshold_percent",
-       "policy_options", "queue_max", "queue_timeout_ms", "watch_config"},
+       "policy_options", "queue_max", "queue_timeout_ms", "watch_config", "discovery"},
       [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
         if (key == "host") return read_into(field, path, out.host, true);
         if (key == "port") return read_into(field, path, 0, out.port);
@@ -448,6 +562,21 @@ Result<void> parse_document(od::value& root, GatewayConfig& out) {
         if (key == "queue_max") return read_into(field, path, 0, out.queue_max);
         if (key == "queue_timeout_ms") return read_into(field, path, 1, out.queue_timeout_ms);
         if (key == "watch_config") return read_bool(field, path, out.watch_config);
+        if (key == "discovery") {
+          // Replaces the base's list as a whole.
+          std::vector<DiscoveryConfig> sources;
+          auto dr = for_each_element(
+              field, path, "an array of endpoint sources",
+              [&](od::value& element, const std::string& element_path) -> Result<void> {
+                DiscoveryConfig source;
+                if (auto sr = parse_discovery_entry(element, element_path, source); !sr) return sr;
+                sources.push_back(std::move(source));
+                return {};
+              });
+          if (!dr) return dr;
+          out.discovery = std::move(sources);
+          return {};
+        }
         // "models": replaces the base's list as a whole.
         std::vector<ModelConfig> models;
         auto r = for_each_element(

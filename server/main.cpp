@@ -13,6 +13,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "options.h"
+#include "vllm_router/endpoint_source.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/version.h"
 
@@ -118,10 +119,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (options.config.router.models.empty()) {
+  if (options.config.router.models.empty() && options.config.discovery.empty()) {
     std::fprintf(stderr,
                  "vllm-router: no models configured: pass --model NAME=URL, set VLLM_ROUTER_MODELS, "
-                 "use --config FILE, or try --demo\n");
+                 "use --config FILE (models or discovery), or try --demo\n");
     return 2;
   }
   GatewayConfig& config = options.config;
@@ -133,6 +134,9 @@ int main(int argc, char** argv) {
     raise_fd_limit();
   }
   if (config.io == "threads" && config.threads == 0) config.threads = 256;
+  // With discovery, configured models may list no endpoints yet: start from what is usable.
+  const RouterConfig static_router = config.router;
+  if (!config.discovery.empty()) config.router = compose_router_config(static_router, {});
   auto gateway = Gateway::create(config);
   if (!gateway) {
     const Error& e = gateway.error();
@@ -146,6 +150,9 @@ int main(int argc, char** argv) {
     for (const auto& m : cfg.models) {
       std::printf("  %s: %zu endpoint(s)%s\n", m.name.c_str(), m.endpoints.size(),
                   m.aliases.empty() ? "" : " (+aliases)");
+    }
+    for (std::size_t i = 0; i < options.config.discovery.size(); ++i) {
+      std::printf("  discovery[%zu]: %s source\n", i, options.config.discovery[i].type.c_str());
     }
     return 0;
   }
@@ -167,10 +174,23 @@ int main(int argc, char** argv) {
       vllm_router::version(), config.router.models.size(), config.host, port.value(), config.io,
       config.threads == 0 ? std::thread::hardware_concurrency() : config.threads, config.max_connections);
   Router& router = gateway.value()->router();
+  std::unique_ptr<Discovery> discovery;
+  if (!config.discovery.empty()) {
+    discovery = std::make_unique<Discovery>(router, static_router);
+    for (std::size_t i = 0; i < config.discovery.size(); ++i) {
+      auto source = make_endpoint_source(config.discovery[i]);
+      if (!source) {
+        std::fprintf(stderr, "vllm-router: discovery[%zu]: %s\n", i, source.error().message.c_str());
+        return 2;
+      }
+      log(LogLevel::info, "discovery[{}]: {}", i, source.value()->describe());
+      discovery->add_source(std::move(source).value());
+    }
+  }
   // Routing configuration reloads in place (models, endpoints, policies, timeouts, health);
   // listener settings (host, port, io, threads, keys, limits) need a restart.
   std::mutex reload_mutex;
-  const auto reload = [&args, &demo_models, &router, &reload_mutex] {
+  const auto reload = [&args, &demo_models, &router, &reload_mutex, &discovery] {
     std::lock_guard<std::mutex> lock(reload_mutex);
     auto again = parse_options(args, current_environment());
     if (!again) {
@@ -179,7 +199,9 @@ int main(int argc, char** argv) {
     }
     RouterConfig next = again.value().config.router;
     next.models.insert(next.models.end(), demo_models.begin(), demo_models.end());
-    if (auto r = router.update(next); !r) {
+    // With discovery the discovered endpoints are merged over the new static part (the
+    // "discovery" list itself is read at start only).
+    if (auto r = discovery ? discovery->set_static(next) : router.update(next); !r) {
       log(LogLevel::error, "reload rejected, keeping the current configuration: {}{}{}", r.error().message,
           r.error().param.empty() ? "" : " (field: ", r.error().param.empty() ? "" : r.error().param + ")");
       return;
@@ -194,6 +216,9 @@ int main(int argc, char** argv) {
   probe_options.max_idle_per_endpoint = 2;
   HealthChecker health(router, make_http_transport(probe_options), std::make_shared<SteadyClock>());
   health.start();
+  if (discovery) {
+    discovery->start([](const Error& e) { log(LogLevel::warn, "discovery: {}", e.message); });
+  }
 
   bool ok = true;
   if (events) {
@@ -204,6 +229,7 @@ int main(int argc, char** argv) {
     start_signal_thread([&gateway] { gateway.value()->stop(); }, reload);
     ok = gateway.value()->run();
   }
+  if (discovery) discovery->stop();
   health.stop();
   log(LogLevel::info, "stopped");
   return ok ? 0 : 1;

@@ -114,6 +114,44 @@ struct RouterConfig {
   PolicyOptions policy_options;
 };
 
+/// Polling of each discovered endpoint's GET /v1/models (see make_model_discovery).
+struct ModelDiscoveryConfig {
+  bool enabled = false;
+  std::uint32_t interval_ms = 10000;
+  std::uint32_t timeout_ms = 2000;
+};
+
+/// One endpoint source (config "discovery" array; see docs/configuration.md). Fields apply to
+/// the `type` named; the parser rejects keys of another type.
+struct DiscoveryConfig {
+  std::string type;              ///< "static", "dns" or "kubernetes"
+  std::string model;             ///< model of endpoints that name none; may be empty
+  std::string api_key;           ///< the replicas' vLLM --api-key (sent upstream)
+  std::uint32_t weight = 1;
+  std::string scheme = "http";   ///< of the endpoint URLs built from addresses
+  ModelDiscoveryConfig discover_models;
+  // static
+  std::vector<std::string> endpoints;  ///< base URLs
+  // dns and kubernetes
+  std::uint16_t port = 0;        ///< dns: required; kubernetes: a port number (or port_name)
+  std::string port_name;         ///< kubernetes: a named port ("http")
+  // dns
+  std::string dns_name;          ///< e.g. a headless Service "vllm.default.svc.cluster.local"
+  std::uint32_t interval_ms = 5000;
+  // kubernetes
+  std::string api_url;           ///< empty: in-cluster
+  std::string namespace_name;    ///< empty: the service account's namespace, else "default"
+  std::string label_selector;    ///< e.g. "app.kubernetes.io/component=model"
+  std::string resource = "endpointslices";  ///< or "pods"
+  std::string model_label = "vllm-router.io/model";
+  std::string model_annotation = "vllm-router.io/served-model-names";
+  std::string token_path = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  std::string ca_path = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+  std::uint32_t resync_ms = 300000;     ///< full relist period
+  std::uint32_t backoff_initial_ms = 500;
+  std::uint32_t backoff_max_ms = 30000;
+};
+
 /// The gateway executable's settings around the Router.
 struct GatewayConfig {
   RouterConfig router;
@@ -139,6 +177,8 @@ struct GatewayConfig {
   std::uint32_t queue_timeout_ms = 5000;
   /// Reload the config file when it changes (checked every second); SIGHUP always reloads.
   bool watch_config = false;
+  /// Endpoint sources merged with `router.models` (static, DNS, Kubernetes, /v1/models).
+  std::vector<DiscoveryConfig> discovery;
 };
 
 /// Parses a JSON configuration document (the config file's format, see docs/configuration.md)

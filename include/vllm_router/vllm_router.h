@@ -4,6 +4,7 @@
 #include "vllm_router/clock.h"
 #include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
+#include "vllm_router/endpoint_source.h"
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/error.h"
 #include "vllm_router/health_checker.h"

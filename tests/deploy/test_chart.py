@@ -457,3 +457,32 @@ def test_readme_example_values(tmp_path):
     assert ("Service", "llm-vllm-router") in {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert "kubectl -n llm port-forward svc/llm-vllm-router 8080:8080" in readme
     check_config(r, tmp_path, with_env=True)
+
+
+def test_kubernetes_discovery_values(tmp_path):
+    """discovery.kubernetes.enabled: the router watches this release's model pods (no Service
+    URLs in its models), and the rendered config passes --check-config."""
+    r = Rendered(TWO_MODELS, sets=["discovery.kubernetes.enabled=true",
+                                   "discovery.kubernetes.discoverModels.enabled=true"])
+    cfg = r.router_config()
+    assert cfg["discovery"] == [{
+        "type": "kubernetes", "namespace": NS, "resource": "pods", "port": "http",
+        "label_selector": "app.kubernetes.io/name=vllm-router,app.kubernetes.io/instance=prod,"
+                          "app.kubernetes.io/component=model",
+        "resync_ms": 300000, "discover_models": {"interval_ms": 10000}}]
+    for m in cfg["models"]:
+        assert not any(".svc." in e if isinstance(e, str) else False for e in m["endpoints"]), m
+    # The selector matches the model pods the chart renders, which carry the served names.
+    selector = dict(t.split("=") for t in cfg["discovery"][0]["label_selector"].split(","))
+    pods = [d["spec"]["template"] for d in r.all("Deployment") if d["metadata"]["name"] != FULL]
+    assert pods
+    for p in pods:
+        assert selector.items() <= p["metadata"]["labels"].items()
+        assert p["metadata"]["annotations"]["vllm-router.io/served-model-names"]
+    # The Role lets the router list and watch them.
+    rules = r.all("Role")[0]["rules"]
+    assert any("pods" in rule["resources"] and {"list", "watch"} <= set(rule["verbs"]) for rule in rules)
+    out = check_config(r, tmp_path, with_env=True)
+    assert "discovery[0]: kubernetes source" in out
+    # Off by default: no discovery key, Service URLs as before.
+    assert "discovery" not in Rendered(TWO_MODELS).router_config()

@@ -149,7 +149,8 @@ vllm-router.io/model: {{ .model.name }}
 {{- $models := list }}
 {{- range $m := (include "vllm-router.models" . | fromYaml).models }}
 {{- $endpoints := list }}
-{{- if $m.deploy }}
+{{- /* With Kubernetes discovery the router finds the model's ready pods itself. */}}
+{{- if and $m.deploy (not $.Values.discovery.kubernetes.enabled) }}
 {{- $endpoints = append $endpoints $m.url }}
 {{- end }}
 {{- range $e := $m.endpoints }}
@@ -176,6 +177,27 @@ vllm-router.io/model: {{ .model.name }}
   "max_idle_connections" (int64 $r.maxIdleConnections)
   "timeouts" (dict "write_ms" (int64 $r.timeouts.writeMs))
   "models" $models }}
+{{- $sources := list }}
+{{- $k := .Values.discovery.kubernetes }}
+{{- if $k.enabled }}
+{{- $selector := $k.labelSelector }}
+{{- if not $selector }}
+{{- $selector = printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=model" (include "vllm-router.name" .) .Release.Name }}
+{{- end }}
+{{- $port := $k.port }}
+{{- if kindIs "float64" $port }}{{- $port = int64 $port }}{{- end }}
+{{- $src := dict "type" "kubernetes" "namespace" (default .Release.Namespace $k.namespace) "label_selector" $selector "resource" $k.resource "port" $port "resync_ms" (int64 $k.resyncMs) }}
+{{- if $k.discoverModels.enabled }}
+{{- $_ := set $src "discover_models" (dict "interval_ms" (int64 $k.discoverModels.intervalMs)) }}
+{{- end }}
+{{- $sources = append $sources $src }}
+{{- end }}
+{{- range $e := .Values.discovery.extra }}
+{{- $sources = append $sources $e }}
+{{- end }}
+{{- if $sources }}
+{{- $_ := set $cfg "discovery" $sources }}
+{{- end }}
 {{- $cfg = mergeOverwrite $cfg (deepCopy (default dict $r.extraConfig)) }}
 {{- toPrettyJson $cfg }}
 {{- end }}

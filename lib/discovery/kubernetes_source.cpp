@@ -1,0 +1,497 @@
+// Kubernetes endpoint source: list + watch of EndpointSlices or Pods through the API server.
+// cpp-httplib is the HTTP(S) client here (https needs OpenSSL, which the library's own
+// transport does not speak); it stays inside this file.
+#include <httplib.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "source_detail.h"
+#include "vllm_router/endpoint_source.h"
+
+namespace vllm_router {
+namespace {
+
+namespace dom = simdjson::dom;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// A string member, or empty (missing members and wrong types read as empty).
+template <class E>
+std::string_view str(E&& e, const char* key) {
+  std::string_view v;
+  if (e[key].get_string().get(v) != simdjson::SUCCESS) return {};
+  return v;
+}
+
+std::vector<std::string> split_names(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const std::size_t comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (!part.empty() && std::find(out.begin(), out.end(), part) == out.end()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+// Served names from the object's annotation (comma separated, exact names) or label.
+template <class E>
+std::vector<std::string> names_of(E&& metadata, const DiscoveryConfig& config) {
+  if (!config.model_annotation.empty()) {
+    std::string_view v;
+    if (metadata["annotations"][config.model_annotation].get_string().get(v) == simdjson::SUCCESS) {
+      auto names = split_names(v);
+      if (!names.empty()) return names;
+    }
+  }
+  if (!config.model_label.empty()) {
+    std::string_view v;
+    if (metadata["labels"][config.model_label].get_string().get(v) == simdjson::SUCCESS && !v.empty()) {
+      return {std::string(v)};
+    }
+  }
+  return {};
+}
+
+DiscoveredEndpoint make_endpoint(std::string_view address, std::uint16_t port, const std::vector<std::string>& names,
+                                 const DiscoveryConfig& config) {
+  return DiscoveredEndpoint{config.scheme + "://" + detail::url_host(std::string(address)) + ":" + std::to_string(port),
+                            names, {}, config.api_key, config.weight};
+}
+
+EndpointSet slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
+  EndpointSet out;
+  std::uint16_t port = config.port;
+  if (!config.port_name.empty()) {
+    port = 0;
+    dom::array ports;
+    if (slice["ports"].get_array().get(ports) == simdjson::SUCCESS) {
+      for (dom::element p : ports) {
+        std::int64_t number = 0;
+        if (str(p, "name") == config.port_name && p["port"].get_int64().get(number) == simdjson::SUCCESS &&
+            number > 0 && number < 65536) {
+          port = static_cast<std::uint16_t>(number);
+        }
+      }
+    }
+  }
+  if (port == 0) return out;  // the slice does not expose the named port
+  const auto names = names_of(slice["metadata"], config);
+  dom::array endpoints;
+  if (slice["endpoints"].get_array().get(endpoints) != simdjson::SUCCESS) return out;
+  for (dom::element e : endpoints) {
+    // conditions.ready: absent (unknown) counts as ready, as the API documents for consumers.
+    bool ready = true;
+    if (e["conditions"]["ready"].get_bool().get(ready) != simdjson::SUCCESS) ready = true;
+    if (!ready) continue;
+    dom::array addresses;
+    if (e["addresses"].get_array().get(addresses) != simdjson::SUCCESS) continue;
+    for (dom::element a : addresses) {
+      std::string_view address;
+      if (a.get_string().get(address) == simdjson::SUCCESS && !address.empty()) {
+        out.push_back(make_endpoint(address, port, names, config));
+        break;  // the addresses of one endpoint are fungible: one is enough
+      }
+    }
+  }
+  return out;
+}
+
+EndpointSet pod_endpoints(dom::element pod, const DiscoveryConfig& config) {
+  EndpointSet out;
+  dom::element metadata;
+  if (pod["metadata"].get(metadata) != simdjson::SUCCESS) return out;
+  if (!str(metadata, "deletionTimestamp").empty()) return out;  // terminating
+  dom::element status;
+  if (pod["status"].get(status) != simdjson::SUCCESS) return out;
+  const std::string_view ip = str(status, "podIP");
+  if (ip.empty() || str(status, "phase") != "Running") return out;
+  bool ready = false;
+  dom::array conditions;
+  if (status["conditions"].get_array().get(conditions) == simdjson::SUCCESS) {
+    for (dom::element c : conditions) {
+      if (str(c, "type") == "Ready") ready = str(c, "status") == "True";
+    }
+  }
+  if (!ready) return out;
+  std::uint16_t port = config.port;
+  if (!config.port_name.empty()) {
+    port = 0;
+    dom::array containers;
+    if (pod["spec"]["containers"].get_array().get(containers) == simdjson::SUCCESS) {
+      for (dom::element c : containers) {
+        dom::array ports;
+        if (c["ports"].get_array().get(ports) != simdjson::SUCCESS) continue;
+        for (dom::element p : ports) {
+          std::int64_t number = 0;
+          if (port == 0 && str(p, "name") == config.port_name &&
+              p["containerPort"].get_int64().get(number) == simdjson::SUCCESS && number > 0 && number < 65536) {
+            port = static_cast<std::uint16_t>(number);
+          }
+        }
+      }
+    }
+  }
+  if (port == 0) return out;
+  out.push_back(make_endpoint(ip, port, names_of(metadata, config), config));
+  return out;
+}
+
+EndpointSet object_endpoints(dom::element object, const DiscoveryConfig& config) {
+  return config.resource == "pods" ? pod_endpoints(object, config) : slice_endpoints(object, config);
+}
+
+std::string object_key(dom::element object) {
+  return std::string(str(object["metadata"], "namespace")) + "/" +
+         std::string(str(object["metadata"], "name"));
+}
+
+class KubernetesSource final : public EndpointSource {
+ public:
+  KubernetesSource(const DiscoveryConfig& config, std::string base_url, std::string ns, bool in_cluster)
+      : config_(config), base_url_(std::move(base_url)), namespace_(std::move(ns)), in_cluster_(in_cluster) {
+    path_ = config_.resource == "pods" ? "/api/v1/namespaces/" + namespace_ + "/pods"
+                                       : "/apis/discovery.k8s.io/v1/namespaces/" + namespace_ + "/endpointslices";
+  }
+  ~KubernetesSource() override { stop(); }
+
+  std::string describe() const override {
+    return "kubernetes " + namespace_ + "/" + config_.resource + " (" +
+           (config_.label_selector.empty() ? std::string("all") : config_.label_selector) + ") via " + base_url_;
+  }
+  const std::string& model() const noexcept override { return config_.model; }
+
+  Result<EndpointSet> poll_once() override {
+    auto listed = list();
+    if (!listed) return std::move(listed).error();
+    std::lock_guard<std::mutex> lock(mutex_);
+    objects_ = std::move(listed->objects);
+    resource_version_ = std::move(listed->resource_version);
+    return flatten_locked();
+  }
+
+  void start(EndpointSetCallback on_set, DiscoveryErrorCallback on_error) override {
+    stopping_.store(false);
+    ticker_.start([this, on_set = std::move(on_set), on_error = std::move(on_error)] {
+      run(on_set, on_error);
+    });
+  }
+
+  void stop() override {
+    stopping_.store(true);
+    {
+      std::lock_guard<std::mutex> lock(client_mutex_);
+      if (watch_client_ != nullptr) watch_client_->stop();  // unblocks a waiting watch read
+    }
+    ticker_.stop();
+  }
+
+ private:
+  struct Listed {
+    std::map<std::string, EndpointSet> objects;
+    std::string resource_version;
+  };
+  enum class WatchEnd { ended, gone, failed, stopped };
+
+  std::unique_ptr<httplib::Client> client(std::chrono::seconds read_timeout) const {
+    auto c = std::make_unique<httplib::Client>(base_url_);
+    c->set_connection_timeout(std::chrono::seconds(5));
+    c->set_read_timeout(read_timeout);
+    c->set_keep_alive(false);
+    if (base_url_.rfind("https://", 0) == 0) {
+      if (!config_.ca_path.empty() && (in_cluster_ || !read_file(config_.ca_path).empty())) {
+        c->set_ca_cert_path(config_.ca_path);
+      }
+      c->enable_server_certificate_verification(true);
+    }
+    return c;
+  }
+
+  httplib::Headers headers() const {
+    httplib::Headers h{{"Accept", "application/json"}};
+    // Re-read every time: projected service-account tokens rotate.
+    const std::string token = read_file(config_.token_path);
+    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+    return h;
+  }
+
+  std::string query(bool watch) const {
+    std::string q = "?";
+    if (!config_.label_selector.empty()) q += "labelSelector=" + percent_encode(config_.label_selector) + "&";
+    if (watch) q += "watch=1&allowWatchBookmarks=true&";
+    return q;
+  }
+
+  Result<Listed> list() const {
+    Listed out;
+    std::string cont;
+    auto c = client(std::chrono::seconds(30));
+    for (int page = 0; page < 1000; ++page) {
+      std::string target = path_ + query(false) + "limit=500";
+      if (!cont.empty()) target += "&continue=" + percent_encode(cont);
+      auto res = c->Get(target, headers());
+      if (!res) {
+        return Error{Errc::connect_failed,
+                     "kubernetes list " + path_ + " failed: " + httplib::to_string(res.error()), base_url_};
+      }
+      if (res->status != 200) {
+        return Error{Errc::upstream_protocol,
+                     "kubernetes list " + path_ + " answered " + std::to_string(res->status) + ": " +
+                         res->body.substr(0, 200),
+                     base_url_};
+      }
+      dom::parser parser;
+      dom::element doc;
+      if (parser.parse(res->body).get(doc) != simdjson::SUCCESS) {
+        return Error{Errc::upstream_protocol, "kubernetes list " + path_ + ": not JSON", base_url_};
+      }
+      out.resource_version = std::string(str(doc["metadata"], "resourceVersion"));
+      dom::array items;
+      if (doc["items"].get_array().get(items) == simdjson::SUCCESS) {
+        for (dom::element item : items) out.objects[object_key(item)] = object_endpoints(item, config_);
+      }
+      cont = std::string(str(doc["metadata"], "continue"));
+      if (cont.empty()) break;
+    }
+    return out;
+  }
+
+  EndpointSet flatten_locked() const {
+    EndpointSet set;
+    for (const auto& [key, endpoints] : objects_) set.insert(set.end(), endpoints.begin(), endpoints.end());
+    detail::normalise_set(set);
+    return set;
+  }
+
+  // Applies one watch event line; sets `gone` on an ERROR event (410 Gone, or any other: relist).
+  bool apply_event(std::string_view line, bool& gone) {
+    dom::parser parser;
+    dom::element event;
+    if (parser.parse(line.data(), line.size()).get(event) != simdjson::SUCCESS) return false;
+    const std::string_view type = str(event, "type");
+    dom::element object;
+    if (event["object"].get(object) != simdjson::SUCCESS) return false;
+    if (type == "ERROR") {
+      gone = true;
+      return false;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string_view rv = str(object["metadata"], "resourceVersion");
+    if (!rv.empty()) resource_version_ = std::string(rv);
+    if (type == "ADDED" || type == "MODIFIED") {
+      objects_[object_key(object)] = object_endpoints(object, config_);
+      return true;
+    }
+    if (type == "DELETED") {
+      objects_.erase(object_key(object));
+      return true;
+    }
+    return false;  // BOOKMARK: only the resourceVersion moves
+  }
+
+  WatchEnd watch(std::uint32_t timeout_s, const std::function<void()>& changed, std::size_t& events) {
+    std::string target;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      target = path_ + query(true) + "timeoutSeconds=" + std::to_string(timeout_s) +
+               "&resourceVersion=" + percent_encode(resource_version_);
+    }
+    auto c = client(std::chrono::seconds(timeout_s + 30));
+    {
+      std::lock_guard<std::mutex> lock(client_mutex_);
+      if (stopping_.load()) return WatchEnd::stopped;
+      watch_client_ = c.get();
+    }
+    int status = 0;
+    bool gone = false;
+    std::string buffer;
+    auto res = c->Get(
+        target, headers(),
+        [&](const httplib::Response& r) {
+          status = r.status;
+          return r.status == 200 && !stopping_.load();
+        },
+        [&](const char* data, std::size_t size) {
+          buffer.append(data, size);
+          bool any = false;
+          std::size_t start = 0;
+          for (std::size_t nl; (nl = buffer.find('\n', start)) != std::string::npos; start = nl + 1) {
+            std::string_view line(buffer.data() + start, nl - start);
+            if (line.find_first_not_of(" \r\t") == std::string_view::npos) continue;
+            ++events;
+            any = apply_event(line, gone) || any;
+            if (gone) break;
+          }
+          buffer.erase(0, start);
+          if (any) changed();  // one push per read: a burst of events becomes one update
+          return !gone && !stopping_.load();
+        });
+    {
+      std::lock_guard<std::mutex> lock(client_mutex_);
+      watch_client_ = nullptr;
+    }
+    if (stopping_.load()) return WatchEnd::stopped;
+    if (gone || status == 410) return WatchEnd::gone;
+    if (status != 200) return WatchEnd::failed;
+    (void)res;  // a dropped connection after a 200: resume from the last resourceVersion
+    return WatchEnd::ended;
+  }
+
+  void run(const EndpointSetCallback& on_set, const DiscoveryErrorCallback& on_error) {
+    bool have = false;
+    EndpointSet last;
+    const auto push = [&] {
+      EndpointSet set;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        set = flatten_locked();
+      }
+      if (have && detail::same_set(last, set)) return;
+      have = true;
+      last = std::move(set);
+      if (on_set) on_set(last);
+    };
+    const auto report = [&](Error e) {
+      if (on_error && !stopping_.load()) on_error(e);
+    };
+    std::uint32_t failures = 0;
+    const auto backoff = [&] {
+      ++failures;
+      std::uint64_t delay = config_.backoff_initial_ms;
+      for (std::uint32_t i = 1; i < failures && delay < config_.backoff_max_ms; ++i) delay *= 2;
+      delay = std::min<std::uint64_t>(delay, config_.backoff_max_ms);
+      return ticker_.wait(std::chrono::milliseconds(delay));
+    };
+    bool need_list = true;
+    auto listed_at = std::chrono::steady_clock::now();
+    while (!stopping_.load()) {
+      if (need_list) {
+        auto listed = list();
+        if (!listed) {
+          report(listed.error());
+          if (!backoff()) return;
+          continue;
+        }
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          objects_ = std::move(listed->objects);
+          resource_version_ = std::move(listed->resource_version);
+        }
+        push();
+        need_list = false;
+        failures = 0;
+        listed_at = std::chrono::steady_clock::now();
+      }
+      const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - listed_at);
+      if (since.count() >= config_.resync_ms) {
+        need_list = true;  // periodic resync: a full relist repairs anything a watch missed
+        continue;
+      }
+      const auto left_s = static_cast<std::uint32_t>((config_.resync_ms - since.count() + 999) / 1000);
+      const auto started = std::chrono::steady_clock::now();
+      std::size_t events = 0;
+      const WatchEnd end = watch(std::max<std::uint32_t>(1, left_s), push, events);
+      if (end == WatchEnd::stopped) return;
+      if (end == WatchEnd::gone) {
+        need_list = true;  // 410 Gone: our resourceVersion is too old
+        continue;
+      }
+      if (end == WatchEnd::failed) {
+        report(Error{Errc::upstream_protocol, "kubernetes watch of " + path_ + " failed", base_url_});
+        if (!backoff()) return;
+        continue;
+      }
+      // Ended or dropped after a 200: resume at once, unless it keeps ending without events
+      // (then back off so a broken server is not hammered).
+      if (events == 0 && std::chrono::steady_clock::now() - started < std::chrono::seconds(1)) {
+        if (!backoff()) return;
+      } else {
+        failures = 0;
+      }
+    }
+  }
+
+  DiscoveryConfig config_;
+  std::string base_url_;
+  std::string namespace_;
+  bool in_cluster_;
+  std::string path_;
+  std::mutex mutex_;  // guards objects_ and resource_version_
+  std::map<std::string, EndpointSet> objects_;
+  std::string resource_version_;
+  std::mutex client_mutex_;
+  httplib::Client* watch_client_ = nullptr;
+  std::atomic<bool> stopping_{false};
+  detail::Ticker ticker_;
+};
+
+}  // namespace
+
+Result<EndpointSet> kubernetes_object_endpoints(std::string_view object_json, const DiscoveryConfig& config) {
+  dom::parser parser;
+  dom::element object;
+  if (parser.parse(object_json.data(), object_json.size()).get(object) != simdjson::SUCCESS) {
+    return Error{Errc::invalid_argument, "not a JSON object", ""};
+  }
+  return object_endpoints(object, config);
+}
+
+Result<std::unique_ptr<EndpointSource>> make_kubernetes_source(const DiscoveryConfig& config) {
+  std::string base = config.api_url;
+  bool in_cluster = false;
+  if (base.empty()) {
+    const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+    const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+    if (host == nullptr || *host == '\0') {
+      return Error{Errc::config,
+                   "kubernetes discovery: not running in a cluster (KUBERNETES_SERVICE_HOST unset); set api_url",
+                   "discovery"};
+    }
+    base = "https://" + detail::url_host(host) + ":" + (port != nullptr && *port != '\0' ? port : "443");
+    in_cluster = true;
+    if (read_file(config.token_path).empty()) {
+      return Error{Errc::config, "kubernetes discovery: no service-account token at " + config.token_path,
+                   "discovery"};
+    }
+  }
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string ns = config.namespace_name;
+  if (ns.empty()) ns = read_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace");
+  if (ns.empty()) ns = "default";
+  return std::unique_ptr<EndpointSource>(std::make_unique<KubernetesSource>(config, base, ns, in_cluster));
+}
+
+}  // namespace vllm_router
