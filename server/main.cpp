@@ -15,6 +15,7 @@
 #include "options.h"
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/health_checker.h"
+#include "vllm_router/load_scraper.h"
 #include "vllm_router/version.h"
 
 using namespace vllm_router;
@@ -216,6 +217,10 @@ int main(int argc, char** argv) {
   probe_options.max_idle_per_endpoint = 2;
   HealthChecker health(router, make_http_transport(probe_options), std::make_shared<SteadyClock>());
   health.start();
+  // vLLM's own load (waiting, running, KV usage) for load- and prefix-aware policies and /metrics.
+  const SteadyClock scrape_clock;
+  LoadScraper scraper(router, make_http_transport(probe_options), scrape_clock, config.router.policy_options);
+  scraper.start();
   if (discovery) {
     discovery->start([](const Error& e) { log(LogLevel::warn, "discovery: {}", e.message); });
   }
@@ -230,6 +235,7 @@ int main(int argc, char** argv) {
     ok = gateway.value()->run();
   }
   if (discovery) discovery->stop();
+  scraper.stop();
   health.stop();
   log(LogLevel::info, "stopped");
   return ok ? 0 : 1;

@@ -150,6 +150,29 @@ std::string Metrics::render(const Snapshot& snapshot) const {
                      label(pool.model), label(pool.endpoints[i]->id), pool.states[i]->in_flight.load());
     }
   }
+  // Health by both writers and vLLM's own load as last scraped, per endpoint.
+  const std::int64_t now_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  const auto gauge = [&](std::string_view name, std::string_view help, auto value_of) {
+    fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    for (const Pool& pool : snapshot.pools) {
+      for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
+        const double v = value_of(*pool.states[i]);
+        if (v < 0) continue;  // unknown (never scraped)
+        fmt::format_to(std::back_inserter(out), "{}{{model=\"{}\",endpoint=\"{}\"}} {}\n", name,
+                       label(pool.model), label(pool.endpoints[i]->id), v);
+      }
+    }
+  };
+  gauge("vllm_router_endpoint_healthy", "1 when active checks pass and the endpoint is not ejected.",
+        [&](const EndpointState& st) { return st.healthy(now_ns) ? 1.0 : 0.0; });
+  gauge("vllm_router_endpoint_ejections", "Times the outlier detector ejected the endpoint.",
+        [](const EndpointState& st) { return static_cast<double>(st.ejections.load()); });
+  gauge("vllm_router_endpoint_waiting", "vllm:num_requests_waiting as last scraped.",
+        [](const EndpointState& st) { return static_cast<double>(st.waiting.load()); });
+  gauge("vllm_router_endpoint_running", "vllm:num_requests_running as last scraped.",
+        [](const EndpointState& st) { return static_cast<double>(st.running.load()); });
+  gauge("vllm_router_endpoint_kv_cache_usage", "vllm:kv_cache_usage_perc as last scraped (0..1).",
+        [](const EndpointState& st) { return static_cast<double>(st.kv_cache_usage.load()); });
   out += "# HELP vllm_router_config_version Version of the routing table in use.\n";
   out += "# TYPE vllm_router_config_version gauge\n";
   fmt::format_to(std::back_inserter(out), "vllm_router_config_version {}\n", snapshot.version);
