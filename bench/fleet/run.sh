@@ -33,21 +33,25 @@ while [[ $# -gt 0 ]]; do
 done
 
 VLLM_SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
-FLEET_BENCH=${FLEET_BENCH:-$ROOT/build/bench/fleet/fleet_bench}
 log() { printf '[fleet %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'bench/fleet/run.sh: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$VLLM_SIM" ]] || die "vllm-sim not found at $VLLM_SIM (build the project: cmake -S . -B build && cmake --build build -j2)"
-if [[ ! -x "$FLEET_BENCH" ]]; then
-  # The driver links the library; built by CMake target fleet_bench when enabled, else here.
-  LIB=$(ls "$ROOT"/build/lib/libvllm_router.so 2>/dev/null || ls "$ROOT"/build/lib/libvllm_router.a 2>/dev/null || true)
-  [[ -n "$LIB" ]] || die "fleet_bench not found at $FLEET_BENCH and no built library in build/lib"
-  log "building $FLEET_BENCH against $LIB"
-  mkdir -p "$(dirname "$FLEET_BENCH")"
+TMP=$(mktemp -d /tmp/vllm-fleet.XXXXXX)
+# The driver links the library. Unless FLEET_BENCH names a binary, it is compiled here against a
+# private copy of build/lib (and of the sim), so a rebuild of the tree during the run (another
+# developer, CI) cannot swap them under the running benchmark.
+cp "$VLLM_SIM" "$TMP/vllm-sim" && VLLM_SIM="$TMP/vllm-sim"
+if [[ -z "${FLEET_BENCH:-}" ]]; then
+  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
+  mkdir -p "$TMP/lib"
+  cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
+  FLEET_BENCH="$TMP/fleet_bench"
+  log "building fleet_bench against a copy of build/lib"
   g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
-    -L"$(dirname "$LIB")" -lvllm_router -Wl,-rpath,"$(dirname "$LIB")" -pthread \
-    || die "could not build fleet_bench"
+    -L"$TMP/lib" -lvllm_router -Wl,-rpath,"$TMP/lib" -pthread || die "could not build fleet_bench"
 fi
+[[ -x "$FLEET_BENCH" ]] || die "fleet_bench not found at $FLEET_BENCH"
 
 # ---- the fleet -------------------------------------------------------------------------------
 if (( QUICK )); then
@@ -61,7 +65,6 @@ ITL_MS=10          # decode: one token every 10 ms
 SIM_ARGS=(--batch-queue --max-num-seqs "$MAX_NUM_SEQS" --prefill-us-per-token "$PREFILL_US"
           --itl-ms "$ITL_MS" --kv-cache-blocks "$KV_BLOCKS" --max-model-len 65536 --threads 512)
 
-TMP=$(mktemp -d /tmp/vllm-fleet.XXXXXX)
 PIDS=()
 cleanup() {
   local p

@@ -63,6 +63,7 @@ struct RetryConfig {
 struct PolicyOptions {
   std::string session_header = "x-session-id";  ///< session key header (else body `user`)
   double session_load_factor = 1.25;  ///< bounded-load hashing: no endpoint above c x average
+  std::uint32_t session_min_capacity = 16;  ///< ...nor spilled below this many in flight
   std::uint32_t prefix_chunk_chars = 256;       ///< characters per hashed prompt chunk
   std::uint32_t prefix_max_entries = 65536;     ///< cap of the per-pool prefix index
   double prefix_load_margin = 4.0;  ///< leave the best prefix match when its load exceeds the least loaded by this

@@ -89,8 +89,9 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
   }
   // Bounded load: capacity per endpoint after this request is placed.
   const bool bounded = load_factor_ > 1.0;
-  const auto cap = static_cast<std::int64_t>(
-      std::ceil(load_factor_ * static_cast<double>(total + 1) / static_cast<double>(n)));
+  const auto cap = std::max<std::int64_t>(
+      min_capacity_, static_cast<std::int64_t>(std::ceil(load_factor_ * static_cast<double>(total + 1) /
+                                                         static_cast<double>(n))));
 
   const std::uint64_t key = detail::stable_hash(ctx.request.session_key);
   const auto& pts = ring->points;

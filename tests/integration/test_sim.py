@@ -396,3 +396,75 @@ def test_sigterm_exits_zero_with_open_stream():
     sock.close()
     assert rc == 0 and time.monotonic() - t0 < 3
     s.stop()
+
+
+# ---------------------------------------------------------------- engine model (issue 6)
+
+def completion_body(prompt, **kw):
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 1}
+    body.update(kw)
+    return body
+
+
+def prefix_counters(sim):
+    text = call(sim, "GET", "/metrics")[2].decode()
+    return (metric_value(text, "vllm:prefix_cache_queries_total"),
+            metric_value(text, "vllm:prefix_cache_hits_total"))
+
+
+def test_prefix_cache_lru_capacity_in_blocks():
+    # 20 blocks of 16 tokens (64 characters) hold one 1,280-character prompt.
+    a, b = "a" * 1280, "b" * 1280
+    with start_sim("--kv-cache-blocks", "20") as s:
+        assert post_json(s, "/v1/completions", completion_body(a))[0] == 200
+        assert prefix_counters(s) == (320.0, 0.0)
+        assert post_json(s, "/v1/completions", completion_body(a + "tail"))[0] == 200
+        assert prefix_counters(s) == (641.0, 320.0)   # the whole first prompt was cached
+        assert post_json(s, "/v1/completions", completion_body(b))[0] == 200  # evicts a
+        assert post_json(s, "/v1/completions", completion_body(a))[0] == 200
+        assert prefix_counters(s)[1] == 320.0          # no new hit: a was evicted (LRU)
+        assert call(s, "POST", "/sim/reset")[0] == 200
+        assert prefix_counters(s) == (0.0, 0.0)
+
+
+def test_batch_queue_waiting_and_fifo():
+    with start_sim("--batch-queue", "--max-num-seqs", "1", "--itl-ms", "40",
+                   "--output-tokens", "20") as s:
+        first = open_stream(s, chat_body(stream=True))
+        try:
+            # A second request waits for the single batch slot; it shows as waiting.
+            second = socket.create_connection((s.host, s.port), timeout=5)
+            data = json.dumps(chat_body(stream=True)).encode()
+            second.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data)
+                           + data)
+            text = wait_for(lambda: (lambda t: t if metric_value(t, "vllm:num_requests_waiting") == 1.0
+                                     else None)(call(s, "GET", "/metrics")[2].decode()))
+            assert text, call(s, "GET", "/metrics")[2].decode()
+            assert metric_value(text, "vllm:num_requests_running") == 1.0
+        finally:
+            first.close()
+        # The first stream's slot is released when its client leaves: the second one runs.
+        second.settimeout(5)
+        buf = b""
+        while b"data: " not in buf:
+            chunk = second.recv(65536)
+            assert chunk, buf
+            buf += chunk
+        second.close()
+        text = call(s, "GET", "/metrics")[2].decode()
+        assert metric_value(text, "vllm:request_queue_time_seconds_count") == 2.0
+        assert metric_value(text, "vllm:request_queue_time_seconds_sum") > 0.0
+
+
+def test_prefill_cost_per_uncached_token():
+    prompt = "p" * 3200   # 800 tokens; 2 ms each uncached -> 1.6 s, cached -> ~0
+    with start_sim("--prefill-us-per-token", "2000") as s:
+        t0 = time.monotonic()
+        assert post_json(s, "/v1/completions", completion_body(prompt), timeout=10)[0] == 200
+        cold = time.monotonic() - t0
+        t0 = time.monotonic()
+        assert post_json(s, "/v1/completions", completion_body(prompt), timeout=10)[0] == 200
+        warm = time.monotonic() - t0
+        assert 1.5 <= cold < 4.0, cold
+        assert warm < 0.5, warm

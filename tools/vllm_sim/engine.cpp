@@ -731,7 +731,6 @@ std::string render_responses(const Ctx &c, const ParsedRequest &r, const Plan &p
 // ---------------------------------------------------------------- prefix cache
 
 int64_t PrefixCache::lookup_insert(std::string_view text) {
-  constexpr size_t kBlockBytes = 64;  // 16 tokens x 4 bytes
   const size_t nblocks = text.size() / kBlockBytes;
   if (nblocks == 0) return 0;
   std::vector<uint64_t> chain(nblocks);
@@ -743,14 +742,37 @@ int64_t PrefixCache::lookup_insert(std::string_view text) {
   std::lock_guard<std::mutex> lk(mu_);
   size_t hits = 0;
   while (hits < nblocks && blocks_.count(chain[hits])) ++hits;
-  if (blocks_.size() + nblocks > max_blocks_) blocks_.clear();
-  for (uint64_t x : chain) blocks_.insert(x);
+  if (max_blocks_ == 0) return static_cast<int64_t>(hits * (kBlockBytes / 4));
+  for (size_t b = nblocks; b-- > 0;) {  // deepest first: the shared head stays most recent
+    auto it = blocks_.find(chain[b]);
+    if (it != blocks_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+    } else {
+      lru_.push_front(chain[b]);
+      blocks_.emplace(chain[b], lru_.begin());
+    }
+  }
+  while (blocks_.size() > max_blocks_) {
+    blocks_.erase(lru_.back());
+    lru_.pop_back();
+  }
   return static_cast<int64_t>(hits * (kBlockBytes / 4));
 }
 
 void PrefixCache::clear() {
   std::lock_guard<std::mutex> lk(mu_);
   blocks_.clear();
+  lru_.clear();
+}
+
+void PrefixCache::set_capacity(size_t max_blocks) {
+  std::lock_guard<std::mutex> lk(mu_);
+  max_blocks_ = max_blocks;
+}
+
+size_t PrefixCache::size() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return blocks_.size();
 }
 
 }  // namespace vsim

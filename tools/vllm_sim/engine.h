@@ -5,7 +5,8 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <list>
+#include <unordered_map>
 #include <vector>
 
 namespace vsim {
@@ -116,17 +117,25 @@ void event_completion_token(std::string &out, const Ctx &c, int index, int64_t t
 void event_usage(std::string &out, const Ctx &c, bool chat, const Usage &u);
 inline constexpr std::string_view kDoneEvent = "data: [DONE]\n\n";
 
-// Approximate vLLM automatic prefix caching: 16-token blocks (64 bytes of text) chained by
-// hash. lookup_insert returns how many prompt tokens were already cached (longest chain).
+// Approximate vLLM automatic prefix caching: a KV cache of `max_blocks` blocks of 16 tokens
+// (64 bytes of text), each keyed by the hash of its text chained with every block before it.
+// lookup_insert returns how many prompt tokens were already cached (the longest chain of cached
+// blocks from the start), then caches all of the prompt's full blocks, evicting the least
+// recently used blocks beyond the capacity (deepest blocks of a prompt go first, as vLLM frees
+// a sequence's blocks tail first).
 class PrefixCache {
 public:
-  explicit PrefixCache(size_t max_blocks = 200000) : max_blocks_(max_blocks) {}
+  static constexpr size_t kBlockBytes = 64;  // 16 tokens x 4 bytes
+  explicit PrefixCache(size_t max_blocks = 4096) : max_blocks_(max_blocks) {}
   int64_t lookup_insert(std::string_view text);
   void clear();
+  void set_capacity(size_t max_blocks);
+  size_t size();
 
 private:
   std::mutex mu_;
-  std::unordered_set<uint64_t> blocks_;
+  std::list<uint64_t> lru_;  // front: most recently used
+  std::unordered_map<uint64_t, std::list<uint64_t>::iterator> blocks_;
   size_t max_blocks_;
 };
 

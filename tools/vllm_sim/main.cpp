@@ -27,6 +27,12 @@ const char *kUsage =
     "  --max-num-seqs N          in-flight requests above N report as waiting (default 256)\n"
     "  --kv-cache-tokens N       KV capacity behind vllm:kv_cache_usage_perc (default 65536)\n"
     "  --prefix-speedup          shorten TTFT by the simulated prefix-cache hit fraction\n"
+    "  --kv-cache-blocks N       prefix cache capacity in 16-token blocks, LRU\n"
+    "                            (default: --kv-cache-tokens / 16)\n"
+    "  --batch-queue             engine model: at most --max-num-seqs requests run, the rest\n"
+    "                            wait in a FIFO queue (reported as vllm:num_requests_waiting)\n"
+    "  --prefill-us-per-token F  engine model: prefill costs F us per uncached prompt token;\n"
+    "                            prefills run one at a time (default 0: free)\n"
     "  --backlog N               listen backlog (default 4096)\n"
     "  --help                    this text\n"
     "\n"
@@ -73,6 +79,10 @@ int main(int argc, char **argv) {
       o.prefix_speedup = true;
       continue;
     }
+    if (arg == "--batch-queue") {
+      o.batch_queue = true;
+      continue;
+    }
     auto value = [&]() -> std::string {
       if (has_inline) return val;
       if (i + 1 >= argc) die("missing value for " + arg);
@@ -97,6 +107,8 @@ int main(int argc, char **argv) {
     else if (arg == "--threads") o.threads = static_cast<int>(to_int(arg, value()));
     else if (arg == "--max-num-seqs") o.max_num_seqs = to_int(arg, value());
     else if (arg == "--kv-cache-tokens") o.kv_cache_tokens = to_int(arg, value());
+    else if (arg == "--kv-cache-blocks") o.kv_cache_blocks = to_int(arg, value());
+    else if (arg == "--prefill-us-per-token") o.prefill_us_per_token = to_double(arg, value());
     else if (arg == "--backlog") o.backlog = static_cast<int>(to_int(arg, value()));
     else die("unknown option " + arg);
   }

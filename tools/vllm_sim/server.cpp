@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -80,6 +81,52 @@ struct State {
   std::mutex lora_mu;
   std::map<std::string, int64_t> lora_running;
   PrefixCache prefix;
+
+  // Engine model (--batch-queue, --prefill-us-per-token): batch slots handed out in FIFO order,
+  // and one prefill at a time.
+  std::mutex sched_mu;
+  std::condition_variable sched_cv;
+  int64_t slots_used = 0;
+  uint64_t next_ticket = 0, serving_ticket = 0;
+  std::atomic<int64_t> queued{0};
+  Clock::time_point prefill_free_at{};
+  std::atomic<int64_t> queue_us_total{0}, queue_count{0};
+
+  // Waits (FIFO) for a batch slot. False when the sim is stopping.
+  bool acquire_slot() {
+    std::unique_lock<std::mutex> lk(sched_mu);
+    const uint64_t ticket = next_ticket++;
+    queued.fetch_add(1);
+    while (!(ticket == serving_ticket && slots_used < opt.max_num_seqs)) {
+      if (g_stopping.load()) {
+        // Give the turn away so the tickets behind this one are not stuck.
+        if (ticket == serving_ticket) ++serving_ticket;
+        queued.fetch_sub(1);
+        sched_cv.notify_all();
+        return false;
+      }
+      sched_cv.wait_for(lk, std::chrono::milliseconds(100));
+    }
+    ++serving_ticket;
+    ++slots_used;
+    queued.fetch_sub(1);
+    sched_cv.notify_all();
+    return true;
+  }
+  void release_slot() {
+    {
+      std::lock_guard<std::mutex> lk(sched_mu);
+      --slots_used;
+    }
+    sched_cv.notify_all();
+  }
+  // Reserves the prefill unit for `cost` from `ready` on; returns when that prefill ends.
+  Clock::time_point schedule_prefill(Clock::time_point ready, Clock::duration cost) {
+    std::lock_guard<std::mutex> lk(sched_mu);
+    const auto begin = std::max(ready, prefill_free_at);
+    prefill_free_at = begin + cost;
+    return prefill_free_at;
+  }
 
   FailMode fail_mode() const { return static_cast<FailMode>(fail.load()); }
   bool is_served(const std::string &m) const {
@@ -217,6 +264,7 @@ struct Flight {
   int64_t kv = 0;
   bool finished = false;  // answered completely
   bool dropped = false;   // deliberately cut (fail mode drop)
+  bool holds_slot = false;  // a batch slot of the engine model, released at the end
 
   Flight(State &s, Kind kind, const std::string &model, int64_t kv_tokens)
       : st(s), engine(is_engine_kind(kind)), kv(kv_tokens) {
@@ -232,6 +280,7 @@ struct Flight {
     }
   }
   ~Flight() {
+    if (holds_slot) st.release_slot();
     if (finished) st.completed.fetch_add(1);
     else if (dropped) st.dropped.fetch_add(1);
     else st.cancelled.fetch_add(1);  // the client left early (or the sim is stopping)
@@ -385,17 +434,40 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   double ttft = header_ms(req, "x-sim-ttft-ms", st.opt.ttft_ms);
   const double itl_ms = header_ms(req, "x-sim-itl-ms", st.opt.itl_ms);
   if (mode == FailMode::Slow) ttft *= 10;
-  if (generates && is_engine_kind(kind)) {
-    int64_t hits = std::min(st.prefix.lookup_insert(pr.prompt_text), pr.prompt_tokens);
+  const bool engine_work = generates && is_engine_kind(kind);
+  // Engine model: wait for a batch slot (FIFO) before the prefix cache is consulted.
+  bool slot = false;
+  if (engine_work && st.opt.batch_queue) {
+    if (!st.acquire_slot()) return set_error(res, 503, "ServiceUnavailableError", "shutting down");
+    slot = true;
+  }
+  const auto admitted = Clock::now();
+  if (slot) {
+    st.queue_us_total.fetch_add(
+        std::chrono::duration_cast<std::chrono::microseconds>(admitted - t0).count());
+    st.queue_count.fetch_add(1);
+  }
+  int64_t hits = 0;
+  if (engine_work) {
+    hits = std::min(st.prefix.lookup_insert(pr.prompt_text), pr.prompt_tokens);
     st.prefix_queries.fetch_add(pr.prompt_tokens);
     st.prefix_hits.fetch_add(hits);
     if (st.opt.prefix_speedup && pr.prompt_tokens > 0)
       ttft *= 1.0 - static_cast<double>(hits) / static_cast<double>(pr.prompt_tokens);
   }
   auto us = [](double ms) { return std::chrono::microseconds(static_cast<int64_t>(ms * 1000.0)); };
+  // TTFT = queueing (above) + waiting for the prefill unit + uncached tokens x prefill cost
+  // + the fixed --ttft-ms.
+  Clock::time_point prefilled = slot ? admitted : t0;
+  if (engine_work && st.opt.prefill_us_per_token > 0) {
+    const double cost_us = static_cast<double>(pr.prompt_tokens - hits) * st.opt.prefill_us_per_token;
+    prefilled = st.schedule_prefill(admitted, std::chrono::microseconds(static_cast<int64_t>(cost_us)));
+  }
+  const Clock::time_point first_at = prefilled + us(ttft);
 
   auto flight = std::make_unique<Flight>(st, kind, pr.model,
                                          pr.prompt_tokens + (generates ? plan.tokens * pr.n : 0));
+  flight->holds_slot = slot;
 
   Ctx ctx;
   ctx.created = static_cast<int64_t>(std::time(nullptr));
@@ -419,7 +491,7 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
     s->plan = std::move(plan);
     s->chat = kind == Kind::Chat;
     s->drop = mode == FailMode::Drop;
-    s->first = t0 + us(ttft);
+    s->first = first_at;
     s->itl = us(itl_ms);
     s->req = std::move(pr);
     res.status = 200;
@@ -431,10 +503,10 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
 
   // Non-streamed: wait for the whole generation.
   if (generates) {
-    auto done_at = t0 + us(ttft) + us(itl_ms) * std::max<int64_t>(plan.tokens - 1, 0);
+    auto done_at = first_at + us(itl_ms) * std::max<int64_t>(plan.tokens - 1, 0);
     if (!sleep_until(done_at)) return set_error(res, 503, "ServiceUnavailableError", "shutting down");
   } else if (is_engine_kind(kind)) {
-    if (!sleep_until(t0 + us(ttft))) return set_error(res, 503, "ServiceUnavailableError", "shutting down");
+    if (!sleep_until(first_at)) return set_error(res, 503, "ServiceUnavailableError", "shutting down");
   }
   std::string body;
   switch (kind) {
@@ -521,7 +593,7 @@ std::string metrics_text(State &st) {
   };
   const int64_t inflight = std::max<int64_t>(0, st.engine_in_flight.load());
   const int64_t running = std::min(inflight, st.opt.max_num_seqs);
-  const int64_t waiting = inflight - running;
+  const int64_t waiting = inflight - running + std::max<int64_t>(0, st.queued.load());
   double kv = st.opt.kv_cache_tokens > 0
                   ? static_cast<double>(std::max<int64_t>(0, st.kv_tokens.load())) /
                         static_cast<double>(st.opt.kv_cache_tokens)
@@ -538,6 +610,17 @@ std::string metrics_text(State &st) {
   metric("vllm:prefix_cache_hits_total", "counter",
          "Prefix cache hits, in terms of number of cached tokens.",
          static_cast<double>(st.prefix_hits.load()));
+  {  // A histogram with the +Inf bucket only: the sum and count are what the bench reads.
+    const double n = static_cast<double>(st.queue_count.load());
+    fmt::format_to(std::back_inserter(out),
+                   "# HELP vllm:request_queue_time_seconds Histogram of time spent in WAITING phase for request.\n"
+                   "# TYPE vllm:request_queue_time_seconds histogram\n"
+                   "vllm:request_queue_time_seconds_bucket{{{},le=\"+Inf\"}} {}\n"
+                   "vllm:request_queue_time_seconds_sum{{{}}} {}\n"
+                   "vllm:request_queue_time_seconds_count{{{}}} {}\n",
+                   labels, prom_num(n), labels,
+                   prom_num(static_cast<double>(st.queue_us_total.load()) / 1e6), labels, prom_num(n));
+  }
   metric("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", 0);
   metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
          static_cast<double>(st.prompt_tokens_total.load()));
@@ -643,6 +726,8 @@ int run_server(const Options &opt_in) {
   }
   st->fail.store(static_cast<int>(fm));
   State &S = *st;
+  S.prefix.set_capacity(static_cast<size_t>(
+      S.opt.kv_cache_blocks >= 0 ? S.opt.kv_cache_blocks : S.opt.kv_cache_tokens / 16));
 
   // Many concurrent streams need many descriptors: raise the soft limit to the hard one.
   rlimit rl{};
@@ -727,7 +812,8 @@ int run_server(const Options &opt_in) {
   svr.Post("/sim/reset", [&S](const httplib::Request &, httplib::Response &res) {
     for (auto *c : {&S.requests, &S.completed, &S.cancelled, &S.errors, &S.dropped,
                     &S.prompt_tokens_total, &S.generation_tokens_total, &S.success_stop,
-                    &S.success_length, &S.prefix_queries, &S.prefix_hits})
+                    &S.success_length, &S.prefix_queries, &S.prefix_hits, &S.queue_us_total,
+                    &S.queue_count})
       c->store(0);
     {
       std::lock_guard<std::mutex> lk(S.last_mu);

@@ -29,6 +29,11 @@ struct Options {
   int64_t max_num_seqs = 256;       // in-flight requests above this count as "waiting"
   int64_t kv_cache_tokens = 65536;  // capacity behind vllm:kv_cache_usage_perc
   bool prefix_speedup = false;      // shorten TTFT by the prefix-cache hit fraction
+  int64_t kv_cache_blocks = -1;     // prefix-cache capacity in 16-token blocks; -1: kv tokens / 16
+  // The engine model (off by default: then every request runs at once, as before).
+  bool batch_queue = false;         // beyond max_num_seqs running, requests wait (FIFO)
+  double prefill_us_per_token = 0;  // prefill cost per uncached prompt token; prefills run one
+                                    // at a time per engine (TTFT = queue + prefill wait + cost)
   int backlog = 4096;
 };
 

@@ -20,8 +20,8 @@ namespace vllm_router::policies {
 ///
 /// pick: the candidate with the longest matching chain wins (ties: lower load, then random)
 /// unless
-///   - the match covers less than half of the request's chunks (a shared system prompt alone
-///     should not herd everyone onto one replica), or
+///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
+///     system prompt alone should not herd everyone onto one replica), or
 ///   - the winner's load score exceeds the least-loaded candidate's by more than
 ///     PolicyOptions::prefix_load_margin (in requests),
 /// in which case it picks like load_aware. The chosen endpoint's chain is then recorded.
@@ -31,7 +31,7 @@ namespace vllm_router::policies {
 class VLLM_ROUTER_API PrefixAware final : public Policy {
  public:
   /// A match must cover at least this share of the request's chunks to count.
-  static constexpr double kMinMatchRatio = 0.5;
+  static constexpr double kMinMatchRatio = 0.25;
 
   explicit PrefixAware(const PolicyOptions& options = {});
   std::string_view name() const noexcept override { return "prefix_aware"; }

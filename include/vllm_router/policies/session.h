@@ -17,9 +17,11 @@ namespace vllm_router::policies {
 ///   endpoint with no shared state, and adding or removing a replica moves only the keys it gains
 ///   or loses (about 1/n of them).
 /// - Bounded load: walking clockwise from the key, the first candidate whose requests in flight
-///   are below ceil(session_load_factor x (total in flight + 1) / candidates) takes the request,
-///   so one hot session cannot pile onto its replica. With c = session_load_factor <= 1 the bound
-///   is off (pure consistent hashing).
+///   are below max(session_min_capacity, ceil(session_load_factor x (total in flight + 1) /
+///   candidates)) takes the request, so one hot session cannot pile onto its replica while a
+///   lightly loaded fleet keeps every session where it is (a vLLM replica batches dozens of
+///   sequences: a few in flight is no overload). With c = session_load_factor <= 1 the bound is
+///   off (pure consistent hashing).
 /// - Candidates missing from the pool (unhealthy, excluded after a failure) are skipped: their
 ///   keys go to the next endpoint on the ring and come back when they return.
 /// - No session key: falls back to power-of-two choices.
@@ -28,13 +30,15 @@ class VLLM_ROUTER_API Session final : public Policy {
  public:
   static constexpr std::uint32_t kVirtualNodes = 160;
 
-  explicit Session(const PolicyOptions& options = {}) : load_factor_(options.session_load_factor) {}
+  explicit Session(const PolicyOptions& options = {})
+      : load_factor_(options.session_load_factor), min_capacity_(options.session_min_capacity) {}
   std::string_view name() const noexcept override { return "session"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
   std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
 
  private:
   double load_factor_;
+  std::uint32_t min_capacity_;
 };
 
 }  // namespace vllm_router::policies

@@ -1,0 +1,107 @@
+// load_aware: in-flight plus fresh scraped load; stale samples ignored; ties random; weights.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vllm_router/policies/load_aware.h"
+#include "vllm_router/policy.h"
+
+using namespace vllm_router;
+
+namespace {
+
+constexpr std::int64_t kMs = 1000000;
+
+struct LaFleet {
+  std::vector<Endpoint> endpoints;
+  std::vector<std::unique_ptr<EndpointState>> states;
+  std::vector<Candidate> candidates;
+  explicit LaFleet(std::size_t n) : endpoints(n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      endpoints[i].id = "http://10.0.1." + std::to_string(i + 1) + ":8000";
+      states.push_back(std::make_unique<EndpointState>());
+    }
+    for (std::size_t i = 0; i < n; ++i) candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
+  }
+  void scraped(std::size_t i, int waiting, int running, float kv, std::int64_t at_ns) {
+    states[i]->waiting = waiting;
+    states[i]->running = running;
+    states[i]->kv_cache_usage = kv;
+    states[i]->sampled_ns = at_ns;
+  }
+};
+
+PolicyOptions opts() {
+  PolicyOptions o;
+  o.scrape_stale_ms = 5000;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("load_aware: fewest in flight when nothing was scraped") {
+  LaFleet f(3);
+  f.states[0]->in_flight = 3;
+  f.states[1]->in_flight = 1;
+  f.states[2]->in_flight = 2;
+  policies::LoadAware p(opts());
+  Rng rng(1);
+  RequestView view;
+  PickContext ctx{view, rng, nullptr, 3, 100 * kMs};
+  for (int i = 0; i < 100; ++i) CHECK(p.pick(ctx, f.candidates) == 1);
+}
+
+TEST_CASE("load_aware: a fresh waiting queue and KV usage count, a stale sample does not") {
+  LaFleet f(2);
+  policies::LoadAware p(opts());
+  Rng rng(2);
+  RequestView view;
+  const std::int64_t now = 10000 * kMs;
+  PickContext ctx{view, rng, nullptr, 2, now};
+  // e0: idle here, but vLLM reports 6 waiting (other routers' load); e1: 2 in flight here.
+  f.scraped(0, 6, 8, 0.5F, now - 100 * kMs);
+  f.states[1]->in_flight = 2;
+  f.scraped(1, 0, 2, 0.1F, now - 100 * kMs);
+  CHECK(p.pick(ctx, f.candidates) == 1);
+  // The same sample 6 s old (stale_ms 5000) is ignored: in flight decides.
+  f.scraped(0, 6, 8, 0.5F, now - 6000 * kMs);
+  CHECK(p.pick(ctx, f.candidates) == 0);
+  // Never scraped (sampled_ns 0) is ignored too.
+  f.scraped(0, 6, 8, 0.5F, 0);
+  CHECK(p.pick(ctx, f.candidates) == 0);
+  // KV usage breaks an otherwise equal load: 0.9 full loses to 0.1.
+  f.states[1]->in_flight = 0;
+  f.scraped(0, 0, 1, 0.9F, now);
+  f.scraped(1, 0, 1, 0.1F, now);
+  for (int i = 0; i < 50; ++i) CHECK(p.pick(ctx, f.candidates) == 1);
+}
+
+TEST_CASE("load_aware: ties are broken uniformly at random") {
+  LaFleet f(4);
+  policies::LoadAware p(opts());
+  Rng rng(5);
+  RequestView view;
+  PickContext ctx{view, rng, nullptr, 4, 1};
+  std::map<std::size_t, int> counts;
+  for (int i = 0; i < 40000; ++i) counts[p.pick(ctx, f.candidates)]++;
+  REQUIRE(counts.size() == 4);
+  for (auto& [k, n] : counts) {
+    CHECK(n > 9400);
+    CHECK(n < 10600);
+  }
+}
+
+TEST_CASE("load_aware: load is divided by weight") {
+  LaFleet f(2);
+  f.endpoints[0].weight = 3;
+  f.states[0]->in_flight = 4;  // 4/3 per unit
+  f.states[1]->in_flight = 2;  // 2/1
+  policies::LoadAware p(opts());
+  Rng rng(9);
+  RequestView view;
+  PickContext ctx{view, rng, nullptr, 2, 1};
+  CHECK(p.pick(ctx, f.candidates) == 0);
+}

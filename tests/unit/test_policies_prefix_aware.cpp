@@ -1,0 +1,215 @@
+// prefix_aware: chained chunk hashes, longest match, load margin, spread, memory cap, threads.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vllm_router/policies/prefix_aware.h"
+#include "vllm_router/policy.h"
+
+using namespace vllm_router;
+using policies::PrefixAware;
+
+namespace {
+
+constexpr std::int64_t kMs = 1000000;
+
+struct PaFleet {
+  std::vector<Endpoint> endpoints;
+  std::vector<std::unique_ptr<EndpointState>> states;
+  std::vector<Candidate> candidates;
+  std::vector<const Endpoint*> raw;
+  explicit PaFleet(std::size_t n) : endpoints(n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      endpoints[i].id = "http://10.0.3." + std::to_string(i + 1) + ":8000";
+      states.push_back(std::make_unique<EndpointState>());
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
+      raw.push_back(&endpoints[i]);
+    }
+  }
+};
+
+PolicyOptions opts(std::uint32_t chunk = 64, std::uint32_t max_entries = 65536, double margin = 4.0) {
+  PolicyOptions o;
+  o.prefix_chunk_chars = chunk;
+  o.prefix_max_entries = max_entries;
+  o.prefix_load_margin = margin;
+  o.scrape_stale_ms = 5000;
+  return o;
+}
+
+// Deterministic text of `n` characters for `seed` (letters, no JSON quoting needed).
+std::string text(std::uint64_t seed, std::size_t n) {
+  Rng r(seed);
+  std::string s;
+  for (std::size_t i = 0; i < n; ++i) s.push_back(static_cast<char>('a' + r.below(26)));
+  return s;
+}
+
+std::size_t pick(const PrefixAware& p, PaFleet& f, PolicyScratch* scratch, std::string_view prompt,
+                 Rng& rng, std::int64_t now_ns = 1) {
+  RequestView view;
+  view.prompt_prefix = prompt;
+  PickContext ctx{view, rng, scratch, f.endpoints.size(), now_ns};
+  return p.pick(ctx, f.candidates);
+}
+
+}  // namespace
+
+TEST_CASE("prefix_aware: chain hashes cover full chunks and diverge where the text does") {
+  const std::string a = text(1, 1000);
+  std::string b = a;
+  b[700] = b[700] == 'x' ? 'y' : 'x';
+  const auto ha = PrefixAware::chain_hashes(a, 100);
+  const auto hb = PrefixAware::chain_hashes(b, 100);
+  REQUIRE(ha.size() == 10);
+  REQUIRE(hb.size() == 10);
+  for (std::size_t k = 0; k < 7; ++k) CHECK(ha[k] == hb[k]);
+  for (std::size_t k = 7; k < 10; ++k) CHECK(ha[k] != hb[k]);  // chained: later chunks differ too
+  CHECK(PrefixAware::chain_hashes(a.substr(0, 1050), 100).size() == 10);  // partial chunk left out
+  CHECK(PrefixAware::chain_hashes("short", 100).empty());
+  // The same chunk at another depth hashes differently (a chain, not a bag of chunks).
+  const std::string rep(200, 'z');
+  const auto hr = PrefixAware::chain_hashes(rep, 100);
+  CHECK(hr[0] != hr[1]);
+  // Stable: a fixed value, identical in every process.
+  CHECK(PrefixAware::chain_hashes(rep, 100) == hr);
+}
+
+TEST_CASE("prefix_aware: prompts sharing a long prefix stick to the endpoint that served it") {
+  PaFleet f(4);
+  PrefixAware p(opts());
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(2);
+  const std::string shared = text(2, 2000);
+  const std::size_t first = pick(p, f, scratch.get(), shared + text(100, 200), rng);
+  f.states[first]->in_flight = 2;  // busier than the others, within the margin of 4
+  for (int q = 0; q < 50; ++q) {
+    CHECK(pick(p, f, scratch.get(), shared + text(1000 + q, 200), rng) == first);
+  }
+}
+
+TEST_CASE("prefix_aware: new prefix groups go to the least loaded, so groups spread") {
+  PaFleet f(4);
+  PrefixAware p(opts());
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(3);
+  std::map<std::size_t, std::set<int>> groups_on;
+  for (int g = 0; g < 16; ++g) {
+    const std::size_t k = pick(p, f, scratch.get(), text(10 + g, 2000), rng);
+    f.states[k]->in_flight++;  // each group keeps one request open
+    groups_on[k].insert(g);
+  }
+  REQUIRE(groups_on.size() == 4);
+  for (auto& [k, gs] : groups_on) CHECK(gs.size() == 4);
+  // Every group's next request returns to its endpoint.
+  for (auto& [k, gs] : groups_on)
+    for (int g : gs) CHECK(pick(p, f, scratch.get(), text(10 + g, 2000) + "more", rng) == k);
+}
+
+TEST_CASE("prefix_aware: leaves the best match when its load exceeds the least by the margin") {
+  PaFleet f(3);
+  PrefixAware p(opts(64, 65536, 4.0));
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(4);
+  const std::string prompt = text(5, 3000);
+  const std::size_t home = pick(p, f, scratch.get(), prompt, rng);
+  f.states[home]->in_flight = 4;  // exceeds the least (0) by exactly the margin: still home
+  CHECK(pick(p, f, scratch.get(), prompt, rng) == home);
+  f.states[home]->in_flight = 5;  // over the margin: load-aware choice
+  const std::size_t other = pick(p, f, scratch.get(), prompt, rng);
+  CHECK(other != home);
+  // The spill is recorded: both now hold the prefix; with the home busy the other one wins.
+  f.states[other]->in_flight = 3;
+  CHECK(pick(p, f, scratch.get(), prompt, rng) == other);
+}
+
+TEST_CASE("prefix_aware: scraped load counts only while fresh") {
+  PaFleet f(2);
+  PrefixAware p(opts(64, 65536, 4.0));
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(5);
+  const std::string prompt = text(6, 2000);
+  const std::int64_t now = 100000 * kMs;
+  const std::size_t home = pick(p, f, scratch.get(), prompt, rng, now);
+  f.states[home]->waiting = 10;  // vLLM says: 10 queued (other routers' requests)
+  f.states[home]->running = 4;
+  f.states[home]->kv_cache_usage = 0.5F;
+  f.states[home]->sampled_ns = now - 60000 * kMs;  // a minute old: ignored
+  CHECK(pick(p, f, scratch.get(), prompt, rng, now) == home);
+  f.states[home]->sampled_ns = now - 1000 * kMs;  // a second old: 10 + 4 x 0.5 over the margin
+  CHECK(pick(p, f, scratch.get(), prompt, rng, now) != home);
+}
+
+TEST_CASE("prefix_aware: a short shared head (system prompt) does not herd requests") {
+  PaFleet f(4);
+  PrefixAware p(opts(64));
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(6);
+  const std::string system = text(7, 128);  // 2 chunks shared by everyone
+  std::map<std::size_t, int> counts;
+  for (int u = 0; u < 400; ++u) {
+    const std::size_t k = pick(p, f, scratch.get(), system + text(5000 + u, 600), rng);
+    counts[k]++;
+  }
+  REQUIRE(counts.size() == 4);
+  for (auto& [k, n] : counts) CHECK(n > 60);  // load-aware ties: random spread, ~100 each
+}
+
+TEST_CASE("prefix_aware: the index never exceeds prefix_max_entries and forgets the oldest") {
+  PaFleet f(4);
+  PrefixAware p(opts(64, 100));
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(8);
+  for (int i = 0; i < 1000; ++i) {
+    pick(p, f, scratch.get(), text(20000 + static_cast<std::uint64_t>(i), 640), rng);  // 10 chunks each
+    CHECK(PrefixAware::index_size(scratch.get()) <= 100);
+  }
+  CHECK(PrefixAware::index_size(scratch.get()) == 100);
+  // The most recent prompt is still known (sticks under load within the margin)...
+  const std::string recent = text(20000 + 999, 640);
+  const std::size_t home = pick(p, f, scratch.get(), recent, rng);
+  f.states[home]->in_flight = 3;
+  CHECK(pick(p, f, scratch.get(), recent, rng) == home);
+  f.states[home]->in_flight = 0;
+  // ... the first one was forgotten: it goes wherever load says (all equal: spread at random).
+  PrefixAware fresh(opts(64, 100));
+  int same = 0;
+  for (int rep = 0; rep < 40; ++rep) {
+    auto s = fresh.make_scratch(f.raw);
+    std::size_t original = 0;
+    for (int i = 0; i < 20; ++i) {
+      const std::size_t k = pick(fresh, f, s.get(), text(30000 + static_cast<std::uint64_t>(i), 640), rng);
+      if (i == 0) original = k;
+    }
+    if (pick(fresh, f, s.get(), text(30000, 640) + "x", rng) == original) ++same;
+  }
+  CHECK(same < 25);  // remembered it would be 40; forgotten, about 10 (1 in 4)
+  // A zero cap records nothing.
+  PrefixAware none(opts(64, 0));
+  auto s0 = none.make_scratch(f.raw);
+  pick(none, f, s0.get(), recent, rng);
+  CHECK(PrefixAware::index_size(s0.get()) == 0);
+}
+
+TEST_CASE("prefix_aware: concurrent picks from several threads keep the index consistent") {
+  PaFleet f(4);
+  PrefixAware p(opts(64, 500));
+  auto scratch = p.make_scratch(f.raw);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Rng rng(static_cast<std::uint64_t>(100 + t));
+      for (int i = 0; i < 2000; ++i)
+        pick(p, f, scratch.get(), text(static_cast<std::uint64_t>(i % 64), 700), rng);
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(PrefixAware::index_size(scratch.get()) <= 500);
+}
