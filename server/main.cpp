@@ -52,11 +52,10 @@ void start_signal_thread(std::function<void()> stop, std::function<void()> reloa
   }).detach();
 }
 
-// Calls `reload` whenever `path` changes (mtime or size), checking every second.
-void start_config_watch(const std::string& path, std::function<void()> reload) {
-  std::thread([path, reload = std::move(reload)] {
-    struct stat last{};
-    ::stat(path.c_str(), &last);
+// Calls `reload` whenever `path` changes from `last` (mtime or size), checking every second.
+// `last` is taken when the file was read, so an edit made while the server starts is not missed.
+void start_config_watch(const std::string& path, struct stat last, std::function<void()> reload) {
+  std::thread([path, last, reload = std::move(reload)]() mutable {
     for (;;) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       struct stat now{};
@@ -97,6 +96,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   ServerOptions& options = parsed.value();
+  struct stat config_stat{};  // the config file as read, for watch_config
+  if (!options.config_path.empty()) ::stat(options.config_path.c_str(), &config_stat);
   if (options.help) {
     std::fputs(usage().c_str(), stdout);
     return 0;
@@ -210,7 +211,9 @@ int main(int argc, char** argv) {
     log(LogLevel::info, "configuration reloaded: {} model(s), routing table version {}", next.models.size(),
         router.snapshot()->version);
   };
-  if (config.watch_config && !options.config_path.empty()) start_config_watch(options.config_path, reload);
+  if (config.watch_config && !options.config_path.empty()) {
+    start_config_watch(options.config_path, config_stat, reload);
+  }
 
   // Active health checks run beside the data path on their own thread.
   HttpTransportOptions probe_options;
