@@ -39,6 +39,7 @@ SSE_LOAD=${SSE_LOAD:-$ROOT/build/bench/sse_load}
 NGINX=${NGINX:-$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)}
 WRK=${WRK:-$(command -v wrk || true)}
 ROUTER_ARGS=${ROUTER_ARGS-}
+SIM_NICE=${SIM_NICE:-10}
 ROUTER_FAIR_ARGS=${ROUTER_FAIR_ARGS-}
 ROUTER_IDLE_ARGS=${ROUTER_IDLE_ARGS:-}
 MODEL=facebook/opt-125m
@@ -165,7 +166,10 @@ start_listening() {
   LPORT=${LPORT%%[!0-9]*}
 }
 start_sim() {
-  start_listening sim "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
+  # The engines stand in for GPU servers on other machines: on this shared box they run at a
+  # lower priority (SIM_NICE), the same for direct, nginx and router, so thousands of sim threads
+  # do not starve the proxy under test of CPU.
+  start_listening sim nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
   SIM_PID=$LPID; SIM_PORT=$LPORT
 }
 start_router() {  # start_router ARGS-STRING THREADS

@@ -151,7 +151,7 @@ class Conn {
 
  private:
   // Client side.
-  void read_client();
+  void read_client(bool peer_closed = false);  // peer_closed: read on to see the EOF
   void process();
   void dispatch();
   void local(const LocalResponse& r, bool close_after = false);
@@ -236,6 +236,7 @@ class Conn {
   detail::ChunkedScanner u_scanner_;
   std::uint64_t u_left_ = 0;
   bool u_paused_ = false;
+  bool u_peer_closed_ = false;  // the upstream sent FIN: read to the EOF, no edge will follow
   bool u_extra_ = false;  // bytes after the body: the socket cannot be reused
   bool wrap_chunks_ = false;
   bool event_stream_ = false;
@@ -425,12 +426,14 @@ void Conn::close() {
 }
 
 void Conn::on_client(std::uint32_t ev) {
-  if ((ev & EPOLLIN) != 0 || (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) read_client();
+  if ((ev & EPOLLIN) != 0 || (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+    read_client((ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
   if (closed()) return;
   if ((ev & EPOLLOUT) != 0 && out_off_ < out_.size()) flush();
 }
 
-void Conn::read_client() {
+void Conn::read_client(bool peer_closed) {
   char* buf = loop_.scratch.data();
   for (;;) {
     const ssize_t n = ::recv(cfd_, buf, kReadSize, 0);
@@ -445,6 +448,9 @@ void Conn::read_client() {
           return close();
         }
       }
+      // A short read emptied the socket: later data raises a new edge, no need to see EAGAIN
+      // (unless the peer closed: then the EOF must be read now, no edge will follow).
+      if (static_cast<std::size_t>(n) < kReadSize && !peer_closed) break;
       continue;
     }
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -841,6 +847,7 @@ void Conn::connect_upstream() {
   u_registered_ = u_reused_ && ufd_ >= 0;  // pooled sockets stay registered (tagged idle)
   u_scanner_ = detail::ChunkedScanner{};
   u_paused_ = false;
+  u_peer_closed_ = false;
   u_extra_ = false;
   state_ = State::upstream;
   if (ufd_ < 0) {
@@ -882,6 +889,7 @@ void Conn::on_upstream(std::uint32_t ev) {
   }
   if ((ev & EPOLLOUT) != 0 && u_writing_) write_upstream();
   if (closed() || ufd_ < 0) return;
+  if ((ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) u_peer_closed_ = true;
   if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !u_paused_) read_upstream();
 }
 
@@ -918,9 +926,10 @@ void Conn::write_upstream() {
     return upstream_failed(Error{u_written_ == 0 ? Errc::connect_failed : Errc::upstream_closed,
                                  std::string("writing to upstream failed: ") + std::strerror(errno), ""});
   }
-  set_upstream_interest(false);
+  // Sent. EPOLLOUT stays registered (edge-triggered: it fires only when a full socket drains)
+  // and is ignored from now on; the answer arrives as an EPOLLIN edge. No MOD, no early read.
+  u_writing_ = false;
   arm(rcfg().timeouts.first_byte());
-  read_upstream();
 }
 
 void Conn::read_upstream() {
@@ -963,7 +972,10 @@ void Conn::read_upstream() {
         u_head_done_ = true;
         break;
       }
-      if (!u_head_done_) continue;
+      if (!u_head_done_) {
+        if (static_cast<std::size_t>(n) < kReadSize && !u_peer_closed_) return;  // socket drained
+        continue;
+      }
       if (uresp_.status == 503 && rcfg().retry.on_503 &&
           retry_elsewhere(Error{Errc::no_endpoint, "upstream answered 503", ""})) {
         return;
@@ -976,9 +988,11 @@ void Conn::read_upstream() {
       if (!rest.empty() && !relay(rest)) return;
       uin_.clear();
       if (uresp_.framing == detail::Framing::none) return finish_upstream();
+      if (static_cast<std::size_t>(n) < kReadSize && !u_peer_closed_) return;  // socket drained
       continue;
     }
     if (!relay(data)) return;
+    if (static_cast<std::size_t>(n) < kReadSize && !u_peer_closed_) return;  // socket drained
   }
 }
 
