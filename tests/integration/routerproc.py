@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-from simproc import repo_root
+from simproc import ManagedProcess, read_announcement, repo_root
 
 __all__ = ["RouterProcess", "start_router", "run_router", "router_binary", "clean_env",
            "call", "post_json", "sim_stats", "sim_reset", "wait_for", "assert_openai_error",
@@ -55,48 +55,17 @@ def clean_env(**extra):
     return env
 
 
-class RouterProcess:
-    def __init__(self, proc, host, port, stderr_file):
-        self.proc = proc
-        self.host = host
-        self.port = port
-        self.url = "http://%s:%d" % (host, port)
-        self._stderr = stderr_file
+class RouterProcess(ManagedProcess):
+    _registry = _live
 
-    @property
-    def pid(self):
-        return self.proc.pid
+    def __init__(self, proc, host, port, stderr_file):
+        super().__init__(proc, host, port)
+        self._stderr = stderr_file
 
     def stderr_text(self):
         self._stderr.flush()
         with open(self._stderr.name, "rb") as f:
             return f.read().decode(errors="replace")
-
-    def stop(self, timeout=5.0):
-        """Stops the router (SIGTERM, then SIGKILL after `timeout`); returns its exit code."""
-        _live.discard(self)
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        return self.proc.returncode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def __repr__(self):
-        return "RouterProcess(pid=%d, url=%s)" % (self.proc.pid, self.url)
 
 
 def start_router(*args, env=None, timeout=5.0):
@@ -113,32 +82,15 @@ def start_router(*args, env=None, timeout=5.0):
     stderr_file = tempfile.NamedTemporaryFile(prefix="vllm-router-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             stderr=stderr_file, env=clean_env() if env is None else env)
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or proc.poll() is not None:
-            break
-        ready, _, _ = select.select([proc.stdout], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(proc.stdout.fileno(), 1)
-        if not chunk:
-            break
-        line += chunk
-    text = line.decode(errors="replace").strip()
-    if not text.startswith(_LISTEN_PREFIX):
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    got = read_announcement(proc, _LISTEN_PREFIX, timeout)
+    if isinstance(got, str):
         stderr_file.flush()
         with open(stderr_file.name, "rb") as f:
             err = f.read().decode(errors="replace")
         raise RuntimeError("vllm-router did not announce its port (got %r, rc=%r, cmd=%r, "
-                           "stderr=%r)" % (text, proc.returncode, cmd, err[-2000:]))
-    hostport = text[len(_LISTEN_PREFIX):]
-    host, _, port = hostport.rpartition(":")
-    router = RouterProcess(proc, host, int(port), stderr_file)
+                           "stderr=%r)" % (got, proc.returncode, cmd, err[-2000:]))
+    host, port = got
+    router = RouterProcess(proc, host, port, stderr_file)
     _live.add(router)
     return router
 

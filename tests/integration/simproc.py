@@ -21,7 +21,7 @@ import signal
 import subprocess
 import time
 
-__all__ = ["SimProcess", "start_sim", "sim_binary", "repo_root"]
+__all__ = ["SimProcess", "ManagedProcess", "read_announcement", "start_sim", "sim_binary", "repo_root"]
 
 _LISTEN_PREFIX = "vllm-sim listening on http://"
 _live = set()
@@ -38,7 +38,12 @@ def sim_binary():
     return path
 
 
-class SimProcess:
+class ManagedProcess:
+    """A started server process: .proc, .host, .port, .url, .pid, .stop(); a context manager.
+    Shared by SimProcess and routerproc.RouterProcess."""
+
+    _registry = None  # the set of live processes of the subclass's module
+
     def __init__(self, proc, host, port):
         self.proc = proc
         self.host = host
@@ -50,8 +55,9 @@ class SimProcess:
         return self.proc.pid
 
     def stop(self, timeout=5.0):
-        """Stops the sim (SIGTERM, then SIGKILL after `timeout`); returns its exit code."""
-        _live.discard(self)
+        """Stops the process (SIGTERM, then SIGKILL after `timeout`); returns its exit code."""
+        if self._registry is not None:
+            self._registry.discard(self)
         if self.proc.poll() is None:
             try:
                 os.kill(self.proc.pid, signal.SIGTERM)
@@ -73,16 +79,12 @@ class SimProcess:
         self.stop()
 
     def __repr__(self):
-        return "SimProcess(pid=%d, url=%s)" % (self.proc.pid, self.url)
+        return "%s(pid=%d, url=%s)" % (type(self).__name__, self.proc.pid, self.url)
 
 
-def start_sim(*args, env=None, timeout=5.0):
-    """Starts vllm-sim on a free port and waits until it listens."""
-    binary = sim_binary()
-    if not os.path.exists(binary):
-        raise FileNotFoundError("vllm-sim binary not found at %s (set VLLM_SIM)" % binary)
-    cmd = [binary, "--port", "0"] + [str(a) for a in args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+def read_announcement(proc, prefix, timeout):
+    """Reads the first stdout line of `proc` (within `timeout` s). Returns (host, port) when it
+    is `prefix` + "HOST:PORT"; otherwise kills the process and returns the line it got."""
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):
@@ -97,15 +99,32 @@ def start_sim(*args, env=None, timeout=5.0):
             break
         line += chunk
     text = line.decode(errors="replace").strip()
-    if not text.startswith(_LISTEN_PREFIX):
+    if not text.startswith(prefix):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        return text
+    host, _, port = text[len(prefix):].rpartition(":")
+    return host, int(port)
+
+
+class SimProcess(ManagedProcess):
+    _registry = _live
+
+
+def start_sim(*args, env=None, timeout=5.0):
+    """Starts vllm-sim on a free port and waits until it listens."""
+    binary = sim_binary()
+    if not os.path.exists(binary):
+        raise FileNotFoundError("vllm-sim binary not found at %s (set VLLM_SIM)" % binary)
+    cmd = [binary, "--port", "0"] + [str(a) for a in args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    got = read_announcement(proc, _LISTEN_PREFIX, timeout)
+    if isinstance(got, str):
         raise RuntimeError("vllm-sim did not announce its port (got %r, rc=%r, cmd=%r)"
-                           % (text, proc.returncode, cmd))
-    hostport = text[len(_LISTEN_PREFIX):]
-    host, _, port = hostport.rpartition(":")
-    sim = SimProcess(proc, host, int(port))
+                           % (got, proc.returncode, cmd))
+    host, port = got
+    sim = SimProcess(proc, host, port)
     _live.add(sim)
     return sim
 

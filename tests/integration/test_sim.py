@@ -18,25 +18,7 @@ MODEL = "facebook/opt-125m"
 
 # ---------------------------------------------------------------- helpers
 
-def call(sim, method, path, body=None, headers=None, timeout=5.0):
-    """One request on a fresh connection; returns (status, {lower-name: value}, body bytes)."""
-    conn = http.client.HTTPConnection(sim.host, sim.port, timeout=timeout)
-    try:
-        hdrs = dict(headers or {})
-        data = None
-        if body is not None:
-            data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
-
-
-def post_json(sim, path, body, headers=None, timeout=5.0):
-    status, hdrs, raw = call(sim, "POST", path, body, headers, timeout)
-    return status, hdrs, json.loads(raw) if raw else None
+from routerproc import call, post_json  # noqa: E402  (shared HTTP helpers)
 
 
 def parse_sse(raw):
