@@ -209,6 +209,7 @@ class Conn {
 
   std::string out_;
   std::size_t out_off_ = 0;
+  bool corked_ = false;  // queue() only collects (see read_upstream)
 
   // The upstream exchange.
   std::shared_ptr<const RouterConfig> rcfg_;  // routing config in force when the request came
@@ -632,6 +633,14 @@ void Conn::local(const LocalResponse& r, bool close_after) {
 }
 
 void Conn::queue(std::string_view data) {
+  if (corked_) {  // collecting the head and the first body bytes for one write
+    if (out_off_ == out_.size()) {
+      out_.clear();
+      out_off_ = 0;
+    }
+    out_.append(data);
+    return;
+  }
   if (out_off_ == out_.size()) {
     out_.clear();
     out_off_ = 0;
@@ -981,11 +990,20 @@ void Conn::read_upstream() {
         return;
       }
       arm(rcfg().timeouts.idle());
-      if (!on_upstream_head()) return;
+      // The head and the body bytes that came with it leave in one write (a small answer is one
+      // packet to the client, not two).
+      corked_ = true;
+      if (!on_upstream_head()) {
+        corked_ = false;
+        return;
+      }
       // Relay what followed the head straight from uin_. When that ends the exchange, uin_
       // belongs to whatever runs next on this connection: leave it alone.
       const std::string_view rest = std::string_view(uin_).substr(uresp_.size);
-      if (!rest.empty() && !relay(rest)) return;
+      const bool more = rest.empty() || relay(rest);
+      corked_ = false;
+      if (!closed() && out_off_ < out_.size()) flush();
+      if (!more || closed() || ufd_ < 0) return;
       uin_.clear();
       if (uresp_.framing == detail::Framing::none) return finish_upstream();
       if (static_cast<std::size_t>(n) < kReadSize && !u_peer_closed_) return;  // socket drained
