@@ -34,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kReadSize = 64 * 1024;
 constexpr std::size_t kMaxPendingOut = 256 * 1024;  // pause the upstream above this backlog
 constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr int kAcceptBatch = 4;
 constexpr std::uintptr_t kUpstreamTag = 1;
 constexpr std::uintptr_t kWakeTag = 2;
 constexpr std::uintptr_t kIdleTag = 3;  // (fd << 2) | 3: an idle pooled upstream socket
@@ -311,7 +312,10 @@ void Loop::drop_idle(int fd) {
 }
 
 void Loop::accept_all() {
-  for (int i = 0; i < 128; ++i) {
+  // A few per wake-up, like nginx without multi_accept: the listening socket is level-triggered
+  // and shared, so the rest wake the other loops and connections spread across the CPUs (one
+  // loop grabbing a whole burst would serve it alone).
+  for (int i = 0; i < kAcceptBatch; ++i) {
     const int fd = ::accept4(srv.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR) continue;
