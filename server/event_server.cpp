@@ -61,6 +61,11 @@ std::string peer_address(int fd) {
   return buf;
 }
 
+// Appends "name: value\r\n".
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
 // Is `name` one of the comma-separated tokens of `list` (case-insensitive)?
 bool listed_in(std::string_view list, std::string_view name) {
   while (!list.empty()) {
@@ -820,21 +825,12 @@ void Conn::start_upstream() {
   }
   for (const auto& h : head_.headers) {
     if (!forward_request_header(h.name) || (!connection.empty() && listed_in(connection, h.name))) continue;
-    u_head_ += h.name;
-    u_head_ += ": ";
-    u_head_ += h.value;
-    u_head_ += "\r\n";
+    append_header(u_head_, h.name, h.value);
   }
-  if (!ep.api_key.empty()) {
-    u_head_ += "Authorization: Bearer ";
-    u_head_ += ep.api_key;
-    u_head_ += "\r\n";
-  }
-  u_head_ += "X-Request-Id: ";
-  u_head_ += request_id_;
-  u_head_ += "\r\nX-Forwarded-For: ";
-  u_head_ += peer_;
-  u_head_ += "\r\nContent-Length: ";
+  if (!ep.api_key.empty()) append_header(u_head_, "Authorization", "Bearer " + ep.api_key);
+  append_header(u_head_, "X-Request-Id", request_id_);
+  append_header(u_head_, "X-Forwarded-For", peer_);
+  u_head_ += "Content-Length: ";
   u_head_ += std::to_string(body.size());
   u_head_ += "\r\n\r\n";
   if (body.data() != body_.data()) body_ = body;  // send the rewritten body
@@ -1034,14 +1030,9 @@ bool Conn::on_upstream_head() {
     if (detail::iequals(h.name, "content-type") && h.value.substr(0, 17) == "text/event-stream") {
       event_stream_ = true;
     }
-    head += h.name;
-    head += ": ";
-    head += h.value;
-    head += "\r\n";
+    append_header(head, h.name, h.value);
   }
-  head += "X-Request-Id: ";
-  head += request_id_;
-  head += "\r\n";
+  append_header(head, "X-Request-Id", request_id_);
   wrap_chunks_ = false;
   switch (uresp_.framing) {
     case detail::Framing::length:

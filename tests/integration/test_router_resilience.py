@@ -37,6 +37,16 @@ def write_config(path, models, **extra):
     os.replace(tmp, path)  # atomic: a watcher never reads half a file
 
 
+def write_limited_config(path, sim, **extra):
+    """One model on `sim` with one request in flight per endpoint, health checks off."""
+    write_config(path, [("m", [sim.url])], health_check={"enabled": False}, **extra)
+    with open(path) as f:
+        doc = json.load(f)
+    doc["models"][0]["max_in_flight_per_endpoint"] = 1
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
 def request(router, body, headers=None, timeout=10.0):
     """One request on its own connection; returns (status, headers dict, body bytes)."""
     conn = http.client.HTTPConnection(router.host, router.port, timeout=timeout)
@@ -141,11 +151,7 @@ def test_replica_that_never_answers_times_out_then_succeeds_elsewhere(tmp_path):
 def test_overload_queues_then_refuses_with_retry_after(tmp_path):
     cfg = str(tmp_path / "router.json")
     with start_sim("--model", "m", "--ttft-ms", "1500") as sim:
-        write_config(cfg, [("m", [sim.url])], queue_max=2, queue_timeout_ms=300,
-                     health_check={"enabled": False})
-        doc = json.load(open(cfg))
-        doc["models"][0]["max_in_flight_per_endpoint"] = 1
-        json.dump(doc, open(cfg, "w"))
+        write_limited_config(cfg, sim, queue_max=2, queue_timeout_ms=300)
         with start_router("--config", cfg, "--log-level", "error") as router:
             out = [None] * 6
 
@@ -177,11 +183,7 @@ def test_overload_queues_then_refuses_with_retry_after(tmp_path):
 def test_queued_requests_are_served_when_room_frees(tmp_path):
     cfg = str(tmp_path / "router.json")
     with start_sim("--model", "m", "--ttft-ms", "200") as sim:
-        write_config(cfg, [("m", [sim.url])], queue_max=8, queue_timeout_ms=5000,
-                     health_check={"enabled": False})
-        doc = json.load(open(cfg))
-        doc["models"][0]["max_in_flight_per_endpoint"] = 1
-        json.dump(doc, open(cfg, "w"))
+        write_limited_config(cfg, sim, queue_max=8, queue_timeout_ms=5000)
         with start_router("--config", cfg, "--log-level", "error") as router:
             out = []
             threads = [threading.Thread(target=lambda: out.append(request(router, chat("m"))))
