@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "support/fleet.h"
 #include "vllm_router/policies/least_requests.h"
 #include "vllm_router/policies/round_robin.h"
 
@@ -12,23 +13,13 @@ using namespace vllm_router;
 
 namespace {
 
-struct Fleet {
-  std::vector<Endpoint> endpoints;
-  std::vector<std::unique_ptr<EndpointState>> states;
-  std::vector<Candidate> candidates;
-  std::vector<const Endpoint*> raw;
-
-  explicit Fleet(std::vector<std::uint32_t> weights) {
-    endpoints.resize(weights.size());
-    for (std::size_t i = 0; i < weights.size(); ++i) {
-      endpoints[i].id = "e" + std::to_string(i);
-      endpoints[i].weight = weights[i];
-      states.push_back(std::make_unique<EndpointState>());
-    }
-    for (std::size_t i = 0; i < weights.size(); ++i) {
-      candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
-      raw.push_back(&endpoints[i]);
-    }
+// Endpoints "e0", "e1", ... with these weights.
+struct Fleet : testing::TestFleet {
+  explicit Fleet(const std::vector<std::uint32_t>& weights) : TestFleet(ids(weights.size()), weights) {}
+  static std::vector<std::string> ids(std::size_t n) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < n; ++i) out.push_back("e" + std::to_string(i));
+    return out;
   }
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/fleet.h"
 #include "vllm_router/policies/load_aware.h"
 #include "vllm_router/policy.h"
 
@@ -15,17 +16,8 @@ namespace {
 
 constexpr std::int64_t kMs = 1000000;
 
-struct LaFleet {
-  std::vector<Endpoint> endpoints;
-  std::vector<std::unique_ptr<EndpointState>> states;
-  std::vector<Candidate> candidates;
-  explicit LaFleet(std::size_t n) : endpoints(n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      endpoints[i].id = "http://10.0.1." + std::to_string(i + 1) + ":8000";
-      states.push_back(std::make_unique<EndpointState>());
-    }
-    for (std::size_t i = 0; i < n; ++i) candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
-  }
+struct LaFleet : testing::TestFleet {
+  explicit LaFleet(std::size_t n) : TestFleet(testing::fleet_ids(n, "10.0.1")) {}
   void scraped(std::size_t i, int waiting, int running, float kv, std::int64_t at_ns) {
     states[i]->waiting = waiting;
     states[i]->running = running;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/fleet.h"
 #include "vllm_router/policies/power_of_two.h"
 #include "vllm_router/policy.h"
 
@@ -13,17 +14,8 @@ using namespace vllm_router;
 
 namespace {
 
-struct P2Fleet {
-  std::vector<Endpoint> endpoints;
-  std::vector<std::unique_ptr<EndpointState>> states;
-  std::vector<Candidate> candidates;
-  explicit P2Fleet(std::size_t n) : endpoints(n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      endpoints[i].id = "http://10.0.0." + std::to_string(i + 1) + ":8000";
-      states.push_back(std::make_unique<EndpointState>());
-    }
-    for (std::size_t i = 0; i < n; ++i) candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
-  }
+struct P2Fleet : testing::TestFleet {
+  explicit P2Fleet(std::size_t n) : TestFleet(testing::fleet_ids(n, "10.0.0")) {}
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/fleet.h"
 #include "vllm_router/policies/prefix_aware.h"
 #include "vllm_router/policy.h"
 
@@ -18,21 +19,8 @@ namespace {
 
 constexpr std::int64_t kMs = 1000000;
 
-struct PaFleet {
-  std::vector<Endpoint> endpoints;
-  std::vector<std::unique_ptr<EndpointState>> states;
-  std::vector<Candidate> candidates;
-  std::vector<const Endpoint*> raw;
-  explicit PaFleet(std::size_t n) : endpoints(n) {
-    for (std::size_t i = 0; i < n; ++i) {
-      endpoints[i].id = "http://10.0.3." + std::to_string(i + 1) + ":8000";
-      states.push_back(std::make_unique<EndpointState>());
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
-      raw.push_back(&endpoints[i]);
-    }
-  }
+struct PaFleet : testing::TestFleet {
+  explicit PaFleet(std::size_t n) : TestFleet(testing::fleet_ids(n, "10.0.3")) {}
 };
 
 PolicyOptions opts(std::uint32_t chunk = 64, std::uint32_t max_entries = 65536, double margin = 4.0) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "policies/hash_detail.h"
+#include "support/fleet.h"
 #include "vllm_router/policies/session.h"
 #include "vllm_router/policy.h"
 
@@ -16,27 +17,12 @@ using namespace vllm_router;
 
 namespace {
 
-struct SessionFleet {
-  std::vector<Endpoint> endpoints;
-  std::vector<std::unique_ptr<EndpointState>> states;
-  std::vector<Candidate> candidates;
-  std::vector<const Endpoint*> raw;
-  explicit SessionFleet(const std::vector<std::string>& ids) : endpoints(ids.size()) {
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      endpoints[i].id = ids[i];
-      states.push_back(std::make_unique<EndpointState>());
-    }
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      candidates.push_back(Candidate{&endpoints[i], states[i].get(), i});
-      raw.push_back(&endpoints[i]);
-    }
-  }
+struct SessionFleet : testing::TestFleet {
+  explicit SessionFleet(const std::vector<std::string>& endpoint_ids) : TestFleet(endpoint_ids) {}
 };
 
 std::vector<std::string> ids(int n, int first = 1) {
-  std::vector<std::string> out;
-  for (int i = first; i < first + n; ++i) out.push_back("http://10.0.2." + std::to_string(i) + ":8000");
-  return out;
+  return testing::fleet_ids(static_cast<std::size_t>(n), "10.0.2", static_cast<std::size_t>(first));
 }
 
 // The bound alone (no minimum capacity), unless a test asks for one.
