@@ -35,7 +35,7 @@ import time
 from simproc import ManagedProcess, read_announcement, repo_root
 
 __all__ = ["RouterProcess", "start_router", "run_router", "router_binary", "clean_env",
-           "call", "post_json", "sim_stats", "sim_reset", "wait_for", "assert_openai_error",
+           "call", "post_json", "chat_body", "sim_stats", "sim_reset", "wait_for", "assert_openai_error",
            "dead_port", "fnv1a64", "metric_samples", "router_metrics", "open_stream"]
 
 _LISTEN_PREFIX = "vllm-router listening on http://"
@@ -139,6 +139,16 @@ def post_json(target, path, body, headers=None, timeout=5.0):
     """POST; returns (status, headers, parsed JSON body or None)."""
     status, hdrs, raw = call(target, "POST", path, body, headers, timeout)
     return status, hdrs, json.loads(raw) if raw else None
+
+
+def chat_body(model=None, **kw):
+    """A minimal chat completion body (one user message, max_tokens 1); `model` omitted when
+    None; keyword arguments add or replace fields."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    if model is not None:
+        body["model"] = model
+    body.update(kw)
+    return body
 
 
 def sim_stats(sim):

@@ -11,16 +11,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fakekube import FakeKube, endpoint_slice, pod  # noqa: E402
-from routerproc import call, post_json, start_router, wait_for  # noqa: E402
+from routerproc import chat_body as chat, call, post_json, start_router, wait_for  # noqa: E402
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 ANN = "vllm-router.io/served-model-names"
 SEL = {"app": "vllm"}
-
-
-def chat(model):
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import call, post_json, run_router, start_router, wait_for  # noqa: E402
+from routerproc import chat_body as chat, call, post_json, run_router, start_router, wait_for  # noqa: E402
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
-
-
-def chat(model):
-    return {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
 
 def write_config(doc, path=None):

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, clean_env, post_json, run_router,  # noqa: E402
+from routerproc import (chat_body as chat, assert_openai_error, call, clean_env, post_json, run_router,  # noqa: E402
                         start_router, wait_for)
 from simproc import repo_root, start_sim  # noqa: E402
 
@@ -26,13 +26,6 @@ ENV_VARS = ["VLLM_ROUTER_CONFIG", "VLLM_ROUTER_HOST", "VLLM_ROUTER_PORT", "VLLM_
             "VLLM_ROUTER_POLICY", "VLLM_ROUTER_DEFAULT_MODEL", "VLLM_ROUTER_MAX_BODY_BYTES",
             "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "VLLM_ROUTER_READ_TIMEOUT_MS", "VLLM_ROUTER_THREADS",
             "VLLM_ROUTER_MAX_CONNECTIONS", "VLLM_ROUTER_LOG_LEVEL"]
-
-
-def chat(model=None):
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    if model is not None:
-        body["model"] = model
-    return body
 
 
 @pytest.fixture

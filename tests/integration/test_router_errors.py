@@ -9,17 +9,11 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, dead_port, metric_samples,  # noqa: E402
+from routerproc import (chat_body as chat, assert_openai_error, call, dead_port, metric_samples,  # noqa: E402
                         post_json, router_metrics, sim_reset, sim_stats, start_router, wait_for)
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
-
-
-def chat(model, **kw):
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    body.update(kw)
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,13 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, fnv1a64, post_json, sim_reset,  # noqa: E402
+from routerproc import (chat_body as chat, assert_openai_error, call, fnv1a64, post_json, sim_reset,  # noqa: E402
                         sim_stats, start_router)
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 CLIENT_KEY = "client-key-123"
 REPLICA_KEY = "replica-key-456"
-
-
-def chat(model, **kw):
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    body.update(kw)
-    return body
 
 
 # ---------------------------------------------------------------- API keys
