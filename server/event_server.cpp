@@ -94,7 +94,7 @@ class Conn;
 /// One epoll loop and the connections it owns. Only its own thread touches its state.
 class Loop {
  public:
-  Loop(EventServer& server, int index);
+  explicit Loop(EventServer& server);
   ~Loop();
   void run();
   void wake();
@@ -103,7 +103,6 @@ class Loop {
   const GatewayConfig& cfg;
   int ep = -1;
   int wake_fd = -1;
-  int index = 0;
   Clock::time_point now = Clock::now();
   std::vector<Conn*> conns;       // every open client connection (for timeouts)
   std::vector<Conn*> graveyard;   // closed during this batch; freed after it
@@ -180,7 +179,7 @@ class Conn {
   void cancel_exchange();
   void drop_upstream();
   void complete_lease(OutcomeKind kind, int status);
-  void set_upstream_interest(bool writing);
+  void watch_upstream();  // (re)points the upstream socket's events at this connection
   bool retry_elsewhere(const Error& error);
   bool take_retry();
   void release_retry();
@@ -255,7 +254,7 @@ class Conn {
 // ---------------------------------------------------------------------------------------------
 // Loop
 
-Loop::Loop(EventServer& server, int i) : srv(server), cfg(server.config_), index(i) {
+Loop::Loop(EventServer& server) : srv(server), cfg(server.config_) {
   ep = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   epoll_event wev{};
@@ -840,13 +839,14 @@ void Conn::start_upstream() {
   connect_upstream();
 }
 
-void Conn::set_upstream_interest(bool writing) {
+void Conn::watch_upstream() {
+  // Edge-triggered IN and OUT for the whole exchange: OUT matters only while u_writing_.
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (writing ? EPOLLOUT : 0u);
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = reinterpret_cast<std::uintptr_t>(this) | kUpstreamTag;
   ::epoll_ctl(loop_.ep, u_registered_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, ufd_, &ev);
   u_registered_ = true;
-  u_writing_ = writing;
+  u_writing_ = true;
 }
 
 void Conn::connect_upstream() {
@@ -868,11 +868,11 @@ void Conn::connect_upstream() {
     }
     u_connecting_ = true;
     arm(rcfg().timeouts.connect_ms);
-    set_upstream_interest(true);
+    watch_upstream();
     return;  // EPOLLOUT tells when the connect finished
   }
   u_connecting_ = false;
-  set_upstream_interest(true);
+  watch_upstream();
   write_upstream();
 }
 
@@ -1295,7 +1295,7 @@ Result<int> EventServer::bind() {
                                              : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   unsigned n = config_.threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, static_cast<int>(i)));
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this));
   return bound;
 }
 
