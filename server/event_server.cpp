@@ -35,9 +35,11 @@ constexpr std::size_t kReadSize = 64 * 1024;
 constexpr std::size_t kMaxPendingOut = 256 * 1024;  // pause the upstream above this backlog
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr int kAcceptBatch = 4;
+// epoll tags: 0 the listening socket, kWakeTag the eventfd, (generation << 34) | (fd << 2) |
+// kUpstreamTag an upstream socket (its owner is looked up in Loop::upstream), anything else a
+// client Conn*.
 constexpr std::uintptr_t kUpstreamTag = 1;
 constexpr std::uintptr_t kWakeTag = 2;
-constexpr std::uintptr_t kIdleTag = 3;  // (fd << 2) | 3: an idle pooled upstream socket
 
 void close_fd(int fd) {
   if (fd >= 0) ::close(fd);
@@ -107,6 +109,33 @@ class Loop {
   std::vector<Conn*> conns;       // every open client connection (for timeouts)
   std::vector<Conn*> graveyard;   // closed during this batch; freed after it
   std::unordered_map<std::string, std::vector<int>> idle;  // upstream keep-alive by endpoint id
+  // Upstream sockets by fd: which connection one serves (nullptr while it idles in the pool) and
+  // a generation, bumped when the socket closes. A socket is registered in epoll once, for its
+  // whole life: handing it from one exchange to the next only changes `owner`, never epoll (no
+  // epoll_ctl per request). The generation in each event's tag makes an event that was already
+  // collected for a socket closed earlier in the same batch harmless, even if a new socket got
+  // the same fd number in between.
+  struct UpstreamSlot {
+    Conn* owner = nullptr;
+    std::uint32_t generation = 0;
+  };
+  std::vector<UpstreamSlot> upstream;
+  UpstreamSlot& slot_of(int fd) {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= upstream.size()) upstream.resize(std::max<std::size_t>(i + 1, 2 * upstream.size()));
+    return upstream[i];
+  }
+  std::uint64_t upstream_tag(int fd) {
+    return (static_cast<std::uint64_t>(slot_of(fd).generation) << 34) |
+           (static_cast<std::uint64_t>(static_cast<std::uint32_t>(fd)) << 2) | kUpstreamTag;
+  }
+  void close_upstream(int fd) {  // closing the last reference also takes it out of epoll
+    if (fd < 0) return;
+    UpstreamSlot& s = slot_of(fd);
+    s.owner = nullptr;
+    s.generation = (s.generation + 1) & 0x3fffffffu;
+    close_fd(fd);
+  }
   std::vector<char> scratch = std::vector<char>(kReadSize);
   std::deque<Conn*> waiting;  // requests whose endpoints were all full (FIFO)
   bool freed = false;         // a lease ended: waiting requests may find room
@@ -116,7 +145,7 @@ class Loop {
 
   int take_idle(const std::string& id);
   void give_idle(const std::string& id, int fd);  // fd stays registered in epoll
-  void drop_idle(int fd);                          // the upstream closed an idle socket
+  void on_idle(int fd, std::uint32_t ev);          // an event on a socket without owner
   void accept_all();
   void remove(Conn* c);
 };
@@ -131,7 +160,7 @@ class Conn {
   }
   ~Conn() {
     close_fd(cfd_);
-    close_fd(ufd_);
+    loop_.close_upstream(ufd_);
   }
 
   std::size_t slot = 0;
@@ -271,7 +300,7 @@ Loop::~Loop() {
   for (Conn* c : conns) delete c;
   for (Conn* c : graveyard) delete c;
   for (auto& [id, fds] : idle) {
-    for (int fd : fds) close_fd(fd);
+    for (int fd : fds) close_upstream(fd);
   }
   close_fd(wake_fd);
   close_fd(ep);
@@ -293,23 +322,23 @@ int Loop::take_idle(const std::string& id) {
 void Loop::give_idle(const std::string& id, int fd) {
   auto& fds = idle[id];
   if (fds.size() >= srv.config_.router.max_idle_connections) {
-    close_fd(fds.front());  // keep the most recently used ones (closing also leaves epoll)
+    close_upstream(fds.front());  // keep the most recently used ones
     fds.erase(fds.begin());
   }
-  // Stays registered, tagged as idle: an upstream closing it is noticed and it leaves the pool.
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = (static_cast<std::uint64_t>(fd) << 2) | kIdleTag;
-  ::epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  // Stays registered, without owner: an upstream closing it is noticed and it leaves the pool.
+  slot_of(fd).owner = nullptr;
   fds.push_back(fd);
 }
 
-void Loop::drop_idle(int fd) {
+void Loop::on_idle(int fd, std::uint32_t ev) {
+  // EPOLLOUT alone is an ACK freeing send space (edge-triggered): nothing to do. Anything else on
+  // an idle socket (EOF, an error, bytes nobody asked for) makes it useless.
+  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) return;
   for (auto& [id, fds] : idle) {
     const auto it = std::find(fds.begin(), fds.end(), fd);
     if (it != fds.end()) {
       fds.erase(it);
-      close_fd(fd);
+      close_upstream(fd);
       return;
     }
   }
@@ -388,11 +417,16 @@ void Loop::run() {
       } else if (tag == kWakeTag) {
         std::uint64_t v = 0;
         [[maybe_unused]] const auto r = ::read(wake_fd, &v, sizeof v);
-      } else if ((tag & 3) == kIdleTag) {
-        drop_idle(static_cast<int>(tag >> 2));
-      } else if ((tag & kUpstreamTag) != 0) {
-        auto* c = reinterpret_cast<Conn*>(tag & ~kUpstreamTag);
-        if (!c->closed()) c->on_upstream(ev);
+      } else if ((tag & 3) == kUpstreamTag) {
+        const int fd = static_cast<int>((tag >> 2) & 0xffffffffu);
+        const UpstreamSlot& s = slot_of(fd);
+        if (s.generation != (tag >> 34)) {
+          // collected for a socket closed earlier in this batch: stale
+        } else if (s.owner == nullptr) {
+          on_idle(fd, ev);
+        } else if (!s.owner->closed()) {
+          s.owner->on_upstream(ev);
+        }
       } else {
         auto* c = static_cast<Conn*>(events[static_cast<std::size_t>(i)].data.ptr);
         if (!c->closed()) c->on_client(ev);
@@ -840,12 +874,15 @@ void Conn::start_upstream() {
 }
 
 void Conn::watch_upstream() {
-  // Edge-triggered IN and OUT for the whole exchange: OUT matters only while u_writing_.
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  ev.data.u64 = reinterpret_cast<std::uintptr_t>(this) | kUpstreamTag;
-  ::epoll_ctl(loop_.ep, u_registered_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, ufd_, &ev);
-  u_registered_ = true;
+  // Edge-triggered IN and OUT for the socket's whole life: OUT matters only while u_writing_.
+  loop_.slot_of(ufd_).owner = this;
+  if (!u_registered_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = loop_.upstream_tag(ufd_);
+    ::epoll_ctl(loop_.ep, EPOLL_CTL_ADD, ufd_, &ev);
+    u_registered_ = true;
+  }
   u_writing_ = true;
 }
 
@@ -853,7 +890,7 @@ void Conn::connect_upstream() {
   uin_.clear();
   u_head_done_ = false;
   u_written_ = 0;
-  u_registered_ = u_reused_ && ufd_ >= 0;  // pooled sockets stay registered (tagged idle)
+  u_registered_ = u_reused_ && ufd_ >= 0;  // pooled sockets stay registered (without owner)
   u_scanner_ = detail::ChunkedScanner{};
   u_paused_ = false;
   u_peer_closed_ = false;
@@ -1164,8 +1201,7 @@ void Conn::complete_lease(OutcomeKind kind, int status) {
 
 void Conn::drop_upstream() {
   if (ufd_ < 0) return;
-  ::epoll_ctl(loop_.ep, EPOLL_CTL_DEL, ufd_, nullptr);
-  close_fd(ufd_);
+  loop_.close_upstream(ufd_);
   ufd_ = -1;
   u_registered_ = false;
   u_connecting_ = false;
@@ -1173,7 +1209,8 @@ void Conn::drop_upstream() {
 
 void Conn::finish_upstream() {
   const std::string id = route_ ? route_->lease.endpoint().id : std::string();
-  const bool reusable = uresp_.keep_alive && uresp_.framing != detail::Framing::close && !u_extra_;
+  const bool reusable =
+      uresp_.keep_alive && uresp_.framing != detail::Framing::close && !u_extra_ && !u_peer_closed_;
   if (reusable && ufd_ >= 0) {
     loop_.give_idle(id, ufd_);
     ufd_ = -1;
