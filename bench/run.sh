@@ -40,6 +40,7 @@ NGINX=${NGINX:-$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)}
 WRK=${WRK:-$(command -v wrk || true)}
 ROUTER_ARGS=${ROUTER_ARGS-}
 SIM_NICE=${SIM_NICE:-10}
+SIM_CPU_SHARES=${SIM_CPU_SHARES:-0}
 ROUTER_FAIR_ARGS=${ROUTER_FAIR_ARGS-}
 ROUTER_IDLE_ARGS=${ROUTER_IDLE_ARGS:-}
 MODEL=facebook/opt-125m
@@ -68,10 +69,10 @@ fi
 
 # ---- parameters ----------------------------------------------------------------------------
 if (( QUICK )); then
-  WRK_S=2; LAT_MS=1000; FAIR_MS=1500
+  WRK_S=2; LAT_MS=1000; FAIR_MS=1500; A_ROUNDS=${A_ROUNDS:-1}
   K1=100; K2=200; K2_RAMP=2000
 else
-  WRK_S=10; LAT_MS=3000; FAIR_MS=3000
+  WRK_S=${WRK_S:-8}; LAT_MS=3000; FAIR_MS=3000; A_ROUNDS=${A_ROUNDS:-3}
   K1=1000; K2=4000; K2_RAMP=2000
 fi
 TOKENS=50; ITL=20
@@ -91,6 +92,7 @@ cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  remove_sim_cgroup
   if [[ -n "${BENCH_KEEP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -165,11 +167,44 @@ start_listening() {
   LPORT=${line##*:}
   LPORT=${LPORT%%[!0-9]*}
 }
-start_sim() {
-  # The engines stand in for GPU servers on other machines: on this shared box they run at a
-  # lower priority (SIM_NICE), the same for direct, nginx and router, so thousands of sim threads
-  # do not starve the proxy under test of CPU.
-  start_listening sim nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
+# The engines stand in for GPU servers on other machines: on this shared box they run at a lower
+# priority (SIM_NICE), the same for direct, nginx and router, so that they do not starve the
+# proxy under test of CPU. nice is per thread, though: the 1,000-4,000 threads of a stream case
+# (one per stream) outweigh a 2-thread proxy however nice each one is. For the stream cases the
+# sim can also run in a CPU cgroup of its own whose threads together weigh SIM_CPU_SHARES
+# (1024: as much as one ordinary thread; default 0: off). It keeps the proxy responsive but makes
+# the engine the bottleneck (bench/RESULTS.md). Needs root and a cgroup cpu controller (v1
+# `cpu.shares` or v2 `cpu.weight`); without them the table says so.
+SIM_CG=""
+SIM_CG_NOTE=""
+setup_sim_cgroup() {
+  (( SIM_CPU_SHARES > 0 )) || { SIM_CG_NOTE="off (SIM_CPU_SHARES=0)"; return; }
+  local d
+  if [[ -f /sys/fs/cgroup/cpu/cpu.shares ]]; then
+    d=/sys/fs/cgroup/cpu/vllm-bench-$$
+    mkdir -p "$d" 2>/dev/null && echo "$SIM_CPU_SHARES" >"$d/cpu.shares" 2>/dev/null && SIM_CG=$d
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    d=/sys/fs/cgroup/vllm-bench-$$
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+    # v2 weight 100 is what v1 shares 1024 is: the default of one ordinary process
+    mkdir -p "$d" 2>/dev/null && echo $(( SIM_CPU_SHARES * 100 / 1024 > 0 ? SIM_CPU_SHARES * 100 / 1024 : 1 )) >"$d/cpu.weight" 2>/dev/null && SIM_CG=$d
+  fi
+  if [[ -n "$SIM_CG" ]]; then
+    SIM_CG_NOTE="sim in cgroup $SIM_CG, cpu.shares $SIM_CPU_SHARES"
+  else
+    SIM_CG_NOTE="not available (no writable cgroup cpu controller): nice only"
+    log "stream cases: $SIM_CG_NOTE"
+  fi
+}
+remove_sim_cgroup() { [[ -n "$SIM_CG" ]] && rmdir "$SIM_CG" 2>/dev/null; SIM_CG=""; }
+start_sim() {  # start_sim THREADS [grouped]
+  if [[ "${2:-}" == grouped && -n "$SIM_CG" ]]; then
+    # shellcheck disable=SC2016
+    start_listening sim bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$SIM_CG" \
+      nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
+  else
+    start_listening sim nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
+  fi
   SIM_PID=$LPID; SIM_PORT=$LPORT
 }
 start_router() {  # start_router ARGS-STRING THREADS
@@ -301,9 +336,22 @@ to_ms() {  # wrk latency "568.00us" / "1.23ms" / "1.02s" -> ms
     else if (x ~ /m$/) {sub(/m$/,"",x); printf "%.3f", x*60000}
     else if (x ~ /s$/) {sub(/s$/,"",x); printf "%.3f", x*1000} else printf "%s", x }'
 }
+# Each measurement gets a fresh engine with only the system under test in front of it: an engine
+# shared across systems still holds the previous system's keep-alive connections (and their
+# threads) while the next one is measured, which cost the later systems up to 15 % in trials.
+# A_ROUNDS rounds, the order of the systems rotated each round; the table gives each system's
+# median round and the ratio of the medians.
+start_one() {  # start_one SYSTEM: a fresh engine and, in front of it, only SYSTEM
+  start_sim 512
+  case $1 in
+    nginx) start_nginx ;;
+    router) start_router "$ROUTER_ARGS" $((64 + 64)) ;;
+  esac
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 row_a() {
   wait_quiet
-  log "a. throughput: wrk -t1 -c64 -d${WRK_S}s, ~1 KB non-streamed chat completion"
+  log "a. throughput: wrk -t1 -c64 -d${WRK_S}s, ~1 KB non-streamed chat completion, $A_ROUNDS round(s)"
   local body content
   content=$(printf 'hello world bench router stream %.0s' $(seq 30) | head -c 900)
   body="{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"$content\"}],\"max_tokens\":16,\"stream\":false}"
@@ -313,30 +361,51 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[$body]]
 EOF
   R[a.body_bytes]=${#body}
-  start_stack 512 "$ROUTER_ARGS" $((64 + 64))
-  local s port pids c0 c1 s0 s1 f
-  for s in $(systems); do
-    port=$(port_of "$s"); pids=$(pids_of "$s")
-    f="$TMP/wrk-$s.txt"
-    c0=$(cpu_ticks "$pids"); s0=$(cpu_ticks "$SIM_PID")
-    "$WRK" -t1 -c64 -d"${WRK_S}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$f" 2>&1
-    c1=$(cpu_ticks "$pids"); s1=$(cpu_ticks "$SIM_PID")
-    local rps reqs p50 p99 non2xx sockerr
-    rps=$(awk '/^Requests\/sec:/{print $2}' "$f")
-    reqs=$(awk '/requests in/{print $1}' "$f")
-    p50=$(to_ms "$(awk '$1=="50%"{print $2}' "$f")")
-    p99=$(to_ms "$(awk '$1=="99%"{print $2}' "$f")")
-    non2xx=$(awk '/Non-2xx/{print $NF}' "$f"); non2xx=${non2xx:-0}
-    sockerr=$(awk -F'[ ,]+' '/Socket errors/{print $5+$7+$9+$11}' "$f"); sockerr=${sockerr:-0}
-    if [[ -z "$rps" || -z "$reqs" || "$reqs" == 0 ]]; then
-      log "wrk against $s failed: $(tail -3 "$f")"; FAILED=1; continue
-    fi
-    R[a.$s.rps]=$rps; R[a.$s.p50]=$p50; R[a.$s.p99]=$p99; R[a.$s.errors]=$((non2xx + sockerr))
-    R[a.$s.cpu_us]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
-    R[a.$s.sim_us]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
-    log "   $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $((non2xx + sockerr))"
+  local -a order
+  read -r -a order <<<"$(systems)"
+  local round s port pids c0 c1 s0 s1 f i n=${#order[@]}
+  for (( round = 1; round <= A_ROUNDS; round++ )); do
+    for (( i = 0; i < n; i++ )); do
+      s=${order[$(( (i + round - 1) % n ))]}
+      start_one "$s"
+      port=$(port_of "$s"); pids=$(pids_of "$s")
+      f="$TMP/wrk-$s-$round.txt"
+      # warm-up: connections, pools, the engine's threads
+      "$WRK" -t1 -c64 -d1s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1
+      c0=$(cpu_ticks "$pids"); s0=$(cpu_ticks "$SIM_PID")
+      "$WRK" -t1 -c64 -d"${WRK_S}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$f" 2>&1
+      c1=$(cpu_ticks "$pids"); s1=$(cpu_ticks "$SIM_PID")
+      stop_stack
+      local rps reqs p50 p99 non2xx sockerr
+      rps=$(awk '/^Requests\/sec:/{print $2}' "$f")
+      reqs=$(awk '/requests in/{print $1}' "$f")
+      p50=$(to_ms "$(awk '$1=="50%"{print $2}' "$f")")
+      p99=$(to_ms "$(awk '$1=="99%"{print $2}' "$f")")
+      non2xx=$(awk '/Non-2xx/{print $NF}' "$f"); non2xx=${non2xx:-0}
+      sockerr=$(awk -F'[ ,]+' '/Socket errors/{print $5+$7+$9+$11}' "$f"); sockerr=${sockerr:-0}
+      if [[ -z "$rps" || -z "$reqs" || "$reqs" == 0 ]]; then
+        log "wrk against $s failed: $(tail -3 "$f")"; FAILED=1; continue
+      fi
+      R[a.$s.r$round.rps]=$rps; R[a.$s.r$round.p50]=$p50; R[a.$s.r$round.p99]=$p99
+      R[a.$s.rounds]="$(g a.$s.rounds) $rps"
+      R[a.$s.errors]=$(( ${R[a.$s.errors]:-0} + non2xx + sockerr ))
+      R[a.$s.r$round.cpu_us]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
+      R[a.$s.r$round.sim_us]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
+      log "   round $round, $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $((non2xx + sockerr))"
+    done
   done
-  stop_stack
+  # Each system's median round gives its row; the ratio is of the medians.
+  local med r
+  for s in "${order[@]}"; do
+    med=$(g a.$s.rounds | median)
+    [[ -z "$med" ]] && continue
+    for (( r = 1; r <= A_ROUNDS; r++ )); do
+      [[ "$(g a.$s.r$r.rps)" == "$med" ]] || continue
+      R[a.$s.rps]=$med; R[a.$s.p50]=$(g a.$s.r$r.p50); R[a.$s.p99]=$(g a.$s.r$r.p99)
+      R[a.$s.cpu_us]=$(g a.$s.r$r.cpu_us); R[a.$s.sim_us]=$(g a.$s.r$r.sim_us)
+      break
+    done
+  done
 }
 
 # ---- b. added latency at one connection --------------------------------------------------
@@ -361,7 +430,7 @@ run_streams() {  # run_streams TAG K RAMP_MS
   log "c. $k streams ($([[ $ramp -gt 0 ]] && echo "arriving over $ramp ms" || echo burst)), $TOKENS tokens $ITL ms apart"
   for s in $(systems); do
     wait_quiet
-    start_sim $((k + 200))
+    start_sim $((k + 200)) grouped
     [[ $s == nginx ]] && start_nginx
     [[ $s == router ]] && start_router "$ROUTER_ARGS" $((k + 64))
     port=$(port_of "$s")
@@ -444,6 +513,7 @@ row_e() {
 log "mode: $([[ $QUICK == 1 ]] && echo quick || echo full); router args: '$ROUTER_ARGS'; tmp: $TMP"
 if (( HAVE_WRK )); then row_a; fi
 row_b
+(( QUICK )) || setup_sim_cgroup
 run_streams c1 "$K1" 0
 run_streams c2 "$K2" "$K2_RAMP"
 row_d
@@ -465,7 +535,19 @@ TABLE="$TMP/table.md"
       ratio=$(calc "printf \"%.2fx\", $rr/$rn"); ok=$(calc "print ($rr >= 0.9*$rn) ? 1 : 0")
     fi
     rel() { num_ok "$2" && num_ok "$1" && calc "printf \" (%.2fx direct)\", $1/$2"; }
-    echo "| a | req/s, 64 conns, ${R[a.body_bytes]} B body, ${WRK_S} s | $(fmt "$rd") | $(fmt "$rn")$(rel "$rn" "$rd") | $(fmt "$rr")$(rel "$rr" "$rd") | $(fmt "$ratio") | ≥ 0.90x nginx | $(holds "$ok") |"
+    echo "| a | req/s, 64 conns, ${R[a.body_bytes]} B body, ${WRK_S} s (median of $A_ROUNDS) | $(fmt "$rd") | $(fmt "$rn")$(rel "$rn" "$rd") | $(fmt "$rr")$(rel "$rr" "$rd") | $(fmt "$ratio") | ≥ 0.90x nginx | $(holds "$ok") |"
+    if (( A_ROUNDS > 1 )); then
+      rounds() { local r out=""; for (( r = 1; r <= A_ROUNDS; r++ )); do out+="${out:+ / }$(fmt "$(g a.$1.r$r.rps)")"; done; echo "$out"; }
+      rratio() {
+        local r out="" x y
+        for (( r = 1; r <= A_ROUNDS; r++ )); do
+          x=$(g a.router.r$r.rps); y=$(g a.nginx.r$r.rps)
+          out+="${out:+ / }$(num_ok "$x" && num_ok "$y" && calc "printf \"%.2fx\", $x/$y")"
+        done
+        echo "$out"
+      }
+      echo "| a | req/s by round (fresh engine each; order rotated) | $(rounds direct) | $(rounds nginx) | $(rounds router) | $(rratio) | | |"
+    fi
     echo "| a | latency p50 / p99 ms | $(fmt "$(g a.direct.p50)") / $(fmt "$(g a.direct.p99)") | $(fmt "$(g a.nginx.p50)") / $(fmt "$(g a.nginx.p99)") | $(fmt "$(g a.router.p50)") / $(fmt "$(g a.router.p99)") | | | |"
     cn=$(g a.nginx.cpu_us); cr=$(g a.router.cpu_us); cratio=""
     num_ok "$cn" && num_ok "$cr" && [[ "$cn" != 0.0 ]] && cratio=$(calc "printf \"%.2fx\", $cr/$cn")
@@ -549,6 +631,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
     echo "Machine busy % (all CPUs) just before each section: ${BUSY_SEEN[*]} (waited up to ${QUIET_WAIT_S} s for <= ${QUIET_PCT} %)."
   fi
   echo "Streams: $TOKENS tokens, ${ITL} ms apart (x-sim-itl-ms), TTFT 0; TTFT and duration are measured from connect."
+  echo "Engines: nice $SIM_NICE; CPU cgroup in the stream cases: ${SIM_CG_NOTE:-off (quick mode)}."
   echo
   cat "$TABLE"
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then
