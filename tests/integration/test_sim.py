@@ -11,7 +11,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from simproc import start_sim  # noqa: E402
+import simproc  # noqa: E402
 
 MODEL = "facebook/opt-125m"
 
@@ -92,8 +92,27 @@ def chat_body(**kw):
 
 # ---------------------------------------------------------------- fixtures
 
+# Every test runs against both HTTP front ends of the sim (`--io threads`, the default, and
+# `--io epoll`): they must answer the same bytes.
+IO_MODES = {"threads": [], "epoll": ["--io", "epoll"]}
+_io_args = []
+
+
+@pytest.fixture(scope="module", params=sorted(IO_MODES, reverse=True), autouse=True)
+def io_mode(request):
+    global _io_args
+    _io_args = IO_MODES[request.param]
+    yield request.param
+    _io_args = []
+
+
+def start_sim(*args, **kw):
+    """simproc.start_sim in the I/O mode of the current parametrization."""
+    return simproc.start_sim(*args, *_io_args, **kw)
+
+
 @pytest.fixture(scope="module")
-def sim():
+def sim(io_mode):
     s = start_sim("--served-model-name", "alpha", "--served-model-name", MODEL,
                   "--model", "org/base-model", "--lora", "sql-lora", "--output-tokens", "5",
                   "--id", "replica-a")

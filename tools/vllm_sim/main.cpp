@@ -23,7 +23,11 @@ const char *kUsage =
     "  --max-model-len N         context length (default 4096)\n"
     "  --api-key KEY             require 'Authorization: Bearer KEY' on /v1/*\n"
     "  --fail MODE               none|error500|error503|drop|slow|hang (default none)\n"
-    "  --threads N               max worker threads = max concurrent connections (default 64)\n"
+    "  --io threads|epoll        HTTP front end: threads = cpp-httplib, one thread per\n"
+    "                            connection (default); epoll = one event-loop thread, streams\n"
+    "                            driven by timers, handlers on a small worker pool\n"
+    "  --threads N               threads mode: max worker threads = max concurrent connections;\n"
+    "                            epoll mode: worker pool size max(4, min(N, 64)) (default 64)\n"
     "  --max-num-seqs N          in-flight requests above N report as waiting (default 256)\n"
     "  --kv-cache-tokens N       KV capacity behind vllm:kv_cache_usage_perc (default 65536)\n"
     "  --prefix-speedup          shorten TTFT by the simulated prefix-cache hit fraction\n"
@@ -109,7 +113,10 @@ int main(int argc, char **argv) {
     else if (arg == "--kv-cache-tokens") o.kv_cache_tokens = to_int(arg, value());
     else if (arg == "--kv-cache-blocks") o.kv_cache_blocks = to_int(arg, value());
     else if (arg == "--prefill-us-per-token") o.prefill_us_per_token = to_double(arg, value());
-    else if (arg == "--backlog") o.backlog = static_cast<int>(to_int(arg, value()));
+    else if (arg == "--io") {
+      o.io = value();
+      if (o.io != "threads" && o.io != "epoll") die("--io must be threads or epoll");
+    } else if (arg == "--backlog") o.backlog = static_cast<int>(to_int(arg, value()));
     else die("unknown option " + arg);
   }
   if (o.port > 65535) die("--port out of range");

@@ -24,11 +24,17 @@
 #include <thread>
 
 #include "engine.h"
+#include "front.h"
 #include "task_pool.h"
 
 namespace vsim {
 
-using Clock = std::chrono::steady_clock;
+namespace {
+thread_local EventIo *t_event_io = nullptr;
+}  // namespace
+
+EventIo *current_event_io() { return t_event_io; }
+void set_current_event_io(EventIo *io) { t_event_io = io; }
 
 bool parse_fail_mode(const std::string &s, FailMode &out) {
   static const std::pair<const char *, FailMode> kModes[] = {
@@ -306,7 +312,10 @@ struct Flight {
 
 // ------------------------------------------------------------------ streaming
 
-struct Stream {
+// One SSE answer as a sequence of steps: step k (due at first + k * itl) writes token k's events
+// (plus the role events before token 0, the usage event and [DONE] after the last). Each event
+// is one chunk. Threads mode runs the steps in a loop with sleeps; epoll mode from a timer heap.
+struct Stream final : TimedBody {
   std::unique_ptr<Flight> flight;
   Ctx ctx;
   ParsedRequest req;
@@ -316,49 +325,64 @@ struct Stream {
   Clock::time_point first;  // when the first token is due
   Clock::duration itl{};
   std::string buf;
+  int64_t k = 0;  // the next token step
 
-  // Writes the whole stream (cpp-httplib calls the provider once; it returns after done()).
-  bool run(httplib::DataSink &sink) {
-    buf.reserve(512);
+  Clock::time_point due() const override { return first + itl * k; }
+
+  Status step(const Emit &emit) override {
     auto put = [&]() -> bool {
-      bool ok = sink.write(buf.data(), buf.size());
+      bool ok = emit(buf);
       buf.clear();
       return ok;
     };
-    if (!sleep_until(first)) return false;
-    Usage u{req.prompt_tokens, 0};
     const bool cont = req.continuous_usage;
-    if (chat) {
-      for (int i = 0; i < req.n; ++i) {
-        event_chat_role(buf, ctx, i, cont ? &u : nullptr);
-        if (!put()) return false;
+    Usage u{req.prompt_tokens, 0};
+    if (k == 0) {
+      buf.reserve(512);
+      if (chat) {
+        for (int i = 0; i < req.n; ++i) {
+          event_chat_role(buf, ctx, i, cont ? &u : nullptr);
+          if (!put()) return Status::Failed;
+        }
       }
     }
     const int64_t steps = std::max<int64_t>(plan.tokens, 1);
-    for (int64_t k = 0; k < steps; ++k) {
-      if (k > 0 && !sleep_until(first + itl * k)) return false;
-      if (drop && k == 2) {
-        flight->dropped = true;
-        return false;  // cpp-httplib closes the connection without the last chunk
-      }
-      const bool last = (k + 1 == steps);
-      const int64_t tok = plan.tokens == 0 ? -1 : k;
-      for (int i = 0; i < req.n; ++i) {
-        u.completion = plan.tokens == 0 ? 0 : k + 1;
-        if (chat) event_chat_token(buf, ctx, i, tok, last ? &plan : nullptr, cont ? &u : nullptr);
-        else event_completion_token(buf, ctx, i, tok, last ? &plan : nullptr, cont ? &u : nullptr);
-        if (!put()) return false;
-      }
+    if (drop && k == 2) {
+      flight->dropped = true;
+      return Status::Drop;  // the connection closes without the last chunk
     }
+    const bool last = (k + 1 == steps);
+    const int64_t tok = plan.tokens == 0 ? -1 : k;
+    for (int i = 0; i < req.n; ++i) {
+      u.completion = plan.tokens == 0 ? 0 : k + 1;
+      if (chat) event_chat_token(buf, ctx, i, tok, last ? &plan : nullptr, cont ? &u : nullptr);
+      else event_completion_token(buf, ctx, i, tok, last ? &plan : nullptr, cont ? &u : nullptr);
+      if (!put()) return Status::Failed;
+    }
+    ++k;
+    if (!last) return Status::More;
     if (req.include_usage) {
       event_usage(buf, ctx, chat, Usage{req.prompt_tokens, plan.tokens * req.n});
-      if (!put()) return false;
+      if (!put()) return Status::Failed;
     }
     buf.append(kDoneEvent);
-    if (!put()) return false;
+    if (!put()) return Status::Failed;
     flight->succeed(plan, req.prompt_tokens, req.n);
-    sink.done();
-    return true;
+    return Status::Done;
+  }
+
+  // Threads mode: writes the whole stream (cpp-httplib calls the provider once).
+  bool run(httplib::DataSink &sink) {
+    const Emit emit = [&sink](std::string_view d) { return sink.write(d.data(), d.size()); };
+    for (;;) {
+      if (!sleep_until(due())) return false;
+      switch (step(emit)) {
+        case Status::More: continue;
+        case Status::Done: sink.done(); return true;
+        case Status::Drop:
+        case Status::Failed: return false;  // cpp-httplib closes the connection
+      }
+    }
   }
 };
 
@@ -389,6 +413,11 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   }
   const Kind kind = kind_for(req.path);
   if (mode == FailMode::Hang) {
+    if (EventIo *io = current_event_io()) {  // epoll mode: the loop holds it until the client leaves
+      io->no_answer = true;
+      io->hold = std::make_shared<Flight>(st, kind, "", 0);
+      return;
+    }
     Flight f(st, kind, "", 0);  // counted in flight, then cancelled when the client leaves
     hang_until_client_leaves(req);
     return set_error(res, 500, "InternalServerError", "hung");
@@ -424,7 +453,8 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   }
   if (mode == FailMode::Drop && !(pr.stream && (kind == Kind::Chat || kind == Kind::Completion))) {
     st.dropped.fetch_add(1);
-    drop_connection(req);
+    if (EventIo *io = current_event_io()) io->drop = true;
+    else drop_connection(req);
     res.status = 500;
     return;
   }
@@ -495,14 +525,19 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
     s->itl = us(itl_ms);
     s->req = std::move(pr);
     res.status = 200;
+    if (EventIo *io = current_event_io()) io->stream = s;  // epoll mode: the loop drives it
     res.set_chunked_content_provider(
         "text/event-stream; charset=utf-8",
         [s](size_t, httplib::DataSink &sink) { return s->run(sink); });
     return;
   }
 
-  // Non-streamed: wait for the whole generation.
-  if (generates) {
+  // Non-streamed: wait for the whole generation (epoll mode: the loop delays the answer).
+  EventIo *io = current_event_io();
+  if (io) {
+    if (generates) io->deliver_at = first_at + us(itl_ms) * std::max<int64_t>(plan.tokens - 1, 0);
+    else if (is_engine_kind(kind)) io->deliver_at = first_at;
+  } else if (generates) {
     auto done_at = first_at + us(itl_ms) * std::max<int64_t>(plan.tokens - 1, 0);
     if (!sleep_until(done_at)) return set_error(res, 503, "ServiceUnavailableError", "shutting down");
   } else if (is_engine_kind(kind)) {
@@ -523,6 +558,7 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   }
   flight->succeed(plan, pr.prompt_tokens, generates ? pr.n : 0);
   set_json(res, 200, std::move(body));
+  if (io) io->hold = std::shared_ptr<Flight>(std::move(flight));  // in flight until delivered
 }
 
 void handle_transcription(State &st, const httplib::Request &req, httplib::Response &res) {
@@ -744,25 +780,14 @@ int run_server(const Options &opt_in) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  SimServer svr;
-  const size_t max_threads = static_cast<size_t>(std::max(1, S.opt.threads));
-  svr.new_task_queue = [max_threads] { return new GrowingPool(max_threads); };
-  svr.set_tcp_nodelay(true);
-  svr.set_keep_alive_max_count(10000);
-  svr.set_keep_alive_timeout(30);
-
-  svr.set_pre_routing_handler([](const httplib::Request &req, httplib::Response &res) {
-    // Never compress (SSE would be buffered by the compressor). The Request is not const.
-    const_cast<httplib::Request &>(req).headers.erase("Accept-Encoding");
+  // The route table, shared by both front ends.
+  Routes R;
+  R.pre = [](httplib::Request &req, httplib::Response &res) {
+    // Never compress (SSE would be buffered by the compressor).
+    req.headers.erase("Accept-Encoding");
     if (req.has_header("X-Request-Id")) res.set_header("X-Request-Id", req.get_header_value("X-Request-Id"));
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  svr.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request &, httplib::Response &res) {
-    if (!res.body.empty() || res.status != 404) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_content("{\"detail\":\"Not Found\"}", "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  svr.set_exception_handler([](const httplib::Request &, httplib::Response &res, std::exception_ptr ep) {
+  };
+  R.on_exception = [](httplib::Response &res, std::exception_ptr ep) {
     std::string msg = "internal error";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -771,11 +796,15 @@ int run_server(const Options &opt_in) {
     } catch (...) {
     }
     set_error(res, 500, "InternalServerError", msg);
-  });
-
+  };
+  R.not_found_body = "{\"detail\":\"Not Found\"}";
+  R.not_found_type = "application/json";
+  auto route = [&R](const char *method, const char *path, Handler fn) {
+    R.routes.push_back(Route{method, path, std::move(fn)});
+  };
   // Wraps a POST handler: stats + --api-key for /v1/*.
   auto post = [&](const char *path, auto fn) {
-    svr.Post(path, [&S, fn](const httplib::Request &req, httplib::Response &res) {
+    route("POST", path, [&S, fn](const httplib::Request &req, httplib::Response &res) {
       record_request(S, req);
       if (req.path.rfind("/v1/", 0) == 0 && !authorized(S, req)) {
         S.errors.fetch_add(1);
@@ -790,26 +819,26 @@ int run_server(const Options &opt_in) {
     post(p, handle_inference);
   post("/v1/audio/transcriptions", handle_transcription);
 
-  svr.Get("/v1/models", [&S](const httplib::Request &req, httplib::Response &res) {
+  route("GET", "/v1/models", [&S](const httplib::Request &req, httplib::Response &res) {
     if (!authorized(S, req)) return set_error(res, 401, "Unauthorized", "Unauthorized");
     set_json(res, 200, models_json(S));
   });
   auto health = [](const httplib::Request &, httplib::Response &res) { res.status = 200; };
-  svr.Get("/health", health);
-  svr.Get("/ping", health);
-  svr.Post("/ping", health);
-  svr.Get("/version", [](const httplib::Request &, httplib::Response &res) {
+  route("GET", "/health", health);
+  route("GET", "/ping", health);
+  route("POST", "/ping", health);
+  route("GET", "/version", [](const httplib::Request &, httplib::Response &res) {
     set_json(res, 200, "{\"version\":\"sim\"}");
   });
-  svr.Get("/metrics", [&S](const httplib::Request &, httplib::Response &res) {
+  route("GET", "/metrics", [&S](const httplib::Request &, httplib::Response &res) {
     res.set_content(metrics_text(S), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   // Test introspection (not part of vLLM).
-  svr.Get("/sim/stats", [&S](const httplib::Request &, httplib::Response &res) {
+  route("GET", "/sim/stats", [&S](const httplib::Request &, httplib::Response &res) {
     set_json(res, 200, stats_json(S));
   });
-  svr.Post("/sim/reset", [&S](const httplib::Request &, httplib::Response &res) {
+  route("POST", "/sim/reset", [&S](const httplib::Request &, httplib::Response &res) {
     for (auto *c : {&S.requests, &S.completed, &S.cancelled, &S.errors, &S.dropped,
                     &S.prompt_tokens_total, &S.generation_tokens_total, &S.success_stop,
                     &S.success_length, &S.prefix_queries, &S.prefix_hits, &S.queue_us_total,
@@ -824,10 +853,10 @@ int run_server(const Options &opt_in) {
     S.prefix.clear();
     set_json(res, 200, "{\"ok\":true}");
   });
-  svr.Get("/sim/fail", [&S](const httplib::Request &, httplib::Response &res) {
+  route("GET", "/sim/fail", [&S](const httplib::Request &, httplib::Response &res) {
     set_json(res, 200, fmt::format("{{\"mode\":\"{}\"}}", fail_mode_name(S.fail_mode())));
   });
-  svr.Post("/sim/fail", [&S](const httplib::Request &req, httplib::Response &res) {
+  route("POST", "/sim/fail", [&S](const httplib::Request &req, httplib::Response &res) {
     // Body {"mode":"..."}; a tiny scan is enough here.
     auto k = req.body.find("\"mode\"");
     FailMode m;
@@ -842,6 +871,46 @@ int run_server(const Options &opt_in) {
     set_error(res, 400, "BadRequestError",
               "expected {\"mode\": \"none|error500|error503|drop|slow|hang\"}");
   });
+
+  if (S.opt.io == "epoll") {
+    EventFrontConfig cfg;
+    cfg.host = S.opt.host;
+    cfg.port = S.opt.port;
+    cfg.backlog = S.opt.backlog;
+    cfg.workers = std::max(4, std::min(S.opt.threads, 64));
+    cfg.stopping = &g_stopping;
+    cfg.on_listening = [&S](int port) {
+      if (S.opt.id.empty()) S.opt.id = fmt::format("sim-{}", port);
+      std::printf("vllm-sim listening on http://%s:%d\n", S.opt.host.c_str(), port);
+      std::fflush(stdout);
+      return httplib::Headers{{"x-sim-id", S.opt.id}};
+    };
+    return run_event_front(cfg, R);
+  }
+
+  SimServer svr;
+  const size_t max_threads = static_cast<size_t>(std::max(1, S.opt.threads));
+  svr.new_task_queue = [max_threads] { return new GrowingPool(max_threads); };
+  svr.set_tcp_nodelay(true);
+  svr.set_keep_alive_max_count(10000);
+  svr.set_keep_alive_timeout(30);
+
+  svr.set_pre_routing_handler([&R](const httplib::Request &req, httplib::Response &res) {
+    R.pre(const_cast<httplib::Request &>(req), res);  // the Request is not const
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  svr.set_error_handler(httplib::Server::HandlerWithResponse([&R](const httplib::Request &, httplib::Response &res) {
+    if (!res.body.empty() || res.status != 404) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_content(R.not_found_body, R.not_found_type.c_str());
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  svr.set_exception_handler([&R](const httplib::Request &, httplib::Response &res, std::exception_ptr ep) {
+    R.on_exception(res, ep);
+  });
+  for (auto &r : R.routes) {
+    if (r.method == "POST") svr.Post(r.path, r.fn);
+    else svr.Get(r.path, r.fn);
+  }
 
   int port = S.opt.port;
   if (port == 0) {

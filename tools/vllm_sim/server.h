@@ -35,6 +35,7 @@ struct Options {
   double prefill_us_per_token = 0;  // prefill cost per uncached prompt token; prefills run one
                                     // at a time per engine (TTFT = queue + prefill wait + cost)
   int backlog = 4096;
+  std::string io = "threads";  // "threads" (cpp-httplib, thread per connection) or "epoll"
 };
 
 // Fail modes, also settable at runtime with POST /sim/fail.
