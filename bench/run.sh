@@ -41,6 +41,7 @@ WRK=${WRK:-$(command -v wrk || true)}
 ROUTER_ARGS=${ROUTER_ARGS-}
 SIM_NICE=${SIM_NICE:-10}
 SIM_CPU_SHARES=${SIM_CPU_SHARES:-0}
+SIM_STREAM_IO=${SIM_STREAM_IO:-epoll}
 ROUTER_FAIR_ARGS=${ROUTER_FAIR_ARGS-}
 ROUTER_IDLE_ARGS=${ROUTER_IDLE_ARGS:-}
 MODEL=facebook/opt-125m
@@ -169,12 +170,13 @@ start_listening() {
 }
 # The engines stand in for GPU servers on other machines: on this shared box they run at a lower
 # priority (SIM_NICE), the same for direct, nginx and router, so that they do not starve the
-# proxy under test of CPU. nice is per thread, though: the 1,000-4,000 threads of a stream case
-# (one per stream) outweigh a 2-thread proxy however nice each one is. For the stream cases the
-# sim can also run in a CPU cgroup of its own whose threads together weigh SIM_CPU_SHARES
-# (1024: as much as one ordinary thread; default 0: off). It keeps the proxy responsive but makes
-# the engine the bottleneck (bench/RESULTS.md). Needs root and a cgroup cpu controller (v1
-# `cpu.shares` or v2 `cpu.weight`); without them the table says so.
+# proxy under test of CPU. nice is per thread, though, and the thread-per-connection sim spends
+# ~30 us of CPU (mostly context switches) per streamed token: at 4,000 streams its threads
+# outweigh a 2-thread proxy however nice each one is. So the stream cases run the sim's event
+# loop (`--io epoll`, SIM_STREAM_IO; same bytes on the wire). They can also put the sim in a CPU
+# cgroup of its own whose threads together weigh SIM_CPU_SHARES (1024: one ordinary thread;
+# default 0: off); that keeps the proxy responsive but makes the engine the bottleneck. Needs
+# root and a cgroup cpu controller (v1 `cpu.shares` or v2 `cpu.weight`).
 SIM_CG=""
 SIM_CG_NOTE=""
 setup_sim_cgroup() {
@@ -190,21 +192,21 @@ setup_sim_cgroup() {
     mkdir -p "$d" 2>/dev/null && echo $(( SIM_CPU_SHARES * 100 / 1024 > 0 ? SIM_CPU_SHARES * 100 / 1024 : 1 )) >"$d/cpu.weight" 2>/dev/null && SIM_CG=$d
   fi
   if [[ -n "$SIM_CG" ]]; then
-    SIM_CG_NOTE="sim in cgroup $SIM_CG, cpu.shares $SIM_CPU_SHARES"
+    SIM_CG_NOTE="$SIM_CG (weight $SIM_CPU_SHARES of 1024)"
   else
     SIM_CG_NOTE="not available (no writable cgroup cpu controller): nice only"
     log "stream cases: $SIM_CG_NOTE"
   fi
 }
 remove_sim_cgroup() { [[ -n "$SIM_CG" ]] && rmdir "$SIM_CG" 2>/dev/null; SIM_CG=""; }
-start_sim() {  # start_sim THREADS [grouped]
-  if [[ "${2:-}" == grouped && -n "$SIM_CG" ]]; then
+start_sim() {  # start_sim THREADS [streams]
+  local -a cmd=(nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1")
+  if [[ "${2:-}" == streams ]]; then
+    cmd+=(--io "$SIM_STREAM_IO")
     # shellcheck disable=SC2016
-    start_listening sim bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$SIM_CG" \
-      nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
-  else
-    start_listening sim nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1" || die "vllm-sim failed to start"
+    [[ -n "$SIM_CG" ]] && cmd=(bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$SIM_CG" "${cmd[@]}")
   fi
+  start_listening sim "${cmd[@]}" || die "vllm-sim failed to start"
   SIM_PID=$LPID; SIM_PORT=$LPORT
 }
 start_router() {  # start_router ARGS-STRING THREADS
@@ -430,7 +432,7 @@ run_streams() {  # run_streams TAG K RAMP_MS
   log "c. $k streams ($([[ $ramp -gt 0 ]] && echo "arriving over $ramp ms" || echo burst)), $TOKENS tokens $ITL ms apart"
   for s in $(systems); do
     wait_quiet
-    start_sim $((k + 200)) grouped
+    start_sim $((k + 200)) streams
     [[ $s == nginx ]] && start_nginx
     [[ $s == router ]] && start_router "$ROUTER_ARGS" $((k + 64))
     port=$(port_of "$s")
@@ -631,7 +633,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
     echo "Machine busy % (all CPUs) just before each section: ${BUSY_SEEN[*]} (waited up to ${QUIET_WAIT_S} s for <= ${QUIET_PCT} %)."
   fi
   echo "Streams: $TOKENS tokens, ${ITL} ms apart (x-sim-itl-ms), TTFT 0; TTFT and duration are measured from connect."
-  echo "Engines: nice $SIM_NICE; CPU cgroup in the stream cases: ${SIM_CG_NOTE:-off (quick mode)}."
+  echo "Engines: nice $SIM_NICE; in the stream cases \`vllm-sim --io $SIM_STREAM_IO\`, CPU cgroup ${SIM_CG_NOTE:-off (quick mode)}."
   echo
   cat "$TABLE"
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then
