@@ -42,6 +42,7 @@ ROUTER_ARGS=${ROUTER_ARGS-}
 SIM_NICE=${SIM_NICE:-10}
 SIM_CPU_SHARES=${SIM_CPU_SHARES:-0}
 SIM_STREAM_IO=${SIM_STREAM_IO:-epoll}
+SIM_STREAM_NICE=${SIM_STREAM_NICE:-$([[ $SIM_STREAM_IO == epoll ]] && echo 0 || echo "$SIM_NICE")}
 ROUTER_FAIR_ARGS=${ROUTER_FAIR_ARGS-}
 ROUTER_IDLE_ARGS=${ROUTER_IDLE_ARGS:-}
 MODEL=facebook/opt-125m
@@ -173,7 +174,9 @@ start_listening() {
 # proxy under test of CPU. nice is per thread, though, and the thread-per-connection sim spends
 # ~30 us of CPU (mostly context switches) per streamed token: at 4,000 streams its threads
 # outweigh a 2-thread proxy however nice each one is. So the stream cases run the sim's event
-# loop (`--io epoll`, SIM_STREAM_IO; same bytes on the wire). They can also put the sim in a CPU
+# loop (`--io epoll`, SIM_STREAM_IO; same bytes on the wire), at SIM_STREAM_NICE (default 0 for
+# the event loop: it is one busy thread, and at nice 10 it would get ~3 % of a CPU beside a busy
+# proxy, which made the engine the bottleneck of the proxied columns). They can also put the sim in a CPU
 # cgroup of its own whose threads together weigh SIM_CPU_SHARES (1024: one ordinary thread;
 # default 0: off); that keeps the proxy responsive but makes the engine the bottleneck. Needs
 # root and a cgroup cpu controller (v1 `cpu.shares` or v2 `cpu.weight`).
@@ -202,7 +205,7 @@ remove_sim_cgroup() { [[ -n "$SIM_CG" ]] && rmdir "$SIM_CG" 2>/dev/null; SIM_CG=
 start_sim() {  # start_sim THREADS [streams]
   local -a cmd=(nice -n "$SIM_NICE" "$VLLM_SIM" --port 0 --threads "$1")
   if [[ "${2:-}" == streams ]]; then
-    cmd+=(--io "$SIM_STREAM_IO")
+    cmd=(nice -n "$SIM_STREAM_NICE" "$VLLM_SIM" --port 0 --threads "$1" --io "$SIM_STREAM_IO")
     # shellcheck disable=SC2016
     [[ -n "$SIM_CG" ]] && cmd=(bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$SIM_CG" "${cmd[@]}")
   fi
@@ -633,7 +636,7 @@ ELAPSED=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
     echo "Machine busy % (all CPUs) just before each section: ${BUSY_SEEN[*]} (waited up to ${QUIET_WAIT_S} s for <= ${QUIET_PCT} %)."
   fi
   echo "Streams: $TOKENS tokens, ${ITL} ms apart (x-sim-itl-ms), TTFT 0; TTFT and duration are measured from connect."
-  echo "Engines: nice $SIM_NICE; in the stream cases \`vllm-sim --io $SIM_STREAM_IO\`, CPU cgroup ${SIM_CG_NOTE:-off (quick mode)}."
+  echo "Engines: rows a, b, d \`vllm-sim\` (a thread per connection) at nice $SIM_NICE; row c \`vllm-sim --io $SIM_STREAM_IO\` at nice $SIM_STREAM_NICE, CPU cgroup ${SIM_CG_NOTE:-off (quick mode)}."
   echo
   cat "$TABLE"
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then
