@@ -19,6 +19,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 
@@ -147,7 +148,18 @@ class Loop {
   void give_idle(const std::string& id, int fd);  // fd stays registered in epoll
   void on_idle(int fd, std::uint32_t ev);          // an event on a socket without owner
   void accept_all();
+  void adopt(int fd);  // a new client connection becomes this loop's
+  void take_inbox();   // adopts the connections other loops handed over
   void remove(Conn* c);
+
+  // Connection balance. `open` counts this loop's client connections plus those handed to it and
+  // not yet adopted; any loop reads it. The kernel wakes whichever loop it likes for the shared
+  // listening socket, so a loop that accepts a connection gives it to the loop with the fewest
+  // (Envoy's exact balance): otherwise 64 connections could split 48/16 and the 48 get a third
+  // of the service the 16 get.
+  std::atomic<std::uint32_t> open{0};
+  std::mutex inbox_mu;
+  std::vector<int> inbox;
 };
 
 /// A client connection and the exchange it is running.
@@ -299,6 +311,7 @@ Loop::Loop(EventServer& server) : srv(server), cfg(server.config_) {
 Loop::~Loop() {
   for (Conn* c : conns) delete c;
   for (Conn* c : graveyard) delete c;
+  for (int fd : inbox) close_fd(fd);
   for (auto& [id, fds] : idle) {
     for (int fd : fds) close_upstream(fd);
   }
@@ -346,8 +359,8 @@ void Loop::on_idle(int fd, std::uint32_t ev) {
 
 void Loop::accept_all() {
   // A few per wake-up, like nginx without multi_accept: the listening socket is level-triggered
-  // and shared, so the rest wake the other loops and connections spread across the CPUs (one
-  // loop grabbing a whole burst would serve it alone).
+  // and shared, so the rest wake the other loops, and a burst of connections does not hold up
+  // this loop's other events. Each connection then goes to the loop with the fewest.
   for (int i = 0; i < kAcceptBatch; ++i) {
     const int fd = ::accept4(srv.listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -370,15 +383,47 @@ void Loop::accept_all() {
       close_fd(fd);
       continue;
     }
-    auto* c = new Conn(*this, fd);
-    c->slot = conns.size();
-    conns.push_back(c);
     srv.connections_.fetch_add(1, std::memory_order_relaxed);
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = c;
-    ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    // Keep it unless another loop has at least two fewer connections (no hand-over ping-pong).
+    Loop* target = this;
+    std::uint32_t fewest = open.load(std::memory_order_relaxed);
+    for (const auto& l : srv.loops_) {
+      const std::uint32_t n = l->open.load(std::memory_order_relaxed);
+      if (n + 1 < fewest) {
+        fewest = n;
+        target = l.get();
+      }
+    }
+    target->open.fetch_add(1, std::memory_order_relaxed);
+    if (target == this) {
+      adopt(fd);
+    } else {
+      {
+        std::lock_guard<std::mutex> lock(target->inbox_mu);
+        target->inbox.push_back(fd);
+      }
+      target->wake();
+    }
   }
+}
+
+void Loop::adopt(int fd) {
+  auto* c = new Conn(*this, fd);
+  c->slot = conns.size();
+  conns.push_back(c);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = c;
+  ::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Loop::take_inbox() {
+  std::vector<int> fds;
+  {
+    std::lock_guard<std::mutex> lock(inbox_mu);
+    fds.swap(inbox);
+  }
+  for (int fd : fds) adopt(fd);
 }
 
 void Loop::remove(Conn* c) {
@@ -388,6 +433,7 @@ void Loop::remove(Conn* c) {
     conns[i]->slot = i;
     conns.pop_back();
   }
+  open.fetch_sub(1, std::memory_order_relaxed);
   srv.connections_.fetch_sub(1, std::memory_order_relaxed);
   graveyard.push_back(c);
 }
@@ -417,6 +463,7 @@ void Loop::run() {
       } else if (tag == kWakeTag) {
         std::uint64_t v = 0;
         [[maybe_unused]] const auto r = ::read(wake_fd, &v, sizeof v);
+        take_inbox();
       } else if ((tag & 3) == kUpstreamTag) {
         const int fd = static_cast<int>((tag >> 2) & 0xffffffffu);
         const UpstreamSlot& s = slot_of(fd);
@@ -1293,6 +1340,7 @@ EventServer::EventServer(const GatewayConfig& config, Router& router, std::share
       created_(static_cast<std::int64_t>(std::time(nullptr))) {}
 
 EventServer::~EventServer() {
+  if (metrics_) metrics_->set_connection_source(nullptr);
   loops_.clear();
   close_fd(listen_fd_);
 }
@@ -1333,6 +1381,14 @@ Result<int> EventServer::bind() {
   unsigned n = config_.threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this));
+  if (metrics_) {
+    metrics_->set_connection_source([this] {
+      std::vector<std::uint32_t> open;
+      open.reserve(loops_.size());
+      for (const auto& l : loops_) open.push_back(l->open.load(std::memory_order_relaxed));
+      return open;
+    });
+  }
   return bound;
 }
 

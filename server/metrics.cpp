@@ -176,6 +176,14 @@ std::string Metrics::render(const Snapshot& snapshot) const {
   out += "# HELP vllm_router_config_version Version of the routing table in use.\n";
   out += "# TYPE vllm_router_config_version gauge\n";
   fmt::format_to(std::back_inserter(out), "vllm_router_config_version {}\n", snapshot.version);
+  if (connections_) {
+    out += "# HELP vllm_router_client_connections Open client connections, by event loop.\n";
+    out += "# TYPE vllm_router_client_connections gauge\n";
+    const std::vector<std::uint32_t> open = connections_();
+    for (std::size_t i = 0; i < open.size(); ++i) {
+      fmt::format_to(std::back_inserter(out), "vllm_router_client_connections{{loop=\"{}\"}} {}\n", i, open[i]);
+    }
+  }
   return out;
 }
 

@@ -3,12 +3,15 @@
 
 #include <array>
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vllm_router/observer.h"
 #include "vllm_router/snapshot.h"
@@ -38,6 +41,12 @@ class Metrics final : public Observer {
   void on_response(std::string_view model, int status, double seconds);
   /// The whole exposition, with live gauges read from `snapshot`.
   std::string render(const Snapshot& snapshot) const;
+  /// Open client connections, one entry per event loop, read at each render. Set before serving
+  /// and cleared (nullptr) before the source goes away.
+  void set_connection_source(std::function<std::vector<std::uint32_t>()> source) {
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    connections_ = std::move(source);
+  }
 
  private:
   // Counters indexed by HTTP status (0..599; anything else lands in 0). Entries are created
@@ -60,6 +69,7 @@ class Metrics final : public Observer {
   mutable std::shared_mutex mutex_;  // guards the maps' structure, not the counters
   std::map<std::string, std::unique_ptr<Upstream>, std::less<>> upstream_;  // "model\0endpoint"
   std::map<std::string, std::unique_ptr<Client>, std::less<>> client_;      // by model
+  std::function<std::vector<std::uint32_t>()> connections_;
 };
 
 }  // namespace vllm_router::server
