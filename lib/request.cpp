@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "http_util.h"
 #include "json_writer.h"
 #include "vllm_router/request.h"
 
@@ -109,9 +110,112 @@ std::string rewrite_model(std::string_view body, const RequestView& view, std::s
   std::string out;
   out.reserve(body.size() + model.size() + 8);
   out.append(body.substr(0, view.model_offset));
-  detail::append_json_string(out, model);
+  if (view.form) {
+    out.append(model);
+  } else {
+    detail::append_json_string(out, model);
+  }
   out.append(body.substr(view.model_offset + view.model_length));
   return out;
+}
+
+// ---- multipart/form-data (RFC 7578) ----------------------------------------------------------
+
+namespace {
+
+using detail::iequals;
+using detail::trim;
+
+// The value of parameter `name` in a header value like `form-data; name="model"` (quotes
+// removed; backslash escapes inside quotes are not expected in form field names).
+std::string_view header_param(std::string_view value, std::string_view name) noexcept {
+  std::size_t pos = value.find(';');
+  while (pos != std::string_view::npos) {
+    std::string_view rest = value.substr(pos + 1);
+    const std::size_t next = rest.find(';');
+    std::string_view param = trim(rest.substr(0, next));
+    const std::size_t eq = param.find('=');
+    if (eq != std::string_view::npos && iequals(trim(param.substr(0, eq)), name)) {
+      std::string_view v = trim(param.substr(eq + 1));
+      if (v.size() >= 2 && v.front() == '"') {
+        const std::size_t close = v.find('"', 1);
+        v = close == std::string_view::npos ? v.substr(1) : v.substr(1, close - 1);
+      }
+      return v;
+    }
+    pos = next == std::string_view::npos ? next : pos + 1 + next;
+  }
+  return {};
+}
+
+Result<RequestView> bad_form(std::string message) {
+  return Result<RequestView>(Errc::invalid_argument, "multipart/form-data body: " + std::move(message));
+}
+
+}  // namespace
+
+bool is_form_content_type(std::string_view content_type) noexcept {
+  const std::size_t semi = content_type.find(';');
+  return iequals(trim(content_type.substr(0, semi)), "multipart/form-data");
+}
+
+Result<RequestView> parse_form_request(std::string_view body, std::string_view content_type) {
+  const std::string_view boundary = header_param(content_type, "boundary");
+  if (boundary.empty() || boundary.size() > 70) {
+    return bad_form("the Content-Type has no usable boundary parameter");
+  }
+  const std::string delimiter = "--" + std::string(boundary);
+  const std::string separator = "\r\n" + delimiter;  // precedes every delimiter but a leading one
+  RequestView view;
+  view.form = true;
+  // The first delimiter may follow a preamble (which must then end with CRLF).
+  std::size_t pos = 0;
+  if (body.substr(0, delimiter.size()) != delimiter) {
+    pos = body.find(separator);
+    if (pos == std::string_view::npos) return bad_form("no part starts with the boundary");
+    pos += 2;
+  }
+  for (;;) {
+    pos += delimiter.size();  // at the delimiter's end
+    if (body.substr(pos, 2) == "--") return view;  // the close delimiter: done
+    // Transport padding (spaces/tabs) then CRLF.
+    while (pos < body.size() && (body[pos] == ' ' || body[pos] == '\t')) ++pos;
+    if (body.substr(pos, 2) != "\r\n") return bad_form("a boundary line does not end with CRLF");
+    pos += 2;
+    const std::size_t head_end = body.find("\r\n\r\n", pos);
+    if (head_end == std::string_view::npos) return bad_form("a part's headers do not end");
+    std::string_view name;
+    bool is_file = false;
+    for (std::string_view headers = body.substr(pos, head_end - pos); !headers.empty();) {
+      const std::size_t eol = headers.find("\r\n");
+      const std::string_view line = headers.substr(0, eol);
+      headers = eol == std::string_view::npos ? std::string_view{} : headers.substr(eol + 2);
+      const std::size_t colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      if (!iequals(trim(line.substr(0, colon)), "content-disposition")) continue;
+      const std::string_view value = line.substr(colon + 1);
+      name = header_param(value, "name");
+      is_file = !header_param(value, "filename").empty();
+    }
+    const std::size_t data = head_end + 4;
+    const std::size_t end = body.find(separator, data);
+    if (end == std::string_view::npos) return bad_form("a part does not end with the boundary");
+    const std::string_view content = body.substr(data, end - data);
+    if (!is_file && name == "model") {
+      if (content.empty()) {
+        return Result<RequestView>(Errc::missing_model, "`model` must be a non-empty form field");
+      }
+      view.model.assign(content);
+      view.has_model = true;
+      view.model_offset = data;
+      view.model_length = content.size();
+    } else if (!is_file && name == "stream") {
+      view.stream = content == "true" || content == "True" || content == "1";
+    } else if (!is_file && name == "user") {
+      view.session_key.assign(content);
+    }
+    pos = end + 2;  // at the next delimiter
+  }
 }
 
 }  // namespace vllm_router

@@ -20,6 +20,9 @@ struct RequestView {
   std::string_view prompt_prefix;  ///< raw JSON text of `prompt` or `messages`, up to 4 KiB
   std::size_t model_offset = 0;    ///< byte offset of the `model` value token (with its quotes)
   std::size_t model_length = 0;    ///< byte length of that token
+  /// A multipart/form-data body (parse_form_request): `model` is a form field and
+  /// model_offset/model_length cover its raw value (no quotes, no escaping).
+  bool form = false;
 };
 
 /// Largest prompt prefix kept in RequestView::prompt_prefix.
@@ -40,8 +43,19 @@ inline Result<RequestView> parse_request_padded(std::string& body) {
   return parse_request(std::string_view(body), body.capacity());
 }
 
-/// Returns `body` with the `model` value replaced by `model` (JSON-escaped). Used only when an
-/// alias must be rewritten to the served name; costs one copy of the body.
+/// Parses a multipart/form-data body (OpenAI's audio routes, e.g. /v1/audio/transcriptions):
+/// `model` and `stream` are form fields; `content_type` is the request's Content-Type, whose
+/// `boundary` parameter delimits the parts. File parts are skipped, never copied. Errors:
+/// Errc::invalid_argument for a missing boundary or a malformed body, Errc::missing_model for a
+/// `model` field that is empty. `model` absent is not an error (has_model is false).
+VLLM_ROUTER_API Result<RequestView> parse_form_request(std::string_view body, std::string_view content_type);
+
+/// True when `content_type` is multipart/form-data (case-insensitive, parameters ignored).
+VLLM_ROUTER_API bool is_form_content_type(std::string_view content_type) noexcept;
+
+/// Returns `body` with the `model` value replaced by `model` (JSON-escaped, or raw for a form
+/// body). Used only when an alias must be rewritten to the served name; costs one copy of the
+/// body.
 VLLM_ROUTER_API std::string rewrite_model(std::string_view body, const RequestView& view,
                                           std::string_view model);
 

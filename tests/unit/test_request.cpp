@@ -55,3 +55,75 @@ TEST_CASE("rewrite_model replaces only the model value") {
   CHECK(rewrite_model(body, *view, "org/real\"name") ==
         R"({"model" : "org/real\"name" , "prompt":"model alias"})");
 }
+
+namespace {
+// A multipart/form-data body as clients (and the openai SDKs) send for /v1/audio/transcriptions.
+std::string form_body(const std::string& boundary, const std::string& model, const std::string& extra = "") {
+  std::string b;
+  b += "--" + boundary + "\r\n";
+  b += "Content-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n";
+  b += "Content-Type: audio/wav\r\n\r\n";
+  b += std::string("RIFF\0\0model\r\n--not-the-boundary", 31);  // binary, with a decoy
+  b += "\r\n--" + boundary + "\r\n";
+  b += "Content-Disposition: form-data; name=\"model\"\r\n\r\n";
+  b += model;
+  b += "\r\n--" + boundary + "\r\n";
+  b += extra;
+  b += "Content-Disposition: form-data; name=\"stream\"\r\n\r\ntrue";
+  b += "\r\n--" + boundary + "--\r\n";
+  return b;
+}
+}  // namespace
+
+TEST_CASE("is_form_content_type") {
+  CHECK(is_form_content_type("multipart/form-data; boundary=x"));
+  CHECK(is_form_content_type("Multipart/Form-Data ;boundary=\"x y\""));
+  CHECK_FALSE(is_form_content_type("application/json"));
+  CHECK_FALSE(is_form_content_type("multipart/mixed; boundary=x"));
+  CHECK_FALSE(is_form_content_type(""));
+}
+
+TEST_CASE("parse_form_request reads model and stream from form fields, skipping file parts") {
+  const std::string body = form_body("XyZ123", "whisper-large");
+  auto view = parse_form_request(body, "multipart/form-data; boundary=XyZ123");
+  REQUIRE(view.ok());
+  CHECK(view->form);
+  CHECK(view->has_model);
+  CHECK(view->model == "whisper-large");
+  CHECK(view->stream);
+  CHECK(body.substr(view->model_offset, view->model_length) == "whisper-large");
+  // A quoted boundary, and a part with a Content-Type before its disposition.
+  const std::string quoted = form_body("a b'c", "m", "Content-Type: text/plain\r\n");
+  auto q = parse_form_request(quoted, "multipart/form-data; charset=utf-8; boundary=\"a b'c\"");
+  REQUIRE(q.ok());
+  CHECK(q->model == "m");
+  CHECK(q->stream);
+}
+
+TEST_CASE("rewrite_model of a form body replaces the raw field value") {
+  const std::string body = form_body("B", "alias");
+  auto view = parse_form_request(body, "multipart/form-data; boundary=B");
+  REQUIRE(view.ok());
+  const std::string out = rewrite_model(body, *view, "served/name\"x");
+  CHECK(out == form_body("B", "served/name\"x"));
+  auto again = parse_form_request(out, "multipart/form-data; boundary=B");
+  REQUIRE(again.ok());
+  CHECK(again->model == "served/name\"x");
+}
+
+TEST_CASE("parse_form_request errors") {
+  const std::string body = form_body("B", "m");
+  CHECK(parse_form_request(body, "multipart/form-data").code() == Errc::invalid_argument);
+  CHECK(parse_form_request(body, "multipart/form-data; boundary=Other").code() == Errc::invalid_argument);
+  // Cut before the close delimiter.
+  CHECK(parse_form_request(body.substr(0, body.size() - 12), "multipart/form-data; boundary=B").code() ==
+        Errc::invalid_argument);
+  CHECK(parse_form_request("--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n\r\n--B--\r\n",
+                           "multipart/form-data; boundary=B")
+            .code() == Errc::missing_model);
+  // No model field at all: not an error here (the catalog's default model may apply).
+  auto none = parse_form_request("--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--B--\r\n",
+                                 "multipart/form-data; boundary=B");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_model);
+}
