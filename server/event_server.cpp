@@ -675,7 +675,12 @@ void Conn::dispatch() {
   };
   if (!is_authorized) return fail(Error{Errc::unauthorized, "Missing or invalid API key", ""});
   if (body_.empty()) return fail(Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""});
-  auto view = parse_request(body_, body_capacity_);
+  std::string_view content_type;
+  for (const auto& h : head_.headers) {
+    if (detail::iequals(h.name, "content-type")) content_type = h.value;
+  }
+  auto view = is_form_content_type(content_type) ? parse_form_request(body_, content_type)
+                                                 : parse_request(body_, body_capacity_);
   if (!view) return fail(view.error());
   view_ = std::move(view.value());
   model_ = view_.model;

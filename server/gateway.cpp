@@ -19,6 +19,10 @@ using SteadyTime = std::chrono::steady_clock;
 
 using detail::iequals;
 
+// Where the pre-routing handler keeps a multipart/form-data Content-Type (internal; a client's
+// own header of this name is dropped).
+constexpr const char* kFormTypeHeader = "X-Vllm-Router-Form-Content-Type";
+
 // cpp-httplib percent-decodes header values: "%0d%0a" arrives as a raw CRLF (header injection).
 bool valid_header_value(std::string_view v) {
   return v.find_first_of("\r\n") == std::string_view::npos && v.size() <= 8192;
@@ -94,7 +98,19 @@ void Gateway::install_routes() {
     std::string id = req.get_header_value("X-Request-Id");
     if (!valid_request_id(id)) id = new_request_id();
     res.set_header("X-Request-Id", id);
-    if (req.method != "GET" && req.method != "HEAD") return httplib::Server::HandlerResponse::Unhandled;
+    if (req.method != "GET" && req.method != "HEAD") {
+      // cpp-httplib would parse a multipart/form-data body into req.files and leave req.body
+      // empty; the body is read after this handler, so hide the type from it and keep the bytes.
+      auto& headers = const_cast<httplib::Request&>(req).headers;
+      headers.erase(kFormTypeHeader);  // never the client's
+      const auto type = headers.find("Content-Type");
+      if (type != headers.end() && is_form_content_type(type->second)) {
+        std::string original = type->second;
+        headers.erase(type);
+        headers.emplace(kFormTypeHeader, std::move(original));
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
     LocalResponse local;
     if (!answer_get(req.path, authorized(req), *router_, *metrics_, created_, local)) {
       local = error_response(Error{Errc::not_found, "Not Found: " + req.method + " " + req.path, ""});
@@ -167,7 +183,8 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
     return reply_error(res, Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""},
                        "", started);
   }
-  auto view = parse_request_padded(body);
+  const std::string form_type = req.get_header_value(kFormTypeHeader);  // see the pre-routing handler
+  auto view = !form_type.empty() ? parse_form_request(body, form_type) : parse_request_padded(body);
   if (!view) return reply_error(res, view.error(), "", started);
   // A session header (policy_options.session_header) beats the body's `user` as session key.
   const std::string session = req.get_header_value(router_->snapshot()->config->policy_options.session_header);
@@ -188,8 +205,9 @@ void Gateway::handle_forward(const httplib::Request& req, httplib::Response& res
   }
   Headers headers;
   headers.reserve(req.headers.size() + 2);
+  if (!form_type.empty()) headers.push_back(Header{"Content-Type", form_type});
   for (const auto& [name, value] : req.headers) {
-    if (!forward_request_header(name)) continue;
+    if (!forward_request_header(name) || iequals(name, kFormTypeHeader)) continue;
     if (std::any_of(connection_listed.begin(), connection_listed.end(),
                     [&name](std::string_view t) { return iequals(name, t); })) {
       continue;

@@ -7,7 +7,7 @@ import { get as httpGet } from 'node:http';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const VLLM_SIM = resolve(here, process.env.VLLM_SIM || '../../build/tools/vllm-sim');
@@ -212,6 +212,20 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
     assert.ok(completion.choices[0].text.length > 0, 'text non-empty');
     assert.equal(completion.choices[0].finish_reason, 'length');
     assertUsage(completion.usage, 4);
+  });
+
+  it('audio.transcriptions.create (multipart form) is routed by its model field, alias included', async () => {
+    const audio = Buffer.from('RIFF\u0000\u0001fake wav bytes --boundary-lookalike\r\n', 'binary');
+    const transcription = await client.audio.transcriptions.create({
+      file: await toFile(audio, 'a.wav', { type: 'audio/wav' }),
+      model: ALIAS_B,
+    });
+    assert.equal(typeof transcription.text, 'string');
+    assert.ok(transcription.text.length > 0, 'text non-empty');
+    await assert.rejects(
+      client.audio.transcriptions.create({ file: await toFile(audio, 'a.wav'), model: 'no-such-model' }),
+      (err) => err instanceof OpenAI.NotFoundError && err.status === 404,
+    );
   });
 
   it('embeddings.create returns a vector of finite numbers', async () => {
