@@ -256,11 +256,8 @@ describe('vllm-router with the openai npm client', { timeout: 20_000 }, () => {
   });
 
   // Without encoding_format the client asks for "base64" and decodes the answer as base64
-  // float32. vLLM supports that; vllm-sim ignores encoding_format and sends a float array, which
-  // the client turns into a few zeros. Marked todo until vllm-sim implements base64.
-  it('embeddings.create with the client default encoding (base64) matches float', {
-    todo: 'vllm-sim ignores encoding_format "base64" (answers a float array)',
-  }, async () => {
+  // float32, as vLLM sends it.
+  it('embeddings.create with the client default encoding (base64) matches float', async () => {
     const input = 'hello world';
     const floats = await client.embeddings.create({ model: MODEL_A, input, encoding_format: 'float' });
     const decoded = await client.embeddings.create({ model: MODEL_A, input });

@@ -1,10 +1,12 @@
 """Conformance of vllm-sim to /work/shared/VLLM_PROTOCOL.md (the vLLM OpenAI wire format)."""
 
+import base64
 import http.client
 import json
 import os
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -235,6 +237,22 @@ def test_context_length_400(sim):
     status, _, body = post_json(sim, "/v1/completions",
                                 {"model": "alpha", "prompt": "x", "max_tokens": 5000})
     assert status == 400 and "maximum context length" in body["error"]["message"]
+
+
+def test_embeddings_base64_encoding_is_the_float32_vector(sim):
+    status, _, floats = post_json(sim, "/v1/embeddings", {"model": MODEL, "input": "one"})
+    assert status == 200
+    status, _, b64 = post_json(sim, "/v1/embeddings", {"model": MODEL, "input": "one",
+                                                        "encoding_format": "base64"})
+    assert status == 200
+    raw = base64.b64decode(b64["data"][0]["embedding"], validate=True)
+    got = struct.unpack("<%df" % (len(raw) // 4), raw)
+    want = floats["data"][0]["embedding"]
+    assert len(raw) == 4 * len(want) == 4 * 32
+    assert all(abs(g - w) < 1e-6 for g, w in zip(got, want)), (got, want)
+    status, _, err = post_json(sim, "/v1/embeddings", {"model": MODEL, "input": "one",
+                                                       "encoding_format": "int8"})
+    assert status == 400 and "encoding_format" in err["error"]["message"]
 
 
 def test_embeddings_tokenize_rerank_score(sim):

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -257,6 +258,12 @@ void parse_body(Kind kind, std::string_view body, ParsedRequest &out) {
     else if (key == "stop") collect_stops(v, out.stops);
     else if (key == "top_n") out.top_n = need_int(v, "top_n");
     else if (key == "dimensions") out.dimensions = need_int(v, "dimensions");
+    else if (key == "encoding_format") {
+      const std::string_view f = need_string(v, "encoding_format");
+      if (f != "float" && f != "base64")
+        throw BadRequest{fmt::format("encoding_format must be 'float' or 'base64', got '{}'", f)};
+      out.base64 = f == "base64";
+    }
     else if (key == "messages" && (kind == Kind::Chat || kind == Kind::Tokenize)) {
       collect_messages(v, out.prompt_text);
       out.tokenize_messages = true;
@@ -548,7 +555,31 @@ void event_usage(std::string &out, const Ctx &c, bool chat, const Usage &u) {
 }
 
 // Deterministic unit vector derived from the text.
-static void append_vector(std::string &out, std::string_view text, int64_t dims) {
+// vLLM's encoding_format "base64": the float32 vector's bytes (little-endian), base64-encoded.
+static void append_base64_floats(std::string &out, const std::vector<double> &v) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes;
+  bytes.reserve(v.size() * 4);
+  for (double d : v) {
+    const float f = static_cast<float>(d);
+    uint32_t u = 0;
+    std::memcpy(&u, &f, sizeof u);
+    for (int k = 0; k < 4; ++k) bytes.push_back(static_cast<char>((u >> (8 * k)) & 0xff));
+  }
+  out.push_back('"');
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t chunk = 0;
+    for (size_t k = 0; k < n; ++k) chunk |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + k])) << (16 - 8 * k);
+    out.push_back(kAlphabet[(chunk >> 18) & 63]);
+    out.push_back(kAlphabet[(chunk >> 12) & 63]);
+    out.push_back(n > 1 ? kAlphabet[(chunk >> 6) & 63] : '=');
+    out.push_back(n > 2 ? kAlphabet[chunk & 63] : '=');
+  }
+  out.push_back('"');
+}
+
+static void append_vector(std::string &out, std::string_view text, int64_t dims, bool base64 = false) {
   uint64_t s = fnv1a64(text);
   std::vector<double> v(static_cast<size_t>(dims));
   double norm = 0;
@@ -557,6 +588,11 @@ static void append_vector(std::string &out, std::string_view text, int64_t dims)
     norm += x * x;
   }
   norm = std::sqrt(norm > 0 ? norm : 1.0);
+  if (base64) {
+    for (auto &x : v) x = std::round(x / norm * 1e6) / 1e6;  // the same values the float form prints
+    append_base64_floats(out, v);
+    return;
+  }
   out.push_back('[');
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) out.push_back(',');
@@ -580,7 +616,7 @@ std::string render_embeddings(const Ctx &c, const ParsedRequest &r) {
     app(out, "{\"index\":");
     num(out, static_cast<int64_t>(i));
     app(out, ",\"object\":\"embedding\",\"embedding\":");
-    append_vector(out, r.inputs[i], dims);
+    append_vector(out, r.inputs[i], dims, r.base64);
     out.push_back('}');
   }
   app(out, "],\"usage\":");

@@ -53,6 +53,7 @@ struct ParsedRequest {
   std::vector<int64_t> tokens;      // detokenize ids; also token-id prompts
   int64_t top_n = -1;
   int64_t dimensions = -1;
+  bool base64 = false;              // embeddings: encoding_format "base64" (float32, little-endian)
   bool tokenize_messages = false;
 };
 
