@@ -17,6 +17,11 @@ std::unique_ptr<PolicyScratch> Policy::make_scratch(std::span<const Endpoint* co
   return nullptr;
 }
 
+std::unique_ptr<PolicyScratch> Policy::carry_scratch(std::span<const Endpoint* const> pool, const PolicyScratch&,
+                                                     std::span<const Endpoint* const>) const {
+  return make_scratch(pool);
+}
+
 PolicyRegistry PolicyRegistry::with_builtins() {
   PolicyRegistry registry;
   registry.add("round_robin", [] { return std::make_shared<policies::RoundRobin>(); });

@@ -69,6 +69,7 @@ std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_lo
 
 Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config) {
   auto snap = std::make_shared<Snapshot>();
+  const std::shared_ptr<const Snapshot> previous = snapshot();  // null while the first is built
   snap->version = next_version_.fetch_add(1);
   snap->config = std::make_shared<const RouterConfig>(config);
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> states;
@@ -120,7 +121,24 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
       raw.push_back(ep.get());
       pool.endpoints.push_back(std::move(ep));
     }
-    pool.scratch = pool.policy->make_scratch(raw);
+    // The model's pool in the table being replaced (same policy): its scratch carries over.
+    const Pool* previous_pool = nullptr;
+    if (previous) {
+      for (const Pool& old : previous->pools) {
+        if (old.model == mc.name && old.scratch && old.policy->name() == pool.policy->name()) {
+          previous_pool = &old;
+          break;
+        }
+      }
+    }
+    if (previous_pool != nullptr) {
+      std::vector<const Endpoint*> previous_raw;
+      previous_raw.reserve(previous_pool->endpoints.size());
+      for (const auto& ep : previous_pool->endpoints) previous_raw.push_back(ep.get());
+      pool.scratch = pool.policy->carry_scratch(raw, *previous_pool->scratch, previous_raw);
+    } else {
+      pool.scratch = pool.policy->make_scratch(raw);
+    }
     const std::size_t index = snap->pools.size();
     snap->pools.push_back(std::move(pool));
     const auto add = [&](const std::string& name, NameKind kind, const std::string& upstream,

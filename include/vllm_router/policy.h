@@ -55,6 +55,14 @@ class VLLM_ROUTER_API Policy {
   virtual std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const = 0;
   /// Scratch for a pool of `pool_size` endpoints with these weights; default none.
   virtual std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const;
+  /// Scratch for `pool` in a new routing table, given the scratch this policy (the same
+  /// registered name) kept for the model's pool in the table being replaced, `previous_pool`.
+  /// Lets learned state (prefix_aware's index) survive a reload or a discovery change; slots are
+  /// positions, so match endpoints by `Endpoint::id`. `previous` may still be in use by picks on
+  /// the old table: read it under the policy's own synchronisation. Default: make_scratch(pool).
+  virtual std::unique_ptr<PolicyScratch> carry_scratch(std::span<const Endpoint* const> pool,
+                                                       const PolicyScratch& previous,
+                                                       std::span<const Endpoint* const> previous_pool) const;
 };
 
 /// Name -> factory. Each Router owns its own registry (no globals), seeded with the built-ins.

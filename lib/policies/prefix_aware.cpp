@@ -2,6 +2,7 @@
 #include "vllm_router/policies/prefix_aware.h"
 
 #include <algorithm>
+#include <iterator>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -72,6 +73,32 @@ std::vector<std::uint64_t> PrefixAware::chain_hashes(std::string_view text,
     out.push_back(detail::mix64(h));  // the chain continues from the unmixed FNV state
   }
   return out;
+}
+
+std::unique_ptr<PolicyScratch> PrefixAware::carry_scratch(std::span<const Endpoint* const> pool,
+                                                          const PolicyScratch& previous,
+                                                          std::span<const Endpoint* const> previous_pool) const {
+  auto next = std::make_unique<PrefixIndex>(max_entries_);
+  auto* old = dynamic_cast<const PrefixIndex*>(&previous);
+  if (old == nullptr || max_entries_ == 0) return next;
+  // Old bit -> new bits: every old slot with that bit whose endpoint is still in the pool.
+  std::unordered_map<std::string_view, std::size_t> slot_of;
+  for (std::size_t j = 0; j < pool.size(); ++j) slot_of.emplace(pool[j]->id, j);
+  std::uint64_t moved[64] = {};
+  for (std::size_t i = 0; i < previous_pool.size(); ++i) {
+    const auto it = slot_of.find(previous_pool[i]->id);
+    if (it != slot_of.end()) moved[i % 64] |= slot_bit(it->second);
+  }
+  std::lock_guard<std::mutex> lock(const_cast<PrefixIndex*>(old)->mutex);  // picks may still run
+  // Most recent first, appended: the order is kept, and a smaller cap keeps the most recent.
+  for (auto e = old->lru.begin(); e != old->lru.end() && next->map.size() < max_entries_; ++e) {
+    std::uint64_t bits = 0;
+    for (std::uint64_t m = e->slots; m != 0; m &= m - 1) bits |= moved[__builtin_ctzll(m)];
+    if (bits == 0) continue;
+    next->lru.push_back(Entry{e->hash, bits});
+    next->map.emplace(e->hash, std::prev(next->lru.end()));
+  }
+  return next;
 }
 
 std::size_t PrefixAware::index_size(const PolicyScratch* scratch) {

@@ -40,7 +40,7 @@ std::string text(std::uint64_t seed, std::size_t n) {
   return s;
 }
 
-std::size_t pick(const PrefixAware& p, PaFleet& f, PolicyScratch* scratch, std::string_view prompt,
+std::size_t pick(const PrefixAware& p, testing::TestFleet& f, PolicyScratch* scratch, std::string_view prompt,
                  Rng& rng, std::int64_t now_ns = 1) {
   RequestView view;
   view.prompt_prefix = prompt;
@@ -200,4 +200,51 @@ TEST_CASE("prefix_aware: concurrent picks from several threads keep the index co
   }
   for (auto& th : threads) th.join();
   CHECK(PrefixAware::index_size(scratch.get()) <= 500);
+}
+
+TEST_CASE("prefix_aware: the index carries over to a new table, following endpoints by id") {
+  const auto ids = testing::fleet_ids(4, "10.0.3");
+  testing::TestFleet before(ids);
+  PrefixAware p(opts());
+  auto scratch = p.make_scratch(before.raw);
+  Rng rng(5);
+  std::map<int, std::string> served_by;  // group -> endpoint id
+  for (int g = 0; g < 8; ++g) {
+    const std::size_t k = pick(p, before, scratch.get(), text(40 + g, 2000), rng);
+    before.states[k]->in_flight++;  // spread the groups: two per endpoint
+    served_by[g] = before.endpoints[k].id;
+  }
+  std::set<std::string> used;
+  for (auto& [g, id] : served_by) used.insert(id);
+  REQUIRE(used.size() == 4);
+
+  // The new table: the same servers in reverse order, the first one gone, a new one at the end.
+  testing::TestFleet after({ids[3], ids[2], ids[1], "http://10.0.3.9:8000"});
+  auto carried = p.carry_scratch(after.raw, *scratch, before.raw);
+  CHECK(PrefixAware::index_size(p.make_scratch(after.raw).get()) == 0);
+  // Only the groups of the endpoint that left are forgotten (6 of 8 groups stay).
+  CHECK(PrefixAware::index_size(carried.get()) * 8 == PrefixAware::index_size(scratch.get()) * 6);
+  for (auto& [g, id] : served_by) {
+    if (id == ids[0]) continue;
+    const std::size_t k = pick(p, after, carried.get(), text(40 + g, 2000) + "next turn", rng);
+    CHECK(after.endpoints[k].id == id);
+  }
+}
+
+TEST_CASE("prefix_aware: a carried index keeps the most recent entries under a smaller cap") {
+  testing::TestFleet f(testing::fleet_ids(2, "10.0.4"));
+  PrefixAware big(opts(64, 1000));
+  auto scratch = big.make_scratch(f.raw);
+  Rng rng(6);
+  for (int g = 0; g < 10; ++g) pick(big, f, scratch.get(), text(70 + g, 640), rng);  // 10 chunks each
+  REQUIRE(PrefixAware::index_size(scratch.get()) == 100);
+  PrefixAware small(opts(64, 30));
+  auto carried = small.carry_scratch(f.raw, *scratch, f.raw);
+  CHECK(PrefixAware::index_size(carried.get()) == 30);
+  // The newest group survived whole: its endpoint keeps it even when busier than the other
+  // (within the load margin), and the full match records no new entry.
+  const std::size_t served = pick(big, f, scratch.get(), text(79, 640) + "y", rng);
+  f.states[served]->in_flight = 2;
+  CHECK(pick(small, f, carried.get(), text(79, 640) + "x", rng) == served);
+  CHECK(PrefixAware::index_size(carried.get()) == 30);
 }

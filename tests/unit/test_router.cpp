@@ -183,3 +183,46 @@ TEST_CASE("update swaps the table, keeps live state, and rejects a bad config") 
   CHECK(router->update(bad).code() == Errc::config);
   CHECK(router->snapshot()->version == after->version);
 }
+
+TEST_CASE("update carries prefix_aware's index to the new table, following endpoints by id") {
+  auto t = std::make_shared<FakeTransport>();
+  RouterConfig c;
+  c.policy = "prefix_aware";
+  ModelConfig m;
+  m.name = "org/p";
+  m.endpoints = {{"http://127.0.0.1:3001", 1, ""}, {"http://127.0.0.1:3002", 1, ""}, {"http://127.0.0.1:3003", 1, ""}};
+  c.models = {m};
+  auto router = make_router(c, t);
+  const auto prompt = [](int g) {
+    std::string s;
+    for (int i = 0; i < 120; ++i) s += "group " + std::to_string(g) + " line " + std::to_string(i) + ". ";
+    return s;
+  };
+  const auto body = [&](int g, std::string_view tail) {
+    return R"({"model":"org/p","prompt":")" + prompt(g) + std::string(tail) + R"("})";
+  };
+  // Three prompt groups; each first request stays open, so the groups spread over the servers.
+  std::vector<Route> held;
+  std::vector<std::string> served;
+  for (int g = 0; g < 3; ++g) {
+    const std::string b = body(g, "");
+    auto r = router->route(view_of(b));
+    REQUIRE(r.ok());
+    served.push_back(r->lease.endpoint().id);
+    held.push_back(std::move(r.value()));
+  }
+  REQUIRE(std::set<std::string>(served.begin(), served.end()).size() == 3);
+  for (auto& h : held) h.lease.complete(Outcome{});
+
+  // A reload lists the same servers in another order (slots move): each group still goes home.
+  RouterConfig next = c;
+  std::swap(next.models[0].endpoints[0], next.models[0].endpoints[2]);
+  REQUIRE(router->update(next).ok());
+  for (int g = 0; g < 3; ++g) {
+    const std::string b = body(g, " and a follow-up");
+    auto r = router->route(view_of(b));
+    REQUIRE(r.ok());
+    CHECK(r->lease.endpoint().id == served[static_cast<std::size_t>(g)]);
+    r->lease.complete(Outcome{});
+  }
+}

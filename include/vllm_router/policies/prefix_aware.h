@@ -37,6 +37,11 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   std::string_view name() const noexcept override { return "prefix_aware"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
   std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
+  /// The previous table's index, its slots moved to where the same endpoints (by id) are now;
+  /// endpoints that left are forgotten, entries nobody serves any more are dropped, recency kept.
+  std::unique_ptr<PolicyScratch> carry_scratch(std::span<const Endpoint* const> pool,
+                                               const PolicyScratch& previous,
+                                               std::span<const Endpoint* const> previous_pool) const override;
 
   /// The chained hashes of the full chunks of `text` (hash k covers chunks 0..k; a trailing
   /// partial chunk is left out, as vLLM caches full blocks only). Stable across processes.
