@@ -385,9 +385,11 @@ void Loop::accept_all() {
     }
     srv.connections_.fetch_add(1, std::memory_order_relaxed);
     // Keep it unless another loop has at least two fewer connections (no hand-over ping-pong).
+    // Not while draining: a loop that already finished would never adopt it.
     Loop* target = this;
     std::uint32_t fewest = open.load(std::memory_order_relaxed);
     for (const auto& l : srv.loops_) {
+      if (srv.draining()) break;
       const std::uint32_t n = l->open.load(std::memory_order_relaxed);
       if (n + 1 < fewest) {
         fewest = n;
