@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, fnv1a64, metric_samples,  # noqa: E402
+from routerproc import (assert_openai_error, call, chat_body, fnv1a64, metric_samples,  # noqa: E402
                         open_stream, post_json, router_metrics, sim_reset, sim_stats,
                         start_router, wait_for)
 from simproc import start_sim  # noqa: E402
@@ -19,11 +19,8 @@ CHAT = "/v1/chat/completions"
 
 
 def chat(model=None, **kw):
-    body = {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 2}
-    if model is not None:
-        body["model"] = model
-    body.update(kw)
-    return body
+    fields = {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 2}
+    return chat_body(model, **{**fields, **kw})
 
 
 def write_config(doc):
