@@ -677,25 +677,23 @@ void Conn::dispatch() {
   };
   if (!is_authorized) return fail(Error{Errc::unauthorized, "Missing or invalid API key", ""});
   if (body_.empty()) return fail(Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""});
+  rcfg_ = loop_.srv.router_.snapshot()->config;
+  // One pass over the headers: the body's type, and the session header
+  // (policy_options.session_header), which beats the body's `user` as session key.
   std::string_view content_type;
+  const detail::HeaderView* session = nullptr;
   for (const auto& h : head_.headers) {
     if (detail::iequals(h.name, "content-type")) content_type = h.value;
+    if (session == nullptr && detail::iequals(h.name, rcfg().policy_options.session_header)) session = &h;
   }
   auto view = is_form_content_type(content_type) ? parse_form_request(body_, content_type)
                                                  : parse_request(body_, body_capacity_);
   if (!view) return fail(view.error());
   view_ = std::move(view.value());
+  if (session != nullptr) view_.session_key.assign(session->value);
   model_ = view_.model;
   attempts_ = 0;
   tried_.clear();
-  rcfg_ = loop_.srv.router_.snapshot()->config;
-  // A session header (policy_options.session_header) beats the body's `user` as session key.
-  for (const auto& h : head_.headers) {
-    if (detail::iequals(h.name, rcfg().policy_options.session_header)) {
-      view_.session_key.assign(h.value);
-      break;
-    }
-  }
   total_deadline_ = rcfg().timeouts.total_ms != 0
                         ? started_ + std::chrono::milliseconds(rcfg().timeouts.total_ms)
                         : Clock::time_point::max();
