@@ -17,12 +17,18 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/vllm_routerConfigVersion.
 install(FILES ${PROJECT_BINARY_DIR}/vllm_routerConfig.cmake
   ${PROJECT_BINARY_DIR}/vllm_routerConfigVersion.cmake DESTINATION ${VLLM_ROUTER_CMAKE_DIR})
 
+# The shared library carries its private dependencies itself: the .pc file names none (a
+# Requires.private line would add their compile flags, e.g. cpp-httplib's -D options, to every
+# consumer's --cflags). A static library lists them as link flags only. The run path lets a
+# consumer built with `pkg-config --libs` start without LD_LIBRARY_PATH, wherever the prefix is.
 if(BUILD_SHARED_LIBS)
   set(VLLM_ROUTER_PC_CFLAGS "")
-  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib")
+  set(VLLM_ROUTER_PC_LIBS_PRIVATE "")
+  set(VLLM_ROUTER_PC_RPATH "-Wl,-rpath,\${libdir}")
 else()
   set(VLLM_ROUTER_PC_CFLAGS "-DVLLM_ROUTER_STATIC")
-  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib")
+  set(VLLM_ROUTER_PC_LIBS_PRIVATE "-lsimdjson -lcpp-httplib")
+  set(VLLM_ROUTER_PC_RPATH "")
 endif()
 # Relocatable: the prefix is found from the .pc file's own location.
 file(RELATIVE_PATH VLLM_ROUTER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")

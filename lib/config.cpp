@@ -16,7 +16,7 @@
 
 #include "vllm_router/endpoint.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 namespace od = simdjson::ondemand;
@@ -725,4 +725,4 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
   return {};
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

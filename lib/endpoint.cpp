@@ -4,7 +4,7 @@
 
 #include "vllm_router/endpoint.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 Result<Url> parse_url(std::string_view text) {
   Url url;
@@ -55,4 +55,4 @@ Result<Url> parse_url(std::string_view text) {
   return url;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

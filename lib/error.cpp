@@ -4,7 +4,7 @@
 #include "json_writer.h"
 #include "vllm_router/error.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 int http_status(Errc code) noexcept {
   switch (code) {
@@ -96,4 +96,4 @@ std::string to_openai_json(const Error& error) {
   return out;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -6,7 +6,7 @@
 
 #include "vllm_router/router.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 // Discards a probe's body (only the status matters).
@@ -111,4 +111,4 @@ void HealthChecker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -1,7 +1,7 @@
 // Lease: in-flight accounting and outcome recording for one attempt.
 #include "vllm_router/lease.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 Lease::Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
              std::string model, std::shared_ptr<Observer> observer,
@@ -62,4 +62,4 @@ void Lease::complete(const Outcome& outcome) noexcept {
   }
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -12,7 +12,7 @@
 #include "vllm_router/router.h"
 #include "vllm_router/snapshot.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 // Value of one sample line after the metric name: skips the label set (quotes and escapes
@@ -193,4 +193,4 @@ void LoadScraper::stop() {
   stopping_.store(false);
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -1,7 +1,7 @@
 // ModelCatalog: name -> pool lookup.
 #include "vllm_router/model_catalog.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 bool ModelCatalog::add(std::string name, NameKind kind, std::size_t pool, std::string upstream) {
   if (index_.find(name) != index_.end()) return false;
@@ -36,4 +36,4 @@ bool ModelCatalog::resolve_default(Resolution& out) const {
   return true;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -2,7 +2,7 @@
 #include "vllm_router/observer.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 Observer::~Observer() = default;
 void Observer::on_outcome(std::string_view, const Endpoint&, const Outcome&) {}
@@ -10,4 +10,4 @@ BodySink::~BodySink() = default;
 UpstreamResponse::~UpstreamResponse() = default;
 Transport::~Transport() = default;
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

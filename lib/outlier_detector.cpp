@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 OutlierDetector::OutlierDetector(OutlierConfig config, std::shared_ptr<const Clock> clock)
     : config_(std::move(config)), clock_(std::move(clock)) {}
@@ -72,4 +72,4 @@ void OutlierDetector::record(EndpointState& state, const Outcome& outcome) {
   ejected_.emplace_back(&state, new_until);
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

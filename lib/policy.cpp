@@ -8,7 +8,7 @@
 #include "vllm_router/policies/session.h"
 #include "vllm_router/policies/round_robin.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 PolicyScratch::~PolicyScratch() = default;
 Policy::~Policy() = default;
@@ -70,4 +70,4 @@ std::vector<std::string> PolicyRegistry::names() const {
   return out;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -7,7 +7,7 @@
 #include "json_writer.h"
 #include "vllm_router/request.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 namespace od = simdjson::ondemand;
@@ -218,4 +218,4 @@ Result<RequestView> parse_form_request(std::string_view body, std::string_view c
   }
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 // One generator per thread, seeded once from the router's seed and a per-thread counter.
@@ -331,4 +331,4 @@ Result<std::uint64_t> Exchange::relay(BodySink& sink) {
   return r;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

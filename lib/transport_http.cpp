@@ -27,7 +27,7 @@
 #include "net.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -350,4 +350,4 @@ std::shared_ptr<Transport> make_http_transport(const HttpTransportOptions& optio
   return std::make_shared<HttpTransport>(options);
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

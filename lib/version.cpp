@@ -1,8 +1,8 @@
 // Run-time library version.
 #include "vllm_router/version.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 const char* version() noexcept { return VLLM_ROUTER_VERSION_STRING; }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

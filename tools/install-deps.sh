@@ -3,7 +3,7 @@
 set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev doctest-dev
-      libssl-dev python3 python3-pytest curl ca-certificates
+      libssl-dev python3 python3-dev python3-pytest pybind11-dev curl ca-certificates
       # the Helm chart's test: helm-render (Go, built offline against Debian's Go libraries)
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml)
 # Node.js runs the end-to-end test with the official openai client; keep an existing install

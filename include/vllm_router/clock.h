@@ -5,7 +5,7 @@
 
 #include "vllm_router/export.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Monotonic time source. Implementations must be thread-safe.
 class VLLM_ROUTER_API Clock {
@@ -31,4 +31,4 @@ class VLLM_ROUTER_API ManualClock final : public Clock {
   time_point now_{};
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -10,7 +10,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/result.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// One replica of a model as configured.
 struct EndpointConfig {
@@ -196,4 +196,4 @@ VLLM_ROUTER_API Result<RouterConfig> parse_router_config(std::string_view json);
 VLLM_ROUTER_API Result<void> validate(const RouterConfig& config,
                                       const std::vector<std::string>& policy_names);
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -8,7 +8,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/result.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// A parsed `http://host:port[/prefix]` base URL. Plain value type.
 struct Url {
@@ -29,4 +29,4 @@ struct Endpoint {
   std::string api_key;   ///< sent upstream as `Authorization: Bearer` when not empty
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

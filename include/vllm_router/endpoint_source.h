@@ -16,7 +16,7 @@
 #include "vllm_router/result.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 class Router;
 
@@ -168,4 +168,4 @@ class VLLM_ROUTER_API Discovery {
   DiscoveryErrorCallback on_error_;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

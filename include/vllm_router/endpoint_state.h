@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdint>
 
-namespace vllm_router {
+#include "vllm_router/export.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// A plain copy of an endpoint's live numbers, what policies read.
 struct LoadSample {
@@ -62,4 +64,4 @@ class EndpointState {
   }
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

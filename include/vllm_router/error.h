@@ -7,7 +7,7 @@
 
 #include "vllm_router/export.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// What went wrong. Stable numeric values (the C API exposes them).
 enum class Errc : std::uint8_t {
@@ -55,4 +55,4 @@ VLLM_ROUTER_API std::string_view errc_name(Errc code) noexcept;
 /// integer HTTP status as vLLM >= 0.10.1 does). Strings are JSON-escaped.
 VLLM_ROUTER_API std::string to_openai_json(const Error& error);
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -1,4 +1,4 @@
-// Symbol visibility macro for the vllm_router shared or static library.
+// Symbol visibility and the versioned namespace of the vllm_router library.
 #pragma once
 
 #if defined(VLLM_ROUTER_STATIC)
@@ -12,3 +12,14 @@
 #else
 #define VLLM_ROUTER_API __attribute__((visibility("default")))
 #endif
+
+// Every public name lives in an inline namespace named after the ABI version (fmt's habit):
+// code says vllm_router::Router, the linker sees vllm_router::v0::Router, so two incompatible
+// builds of the library in one process fail to link instead of mixing silently.
+#define VLLM_ROUTER_ABI_NAMESPACE v0
+#define VLLM_ROUTER_BEGIN_NAMESPACE \
+  namespace vllm_router {           \
+  inline namespace v0 {
+#define VLLM_ROUTER_END_NAMESPACE \
+  }                               \
+  }

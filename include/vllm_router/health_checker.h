@@ -13,7 +13,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 class Router;
 
@@ -55,4 +55,4 @@ class VLLM_ROUTER_API HealthChecker {
   bool stopping_ = false;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -11,7 +11,7 @@
 #include "vllm_router/observer.h"
 #include "vllm_router/outlier_detector.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Taken when a policy picks an endpoint: increments its in-flight count. `complete()` records
 /// the outcome once (state counters, observer) and decrements; a lease destroyed without
@@ -50,4 +50,4 @@ class VLLM_ROUTER_API Lease {
   std::chrono::steady_clock::time_point started_{};
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -15,7 +15,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 class Router;
 
@@ -86,4 +86,4 @@ class VLLM_ROUTER_API LoadScraper {
   std::thread thread_;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -9,7 +9,7 @@
 
 #include "vllm_router/export.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// How a requested name resolved.
 struct Resolution {
@@ -51,4 +51,4 @@ class VLLM_ROUTER_API ModelCatalog {
   std::ptrdiff_t default_ = -1;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -8,7 +8,7 @@
 #include "vllm_router/endpoint.h"
 #include "vllm_router/export.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// How one attempt on one endpoint ended.
 enum class OutcomeKind : std::uint8_t {
@@ -38,4 +38,4 @@ class VLLM_ROUTER_API Observer {
   virtual void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome);
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -12,7 +12,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/observer.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Ejects an endpoint after `consecutive_failures` failed attempts in a row (connect failure,
 /// timeout, broken connection, 5xx) for a back-off that doubles with each ejection (capped);
@@ -46,4 +46,4 @@ class VLLM_ROUTER_API OutlierDetector {
   mutable std::vector<std::pair<const EndpointState*, std::int64_t>> ejected_;  // state, until
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

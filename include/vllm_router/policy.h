@@ -18,7 +18,7 @@
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// One endpoint a policy may choose. `slot` is the endpoint's position in its pool (stable for
 /// the life of a snapshot), for policies that keep per-endpoint scratch.
@@ -89,4 +89,4 @@ class VLLM_ROUTER_API PolicyRegistry {
   std::map<std::string, OptionsFactory, std::less<>> factories_;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

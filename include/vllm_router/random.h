@@ -3,7 +3,9 @@
 
 #include <cstdint>
 
-namespace vllm_router {
+#include "vllm_router/export.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// xoshiro256** seeded through splitmix64. Not thread-safe: keep one per thread or per call.
 class Rng {
@@ -42,4 +44,4 @@ class Rng {
   std::uint64_t s_[4]{};
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -8,7 +8,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/result.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Routing-relevant facts of one request body. Views point into the caller's body, which must
 /// outlive the RequestView. Plain value type.
@@ -59,4 +59,4 @@ VLLM_ROUTER_API bool is_form_content_type(std::string_view content_type) noexcep
 VLLM_ROUTER_API std::string rewrite_model(std::string_view body, const RequestView& view,
                                           std::string_view model);
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

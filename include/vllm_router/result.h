@@ -5,8 +5,9 @@
 #include <variant>
 
 #include "vllm_router/error.h"
+#include "vllm_router/export.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Either a T or an Error. Check `ok()` (or `operator bool`) before `value()`.
 /// Not thread-safe for concurrent mutation; a plain value type.
@@ -58,4 +59,4 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

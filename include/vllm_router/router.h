@@ -22,7 +22,7 @@
 #include "vllm_router/snapshot.h"
 #include "vllm_router/transport.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Collaborators of a Router. All optional.
 struct RouterOptions {
@@ -130,4 +130,4 @@ class VLLM_ROUTER_API Router {
   std::atomic<std::int64_t> retries_in_flight_{0};
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

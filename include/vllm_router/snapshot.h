@@ -9,10 +9,11 @@
 #include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_state.h"
+#include "vllm_router/export.h"
 #include "vllm_router/model_catalog.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// The replicas of one model and the policy that picks among them.
 struct Pool {
@@ -36,4 +37,4 @@ struct Snapshot {
   std::vector<Pool> pools;
 };
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

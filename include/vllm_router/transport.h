@@ -13,7 +13,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/result.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// One HTTP header as sent or received (name case as received).
 struct Header {
@@ -89,4 +89,4 @@ struct HttpTransportOptions {
 /// pool per endpoint; a stale pooled socket is retried once on a fresh connection. Thread-safe.
 VLLM_ROUTER_API std::shared_ptr<Transport> make_http_transport(const HttpTransportOptions& options);
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

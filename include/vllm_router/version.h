@@ -8,9 +8,9 @@
 #define VLLM_ROUTER_VERSION_PATCH 0
 #define VLLM_ROUTER_VERSION_STRING "0.1.0"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// The version of the linked library ("MAJOR.MINOR.PATCH"). Thread-safe; static storage.
 VLLM_ROUTER_API const char* version() noexcept;
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

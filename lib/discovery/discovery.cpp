@@ -11,11 +11,7 @@
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/router.h"
 
-namespace vllm_router {
-
-EndpointSource::~EndpointSource() = default;
-
-namespace detail {
+namespace vllm_router::detail {
 
 void normalise_set(EndpointSet& set) {
   std::stable_sort(set.begin(), set.end(),
@@ -25,7 +21,11 @@ void normalise_set(EndpointSet& set) {
             set.end());
 }
 
-}  // namespace detail
+}  // namespace vllm_router::detail
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+
+EndpointSource::~EndpointSource() = default;
 
 namespace {
 
@@ -307,4 +307,4 @@ RouterConfig Discovery::composed() const {
   return composed_;
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

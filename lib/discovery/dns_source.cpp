@@ -9,7 +9,7 @@
 #include "source_detail.h"
 #include "vllm_router/endpoint_source.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 
 Result<std::vector<std::string>> resolve_host(const std::string& host) {
   addrinfo hints{};
@@ -95,4 +95,4 @@ std::unique_ptr<EndpointSource> make_dns_source(const DiscoveryConfig& config, R
   return std::make_unique<DnsSource>(config, std::move(resolver));
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -14,7 +14,7 @@
 #include "source_detail.h"
 #include "vllm_router/endpoint_source.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 namespace dom = simdjson::dom;
@@ -494,4 +494,4 @@ Result<std::unique_ptr<EndpointSource>> make_kubernetes_source(const DiscoveryCo
   return std::unique_ptr<EndpointSource>(std::make_unique<KubernetesSource>(config, base, ns, in_cluster));
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

@@ -7,7 +7,7 @@
 #include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_source.h"
 
-namespace vllm_router {
+VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
 class CollectSink final : public BodySink {
@@ -183,4 +183,4 @@ std::unique_ptr<EndpointSource> make_model_discovery(std::unique_ptr<EndpointSou
   return std::make_unique<ModelDiscovery>(std::move(inner), config, std::move(transport));
 }
 
-}  // namespace vllm_router
+VLLM_ROUTER_END_NAMESPACE

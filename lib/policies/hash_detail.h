@@ -4,7 +4,10 @@
 #include <cstdint>
 #include <string_view>
 
-namespace vllm_router::policies::detail {
+#include "vllm_router/export.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies::detail {
 
 inline constexpr std::uint64_t kFnvOffset = 14695981039346656037ull;
 inline constexpr std::uint64_t kFnvPrime = 1099511628211ull;
@@ -39,4 +42,5 @@ inline std::uint64_t vnode_hash(std::string_view id, std::uint32_t replica) noex
   return mix64(h);
 }
 
-}  // namespace vllm_router::policies::detail
+}  // namespace policies::detail
+VLLM_ROUTER_END_NAMESPACE

@@ -3,7 +3,8 @@
 
 #include <limits>
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 std::size_t LeastRequests::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   std::size_t best = 0;
@@ -23,4 +24,5 @@ std::size_t LeastRequests::pick(const PickContext& ctx, std::span<const Candidat
   return best;
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

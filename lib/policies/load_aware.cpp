@@ -3,11 +3,13 @@
 
 #include "policies/load_detail.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 std::size_t LoadAware::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   if (candidates.size() <= 1) return 0;
   return detail::least_loaded(ctx, candidates, stale_ms_);
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

@@ -7,7 +7,8 @@
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies::detail {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies::detail {
 
 /// A full KV cache counts like this many extra requests: vLLM preempts (recomputes) when its
 /// KV cache runs out, so a nearly full replica is worse than its request count says.
@@ -66,4 +67,5 @@ inline std::size_t least_loaded(const PickContext& ctx, std::span<const Candidat
   return best;
 }
 
-}  // namespace vllm_router::policies::detail
+}  // namespace policies::detail
+VLLM_ROUTER_END_NAMESPACE

@@ -1,7 +1,8 @@
 // Power of two choices: two distinct random candidates, the one with fewer in flight wins.
 #include "vllm_router/policies/power_of_two.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 std::size_t PowerOfTwo::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   const std::size_t n = candidates.size();
@@ -14,4 +15,5 @@ std::size_t PowerOfTwo::pick(const PickContext& ctx, std::span<const Candidate> 
   return lb < la ? b : a;
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

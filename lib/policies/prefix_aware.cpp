@@ -10,7 +10,8 @@
 #include "policies/hash_detail.h"
 #include "policies/load_detail.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 namespace {
 
 // Which endpoints (by pool slot, as bits) recently served one chain hash. Pools above 64
@@ -168,4 +169,5 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
   return chosen;
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

@@ -4,7 +4,8 @@
 #include <mutex>
 #include <vector>
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 namespace {
 
 struct RoundRobinScratch final : PolicyScratch {
@@ -43,4 +44,5 @@ std::size_t RoundRobin::pick(const PickContext& ctx, std::span<const Candidate> 
   return best;
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

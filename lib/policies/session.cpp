@@ -9,7 +9,8 @@
 #include "policies/hash_detail.h"
 #include "vllm_router/policies/power_of_two.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 namespace {
 
 struct Point {
@@ -121,4 +122,5 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
   return home == n ? 0 : home;  // every candidate at capacity: stay home
 }
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

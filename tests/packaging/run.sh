@@ -19,10 +19,16 @@ LD_LIBRARY_PATH="$(ls -d "$work/prefix"/lib*)" "$work/fp/consumer"
 
 echo "== pkg-config vllm_router"
 pc_dir=$(dirname "$(ls "$work/prefix"/lib*/pkgconfig/vllm_router.pc)")
+cflags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags vllm_router)
+case " $cflags " in
+  *" -D"*) if [ "$cflags" != "${cflags/-DVLLM_ROUTER_STATIC/}" ] && [ "$(grep -o -- ' -D' <<< " $cflags" | wc -l)" -eq 1 ]; then :; else
+             echo "pkg-config --cflags leaks private compile flags: $cflags" >&2; exit 1; fi ;;
+esac
 flags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags --libs vllm_router)
 # shellcheck disable=SC2086
 c++ "$src/tests/packaging/consumer/main.cpp" -o "$work/pc-consumer" $flags
-LD_LIBRARY_PATH="$(ls -d "$work/prefix"/lib*)" "$work/pc-consumer"
+# No LD_LIBRARY_PATH: the .pc file's run path finds the library in the relocated prefix.
+"$work/pc-consumer"
 
 echo "== installed headers include no third-party header"
 if grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](httplib|simdjson)' "$work/prefix/include"; then
@@ -91,7 +97,9 @@ if [ -n "$py_module" ]; then
 fi
 
 echo "== add_subdirectory(vllm_router)"
-cmake -S "$src/tests/packaging/consumer" -B "$work/as" -DVLLM_ROUTER_SOURCE_DIR="$src" > "$work/as.log"
+# The library alone needs neither fmt nor the test tools: a find_package(fmt) would fail here.
+cmake -S "$src/tests/packaging/consumer" -B "$work/as" -DVLLM_ROUTER_SOURCE_DIR="$src" \
+  -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_doctest=ON > "$work/as.log"
 cmake --build "$work/as" -j2 > "$work/as-build.log"
 "$work/as/consumer"
 echo "packaging OK"

@@ -1,9 +1,11 @@
 // least_requests: the candidate with the fewest requests in flight, ties broken at random.
 #pragma once
 
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// Fewest in flight at this router wins; among equals one is drawn uniformly with ctx.rng.
 /// Stateless and thread-safe.
@@ -13,4 +15,5 @@ class VLLM_ROUTER_API LeastRequests final : public Policy {
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

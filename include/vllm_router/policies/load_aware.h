@@ -4,9 +4,11 @@
 #include <cstdint>
 
 #include "vllm_router/config.h"
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// Picks the candidate with the lowest load score (ties broken uniformly with ctx.rng):
 ///   score = (in_flight + waiting + 4 x kv_cache_usage) / weight
@@ -26,4 +28,5 @@ class VLLM_ROUTER_API LoadAware final : public Policy {
   std::uint32_t stale_ms_;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

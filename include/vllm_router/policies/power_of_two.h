@@ -1,9 +1,11 @@
 // power_of_two: two distinct candidates drawn at random, the one with fewer in flight wins.
 #pragma once
 
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// "Power of two choices": draws two distinct candidates uniformly with ctx.rng and picks the
 /// one with fewer requests in flight at this router (the first drawn on a tie). Spreads load
@@ -15,4 +17,5 @@ class VLLM_ROUTER_API PowerOfTwo final : public Policy {
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

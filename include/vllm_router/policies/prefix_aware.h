@@ -6,9 +6,11 @@
 #include <vector>
 
 #include "vllm_router/config.h"
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// Prefix-cache-aware routing without a tokenizer.
 ///
@@ -57,4 +59,5 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   std::uint32_t stale_ms_;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

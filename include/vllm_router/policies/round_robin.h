@@ -1,9 +1,11 @@
 // round_robin: nginx's smooth weighted round robin over the candidates.
 #pragma once
 
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// Smooth weighted round robin (nginx): each pick adds every candidate's weight to its current
 /// value, takes the largest, and subtracts the total from it. Even spread, weights honoured,
@@ -15,4 +17,5 @@ class VLLM_ROUTER_API RoundRobin final : public Policy {
   std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE

@@ -4,9 +4,11 @@
 #include <cstdint>
 
 #include "vllm_router/config.h"
+#include "vllm_router/export.h"
 #include "vllm_router/policy.h"
 
-namespace vllm_router::policies {
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace policies {
 
 /// Consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam 2018) on
 /// RequestView::session_key (the gateway fills it from the header named
@@ -41,4 +43,5 @@ class VLLM_ROUTER_API Session final : public Policy {
   std::uint32_t min_capacity_;
 };
 
-}  // namespace vllm_router::policies
+}  // namespace policies
+VLLM_ROUTER_END_NAMESPACE
