@@ -1,151 +1,219 @@
 // Internal: HTTP/1.1 head parsing and chunked scanning (RFC 9112), strict and bounded.
 #include "http1.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
 
 namespace vllm_router::detail {
 namespace {
 
-bool is_token_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  if (u <= 32 || u >= 127) return false;
-  switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':': case '\\':
-    case '"': case '/': case '[': case ']': case '?': case '=': case '{': case '}':
-      return false;
-    default:
-      return true;
+constexpr std::size_t kNpos = std::string_view::npos;
+
+// Byte classes, one table lookup per byte on the hot path.
+enum : std::uint8_t {
+  kToken = 1,      // tchar (RFC 9110 5.6.2): method, field names, trailer names
+  kFieldChar = 2,  // field-vchar, SP, HTAB (RFC 9110 5.5): field values, reason phrase, chunk-ext
+  kTargetChar = 4, // request-target bytes we pass on: 0x21-0xff except DEL (no URI grammar check)
+};
+
+constexpr std::array<std::uint8_t, 256> kClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  constexpr std::string_view delimiters = "\"(),/:;<=>?@[\\]{}";
+  for (int c = 0; c < 256; ++c) {
+    std::uint8_t v = 0;
+    const bool ctl = c < 0x20 || c == 0x7f;
+    if (!ctl || c == '\t') v |= kFieldChar;
+    if (c > 0x20 && c != 0x7f) v |= kTargetChar;
+    if (c > 0x20 && c < 0x7f && delimiters.find(static_cast<char>(c)) == kNpos) v |= kToken;
+    t[static_cast<std::size_t>(c)] = v;
+  }
+  return t;
+}();
+
+inline bool is(char c, std::uint8_t cls) noexcept {
+  return (kClass[static_cast<unsigned char>(c)] & cls) != 0;
+}
+
+// Size of the head at the start of `buf` through its blank line; 0 while incomplete; kNpos when
+// a line ends in a bare LF (RFC 9112 2.2 allows accepting those; a proxy must not: the classic
+// smuggling lever). memchr per line, as fast as searching for "\r\n\r\n".
+std::size_t scan_head(std::string_view buf) {
+  const char* const base = buf.data();
+  std::size_t line = 0;  // start of the current line
+  for (;;) {
+    const void* hit = std::memchr(base + line, '\n', buf.size() - line);
+    if (hit == nullptr) return 0;
+    const auto lf = static_cast<std::size_t>(static_cast<const char*>(hit) - base);
+    if (lf == line || base[lf - 1] != '\r') return kNpos;
+    if (lf == line + 1) return lf + 1;  // an empty line ends the head
+    line = lf + 1;
   }
 }
 
-// Parses header lines in `block` (each ending in CRLF, no blank line). Returns false on error.
+// Parses field lines in `block` (each ending in CRLF, no blank line). A bare CR, obs-fold,
+// whitespace before the colon and control bytes in values are errors. Returns false on error.
 bool parse_header_lines(std::string_view block, std::vector<HeaderView>& out, std::string& error,
                         const HeadLimits& limits) {
   out.clear();
-  while (!block.empty()) {
-    const auto eol = block.find("\r\n");
-    if (eol == std::string_view::npos) {
-      error = "malformed header line";
-      return false;
-    }
-    const std::string_view line = block.substr(0, eol);
-    block.remove_prefix(eol + 2);
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      error = "malformed header line";
-      return false;
-    }
-    const std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (!is_token_char(c)) {
+  const char* p = block.data();
+  const char* const end = p + block.size();
+  while (p < end) {
+    const char* const name = p;
+    while (p < end && is(*p, kToken)) ++p;
+    if (p == end || *p != ':' || p == name) {
+      if (p < end && (*p == ' ' || *p == '\t')) {
+        error = p == name ? "obsolete line folding in header" : "whitespace before colon in header";
+      } else if (p < end && *p != ':') {
         error = "invalid character in header name";
-        return false;
+      } else {
+        error = "malformed header line";
       }
+      return false;
     }
-    const std::string_view value = trim(line.substr(colon + 1));
-    for (char c : value) {
-      if (c == '\r' || c == '\n' || c == '\0') {
-        error = "invalid character in header value";
-        return false;
-      }
+    const std::string_view name_view(name, static_cast<std::size_t>(p - name));
+    ++p;
+    while (p < end && (*p == ' ' || *p == '\t')) ++p;
+    const char* const value = p;
+    while (p < end && is(*p, kFieldChar)) ++p;
+    // What stopped the value must be the line's CRLF.
+    if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
+      error = "invalid character in header value";
+      return false;
     }
+    const char* value_end = p;
+    while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t')) --value_end;
     if (out.size() >= limits.max_headers) {
       error = "too many headers";
       return false;
     }
-    out.push_back(HeaderView{name, value});
+    out.push_back(HeaderView{name_view, std::string_view(value, static_cast<std::size_t>(value_end - value))});
+    p += 2;
   }
   return true;
 }
 
-bool parse_u64(std::string_view s, std::uint64_t& out) {
+// Content-Length = 1*DIGIT (no sign, no list, no inner space), at most 2^64 - 1.
+bool parse_length(std::string_view s, std::uint64_t& out) {
   if (s.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && ptr == s.data() + s.size();
+  std::uint64_t n = 0;
+  for (const char c : s) {
+    if (c < '0' || c > '9') return false;
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    if (n > (UINT64_MAX - digit) / 10) return false;
+    n = n * 10 + digit;
+  }
+  out = n;
+  return true;
+}
+
+// Connection is a comma-separated token list (RFC 9110 7.6.1): whole tokens only, so
+// `closed` or `x-keep-alive` mean nothing.
+void connection_tokens(std::string_view v, bool& close, bool& keep_alive) {
+  for (;;) {
+    const auto comma = v.find(',');
+    const std::string_view token = trim(v.substr(0, comma));
+    if (iequals(token, "close")) close = true;
+    if (iequals(token, "keep-alive")) keep_alive = true;
+    if (comma == kNpos) return;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+// Framing and connection facts common to requests and responses.
+struct Framed {
+  bool has_length = false;
+  bool chunked = false;
+  bool close = false;
+  bool keep_alive = false;
+  std::uint64_t length = 0;
+};
+
+// Reads Content-Length, Transfer-Encoding and Connection. `other` sees the remaining headers.
+// Returns an error message, or nullptr.
+template <typename Other>
+const char* read_framing(const std::vector<HeaderView>& headers, bool http10, Framed& f, Other&& other) {
+  for (const HeaderView& h : headers) {
+    if (iequals(h.name, "content-length")) {
+      // Identical repeats could be collapsed (RFC 9110 8.6); like nginx we refuse them.
+      if (f.has_length) return "duplicate Content-Length";
+      if (!parse_length(h.value, f.length)) return "invalid Content-Length";
+      f.has_length = true;
+    } else if (iequals(h.name, "transfer-encoding")) {
+      if (f.chunked) return "duplicate Transfer-Encoding";
+      // The only coding we frame; anything else (gzip, identity, lists) is not ours to guess.
+      if (!iequals(h.value, "chunked")) return "unsupported Transfer-Encoding";
+      f.chunked = true;
+    } else if (iequals(h.name, "connection")) {
+      connection_tokens(h.value, f.close, f.keep_alive);
+    } else {
+      other(h);
+    }
+  }
+  if (f.chunked && f.has_length) return "both Content-Length and Transfer-Encoding";  // smuggling guard
+  if (f.chunked && http10) return "Transfer-Encoding in an HTTP/1.0 message";        // RFC 9112 6.1
+  return nullptr;
 }
 
 }  // namespace
 
 Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& error,
                          const HeadLimits& limits) {
-  // Tolerate empty lines before a request (RFC 9112 2.2).
+  // Tolerate empty lines before a request (RFC 9112 2.2); they count against the head limit.
   std::size_t skip = 0;
   while (buf.size() >= skip + 2 && buf[skip] == '\r' && buf[skip + 1] == '\n') skip += 2;
-  const std::size_t end = head_end(buf.substr(skip));
-  if (end == 0) {
-    if (buf.size() > limits.max_head_bytes) {
-      error = "request head too large";
-      return Parse::error;
-    }
-    return Parse::incomplete;
+  const std::size_t end = scan_head(buf.substr(skip));
+  if (end == kNpos) {
+    error = "bare LF in request head";
+    return Parse::error;
   }
-  if (end > limits.max_head_bytes) {
+  if (end == 0 ? buf.size() > limits.max_head_bytes : skip + end > limits.max_head_bytes) {
     error = "request head too large";
     return Parse::error;
   }
+  if (end == 0) return Parse::incomplete;
   const std::string_view head = buf.substr(skip, end - 2);  // keeps the last header's CRLF
   const auto line_end = head.find("\r\n");
   const std::string_view line = head.substr(0, line_end);
-  const auto sp1 = line.find(' ');
-  const auto sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 == sp1) {
+  // request-line = method SP request-target SP HTTP-version, single spaces.
+  std::size_t i = 0;
+  while (i < line.size() && is(line[i], kToken)) ++i;
+  if (i == 0 || i == line.size() || line[i] != ' ') {
     error = "malformed request line";
     return Parse::error;
   }
-  out.method = line.substr(0, sp1);
-  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  const std::string_view version = line.substr(sp2 + 1);
+  out.method = line.substr(0, i);
+  const std::size_t target = ++i;
+  while (i < line.size() && is(line[i], kTargetChar)) ++i;
+  if (i == target || i == line.size() || line[i] != ' ') {
+    error = i < line.size() && line[i] != ' ' ? "malformed request target" : "malformed request line";
+    return Parse::error;
+  }
+  out.target = line.substr(target, i - target);
+  const std::string_view version = line.substr(i + 1);
   if (version == "HTTP/1.1") {
     out.http10 = false;
   } else if (version == "HTTP/1.0") {
     out.http10 = true;
   } else {
-    error = "unsupported HTTP version";
-    return Parse::error;
-  }
-  for (char c : out.method) {
-    if (!is_token_char(c)) {
-      error = "malformed request line";
-      return Parse::error;
-    }
-  }
-  if (out.target.empty() || out.target.find_first_of(" \t\r\n") != std::string_view::npos) {
-    error = "malformed request target";
+    error = version.size() == 8 && version.substr(0, 5) == "HTTP/" ? "unsupported HTTP version"
+                                                                   : "malformed request line";
     return Parse::error;
   }
   if (!parse_header_lines(head.substr(line_end + 2), out.headers, error, limits)) return Parse::error;
-  out.framing = Framing::none;
-  out.content_length = 0;
-  out.keep_alive = !out.http10;
-  out.expect_continue = false;
-  bool has_length = false;
-  for (const HeaderView& h : out.headers) {
-    if (iequals(h.name, "content-length")) {
-      std::uint64_t n = 0;
-      if (!parse_u64(h.value, n) || (has_length && n != out.content_length)) {
-        error = "invalid Content-Length";
-        return Parse::error;
-      }
-      has_length = true;
-      out.content_length = n;
-    } else if (iequals(h.name, "transfer-encoding")) {
-      if (!iequals(h.value, "chunked")) {
-        error = "unsupported Transfer-Encoding";
-        return Parse::error;
-      }
-      out.framing = Framing::chunked;
-    } else if (iequals(h.name, "connection")) {
-      if (icontains(h.value, "close")) out.keep_alive = false;
-      if (icontains(h.value, "keep-alive")) out.keep_alive = true;
-    } else if (iequals(h.name, "expect")) {
-      out.expect_continue = iequals(h.value, "100-continue");
-    }
-  }
-  if (out.framing == Framing::chunked && has_length) {
-    error = "both Content-Length and Transfer-Encoding";  // request smuggling guard
+  bool expect_continue = false;
+  Framed f;
+  if (const char* why = read_framing(out.headers, out.http10, f, [&](const HeaderView& h) {
+        if (iequals(h.name, "expect")) expect_continue = iequals(h.value, "100-continue");
+      })) {
+    error = why;
     return Parse::error;
   }
-  if (out.framing != Framing::chunked && has_length) out.framing = Framing::length;
+  out.framing = f.chunked ? Framing::chunked : f.has_length ? Framing::length : Framing::none;
+  out.content_length = f.has_length ? f.length : 0;
+  out.keep_alive = !f.close && (!out.http10 || f.keep_alive);
+  out.expect_continue = expect_continue && !out.http10;  // RFC 9110 10.1.1: ignore it on 1.0
   out.size = skip + end;
   return Parse::ok;
 }
@@ -184,7 +252,7 @@ Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& 
   out.keep_alive = !out.http10;
   for (const HeaderView& h : out.headers) {
     if (iequals(h.name, "content-length")) {
-      if (!parse_u64(h.value, out.content_length)) {
+      if (!parse_length(h.value, out.content_length)) {
         error = "upstream sent a bad Content-Length";
         return Parse::error;
       }

@@ -50,7 +50,11 @@ struct HeadLimits {
   std::size_t max_headers = 128;
 };
 
-/// Parses a request head at the start of `buf`. `error` says why on Parse::error.
+/// Parses a request head at the start of `buf`. `error` says why on Parse::error (it contains
+/// "too large" or "too many" when a limit was hit). Strict on framing (RFC 9112): every line ends
+/// in CRLF; no obs-fold; no control bytes in the request line or field values; Content-Length is
+/// digits only and appears at most once; Transfer-Encoding is exactly `chunked`, at most once,
+/// never with Content-Length nor on HTTP/1.0. tests/unit/test_http1.cpp lists every choice.
 Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& error,
                          const HeadLimits& limits = {});
 

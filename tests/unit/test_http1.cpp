@@ -1,0 +1,343 @@
+// Tests for the internal HTTP/1.1 codec (lib/http1.h): request heads.
+//
+// Deliberate choices (stricter or looser than RFC 9110/9112 allows), each pinned by a row below:
+// - Any second Content-Length is an error, even with the same value, and so is a list
+//   (`5, 5`): RFC 9110 8.6 lets a recipient collapse identical values; nginx rejects, so do we.
+// - Content-Length takes 1*DIGIT only (no sign, no hex, no inner space, at most 2^64 - 1);
+//   surrounding OWS is not part of the value (RFC 9112 5), so `Content-Length: 5 ` is 5.
+// - Transfer-Encoding must be exactly `chunked` (any case, OWS trimmed) in one header line;
+//   anything else (`gzip, chunked`, `identity`, a second header) is an error, in requests: we
+//   neither decode other codings nor relay them. HTTP/1.0 messages must not carry
+//   it at all (RFC 9112 6.1 calls that faulty framing).
+// - Every line ends in CRLF: a bare LF or a bare CR anywhere in a head is an error (RFC 9112 2.2
+//   allows accepting bare LF; we don't, it is the classic smuggling lever).
+// - obs-fold and whitespace before the colon are errors (RFC 9112 5.1, 5.2).
+// - Field values: HTAB, SP, VCHAR and obs-text (0x80-0xff); any other control byte is an error.
+// - Request targets: any byte from 0x21 to 0xff (raw UTF-8 paths pass); no checks of the URI
+//   grammar. Absolute-form and asterisk-form pass through as they are (recorded below).
+// - Only HTTP/1.0 and HTTP/1.1 (exact, case-sensitive).
+// - `Connection` is a comma-separated token list; `close` wins over `keep-alive`.
+// - `Expect: 100-continue` is ignored on HTTP/1.0 requests (RFC 9110 10.1.1).
+// - Empty lines before a request line are skipped (RFC 9112 2.2) but count against the head limit.
+// - Recorded, not decided here: a request without Host (or with two) passes; the gateway routes
+//   by body, not by authority.
+// - Every request error becomes a 400 in the event loop ("too large" a 431): there is no 501 code
+//   for an unknown Transfer-Encoding.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "http1.h"
+
+using namespace vllm_router::detail;
+using namespace std::string_literals;
+
+namespace {
+
+const char* verdict_name(Parse p) {
+  switch (p) {
+    case Parse::ok: return "ok";
+    case Parse::incomplete: return "incomplete";
+    case Parse::error: return "error";
+  }
+  return "?";
+}
+
+const char* framing_name(Framing f) {
+  switch (f) {
+    case Framing::none: return "none";
+    case Framing::length: return "length";
+    case Framing::chunked: return "chunked";
+    case Framing::close: return "close";
+  }
+  return "?";
+}
+
+constexpr std::size_t kWhole = SIZE_MAX;  // size: the whole input
+
+// One request input and what the parser must say about it.
+struct ReqRow {
+  const char* what;
+  std::string in;
+  Parse verdict;
+  Framing framing = Framing::none;
+  std::uint64_t length = 0;
+  bool keep_alive = true;
+  bool expect_continue = false;
+  std::size_t size = kWhole;
+  const char* error = nullptr;  // a substring of the error message
+};
+
+void check_request(const ReqRow& row, const HeadLimits& limits = {}) {
+  INFO("row: " << std::string(row.what));
+  RequestHead head;
+  std::string error;
+  const Parse got = parse_request_head(row.in, head, error, limits);
+  CHECK_MESSAGE(got == row.verdict, "got " << std::string(verdict_name(got)) << " (" << error << ")");
+  if (got != row.verdict) return;
+  if (got == Parse::error) {
+    CHECK_FALSE(error.empty());
+    if (row.error != nullptr) CHECK_MESSAGE(error.find(row.error) != std::string::npos, error);
+    return;
+  }
+  if (got != Parse::ok) return;
+  CHECK_MESSAGE(head.framing == row.framing, "framing " << std::string(framing_name(head.framing)));
+  CHECK(head.content_length == row.length);
+  CHECK(head.keep_alive == row.keep_alive);
+  CHECK(head.expect_continue == row.expect_continue);
+  CHECK(head.size == (row.size == kWhole ? row.in.size() : row.size));
+}
+
+std::string crlfs(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += "\r\n";
+  return s;
+}
+
+std::string req(std::string_view headers, std::string_view line = "POST /v1/completions HTTP/1.1") {
+  return std::string(line) + "\r\nHost: x\r\n" + std::string(headers) + "\r\n";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+TEST_CASE("request heads that parse") {
+  const std::string pipelined = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+  const ReqRow rows[] = {
+      {"simple GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", Parse::ok},
+      {"no headers at all (recorded: Host is not required)", "GET / HTTP/1.1\r\n\r\n", Parse::ok},
+      {"two Host headers (recorded: passes)", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Parse::ok},
+      {"POST with Content-Length; the body is not part of the head",
+       req("Content-Length: 5\r\n") + "hello", Parse::ok, Framing::length, 5, true, false,
+       req("Content-Length: 5\r\n").size()},
+      {"Content-Length: 0", req("Content-Length: 0\r\n"), Parse::ok, Framing::length, 0},
+      {"Content-Length with leading zeros", req("Content-Length: 007\r\n"), Parse::ok, Framing::length, 7},
+      {"Content-Length with OWS around it (not part of the value)", req("Content-Length: \t5 \t\r\n"),
+       Parse::ok, Framing::length, 5},
+      {"Content-Length 2^64-1 (the body limit is the caller's)",
+       req("Content-Length: 18446744073709551615\r\n"), Parse::ok, Framing::length, UINT64_MAX},
+      {"header names are case-insensitive", req("content-LENGTH: 3\r\n"), Parse::ok, Framing::length, 3},
+      {"chunked", req("Transfer-Encoding: chunked\r\n"), Parse::ok, Framing::chunked},
+      {"chunked in any case", req("Transfer-Encoding: CHunKED\r\n"), Parse::ok, Framing::chunked},
+      {"chunked with OWS around it", req("Transfer-Encoding: \t chunked \t\r\n"), Parse::ok, Framing::chunked},
+      {"pipelined request after the head is not counted", pipelined + "GET /b HTTP/1.1\r\n\r\n", Parse::ok,
+       Framing::none, 0, true, false, pipelined.size()},
+      {"leading empty lines are skipped and counted", "\r\n\r\n" + pipelined, Parse::ok, Framing::none, 0,
+       true, false, 4 + pipelined.size()},
+      {"HTTP/1.0 closes by default", "GET / HTTP/1.0\r\n\r\n", Parse::ok, Framing::none, 0, false},
+      {"HTTP/1.0 with Connection: keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", Parse::ok,
+       Framing::none, 0, true},
+      {"Connection: close", req("Connection: close\r\n"), Parse::ok, Framing::none, 0, false},
+      {"Connection: close in a list", req("Connection: foo, close\r\n"), Parse::ok, Framing::none, 0, false},
+      {"Connection: close in a list without spaces", req("Connection: foo,CLOSE,bar\r\n"), Parse::ok,
+       Framing::none, 0, false},
+      {"Connection: close on a second line", req("Connection: foo\r\nConnection: close\r\n"), Parse::ok,
+       Framing::none, 0, false},
+      {"close wins over keep-alive", req("Connection: keep-alive, close\r\n"), Parse::ok, Framing::none, 0,
+       false},
+      {"close wins over keep-alive (other order)", req("Connection: close, keep-alive\r\n"), Parse::ok,
+       Framing::none, 0, false},
+      {"`closed` is not the close token", req("Connection: closed\r\n"), Parse::ok, Framing::none, 0, true},
+      {"`x-keep-alive` is not the keep-alive token", "GET / HTTP/1.0\r\nConnection: x-keep-alive\r\n\r\n",
+       Parse::ok, Framing::none, 0, false},
+      {"Expect: 100-continue", req("Content-Length: 5\r\nExpect: 100-continue\r\n"), Parse::ok,
+       Framing::length, 5, true, true},
+      {"Expect in any case", req("Content-Length: 5\r\nExpect: 100-Continue\r\n"), Parse::ok,
+       Framing::length, 5, true, true},
+      {"Expect is ignored on HTTP/1.0", req("Content-Length: 5\r\nExpect: 100-continue\r\n", "POST / HTTP/1.0"),
+       Parse::ok, Framing::length, 5, false, false},
+      {"other expectations are not 100-continue", req("Expect: something\r\n"), Parse::ok},
+      {"empty header value", req("X-Empty:\r\n"), Parse::ok},
+      {"header value with HTAB and obs-text", req("X-Y: a\tb \xc3\xa9\xff\r\n"), Parse::ok},
+      {"target with raw UTF-8 (accepted)", "GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", Parse::ok},
+      {"absolute-form target (recorded: passes as is)", "GET http://example.com/x HTTP/1.1\r\n\r\n", Parse::ok},
+      {"asterisk-form target (recorded: passes as is)", "OPTIONS * HTTP/1.1\r\n\r\n", Parse::ok},
+      {"lower-case method is a valid token", "get / HTTP/1.1\r\n\r\n", Parse::ok},
+      {"extension method", "M-SEARCH * HTTP/1.1\r\n\r\n", Parse::ok},
+      {"unknown header that merely looks like Transfer-Encoding", req("Transfer_Encoding: gzip\r\n"),
+       Parse::ok},
+  };
+  for (const ReqRow& row : rows) check_request(row);
+
+  RequestHead head;
+  std::string error;
+  REQUIRE(parse_request_head("GET /p?q=1 HTTP/1.1\r\nHost: h\r\nX-A:  v  \r\n\r\n", head, error) == Parse::ok);
+  CHECK(head.method == "GET");
+  CHECK(head.target == "/p?q=1");
+  CHECK_FALSE(head.http10);
+  REQUIRE(head.headers.size() == 2);
+  CHECK(head.headers[0].name == "Host");
+  CHECK(head.headers[0].value == "h");
+  CHECK(head.headers[1].name == "X-A");
+  CHECK(head.headers[1].value == "v");
+  REQUIRE(parse_request_head("OPTIONS * HTTP/1.0\r\n\r\n", head, error) == Parse::ok);
+  CHECK(head.method == "OPTIONS");
+  CHECK(head.target == "*");
+  CHECK(head.http10);
+  CHECK(head.headers.empty());
+}
+
+TEST_CASE("request heads that are incomplete") {
+  const ReqRow rows[] = {
+      {"empty", "", Parse::incomplete},
+      {"only leading empty lines", "\r\n\r\n", Parse::incomplete},
+      {"request line only", "GET / HTTP/1.1\r\n", Parse::incomplete},
+      {"no blank line yet", "GET / HTTP/1.1\r\nHost: x\r\n", Parse::incomplete},
+      {"half of the blank line", "GET / HTTP/1.1\r\nHost: x\r\n\r", Parse::incomplete},
+  };
+  for (const ReqRow& row : rows) check_request(row);
+}
+
+TEST_CASE("request heads fed one byte at a time are incomplete until the blank line") {
+  const std::string heads[] = {
+      "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+      "\r\nPOST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+  };
+  for (const std::string& full : heads) {
+    INFO(full);
+    RequestHead whole;
+    std::string error;
+    REQUIRE(parse_request_head(full, whole, error) == Parse::ok);
+    for (std::size_t n = 0; n <= full.size(); ++n) {
+      RequestHead head;
+      const Parse got = parse_request_head(std::string_view(full).substr(0, n), head, error);
+      if (n < whole.size) {
+        CHECK_MESSAGE(got == Parse::incomplete, n);
+      } else {
+        REQUIRE_MESSAGE(got == Parse::ok, n);
+        CHECK(head.size == whole.size);
+        CHECK(head.framing == whole.framing);
+        CHECK(head.target == whole.target);
+      }
+    }
+  }
+}
+
+TEST_CASE("request head limits") {
+  HeadLimits limits;
+  limits.max_head_bytes = 64;
+  limits.max_headers = 3;
+  const ReqRow rows[] = {
+      {"head of exactly the limit", "GET / HTTP/1.1\r\nX: " + std::string(64 - 23, 'a') + "\r\n\r\n", Parse::ok},
+      {"complete head over the limit", "GET / HTTP/1.1\r\nX: " + std::string(64 - 22, 'a') + "\r\n\r\n",
+       Parse::error, Framing::none, 0, true, false, kWhole, "too large"},
+      {"incomplete head over the limit", "GET / HTTP/1.1\r\nX: " + std::string(100, 'a'), Parse::error,
+       Framing::none, 0, true, false, kWhole, "too large"},
+      {"leading empty lines count against the limit", crlfs(30) + "GET / HTTP/1.1\r\n\r\n", Parse::error, Framing::none,
+       0, true, false, kWhole, "too large"},
+      {"three headers", "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", Parse::ok},
+      {"four headers", "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", Parse::error, Framing::none, 0,
+       true, false, kWhole, "too many"},
+  };
+  for (const ReqRow& row : rows) check_request(row, limits);
+  // The default limit: 64 KiB.
+  check_request({"default limit", "GET / HTTP/1.1\r\nX: " + std::string(70 * 1024, 'a'), Parse::error,
+                 Framing::none, 0, true, false, kWhole, "too large"});
+}
+
+TEST_CASE("request framing conflicts and smuggling shapes are errors") {
+  const ReqRow rows[] = {
+      // Content-Length and Transfer-Encoding together (RFC 9112 6.1: the classic CL.TE / TE.CL).
+      {"CL then TE", req("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"), Parse::error},
+      {"TE then CL", req("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), Parse::error},
+      {"TE then CL 0", req("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n"), Parse::error},
+      // Content-Length shapes.
+      {"two different Content-Lengths", req("Content-Length: 5\r\nContent-Length: 6\r\n"), Parse::error},
+      {"two equal Content-Lengths (choice: reject)", req("Content-Length: 5\r\nContent-Length: 5\r\n"),
+       Parse::error},
+      {"Content-Length list 5, 5 (choice: reject)", req("Content-Length: 5, 5\r\n"), Parse::error},
+      {"Content-Length list 5,6", req("Content-Length: 5,6\r\n"), Parse::error},
+      {"Content-Length +5", req("Content-Length: +5\r\n"), Parse::error},
+      {"Content-Length -5", req("Content-Length: -5\r\n"), Parse::error},
+      {"Content-Length 0x5", req("Content-Length: 0x5\r\n"), Parse::error},
+      {"Content-Length 5 5 (inner space)", req("Content-Length: 5 5\r\n"), Parse::error},
+      {"Content-Length 5.0", req("Content-Length: 5.0\r\n"), Parse::error},
+      {"Content-Length 1e3", req("Content-Length: 1e3\r\n"), Parse::error},
+      {"empty Content-Length", req("Content-Length:\r\n"), Parse::error},
+      {"Content-Length 2^64", req("Content-Length: 18446744073709551616\r\n"), Parse::error},
+      {"Content-Length far past 2^64", req("Content-Length: 99999999999999999999999\r\n"), Parse::error},
+      // Transfer-Encoding shapes: only exactly `chunked` (choice).
+      {"gzip, chunked", req("Transfer-Encoding: gzip, chunked\r\n"), Parse::error, Framing::none, 0, true,
+       false, kWhole, "Transfer-Encoding"},
+      {"chunked, gzip", req("Transfer-Encoding: chunked, gzip\r\n"), Parse::error},
+      {"chunked, chunked", req("Transfer-Encoding: chunked, chunked\r\n"), Parse::error},
+      {"identity", req("Transfer-Encoding: identity\r\n"), Parse::error},
+      {"xchunked", req("Transfer-Encoding: xchunked\r\n"), Parse::error},
+      {"chunkedx", req("Transfer-Encoding: chunkedx\r\n"), Parse::error},
+      {"chunked with a parameter", req("Transfer-Encoding: chunked;q=1\r\n"), Parse::error},
+      {"quoted chunked", req("Transfer-Encoding: \"chunked\"\r\n"), Parse::error},
+      {"chunked with a list comma", req("Transfer-Encoding: chunked,\r\n"), Parse::error},
+      {"empty Transfer-Encoding", req("Transfer-Encoding:\r\n"), Parse::error},
+      {"chunked with a vertical tab", req("Transfer-Encoding: \vchunked\r\n"), Parse::error},
+      {"two Transfer-Encoding lines", req("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+       Parse::error},
+      {"Transfer-Encoding on HTTP/1.0", req("Transfer-Encoding: chunked\r\n", "POST / HTTP/1.0"), Parse::error},
+      {"Transfer-Encoding folded onto the next line", req("Transfer-Encoding:\r\n chunked\r\n"), Parse::error},
+      {"Transfer-Encoding behind a leading space", req(" Transfer-Encoding: chunked\r\n"), Parse::error},
+      {"Transfer-Encoding with a space before the colon", req("Transfer-Encoding : chunked\r\n"), Parse::error},
+      {"Content-Length with a space before the colon", req("Content-Length : 5\r\n"), Parse::error},
+      // obs-fold, whitespace before the colon, malformed lines.
+      {"obs-fold with a space", req("X-A: a\r\n b\r\n"), Parse::error},
+      {"obs-fold with a tab", req("X-A: a\r\n\tb\r\n"), Parse::error},
+      {"first header line starts with a space", "GET / HTTP/1.1\r\n Host: x\r\n\r\n", Parse::error},
+      {"space before the colon", req("Host : x\r\n"), Parse::error},
+      {"tab before the colon", req("Host\t: x\r\n"), Parse::error},
+      {"no colon", req("Host x\r\n"), Parse::error},
+      {"empty name", req(": x\r\n"), Parse::error},
+      {"separator in the name", req("X(a): y\r\n"), Parse::error},
+      // Line endings.
+      {"bare LF after the request line", "GET / HTTP/1.1\nHost: x\r\n\r\n", Parse::error},
+      {"bare LF after a header", "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", Parse::error},
+      {"bare LF as the blank line", "GET / HTTP/1.1\r\nHost: x\r\n\n", Parse::error},
+      {"bare LF inside a value", req("X: a\nb\r\n"), Parse::error},
+      {"bare LF only, complete for a lenient parser", "GET / HTTP/1.1\nHost: x\n\n", Parse::error},
+      {"bare LF before the head is complete", "GET / HTTP/1.1\nHost: x", Parse::error},
+      {"leading bare LF", "\nGET / HTTP/1.1\r\n\r\n", Parse::error},
+      {"bare CR inside a value", req("X: a\rb\r\n"), Parse::error},
+      {"bare CR ending a header", req("X: a\r\rY: b\r\n"), Parse::error},
+      {"bare CR in the request line", "GET /\r HTTP/1.1\r\n\r\n", Parse::error},
+      {"bare CR in a name", req("X\r: y\r\n"), Parse::error},
+      // NUL and control bytes.
+      {"NUL in a name", req("X\0A: y\r\n"s), Parse::error},
+      {"NUL in a value", req("X: a\0b\r\n"s), Parse::error},
+      {"NUL in the target", "GET /a\0b HTTP/1.1\r\n\r\n"s, Parse::error},
+      {"NUL in the method", "GE\0T / HTTP/1.1\r\n\r\n"s, Parse::error},
+      {"0x01 in a value", req("X: a\x01z\r\n"), Parse::error},
+      {"VT in a value", req("X: a\vb\r\n"), Parse::error},
+      {"FF in a value", req("X: a\fb\r\n"), Parse::error},
+      {"ESC in a value", req("X: a\x1b[0m\r\n"), Parse::error},
+      {"0x1f in a value", req("X: a\x1f\r\n"), Parse::error},
+      {"DEL in a value", req("X: a\x7f\r\n"), Parse::error},
+      {"control byte at the end of a value", req("X: ab\x01\r\n"), Parse::error},
+      {"DEL in a name", req("X\x7f: y\r\n"), Parse::error},
+      {"obs-text in a name", req("X\xc3\xa9: y\r\n"), Parse::error},
+      // The request line.
+      {"space in the target", "GET /a b HTTP/1.1\r\n\r\n", Parse::error},
+      {"tab in the target", "GET /a\tb HTTP/1.1\r\n\r\n", Parse::error},
+      {"control byte in the target", "GET /a\x01 HTTP/1.1\r\n\r\n", Parse::error},
+      {"DEL in the target", "GET /a\x7f HTTP/1.1\r\n\r\n", Parse::error},
+      {"two spaces after the method", "GET  / HTTP/1.1\r\n\r\n", Parse::error},
+      {"two spaces before the version", "GET /  HTTP/1.1\r\n\r\n", Parse::error},
+      {"space before the method", " GET / HTTP/1.1\r\n\r\n", Parse::error},
+      {"space after the version", "GET / HTTP/1.1 \r\n\r\n", Parse::error},
+      {"tab as separator", "GET\t/ HTTP/1.1\r\n\r\n", Parse::error},
+      {"separator in the method", "G(T / HTTP/1.1\r\n\r\n", Parse::error},
+      {"no method", "/ HTTP/1.1\r\n\r\n", Parse::error},
+      {"no target", "GET HTTP/1.1\r\n\r\n", Parse::error},
+      {"HTTP/0.9 request line", "GET /\r\n\r\n", Parse::error},
+      {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Parse::error, Framing::none, 0, true, false,
+       kWhole, "version"},
+      {"HTTP/1.2", "GET / HTTP/1.2\r\n\r\n", Parse::error},
+      {"HTTP/2", "GET / HTTP/2\r\n\r\n", Parse::error},
+      {"lower-case version", "GET / http/1.1\r\n\r\n", Parse::error},
+      {"HTTP/1.10", "GET / HTTP/1.10\r\n\r\n", Parse::error},
+      {"a header line where the request line belongs", "\r\n\r\n\r\nHost: x\r\n\r\n", Parse::error},
+      {"binary garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"s, Parse::error},
+  };
+  for (const ReqRow& row : rows) check_request(row);
+}
