@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstring>
 
 namespace vllm_router::detail {
@@ -220,56 +219,64 @@ Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& er
 
 Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& error,
                           const HeadLimits& limits) {
-  const std::size_t end = head_end(buf);
-  if (end == 0) {
-    if (buf.size() > limits.max_head_bytes) {
-      error = "upstream response head too large";
-      return Parse::error;
-    }
-    return Parse::incomplete;
+  const std::size_t end = scan_head(buf);
+  if (end == kNpos) {
+    error = "upstream sent a bare LF in its response head";
+    return Parse::error;
   }
+  if (end == 0 ? buf.size() > limits.max_head_bytes : end > limits.max_head_bytes) {
+    error = "upstream response head too large";
+    return Parse::error;
+  }
+  if (end == 0) return Parse::incomplete;
   const std::string_view head = buf.substr(0, end - 2);
   const auto line_end = head.find("\r\n");
   const std::string_view line = head.substr(0, line_end);
-  if (line.size() < 12 || line.substr(0, 5) != "HTTP/" || line[8] != ' ') {
+  // status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ]; the last SP may be missing.
+  if (line.size() < 12 || line.substr(0, 5) != "HTTP/") {
     error = "upstream sent no HTTP status line";
     return Parse::error;
   }
-  out.http10 = line.substr(0, 8) == "HTTP/1.0";
-  int code = 0;
-  const std::string_view digits = line.substr(9, 3);
-  if (std::from_chars(digits.data(), digits.data() + 3, code).ec != std::errc{} || code < 100) {
+  if (line.substr(0, 8) != "HTTP/1.1" && line.substr(0, 8) != "HTTP/1.0") {
+    error = "upstream sent an unsupported HTTP version";
+    return Parse::error;
+  }
+  out.http10 = line[7] == '0';
+  const auto digit = [&](std::size_t k) { return line[k] >= '0' && line[k] <= '9'; };
+  if (line[8] != ' ' || !digit(9) || !digit(10) || !digit(11) || (line.size() > 12 && line[12] != ' ')) {
     error = "upstream sent a bad status code";
     return Parse::error;
   }
-  out.status = code;
+  out.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+  if (out.status < 100 || out.status > 599) {
+    error = "upstream sent a bad status code";
+    return Parse::error;
+  }
+  for (std::size_t k = 13; k < line.size(); ++k) {
+    if (!is(line[k], kFieldChar)) {
+      error = "upstream sent a bad reason phrase";
+      return Parse::error;
+    }
+  }
   if (!parse_header_lines(head.substr(line_end + 2), out.headers, error, limits)) {
     error = "upstream: " + error;
     return Parse::error;
   }
-  bool chunked = false;
-  bool has_length = false;
-  out.keep_alive = !out.http10;
-  for (const HeaderView& h : out.headers) {
-    if (iequals(h.name, "content-length")) {
-      if (!parse_length(h.value, out.content_length)) {
-        error = "upstream sent a bad Content-Length";
-        return Parse::error;
-      }
-      has_length = true;
-    } else if (iequals(h.name, "transfer-encoding")) {
-      chunked = icontains(h.value, "chunked");
-    } else if (iequals(h.name, "connection")) {
-      if (icontains(h.value, "close")) out.keep_alive = false;
-      if (icontains(h.value, "keep-alive")) out.keep_alive = true;
-    }
+  Framed f;
+  // RFC 9112 6.3 lets chunked win over Content-Length in a response; a proxy cannot trust the
+  // connection afterwards, so both together are an error, as in requests.
+  if (const char* why = read_framing(out.headers, out.http10, f, [](const HeaderView&) {})) {
+    error = std::string("upstream sent ") + why;
+    return Parse::error;
   }
+  out.content_length = f.has_length ? f.length : 0;
+  out.keep_alive = !f.close && (!out.http10 || f.keep_alive);
   if (out.status < 200 || out.status == 204 || out.status == 304) {
     out.framing = Framing::none;
-  } else if (chunked) {
+  } else if (f.chunked) {
     out.framing = Framing::chunked;
-  } else if (has_length) {
-    out.framing = out.content_length == 0 ? Framing::none : Framing::length;
+  } else if (f.has_length) {
+    out.framing = f.length == 0 ? Framing::none : Framing::length;
   } else {
     out.framing = Framing::close;
     out.keep_alive = false;

@@ -59,7 +59,7 @@ Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& er
                          const HeadLimits& limits = {});
 
 /// Parses a response head at the start of `buf` (1xx heads are returned like any other).
-/// `request_was_head` marks responses without a body.
+/// Responses to HEAD are not told apart: the caller must not expect a body for them.
 Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& error,
                           const HeadLimits& limits = {});
 

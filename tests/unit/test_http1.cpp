@@ -1,4 +1,4 @@
-// Tests for the internal HTTP/1.1 codec (lib/http1.h): request heads.
+// Tests for the internal HTTP/1.1 codec (lib/http1.h): request and response heads.
 //
 // Deliberate choices (stricter or looser than RFC 9110/9112 allows), each pinned by a row below:
 // - Any second Content-Length is an error, even with the same value, and so is a list
@@ -6,16 +6,19 @@
 // - Content-Length takes 1*DIGIT only (no sign, no hex, no inner space, at most 2^64 - 1);
 //   surrounding OWS is not part of the value (RFC 9112 5), so `Content-Length: 5 ` is 5.
 // - Transfer-Encoding must be exactly `chunked` (any case, OWS trimmed) in one header line;
-//   anything else (`gzip, chunked`, `identity`, a second header) is an error, in requests: we
-//   neither decode other codings nor relay them. HTTP/1.0 messages must not carry
+//   anything else (`gzip, chunked`, `identity`, a second header) is an error, in requests and in
+//   responses: we neither decode other codings nor relay them. HTTP/1.0 messages must not carry
 //   it at all (RFC 9112 6.1 calls that faulty framing).
+// - A response with both Content-Length and Transfer-Encoding is an error (RFC 9112 6.3 would
+//   let chunked win, but a proxy must not reuse such a connection; refusing is simpler).
 // - Every line ends in CRLF: a bare LF or a bare CR anywhere in a head is an error (RFC 9112 2.2
 //   allows accepting bare LF; we don't, it is the classic smuggling lever).
 // - obs-fold and whitespace before the colon are errors (RFC 9112 5.1, 5.2).
 // - Field values: HTAB, SP, VCHAR and obs-text (0x80-0xff); any other control byte is an error.
 // - Request targets: any byte from 0x21 to 0xff (raw UTF-8 paths pass); no checks of the URI
 //   grammar. Absolute-form and asterisk-form pass through as they are (recorded below).
-// - Only HTTP/1.0 and HTTP/1.1 (exact, case-sensitive).
+// - Only HTTP/1.0 and HTTP/1.1 (exact, case-sensitive) on both sides; status codes 100-599.
+//   The reason phrase may be missing, with or without its space.
 // - `Connection` is a comma-separated token list; `close` wins over `keep-alive`.
 // - `Expect: 100-continue` is ignored on HTTP/1.0 requests (RFC 9110 10.1.1).
 // - Empty lines before a request line are skipped (RFC 9112 2.2) but count against the head limit.
@@ -340,4 +343,160 @@ TEST_CASE("request framing conflicts and smuggling shapes are errors") {
       {"binary garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"s, Parse::error},
   };
   for (const ReqRow& row : rows) check_request(row);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+namespace {
+
+struct RespRow {
+  const char* what;
+  std::string in;
+  Parse verdict;
+  int status = 0;
+  Framing framing = Framing::none;
+  std::uint64_t length = 0;
+  bool keep_alive = true;
+  std::size_t size = kWhole;
+};
+
+void check_response(const RespRow& row, const HeadLimits& limits = {}) {
+  INFO("row: " << std::string(row.what));
+  ResponseHead head;
+  std::string error;
+  const Parse got = parse_response_head(row.in, head, error, limits);
+  CHECK_MESSAGE(got == row.verdict, "got " << std::string(verdict_name(got)) << " (" << error << ")");
+  if (got != row.verdict || got != Parse::ok) {
+    if (got == Parse::error) CHECK_FALSE(error.empty());
+    return;
+  }
+  CHECK(head.status == row.status);
+  CHECK_MESSAGE(head.framing == row.framing, "framing " << std::string(framing_name(head.framing)));
+  CHECK(head.content_length == row.length);
+  CHECK(head.keep_alive == row.keep_alive);
+  CHECK(head.size == (row.size == kWhole ? row.in.size() : row.size));
+}
+
+std::string resp(std::string_view headers, std::string_view line = "HTTP/1.1 200 OK") {
+  return std::string(line) + "\r\n" + std::string(headers) + "\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("response heads") {
+  const RespRow rows[] = {
+      {"200 with a length; the body is not part of the head", resp("Content-Length: 5\r\n") + "hello", Parse::ok,
+       200, Framing::length, 5, true, resp("Content-Length: 5\r\n").size()},
+      {"reason with spaces", resp("Content-Length: 1\r\n", "HTTP/1.1 404 Not Found"), Parse::ok, 404,
+       Framing::length, 1},
+      {"reason with HTAB and obs-text", resp("Content-Length: 1\r\n", "HTTP/1.1 200 O\tK \xc3\xa9"), Parse::ok,
+       200, Framing::length, 1},
+      {"no reason phrase, no space", resp("Content-Length: 1\r\n", "HTTP/1.1 200"), Parse::ok, 200,
+       Framing::length, 1},
+      {"empty reason phrase", resp("Content-Length: 1\r\n", "HTTP/1.1 200 "), Parse::ok, 200, Framing::length, 1},
+      {"Content-Length: 0 has no body", resp("Content-Length: 0\r\n"), Parse::ok, 200, Framing::none},
+      {"chunked", resp("Transfer-Encoding: chunked\r\n"), Parse::ok, 200, Framing::chunked},
+      {"chunked in any case", resp("Transfer-Encoding: Chunked\r\n"), Parse::ok, 200, Framing::chunked},
+      {"no length: delimited by close", resp("Content-Type: text/plain\r\n"), Parse::ok, 200, Framing::close, 0,
+       false},
+      {"no length even with keep-alive: close", resp("Connection: keep-alive\r\n"), Parse::ok, 200,
+       Framing::close, 0, false},
+      {"HTTP/1.0 closes by default", resp("Content-Length: 2\r\n", "HTTP/1.0 200 OK"), Parse::ok, 200,
+       Framing::length, 2, false},
+      {"HTTP/1.0 with keep-alive", resp("Connection: keep-alive\r\nContent-Length: 2\r\n", "HTTP/1.0 200 OK"),
+       Parse::ok, 200, Framing::length, 2, true},
+      {"Connection: close", resp("Connection: close\r\nContent-Length: 2\r\n"), Parse::ok, 200, Framing::length,
+       2, false},
+      {"Connection: close in a list", resp("Connection: te, close\r\nContent-Length: 2\r\n"), Parse::ok, 200,
+       Framing::length, 2, false},
+      {"close wins over keep-alive", resp("Connection: keep-alive, close\r\nContent-Length: 2\r\n"), Parse::ok,
+       200, Framing::length, 2, false},
+      {"`closed` is not the close token", resp("Connection: closed\r\nContent-Length: 2\r\n"), Parse::ok, 200,
+       Framing::length, 2, true},
+      {"100 Continue is returned as a head", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", Parse::ok,
+       100, Framing::none, 0, true, 25},
+      {"103 Early Hints", resp("Link: </a>; rel=preload\r\n", "HTTP/1.1 103 Early Hints"), Parse::ok, 103},
+      {"204 has no body", resp("", "HTTP/1.1 204 No Content"), Parse::ok, 204},
+      {"304 has no body despite a length", resp("Content-Length: 10\r\n", "HTTP/1.1 304 Not Modified"),
+       Parse::ok, 304, Framing::none, 10},
+      {"599 is the highest code", resp("Content-Length: 0\r\n", "HTTP/1.1 599 X"), Parse::ok, 599},
+      {"incomplete", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n", Parse::incomplete},
+      {"incomplete status line", "HTTP/1.1 20", Parse::incomplete},
+  };
+  for (const RespRow& row : rows) check_response(row);
+
+  ResponseHead head;
+  std::string error;
+  REQUIRE(parse_response_head("HTTP/1.1 201 Created\r\nX-A: b \r\nSet-Cookie: c\r\n\r\n", head, error) ==
+          Parse::ok);
+  REQUIRE(head.headers.size() == 2);
+  CHECK(head.headers[0].name == "X-A");
+  CHECK(head.headers[0].value == "b");
+  CHECK(head.headers[1].name == "Set-Cookie");
+  CHECK_FALSE(head.http10);
+}
+
+TEST_CASE("response heads that are errors") {
+  const RespRow rows[] = {
+      {"four-digit status", resp("Content-Length: 0\r\n", "HTTP/1.1 2000 OK"), Parse::error},
+      {"four-digit status without reason", resp("Content-Length: 0\r\n", "HTTP/1.1 2000"), Parse::error},
+      {"status 999", resp("Content-Length: 0\r\n", "HTTP/1.1 999 X"), Parse::error},
+      {"status 600", resp("Content-Length: 0\r\n", "HTTP/1.1 600 X"), Parse::error},
+      {"status 099", resp("Content-Length: 0\r\n", "HTTP/1.1 099 X"), Parse::error},
+      {"two-digit status", resp("Content-Length: 0\r\n", "HTTP/1.1 20 OK"), Parse::error},
+      {"two-digit status, no reason", resp("Content-Length: 0\r\n", "HTTP/1.1 20"), Parse::error},
+      {"negative status", resp("Content-Length: 0\r\n", "HTTP/1.1 -20 X"), Parse::error},
+      {"signed status", resp("Content-Length: 0\r\n", "HTTP/1.1 +20 X"), Parse::error},
+      {"letter in the status", resp("Content-Length: 0\r\n", "HTTP/1.1 2x0 OK"), Parse::error},
+      {"two spaces before the status", resp("Content-Length: 0\r\n", "HTTP/1.1  200 OK"), Parse::error},
+      {"tab after the status", resp("Content-Length: 0\r\n", "HTTP/1.1 200\tOK"), Parse::error},
+      {"control byte in the reason", resp("Content-Length: 0\r\n", "HTTP/1.1 200 O\x01K"), Parse::error},
+      {"NUL in the reason", resp("Content-Length: 0\r\n", "HTTP/1.1 200 O\0K"s), Parse::error},
+      {"HTTP/2", resp("Content-Length: 0\r\n", "HTTP/2 200 OK"), Parse::error},
+      {"HTTP/2.0", resp("Content-Length: 0\r\n", "HTTP/2.0 200 OK"), Parse::error},
+      {"HTTP/1.2", resp("Content-Length: 0\r\n", "HTTP/1.2 200 OK"), Parse::error},
+      {"lower-case version", resp("Content-Length: 0\r\n", "http/1.1 200 OK"), Parse::error},
+      {"no status", resp("", "HTTP/1.1"), Parse::error},
+      {"not HTTP", resp("", "ICY 200 OK"), Parse::error},
+      {"leading empty line", "\r\nHTTP/1.1 200 OK\r\n\r\n", Parse::error},
+      {"two different Content-Lengths", resp("Content-Length: 5\r\nContent-Length: 6\r\n"), Parse::error},
+      {"two equal Content-Lengths (choice: reject)", resp("Content-Length: 5\r\nContent-Length: 5\r\n"),
+       Parse::error},
+      {"Content-Length list", resp("Content-Length: 5, 5\r\n"), Parse::error},
+      {"Content-Length +5", resp("Content-Length: +5\r\n"), Parse::error},
+      {"Content-Length 2^64", resp("Content-Length: 18446744073709551616\r\n"), Parse::error},
+      {"Content-Length and chunked (choice: reject)", resp("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+       Parse::error},
+      {"chunked and Content-Length", resp("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"), Parse::error},
+      {"gzip, chunked", resp("Transfer-Encoding: gzip, chunked\r\n"), Parse::error},
+      {"chunked, gzip", resp("Transfer-Encoding: chunked, gzip\r\n"), Parse::error},
+      {"identity", resp("Transfer-Encoding: identity\r\n"), Parse::error},
+      {"xchunked", resp("Transfer-Encoding: xchunked\r\n"), Parse::error},
+      {"two Transfer-Encoding lines", resp("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+       Parse::error},
+      {"Transfer-Encoding on HTTP/1.0", resp("Transfer-Encoding: chunked\r\n", "HTTP/1.0 200 OK"), Parse::error},
+      {"bare LF after the status line", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", Parse::error},
+      {"bare LF everywhere", "HTTP/1.1 200 OK\nContent-Length: 0\n\n", Parse::error},
+      {"bare LF before the head is complete", "HTTP/1.1 200 OK\nContent", Parse::error},
+      {"bare CR in a value", resp("X: a\rb\r\n"), Parse::error},
+      {"control byte in a value", resp("X: a\x01\r\n"), Parse::error},
+      {"obs-fold", resp("X: a\r\n b\r\nContent-Length: 0\r\n"), Parse::error},
+      {"space before the colon", resp("Content-Length : 0\r\n"), Parse::error},
+  };
+  for (const RespRow& row : rows) check_response(row);
+
+  HeadLimits limits;
+  limits.max_head_bytes = 64;
+  limits.max_headers = 2;
+  ResponseHead head;
+  std::string error;
+  CHECK(parse_response_head("HTTP/1.1 200 OK\r\nX: " + std::string(100, 'a') + "\r\n\r\n", head, error, limits) ==
+        Parse::error);
+  CHECK(error.find("too large") != std::string::npos);
+  CHECK(parse_response_head("HTTP/1.1 200 OK\r\nX: " + std::string(100, 'a'), head, error, limits) == Parse::error);
+  CHECK(error.find("too large") != std::string::npos);
+  CHECK(parse_response_head("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", head, error, limits) ==
+        Parse::error);
+  CHECK(error.find("too many") != std::string::npos);
 }
