@@ -286,8 +286,13 @@ Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& 
 }
 
 std::size_t ChunkedScanner::feed(std::string_view data, std::string* payload) {
-  constexpr std::size_t kMaxLine = 4096;
+  if (state_ == State::failed) return std::string::npos;
+  const auto fail = [this] {
+    state_ = State::failed;
+    return std::string::npos;
+  };
   std::size_t i = 0;
+  std::size_t taken = 0;  // chunk data in this call; the rest is overhead
   while (i < data.size() && state_ != State::done) {
     const char c = data[i];
     switch (state_) {
@@ -297,84 +302,96 @@ std::size_t ChunkedScanner::feed(std::string_view data, std::string* payload) {
         else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
         else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
         if (digit >= 0) {
-          if (left_ > (UINT64_MAX >> 4)) return std::string::npos;
+          if (left_ > (UINT64_MAX >> 4)) return fail();
           left_ = (left_ << 4) | static_cast<std::uint64_t>(digit);
           digits_ = true;
-        } else if (c == ';' || c == ' ' || c == '\t') {
-          if (!digits_) return std::string::npos;
+        } else if (!digits_) {
+          return fail();
+        } else if (c == ';') {
           state_ = State::size_ext;
+        } else if (c == ' ' || c == '\t') {
+          state_ = State::size_ws;
         } else if (c == '\r') {
-          if (!digits_) return std::string::npos;
           state_ = State::size_lf;
         } else {
-          return std::string::npos;
+          return fail();
         }
-        if (++line_ > kMaxLine) return std::string::npos;
+        if (++line_ > kMaxLine) return fail();
         ++i;
         break;
       }
-      case State::size_ext:
+      case State::size_ws:  // chunk-ext = *( BWS ";" ... ): whitespace only leads to `;`
+        if (c == ';') state_ = State::size_ext;
+        else if (c != ' ' && c != '\t') return fail();
+        if (++line_ > kMaxLine) return fail();
+        ++i;
+        break;
+      case State::size_ext:  // names, values, quoted strings: no control bytes, no bare LF
         if (c == '\r') state_ = State::size_lf;
-        if (++line_ > kMaxLine) return std::string::npos;
+        else if (!is(c, kFieldChar)) return fail();
+        if (++line_ > kMaxLine) return fail();
         ++i;
         break;
       case State::size_lf:
-        if (c != '\n') return std::string::npos;
+        if (c != '\n') return fail();
         ++i;
         line_ = 0;
         digits_ = false;
-        if (left_ == 0) {
-          state_ = State::trailer;
-        } else {
-          state_ = State::data;
-        }
+        state_ = left_ == 0 ? State::trailer : State::data;
         break;
       case State::data: {
         const std::size_t take =
             static_cast<std::size_t>(std::min<std::uint64_t>(left_, data.size() - i));
         if (payload != nullptr) payload->append(data.data() + i, take);
         i += take;
+        taken += take;
         left_ -= take;
         if (left_ == 0) state_ = State::data_cr;
         break;
       }
       case State::data_cr:
-        if (c != '\r') return std::string::npos;
+        if (c != '\r') return fail();
         ++i;
         state_ = State::data_lf;
         break;
       case State::data_lf:
-        if (c != '\n') return std::string::npos;
+        if (c != '\n') return fail();
         ++i;
         state_ = State::size;
         break;
-      case State::trailer:  // start of a trailer line, or the final CRLF
-        if (c == '\r') {
-          state_ = State::trailer_lf;
-        } else {
-          state_ = State::trailer_line;
-          line_ = 1;
-        }
-        ++i;
-        break;
+      case State::trailer:  // a field line (no obs-fold, no empty name) or the final CRLF
+      case State::trailer_name:
+      case State::trailer_value:
       case State::trailer_lf:
-        if (c != '\n') return std::string::npos;
-        ++i;
-        state_ = State::done;
-        break;
-      case State::trailer_line:
-        if (c == '\n') {
-          state_ = State::trailer;
+      case State::end_lf:
+        if (++trailers_ > kMaxTrailer) return fail();
+        if (state_ == State::trailer) {
+          if (c == '\r') state_ = State::end_lf;
+          else if (is(c, kToken)) state_ = State::trailer_name;
+          else return fail();
+        } else if (state_ == State::trailer_name) {
+          if (c == ':') state_ = State::trailer_value;
+          else if (!is(c, kToken)) return fail();
+        } else if (state_ == State::trailer_value) {
+          if (c == '\r') state_ = State::trailer_lf;
+          else if (!is(c, kFieldChar)) return fail();
+        } else if (c != '\n') {
+          return fail();
+        } else {
+          state_ = state_ == State::end_lf ? State::done : State::trailer;
           line_ = 0;
-        } else if (++line_ > kMaxLine) {
-          return std::string::npos;
+          ++i;
+          break;
         }
+        if (++line_ > kMaxLine) return fail();
         ++i;
         break;
       case State::done:
+      case State::failed:
         break;
     }
   }
+  overhead_ += i - taken;
   return i;
 }
 

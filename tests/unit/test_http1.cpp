@@ -1,4 +1,4 @@
-// Tests for the internal HTTP/1.1 codec (lib/http1.h): request and response heads.
+// Tests for the internal HTTP/1.1 codec (lib/http1.h): request and response heads, chunked bodies.
 //
 // Deliberate choices (stricter or looser than RFC 9110/9112 allows), each pinned by a row below:
 // - Any second Content-Length is an error, even with the same value, and so is a list
@@ -26,9 +26,17 @@
 //   by body, not by authority.
 // - Every request error becomes a 400 in the event loop ("too large" a 431): there is no 501 code
 //   for an unknown Transfer-Encoding.
+// - Chunked: hex sizes up to 2^64 - 1 (leading zeros pass); whitespace after the size must lead
+//   to a `;` (`5 \r\n` is an error); extensions hold no control bytes and are not otherwise
+//   parsed; size lines and trailer lines are at most 4 KiB, the trailer section at most 8 KiB;
+//   trailer lines must look like field lines (token, colon, value). After an error the scanner
+//   stays failed.
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -499,4 +507,279 @@ TEST_CASE("response heads that are errors") {
   CHECK(parse_response_head("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", head, error, limits) ==
         Parse::error);
   CHECK(error.find("too many") != std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunked bodies
+
+namespace {
+
+constexpr std::size_t kNpos = std::string::npos;
+
+struct ChunkRow {
+  const char* what;
+  std::string in;
+  std::size_t consumed;  // what one feed of the whole input returns
+  bool done;
+  std::string payload;
+};
+
+// Feeds `in` in pieces of `step` bytes (0: all at once), stopping at an error or once done.
+// Returns the total consumed or npos; decodes into `payload`.
+std::size_t feed_in_steps(ChunkedScanner& s, std::string_view in, std::size_t step, std::string* payload) {
+  if (step == 0) return s.feed(in, payload);
+  std::size_t total = 0;
+  while (!s.done() && total < in.size()) {
+    const std::string_view piece = in.substr(total, step);
+    const std::size_t used = s.feed(piece, payload);
+    if (used == kNpos) return kNpos;
+    total += used;
+    if (used < piece.size()) break;  // done inside the piece
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("chunked bodies") {
+  const std::string ext4k = "1;" + std::string(4090, 'e') + "\r\nx\r\n0\r\n\r\n";
+  const std::string ext_over = "1;" + std::string(4100, 'e') + "\r\nx\r\n0\r\n\r\n";
+  const std::string trailer_ok = "0\r\nX-A: " + std::string(4000, 't') + "\r\nX-B: " + std::string(3000, 't') +
+                                 "\r\n\r\n";
+  std::string trailer_many = "0\r\n";
+  for (int i = 0; i < 1000; ++i) trailer_many += "X-T: 12345678\r\n";
+  trailer_many += "\r\n";
+  const ChunkRow rows[] = {
+      {"one chunk", "5\r\nhello\r\n0\r\n\r\n", 15, true, "hello"},
+      {"two chunks", "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n", 21, true, "hello!"},
+      {"empty body", "0\r\n\r\n", 5, true, ""},
+      {"upper-case hex", "A\r\n0123456789\r\n0\r\n\r\n", 20, true, "0123456789"},
+      {"lower-case hex", "a\r\n0123456789\r\n0\r\n\r\n", 20, true, "0123456789"},
+      {"leading zeros", "0005\r\nhello\r\n000\r\n\r\n", 20, true, "hello"},
+      {"data holds CR LF", "4\r\n\r\n\r\n\r\n0\r\n\r\n", 14, true, "\r\n\r\n"},
+      {"extension", "5;name=value\r\nhello\r\n0\r\n\r\n", 26, true, "hello"},
+      {"quoted extension", "5;n=\"a b\"\r\nhello\r\n0;x\r\n\r\n", 25, true, "hello"},
+      {"BWS before the extension", "5 \t;n\r\nhello\r\n0\r\n\r\n", 19, true, "hello"},
+      {"size line of 4 KiB", ext4k, ext4k.size(), true, "x"},
+      {"trailers", "5\r\nhello\r\n0\r\nX-A: 1\r\nX-B:\t2 \r\n\r\n", 32, true, "hello"},
+      {"trailer section of 7 KiB", trailer_ok, trailer_ok.size(), true, ""},
+      {"bytes after the last chunk are not consumed", "1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 11, true, "x"},
+      {"trailers, then bytes after", "0\r\nA: b\r\n\r\nHTTP", 11, true, ""},
+      {"body not finished", "5\r\nhel", 6, false, "hel"},
+      {"in the trailers", "0\r\nX: y\r\n", 9, false, ""},
+      // Errors.
+      {"size g", "g\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"empty size", "\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"negative size", "-1\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"signed size", "+1\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"0x prefix", "0x1\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"space before the size", " 1\r\nx\r\n0\r\n\r\n", kNpos, false, ""},
+      {"size of 2^64 (17 hex digits)", "10000000000000000\r\n", kNpos, false, ""},
+      {"size of 20 hex digits", "ffffffffffffffffffff\r\n", kNpos, false, ""},
+      {"extension without its `;`", "5 x\r\nhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"size then space then CRLF", "5 \r\nhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"extension with a control byte", "5;a\x01\r\nhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"extension with NUL", "5;a\0b\r\nhello\r\n0\r\n\r\n"s, kNpos, false, ""},
+      {"extension with a bare LF", "5;a\nhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"size line over 4 KiB", ext_over, kNpos, false, ""},
+      {"bare LF after the size", "5\nhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"bare CR after the size", "5\rhello\r\n0\r\n\r\n", kNpos, false, ""},
+      {"missing CRLF after data", "5\r\nhelloX\r\n0\r\n\r\n", kNpos, false, ""},
+      {"data one byte short", "5\r\nhell\r\n0\r\n\r\n", kNpos, false, ""},
+      {"bare LF after data", "5\r\nhello\n0\r\n\r\n", kNpos, false, ""},
+      {"bare LF after the last chunk", "0\n\r\n", kNpos, false, ""},
+      {"bare LF ending the body", "0\r\n\n", kNpos, false, ""},
+      {"bare LF ending a trailer", "0\r\nX: y\n\r\n", kNpos, false, ""},
+      {"bare CR in a trailer", "0\r\nX: a\rb\r\n\r\n", kNpos, false, ""},
+      {"control byte in a trailer", "0\r\nX: a\x01\r\n\r\n", kNpos, false, ""},
+      {"trailer without a colon", "0\r\nXY\r\n\r\n", kNpos, false, ""},
+      {"trailer with an empty name", "0\r\n: y\r\n\r\n", kNpos, false, ""},
+      {"trailer with a space before the colon", "0\r\nX : y\r\n\r\n", kNpos, false, ""},
+      {"folded trailer", "0\r\nX: y\r\n z\r\n\r\n", kNpos, false, ""},
+      {"trailer line over 4 KiB", "0\r\nX: " + std::string(5000, 't') + "\r\n\r\n", kNpos, false, ""},
+      {"trailer section over 8 KiB", trailer_many, kNpos, false, ""},
+  };
+  for (const ChunkRow& row : rows) {
+    INFO("row: " << std::string(row.what));
+    for (const std::size_t step : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{7}}) {
+      INFO("step " << step);
+      // Decoding.
+      ChunkedScanner s;
+      std::string payload;
+      const std::size_t used = feed_in_steps(s, row.in, step, &payload);
+      CHECK(used == row.consumed);
+      if (used == kNpos) continue;
+      CHECK(s.done() == row.done);
+      CHECK(payload == row.payload);
+      CHECK(s.overhead() == used - payload.size());
+      // Scanning gives the same verdict.
+      ChunkedScanner scan;
+      CHECK(feed_in_steps(scan, row.in, step, nullptr) == row.consumed);
+      CHECK(scan.done() == row.done);
+      CHECK(scan.overhead() == s.overhead());
+    }
+  }
+}
+
+TEST_CASE("chunked scanner: done, what follows, at_chunk_start and overhead") {
+  ChunkedScanner s;
+  std::string payload;
+  CHECK(s.at_chunk_start());
+  CHECK(s.overhead() == 0);
+  CHECK(s.feed("5", &payload) == 1);
+  CHECK_FALSE(s.at_chunk_start());
+  CHECK(s.feed(";e=1\r\nhe", &payload) == 8);
+  CHECK_FALSE(s.at_chunk_start());
+  CHECK(s.feed("llo\r", &payload) == 4);
+  CHECK_FALSE(s.at_chunk_start());
+  CHECK(s.feed("\n", &payload) == 1);
+  CHECK(s.at_chunk_start());  // between chunks
+  CHECK(payload == "hello");
+  CHECK(s.overhead() == 1 + 6 + 2);  // "5", ";e=1\r\n", "\r\n"
+  CHECK(s.feed("0\r\n", &payload) == 3);
+  CHECK_FALSE(s.at_chunk_start());  // the last chunk: trailers or the end follow
+  CHECK_FALSE(s.done());
+  CHECK(s.feed("\r\nnext", &payload) == 2);
+  CHECK(s.done());
+  CHECK_FALSE(s.at_chunk_start());
+  CHECK(s.feed("more", &payload) == 0);  // done: nothing more is taken
+  CHECK(s.overhead() == 9 + 5);
+  CHECK(payload == "hello");
+
+  // A caller can bound framing overhead: 1 payload byte per 4 KB of extension is visible.
+  ChunkedScanner pad;
+  std::string out;
+  const std::string chunk = "1;" + std::string(4000, 'p') + "\r\nx\r\n";
+  for (int i = 0; i < 10; ++i) REQUIRE(pad.feed(chunk, &out) == chunk.size());
+  CHECK(out == std::string(10, 'x'));
+  CHECK(pad.overhead() == 10 * (chunk.size() - 1));
+
+  // After an error the scanner stays failed.
+  ChunkedScanner bad;
+  CHECK(bad.feed("z", nullptr) == kNpos);
+}
+
+TEST_CASE("chunked scanner: byte-at-a-time equals all-at-once on many inputs") {
+  std::mt19937 rng(1234);
+  for (int iter = 0; iter < 300; ++iter) {
+    // A valid body of random chunks, extensions and trailers, then some following bytes.
+    std::string in;
+    std::string expect;
+    const int chunks = static_cast<int>(rng() % 5);
+    for (int c = 0; c < chunks; ++c) {
+      const std::size_t n = 1 + rng() % 40;
+      std::string data;
+      for (std::size_t k = 0; k < n; ++k) data += static_cast<char>(rng() % 256);
+      char size[32];
+      if (rng() % 2) {
+        std::snprintf(size, sizeof size, "%zx", n);
+      } else {
+        std::snprintf(size, sizeof size, "%zX", n);
+      }
+      in += size;
+      if (rng() % 3 == 0) in += ";k=v";
+      in += "\r\n" + data + "\r\n";
+      expect += data;
+    }
+    in += "0\r\n";
+    if (rng() % 2) in += "X-T: v\r\n";
+    in += "\r\n";
+    const std::size_t body = in.size();
+    in += "GET";
+    // Random damage in a third of the inputs.
+    if (iter % 3 == 0) in[rng() % body] = static_cast<char>(rng() % 256);
+    INFO("iteration " << iter);
+    ChunkedScanner whole;
+    std::string whole_payload;
+    const std::size_t w = whole.feed(in, &whole_payload);
+    if (iter % 3 != 0) {
+      CHECK(w == body);
+      CHECK(whole.done());
+      CHECK(whole_payload == expect);
+    }
+    ChunkedScanner bytes;
+    std::string bytes_payload;
+    const std::size_t b = feed_in_steps(bytes, in, 1, &bytes_payload);
+    CHECK(b == w);
+    CHECK(bytes.done() == whole.done());
+    if (w != kNpos) {
+      CHECK(bytes_payload == whole_payload);
+      CHECK(bytes.overhead() == whole.overhead());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robustness: random bytes and random mutations of valid heads never crash or overrun.
+
+TEST_CASE("codec robustness on random and mutated input") {
+  const std::string seeds[] = {
+      "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+      "HTTP/1.0 100 Continue\r\n\r\n",
+  };
+  const char alphabet[] = "\r\n :;,\t\0\x7f\x80-+0aAfFxX";
+  std::mt19937 rng(20240601);
+  HeadLimits small;
+  small.max_head_bytes = 96;
+  small.max_headers = 3;
+  RequestHead rh;
+  ResponseHead sh;
+  std::string error;
+  for (int iter = 0; iter < 6000; ++iter) {
+    std::string in;
+    if (iter % 4 == 0) {
+      const std::size_t n = rng() % 200;
+      for (std::size_t k = 0; k < n; ++k) in += static_cast<char>(rng() % 256);
+    } else {
+      in = seeds[rng() % std::size(seeds)];
+      const int edits = 1 + static_cast<int>(rng() % 4);
+      for (int e = 0; e < edits && !in.empty(); ++e) {
+        const std::size_t at = rng() % in.size();
+        const char c = rng() % 2 ? static_cast<char>(rng() % 256) : alphabet[rng() % (sizeof alphabet - 1)];
+        switch (rng() % 4) {
+          case 0: in[at] = c; break;
+          case 1: in.insert(at, 1, c); break;
+          case 2: in.erase(at, 1); break;
+          default: in.resize(at); break;  // truncate
+        }
+      }
+    }
+    INFO("iteration " << iter);
+    for (const HeadLimits& limits : {HeadLimits{}, small}) {
+      const Parse r = parse_request_head(in, rh, error, limits);
+      REQUIRE((r == Parse::ok || r == Parse::incomplete || r == Parse::error));
+      if (r == Parse::ok) {
+        REQUIRE(rh.size <= in.size());
+        REQUIRE(rh.size <= limits.max_head_bytes);
+        REQUIRE(rh.headers.size() <= limits.max_headers);
+        REQUIRE((rh.framing == Framing::none || rh.framing == Framing::length || rh.framing == Framing::chunked));
+        // The views point into the input.
+        REQUIRE(rh.method.data() >= in.data());
+        REQUIRE(rh.target.data() + rh.target.size() <= in.data() + rh.size);
+      }
+      if (r == Parse::error) REQUIRE_FALSE(error.empty());
+      const Parse s = parse_response_head(in, sh, error, limits);
+      REQUIRE((s == Parse::ok || s == Parse::incomplete || s == Parse::error));
+      if (s == Parse::ok) {
+        REQUIRE(sh.size <= in.size());
+        REQUIRE(sh.size <= limits.max_head_bytes);
+        REQUIRE((sh.status >= 100 && sh.status <= 599));
+      }
+    }
+    // The chunked scanner over whatever follows a head (or over everything).
+    const std::size_t from = in.find("\r\n\r\n");
+    const std::string_view body = from == std::string::npos ? std::string_view(in) : std::string_view(in).substr(from + 4);
+    ChunkedScanner cs;
+    std::string payload;
+    const std::size_t used = cs.feed(body, &payload);
+    if (used != kNpos) {
+      REQUIRE(used <= body.size());
+      REQUIRE(payload.size() <= used);
+      REQUIRE(cs.overhead() == used - payload.size());
+    }
+  }
 }
