@@ -50,32 +50,62 @@ struct HeadLimits {
   std::size_t max_headers = 128;
 };
 
-/// Parses a request head at the start of `buf`. `error` says why on Parse::error.
+/// Parses a request head at the start of `buf`. `error` says why on Parse::error (it contains
+/// "too large" or "too many" when a limit was hit). Strict on framing (RFC 9112): every line ends
+/// in CRLF; no obs-fold; no control bytes in the request line or field values; Content-Length is
+/// digits only and appears at most once; Transfer-Encoding is exactly `chunked`, at most once,
+/// never with Content-Length nor on HTTP/1.0. tests/unit/test_http1.cpp lists every choice.
 Parse parse_request_head(std::string_view buf, RequestHead& out, std::string& error,
                          const HeadLimits& limits = {});
 
 /// Parses a response head at the start of `buf` (1xx heads are returned like any other).
-/// `request_was_head` marks responses without a body.
+/// Responses to HEAD are not told apart: the caller must not expect a body for them.
 Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& error,
                           const HeadLimits& limits = {});
 
 /// Walks chunked framing over raw bytes as they arrive. `feed` consumes what it can; when
 /// `payload` is non-null the chunk data is appended to it (decoding), otherwise the bytes are
-/// only scanned (relaying verbatim).
+/// only scanned (relaying verbatim). Bounded: a size line (with its extensions) or a trailer line
+/// holds at most kMaxLine bytes, the trailer section at most kMaxTrailer; `overhead()` lets the
+/// caller bound the rest (many tiny chunks with long extensions).
 class ChunkedScanner {
  public:
+  static constexpr std::size_t kMaxLine = 4096;
+  static constexpr std::size_t kMaxTrailer = 8192;
+
   /// Returns bytes consumed from `data` (all of it unless the body ended inside it), or
-  /// std::string::npos on a framing error. `done()` turns true after the last chunk and trailers.
+  /// std::string::npos on a framing error (and on every call after one). `done()` turns true
+  /// after the last chunk and trailers; bytes after that are not consumed.
   std::size_t feed(std::string_view data, std::string* payload);
   bool done() const noexcept { return state_ == State::done; }
   /// True between chunks (nothing of the next chunk seen yet): a safe point to end the body.
   bool at_chunk_start() const noexcept { return state_ == State::size && !digits_ && line_ == 0; }
+  /// Framing bytes consumed so far: size lines, extensions, CRLFs and trailers (everything but
+  /// chunk data). A caller can refuse a body whose overhead is out of proportion to its data.
+  std::uint64_t overhead() const noexcept { return overhead_; }
 
  private:
-  enum class State { size, size_ext, size_lf, data, data_cr, data_lf, trailer, trailer_lf, trailer_line, done };
+  enum class State {
+    size,           // hex digits of the chunk size
+    size_ws,        // BWS after the size: only `;` may follow
+    size_ext,       // chunk extensions up to CR
+    size_lf,        // LF ending the size line
+    data,
+    data_cr,
+    data_lf,
+    trailer,        // start of a trailer line, or the CR of the final CRLF
+    trailer_name,
+    trailer_value,  // up to CR
+    trailer_lf,     // LF ending a trailer line
+    end_lf,         // LF of the final CRLF
+    done,
+    failed,
+  };
   State state_ = State::size;
   std::uint64_t left_ = 0;
-  std::size_t line_ = 0;  // bytes of the current size/trailer line, bounded
+  std::uint64_t overhead_ = 0;
+  std::size_t line_ = 0;      // bytes of the current size/trailer line, bounded by kMaxLine
+  std::size_t trailers_ = 0;  // bytes of the trailer section, bounded by kMaxTrailer
   bool digits_ = false;
 };
 
