@@ -138,7 +138,7 @@ void handle_post(vr::Router& router, const httplib::Request& req, httplib::Respo
 
   // The Exchange completes its lease when relay() ends (or as cancelled if dropped): share it
   // with the content provider, which cpp-httplib runs after this handler returns.
-  auto exchange = std::make_shared<vr::Exchange>(std::move(forwarded.value()));
+  auto exchange = std::make_shared<vr::Response>(std::move(forwarded.value()));
   res.status = exchange->status();
   std::string content_type = "application/json";
   for (const vr::Header& h : exchange->headers()) {

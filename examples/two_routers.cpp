@@ -1,9 +1,9 @@
 // Example (and test): two independent Routers in one process — separate tables, live counters,
-// policies, observers and transports; nothing global. Target `example_two_routers`.
+// policies and observers; nothing global. Target `example_two_routers`.
 //
 // A host serving two tenants (or a canary next to production) can hold one Router each. This
-// program checks that they do not interfere, including while both are used from many threads, and
-// shows a custom Transport (no network needed: answers are made up in memory).
+// program checks that they do not interfere, including while both are used from many threads
+// (routing decisions and their outcomes only: no network needed).
 #include <vllm_router/vllm_router.h>
 
 #include <atomic>
@@ -25,29 +25,6 @@ int g_failures = 0;
       ++g_failures;                                                     \
     }                                                                   \
   } while (0)
-
-// A Transport that answers "ok" from memory and counts its calls.
-class MemoryTransport final : public vr::Transport {
- public:
-  std::atomic<int> calls{0};
-  vr::Result<std::unique_ptr<vr::UpstreamResponse>> send(const vr::Endpoint&, const vr::UpstreamRequest&,
-                                                         const vr::AliveCheck&) override {
-    calls.fetch_add(1);
-    return std::unique_ptr<vr::UpstreamResponse>(std::make_unique<Answer>());
-  }
-
- private:
-  struct Answer final : vr::UpstreamResponse {
-    vr::Headers hs{{"Content-Type", "application/json"}};
-    int status() const noexcept override { return 200; }
-    const vr::Headers& headers() const noexcept override { return hs; }
-    std::optional<std::uint64_t> content_length() const noexcept override { return 2; }
-    vr::Result<std::uint64_t> relay(vr::BodySink& sink) override {
-      if (!sink.write("ok", 2)) return vr::Result<std::uint64_t>(vr::Errc::cancelled, "sink refused");
-      return std::uint64_t{2};
-    }
-  };
-};
 
 class CountingObserver final : public vr::Observer {
  public:
@@ -86,17 +63,13 @@ std::vector<std::int64_t> in_flight(const vr::Router& router) {
 
 int main() {
   const std::vector<std::string> urls = {"http://10.0.0.1:8000", "http://10.0.0.2:8000"};
-  auto transport_a = std::make_shared<MemoryTransport>();
-  auto transport_b = std::make_shared<MemoryTransport>();
   auto observer_a = std::make_shared<CountingObserver>();
   auto observer_b = std::make_shared<CountingObserver>();
 
   vr::RouterOptions options_a;
-  options_a.transport = transport_a;
   options_a.observer = observer_a;
   options_a.seed = 1;
   vr::RouterOptions options_b;
-  options_b.transport = transport_b;
   options_b.observer = observer_b;
   options_b.seed = 1;
   options_b.policies.add("first", [] { return std::make_shared<const FirstPolicy>(); });
@@ -137,27 +110,23 @@ int main() {
   EXPECT(rb.snapshot()->version == version_b);
   EXPECT(rb.snapshot()->pools.at(0).endpoints.size() == 2);
 
-  // Both used at once from many threads: each transport and observer sees only its own router.
+  // Both used at once from many threads: each observer sees only its own router.
   const int before_a = observer_a->outcomes, before_b = observer_b->outcomes;
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     vr::Router& r = t % 2 == 0 ? ra : rb;
-    threads.emplace_back([&r, &body, &view] {
-      vr::Headers headers;
-      vr::UpstreamRequest up;
-      up.path = "/v1/completions";
-      up.headers = &headers;
-      up.body = body;
+    threads.emplace_back([&r, &view] {
       for (int i = 0; i < 500; ++i) {
-        auto exchange = r.forward(view, up);
-        if (!exchange) continue;
-        NullSink sink;
-        (void)exchange->relay(sink);
+        auto route = r.route(view);
+        if (!route) continue;
+        vr::Outcome ok;
+        ok.kind = vr::OutcomeKind::success;
+        ok.status = 200;
+        route->lease.complete(ok);
       }
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT(transport_a->calls == 2000 && transport_b->calls == 2000);
   EXPECT(observer_a->outcomes - before_a == 2000 && observer_b->outcomes - before_b == 2000);
   EXPECT((in_flight(ra) == std::vector<std::int64_t>{0}));
   EXPECT((in_flight(rb) == std::vector<std::int64_t>{0, 0}));

@@ -14,9 +14,17 @@
 #include <utility>
 #include <vector>
 
+#include "http_util.h"
 #include "vllm_router/endpoint.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
+
+struct ConfigField::Impl {
+  std::string_view key;
+  simdjson::ondemand::value& value;
+  const std::string& path;
+};
+
 namespace {
 
 namespace od = simdjson::ondemand;
@@ -60,13 +68,7 @@ Error json_error(simdjson::error_code code, const std::string& path) {
   return config_error(path, cat("invalid JSON: ", simdjson::error_message(code)));
 }
 
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' ||
-                           text.back() == '\r')) {
-    text.remove_suffix(1);
-  }
-  return text;
-}
+std::string_view trim(std::string_view text) { return detail::trim(text, " \t\r\n"); }
 
 // What a value is, for "expected X, got Y" messages. Peeks only: the value stays unconsumed.
 std::string describe(od::value& value) {
@@ -389,21 +391,6 @@ Result<void> parse_timeouts(od::value& value, const std::string& path, TimeoutCo
       });
 }
 
-Result<void> parse_log_level(od::value& value, const std::string& path, std::string& out) {
-  static constexpr std::string_view kLevels[] = {"error", "warn", "info", "debug"};
-  auto type = type_of(value, path);
-  if (!type) return std::move(type).error();
-  std::string got = describe(value);
-  auto bad = [&] {
-    return config_error(path, cat("expected one of error, warn, info, debug, got ", got));
-  };
-  if (*type != od::json_type::string) return bad();
-  auto text = read_string(value, path);
-  if (!text) return std::move(text).error();
-  if (std::find(std::begin(kLevels), std::end(kLevels), *text) == std::end(kLevels)) return bad();
-  out = std::move(text).value();
-  return {};
-}
 
 Result<void> parse_model_discovery(od::value& value, const std::string& path, ModelDiscoveryConfig& out) {
   auto type = type_of(value, path);
@@ -519,88 +506,93 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
   return {};
 }
 
-Result<void> parse_document(od::value& root, GatewayConfig& out) {
-  RouterConfig& router = out.router;
-  return for_each_field(
-      root, "",
-      {"host", "port", "api_keys", "policy", "default_model", "max_body_bytes", "threads",
-       "max_connections", "client_timeout_ms", "drain_timeout_ms", "log_level", "io", "timeouts", "max_attempts",
-       "max_idle_connections", "models", "retry", "health_check", "outlier_detection", "panic_threshold_percent",
-       "policy_options", "queue_max", "queue_timeout_ms", "watch_config", "discovery"},
-      [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
-        if (key == "host") return read_into(field, path, out.host, true);
-        if (key == "port") return read_into(field, path, 0, out.port);
-        if (key == "api_keys") return read_string_array(field, path, out.api_keys);
-        if (key == "policy") return read_into(field, path, router.policy, true);
-        if (key == "default_model") return read_into(field, path, router.default_model);
-        if (key == "max_body_bytes") return read_into(field, path, 1, out.max_body_bytes);
-        if (key == "threads") return read_into(field, path, 0, out.threads);
-        if (key == "io") {
-          if (auto r = read_into(field, path, out.io, true); !r) return r;
-          if (out.io != "epoll" && out.io != "threads") {
-            return Result<void>(Errc::config, path + ": expected \"epoll\" or \"threads\", got \"" + out.io + "\"", path);
-          }
-          return {};
-        }
-        if (key == "max_connections") return read_into(field, path, 0, out.max_connections);
-        if (key == "client_timeout_ms") return read_into(field, path, 1, out.client_timeout_ms);
-        if (key == "drain_timeout_ms") return read_into(field, path, 0, out.drain_timeout_ms);
-        if (key == "log_level") return parse_log_level(field, path, out.log_level);
-        if (key == "timeouts") return parse_timeouts(field, path, router.timeouts);
-        if (key == "max_attempts") return read_into(field, path, 1, router.max_attempts);
-        if (key == "max_idle_connections") {
-          return read_into(field, path, 0, router.max_idle_connections);
-        }
-        if (key == "retry") return parse_retry(field, path, router.retry);
-        if (key == "health_check") return parse_health_check(field, path, router.health_check);
-        if (key == "outlier_detection") return parse_outlier(field, path, router.outlier_detection);
-        if (key == "policy_options") return parse_policy_options(field, path, router.policy_options);
-        if (key == "panic_threshold_percent") {
-          if (auto r = read_into(field, path, 0, router.panic_threshold_percent); !r) return r;
-          if (router.panic_threshold_percent > 100) return config_error(path, "expected a percentage 0..100");
-          return {};
-        }
-        if (key == "queue_max") return read_into(field, path, 0, out.queue_max);
-        if (key == "queue_timeout_ms") return read_into(field, path, 1, out.queue_timeout_ms);
-        if (key == "watch_config") return read_bool(field, path, out.watch_config);
-        if (key == "discovery") {
-          // Replaces the base's list as a whole.
-          std::vector<DiscoveryConfig> sources;
-          auto dr = for_each_element(
-              field, path, "an array of endpoint sources",
-              [&](od::value& element, const std::string& element_path) -> Result<void> {
-                DiscoveryConfig source;
-                if (auto sr = parse_discovery_entry(element, element_path, source); !sr) return sr;
-                sources.push_back(std::move(source));
-                return {};
-              });
-          if (!dr) return dr;
-          out.discovery = std::move(sources);
-          return {};
-        }
-        // "models": replaces the base's list as a whole.
-        std::vector<ModelConfig> models;
-        auto r = for_each_element(
-            field, path, "an array of models",
-            [&](od::value& element, const std::string& element_path) -> Result<void> {
-              ModelConfig model;
-              if (auto mr = parse_model(element, element_path, model); !mr) return mr;
-              models.push_back(std::move(model));
-              return {};
-            });
-        if (!r) return r;
-        router.models = std::move(models);
-        return {};
-      });
+// The keys of the router's part of a document.
+const std::vector<std::string_view> kRouterKeys = {
+    "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
+    "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
+    "queue_timeout_ms", "discovery"};
+
+Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
+  if (key == "policy") return read_into(field, path, router.policy, true);
+  if (key == "default_model") return read_into(field, path, router.default_model);
+  if (key == "timeouts") return parse_timeouts(field, path, router.timeouts);
+  if (key == "max_attempts") return read_into(field, path, 1, router.max_attempts);
+  if (key == "max_idle_connections") return read_into(field, path, 0, router.max_idle_connections);
+  if (key == "retry") return parse_retry(field, path, router.retry);
+  if (key == "health_check") return parse_health_check(field, path, router.health_check);
+  if (key == "outlier_detection") return parse_outlier(field, path, router.outlier_detection);
+  if (key == "policy_options") return parse_policy_options(field, path, router.policy_options);
+  if (key == "panic_threshold_percent") {
+    if (auto r = read_into(field, path, 0, router.panic_threshold_percent); !r) return r;
+    if (router.panic_threshold_percent > 100) return config_error(path, "expected a percentage 0..100");
+    return {};
+  }
+  if (key == "queue_max") return read_into(field, path, 0, router.queue_max);
+  if (key == "queue_timeout_ms") return read_into(field, path, 1, router.queue_timeout_ms);
+  if (key == "discovery") {
+    // Replaces the base's list as a whole.
+    std::vector<DiscoveryConfig> sources;
+    auto dr = for_each_element(field, path, "an array of endpoint sources",
+                               [&](od::value& element, const std::string& element_path) -> Result<void> {
+                                 DiscoveryConfig source;
+                                 if (auto sr = parse_discovery_entry(element, element_path, source); !sr) return sr;
+                                 sources.push_back(std::move(source));
+                                 return {};
+                               });
+    if (!dr) return dr;
+    router.discovery = std::move(sources);
+    return {};
+  }
+  // "models": replaces the base's list as a whole.
+  std::vector<ModelConfig> models;
+  auto r = for_each_element(field, path, "an array of models",
+                            [&](od::value& element, const std::string& element_path) -> Result<void> {
+                              ModelConfig model;
+                              if (auto mr = parse_model(element, element_path, model); !mr) return mr;
+                              models.push_back(std::move(model));
+                              return {};
+                            });
+  if (!r) return r;
+  router.models = std::move(models);
+  return {};
 }
 
-bool same_url(const Url& a, const Url& b) {
-  return a.scheme == b.scheme && a.host == b.host && a.port == b.port && a.prefix == b.prefix;
+Result<void> parse_document(od::value& root, RouterConfig& router, const ConfigExtension* extension) {
+  std::vector<std::string_view> keys = kRouterKeys;
+  if (extension != nullptr) keys.insert(keys.end(), extension->keys.begin(), extension->keys.end());
+  return for_each_field(root, "", keys, [&](std::string_view key, od::value& field, const std::string& path) -> Result<void> {
+    if (std::find(kRouterKeys.begin(), kRouterKeys.end(), key) != kRouterKeys.end()) {
+      return parse_router_key(key, field, path, router);
+    }
+    ConfigField::Impl impl{key, field, path};
+    ConfigField handle(impl);
+    return extension->read(handle);
+  });
 }
 
 }  // namespace
 
-Result<GatewayConfig> parse_gateway_config(std::string_view json, GatewayConfig base) {
+std::string_view ConfigField::key() const noexcept { return impl_.key; }
+Result<void> ConfigField::read(std::string& out, bool non_empty) { return read_into(impl_.value, impl_.path, out, non_empty); }
+Result<void> ConfigField::read(bool& out) { return read_bool(impl_.value, impl_.path, out); }
+Result<void> ConfigField::read(std::uint16_t& out, std::uint16_t min) { return read_into(impl_.value, impl_.path, min, out); }
+Result<void> ConfigField::read(std::uint32_t& out, std::uint32_t min) { return read_into(impl_.value, impl_.path, min, out); }
+Result<void> ConfigField::read(std::uint64_t& out, std::uint64_t min) { return read_into(impl_.value, impl_.path, min, out); }
+Result<void> ConfigField::read(std::vector<std::string>& out) { return read_string_array(impl_.value, impl_.path, out); }
+
+Result<void> ConfigField::read_choice(std::string& out, std::span<const std::string_view> choices) {
+  std::string value;
+  if (auto r = read_into(impl_.value, impl_.path, value, true); !r) return r;
+  if (std::find(choices.begin(), choices.end(), value) == choices.end()) {
+    std::string expected;
+    for (std::string_view c : choices) expected += (expected.empty() ? "\"" : ", \"") + std::string(c) + "\"";
+    return config_error(impl_.path, cat("expected one of ", expected, ", got \"", value, "\""));
+  }
+  out = std::move(value);
+  return {};
+}
+
+Result<RouterConfig> parse_router_config(std::string_view json, RouterConfig base, const ConfigExtension* extension) {
   simdjson::padded_string padded(json);
   od::parser parser;
   od::document document;
@@ -625,18 +617,12 @@ Result<GatewayConfig> parse_gateway_config(std::string_view json, GatewayConfig 
   if (auto code = document.get_value().get(root); code != simdjson::SUCCESS) {
     return json_error(code, "");
   }
-  if (auto r = parse_document(root, base); !r) return r.error();
+  if (auto r = parse_document(root, base, extension); !r) return r.error();
   // simdjson 3.0 has no document::at_end(); current_location() reports OUT_OF_BOUNDS at the end.
   if (document.current_location().error() != simdjson::OUT_OF_BOUNDS) {
     return config_error("", "invalid JSON: unexpected content after the top-level object");
   }
   return base;
-}
-
-Result<RouterConfig> parse_router_config(std::string_view json) {
-  auto config = parse_gateway_config(json);
-  if (!config) return std::move(config).error();
-  return std::move(config->router);
 }
 
 Result<void> validate(const RouterConfig& config, const std::vector<std::string>& policy_names) {
@@ -692,7 +678,7 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
       return config_error(path + ".endpoints",
                           cat("model '", model.name, "' needs at least one endpoint"));
     }
-    std::vector<Url> urls;
+    std::vector<std::string> ids;
     for (std::size_t j = 0; j < model.endpoints.size(); ++j) {
       const EndpointConfig& endpoint = model.endpoints[j];
       const std::string endpoint_path = index_path(path + ".endpoints", j);
@@ -704,14 +690,15 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
       if (!url) {
         return config_error(endpoint_path + ".url", url.error().message);
       }
-      for (std::size_t k = 0; k < urls.size(); ++k) {
-        if (same_url(urls[k], *url)) {
+      const std::string id = endpoint_id(url.value());
+      for (std::size_t k = 0; k < ids.size(); ++k) {
+        if (ids[k] == id) {
           return config_error(endpoint_path + ".url",
                               cat("'", endpoint.url, "' is the same endpoint as ",
                                   index_path(path + ".endpoints", k), ".url"));
         }
       }
-      urls.push_back(std::move(url).value());
+      ids.push_back(id);
       if (endpoint.weight < 1) {
         return config_error(endpoint_path + ".weight", "expected an integer >= 1, got 0");
       }

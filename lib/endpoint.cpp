@@ -55,4 +55,17 @@ Result<Url> parse_url(std::string_view text) {
   return url;
 }
 
+std::string endpoint_id(const Url& url) {
+  std::string id;
+  id.reserve(url.scheme.size() + url.host.size() + url.prefix.size() + 12);
+  id.append(url.scheme).append("://");
+  const bool v6 = url.host.find(':') != std::string::npos;
+  if (v6) id.push_back('[');
+  id.append(url.host);
+  if (v6) id.push_back(']');
+  id.push_back(':');
+  id.append(std::to_string(url.port)).append(url.prefix);
+  return id;
+}
+
 VLLM_ROUTER_END_NAMESPACE

@@ -4,7 +4,7 @@
 #include <set>
 #include <vector>
 
-#include "vllm_router/router.h"
+#include "router_impl.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
@@ -19,12 +19,12 @@ struct DiscardSink final : BodySink {
 HealthChecker::HealthChecker(Router& router, std::shared_ptr<Transport> transport,
                              std::shared_ptr<const Clock> clock)
     : router_(router), transport_(std::move(transport)), clock_(std::move(clock)) {
-  router_.set_health_checked(true);
+  detail::RouterAccess::impl(router_).health_checkers.fetch_add(1);
 }
 
 HealthChecker::~HealthChecker() {
   stop();
-  router_.set_health_checked(false);
+  detail::RouterAccess::impl(router_).health_checkers.fetch_sub(1);
 }
 
 std::size_t HealthChecker::run_once() {

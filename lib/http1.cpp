@@ -286,6 +286,15 @@ Parse parse_response_head(std::string_view buf, ResponseHead& out, std::string& 
 }
 
 std::size_t ChunkedScanner::feed(std::string_view data, std::string* payload) {
+  return scan(data, payload, nullptr);
+}
+
+std::size_t ChunkedScanner::next(std::string_view data, std::string_view& segment) {
+  segment = {};
+  return scan(data, nullptr, &segment);
+}
+
+std::size_t ChunkedScanner::scan(std::string_view data, std::string* payload, std::string_view* segment) {
   if (state_ == State::failed) return std::string::npos;
   const auto fail = [this] {
     state_ = State::failed;
@@ -343,10 +352,15 @@ std::size_t ChunkedScanner::feed(std::string_view data, std::string* payload) {
         const std::size_t take =
             static_cast<std::size_t>(std::min<std::uint64_t>(left_, data.size() - i));
         if (payload != nullptr) payload->append(data.data() + i, take);
+        if (segment != nullptr) *segment = data.substr(i, take);
         i += take;
         taken += take;
         left_ -= take;
         if (left_ == 0) state_ = State::data_cr;
+        if (segment != nullptr) {
+          overhead_ += i - taken;
+          return i;
+        }
         break;
       }
       case State::data_cr:

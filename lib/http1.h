@@ -77,6 +77,9 @@ class ChunkedScanner {
   /// std::string::npos on a framing error (and on every call after one). `done()` turns true
   /// after the last chunk and trailers; bytes after that are not consumed.
   std::size_t feed(std::string_view data, std::string* payload);
+  /// Like feed, but stops after the first run of chunk data, which `segment` views (inside
+  /// `data`; empty when none was reached): decoding without a copy. Call again with the rest.
+  std::size_t next(std::string_view data, std::string_view& segment);
   bool done() const noexcept { return state_ == State::done; }
   /// True between chunks (nothing of the next chunk seen yet): a safe point to end the body.
   bool at_chunk_start() const noexcept { return state_ == State::size && !digits_ && line_ == 0; }
@@ -85,6 +88,7 @@ class ChunkedScanner {
   std::uint64_t overhead() const noexcept { return overhead_; }
 
  private:
+  std::size_t scan(std::string_view data, std::string* payload, std::string_view* segment);
   enum class State {
     size,           // hex digits of the chunk size
     size_ws,        // BWS after the size: only `;` may follow

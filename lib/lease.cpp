@@ -1,16 +1,28 @@
 // Lease: in-flight accounting and outcome recording for one attempt.
 #include "vllm_router/lease.h"
 
+#include "router_impl.h"
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 Lease::Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointState> state,
              std::string model, std::shared_ptr<Observer> observer,
              std::shared_ptr<OutlierDetector> outlier)
+    : Lease(
+          [&] {
+            auto hooks = std::make_shared<detail::LeaseHooks>();
+            hooks->observer = std::move(observer);
+            hooks->outlier = std::move(outlier);
+            return hooks;
+          }(),
+          std::move(endpoint), std::move(state), std::make_shared<const std::string>(std::move(model))) {}
+
+Lease::Lease(std::shared_ptr<const detail::LeaseHooks> hooks, std::shared_ptr<const Endpoint> endpoint,
+             std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model)
     : endpoint_(std::move(endpoint)),
       state_(std::move(state)),
       model_(std::move(model)),
-      observer_(std::move(observer)),
-      outlier_(std::move(outlier)),
+      hooks_(std::move(hooks)),
       started_(std::chrono::steady_clock::now()) {
   state_->in_flight.fetch_add(1, std::memory_order_relaxed);
 }
@@ -19,8 +31,7 @@ Lease::Lease(Lease&& other) noexcept
     : endpoint_(std::move(other.endpoint_)),
       state_(std::move(other.state_)),
       model_(std::move(other.model_)),
-      observer_(std::move(other.observer_)),
-      outlier_(std::move(other.outlier_)),
+      hooks_(std::move(other.hooks_)),
       started_(other.started_) {
   other.state_ = nullptr;
 }
@@ -31,8 +42,7 @@ Lease& Lease::operator=(Lease&& other) noexcept {
     endpoint_ = std::move(other.endpoint_);
     state_ = std::move(other.state_);
     model_ = std::move(other.model_);
-    observer_ = std::move(other.observer_);
-    outlier_ = std::move(other.outlier_);
+    hooks_ = std::move(other.hooks_);
     started_ = other.started_;
     other.state_ = nullptr;
   }
@@ -52,14 +62,20 @@ void Lease::complete(const Outcome& outcome) noexcept {
   } else if (outcome.kind == OutcomeKind::success) {
     state_->consecutive_failures.store(0, std::memory_order_relaxed);
   }
-  if (outlier_ != nullptr) outlier_->record(*state_, outcome);
+  EndpointState& state = *state_;
   state_ = nullptr;
-  if (observer_ != nullptr) {
-    try {
-      observer_->on_outcome(model_, *endpoint_, outcome);
-    } catch (...) {  // observers must not break the data path
-    }
+  if (hooks_ == nullptr) return;
+  std::chrono::nanoseconds ejected{0};
+  if (hooks_->outlier != nullptr) ejected = hooks_->outlier->record(state, outcome);
+  Observer* observer = hooks_->observer.get();
+  detail::notify_observer(observer, [&](Observer& o) { o.on_outcome(*model_, *endpoint_, outcome); });
+  if (ejected.count() > 0) {
+    detail::notify_observer(observer, [&](Observer& o) {
+      o.on_ejection(*endpoint_, ejected, state.ejections.load(std::memory_order_relaxed));
+    });
   }
+  // A place at this endpoint is free: requests waiting for capacity may go now.
+  hooks_->admission.notify();
 }
 
 VLLM_ROUTER_END_NAMESPACE

@@ -45,23 +45,23 @@ std::size_t OutlierDetector::ejected() const {
   return ejected_.size();
 }
 
-void OutlierDetector::record(EndpointState& state, const Outcome& outcome) {
-  if (outcome.kind == OutcomeKind::cancelled) return;
+std::chrono::nanoseconds OutlierDetector::record(EndpointState& state, const Outcome& outcome) {
+  if (outcome.kind == OutcomeKind::cancelled) return {};
   const std::int64_t now = now_ns();
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!config_.enabled) return;
+  if (!config_.enabled) return {};
   const std::int64_t until = state.ejected_until_ns.load(std::memory_order_relaxed);
   if (!is_failure(outcome)) {
     // Healthy long enough after its last ejection: forget the back-off history.
     const std::int64_t forget_after = static_cast<std::int64_t>(config_.max_ejection_ms) * 1'000'000;
     if (until != 0 && now - until > forget_after) state.ejections.store(0, std::memory_order_relaxed);
-    return;
+    return {};
   }
-  if (until > now) return;  // already ejected (a straggler from before the ejection)
-  if (state.consecutive_failures.load(std::memory_order_relaxed) < config_.consecutive_failures) return;
+  if (until > now) return {};  // already ejected (a straggler from before the ejection)
+  if (state.consecutive_failures.load(std::memory_order_relaxed) < config_.consecutive_failures) return {};
   prune(now);
   const std::size_t cap = std::max<std::size_t>(1, endpoints_ * config_.max_ejection_percent / 100);
-  if (config_.max_ejection_percent == 0 || ejected_.size() >= cap) return;
+  if (config_.max_ejection_percent == 0 || ejected_.size() >= cap) return {};
   const std::uint32_t n = state.ejections.fetch_add(1, std::memory_order_relaxed) + 1;
   std::int64_t backoff_ms = config_.base_ejection_ms;
   for (std::uint32_t i = 1; i < n && backoff_ms < config_.max_ejection_ms; ++i) backoff_ms *= 2;
@@ -70,6 +70,7 @@ void OutlierDetector::record(EndpointState& state, const Outcome& outcome) {
   state.ejected_until_ns.store(new_until, std::memory_order_relaxed);
   state.consecutive_failures.store(0, std::memory_order_relaxed);
   ejected_.emplace_back(&state, new_until);
+  return std::chrono::milliseconds(backoff_ms);
 }
 
 VLLM_ROUTER_END_NAMESPACE

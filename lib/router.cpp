@@ -1,9 +1,55 @@
-// Router: snapshot building, model resolution, picking, forwarding with safe retries.
-#include "vllm_router/router.h"
+// Router: snapshot building, model resolution and picking; the wait for capacity.
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <random>
 #include <vector>
+
+#include "router_impl.h"
+
+namespace vllm_router::detail {
+
+bool Admission::enter(std::uint32_t limit) noexcept {
+  std::uint32_t n = waiting_.load(std::memory_order_relaxed);
+  while (n < limit) {
+    if (waiting_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
+
+void Admission::leave() noexcept { waiting_.fetch_sub(1, std::memory_order_acq_rel); }
+
+void Admission::notify() noexcept {
+  if (waiting_.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  generation_.fetch_add(1, std::memory_order_release);
+  changed_.notify_all();
+  for (auto& [id, wake] : listeners_) {
+    try {
+      wake();
+    } catch (...) {
+    }
+  }
+}
+
+void Admission::wait(std::uint64_t seen, std::chrono::steady_clock::time_point until) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait_until(lock, until, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+}
+
+int Admission::add_listener(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  listeners_.emplace_back(next_id_, std::move(wake));
+  return next_id_++;
+}
+
+void Admission::remove_listener(int id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::erase_if(listeners_, [id](const auto& l) { return l.first == id; });
+}
+
+}  // namespace vllm_router::detail
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
@@ -16,69 +62,84 @@ Rng& thread_rng(std::uint64_t seed, std::atomic<std::uint64_t>& counter) {
 
 }  // namespace
 
-Router::Router(RouterConfig config, RouterOptions options)
-    : config_(std::move(config)), options_(std::move(options)) {}
+CancelToken::CancelToken() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+CancelToken::~CancelToken() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void CancelToken::cancel() noexcept {
+  if (cancelled_.exchange(true)) return;
+  if (fd_ >= 0) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(fd_, &one, sizeof one);
+  }
+}
+
+bool CancelToken::cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+
+Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Router::~Router() = default;
 
 Result<std::unique_ptr<Router>> Router::create(const RouterConfig& config, RouterOptions options) {
   if (auto v = validate(config, options.policies.names()); !v) return v.error();
-  if (!options.transport) {
-    HttpTransportOptions t;
-    t.connect_timeout_ms = config.timeouts.connect_ms;
-    t.read_timeout_ms = config.timeouts.idle();
-    t.write_timeout_ms = config.timeouts.write_ms;
-    t.max_idle_per_endpoint = config.max_idle_connections;
-    options.transport = make_http_transport(t);
-  }
   if (options.seed == 0) options.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   if (!options.clock) options.clock = std::make_shared<SteadyClock>();
-  std::unique_ptr<Router> router(new Router(config, std::move(options)));
-  router->outlier_ = std::make_shared<OutlierDetector>(config.outlier_detection, router->options_.clock);
-  auto snap = router->build(config);
+  auto impl = std::make_unique<Impl>();
+  impl->applied_config = config;
+  impl->options = std::move(options);
+  impl->hooks = std::make_shared<detail::LeaseHooks>();
+  impl->hooks->observer = impl->options.observer;
+  impl->hooks->outlier = std::make_shared<OutlierDetector>(config.outlier_detection, impl->options.clock);
+  impl->socket_pool = std::make_unique<detail::SocketPool>(config.max_idle_connections);
+  auto snap = impl->build(config);
   if (!snap) return snap.error();
-  std::atomic_store(&router->snapshot_, std::move(snap.value()));
-  return router;
+  std::atomic_store(&impl->snapshot, std::move(snap.value()));
+  return std::unique_ptr<Router>(new Router(std::move(impl)));
 }
 
 Result<void> Router::update(const RouterConfig& config) {
-  if (auto v = validate(config, options_.policies.names()); !v) return v;
-  std::lock_guard<std::mutex> lock(update_mutex_);
-  auto snap = build(config);
+  Impl& impl = *impl_;
+  if (auto v = validate(config, impl.options.policies.names()); !v) return v;
+  std::lock_guard<std::mutex> lock(impl.update_mutex);
+  auto snap = impl.build(config);
   if (!snap) return snap.error();
-  std::atomic_store(&snapshot_, std::move(snap.value()));
-  config_ = config;
-  outlier_->configure(config.outlier_detection);
+  std::atomic_store(&impl.snapshot, std::move(snap.value()));
+  impl.applied_config = config;
+  impl.hooks->outlier->configure(config.outlier_detection);
+  impl.socket_pool->set_max_idle(config.max_idle_connections);
   return {};
 }
 
-bool Router::try_acquire_retry(std::int64_t active_requests) noexcept {
-  const auto snap = snapshot();
-  const RetryConfig& rc = snap->config->retry;
-  const std::int64_t limit = std::max<std::int64_t>(rc.min_concurrent, active_requests * rc.budget_percent / 100);
-  std::int64_t current = retries_in_flight_.load(std::memory_order_relaxed);
+bool Router::Impl::try_acquire_retry(const RetryConfig& retry) noexcept {
+  const std::int64_t active = active_exchanges.load(std::memory_order_relaxed);
+  const std::int64_t limit = std::max<std::int64_t>(retry.min_concurrent, active * retry.budget_percent / 100);
+  std::int64_t current = retries_in_flight.load(std::memory_order_relaxed);
   while (current < limit) {
-    if (retries_in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) return true;
+    if (retries_in_flight.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) return true;
   }
   return false;
 }
 
-void Router::release_retry() noexcept { retries_in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_load(&impl_->snapshot); }
 
-std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_load(&snapshot_); }
+const PolicyRegistry& Router::policies() const noexcept { return impl_->options.policies; }
 
-Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config) {
+const Clock& Router::clock() const noexcept { return *impl_->options.clock; }
+
+Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& config) {
   auto snap = std::make_shared<Snapshot>();
-  const std::shared_ptr<const Snapshot> previous = snapshot();  // null while the first is built
-  snap->version = next_version_.fetch_add(1);
+  const std::shared_ptr<const Snapshot> previous = std::atomic_load(&snapshot);  // null while the first is built
+  snap->version = next_version.fetch_add(1);
   snap->config = std::make_shared<const RouterConfig>(config);
-  std::unordered_map<std::string, std::shared_ptr<EndpointState>> states;
+  std::unordered_map<std::string, std::shared_ptr<EndpointState>> next_states;
   for (std::size_t m = 0; m < config.models.size(); ++m) {
     const ModelConfig& mc = config.models[m];
     Pool pool;
     pool.model = mc.name;
     const std::string& policy_name = mc.policy.empty() ? config.policy : mc.policy;
-    auto policy = options_.policies.create(policy_name, config.policy_options);
+    auto policy = options.policies.create(policy_name, config.policy_options);
     if (!policy) {
       Error e = policy.error();
       e.param = "models[" + std::to_string(m) + "].policy";
@@ -98,23 +159,20 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
       }
       auto ep = std::make_shared<Endpoint>();
       ep->url = std::move(url.value());
-      ep->id = ep->url.scheme + "://" +
-               (ep->url.host.find(':') != std::string::npos ? "[" + ep->url.host + "]"
-                                                            : ep->url.host) +
-               ":" + std::to_string(ep->url.port) + ep->url.prefix;
+      ep->id = endpoint_id(ep->url);
       ep->weight = std::max<std::uint32_t>(1, ec.weight);
       ep->api_key = ec.api_key;
       // Live state is per upstream server: shared by every pool that lists it, kept across updates.
-      auto& state = states[ep->id];
+      auto& state = next_states[ep->id];
       if (!state) {
-        const auto old = states_.find(ep->id);
-        if (old != states_.end()) {
+        const auto old = states.find(ep->id);
+        if (old != states.end()) {
           state = old->second;
         } else {
           state = std::make_shared<EndpointState>();
           // Added while probes run: not used until a probe passes (vLLM refuses connections
           // while it loads weights).
-          if (health_checked_.load() && pool.health_check.enabled) state->active_healthy.store(false);
+          if (health_checkers.load() > 0 && pool.health_check.enabled) state->active_healthy.store(false);
         }
       }
       pool.states.push_back(state);
@@ -169,8 +227,8 @@ Result<std::shared_ptr<const Snapshot>> Router::build(const RouterConfig& config
     return Error{Errc::config, "default_model '" + config.default_model + "' is not a model",
                  "default_model"};
   }
-  states_ = std::move(states);
-  if (outlier_) outlier_->set_endpoint_count(states_.size());
+  this->states = std::move(next_states);
+  hooks->outlier->set_endpoint_count(states.size());
   return std::shared_ptr<const Snapshot>(std::move(snap));
 }
 
@@ -188,14 +246,12 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   }
   const Pool& pool = snap.pools[route.resolution.pool];
   route.pool = &pool;
-  Candidate stack[16];
-  std::vector<Candidate> heap;
-  Candidate* candidates = stack;
-  if (pool.endpoints.size() > std::size(stack)) {
-    heap.resize(pool.endpoints.size());
-    candidates = heap.data();
-  }
-  const std::int64_t now_ns = options_.clock->now().time_since_epoch().count();
+  // One buffer per thread, grown to the largest pool seen: no allocation per decision.
+  thread_local std::vector<Candidate> buffer;
+  if (buffer.size() < pool.endpoints.size()) buffer.resize(pool.endpoints.size());
+  Candidate* candidates = buffer.data();
+  const Impl& impl = *impl_;
+  const std::int64_t now_ns = impl.options.clock->now().time_since_epoch().count();
   std::size_t healthy = 0;
   for (const auto& state : pool.states) healthy += state->healthy(now_ns) ? 1 : 0;
   // Panic mode: with too few healthy endpoints, health is ignored rather than overloading the few.
@@ -221,114 +277,17 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     return Result<Route>(Errc::no_endpoint,
                          "no endpoint available for model `" + pool.model + "`", "model");
   }
-  Rng& rng = thread_rng(options_.seed, seed_counter_);
+  Rng& rng = thread_rng(impl.options.seed, impl_->seed_counter);
   PickContext ctx{request, rng, pool.scratch.get(), pool.endpoints.size(), now_ns};
   std::size_t pick = pool.policy->pick(ctx, std::span<const Candidate>(candidates, n));
   if (pick >= n) pick = 0;
   const std::size_t slot = candidates[pick].slot;
-  route.lease = Lease(pool.endpoints[slot], pool.states[slot], pool.model, options_.observer, outlier_);
+  route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
+                      std::shared_ptr<const std::string>(route.snapshot, &pool.model));
+  detail::notify_observer(impl.observer(), [&](Observer& o) {
+    o.on_pick(pool.model, *pool.endpoints[slot], PickEvent{pool.policy->name(), n, panic});
+  });
   return route;
-}
-
-Result<Exchange> Router::forward(const RequestView& view, const UpstreamRequest& request,
-                                 const AliveCheck& alive) {
-  std::vector<std::string> tried_ids;  // owned: a retry may see a newer snapshot
-  std::vector<std::string_view> tried;
-  std::string rewritten;
-  UpstreamRequest req = request;
-  Error last{Errc::no_endpoint, "no endpoint available", "model"};
-  const auto config = snapshot()->config;
-  const unsigned max_attempts = std::max<unsigned>(1, config->max_attempts);
-  if (req.timeout_ms == 0 && config->timeouts.first_byte_ms != 0) req.timeout_ms = config->timeouts.first_byte_ms;
-  // A retry after a delivered request (timeout, reset, 503) spends the retry budget; the slot is
-  // held until the answer's head is in.
-  bool retry_held = false;
-  const auto take_retry = [&] { return retry_held || (retry_held = try_acquire_retry(0)); };
-  struct Release {
-    Router* router;
-    bool* held;
-    ~Release() {
-      if (*held) router->release_retry();
-    }
-  } release{this, &retry_held};
-  for (unsigned attempt = 1; attempt <= max_attempts; ++attempt) {
-    auto route = this->route(view, tried);
-    if (!route) {
-      if (attempt == 1 || route.code() != Errc::no_endpoint) return route.error();
-      break;  // every endpoint tried: report the last failure
-    }
-    if (attempt == 1 && route->resolution.rewrite && view.has_model) {
-      rewritten = rewrite_model(request.body, view, route->resolution.upstream);
-      req.body = rewritten;
-    }
-    const bool others = route->pool->endpoints.size() > tried.size() + 1;
-    const auto started = std::chrono::steady_clock::now();
-    auto response = options_.transport->send(route->lease.endpoint(), req, alive);
-    Outcome outcome;
-    outcome.latency = std::chrono::steady_clock::now() - started;
-    if (response) {
-      // A 503 (vLLM overloaded or stopping) moves to another replica while one is left.
-      if (response.value()->status() == 503 && config->retry.on_503 && others && attempt < max_attempts &&
-          take_retry()) {
-        outcome.kind = OutcomeKind::success;
-        outcome.status = 503;
-        tried_ids.push_back(route->lease.endpoint().id);
-        tried.assign(tried_ids.begin(), tried_ids.end());
-        route->lease.complete(outcome);
-        last = Error{Errc::no_endpoint, "every replica answered 503", "model"};
-        continue;
-      }
-      Exchange exchange(std::move(route.value()), std::move(response.value()), attempt);
-      return exchange;
-    }
-    switch (response.code()) {
-      case Errc::connect_failed: outcome.kind = OutcomeKind::connect_failure; break;
-      case Errc::timeout: outcome.kind = OutcomeKind::timeout; break;
-      case Errc::upstream_closed: outcome.kind = OutcomeKind::upstream_closed; break;
-      case Errc::cancelled: outcome.kind = OutcomeKind::cancelled; break;
-      default: outcome.kind = OutcomeKind::error; break;
-    }
-    tried_ids.push_back(route->lease.endpoint().id);
-    tried.assign(tried_ids.begin(), tried_ids.end());
-    route->lease.complete(outcome);
-    last = std::move(response).error();
-    // Nothing reached the client yet: a connect failure is always safe to retry; a timeout or a
-    // broken connection (the request may have been delivered) only as configured and budgeted.
-    const bool retry = last.code == Errc::connect_failed ||
-                       (last.code == Errc::timeout && config->retry.on_first_byte_timeout && take_retry()) ||
-                       (last.code == Errc::upstream_closed && config->retry.on_reset && take_retry());
-    if (!retry) return last;
-  }
-  if (last.code == Errc::connect_failed) {
-    last.message = "no replica of the model could be reached: " + last.message;
-  }
-  return last;
-}
-
-Exchange::Exchange(Route route, std::unique_ptr<UpstreamResponse> response, unsigned attempts)
-    : route_(std::move(route)), response_(std::move(response)), attempts_(attempts) {
-  ttfb_ = std::chrono::steady_clock::now() - route_.lease.started();
-}
-
-Result<std::uint64_t> Exchange::relay(BodySink& sink) {
-  auto r = response_->relay(sink);
-  Outcome outcome;
-  outcome.status = response_->status();
-  outcome.ttfb = ttfb_;
-  outcome.latency = std::chrono::steady_clock::now() - route_.lease.started();
-  if (r) {
-    outcome.kind = OutcomeKind::success;
-    outcome.bytes = r.value();
-  } else {
-    switch (r.code()) {
-      case Errc::timeout: outcome.kind = OutcomeKind::timeout; break;
-      case Errc::upstream_closed: outcome.kind = OutcomeKind::upstream_closed; break;
-      case Errc::cancelled: outcome.kind = OutcomeKind::cancelled; break;
-      default: outcome.kind = OutcomeKind::error; break;
-    }
-  }
-  route_.lease.complete(outcome);
-  return r;
 }
 
 VLLM_ROUTER_END_NAMESPACE

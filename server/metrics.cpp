@@ -85,6 +85,11 @@ void Metrics::on_outcome(std::string_view model, const Endpoint& endpoint, const
   }
 }
 
+void Metrics::on_exchange(const ExchangeSummary& summary) {
+  // The resolved model only: a name a client made up never becomes a label value.
+  on_response(summary.model, summary.status, std::chrono::duration<double>(summary.duration).count());
+}
+
 void Metrics::on_response(std::string_view model, int status, double seconds) {
   Client& c = find_or_add(client_, model);
   const auto index = static_cast<std::size_t>(status) < kStatuses ? static_cast<std::size_t>(status) : 0;

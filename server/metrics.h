@@ -37,6 +37,8 @@ class Metrics final : public Observer {
  public:
   /// One upstream attempt ended (called by leases).
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override;
+  /// One client request ended (every exchange, and the server's own rejections).
+  void on_exchange(const ExchangeSummary& summary) override;
   /// One client request answered with `status` after `seconds`; `model` may be empty.
   void on_response(std::string_view model, int status, double seconds);
   /// The whole exposition, with live gauges read from `snapshot`.

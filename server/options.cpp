@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "http_util.h"
 #include "vllm_router/endpoint.h"
 
 extern char** environ;  // NOLINT: POSIX
@@ -75,7 +76,8 @@ constexpr FlagSpec kFlags[] = {
      "accepted client API key; repeatable (env: comma separated).\n"
      "Keys given at a higher level replace the lower level's keys"},
     {Kind::policy, "--policy", "VLLM_ROUTER_POLICY", "NAME",
-     "default load-balancing policy (round_robin, least_requests)"},
+     "default load-balancing policy: round_robin, least_requests, power_of_two,\n"
+     "session, load_aware or prefix_aware (docs/configuration.md)"},
     {Kind::default_model, "--default-model", "VLLM_ROUTER_DEFAULT_MODEL", "NAME",
      "model (or alias, adapter) used when a request names none"},
     {Kind::max_body_bytes, "--max-body-bytes", "VLLM_ROUTER_MAX_BODY_BYTES", "N",
@@ -85,9 +87,8 @@ constexpr FlagSpec kFlags[] = {
     {Kind::read_timeout_ms, "--read-timeout-ms", "VLLM_ROUTER_READ_TIMEOUT_MS", "N",
      "longest wait for any upstream byte"},
     {Kind::io, "--io", "VLLM_ROUTER_IO", "MODE",
-     "epoll (event loops; default) or threads (one thread per connection)"},
-    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N",
-     "event-loop threads (0: one per CPU); with --io threads: HTTP threads (0: 256)"},
+     "epoll, the only front end (accepted for old command lines)"},
+    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N", "event-loop threads (0: one per CPU)"},
     {Kind::max_connections, "--max-connections", "VLLM_ROUTER_MAX_CONNECTIONS", "N",
      "client connection limit, 503 beyond it (0: from the file-descriptor limit)"},
     {Kind::log_level, "--log-level", "VLLM_ROUTER_LOG_LEVEL", "LEVEL",
@@ -115,12 +116,8 @@ Error option_error(std::string_view source, std::string_view what) {
   return Error{Errc::config, fmt::format("{}: {}", source, what), std::string(source)};
 }
 
-std::string_view trim(std::string_view text) {
-  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
-  return text;
-}
+// Flags and variables may carry stray white space (templated values, line ends).
+std::string_view trim(std::string_view text) { return detail::trim(text, " \t\r\n"); }
 
 std::vector<std::string_view> split(std::string_view text, char separator) {
   std::vector<std::string_view> parts;
@@ -297,9 +294,11 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       return {};
     }
     case Kind::io:
-      if (value != "epoll" && value != "threads") {
-        return option_error(source, fmt::format("expected epoll or threads, got '{}'", value));
+      if (value == "threads") {
+        return option_error(source, "the thread-per-connection front end was removed; the event loop "
+                                    "(epoll) is the only one: drop this setting");
       }
+      if (value != "epoll") return option_error(source, fmt::format("expected epoll, got '{}'", value));
       layer.io = std::string(value);
       return {};
     case Kind::log_level:
@@ -319,7 +318,7 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
   return {};
 }
 
-ModelConfig* find_model(GatewayConfig& config, std::string_view name) {
+ModelConfig* find_model(AppConfig& config, std::string_view name) {
   for (ModelConfig& model : config.router.models) {
     if (model.name == name) return &model;
   }
@@ -328,7 +327,7 @@ ModelConfig* find_model(GatewayConfig& config, std::string_view name) {
 
 // Scalars and models of a layer over `config`. Aliases and adapters are attached later, once
 // every level's models are known.
-void merge_layer(const Layer& layer, GatewayConfig& config) {
+void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.host) config.host = *layer.host;
   if (layer.port) config.port = *layer.port;
   if (layer.api_keys) config.api_keys = *layer.api_keys;
@@ -352,7 +351,7 @@ void merge_layer(const Layer& layer, GatewayConfig& config) {
 }
 
 Result<void> attach_names(const std::vector<Layer::Named>& names, bool lora,
-                          GatewayConfig& config) {
+                          AppConfig& config) {
   for (const Layer::Named& named : names) {
     ModelConfig* model = find_model(config, named.model);
     if (model == nullptr) {
@@ -394,8 +393,8 @@ Environment current_environment() {
 }
 
 // `args` are the arguments after the program name (argv + 1 .. argv + argc).
-Result<ServerOptions> parse_options(const std::vector<std::string>& args, const Environment& env) {
-  ServerOptions options;
+Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const Environment& env) {
+  ProgramOptions options;
 
   // 1. Split the command line into (flag, value) pairs; syntax errors only.
   std::vector<std::pair<const FlagSpec*, std::string>> flags;
@@ -446,7 +445,7 @@ Result<ServerOptions> parse_options(const std::vector<std::string>& args, const 
   if (!options.config_path.empty()) {
     auto text = read_file(options.config_path, config_source);
     if (!text) return std::move(text).error();
-    auto parsed = parse_gateway_config(*text, options.config);
+    auto parsed = parse_app_config(*text, options.config);
     if (!parsed) {
       Error error = std::move(parsed).error();
       error.message = fmt::format("{}: {}", options.config_path, error.message);
@@ -477,7 +476,7 @@ Result<ServerOptions> parse_options(const std::vector<std::string>& args, const 
 }
 
 std::string usage() {
-  const GatewayConfig defaults;
+  const AppConfig defaults;
   auto default_of = [&](Kind kind) -> std::string {
     switch (kind) {
       case Kind::host:

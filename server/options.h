@@ -5,14 +5,15 @@
 #include <string>
 #include <vector>
 
+#include "app_config.h"
 #include "vllm_router/config.h"
 #include "vllm_router/result.h"
 
 namespace vllm_router::server {
 
 /// Everything the command line asked for.
-struct ServerOptions {
-  GatewayConfig config;
+struct ProgramOptions {
+  AppConfig config;
   std::string config_path;     ///< --config / VLLM_ROUTER_CONFIG; empty: none
   bool check_config = false;   ///< --check-config: validate, print a summary, exit
   bool demo = false;           ///< --demo: start two simulated engines and route to them
@@ -31,7 +32,7 @@ Environment current_environment();
 /// of a lower level; other models are kept. Errors: Errc::config naming the flag, variable or
 /// JSON field. Reads the config file from disk. Does not validate cross-field rules (see
 /// vllm_router::validate).
-Result<ServerOptions> parse_options(const std::vector<std::string>& args, const Environment& env);
+Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const Environment& env);
 
 /// The --help text.
 std::string usage();

@@ -302,12 +302,9 @@ int main(int argc, char** argv) {
   cfg.policy_options.scrape_interval_ms = args.scrape_ms;
   cfg.policy_options.scrape_timeout_ms = 500;
   cfg.policy_options.scrape_stale_ms = std::max<std::uint32_t>(2000, 5 * args.scrape_ms);
-  HttpTransportOptions topts;
-  topts.read_timeout_ms = 120000;
-  topts.max_idle_per_endpoint = 512;
-  auto transport = make_http_transport(topts);
+  cfg.timeouts.read_ms = 120000;
+  cfg.max_idle_connections = 512;
   RouterOptions ro;
-  ro.transport = transport;
   ro.seed = args.seed;
   auto created = Router::create(cfg, std::move(ro));
   if (!created) {

@@ -340,13 +340,13 @@ vr_status vr_forward(vr_router* router, const vr_forward_request* request,
   up.headers = &headers;
   up.body = body;
 
-  vr::AliveCheck alive;
+  vr::ForwardOptions options;
   if (callbacks != nullptr && callbacks->alive != nullptr) {
-    alive = [callbacks] { return callbacks->alive(callbacks->user) != 0; };
+    options.alive = [callbacks] { return callbacks->alive(callbacks->user) != 0; };
   }
-  auto forwarded = router->router->forward(view.value(), up, alive);
+  auto forwarded = router->router->forward(view.value(), up, options);
   if (!forwarded) return fail(forwarded.error());
-  vr::Exchange& exchange = forwarded.value();
+  vr::Response& exchange = forwarded.value();
 
   if (callbacks != nullptr && callbacks->on_head != nullptr) {
     std::vector<vr_header> hs;
@@ -358,7 +358,7 @@ vr_status vr_forward(vr_router* router, const vr_forward_request* request,
                           exchange.endpoint().id.c_str(), exchange.model().c_str(),
                           exchange.attempts()};
     if (callbacks->on_head(callbacks->user, &head) != 0) {
-      return fail(VR_CANCELLED, "on_head asked to stop");  // ~Exchange records cancelled
+      return fail(VR_CANCELLED, "on_head asked to stop");  // ~Response records cancelled
     }
   }
   CallbackSink sink(callbacks);

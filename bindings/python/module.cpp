@@ -268,8 +268,10 @@ class PyResponse {
  public:
   static constexpr std::size_t kMaxQueued = 4u << 20;  // bytes buffered ahead of the consumer
 
-  PyResponse(std::shared_ptr<vr::Router> router, vr::Exchange exchange)
-      : router_(std::move(router)), exchange_(std::make_unique<vr::Exchange>(std::move(exchange))) {
+  PyResponse(std::shared_ptr<vr::Router> router, vr::Response response, std::shared_ptr<vr::CancelToken> cancel)
+      : router_(std::move(router)),
+        cancel_(std::move(cancel)),
+        exchange_(std::make_unique<vr::Response>(std::move(response))) {
     status_ = exchange_->status();
     for (const vr::Header& h : exchange_->headers()) headers_.emplace_back(h.name, h.value);
     endpoint_id_ = exchange_->endpoint().id;
@@ -338,6 +340,7 @@ class PyResponse {
       closed_ = true;
     }
     cv_.notify_all();
+    cancel_->cancel();  // stops a relay still waiting for the upstream at once (harmless after it)
     if (worker_.joinable()) {
       if (PyGILState_Check() != 0) {
         py::gil_scoped_release nogil;  // the relay may call a Python observer
@@ -388,7 +391,8 @@ class PyResponse {
   }
 
   std::shared_ptr<vr::Router> router_;
-  std::unique_ptr<vr::Exchange> exchange_;
+  std::shared_ptr<vr::CancelToken> cancel_;
+  std::unique_ptr<vr::Response> exchange_;
   int status_ = 0;
   std::vector<std::pair<std::string, std::string>> headers_;
   std::string endpoint_id_;
@@ -496,7 +500,8 @@ class PyRouter {
     }
     if (body.empty()) raise_error(vr::Error{vr::Errc::invalid_json, "request body is empty; expected a JSON object", ""});
     std::optional<vr::Error> error;
-    std::optional<vr::Exchange> exchange;
+    std::optional<vr::Response> exchange;
+    auto cancel = std::make_shared<vr::CancelToken>();
     {
       py::gil_scoped_release nogil;
       auto view = vr::parse_request_padded(body);
@@ -508,7 +513,9 @@ class PyRouter {
         up.path = path;
         up.headers = &headers;
         up.body = body;
-        auto forwarded = router_->forward(view.value(), up);
+        vr::ForwardOptions options;
+        options.cancel = cancel.get();
+        auto forwarded = router_->forward(view.value(), up, options);
         if (!forwarded) {
           error = forwarded.error();
         } else {
@@ -518,7 +525,7 @@ class PyRouter {
     }
     reraise_policy_error();
     if (error) raise_error(*error);
-    return std::make_unique<PyResponse>(router_, std::move(*exchange));
+    return std::make_unique<PyResponse>(router_, std::move(*exchange), std::move(cancel));
   }
 
   std::vector<std::string> policy_names() const { return router_->policies().names(); }

@@ -1,8 +1,11 @@
-// Configuration values of a Router (and of the gateway around it) and their JSON parser.
+// Configuration values of a Router (routing only: models, policies, timeouts, health, sources)
+// and their JSON parser, with an extension hook for a host program's own keys.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,22 +102,6 @@ struct TimeoutConfig {
   std::uint32_t idle() const noexcept { return idle_ms != 0 ? idle_ms : read_ms; }
 };
 
-/// Everything a Router needs.
-struct RouterConfig {
-  std::vector<ModelConfig> models;
-  std::string default_model;           ///< used when a body has no `model`; empty: 400 instead
-  std::string policy = "round_robin";  ///< default policy name
-  TimeoutConfig timeouts;
-  std::uint32_t max_attempts = 3;      ///< endpoints tried per request (see RetryConfig)
-  std::uint32_t max_idle_connections = 64;  ///< idle keep-alive sockets kept per endpoint
-  RetryConfig retry;
-  HealthCheckConfig health_check;
-  OutlierConfig outlier_detection;
-  /// Below this share of healthy endpoints a pool ignores health (panic mode) and uses all.
-  std::uint32_t panic_threshold_percent = 50;
-  PolicyOptions policy_options;
-};
-
 /// Polling of each discovered endpoint's GET /v1/models (see make_model_discovery).
 struct ModelDiscoveryConfig {
   bool enabled = false;
@@ -153,43 +140,68 @@ struct DiscoveryConfig {
   std::uint32_t backoff_max_ms = 30000;
 };
 
-/// The gateway executable's settings around the Router.
-struct GatewayConfig {
-  RouterConfig router;
-  std::string host = "0.0.0.0";
-  std::uint16_t port = 8080;
-  std::vector<std::string> api_keys;   ///< accepted client keys; empty: no auth
-  std::uint64_t max_body_bytes = 32ull * 1024 * 1024;
-  /// "epoll": event loops, a stream costs no thread (default); "threads": cpp-httplib's
-  /// thread-per-connection server (kept for comparison in bench/).
-  std::string io = "epoll";
-  /// epoll: event-loop threads, 0 = one per CPU. threads: HTTP worker threads, 0 = 256.
-  std::uint32_t threads = 0;
-  /// Client connections held at once; beyond it new ones get 503. 0: derived from the
-  /// process's file-descriptor limit (two descriptors per proxied connection).
-  std::uint32_t max_connections = 0;
-  std::uint32_t client_timeout_ms = 60000;  ///< idle client read/write timeout
-  std::string log_level = "info";      ///< error | warn | info | debug
-  /// On SIGTERM: how long running requests may take to finish before they are cut.
-  std::uint32_t drain_timeout_ms = 30000;
-  /// When every candidate endpoint is full (max_in_flight_per_endpoint): requests wait in a
-  /// queue of at most queue_max per event loop for at most queue_timeout_ms, then get 503.
+/// Everything a Router needs.
+struct RouterConfig {
+  std::vector<ModelConfig> models;
+  std::string default_model;           ///< used when a body has no `model`; empty: 400 instead
+  std::string policy = "round_robin";  ///< default policy name
+  TimeoutConfig timeouts;
+  std::uint32_t max_attempts = 3;      ///< endpoints tried per request (see RetryConfig)
+  std::uint32_t max_idle_connections = 64;  ///< idle keep-alive sockets kept per endpoint
+  RetryConfig retry;
+  HealthCheckConfig health_check;
+  OutlierConfig outlier_detection;
+  /// Below this share of healthy endpoints a pool ignores health (panic mode) and uses all.
+  std::uint32_t panic_threshold_percent = 50;
+  /// When every candidate endpoint is full (max_in_flight_per_endpoint): at most queue_max
+  /// requests of this router wait for capacity (more get 429), each at most queue_timeout_ms
+  /// (then 503). 0: no wait, 429 at once.
   std::uint32_t queue_max = 1024;
   std::uint32_t queue_timeout_ms = 5000;
-  /// Reload the config file when it changes (checked every second); SIGHUP always reloads.
-  bool watch_config = false;
-  /// Endpoint sources merged with `router.models` (static, DNS, Kubernetes, /v1/models).
+  PolicyOptions policy_options;
+  /// Endpoint sources merged with `models` by a Discovery (static, DNS, Kubernetes,
+  /// /v1/models); the Router itself does not read it.
   std::vector<DiscoveryConfig> discovery;
 };
 
-/// Parses a JSON configuration document (the config file's format, see docs/configuration.md)
-/// on top of `base` (fields the document omits keep their values in `base`). Errors are
-/// Errc::config with `param` naming the bad field as a JSON path (e.g. "models[1].endpoints[0].url").
-VLLM_ROUTER_API Result<GatewayConfig> parse_gateway_config(std::string_view json,
-                                                           GatewayConfig base = {});
+class ConfigField;
 
-/// Same, for the router part only (the "models", "policy", "timeouts"... members).
-VLLM_ROUTER_API Result<RouterConfig> parse_router_config(std::string_view json);
+/// Keys of a configuration document that belong to the program around the Router (listener,
+/// logging...): the parser hands each such top-level member to `read`, which must consume it
+/// with one ConfigField::read call and report errors in the same shape.
+struct ConfigExtension {
+  std::vector<std::string_view> keys;
+  std::function<Result<void>(ConfigField& field)> read;
+};
+
+/// One top-level member of a configuration document handed to a ConfigExtension. Each read
+/// checks the JSON type and range and fails with Errc::config naming the key ("port: expected
+/// an integer 0..65535, got \"x\""). Valid during the call only.
+class VLLM_ROUTER_API ConfigField {
+ public:
+  std::string_view key() const noexcept;
+  Result<void> read(std::string& out, bool non_empty = false);
+  Result<void> read(bool& out);
+  Result<void> read(std::uint16_t& out, std::uint16_t min = 0);
+  Result<void> read(std::uint32_t& out, std::uint32_t min = 0);
+  Result<void> read(std::uint64_t& out, std::uint64_t min = 0);
+  Result<void> read(std::vector<std::string>& out);
+  /// A string that must be one of `choices`.
+  Result<void> read_choice(std::string& out, std::span<const std::string_view> choices);
+
+  struct Impl;
+  explicit ConfigField(Impl& impl) noexcept : impl_(impl) {}
+
+ private:
+  Impl& impl_;
+};
+
+/// Parses a JSON configuration document (the config file's format, see docs/configuration.md)
+/// on top of `base` (fields the document omits keep their values in `base`). Unknown keys are
+/// errors, except those of `extension`. Errors are Errc::config with `param` naming the bad
+/// field as a JSON path (e.g. "models[1].endpoints[0].url").
+VLLM_ROUTER_API Result<RouterConfig> parse_router_config(std::string_view json, RouterConfig base = {},
+                                                         const ConfigExtension* extension = nullptr);
 
 /// Checks cross-field rules (names unique across models/aliases/loras, URLs parse, weights >= 1,
 /// known policy names given `policy_names`, default model exists). Errc::config names the field.

@@ -21,9 +21,15 @@ struct Url {
 /// Parses a base URL. Fails with Errc::config naming what is wrong.
 VLLM_ROUTER_API Result<Url> parse_url(std::string_view text);
 
+/// The identity of the server `url` names: "scheme://host:port/prefix" with the port always
+/// written and an IPv6 host in brackets, so two spellings of one server compare equal
+/// ("http://10.0.0.5" and "http://10.0.0.5:80/"). Endpoint::id, the key of live endpoint state
+/// and of de-duplication everywhere.
+VLLM_ROUTER_API std::string endpoint_id(const Url& url);
+
 /// One upstream vLLM server. Immutable once built; shared by snapshots via shared_ptr<const>.
 struct Endpoint {
-  std::string id;        ///< stable identity: the normalised base URL
+  std::string id;        ///< stable identity: endpoint_id(url)
   Url url;
   std::uint32_t weight = 1;  ///< relative share for weighted policies (>= 1)
   std::string api_key;   ///< sent upstream as `Authorization: Bearer` when not empty

@@ -11,11 +11,19 @@
 #include "vllm_router/observer.h"
 #include "vllm_router/outlier_detector.h"
 
+namespace vllm_router::detail {
+struct LeaseHooks;  // what a Router's leases report to (observer, outlier detector, waiters)
+}  // namespace vllm_router::detail
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 
+class Router;
+
 /// Taken when a policy picks an endpoint: increments its in-flight count. `complete()` records
-/// the outcome once (state counters, observer) and decrements; a lease destroyed without
-/// `complete()` records OutcomeKind::cancelled. Move-only; not for concurrent use.
+/// the outcome once (state counters, outlier detection, observer), decrements, and wakes
+/// requests waiting for capacity; a lease destroyed without `complete()` records
+/// OutcomeKind::cancelled. A lease keeps what it reports to alive, so it may outlive the Router
+/// that made it (its endpoint and state too). Move-only; not for concurrent use.
 class VLLM_ROUTER_API Lease {
  public:
   Lease() = default;
@@ -37,16 +45,21 @@ class VLLM_ROUTER_API Lease {
 
   const Endpoint& endpoint() const noexcept { return *endpoint_; }
   const std::shared_ptr<const Endpoint>& endpoint_ptr() const noexcept { return endpoint_; }
-  const std::string& model() const noexcept { return model_; }
+  const std::string& model() const noexcept { return *model_; }
   /// When the lease was taken.
   std::chrono::steady_clock::time_point started() const noexcept { return started_; }
 
  private:
+  friend class Router;
+  // Router::route: reports to the router's shared hooks (kept alive by the lease).
+  // `model` aliases the routing table that holds the name (no copy, no allocation).
+  Lease(std::shared_ptr<const detail::LeaseHooks> hooks, std::shared_ptr<const Endpoint> endpoint,
+        std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model);
+
   std::shared_ptr<const Endpoint> endpoint_;
   std::shared_ptr<EndpointState> state_;
-  std::string model_;
-  std::shared_ptr<Observer> observer_;
-  std::shared_ptr<OutlierDetector> outlier_;
+  std::shared_ptr<const std::string> model_;
+  std::shared_ptr<const detail::LeaseHooks> hooks_;
   std::chrono::steady_clock::time_point started_{};
 };
 

@@ -1,4 +1,5 @@
-// Observer: the events a Router emits (request outcomes), for metrics and logs.
+// Observer: the events a Router emits (picks, retries, ejections, attempt outcomes, finished
+// requests), for metrics, logs and traces.
 #pragma once
 
 #include <chrono>
@@ -24,18 +25,71 @@ enum class OutcomeKind : std::uint8_t {
 struct Outcome {
   OutcomeKind kind = OutcomeKind::cancelled;
   int status = 0;                              ///< upstream HTTP status, 0 if none
-  std::chrono::nanoseconds ttfb{0};            ///< request start to first upstream byte
-  std::chrono::nanoseconds latency{0};         ///< request start to end
-  std::uint64_t bytes = 0;                     ///< body bytes relayed to the client
+  std::chrono::nanoseconds ttfb{0};            ///< attempt start to the upstream response head
+  std::chrono::nanoseconds latency{0};         ///< attempt start to end
+  std::uint64_t bytes = 0;                     ///< body bytes relayed to the client, also when cut
+};
+
+/// A routing decision (Router::route picked `endpoint`).
+struct PickEvent {
+  std::string_view policy;     ///< the pool's policy name
+  std::size_t candidates = 0;  ///< endpoints the policy chose among
+  bool panic = false;          ///< too few healthy endpoints: health was ignored
+};
+
+/// Why an exchange tries another endpoint.
+enum class RetryReason : std::uint8_t {
+  connect_failure,     ///< refused or unreachable
+  connect_timeout,     ///< no connection within timeouts.connect_ms
+  status_503,          ///< the replica answered 503 (overloaded or stopping)
+  first_byte_timeout,  ///< no answer head within the first-byte (or write) timeout
+  reset,               ///< the connection broke before the answer head
+};
+
+/// How a client request (an Exchange) ended.
+enum class ExchangeEnd : std::uint8_t {
+  ok,              ///< the upstream answer (any status) was relayed in full
+  rejected,        ///< answered locally with an error: bad request, unknown model, no capacity...
+  upstream_error,  ///< no usable answer (every attempt failed), or the answer broke mid-body
+  timeout,         ///< a timeout ended it (504 before the answer, a cut body after)
+  cancelled,       ///< the client left, or stopped reading for too long
+};
+
+/// The facts of one finished client request. Views are valid during the call only.
+struct ExchangeSummary {
+  std::string_view request_id;
+  std::string_view requested_model;  ///< as the client sent it (may be anything: never a label)
+  std::string_view model;            ///< the resolved pool's model; empty when it did not resolve
+  const Endpoint* endpoint = nullptr;  ///< the last endpoint tried; null when none
+  ExchangeEnd end = ExchangeEnd::ok;
+  int status = 0;          ///< the status the client got (499: it left before any answer)
+  unsigned attempts = 0;   ///< endpoints tried
+  std::chrono::nanoseconds queue_wait{0};  ///< time spent waiting for capacity
+  std::chrono::nanoseconds ttfb{0};        ///< start to the answer head sent to the client
+  std::chrono::nanoseconds duration{0};    ///< start to end
+  std::uint64_t bytes = 0;                 ///< body bytes sent to the client
+  std::string_view error;                  ///< why it failed; empty when end == ok
 };
 
 /// Receives events. Called on request threads, concurrently: implementations must be
-/// thread-safe and fast; exceptions must not escape (they are swallowed).
+/// thread-safe and fast; exceptions must not escape (they are swallowed). Every method has an
+/// empty default, so an observer overrides only what it needs.
 class VLLM_ROUTER_API Observer {
  public:
   virtual ~Observer();
   /// One attempt ended. `model` is the resolved pool's model name.
   virtual void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome);
+  /// Router::route picked `endpoint` for a request of `model`.
+  virtual void on_pick(std::string_view model, const Endpoint& endpoint, const PickEvent& pick);
+  /// An exchange leaves `endpoint` for another one (attempt `attempt` failed for `reason`).
+  virtual void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason reason,
+                        unsigned attempt);
+  /// The outlier detector ejected `endpoint` for `duration` (its `ejections`-th ejection).
+  virtual void on_ejection(const Endpoint& endpoint, std::chrono::nanoseconds duration,
+                           std::uint32_t ejections);
+  /// A client request ended (every Exchange reports once; so do requests a front end answers
+  /// itself, such as 401).
+  virtual void on_exchange(const ExchangeSummary& summary);
 };
 
 VLLM_ROUTER_END_NAMESPACE

@@ -1,6 +1,7 @@
 // OutlierDetector: passive health from request outcomes (nginx max_fails, Envoy outlier ejection).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -23,8 +24,9 @@ class VLLM_ROUTER_API OutlierDetector {
  public:
   OutlierDetector(OutlierConfig config, std::shared_ptr<const Clock> clock);
 
-  /// Records one attempt's outcome for `state` (called by Lease::complete).
-  void record(EndpointState& state, const Outcome& outcome);
+  /// Records one attempt's outcome for `state` (called by Lease::complete). Returns how long
+  /// the endpoint is now ejected for, 0 when this outcome ejected nothing.
+  std::chrono::nanoseconds record(EndpointState& state, const Outcome& outcome);
   /// How many endpoints the ejection cap is computed over (set on every routing-table change).
   void set_endpoint_count(std::size_t count);
   /// Replaces the configuration (reload).

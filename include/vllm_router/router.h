@@ -2,31 +2,34 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "vllm_router/clock.h"
 #include "vllm_router/config.h"
 #include "vllm_router/export.h"
 #include "vllm_router/lease.h"
 #include "vllm_router/observer.h"
-#include "vllm_router/outlier_detector.h"
 #include "vllm_router/policy.h"
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
 #include "vllm_router/snapshot.h"
 #include "vllm_router/transport.h"
 
+namespace vllm_router::detail {
+struct RouterAccess;
+class BlockingExchange;
+}  // namespace vllm_router::detail
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// Collaborators of a Router. All optional.
 struct RouterOptions {
-  std::shared_ptr<Transport> transport;  ///< default: make_http_transport(from config timeouts)
   std::shared_ptr<Observer> observer;    ///< default: none
   PolicyRegistry policies = PolicyRegistry::with_builtins();
   std::uint64_t seed = 0;                ///< 0: seeded from std::random_device
@@ -41,27 +44,68 @@ struct Route {
   Lease lease;
 };
 
-/// An upstream answer being relayed: status and headers known, body still to pull. Completes its
-/// lease when the relay ends (or as cancelled when destroyed early). Move-only.
-class VLLM_ROUTER_API Exchange {
+/// Cancels a forward from any thread (Router::forward, Response::relay). Thread-safe. Owns a
+/// file descriptor (an eventfd) that a blocking forward waits on beside its socket.
+class VLLM_ROUTER_API CancelToken {
  public:
-  Exchange(Route route, std::unique_ptr<UpstreamResponse> response, unsigned attempts);
-  int status() const noexcept { return response_->status(); }
-  const Headers& headers() const noexcept { return response_->headers(); }
-  std::optional<std::uint64_t> content_length() const noexcept {
-    return response_->content_length();
-  }
-  const Endpoint& endpoint() const noexcept { return route_.lease.endpoint(); }
-  const std::string& model() const noexcept { return route_.lease.model(); }
-  unsigned attempts() const noexcept { return attempts_; }
-  /// Relays the body into `sink`, then completes the lease. Call at most once.
+  CancelToken();
+  ~CancelToken();
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+  /// Cancels: a forward using this token stops at once (outcome cancelled). Idempotent.
+  void cancel() noexcept;
+  bool cancelled() const noexcept;
+  /// Readable once cancelled (for poll()); -1 if none could be made (then polled every 50 ms).
+  int fd() const noexcept { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> cancelled_{false};
+};
+
+/// Per-call settings of Router::forward.
+struct ForwardOptions {
+  /// Whole-exchange limit (head and body); 0: timeouts.total_ms of the routing table. The
+  /// shorter of the two wins.
+  std::chrono::milliseconds timeout{0};
+  /// Stops the forward when cancelled, from any thread. Must outlive the Response.
+  const CancelToken* cancel = nullptr;
+  /// Polled every 50 ms while waiting; false cancels (a client that left). Optional.
+  AliveCheck alive;
+  /// Sent upstream as X-Request-Id; empty: the request's own X-Request-Id header, if any.
+  std::string_view request_id;
+  std::string_view client_address;  ///< sent upstream as X-Forwarded-For; empty: none
+};
+
+/// A forwarded answer whose head arrived: status and headers known, body still to pull. The
+/// exchange (retries, timeouts, lease) runs inside; destroying it before the body ended closes
+/// the upstream connection and records the attempt as cancelled. Move-only; one thread at a
+/// time.
+class VLLM_ROUTER_API Response {
+ public:
+  Response(Response&&) noexcept;
+  Response& operator=(Response&&) noexcept;
+  ~Response();
+
+  int status() const noexcept;
+  /// End-to-end headers of the answer (framing and hop-by-hop ones removed).
+  const Headers& headers() const noexcept;
+  /// The body's length when the upstream sent one.
+  std::optional<std::uint64_t> content_length() const noexcept;
+  bool event_stream() const noexcept;
+  const Endpoint& endpoint() const noexcept;
+  const std::string& model() const noexcept;
+  unsigned attempts() const noexcept;
+  /// Relays the body into `sink` as it arrives (one write per upstream read) and completes the
+  /// lease. Returns the bytes relayed. Errors: timeout (idle or total limit), upstream_closed,
+  /// upstream_protocol, cancelled (the sink refused, alive() turned false or the token was
+  /// cancelled); the bytes relayed before a failure went to the sink. Call at most once.
   Result<std::uint64_t> relay(BodySink& sink);
 
  private:
-  Route route_;
-  std::unique_ptr<UpstreamResponse> response_;
-  unsigned attempts_ = 1;
-  std::chrono::nanoseconds ttfb_{0};
+  friend class Router;
+  explicit Response(std::unique_ptr<detail::BlockingExchange> exchange) noexcept;
+  std::unique_ptr<detail::BlockingExchange> exchange_;
 };
 
 /// Thread-safe: route/forward from any number of threads while update() swaps the snapshot.
@@ -75,59 +119,39 @@ class VLLM_ROUTER_API Router {
   /// On error the current table stays.
   Result<void> update(const RouterConfig& config);
 
-  /// The current routing table (never null).
+  /// The current routing table (never null); its `config` is the configuration in force.
   std::shared_ptr<const Snapshot> snapshot() const;
 
   /// Resolves the request's model and picks an endpoint not in `exclude` (endpoint ids).
   /// Candidates are the pool's healthy endpoints (active checks passed, not ejected); when
   /// fewer than panic_threshold_percent are healthy the pool panics and uses them all.
-  /// Endpoints at the model's max_in_flight_per_endpoint are skipped.
+  /// Endpoints at the model's max_in_flight_per_endpoint are skipped. No heap allocation.
   /// Errors: missing_model, unknown_model (message names it), no_endpoint, overloaded (every
-  /// candidate is full: the caller may queue and retry).
+  /// candidate is full: the caller may wait and retry).
   Result<Route> route(const RequestView& request,
                       std::span<const std::string_view> exclude = {});
 
-  /// route() + send: sends `request` (rewriting `model` when an alias resolved) and returns once
-  /// the upstream head arrived. An endpoint that fails before the request was delivered
-  /// (connect_failed) is skipped and another is tried, up to max_attempts.
-  Result<Exchange> forward(const RequestView& view, const UpstreamRequest& request,
-                           const AliveCheck& alive = {});
+  /// route() + send, blocking the calling thread: the rules of an Exchange (retries within the
+  /// retry budget, every timeout, the wait for capacity when every replica is full) driven over
+  /// blocking sockets. Returns once the answer's head arrived; errors are what a gateway would
+  /// answer (http_status(), to_openai_json()). `request.headers` are the client's headers (the
+  /// exchange filters them); `request.path` the target.
+  Result<Response> forward(const RequestView& view, const UpstreamRequest& request,
+                           const ForwardOptions& options = {});
 
-  /// The configuration in force. Not synchronised with update(): read it from the thread that
-  /// calls update(), or take snapshot() for the routing table.
-  const RouterConfig& config() const noexcept { return config_; }
-  const PolicyRegistry& policies() const noexcept { return options_.policies; }
-  const Clock& clock() const noexcept { return *options_.clock; }
-  OutlierDetector& outlier_detector() noexcept { return *outlier_; }
-
-  /// Retry budget: a retry may start while retries in flight stay below
-  /// max(min_concurrent, budget_percent of `active_requests`). Pair each true with
-  /// release_retry(). Thread-safe.
-  bool try_acquire_retry(std::int64_t active_requests) noexcept;
-  void release_retry() noexcept;
-
-  /// Called by HealthChecker: from now on endpoints added by update() start unhealthy and are
-  /// not used until they pass a probe.
-  void set_health_checked(bool on) noexcept { health_checked_.store(on); }
+  const PolicyRegistry& policies() const noexcept;
+  const Clock& clock() const noexcept;
 
   Router(const Router&) = delete;
   Router& operator=(const Router&) = delete;
   ~Router();
 
- private:
-  Router(RouterConfig config, RouterOptions options);
-  Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
+  struct Impl;  ///< opaque: the library's own state (pimpl)
 
-  RouterConfig config_;
-  RouterOptions options_;
-  std::shared_ptr<const Snapshot> snapshot_;  // read/written with std::atomic_load/store
-  std::mutex update_mutex_;                   // serialises writers only
-  std::unordered_map<std::string, std::shared_ptr<EndpointState>> states_;  // by endpoint id
-  std::atomic<std::uint64_t> next_version_{1};
-  std::atomic<std::uint64_t> seed_counter_{0};
-  std::shared_ptr<OutlierDetector> outlier_;
-  std::atomic<bool> health_checked_{false};
-  std::atomic<std::int64_t> retries_in_flight_{0};
+ private:
+  friend struct detail::RouterAccess;
+  explicit Router(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 VLLM_ROUTER_END_NAMESPACE

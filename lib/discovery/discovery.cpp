@@ -33,8 +33,7 @@ namespace {
 std::string url_key(const std::string& url) {
   auto parsed = parse_url(url);
   if (!parsed) return {};
-  const Url& u = parsed.value();
-  return u.scheme + "://" + u.host + ":" + std::to_string(u.port) + u.prefix;
+  return endpoint_id(parsed.value());
 }
 
 // Endpoints of one discovered name, in first-seen order, deduplicated by URL.

@@ -16,9 +16,8 @@ Mirrors simproc.py. Stable API (shared by several test files; extend, do not cha
         for one-shot invocations (--help, --version, --check-config).
     clean_env(**extra) -> os.environ minus VLLM_ROUTER_* plus `extra`.
 
-$VLLM_ROUTER_IO in the test environment becomes `--io VALUE` on every start_router command
-line (ctest runs the suite once per front end), and $ROUTERPROC_EXTRA_ARGS (whitespace
-separated) is appended too.
+$ROUTERPROC_EXTRA_ARGS (whitespace separated) in the test environment is appended to every
+start_router command line.
 
 stderr of a started router goes to a temporary file (.stderr_text() reads it), so a chatty
 log never blocks the process. A started router is also stopped at interpreter exit.
@@ -74,10 +73,6 @@ def start_router(*args, env=None, timeout=5.0):
     if not os.path.exists(binary):
         raise FileNotFoundError("vllm-router binary not found at %s (set VLLM_ROUTER)" % binary)
     cmd = [binary, "--host", "127.0.0.1", "--port", "0"] + [str(a) for a in args]
-    if os.environ.get("VLLM_ROUTER_IO"):
-        # The front end under test (ctest runs the suite once per --io mode). Passed as a flag:
-        # the router's own environment is cleaned of VLLM_ROUTER_* variables.
-        cmd += ["--io", os.environ["VLLM_ROUTER_IO"]]
     cmd += os.environ.get("ROUTERPROC_EXTRA_ARGS", "").split()
     stderr_file = tempfile.NamedTemporaryFile(prefix="vllm-router-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,

@@ -42,8 +42,6 @@ def loop_connections(router):
                                  key=lambda s: int(s[0]["loop"]))]
 
 
-@pytest.mark.skipif(os.environ.get("VLLM_ROUTER_IO") == "threads",
-                    reason="event loops only: --io threads has no loops to balance")
 def test_client_connections_are_balanced_across_event_loops():
     # The kernel wakes whichever loop it likes for the shared listening socket; the accepting
     # loop hands each connection to the loop with the fewest, so keep-alive clients get an

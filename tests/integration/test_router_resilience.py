@@ -20,7 +20,6 @@ from routerproc import (assert_openai_error, call, metric_samples, open_stream, 
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
-THREADS = os.environ.get("VLLM_ROUTER_IO") == "threads"
 
 
 def chat(model, stream=False, max_tokens=8):
@@ -147,7 +146,6 @@ def test_replica_that_never_answers_times_out_then_succeeds_elsewhere(tmp_path):
     blackhole.close()
 
 
-@pytest.mark.skipif(THREADS, reason="the request queue lives in the event loop")
 def test_overload_queues_then_refuses_with_retry_after(tmp_path):
     cfg = str(tmp_path / "router.json")
     with start_sim("--model", "m", "--ttft-ms", "1500") as sim:
@@ -179,7 +177,6 @@ def test_overload_queues_then_refuses_with_retry_after(tmp_path):
             assert request(router, chat("m"))[0] == 200
 
 
-@pytest.mark.skipif(THREADS, reason="the request queue lives in the event loop")
 def test_queued_requests_are_served_when_room_frees(tmp_path):
     cfg = str(tmp_path / "router.json")
     with start_sim("--model", "m", "--ttft-ms", "200") as sim:

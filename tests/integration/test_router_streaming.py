@@ -162,9 +162,6 @@ def test_upstream_dropping_mid_stream_gives_in_band_error():
             assert wait_for(lambda: outcomes() == ["upstream_closed"]), outcomes()
 
 
-@pytest.mark.skipif(os.environ.get("VLLM_ROUTER_IO") == "threads",
-                    reason="cpp-httplib 0.11.4 hides the client socket until the answer starts "
-                           "(docs/architecture.md, known limits)")
 def test_client_leaving_before_the_first_byte_cancels_upstream(pair):
     """A non-streamed request still being computed upstream is cancelled when its client leaves,
     not when the answer is finally written."""

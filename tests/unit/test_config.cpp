@@ -1,14 +1,15 @@
-// Tests of the JSON config parser (parse_gateway_config / parse_router_config) and validate().
+// Tests of the JSON config parser (parse_app_config / parse_router_config) and validate().
 #include <doctest/doctest.h>
 
 #include <string>
 #include <vector>
 
+#include "app_config.h"
 #include "vllm_router/config.h"
 
 using vllm_router::Errc;
-using vllm_router::GatewayConfig;
-using vllm_router::parse_gateway_config;
+using vllm_router::server::AppConfig;
+using vllm_router::server::parse_app_config;
 using vllm_router::parse_router_config;
 using vllm_router::RouterConfig;
 using vllm_router::validate;
@@ -37,7 +38,7 @@ const std::vector<std::string> kPolicies = {"round_robin", "least_requests"};
 
 // Parses `json` expecting a config error; returns it.
 vllm_router::Error parse_error(const std::string& json) {
-  auto result = parse_gateway_config(json);
+  auto result = parse_app_config(json);
   REQUIRE_FALSE(result.ok());
   CHECK(result.code() == Errc::config);
   return result.error();
@@ -48,17 +49,17 @@ std::string with_model(const std::string& model_json) {
 }
 
 RouterConfig valid_router() {
-  auto result = parse_router_config(kFullDocument);
+  auto result = parse_app_config(kFullDocument);
   REQUIRE(result.ok());
-  return *result;
+  return result->router;
 }
 
 }  // namespace
 
 TEST_CASE("config: a full document sets every field") {
-  auto result = parse_gateway_config(kFullDocument);
+  auto result = parse_app_config(kFullDocument);
   REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
-  const GatewayConfig& c = *result;
+  const AppConfig& c = *result;
   CHECK(c.host == "127.0.0.1");
   CHECK(c.port == 9090);
   CHECK(c.api_keys == std::vector<std::string>{"k1", "k2"});
@@ -94,9 +95,9 @@ TEST_CASE("config: a full document sets every field") {
 }
 
 TEST_CASE("config: an empty object gives the defaults") {
-  auto result = parse_gateway_config("  {}  ");
+  auto result = parse_app_config("  {}  ");
   REQUIRE(result.ok());
-  const GatewayConfig defaults;
+  const AppConfig defaults;
   CHECK(result->host == defaults.host);
   CHECK(result->port == 8080);
   CHECK(result->api_keys.empty());
@@ -117,13 +118,13 @@ TEST_CASE("config: an empty object gives the defaults") {
 }
 
 TEST_CASE("config: omitted fields keep the base's values; given ones replace them") {
-  GatewayConfig base;
+  AppConfig base;
   base.port = 1234;
   base.api_keys = {"old"};
   base.router.timeouts.read_ms = 7;
   base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}, {}, 0});
   auto result =
-      parse_gateway_config(R"({"api_keys": ["new"], "timeouts": {"connect_ms": 9}})", base);
+      parse_app_config(R"({"api_keys": ["new"], "timeouts": {"connect_ms": 9}})", base);
   REQUIRE(result.ok());
   CHECK(result->port == 1234);
   CHECK(result->api_keys == std::vector<std::string>{"new"});
@@ -132,31 +133,41 @@ TEST_CASE("config: omitted fields keep the base's values; given ones replace the
   REQUIRE(result->router.models.size() == 1);
   CHECK(result->router.models[0].name == "base-model");
 
-  auto replaced = parse_gateway_config(R"({"models": []})", base);
+  auto replaced = parse_app_config(R"({"models": []})", base);
   REQUIRE(replaced.ok());
   CHECK(replaced->router.models.empty());
 }
 
-TEST_CASE("config: parse_router_config accepts the gateway document and returns the router part") {
-  auto result = parse_router_config(kFullDocument);
+TEST_CASE("config: the library parses routing keys; a host's own keys go through its extension") {
+  // Alone, the library knows routing keys only: the executable's listener keys are unknown.
+  auto alone = parse_router_config(R"({"policy": "least_requests", "port": 1})");
+  REQUIRE_FALSE(alone.ok());
+  CHECK(alone.error().param == "port");
+  CHECK(alone.error().message.find("unknown key") != std::string::npos);
+
+  std::uint16_t port = 0;
+  vllm_router::ConfigExtension extension;
+  extension.keys = {"port"};
+  extension.read = [&port](vllm_router::ConfigField& f) { return f.read(port); };
+  auto result = parse_router_config(R"({"policy": "least_requests", "port": 1})", {}, &extension);
   REQUIRE(result.ok());
   CHECK(result->policy == "least_requests");
-  CHECK(result->models.size() == 2);
-  CHECK(result->max_attempts == 5u);
+  CHECK(port == 1);
 
-  auto bad = parse_router_config(R"({"port": -1})");
+  auto bad = parse_router_config(R"({"port": -1})", {}, &extension);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().param == "port");
+  CHECK(bad.error().message == "port: expected an integer 0..65535, got -1");
 }
 
 TEST_CASE("config: large integers within range are accepted") {
-  auto result = parse_gateway_config(
+  auto result = parse_app_config(
       R"({"max_body_bytes": 18446744073709551615, "port": 65535, "threads": 4294967295})");
   REQUIRE(result.ok());
   CHECK(result->max_body_bytes == 18446744073709551615ull);
   CHECK(result->port == 65535);
   CHECK(result->threads == 4294967295u);
-  CHECK(parse_gateway_config(R"({"port": 0, "max_connections": 0})").ok());
+  CHECK(parse_app_config(R"({"port": 0, "max_connections": 0})").ok());
 }
 
 TEST_CASE("config: bad fields name their JSON path and what is expected") {
@@ -213,7 +224,7 @@ TEST_CASE("config: bad fields name their JSON path and what is expected") {
   SUBCASE("bad log level") {
     auto e = parse_error(R"({"log_level": "verbose"})");
     CHECK(e.param == "log_level");
-    CHECK(e.message == "log_level: expected one of error, warn, info, debug, got \"verbose\"");
+    CHECK(e.message == "log_level: expected one of \"error\", \"warn\", \"info\", \"debug\", got \"verbose\"");
   }
   SUBCASE("log level of the wrong type") {
     CHECK(parse_error(R"({"log_level": 3})").param == "log_level");
@@ -308,12 +319,12 @@ TEST_CASE("config: invalid JSON is a config error carrying simdjson's text") {
   for (const char* text : {"", "{", R"({"port": 1,})", R"({"port" 1})", R"({"host": "x)",
                            R"({"port": 1} {"port": 2})", R"({"port": 1} x)", "nul"}) {
     CAPTURE(text);
-    auto result = parse_gateway_config(text);
+    auto result = parse_app_config(text);
     REQUIRE_FALSE(result.ok());
     CHECK(result.code() == Errc::config);
     CHECK(result.error().message.find("JSON") != std::string::npos);
   }
-  auto result = parse_gateway_config("{");
+  auto result = parse_app_config("{");
   REQUIRE_FALSE(result.ok());
   CHECK(result.error().message.size() > std::string("invalid JSON: ").size());
 }
@@ -440,7 +451,7 @@ TEST_CASE("config: validate checks policy names and the default model") {
 }
 
 TEST_CASE("config: resilience, policy options and queue sections") {
-  auto result = parse_gateway_config(R"({
+  auto result = parse_app_config(R"({
     "retry": {"on_503": false, "on_first_byte_timeout": false, "budget_percent": 50, "min_concurrent": 1},
     "health_check": {"enabled": true, "path": "/ping", "interval_ms": 100, "timeout_ms": 50,
                      "healthy_threshold": 2, "unhealthy_threshold": 3},
@@ -466,17 +477,17 @@ TEST_CASE("config: resilience, policy options and queue sections") {
   CHECK(r.timeouts.first_byte() == 100u);
   CHECK(r.timeouts.idle() == 200u);
   CHECK(r.timeouts.total_ms == 300u);
-  CHECK(result->queue_max == 7u);
+  CHECK(r.queue_max == 7u);
   CHECK(result->watch_config);
   REQUIRE(r.models.size() == 1);
   CHECK(r.models[0].max_in_flight_per_endpoint == 4u);
   REQUIRE(r.models[0].health_check.has_value());
   CHECK_FALSE(r.models[0].health_check->enabled);
 
-  CHECK(parse_gateway_config(R"({"health_check": {"path": "health"}})").error().param == "health_check.path");
-  CHECK(parse_gateway_config(R"({"outlier_detection": {"max_ejection_percent": 101}})").error().param ==
+  CHECK(parse_app_config(R"({"health_check": {"path": "health"}})").error().param == "health_check.path");
+  CHECK(parse_app_config(R"({"outlier_detection": {"max_ejection_percent": 101}})").error().param ==
         "outlier_detection.max_ejection_percent");
-  CHECK(parse_gateway_config(R"({"retry": {"on_503": 1}})").error().param == "retry.on_503");
-  CHECK(parse_gateway_config(R"({"policy_options": {"session_load_factor": 0.5}})").error().param ==
+  CHECK(parse_app_config(R"({"retry": {"on_503": 1}})").error().param == "retry.on_503");
+  CHECK(parse_app_config(R"({"policy_options": {"session_load_factor": 0.5}})").error().param ==
         "policy_options.session_load_factor");
 }

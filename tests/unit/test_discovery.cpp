@@ -271,7 +271,7 @@ TEST_CASE("kubernetes objects: ready addresses, port by name, names from annotat
 }
 
 TEST_CASE("config: the discovery section") {
-  auto ok = parse_gateway_config(R"({"discovery":[
+  auto ok = parse_router_config(R"({"discovery":[
     {"type":"kubernetes","namespace":"llm","label_selector":"a=b","port":"http","resource":"pods",
      "discover_models":{"interval_ms":500},"resync_ms":1000},
     {"type":"dns","name":"vllm.svc","port":8000,"model":"m","interval_ms":100},
@@ -309,7 +309,7 @@ TEST_CASE("config: the discovery section") {
            Bad{R"({"discovery":[{"type":"static","endpoints":["http://a:1"],"discover_models":{"x":1}}]})",
                "discovery[0].discover_models.x"},
        }) {
-    auto r = parse_gateway_config(bad.json);
+    auto r = parse_router_config(bad.json);
     REQUIRE_MESSAGE(!r.ok(), bad.json);
     CHECK_MESSAGE(r.error().param == bad.param, bad.json, " -> ", r.error().message);
     CHECK(r.error().code == Errc::config);

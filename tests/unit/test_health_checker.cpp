@@ -7,6 +7,7 @@
 #include <set>
 
 #include "vllm_router/health_checker.h"
+#include "router_impl.h"
 #include "vllm_router/router.h"
 
 using namespace vllm_router;
@@ -66,7 +67,6 @@ struct Fixture {
   explicit Fixture(const RouterConfig& c) {
     clock->advance(1h);
     RouterOptions o;
-    o.transport = transport;
     o.clock = clock;
     o.seed = 5;
     auto r = Router::create(c, std::move(o));
@@ -170,17 +170,23 @@ TEST_CASE("a model's max_in_flight_per_endpoint makes full endpoints unavailable
   CHECK(f.router->route(view.value()).ok());
 }
 
-TEST_CASE("retry budget: at least min_concurrent, then a share of the active requests") {
+TEST_CASE("retry budget: at least min_concurrent, then a share of the exchanges running") {
   auto c = config({kA});
   c.retry.min_concurrent = 2;
   c.retry.budget_percent = 10;
   Fixture f(c);
-  CHECK(f.router->try_acquire_retry(5));
-  CHECK(f.router->try_acquire_retry(5));
-  CHECK_FALSE(f.router->try_acquire_retry(5));  // 2 in flight = max(2, 10% of 5)
-  CHECK(f.router->try_acquire_retry(100));       // 10% of 100 = 10
-  f.router->release_retry();
-  f.router->release_retry();
-  f.router->release_retry();
-  CHECK(f.router->try_acquire_retry(0));
+  Router::Impl& impl = detail::RouterAccess::impl(*f.router);
+  impl.active_exchanges = 5;
+  CHECK(impl.try_acquire_retry(c.retry));
+  CHECK(impl.try_acquire_retry(c.retry));
+  CHECK_FALSE(impl.try_acquire_retry(c.retry));  // 2 in flight = max(2, 10% of 5)
+  impl.active_exchanges = 100;
+  CHECK(impl.try_acquire_retry(c.retry));        // 10% of 100 = 10
+  impl.release_retry();
+  impl.release_retry();
+  impl.release_retry();
+  impl.active_exchanges = 0;
+  CHECK(impl.try_acquire_retry(c.retry));
+  impl.release_retry();
 }
+

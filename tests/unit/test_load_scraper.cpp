@@ -101,7 +101,6 @@ TEST_CASE("LoadScraper: one round writes every endpoint's load and time; failure
   b.endpoints = {{"http://127.0.0.1:7001", 1, "key-1"}};
   c.models = {a, b};
   RouterOptions o;
-  o.transport = t;
   auto created = Router::create(c, std::move(o));
   REQUIRE(created.ok());
   auto router = std::move(created).value();
@@ -163,7 +162,6 @@ TEST_CASE("LoadScraper: start/stop run rounds on a thread and stop promptly") {
   a.endpoints = {{"http://127.0.0.1:7101", 1, ""}};
   c.models = {a};
   RouterOptions o;
-  o.transport = t;
   auto router = std::move(Router::create(c, std::move(o))).value();
   t->bodies[router->snapshot()->pools[0].endpoints[0]->id] = "vllm:num_requests_waiting 4\n";
   SteadyClock clock;

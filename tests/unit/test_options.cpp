@@ -13,7 +13,7 @@
 using vllm_router::Errc;
 using vllm_router::server::Environment;
 using vllm_router::server::parse_options;
-using vllm_router::server::ServerOptions;
+using vllm_router::server::ProgramOptions;
 using vllm_router::server::usage;
 
 namespace {
@@ -57,7 +57,7 @@ const char* const kFile = R"({
   ]
 })";
 
-ServerOptions ok(const std::vector<std::string>& args, const Environment& env = {}) {
+ProgramOptions ok(const std::vector<std::string>& args, const Environment& env = {}) {
   auto result = parse_options(args, env);
   REQUIRE_MESSAGE(result.ok(), (result.ok() ? std::string() : result.error().message));
   return *result;
@@ -70,7 +70,7 @@ vllm_router::Error fails(const std::vector<std::string>& args, const Environment
   return result.error();
 }
 
-const vllm_router::ModelConfig* model(const ServerOptions& o, const std::string& name) {
+const vllm_router::ModelConfig* model(const ProgramOptions& o, const std::string& name) {
   for (const auto& m : o.config.router.models) {
     if (m.name == name) return &m;
   }
@@ -86,8 +86,8 @@ std::vector<std::string> urls(const vllm_router::ModelConfig& m) {
 }  // namespace
 
 TEST_CASE("options: no arguments give the defaults") {
-  ServerOptions o = ok({});
-  const vllm_router::GatewayConfig defaults;
+  ProgramOptions o = ok({});
+  const vllm_router::server::AppConfig defaults;
   CHECK(o.config.host == defaults.host);
   CHECK(o.config.port == defaults.port);
   CHECK(o.config.router.models.empty());
@@ -99,7 +99,7 @@ TEST_CASE("options: no arguments give the defaults") {
 }
 
 TEST_CASE("options: every flag, in both --flag value and --flag=value forms") {
-  ServerOptions o = ok({"--host",
+  ProgramOptions o = ok({"--host",
                         "127.0.0.1",
                         "--port=9000",
                         "--model",
@@ -165,7 +165,7 @@ TEST_CASE("options: every environment variable") {
       {"VLLM_ROUTER_LOG_LEVEL", "error"},
       {"UNRELATED", "x"},
   };
-  ServerOptions o = ok({}, env);
+  ProgramOptions o = ok({}, env);
   CHECK(o.config.host == "::1");
   CHECK(o.config.port == 81);
   REQUIRE(model(o, "m") != nullptr);
@@ -190,7 +190,7 @@ TEST_CASE("options: precedence is flags > env > file") {
   std::string file = dir.write("config.json", kFile);
 
   SUBCASE("file only") {
-    ServerOptions o = ok({"--config", file});
+    ProgramOptions o = ok({"--config", file});
     CHECK(o.config_path == file);
     CHECK(o.config.host == "10.0.0.1");
     CHECK(o.config.port == 1000);
@@ -199,7 +199,7 @@ TEST_CASE("options: precedence is flags > env > file") {
     CHECK(o.config.api_keys == std::vector<std::string>{"file-key"});
   }
   SUBCASE("env over file, file kept where env is silent") {
-    ServerOptions o = ok({}, {{"VLLM_ROUTER_CONFIG", file},
+    ProgramOptions o = ok({}, {{"VLLM_ROUTER_CONFIG", file},
                               {"VLLM_ROUTER_PORT", "2000"},
                               {"VLLM_ROUTER_API_KEYS", "env-key"},
                               {"VLLM_ROUTER_HOST", ""}});
@@ -210,7 +210,7 @@ TEST_CASE("options: precedence is flags > env > file") {
     CHECK(o.config.api_keys == std::vector<std::string>{"env-key"});
   }
   SUBCASE("flags over env over file") {
-    ServerOptions o = ok({"--config=" + file, "--port", "3000", "--api-key", "flag-key"},
+    ProgramOptions o = ok({"--config=" + file, "--port", "3000", "--api-key", "flag-key"},
                          {{"VLLM_ROUTER_PORT", "2000"},
                           {"VLLM_ROUTER_THREADS", "4"},
                           {"VLLM_ROUTER_API_KEYS", "env-key"}});
@@ -221,7 +221,7 @@ TEST_CASE("options: precedence is flags > env > file") {
   }
   SUBCASE("--config wins over VLLM_ROUTER_CONFIG") {
     std::string other = dir.write("other.json", R"({"port": 4444})");
-    ServerOptions o = ok({"--config", other}, {{"VLLM_ROUTER_CONFIG", file}});
+    ProgramOptions o = ok({"--config", other}, {{"VLLM_ROUTER_CONFIG", file}});
     CHECK(o.config_path == other);
     CHECK(o.config.port == 4444);
     CHECK(o.config.router.models.empty());
@@ -231,7 +231,7 @@ TEST_CASE("options: precedence is flags > env > file") {
 TEST_CASE("options: a model named at a higher level replaces the same-named model's endpoints") {
   TempDir dir;
   std::string file = dir.write("config.json", kFile);
-  ServerOptions o = ok({"--config", file, "--model", "qwen=http://flag:3", "--model",
+  ProgramOptions o = ok({"--config", file, "--model", "qwen=http://flag:3", "--model",
                         "new=http://flag:9", "--alias", "q=qwen"},
                        {{"VLLM_ROUTER_MODELS", "llama=http://env:1;qwen=http://env:3"}});
   REQUIRE(o.config.router.models.size() == 3);
@@ -252,11 +252,11 @@ TEST_CASE("options: aliases and adapters attach to models known after merging") 
   TempDir dir;
   std::string file = dir.write("config.json", kFile);
   SUBCASE("env alias of a model given by flag") {
-    ServerOptions o = ok({"--model", "x=http://h:1"}, {{"VLLM_ROUTER_ALIASES", "y=x"}});
+    ProgramOptions o = ok({"--model", "x=http://h:1"}, {{"VLLM_ROUTER_ALIASES", "y=x"}});
     CHECK(model(o, "x")->aliases == std::vector<std::string>{"y"});
   }
   SUBCASE("flag lora of a model from the file; a repeated alias is not duplicated") {
-    ServerOptions o = ok({"--config", file, "--lora", "sql=llama", "--alias", "llama-7b=llama"});
+    ProgramOptions o = ok({"--config", file, "--lora", "sql=llama", "--alias", "llama-7b=llama"});
     CHECK(model(o, "llama")->loras == std::vector<std::string>{"sql"});
     CHECK(model(o, "llama")->aliases == std::vector<std::string>{"llama-7b"});
   }
@@ -284,7 +284,8 @@ TEST_CASE("options: bad numbers name the flag or variable") {
   CHECK(fails({"--port", "80x"}).param == "--port");
   CHECK(fails({"--port", ""}).param == "--port");
   CHECK(fails({"--threads", "-1"}).message == "--threads: expected an integer >= 0, got '-1'");
-  CHECK(fails({"--io", "uring"}).message == "--io: expected epoll or threads, got 'uring'");
+  CHECK(fails({"--io", "uring"}).message == "--io: expected epoll, got 'uring'");
+  CHECK(fails({"--io", "threads"}).message.find("removed") != std::string::npos);
   CHECK(fails({"--threads", "4294967296"}).param == "--threads");
   CHECK(fails({"--max-body-bytes", "1.5"}).param == "--max-body-bytes");
   CHECK(fails({"--connect-timeout-ms", "0"}).param == "--connect-timeout-ms");
@@ -352,10 +353,10 @@ TEST_CASE("options: config file errors") {
 }
 
 TEST_CASE("options: --help and --version return early") {
-  ServerOptions h = ok({"--port", "bad", "--help"}, {{"VLLM_ROUTER_PORT", "bad"}});
+  ProgramOptions h = ok({"--port", "bad", "--help"}, {{"VLLM_ROUTER_PORT", "bad"}});
   CHECK(h.help);
   CHECK(ok({"-h"}).help);
-  ServerOptions v = ok({"--version"}, {{"VLLM_ROUTER_CONFIG", "/nonexistent/x.json"}});
+  ProgramOptions v = ok({"--version"}, {{"VLLM_ROUTER_CONFIG", "/nonexistent/x.json"}});
   CHECK(v.version);
   CHECK_FALSE(v.help);
 }

@@ -1,0 +1,133 @@
+// Internal: blocking socket helpers (deadline, cancel descriptor, polled liveness) and the pool.
+#include "blocking_io.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "net.h"
+
+namespace vllm_router::detail {
+
+Wait wait_fd(int fd, short events, SteadyTime deadline, const WaitContext& ctx) {
+  const int cancel_fd = ctx.cancel != nullptr ? ctx.cancel->fd() : -1;
+  const bool polled_alive = ctx.alive != nullptr && *ctx.alive;
+  const bool polled_cancel = ctx.cancel != nullptr && cancel_fd < 0;
+  for (;;) {
+    if (ctx.cancel != nullptr && ctx.cancel->cancelled()) return Wait::cancelled;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Wait::timeout;
+    auto left = deadline == SteadyTime::max()
+                    ? std::chrono::milliseconds(60000)
+                    : std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) + std::chrono::milliseconds(1);
+    if (polled_alive || polled_cancel) left = std::min(left, ctx.poll_slice);
+    pollfd p[2] = {{fd, events, 0}, {cancel_fd, POLLIN, 0}};
+    const int rc = ::poll(p, cancel_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
+    if (rc < 0 && errno != EINTR) return Wait::error;
+    if (rc > 0 && cancel_fd >= 0 && (p[1].revents & POLLIN) != 0) return Wait::cancelled;
+    if (rc > 0 && p[0].revents != 0) return Wait::ready;
+    if (polled_alive && !(*ctx.alive)()) return Wait::cancelled;
+  }
+}
+
+int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error) {
+  bool more = true;
+  std::string why = "no address";
+  for (std::size_t i = 0; more; ++i) {
+    const int fd = start_connect(url, i, more, why);
+    if (fd < 0) continue;
+    const Wait w = wait_fd(fd, POLLOUT, deadline, ctx);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (w == Wait::ready && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) return fd;
+    ::close(fd);
+    if (w == Wait::timeout) {
+      error = Error{Errc::timeout, "connect to " + endpoint_id(url) + " timed out", ""};
+      return -1;
+    }
+    if (w == Wait::cancelled) {
+      error = Error{Errc::cancelled, "cancelled", ""};
+      return -1;
+    }
+    why = std::strerror(err != 0 ? err : errno);
+  }
+  error = Error{Errc::connect_failed, "cannot connect to " + endpoint_id(url) + ": " + why, ""};
+  return -1;
+}
+
+bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx, Error& error) {
+  while (count > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        const Wait w = wait_fd(fd, POLLOUT, deadline, ctx);
+        if (w == Wait::ready) continue;
+        error = w == Wait::timeout     ? Error{Errc::timeout, "writing the request upstream timed out", ""}
+                : w == Wait::cancelled ? Error{Errc::cancelled, "cancelled", ""}
+                                       : Error{Errc::upstream_closed, "upstream poll failed", ""};
+        return false;
+      }
+      error = Error{Errc::upstream_closed, std::string("writing to upstream failed: ") + std::strerror(errno), ""};
+      return false;
+    }
+    auto left = static_cast<std::size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return true;
+}
+
+SocketPool::~SocketPool() {
+  for (auto& [id, fds] : idle_) {
+    for (int fd : fds) ::close(fd);
+  }
+}
+
+int SocketPool::take(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = idle_.find(id);
+  if (it == idle_.end() || it->second.empty()) return -1;
+  const int fd = it->second.back();
+  it->second.pop_back();
+  return fd;
+}
+
+void SocketPool::give(const std::string& id, int fd) {
+  int evicted = -1;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& fds = idle_[id];
+    if (max_idle_ == 0) {
+      evicted = fd;
+    } else {
+      if (fds.size() >= max_idle_) {
+        evicted = fds.front();
+        fds.erase(fds.begin());
+      }
+      fds.push_back(fd);
+    }
+  }
+  if (evicted >= 0) ::close(evicted);
+}
+
+void SocketPool::set_max_idle(std::size_t max_idle) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  max_idle_ = max_idle;
+}
+
+}  // namespace vllm_router::detail

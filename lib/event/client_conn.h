@@ -1,0 +1,92 @@
+// Internal: a client connection on a loop: HTTP/1.1 requests in (bounded, pipelined,
+// keep-alive), local answers, and the client half of each request's Exchange.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../http1.h"
+#include "loop.h"
+
+namespace vllm_router::detail {
+
+class ClientConn final : public ExchangeDriver {
+ public:
+  ClientConn(Loop& loop, int fd);
+  ~ClientConn() override;
+
+  /// Answers 503 on a socket beyond the connection limit and closes it.
+  static void refuse(int fd);
+  /// Adopted by the loop: timers start.
+  void start();
+
+  void on_event(std::uint32_t events) override;
+  void on_timer() override;
+  TimePoint deadline() const override;
+  void drain() override;
+  void abort() override;
+
+  // ExchangeHost: the client half.
+  bool on_head(const vllm_router::ResponseHead& head) override;
+  bool on_body(std::string_view data) override;
+  void on_end() override;
+  void on_abort(const Error& error) override;
+  void on_error(const Error& error) override;
+
+ private:
+  enum class State : std::uint8_t { head, body, exchange, flush };
+
+  void after_upstream_read() override;
+  void read(bool peer_closed);
+  void process();
+  void dispatch();
+  void answer_local(std::string_view method, std::string_view path, bool is_authorized);
+  void local(const LocalResponse& r, bool close_after = false);
+  void reject(const Error& error);  // a POST refused before its exchange (401...)
+  void flush();
+  void request_done();
+  void close();
+  std::size_t pending() const noexcept { return pending_; }
+  // Output: a list of pieces written with one writev per batch. Owned bytes live in out_;
+  // a borrowed piece views the loop's read buffer (an upstream read being relayed) and is
+  // copied into out_ only if the client cannot take it before that buffer is read into again.
+  void put(std::string_view data);         // owned: copied into out_
+  void put_borrowed(std::string_view data); // must stay valid until the end of the batch
+
+  int fd_;
+  std::string peer_;
+  State state_ = State::head;
+  TimePoint client_deadline_;
+
+  // The request being read or served. head_ views point into in_, which is never reallocated
+  // while they live (capacity is reserved before the views are taken).
+  std::string in_;
+  std::string next_;  // bytes of the next (pipelined) request
+  RequestHead head_;
+  bool head_parsed_ = false;
+  std::string chunked_body_;
+  ChunkedScanner body_scanner_;
+  std::size_t chunked_seen_ = 0;
+  std::string_view body_;
+  std::size_t body_capacity_ = 0;
+  bool continue_sent_ = false;
+  bool close_after_ = false;
+  std::string request_id_;
+  std::vector<HeaderField> fields_;
+  TimePoint started_;
+
+  // The answer.
+  struct Piece {
+    const char* borrowed;  // null: owned, at `offset` in out_
+    std::size_t offset;
+    std::size_t size;
+  };
+  std::string out_;
+  std::vector<Piece> pieces_;
+  std::size_t pending_ = 0;
+  bool chunked_out_ = false;  // the body goes out with chunked framing
+  bool finished_ = false;     // the exchange ended (its terminal callback ran)
+  bool cut_ = false;          // ...with a broken body: close after what was written
+};
+
+}  // namespace vllm_router::detail

@@ -1,0 +1,221 @@
+// Internal: the event loop of the library's data plane: one epoll instance per thread, items
+// (client connections, callback exchanges) with timers on a heap, upstream sockets in a table
+// with generations, a keep-alive pool per loop, and the drivers that run Exchanges on it.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "vllm_router/exchange.h"
+#include "vllm_router/router.h"
+#include "vllm_router/server.h"
+
+namespace vllm_router::detail {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+class Loop;
+
+/// What the loops of one Server (or one async client) share. Read-only after start except the
+/// atomics.
+struct LoopShared {
+  LoopShared(Router& r, ServerOptions o) : router(r), options(std::move(o)) {}
+  Router& router;
+  ServerOptions options;
+  int listen_fd = -1;  // -1: no listener (a client's loops)
+  std::int64_t created = 0;  // unix seconds, for /v1/models
+  std::atomic<std::int64_t> connections{0};
+  std::atomic<bool> draining{false};
+  std::atomic<std::int64_t> drain_deadline_ns{0};  // steady clock since its epoch
+  std::vector<std::unique_ptr<Loop>> loops;
+  void log(int level, std::string_view message) const {
+    if (options.log) options.log(level, message);
+  }
+};
+
+/// Something a loop owns and times: a client connection, a callback exchange. Identified in
+/// epoll tags and timers by slot + generation, so an event for an item that ended is ignored.
+class LoopItem {
+ public:
+  explicit LoopItem(Loop& loop) : loop_(loop) {}
+  virtual ~LoopItem() = default;
+  LoopItem(const LoopItem&) = delete;
+  LoopItem& operator=(const LoopItem&) = delete;
+  /// An epoll event on the item's own descriptor.
+  virtual void on_event(std::uint32_t events) = 0;
+  /// The item's deadline may have passed (or the loop stops: `now` is then TimePoint::max()).
+  virtual void on_timer() = 0;
+  /// When on_timer is due; TimePoint::max() for never.
+  virtual TimePoint deadline() const = 0;
+  /// The server drains: finish what runs, then close.
+  virtual void drain() {}
+  /// The loop stops now: end whatever runs.
+  virtual void abort() = 0;
+  bool closed() const noexcept { return closed_; }
+
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+  TimePoint timer_at = TimePoint::max();  // earliest entry of this item on the timer heap
+
+  /// Re-checks the item's deadline against the heap (call after anything that moved it).
+  void retime();
+
+ protected:
+  /// Ends the item: its slot is freed after the current batch of events.
+  void close_item();
+  Loop& loop_;
+  bool closed_ = false;
+};
+
+/// Runs an Exchange on a loop: the ExchangeHost's upstream half (pooled or fresh non-blocking
+/// sockets, the gathered write, reads into the loop's buffer, backpressure). The client half
+/// (on_head, on_body, ...) is the subclass's.
+class ExchangeDriver : public LoopItem, public ExchangeHost {
+ public:
+  explicit ExchangeDriver(Loop& loop);
+  ~ExchangeDriver() override;
+
+  Connect connect(const Endpoint& endpoint, bool fresh, Error& error) override;
+  Send send(std::string_view head, std::string_view body, Error& error) override;
+  void release(bool reusable) override;
+  void on_wait() override;
+
+  /// An epoll event on the upstream socket.
+  void on_upstream_event(std::uint32_t events);
+  /// Waiting for capacity: try again (the loop calls it when a lease ended somewhere).
+  /// Returns false while it still waits.
+  bool retry_wait();
+
+ protected:
+  /// The client cannot take more for now: stop reading the upstream (its timers stop too).
+  void pause_upstream();
+  /// The client drained: read on.
+  void resume_upstream();
+  /// Called after each batch of upstream bytes went through the exchange (one socket read).
+  virtual void after_upstream_read() = 0;
+  /// The exchange's deadline passed (or may have): run its timer.
+  void exchange_timer();
+
+  Exchange exchange_;
+
+ private:
+  void read_upstream();
+  Send write_upstream(Error& error);  // continues the gathered write from written_
+
+  int fd_ = -1;
+  bool connecting_ = false;
+  bool writing_ = false;
+  bool paused_ = false;
+  bool peer_closed_ = false;  // the upstream sent FIN: read to the EOF, no edge will follow
+  std::string_view head_;
+  std::string_view body_;
+  std::size_t written_ = 0;
+  std::size_t address_ = 0;   // which of the endpoint's addresses is being tried
+  bool more_addresses_ = false;
+  const Endpoint* endpoint_ = nullptr;
+};
+
+/// One epoll loop and everything it owns. Only its own thread touches its state, except
+/// wake(), post(), hand_over() and the atomics.
+class Loop {
+ public:
+  explicit Loop(LoopShared& shared);
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  void run();
+  void wake();
+  /// Runs `task` on the loop's thread (thread-safe).
+  void post(std::function<void()> task);
+  /// Gives a freshly accepted client socket to this loop (thread-safe).
+  void hand_over(int fd);
+
+  LoopShared& shared;
+  Router& router;
+  const ServerOptions& options;
+  TimePoint now() const noexcept { return now_; }
+
+  // Items.
+  template <class T, class... Args>
+  T& add(Args&&... args) {
+    auto item = std::make_unique<T>(*this, std::forward<Args>(args)...);
+    T& ref = *item;
+    place(std::move(item));
+    return ref;
+  }
+  void schedule(LoopItem& item, TimePoint when);
+  void remove(LoopItem& item);  // freed after the current batch
+  std::uint64_t item_tag(const LoopItem& item) const noexcept;
+
+  // Upstream sockets: registered in epoll once for life; `owner` says which driver it serves
+  // (null while it idles in the pool). The generation in each event's tag makes an event
+  // collected for a socket closed earlier in the same batch harmless.
+  void own_upstream(int fd, ExchangeDriver* owner, bool register_now);
+  void close_upstream(int fd);
+  int take_idle(const std::string& id);
+  void give_idle(const std::string& id, int fd);
+
+  // Exchanges waiting for capacity (FIFO).
+  void add_waiting(ExchangeDriver& driver);
+  void remove_waiting(ExchangeDriver& driver);
+
+  std::vector<char> scratch;                 // the read buffer of every socket on this loop
+  std::atomic<std::uint32_t> open{0};        // client connections (incl. handed over, not adopted)
+
+ private:
+  friend class LoopItem;
+  struct UpstreamSlot {
+    ExchangeDriver* owner = nullptr;
+    std::uint32_t generation = 0;
+  };
+  struct Timer {
+    TimePoint when;
+    std::uint32_t slot;
+    std::uint32_t generation;
+    bool operator>(const Timer& o) const noexcept { return when > o.when; }
+  };
+  void place(std::unique_ptr<LoopItem> item);
+  void accept_all();
+  void adopt(int fd);
+  void take_inbox();
+  void run_timers();
+  void kick_waiting();
+  void on_idle(int fd, std::uint32_t events);
+  UpstreamSlot& slot_of(int fd);
+  std::uint64_t upstream_tag(int fd);
+  int timeout_ms() const;
+  LoopItem* item_at(std::uint32_t slot, std::uint32_t generation) const;
+
+  int ep_ = -1;
+  int wake_fd_ = -1;
+  TimePoint now_ = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<LoopItem>> items_;
+  std::vector<std::uint32_t> generations_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::unique_ptr<LoopItem>> graveyard_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::vector<UpstreamSlot> upstream_;
+  std::unordered_map<std::string, std::vector<int>> idle_;
+  std::deque<std::pair<std::uint32_t, std::uint32_t>> waiting_;  // slot, generation
+  std::atomic<bool> capacity_freed_{false};
+  std::atomic<bool> has_waiting_{false};  // read by the capacity listener on other threads
+  int capacity_listener_ = 0;
+  std::mutex inbox_mutex_;
+  std::vector<int> inbox_fds_;
+  std::vector<std::function<void()>> inbox_tasks_;
+  std::uint32_t live_items_ = 0;
+};
+
+}  // namespace vllm_router::detail

@@ -1,0 +1,198 @@
+// Internal: the upstream half of an exchange on a loop: pooled or fresh non-blocking sockets,
+// the gathered write of head and body, reads into the loop's buffer, backpressure.
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "../net.h"
+#include "loop.h"
+
+namespace vllm_router::detail {
+
+ExchangeDriver::ExchangeDriver(Loop& loop) : LoopItem(loop), exchange_(loop.router, *this) {}
+
+ExchangeDriver::~ExchangeDriver() {
+  if (!exchange_.done()) exchange_.cancel(loop_.now());
+  if (fd_ >= 0) loop_.close_upstream(fd_);
+}
+
+ExchangeHost::Connect ExchangeDriver::connect(const Endpoint& endpoint, bool fresh, Error& error) {
+  endpoint_ = &endpoint;
+  connecting_ = writing_ = paused_ = peer_closed_ = false;
+  if (!fresh) {
+    fd_ = loop_.take_idle(endpoint.id);
+    if (fd_ >= 0) {
+      loop_.own_upstream(fd_, this, /*register_now=*/false);  // pooled sockets stay registered
+      return Connect::pooled;
+    }
+  }
+  address_ = 0;
+  for (;;) {
+    std::string why;
+    fd_ = start_connect(endpoint.url, address_, more_addresses_, why);
+    if (fd_ >= 0) break;
+    if (!more_addresses_) {
+      error = Error{Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + why, ""};
+      return Connect::failed;
+    }
+    ++address_;
+  }
+  connecting_ = true;
+  loop_.own_upstream(fd_, this, /*register_now=*/true);  // EPOLLOUT tells when it connected
+  return Connect::pending;
+}
+
+ExchangeHost::Send ExchangeDriver::send(std::string_view head, std::string_view body, Error& error) {
+  head_ = head;
+  body_ = body;
+  written_ = 0;
+  writing_ = true;
+  return write_upstream(error);
+}
+
+ExchangeHost::Send ExchangeDriver::write_upstream(Error& error) {
+  const std::size_t total = head_.size() + body_.size();
+  while (written_ < total) {
+    iovec iov[2];
+    int count = 0;
+    if (written_ < head_.size()) {
+      iov[count++] = {const_cast<char*>(head_.data()) + written_, head_.size() - written_};
+      if (!body_.empty()) iov[count++] = {const_cast<char*>(body_.data()), body_.size()};
+    } else {
+      const std::size_t off = written_ - head_.size();
+      iov[count++] = {const_cast<char*>(body_.data()) + off, body_.size() - off};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n > 0) {
+      written_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Send::pending;
+    writing_ = false;
+    error = Error{Errc::upstream_closed, std::string("writing to upstream failed: ") + std::strerror(errno), ""};
+    return Send::failed;
+  }
+  // Sent. EPOLLOUT stays registered (edge-triggered: it fires only when a full socket drains)
+  // and is ignored from now on; the answer arrives as an EPOLLIN edge.
+  writing_ = false;
+  return Send::done;
+}
+
+void ExchangeDriver::release(bool reusable) {
+  if (fd_ < 0) return;
+  if (reusable && !peer_closed_ && endpoint_ != nullptr) {
+    loop_.give_idle(endpoint_->id, fd_);
+  } else {
+    loop_.close_upstream(fd_);
+  }
+  fd_ = -1;
+  connecting_ = writing_ = paused_ = peer_closed_ = false;
+}
+
+void ExchangeDriver::on_wait() { loop_.add_waiting(*this); }
+
+bool ExchangeDriver::retry_wait() {
+  exchange_.retry(loop_.now());
+  after_upstream_read();
+  return !exchange_.waiting();
+}
+
+void ExchangeDriver::exchange_timer() {
+  exchange_.on_timer(loop_.now());
+  after_upstream_read();
+}
+
+void ExchangeDriver::on_upstream_event(std::uint32_t events) {
+  const TimePoint now = loop_.now();
+  if (connecting_) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      loop_.close_upstream(fd_);
+      fd_ = -1;
+      connecting_ = false;
+      // The name has another address: try it first.
+      while (more_addresses_) {
+        ++address_;
+        std::string why;
+        fd_ = start_connect(endpoint_->url, address_, more_addresses_, why);
+        if (fd_ >= 0) {
+          connecting_ = true;
+          loop_.own_upstream(fd_, this, true);
+          return;
+        }
+      }
+      exchange_.on_connect_failed(
+          Error{Errc::connect_failed, "cannot connect to " + endpoint_->id + ": " + std::strerror(err), ""}, now);
+      return after_upstream_read();
+    }
+    connecting_ = false;
+    exchange_.on_connected(now);  // sends at once
+    after_upstream_read();
+    if (closed() || fd_ < 0) return;
+  } else if ((events & EPOLLOUT) != 0 && writing_) {
+    Error error;
+    switch (write_upstream(error)) {
+      case Send::pending: break;
+      case Send::done:
+        exchange_.on_sent(now);
+        after_upstream_read();
+        break;
+      case Send::failed:
+        exchange_.on_upstream_error(error, now);
+        return after_upstream_read();
+    }
+  }
+  if (closed() || fd_ < 0) return;
+  if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) peer_closed_ = true;
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !paused_) read_upstream();
+}
+
+void ExchangeDriver::read_upstream() {
+  char* buf = loop_.scratch.data();
+  const std::size_t size = loop_.scratch.size();
+  while (fd_ >= 0 && !closed() && !paused_) {
+    const ssize_t n = ::recv(fd_, buf, size, 0);
+    const TimePoint now = loop_.now();
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      exchange_.on_upstream_error(
+          Error{Errc::upstream_closed, std::string("upstream connection failed: ") + std::strerror(errno), ""}, now);
+      return after_upstream_read();
+    }
+    if (n == 0) {
+      exchange_.on_upstream_eof(now);
+      return after_upstream_read();
+    }
+    exchange_.on_upstream_data(std::string_view(buf, static_cast<std::size_t>(n)), now);
+    after_upstream_read();
+    // A short read emptied the socket: later data raises a new edge (unless the peer closed:
+    // then the EOF must be read now, no edge will follow).
+    if (static_cast<std::size_t>(n) < size && !peer_closed_) return;
+  }
+}
+
+void ExchangeDriver::pause_upstream() {
+  if (paused_ || fd_ < 0) return;
+  paused_ = true;
+  exchange_.on_client_paused(loop_.now());
+}
+
+void ExchangeDriver::resume_upstream() {
+  if (!paused_) return;
+  paused_ = false;
+  exchange_.on_client_resumed(loop_.now());
+  read_upstream();  // edge-triggered: drain what arrived while paused
+}
+
+}  // namespace vllm_router::detail

@@ -1,0 +1,506 @@
+// Exchange: the rules of one proxied request, driven by events (no I/O here).
+#include "vllm_router/exchange.h"
+
+#include <algorithm>
+
+#include "exchange_state.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace {
+
+using Phase = Exchange::State::Phase;
+using Step = detail::ResponseReader::Step;
+
+constexpr std::chrono::milliseconds kDefaultClientStall{60000};
+
+OutcomeKind outcome_of(Errc code) {
+  switch (code) {
+    case Errc::connect_failed: return OutcomeKind::connect_failure;
+    case Errc::timeout: return OutcomeKind::timeout;
+    case Errc::upstream_closed: return OutcomeKind::upstream_closed;
+    case Errc::cancelled: return OutcomeKind::cancelled;
+    default: return OutcomeKind::error;
+  }
+}
+
+ExchangeEnd end_of(Errc code) {
+  switch (code) {
+    case Errc::timeout: return ExchangeEnd::timeout;
+    case Errc::cancelled: return ExchangeEnd::cancelled;
+    case Errc::connect_failed:
+    case Errc::upstream_closed:
+    case Errc::upstream_protocol: return ExchangeEnd::upstream_error;
+    default: return ExchangeEnd::rejected;
+  }
+}
+
+std::chrono::milliseconds ms(std::uint32_t v) { return std::chrono::milliseconds(v); }
+
+// The rules, as free functions over the state (the public methods are thin entry points).
+struct Rules {
+  Exchange::State& s;
+  using TimePoint = Exchange::TimePoint;
+
+  const RouterConfig& cfg() const { return *s.config; }
+  ExchangeHost& host() { return s.host; }
+
+  void arm(std::chrono::milliseconds d, TimePoint now) { s.phase_deadline = d.count() == 0 ? TimePoint::max() : now + d; }
+
+  void report(ExchangeEnd end, int status, TimePoint now, std::string_view error) {
+    if (s.counted) {
+      s.impl.active_exchanges.fetch_sub(1, std::memory_order_relaxed);
+      s.counted = false;
+    }
+    if (s.retry_held) {
+      s.impl.release_retry();
+      s.retry_held = false;
+    }
+    if (s.in_admission) {
+      s.impl.hooks->admission.leave();
+      s.in_admission = false;
+    }
+    s.phase = Phase::done;
+    ExchangeSummary sum;
+    sum.request_id = s.request.request_id;
+    sum.requested_model = s.view != nullptr ? std::string_view(s.view->model) : std::string_view{};
+    sum.model = s.model;
+    sum.endpoint = s.last_endpoint.get();
+    sum.end = end;
+    sum.status = status;
+    sum.attempts = s.attempts;
+    sum.queue_wait = s.queue_wait;
+    if (s.responded) sum.ttfb = s.responded_at - s.started;
+    sum.duration = now - s.started;
+    sum.bytes = s.bytes;
+    sum.error = error;
+    detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_exchange(sum); });
+  }
+
+  void complete_lease(OutcomeKind kind, int status, TimePoint now) {
+    if (!s.route) return;
+    Outcome o;
+    o.kind = kind;
+    o.status = status;
+    o.bytes = s.bytes;
+    o.latency = now - s.attempt_started;
+    if (s.reader.head_done()) o.ttfb = (s.responded ? s.responded_at : now) - s.attempt_started;
+    s.route->lease.complete(o);
+  }
+
+  void drop_connection() {
+    if (!s.has_connection) return;
+    s.has_connection = false;
+    host().release(false);
+  }
+
+  // No answer reached the client: it gets `e`.
+  void fail(const Error& e, TimePoint now) {
+    drop_connection();
+    report(end_of(e.code), http_status(e.code), now, e.message);
+    host().on_error(e);
+  }
+
+  bool take_retry() {
+    if (!s.retry_held) s.retry_held = s.impl.try_acquire_retry(cfg().retry);
+    return s.retry_held;
+  }
+
+  bool others_left() const {
+    return s.route && s.route->pool->endpoints.size() > s.tried.size() + 1;
+  }
+
+  // Routes (again) and starts an attempt, or waits, or answers with an error.
+  void attempt(TimePoint now) {
+    std::vector<std::string_view> exclude(s.tried.begin(), s.tried.end());
+    auto route = s.router.route(*s.view, exclude);
+    if (!route && route.code() == Errc::overloaded) {
+      if (s.phase == Phase::waiting) return;  // still full: keep the place and the deadline
+      if (cfg().queue_max > 0 && s.impl.hooks->admission.enter(cfg().queue_max)) {
+        s.in_admission = true;
+        s.phase = Phase::waiting;
+        s.wait_started = now;
+        arm(ms(cfg().queue_timeout_ms), now);
+        host().on_wait();
+        return;
+      }
+      return fail(Error{Errc::rate_limited,
+                        "too many requests are waiting for model `" + s.view->model + "`; retry later", "model"},
+                  now);
+    }
+    if (s.phase == Phase::waiting) {
+      s.queue_wait += now - s.wait_started;
+      s.impl.hooks->admission.leave();
+      s.in_admission = false;
+    }
+    if (!route) {
+      Error e = route.error();
+      if (s.attempts > 0 && e.code == Errc::no_endpoint) {
+        e = s.last_error;  // every replica was tried: say what went wrong on the last one
+        if (e.code == Errc::connect_failed || e.code == Errc::timeout) {
+          e.message = "no replica of model `" + s.model + "` could be reached: " + e.message;
+        }
+      }
+      return fail(e, now);
+    }
+    ++s.attempts;
+    s.route.emplace(std::move(route.value()));
+    s.last_endpoint = s.route->lease.endpoint_ptr();
+    s.model = s.route->lease.model();
+    if (s.route->resolution.rewrite && s.view->has_model && s.rewritten.empty()) {
+      s.rewritten = rewrite_model(s.request.body, *s.view, s.route->resolution.upstream);
+      s.body = s.rewritten;
+    }
+    s.attempt_started = now;
+    s.fresh = false;
+    s.build_upstream_head();
+    connect(now);
+  }
+
+  void connect(TimePoint now) {
+    s.phase = Phase::connecting;
+    s.reader.reset();
+    arm(ms(cfg().timeouts.connect_ms), now);
+    Error e;
+    const auto c = host().connect(s.route->lease.endpoint(), s.fresh, e);
+    switch (c) {
+      case ExchangeHost::Connect::pooled:
+      case ExchangeHost::Connect::connected:
+        s.has_connection = true;
+        s.pooled = c == ExchangeHost::Connect::pooled;
+        return send(now);
+      case ExchangeHost::Connect::pending:
+        s.has_connection = true;
+        s.pooled = false;
+        return;
+      case ExchangeHost::Connect::failed:
+        if (e.message.empty()) e = Error{Errc::connect_failed, "cannot connect", ""};
+        return attempt_failed(e, now);
+    }
+  }
+
+  void send(TimePoint now) {
+    s.phase = Phase::sending;
+    arm(ms(cfg().timeouts.write_ms), now);
+    Error e;
+    switch (host().send(s.upstream_head, s.body, e)) {
+      case ExchangeHost::Send::done: return sent(now);
+      case ExchangeHost::Send::pending: return;
+      case ExchangeHost::Send::failed:
+        if (e.message.empty()) e = Error{Errc::upstream_closed, "writing to the upstream failed", ""};
+        return connection_failed(e, now);
+    }
+  }
+
+  void sent(TimePoint now) {
+    s.phase = Phase::awaiting;
+    arm(ms(cfg().timeouts.first_byte()), now);
+  }
+
+  // The connection broke or closed before the answer's end.
+  void connection_failed(const Error& e, TimePoint now) {
+    if (s.pooled && !s.reader.any_bytes() && s.phase <= Phase::awaiting) {
+      // A kept-alive connection the upstream had closed while idle: it never saw the request.
+      // Once, on a fresh connection to the same endpoint.
+      drop_connection();
+      s.pooled = false;
+      s.fresh = true;
+      return connect(now);
+    }
+    attempt_failed(e, now);
+  }
+
+  // The current attempt failed with `e`.
+  void attempt_failed(Error e, TimePoint now) {
+    drop_connection();
+    if (s.responded) return broken_answer(e, now);
+    const Endpoint& ep = s.route->lease.endpoint();
+    complete_lease(outcome_of(e.code), 0, now);
+    s.tried.push_back(ep.id);
+    const bool total_left = now < s.total_deadline;
+    const bool connect_phase = s.phase == Phase::connecting;
+    const RetryConfig& rc = cfg().retry;
+    std::optional<RetryReason> reason;
+    if (total_left && s.attempts < std::max<unsigned>(1, cfg().max_attempts)) {
+      if (connect_phase && e.code == Errc::connect_failed) {
+        reason = RetryReason::connect_failure;  // nothing was sent: always safe
+      } else if (connect_phase && e.code == Errc::timeout) {
+        reason = RetryReason::connect_timeout;
+      } else if (e.code == Errc::timeout && rc.on_first_byte_timeout && take_retry()) {
+        reason = RetryReason::first_byte_timeout;
+      } else if ((e.code == Errc::upstream_closed || e.code == Errc::connect_failed) && rc.on_reset && take_retry()) {
+        reason = RetryReason::reset;
+      }
+    }
+    if (!reason) {
+      if (e.code == Errc::connect_failed || (connect_phase && e.code == Errc::timeout)) {
+        e.message = "no replica of model `" + s.model + "` could be reached: " + e.message;
+      }
+      return fail(e, now);
+    }
+    const std::string model = s.model;
+    detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_retry(model, ep, *reason, s.attempts); });
+    s.last_error = std::move(e);
+    s.route.reset();
+    attempt(now);
+  }
+
+  // The answer started and cannot be completed: report in band the way vLLM does when the
+  // client speaks SSE and the body is at an event boundary; otherwise cut it so the client
+  // cannot mistake a truncated body for a complete one.
+  void broken_answer(const Error& e, TimePoint now) {
+    const int status = s.reader.head().status;
+    complete_lease(outcome_of(e.code), status, now);
+    const bool event_stream = s.reader.head_done() && !s.reader.length_known() &&
+                              std::any_of(s.response_headers.begin(), s.response_headers.end(), [](const HeaderField& f) {
+                                return f.value.substr(0, 17) == "text/event-stream";
+                              });
+    report(end_of(e.code), status, now, e.message);
+    if (event_stream && s.reader.at_boundary() && s.request.in_band_errors) {
+      const std::string event = "data: " + to_openai_json(e) + "\n\ndata: [DONE]\n\n";
+      if (host().on_body(event)) return host().on_end();
+    }
+    host().on_abort(e);
+  }
+
+  void finished(TimePoint now) {
+    const bool reusable = s.reader.reusable() && !s.paused;
+    s.has_connection = false;
+    host().release(reusable);
+    const int status = s.reader.head().status;
+    complete_lease(OutcomeKind::success, status, now);
+    report(ExchangeEnd::ok, status, now, {});
+    host().on_end();
+  }
+
+  void client_gone(TimePoint now) {
+    drop_connection();
+    complete_lease(OutcomeKind::cancelled, s.responded ? s.reader.head().status : 0, now);
+    report(ExchangeEnd::cancelled, s.responded ? s.reader.head().status : 499, now, "the client went away");
+  }
+
+  void data(std::string_view bytes, TimePoint now) {
+    if (s.phase == Phase::sending) sent(now);  // it answered before we saw the write finish
+    for (;;) {
+      std::string_view payload;
+      switch (s.reader.next(bytes, payload)) {
+        case Step::need_more:
+          if (s.phase == Phase::relaying && !s.paused) arm(ms(cfg().timeouts.idle()), now);
+          return;
+        case Step::error:
+          return attempt_failed(Error{Errc::upstream_protocol, s.reader.error(), ""}, now);
+        case Step::head:
+          if (s.reader.head().status == 503 && cfg().retry.on_503 && others_left() &&
+              s.attempts < std::max<unsigned>(1, cfg().max_attempts) && now < s.total_deadline && take_retry()) {
+            // vLLM overloaded or stopping: another replica may answer. Its 503 body is not needed.
+            const Endpoint& ep = s.route->lease.endpoint();
+            drop_connection();
+            complete_lease(OutcomeKind::success, 503, now);
+            s.tried.push_back(ep.id);
+            detail::notify_observer(s.impl.observer(), [&](Observer& o) {
+              o.on_retry(s.model, ep, RetryReason::status_503, s.attempts);
+            });
+            s.last_error = Error{Errc::no_endpoint, "every replica of model `" + s.model + "` answered 503", "model"};
+            s.route.reset();
+            return attempt(now);
+          }
+          s.phase = Phase::relaying;
+          s.responded_at = now;
+          arm(ms(cfg().timeouts.idle()), now);
+          if (!s.send_head()) return client_gone(now);
+          break;
+        case Step::body:
+          if (payload.empty()) break;
+          s.bytes += payload.size();
+          if (!host().on_body(payload)) return client_gone(now);
+          if (s.phase == Phase::done) return;
+          break;
+        case Step::end:
+          return finished(now);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Exchange::Exchange(Router& router, ExchangeHost& host) : s_(std::make_unique<State>(router, host)) {}
+
+Exchange::~Exchange() {
+  if (s_->phase != State::Phase::idle && s_->phase != State::Phase::done) {
+    cancel(std::chrono::steady_clock::now());
+  }
+}
+
+void Exchange::start(const ClientRequest& request, TimePoint now) {
+  State& s = *s_;
+  Rules r{s};
+  s.request = request;
+  s.started = now;
+  s.config = s.router.snapshot()->config;
+  s.body = request.body;
+  s.impl.active_exchanges.fetch_add(1, std::memory_order_relaxed);
+  s.counted = true;
+  s.phase = Phase::connecting;  // not idle: an early failure reports once
+  const RouterConfig& cfg = *s.config;
+  s.total_deadline = TimePoint::max();
+  std::chrono::milliseconds limit = ms(cfg.timeouts.total_ms);
+  if (request.timeout.count() > 0 && (limit.count() == 0 || request.timeout < limit)) limit = request.timeout;
+  if (limit.count() > 0) s.total_deadline = now + limit;
+  if (auto e = s.check_headers()) return r.fail(*e, now);
+  if (auto e = s.parse_body()) return r.fail(*e, now);
+  r.attempt(now);
+}
+
+void Exchange::on_connected(TimePoint now) {
+  if (s_->phase == Phase::connecting) Rules{*s_}.send(now);
+}
+
+void Exchange::on_connect_failed(const Error& error, TimePoint now) {
+  if (s_->phase == Phase::connecting) Rules{*s_}.attempt_failed(error, now);
+}
+
+void Exchange::on_sent(TimePoint now) {
+  if (s_->phase == Phase::sending) Rules{*s_}.sent(now);
+}
+
+void Exchange::on_upstream_data(std::string_view data, TimePoint now) {
+  const Phase p = s_->phase;
+  if (p == Phase::sending || p == Phase::awaiting || p == Phase::relaying) Rules{*s_}.data(data, now);
+}
+
+void Exchange::on_upstream_eof(TimePoint now) {
+  State& s = *s_;
+  if (s.phase != Phase::sending && s.phase != Phase::awaiting && s.phase != Phase::relaying) return;
+  Rules r{s};
+  if (s.reader.head_done() && s.reader.eof() == Step::end) return r.finished(now);
+  r.connection_failed(Error{Errc::upstream_closed, s.reader.head_done() ? "upstream closed the connection mid-answer"
+                                                                        : "upstream closed the connection",
+                            ""},
+                      now);
+}
+
+void Exchange::on_upstream_error(const Error& error, TimePoint now) {
+  State& s = *s_;
+  if (s.phase == Phase::connecting) return Rules{s}.attempt_failed(error, now);
+  if (s.phase != Phase::sending && s.phase != Phase::awaiting && s.phase != Phase::relaying) return;
+  Rules{s}.connection_failed(error, now);
+}
+
+void Exchange::on_client_paused(TimePoint now) {
+  State& s = *s_;
+  if (s.phase == Phase::done || s.paused) return;
+  s.paused = true;
+  const auto stall = s.request.client_stall.count() > 0 ? s.request.client_stall : kDefaultClientStall;
+  s.stall_deadline = now + stall;
+}
+
+void Exchange::on_client_resumed(TimePoint now) {
+  State& s = *s_;
+  if (!s.paused) return;
+  s.paused = false;
+  s.stall_deadline = TimePoint::max();
+  if (s.phase == Phase::relaying) Rules{s}.arm(ms(s.config->timeouts.idle()), now);
+}
+
+void Exchange::on_timer(TimePoint now) {
+  State& s = *s_;
+  Rules r{s};
+  switch (s.phase) {
+    case Phase::idle:
+    case Phase::done:
+      return;
+    case Phase::waiting:
+      if (now >= s.total_deadline || now >= s.phase_deadline) {
+        s.queue_wait += now - s.wait_started;
+        return r.fail(Error{Errc::overloaded,
+                            "every replica of model `" + s.view->model + "` stayed at its request limit; retry later",
+                            "model"},
+                      now);
+      }
+      return;
+    default:
+      break;
+  }
+  if (s.paused && now >= s.stall_deadline) {
+    // The client stopped reading: its problem, not the upstream's (never an upstream failure).
+    r.drop_connection();
+    r.complete_lease(OutcomeKind::cancelled, s.reader.head().status, now);
+    r.report(ExchangeEnd::cancelled, s.reader.head().status, now, "the client stopped reading");
+    return s.host.on_abort(Error{Errc::cancelled, "the client stopped reading", ""});
+  }
+  if (now >= s.total_deadline) {
+    s.total_deadline = now;  // no retry after this
+    return r.attempt_failed(Error{Errc::timeout, "the request exceeded its total time limit", ""}, now);
+  }
+  if (s.paused || now < s.phase_deadline) return;
+  switch (s.phase) {
+    case Phase::connecting:
+      return r.attempt_failed(
+          Error{Errc::timeout, "connect to " + s.route->lease.endpoint().id + " timed out", ""}, now);
+    case Phase::sending:
+      return r.attempt_failed(Error{Errc::timeout, "writing the request upstream timed out", ""}, now);
+    case Phase::awaiting:
+      return r.attempt_failed(Error{Errc::timeout, "upstream sent no answer within the first-byte timeout", ""}, now);
+    case Phase::relaying:
+      return r.attempt_failed(Error{Errc::timeout, "upstream stalled longer than the idle timeout", ""}, now);
+    default:
+      return;
+  }
+}
+
+void Exchange::retry(TimePoint now) {
+  if (s_->phase == Phase::waiting) Rules{*s_}.attempt(now);
+}
+
+void Exchange::cancel(TimePoint now) {
+  State& s = *s_;
+  if (s.phase == Phase::idle || s.phase == Phase::done) return;
+  Rules{s}.client_gone(now);
+}
+
+Exchange::TimePoint Exchange::deadline() const noexcept {
+  const State& s = *s_;
+  switch (s.phase) {
+    case Phase::idle:
+    case Phase::done:
+      return TimePoint::max();
+    case Phase::waiting:
+      return std::min(s.phase_deadline, s.total_deadline);
+    default:
+      break;
+  }
+  if (s.paused) return std::min(s.stall_deadline, s.total_deadline);
+  return std::min(s.phase_deadline, s.total_deadline);
+}
+
+bool Exchange::done() const noexcept { return s_->phase == Phase::done; }
+bool Exchange::waiting() const noexcept { return s_->phase == Phase::waiting; }
+bool Exchange::responded() const noexcept { return s_->responded; }
+const Endpoint* Exchange::endpoint() const noexcept { return s_->last_endpoint.get(); }
+const std::string& Exchange::model() const noexcept { return s_->model; }
+unsigned Exchange::attempts() const noexcept { return s_->attempts; }
+
+void Exchange::reset() {
+  State& s = *s_;
+  if (s.phase != Phase::idle && s.phase != Phase::done) cancel(std::chrono::steady_clock::now());
+  s.request = ClientRequest{};
+  s.view = nullptr;
+  s.config.reset();
+  s.rewritten.clear();
+  s.body = {};
+  s.phase = Phase::idle;
+  s.phase_deadline = s.stall_deadline = s.total_deadline = TimePoint::max();
+  s.paused = s.responded = s.pooled = s.fresh = s.has_connection = false;
+  s.queue_wait = std::chrono::nanoseconds{0};
+  s.route.reset();
+  s.last_endpoint.reset();
+  s.attempts = 0;
+  s.tried.clear();
+  s.last_error = Error{};
+  s.reader.reset();
+  s.response_headers.clear();
+  s.bytes = 0;
+  s.model.clear();
+}
+
+VLLM_ROUTER_END_NAMESPACE

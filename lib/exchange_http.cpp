@@ -1,0 +1,128 @@
+// The HTTP side of an Exchange: which headers cross the router, the upstream request head, the
+// client's answer head, and the request body's routing facts.
+#include <algorithm>
+
+#include "exchange_state.h"
+#include "http_util.h"
+
+namespace vllm_router::detail {
+
+bool forward_request_header(std::string_view name) noexcept {
+  static constexpr std::string_view kDropped[] = {
+      "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+      "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
+      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id", "x-forwarded-for"};
+  return std::none_of(std::begin(kDropped), std::end(kDropped),
+                      [name](std::string_view d) { return iequals(name, d); });
+}
+
+bool relay_response_header(std::string_view name) noexcept {
+  return !(is_hop_by_hop(name) || iequals(name, "x-request-id") || iequals(name, "date") ||
+           iequals(name, "server"));
+}
+
+bool listed_in(std::string_view list, std::string_view name) noexcept {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), name)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace vllm_router::detail
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+namespace {
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+}  // namespace
+
+std::optional<Error> Exchange::State::check_headers() const {
+  for (const HeaderField& h : request.headers) {
+    if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+      return Error{Errc::invalid_argument, "header '" + std::string(h.name) + "' has an invalid value",
+                   std::string(h.name)};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> Exchange::State::parse_body() {
+  std::string_view content_type;
+  const HeaderField* session = nullptr;
+  const std::string& session_header = config->policy_options.session_header;
+  for (const HeaderField& h : request.headers) {
+    if (detail::iequals(h.name, "content-type")) content_type = h.value;
+    if (session == nullptr && detail::iequals(h.name, session_header)) session = &h;
+  }
+  if (request.view != nullptr) {
+    view = request.view;
+    return std::nullopt;
+  }
+  if (request.body.empty()) {
+    return Error{Errc::invalid_json, "request body is empty; expected a JSON object", ""};
+  }
+  auto parsed = is_form_content_type(content_type) ? parse_form_request(request.body, content_type)
+                                                   : parse_request(request.body, request.body_capacity);
+  if (!parsed) return std::move(parsed).error();
+  own_view = std::move(parsed.value());
+  // A session header (policy_options.session_header) beats the body's `user` as session key.
+  if (session != nullptr) own_view.session_key.assign(session->value);
+  view = &own_view;
+  return std::nullopt;
+}
+
+void Exchange::State::build_upstream_head() {
+  const Endpoint& ep = route->lease.endpoint();
+  std::string& h = upstream_head;
+  h.clear();
+  h.reserve(512);
+  detail::append_request_start(h, request.method, ep.url, request.target, ep.api_key);
+  // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+  std::string_view connection;
+  for (const HeaderField& f : request.headers) {
+    if (detail::iequals(f.name, "connection")) connection = f.value;
+  }
+  for (const HeaderField& f : request.headers) {
+    if (!detail::forward_request_header(f.name)) continue;
+    if (!connection.empty() && detail::listed_in(connection, f.name)) continue;
+    append_header(h, f.name, f.value);
+  }
+  if (!request.request_id.empty()) append_header(h, "X-Request-Id", request.request_id);
+  if (!request.client_address.empty()) append_header(h, "X-Forwarded-For", request.client_address);
+  if (request.method != "GET" || !body.empty()) {
+    h.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  }
+  h.append("\r\n");
+}
+
+bool Exchange::State::send_head() {
+  const detail::ResponseHead& up = reader.head();
+  response_headers.clear();
+  ResponseHead head;
+  head.status = up.status;
+  for (const auto& f : up.headers) {
+    if (!detail::relay_response_header(f.name)) continue;
+    if (detail::iequals(f.name, "content-type") && f.value.substr(0, 17) == "text/event-stream") {
+      head.event_stream = true;
+    }
+    response_headers.push_back(HeaderField{f.name, f.value});
+  }
+  if (!request.request_id.empty()) response_headers.push_back(HeaderField{"X-Request-Id", request.request_id});
+  head.headers = response_headers;
+  switch (up.framing) {
+    case detail::Framing::length: head.content_length = up.content_length; break;
+    case detail::Framing::none: head.content_length = 0; break;
+    case detail::Framing::chunked:
+    case detail::Framing::close: break;  // length unknown: chunked to the client
+  }
+  responded = true;
+  return host.on_head(head);
+}
+
+VLLM_ROUTER_END_NAMESPACE

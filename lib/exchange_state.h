@@ -1,0 +1,87 @@
+// Internal: the state of one Exchange (lib/exchange.cpp runs the rules, lib/exchange_http.cpp
+// builds and reads the HTTP messages).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "response_reader.h"
+#include "router_impl.h"
+#include "vllm_router/exchange.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+
+struct Exchange::State {
+  enum class Phase : std::uint8_t { idle, waiting, connecting, sending, awaiting, relaying, done };
+
+  State(Router& r, ExchangeHost& h) : router(r), impl(detail::RouterAccess::impl(r)), host(h) {}
+
+  Router& router;
+  Router::Impl& impl;
+  ExchangeHost& host;
+
+  // The request, for the exchange's life.
+  ClientRequest request;
+  RequestView own_view;            // when the exchange parsed the body itself
+  const RequestView* view = nullptr;
+  std::shared_ptr<const RouterConfig> config;  // the routing table's, when the request came
+  std::string rewritten;           // the body with an alias rewritten to the served name
+  std::string_view body;           // what goes upstream (request body or rewritten)
+
+  Phase phase = Phase::idle;
+  TimePoint started{};
+  TimePoint total_deadline = TimePoint::max();
+  TimePoint phase_deadline = TimePoint::max();
+  TimePoint stall_deadline = TimePoint::max();
+  TimePoint wait_started{};
+  TimePoint attempt_started{};
+  TimePoint responded_at{};
+  bool in_admission = false;  // holds a place in the router's wait
+  bool counted = false;       // counted in the router's active exchanges
+  bool retry_held = false;    // holds a slot of the retry budget
+  bool paused = false;        // the client stopped reading
+  bool responded = false;     // on_head was called
+  bool pooled = false;        // the current connection came from a keep-alive pool
+  bool fresh = false;         // the next connect must not take a pooled connection
+  bool has_connection = false;
+  std::chrono::nanoseconds queue_wait{0};
+
+  // The current attempt.
+  std::optional<Route> route;
+  unsigned attempts = 0;
+  std::vector<std::string> tried;  // endpoint ids, for exclude
+  Error last_error;
+  std::string upstream_head;
+  detail::ResponseReader reader;
+  std::vector<HeaderField> response_headers;
+  std::uint64_t bytes = 0;  // body bytes the client got
+  std::string model;        // the resolved pool's model
+  std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)
+
+  // exchange_http.cpp
+  /// The upstream request head for the current route into upstream_head.
+  void build_upstream_head();
+  /// The client's answer head from the upstream one; false when the client is gone.
+  bool send_head();
+  /// Bad header values (CR, LF, NUL) in the client's headers, or ok.
+  std::optional<Error> check_headers() const;
+  /// Parses the body when the driver did not: JSON, or multipart/form-data by Content-Type;
+  /// fills the session key from the configured header.
+  std::optional<Error> parse_body();
+};
+
+
+VLLM_ROUTER_END_NAMESPACE
+
+namespace vllm_router::detail {
+/// Is this client request header forwarded upstream (hop-by-hop, framing, the client's
+/// credentials and the headers the router sets itself are not)?
+bool forward_request_header(std::string_view name) noexcept;
+/// Is this upstream response header relayed to the client (framing, hop-by-hop and the ones
+/// the router sets itself are not)?
+bool relay_response_header(std::string_view name) noexcept;
+/// Is `name` one of the comma-separated tokens of `list` (case-insensitive)?
+bool listed_in(std::string_view list, std::string_view name) noexcept;
+}  // namespace vllm_router::detail

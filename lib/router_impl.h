@@ -1,0 +1,103 @@
+// Internal: a Router's private state, the hooks its leases report to, and the wait for capacity
+// (shared by the Router facade, the exchange core and its drivers; not public API).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "blocking_io.h"
+#include "vllm_router/router.h"
+
+namespace vllm_router::detail {
+
+/// Requests waiting for capacity (every replica of their model at max_in_flight_per_endpoint)
+/// and how they learn that a lease ended. Thread-safe.
+class Admission {
+ public:
+  /// Takes a place in the wait if fewer than `limit` wait now.
+  bool enter(std::uint32_t limit) noexcept;
+  void leave() noexcept;
+  std::uint32_t waiting() const noexcept { return waiting_.load(std::memory_order_relaxed); }
+
+  /// A lease ended. Costs one atomic load when nobody waits.
+  void notify() noexcept;
+  /// Bumped by every notify() while someone waits.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+  /// Blocks until the generation moves past `seen` or `until` passes (blocking waiters).
+  void wait(std::uint64_t seen, std::chrono::steady_clock::time_point until);
+
+  /// Event loops register a wake-up; it is called (from any thread) on notify() while someone
+  /// waits. Returns an id for remove_listener().
+  int add_listener(std::function<void()> wake);
+  void remove_listener(int id);
+
+ private:
+  std::atomic<std::uint32_t> waiting_{0};
+  std::atomic<std::uint64_t> generation_{0};
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::pair<int, std::function<void()>>> listeners_;
+  int next_id_ = 1;
+};
+
+/// What every lease of a Router reports to. Shared by the Router and its leases (a lease may
+/// outlive its Router).
+struct LeaseHooks {
+  std::shared_ptr<Observer> observer;
+  std::shared_ptr<OutlierDetector> outlier;
+  mutable Admission admission;  // leases notify it through a const hooks pointer
+};
+
+/// Calls `fn` on the observer, swallowing anything it throws (observers must not break the
+/// data path).
+template <class Fn>
+void notify_observer(Observer* observer, Fn&& fn) noexcept {
+  if (observer == nullptr) return;
+  try {
+    fn(*observer);
+  } catch (...) {
+  }
+}
+
+/// Internal access to a Router for the library's own components.
+struct RouterAccess {
+  static Router::Impl& impl(Router& router) noexcept { return *router.impl_; }
+  static const Router::Impl& impl(const Router& router) noexcept { return *router.impl_; }
+};
+
+}  // namespace vllm_router::detail
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+
+struct Router::Impl {
+  RouterConfig applied_config;  // the last applied (guarded by update_mutex)
+  RouterOptions options;
+  std::shared_ptr<const Snapshot> snapshot;  // read/written with std::atomic_load/store
+  std::mutex update_mutex;                   // serialises writers only
+  std::unordered_map<std::string, std::shared_ptr<EndpointState>> states;  // by endpoint id
+  std::atomic<std::uint64_t> next_version{1};
+  std::atomic<std::uint64_t> seed_counter{0};
+  std::shared_ptr<detail::LeaseHooks> hooks;
+  /// Set while a HealthChecker runs: endpoints added by update() start unhealthy.
+  std::atomic<int> health_checkers{0};
+  std::atomic<std::int64_t> retries_in_flight{0};
+  std::atomic<std::int64_t> active_exchanges{0};  // for the retry budget
+  std::unique_ptr<detail::SocketPool> socket_pool;  // keep-alive sockets of blocking forwards
+
+  Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
+
+  /// Retry budget (Envoy's): a retry may start while retries in flight stay below
+  /// max(min_concurrent, budget_percent of the exchanges running). Pair true with release.
+  bool try_acquire_retry(const RetryConfig& retry) noexcept;
+  void release_retry() noexcept { retries_in_flight.fetch_sub(1, std::memory_order_relaxed); }
+  Observer* observer() const noexcept { return options.observer.get(); }
+};
+
+VLLM_ROUTER_END_NAMESPACE

@@ -1,0 +1,264 @@
+// App: wiring of the vllm-router process (router, data plane, control plane, reload, signals).
+#include "app.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+
+#include "log.h"
+#include "vllm_router/version.h"
+
+namespace vllm_router::server {
+namespace {
+
+// Raises the soft file-descriptor limit to the hard one; returns the new soft limit.
+rlim_t raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+// The router's observer: Prometheus metrics, plus a log line for every failed request.
+class AppObserver final : public Observer {
+ public:
+  explicit AppObserver(std::shared_ptr<Metrics> metrics) : metrics_(std::move(metrics)) {}
+  void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
+    metrics_->on_outcome(model, endpoint, outcome);
+  }
+  void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason, unsigned attempt) override {
+    log(LogLevel::debug, "model {}: attempt {} on {} failed; trying another replica", model, attempt, endpoint.id);
+  }
+  void on_ejection(const Endpoint& endpoint, std::chrono::nanoseconds duration, std::uint32_t ejections) override {
+    log(LogLevel::warn, "endpoint {} ejected for {} ms (ejection {})", endpoint.id,
+        std::chrono::duration_cast<std::chrono::milliseconds>(duration).count(), ejections);
+  }
+  void on_exchange(const ExchangeSummary& s) override {
+    metrics_->on_exchange(s);
+    if (s.status >= 500 && s.end != ExchangeEnd::ok) {
+      log(LogLevel::warn, "request {} failed with {}: {}", s.request_id, s.status, s.error);
+    } else if (s.end == ExchangeEnd::upstream_error || s.end == ExchangeEnd::timeout) {
+      log(LogLevel::warn, "request {}: upstream {} failed mid-answer: {}", s.request_id,
+          s.endpoint != nullptr ? s.endpoint->id : std::string("?"), s.error);
+    }
+  }
+
+ private:
+  std::shared_ptr<Metrics> metrics_;
+};
+
+sigset_t handled_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std::string> args, int& exit_code) {
+  exit_code = 2;
+  std::unique_ptr<App> app(new App());
+  app->options_ = std::move(options);
+  app->args_ = std::move(args);
+  AppConfig& config = app->options_.config;
+  if (!app->options_.config_path.empty()) ::stat(app->options_.config_path.c_str(), &app->config_stat_);
+  LogLevel level = LogLevel::info;
+  if (parse_log_level(config.log_level, level)) set_log_level(level);
+  if (app->options_.demo) {
+    const std::size_t before = config.router.models.size();
+    auto r = app->demo_.start(config.router);
+    app->demo_models_.assign(config.router.models.begin() + static_cast<std::ptrdiff_t>(before),
+                             config.router.models.end());
+    if (!r) {
+      exit_code = 1;
+      return r.error();
+    }
+  }
+  if (config.router.models.empty() && config.router.discovery.empty()) {
+    return Error{Errc::config,
+                 "no models configured: pass --model NAME=URL, set VLLM_ROUTER_MODELS, use --config FILE "
+                 "(models or discovery), or try --demo",
+                 ""};
+  }
+  if (config.max_connections == 0) {
+    // Two descriptors per proxied connection, and a reserve for idle upstream sockets and logs.
+    const rlim_t fds = raise_fd_limit();
+    config.max_connections = static_cast<std::uint32_t>(fds > 256 ? (fds - 128) / 2 : 64);
+  } else {
+    raise_fd_limit();
+  }
+  // With discovery, configured models may list no endpoints yet: start from what is usable.
+  app->static_router_ = config.router;
+  RouterConfig initial = config.router;
+  if (!config.router.discovery.empty()) initial = compose_router_config(app->static_router_, {});
+  app->metrics_ = std::make_shared<Metrics>();
+  RouterOptions router_options;
+  router_options.observer = std::make_shared<AppObserver>(app->metrics_);
+  auto router = Router::create(initial, std::move(router_options));
+  if (!router) {
+    Error e = router.error();
+    e.message = "invalid configuration: " + e.message + (e.param.empty() ? "" : " (field: " + e.param + ")");
+    return e;
+  }
+  app->router_ = std::move(router).value();
+  if (app->options_.check_config) {  // validated; sources are not started (they may need a cluster)
+    exit_code = 0;
+    return app;
+  }
+  if (!config.router.discovery.empty()) {
+    app->discovery_ = std::make_unique<Discovery>(*app->router_, app->static_router_);
+    for (std::size_t i = 0; i < config.router.discovery.size(); ++i) {
+      auto source = make_endpoint_source(config.router.discovery[i]);
+      if (!source) {
+        return Error{Errc::config, "discovery[" + std::to_string(i) + "]: " + source.error().message, ""};
+      }
+      log(LogLevel::info, "discovery[{}]: {}", i, source.value()->describe());
+      app->discovery_->add_source(std::move(source).value());
+    }
+  }
+  vllm_router::ServerOptions server_options = config.server_options();
+  Metrics* metrics = app->metrics_.get();
+  App* self = app.get();
+  server_options.local_routes = [metrics, self](const LocalRequest& req, LocalResponse& out) {
+    if (req.path != "/metrics") return false;
+    out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
+    return true;
+  };
+  server_options.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
+  auto server = vllm_router::Server::create(*app->router_, std::move(server_options));
+  if (!server) {
+    exit_code = 1;
+    return server.error();
+  }
+  app->server_ = std::move(server).value();
+  vllm_router::Server* srv = app->server_.get();
+  app->metrics_->set_connection_source([srv] { return srv->connections_per_loop(); });
+  exit_code = 0;
+  return app;
+}
+
+App::~App() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+  if (metrics_) metrics_->set_connection_source(nullptr);
+}
+
+std::string App::summary() const {
+  const RouterConfig& cfg = options_.config.router;
+  std::string out = "configuration OK: " + std::to_string(cfg.models.size()) + " model(s), policy " + cfg.policy + "\n";
+  for (const auto& m : cfg.models) {
+    out += "  " + m.name + ": " + std::to_string(m.endpoints.size()) + " endpoint(s)" +
+           (m.aliases.empty() ? "" : " (+aliases)") + "\n";
+  }
+  for (std::size_t i = 0; i < cfg.discovery.size(); ++i) {
+    out += "  discovery[" + std::to_string(i) + "]: " + cfg.discovery[i].type + " source\n";
+  }
+  return out;
+}
+
+void App::reload() {
+  std::lock_guard<std::mutex> lock(reload_mutex_);
+  auto again = parse_options(args_, current_environment());
+  if (!again) {
+    log(LogLevel::error, "reload rejected, keeping the current configuration: {}", again.error().message);
+    return;
+  }
+  RouterConfig next = again.value().config.router;
+  next.models.insert(next.models.end(), demo_models_.begin(), demo_models_.end());
+  // With discovery the discovered endpoints are merged over the new static part (the
+  // "discovery" list itself is read at start only).
+  if (auto r = discovery_ ? discovery_->set_static(next) : router_->update(next); !r) {
+    log(LogLevel::error, "reload rejected, keeping the current configuration: {}{}{}", r.error().message,
+        r.error().param.empty() ? "" : " (field: ", r.error().param.empty() ? "" : r.error().param + ")");
+    return;
+  }
+  log(LogLevel::info, "configuration reloaded: {} model(s), routing table version {}", next.models.size(),
+      router_->snapshot()->version);
+}
+
+void App::watch_config_file() {
+  // Reloads whenever the file's mtime or size moves from what was read at start (an edit made
+  // while the server starts is not missed).
+  watcher_ = std::thread([this] {
+    struct stat last = config_stat_;
+    std::unique_lock<std::mutex> lock(stop_mutex_);
+    while (!stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+      struct stat now {};
+      if (::stat(options_.config_path.c_str(), &now) != 0) continue;
+      if (now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
+          now.st_size != last.st_size) {
+        last = now;
+        lock.unlock();
+        log(LogLevel::info, "{} changed, reloading the configuration", options_.config_path);
+        reload();
+        lock.lock();
+      }
+    }
+  });
+}
+
+int App::run() {
+  const AppConfig& config = options_.config;
+  const std::string host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host;
+  const std::string base = "http://" + host + ":" + std::to_string(server_->port());
+  std::printf("vllm-router listening on %s\n", base.c_str());
+  if (options_.demo) std::fputs(demo_.instructions(base).c_str(), stdout);
+  std::fflush(stdout);
+  log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} event loops, at most {} connections)",
+      vllm_router::version(), config.router.models.size(), config.host, server_->port(),
+      server_->connections_per_loop().size(), config.max_connections);
+  if (config.watch_config && !options_.config_path.empty()) watch_config_file();
+  // The control plane runs beside the data path on its own threads.
+  HttpTransportOptions probe_options;
+  probe_options.max_idle_per_endpoint = 2;
+  health_ = std::make_unique<HealthChecker>(*router_, make_http_transport(probe_options),
+                                            std::make_shared<SteadyClock>());
+  health_->start();
+  // vLLM's own load (waiting, running, KV usage) for load- and prefix-aware policies and /metrics.
+  scraper_ = std::make_unique<LoadScraper>(*router_, make_http_transport(probe_options), scrape_clock_,
+                                           config.router.policy_options);
+  scraper_->start();
+  if (discovery_) discovery_->start([](const Error& e) { log(LogLevel::warn, "discovery: {}", e.message); });
+
+  // Signals are blocked in every thread (main blocks them before anything starts); one thread
+  // waits for them: SIGHUP reloads, SIGINT/SIGTERM drain and stop.
+  const auto grace = std::chrono::milliseconds(config.drain_timeout_ms);
+  std::thread signals([this, grace] {
+    const sigset_t set = handled_signals();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        log(LogLevel::info, "received SIGHUP, reloading the configuration");
+        reload();
+        continue;
+      }
+      log(LogLevel::info, "received {}, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      server_->stop(grace);
+      return;
+    }
+  });
+  server_->run();
+  signals.join();
+  if (discovery_) discovery_->stop();
+  scraper_->stop();
+  health_->stop();
+  log(LogLevel::info, "stopped");
+  return 0;
+}
+
+sigset_t blocked_signals() { return handled_signals(); }
+
+}  // namespace vllm_router::server

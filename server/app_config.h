@@ -1,0 +1,45 @@
+// The executable's configuration: the Router's (routing) plus the listener and process settings
+// around it, read from one JSON document (the library parses the routing keys).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vllm_router/config.h"
+#include "vllm_router/result.h"
+#include "vllm_router/server.h"
+
+namespace vllm_router::server {
+
+/// Everything the vllm-router executable is configured with.
+struct AppConfig {
+  RouterConfig router;
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 8080;
+  std::vector<std::string> api_keys;   ///< accepted client keys; empty: no authentication
+  std::uint64_t max_body_bytes = 32ull * 1024 * 1024;
+  /// Kept for old configs: "epoll" is the only front end (the thread-per-connection one was
+  /// removed, see docs/architecture.md).
+  std::string io = "epoll";
+  std::uint32_t threads = 0;           ///< event loops; 0: one per CPU
+  /// Client connections held at once; beyond it new ones get 503. 0: derived from the
+  /// process's file-descriptor limit (two descriptors per proxied connection).
+  std::uint32_t max_connections = 0;
+  std::uint32_t client_timeout_ms = 60000;  ///< idle client read/write timeout
+  std::string log_level = "info";      ///< error | warn | info | debug
+  /// On SIGTERM: how long running requests may take to finish before they are cut.
+  std::uint32_t drain_timeout_ms = 30000;
+  /// Reload the config file when it changes (checked every second); SIGHUP always reloads.
+  bool watch_config = false;
+
+  /// The library Server's options from these settings.
+  vllm_router::ServerOptions server_options() const;
+};
+
+/// Parses a config document (docs/configuration.md) over `base`. Errors: Errc::config naming the
+/// field as a JSON path.
+Result<AppConfig> parse_app_config(std::string_view json, AppConfig base = {});
+
+}  // namespace vllm_router::server

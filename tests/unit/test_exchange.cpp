@@ -1,0 +1,477 @@
+// Exchange core: one test per rule, events fed by hand with an injected time, no sockets.
+#include <doctest/doctest.h>
+
+#include "support/exchange_host.h"
+
+using namespace vllm_router;
+using namespace vllm_router::testing;
+using namespace std::chrono_literals;
+using Connect = ExchangeHost::Connect;
+using Send = ExchangeHost::Send;
+
+namespace {
+
+constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+constexpr std::string_view kSseHead =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+constexpr std::string_view k503 = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy";
+
+struct Fixture {
+  std::shared_ptr<EventLog> log = std::make_shared<EventLog>();
+  std::unique_ptr<Router> router;
+  RecordingHost host;
+  std::unique_ptr<Exchange> ex;
+  Exchange::TimePoint t{std::chrono::seconds(100)};
+  std::string body = R"({"model":"m","prompt":"hi"})";
+  std::vector<HeaderField> headers;
+  std::chrono::milliseconds timeout{0};
+
+  explicit Fixture(const RouterConfig& c) {
+    RouterOptions o;
+    o.observer = log;
+    o.seed = 7;
+    auto r = Router::create(c, std::move(o));
+    REQUIRE(r.ok());
+    router = std::move(r).value();
+    ex = std::make_unique<Exchange>(*router, host);
+  }
+  void start() {
+    ClientRequest r;
+    r.target = "/v1/completions";
+    r.headers = headers;
+    r.body = body;
+    r.request_id = "rid-1";
+    r.client_address = "192.0.2.1";
+    r.timeout = timeout;
+    ex->start(r, t);
+  }
+  void feed(std::string_view bytes) { ex->on_upstream_data(bytes, t); }
+  void advance(std::chrono::milliseconds d) { t += d; }
+  void fire() { ex->on_timer(t); }
+};
+
+}  // namespace
+
+TEST_CASE("a request is sent with the upstream head the rules say and its answer relayed") {
+  Fixture f(fleet_config(2));
+  f.headers = {{"Content-Type", "application/json"}, {"Authorization", "Bearer client-key"},
+               {"Connection", "keep-alive, X-Hop"}, {"X-Hop", "1"}, {"Accept-Encoding", "gzip"},
+               {"X-Forwarded-For", "6.6.6.6"}, {"X-Custom", "kept"}, {"Transfer-Encoding", "chunked"}};
+  f.start();
+  REQUIRE(f.host.heads.size() == 1);
+  const std::string& head = f.host.heads[0];
+  CHECK(head.rfind("POST /v1/completions HTTP/1.1\r\nHost: 10.0.0.1:8000\r\n", 0) == 0);
+  CHECK(head.find("X-Custom: kept\r\n") != std::string::npos);
+  CHECK(head.find("Content-Type: application/json\r\n") != std::string::npos);
+  CHECK(head.find("X-Request-Id: rid-1\r\n") != std::string::npos);
+  CHECK(head.find("X-Forwarded-For: 192.0.2.1\r\n") != std::string::npos);
+  CHECK(head.find("Content-Length: " + std::to_string(f.body.size()) + "\r\n\r\n") != std::string::npos);
+  for (std::string_view dropped : {"client-key", "X-Hop", "gzip", "6.6.6.6", "chunked", "keep-alive"}) {
+    CHECK_MESSAGE(head.find(dropped) == std::string::npos, dropped);
+  }
+  CHECK(f.host.bodies[0] == f.body);
+  f.feed(kOk);
+  CHECK(f.host.status == 200);
+  CHECK(f.host.length == 2u);
+  CHECK(f.host.body == "{}");
+  CHECK(f.host.header("X-Request-Id") == "rid-1");
+  CHECK(f.host.ended);
+  CHECK(f.host.releases == std::vector<bool>{true});
+  CHECK(f.ex->done());
+  CHECK(f.log->count("outcome m http://10.0.0.1:8000 0 200 bytes=2") == 1);
+  REQUIRE(f.log->summaries.size() == 1);
+  CHECK(f.log->summaries[0].status == 200);
+  CHECK(f.log->summaries[0].end == ExchangeEnd::ok);
+  CHECK(f.log->summaries[0].bytes == 2);
+}
+
+TEST_CASE("the replica's own key replaces the client's, and an alias is rewritten to the served name") {
+  RouterConfig c = fleet_config(1);
+  c.models[0].endpoints[0].api_key = "replica-secret";
+  Fixture f(c);
+  f.body = R"({"model":"alias-m","prompt":"hi"})";
+  f.headers = {{"Authorization", "Bearer client-key"}};
+  f.start();
+  REQUIRE(f.host.heads.size() == 1);
+  CHECK(f.host.heads[0].find("Authorization: Bearer replica-secret\r\n") != std::string::npos);
+  CHECK(f.host.heads[0].find("client-key") == std::string::npos);
+  CHECK(f.host.bodies[0] == R"({"model":"m","prompt":"hi"})");
+}
+
+TEST_CASE("bad requests are answered without touching an upstream") {
+  struct Row {
+    std::string body;
+    std::vector<HeaderField> headers;
+    int status;
+  };
+  const Row rows[] = {
+      {"", {}, 400},                                        // empty body
+      {"{not json", {}, 400},                               // invalid JSON
+      {R"({"model":"nope"})", {}, 404},                     // unknown model
+      {R"({"model":7})", {}, 400},                          // model is not a string
+      {R"({"model":"m"})", {{"X-Bad", "a\rb"}}, 400},       // CR in a header value
+      {R"({"model":"m"})", {{"X-Bad", std::string_view("a\0b", 3)}}, 400},  // NUL
+  };
+  for (const Row& row : rows) {
+    Fixture f(fleet_config(1));
+    f.body = row.body;
+    f.headers = row.headers;
+    f.start();
+    REQUIRE_MESSAGE(f.host.error.has_value(), row.body);
+    CHECK(http_status(f.host.error->code) == row.status);
+    CHECK(f.host.connected.empty());
+    CHECK(f.ex->done());
+    REQUIRE(f.log->summaries.size() == 1);
+    CHECK(f.log->summaries[0].end == ExchangeEnd::rejected);
+    CHECK(f.log->summary_models[0].empty());  // an unresolved name never becomes a label
+  }
+}
+
+TEST_CASE("a refused connect moves to another endpoint; when all refuse the client gets 502") {
+  Fixture f(fleet_config(2));
+  f.host.connects = {Connect::failed, Connect::failed};
+  f.start();
+  CHECK(f.host.connected == std::vector<std::string>{"http://10.0.0.1:8000", "http://10.0.0.2:8000"});
+  REQUIRE(f.host.error.has_value());
+  CHECK(f.host.error->code == Errc::connect_failed);
+  CHECK(http_status(f.host.error->code) == 502);
+  CHECK(f.host.error->message.find("could be reached") != std::string::npos);
+  CHECK(f.log->count("retry http://10.0.0.1:8000 0 1") == 1);
+  CHECK(f.ex->attempts() == 2);
+}
+
+TEST_CASE("a connect timeout is a 504, retried elsewhere first, and does not wait for the first-byte budget") {
+  RouterConfig c = fleet_config(2);
+  c.timeouts.first_byte_ms = 50;  // shorter than connect_ms (100): must not cap the connect
+  Fixture f(c);
+  f.host.connects = {Connect::pending, Connect::pending};
+  f.start();
+  CHECK(f.ex->deadline() == f.t + 100ms);
+  f.advance(100ms);
+  f.fire();
+  CHECK(f.host.connected.size() == 2);
+  CHECK(f.log->count("retry http://10.0.0.1:8000 1 1") == 1);
+  f.advance(100ms);
+  f.fire();
+  REQUIRE(f.host.error.has_value());
+  CHECK(f.host.error->code == Errc::timeout);
+  CHECK(http_status(f.host.error->code) == 504);
+}
+
+TEST_CASE("a first-byte timeout retries within the budget when configured, else answers 504") {
+  for (const bool retry_on : {true, false}) {
+    RouterConfig c = fleet_config(2);
+    c.timeouts.first_byte_ms = 300;
+    c.retry.on_first_byte_timeout = retry_on;
+    Fixture f(c);
+    f.start();
+    CHECK(f.ex->deadline() == f.t + 300ms);
+    f.advance(300ms);
+    f.fire();
+    if (retry_on) {
+      CHECK(f.host.connected.size() == 2);
+      f.feed(kOk);
+      CHECK(f.host.status == 200);
+      CHECK(f.log->count("retry http://10.0.0.1:8000 3 1") == 1);
+    } else {
+      CHECK(f.host.connected.size() == 1);
+      REQUIRE(f.host.error.has_value());
+      CHECK(http_status(f.host.error->code) == 504);
+    }
+    CHECK(f.host.releases.front() == false);  // the timed-out connection is closed, never pooled
+  }
+}
+
+TEST_CASE("the retry budget stops retries beyond max(min_concurrent, budget_percent of the running)") {
+  RouterConfig c = fleet_config(2);
+  c.timeouts.first_byte_ms = 300;
+  c.retry.min_concurrent = 1;
+  c.retry.budget_percent = 0;
+  auto log = std::make_shared<EventLog>();
+  RouterOptions o;
+  o.observer = log;
+  auto router = Router::create(c, std::move(o)).value();
+  RecordingHost h1;
+  RecordingHost h2;
+  Exchange a(*router, h1);
+  Exchange b(*router, h2);
+  const std::string body = R"({"model":"m"})";
+  ClientRequest r;
+  r.target = "/v1/completions";
+  r.body = body;
+  Exchange::TimePoint t{std::chrono::seconds(5)};
+  a.start(r, t);
+  b.start(r, t);
+  t += 300ms;
+  a.on_timer(t);  // takes the only retry slot
+  b.on_timer(t);  // none left: 504
+  CHECK(h1.connected.size() == 2);
+  REQUIRE(h2.error.has_value());
+  CHECK(http_status(h2.error->code) == 504);
+  a.on_upstream_data(kOk, t);  // a finishes and gives the slot back
+  CHECK(h1.ended);
+  Exchange c2(*router, h2);
+  RecordingHost h3;
+  Exchange d(*router, h3);
+  d.start(r, t);
+  t += 300ms;
+  d.on_timer(t);
+  CHECK(h3.connected.size() == 2);  // the slot is free again
+}
+
+TEST_CASE("a 503 moves to another replica; the last replica's 503 passes through") {
+  Fixture f(fleet_config(2));
+  f.start();
+  f.feed(k503);
+  CHECK(f.host.status == 0);  // nothing relayed yet
+  CHECK(f.host.connected.size() == 2);
+  CHECK(f.log->count("retry http://10.0.0.1:8000 2 1") == 1);
+  f.feed(k503);
+  CHECK(f.host.status == 503);
+  CHECK(f.host.body == "busy");
+  CHECK(f.host.ended);
+}
+
+TEST_CASE("a kept-alive connection found closed is replaced once by a fresh one to the same endpoint") {
+  Fixture f(fleet_config(2));
+  f.host.connects = {Connect::pooled, Connect::connected};
+  f.start();
+  f.ex->on_upstream_eof(f.t);
+  CHECK(f.host.connected == std::vector<std::string>{"http://10.0.0.1:8000", "http://10.0.0.1:8000+fresh"});
+  CHECK(f.ex->attempts() == 1);
+  f.feed(kOk);
+  CHECK(f.host.ended);
+  CHECK(f.log->count("retry") == 0);
+}
+
+TEST_CASE("a reset before the head retries (on_reset); after the head it never does") {
+  Fixture f(fleet_config(2));
+  f.start();
+  f.ex->on_upstream_error(Error{Errc::upstream_closed, "reset", ""}, f.t);
+  CHECK(f.host.connected.size() == 2);
+  CHECK(f.log->count("retry http://10.0.0.1:8000 4 1") == 1);
+  f.feed("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a\"");
+  f.ex->on_upstream_error(Error{Errc::upstream_closed, "reset", ""}, f.t);
+  CHECK(f.host.connected.size() == 2);
+  CHECK(f.host.aborted);  // not an event stream: the client sees a cut body
+  CHECK_FALSE(f.host.ended);
+  CHECK(f.log->count("outcome m http://10.0.0.2:8000 3 200 bytes=4") == 1);  // honest byte count
+}
+
+TEST_CASE("an event stream broken at an event boundary ends with vLLM's in-band error and [DONE]") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.feed(kSseHead);
+  CHECK(f.host.event_stream);
+  CHECK_FALSE(f.host.length.has_value());
+  f.feed("b\r\ndata: one\n\n\r\n");
+  CHECK(f.host.body == "data: one\n\n");
+  f.ex->on_upstream_eof(f.t);
+  CHECK(f.host.ended);
+  CHECK(f.host.body.find("data: {\"error\"") != std::string::npos);
+  CHECK(f.host.body.ends_with("data: [DONE]\n\n"));
+  REQUIRE(f.log->summaries.size() == 1);
+  CHECK(f.log->summaries[0].end == ExchangeEnd::upstream_error);
+}
+
+TEST_CASE("an event stream broken inside a chunk is cut, not completed") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.feed(kSseHead);
+  f.feed("c\r\ndata: o");
+  f.ex->on_upstream_eof(f.t);
+  CHECK(f.host.aborted);
+  CHECK_FALSE(f.host.ended);
+}
+
+TEST_CASE("idle and total timeouts end a relay; the idle timer restarts with every byte") {
+  RouterConfig c = fleet_config(1);
+  c.timeouts.idle_ms = 200;
+  c.timeouts.total_ms = 1000;
+  Fixture f(c);
+  f.start();
+  f.feed(kSseHead);
+  CHECK(f.ex->deadline() == f.t + 200ms);
+  for (int i = 0; i < 4; ++i) {
+    f.advance(150ms);
+    f.fire();
+    f.feed("b\r\ndata: one\n\n\r\n");
+    CHECK_FALSE(f.ex->done());
+  }
+  f.advance(200ms);  // 800 ms in; idle expires first
+  CHECK(f.ex->deadline() == f.t);
+  f.fire();
+  CHECK(f.ex->done());
+  CHECK(f.host.body.find("idle timeout") != std::string::npos);
+
+  Fixture g(c);
+  g.start();
+  g.feed(kSseHead);
+  for (int i = 0; i < 7; ++i) {
+    g.advance(150ms);
+    g.feed("b\r\ndata: one\n\n\r\n");
+  }
+  CHECK(g.ex->deadline() == g.t - 1050ms + 1000ms);  // total: 1000 ms after the start
+  g.advance(std::chrono::duration_cast<std::chrono::milliseconds>(g.ex->deadline() - g.t));
+  g.fire();
+  CHECK(g.host.body.find("total time limit") != std::string::npos);
+}
+
+TEST_CASE("a per-request timeout shorter than the table's total wins, and is a 504 before the head") {
+  RouterConfig c = fleet_config(2);
+  c.timeouts.total_ms = 10000;
+  Fixture f(c);
+  f.timeout = 250ms;
+  f.start();
+  CHECK(f.ex->deadline() == f.t + 250ms);
+  f.advance(250ms);
+  f.fire();
+  REQUIRE(f.host.error.has_value());
+  CHECK(f.host.error->code == Errc::timeout);
+  CHECK(f.host.connected.size() == 1);  // no retry once the total limit passed
+}
+
+TEST_CASE("a client that stops reading never counts against the upstream") {
+  RouterConfig c = fleet_config(1);
+  c.timeouts.idle_ms = 100;
+  Fixture f(c);
+  ClientRequest r;
+  r.target = "/v1/completions";
+  r.body = f.body;
+  r.client_stall = 500ms;
+  f.ex->start(r, f.t);
+  f.feed(kSseHead);
+  f.ex->on_client_paused(f.t);
+  CHECK(f.ex->deadline() == f.t + 500ms);
+  f.advance(300ms);  // past the idle timeout: paused, so nothing happens
+  f.fire();
+  CHECK_FALSE(f.ex->done());
+  f.ex->on_client_resumed(f.t);
+  CHECK(f.ex->deadline() == f.t + 100ms);
+  f.ex->on_client_paused(f.t);
+  f.advance(500ms);
+  f.fire();
+  CHECK(f.host.aborted);
+  CHECK(f.host.abort_error.code == Errc::cancelled);
+  const auto state = f.router->snapshot()->pools[0].states[0];
+  CHECK(state->consecutive_failures == 0);
+  CHECK(state->failures == 0);
+  CHECK(f.host.releases == std::vector<bool>{false});
+}
+
+TEST_CASE("the client leaving closes the upstream and records cancelled") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.ex->cancel(f.t);
+  CHECK(f.host.releases == std::vector<bool>{false});
+  CHECK(f.ex->done());
+  CHECK(f.log->count("outcome m http://10.0.0.1:8000 4 0") == 1);
+  REQUIRE(f.log->summaries.size() == 1);
+  CHECK(f.log->summaries[0].status == 499);
+  CHECK(f.router->snapshot()->pools[0].states[0]->in_flight == 0);
+}
+
+TEST_CASE("chunked and close-delimited answers are decoded and end correctly; interim 100 is skipped") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.feed("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  CHECK(f.host.status == 200);
+  CHECK(f.host.body == "abc");
+  CHECK(f.host.ended);
+  CHECK(f.host.releases == std::vector<bool>{true});
+
+  Fixture g(fleet_config(1));
+  g.start();
+  g.feed("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nxy");
+  g.feed("z");
+  CHECK_FALSE(g.host.ended);
+  g.ex->on_upstream_eof(g.t);
+  CHECK(g.host.body == "xyz");
+  CHECK(g.host.ended);
+  CHECK(g.host.releases == std::vector<bool>{false});  // close-delimited: not reusable
+}
+
+TEST_CASE("a malformed upstream answer before the head is a 502") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.feed("garbage\r\n\r\n");
+  REQUIRE(f.host.error.has_value());
+  CHECK(http_status(f.host.error->code) == 502);
+}
+
+TEST_CASE("when every replica is full requests wait, go when a lease ends, and time out with 503") {
+  RouterConfig c = fleet_config(1);
+  c.models[0].max_in_flight_per_endpoint = 1;
+  c.queue_timeout_ms = 400;
+  Fixture first(c);
+  first.start();
+  RecordingHost h2;
+  Exchange second(*first.router, h2);
+  ClientRequest r;
+  r.target = "/v1/completions";
+  r.body = first.body;
+  second.start(r, first.t);
+  CHECK(h2.waited);
+  CHECK(second.waiting());
+  CHECK(second.deadline() == first.t + 400ms);
+  second.retry(first.t);  // still full
+  CHECK(second.waiting());
+  first.feed(kOk);  // the lease ends
+  second.retry(first.t + 10ms);
+  CHECK_FALSE(second.waiting());
+  CHECK(h2.connected.size() == 1);
+
+  RecordingHost h3;
+  Exchange third(*first.router, h3);
+  third.start(r, first.t);
+  CHECK(third.waiting());
+  third.on_timer(first.t + 400ms);
+  REQUIRE(h3.error.has_value());
+  CHECK(h3.error->code == Errc::overloaded);
+  CHECK(http_status(h3.error->code) == 503);
+}
+
+TEST_CASE("a full wait queue answers 429 at once") {
+  RouterConfig c = fleet_config(1);
+  c.models[0].max_in_flight_per_endpoint = 1;
+  c.queue_max = 1;
+  Fixture first(c);
+  first.start();
+  ClientRequest r;
+  r.target = "/v1/completions";
+  r.body = first.body;
+  RecordingHost h2;
+  Exchange second(*first.router, h2);
+  second.start(r, first.t);
+  CHECK(second.waiting());
+  RecordingHost h3;
+  Exchange third(*first.router, h3);
+  third.start(r, first.t);
+  REQUIRE(h3.error.has_value());
+  CHECK(http_status(h3.error->code) == 429);
+}
+
+TEST_CASE("the observer sees picks, retries, outcomes and one summary per exchange") {
+  Fixture f(fleet_config(2));
+  f.host.connects = {Connect::failed};
+  f.start();
+  f.feed(kOk);
+  CHECK(f.log->events == std::vector<std::string>{
+                             "pick http://10.0.0.1:8000",
+                             "outcome m http://10.0.0.1:8000 1 0 bytes=0",
+                             "retry http://10.0.0.1:8000 0 1",
+                             "pick http://10.0.0.2:8000",
+                             "outcome m http://10.0.0.2:8000 0 200 bytes=2",
+                             "exchange 200",
+                         });
+  CHECK(f.log->summaries[0].attempts == 2);
+}
+
+TEST_CASE("a pending send that fails on a fresh connection is a reset (budgeted retry)") {
+  Fixture f(fleet_config(2));
+  f.host.sends = {Send::pending};
+  f.start();
+  CHECK(f.ex->deadline() == f.t + 200ms);  // write timeout
+  f.ex->on_upstream_error(Error{Errc::upstream_closed, "EPIPE", ""}, f.t);
+  CHECK(f.host.connected.size() == 2);
+}

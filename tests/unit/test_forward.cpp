@@ -1,0 +1,193 @@
+// The blocking driver (Router::forward, Response::relay) against scripted upstreams on loopback.
+#include <doctest/doctest.h>
+
+#include <future>
+#include <thread>
+
+#include "support/exchange_host.h"
+#include "support/upstream.h"
+
+using namespace vllm_router;
+using namespace vllm_router::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct StringSink final : BodySink {
+  std::string data;
+  bool write(const char* d, std::size_t n) override {
+    data.append(d, n);
+    return true;
+  }
+};
+
+RouterConfig config_for(const std::vector<std::string>& urls) {
+  RouterConfig c;
+  ModelConfig m;
+  m.name = "org/m";
+  m.aliases = {"m"};
+  for (const auto& u : urls) m.endpoints.push_back(EndpointConfig{u, 1, ""});
+  c.models = {m};
+  c.timeouts.connect_ms = 500;
+  return c;
+}
+
+std::unique_ptr<Router> make(const RouterConfig& c, std::shared_ptr<Observer> observer = nullptr) {
+  RouterOptions o;
+  o.observer = std::move(observer);
+  auto r = Router::create(c, std::move(o));
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+RequestView view_of(std::string_view body) {
+  auto v = parse_request(body);
+  REQUIRE(v.ok());
+  return v.value();
+}
+
+}  // namespace
+
+TEST_CASE("forward relays an answer, skips a refusing replica, rewrites an alias, reuses connections") {
+  TestUpstream up([](const std::string&, const std::string&) { return reply(json_reply(R"({"ok":1})")); });
+  const std::string dead = "http://127.0.0.1:" + std::to_string(dead_port());
+  auto log = std::make_shared<EventLog>();
+  auto router = make(config_for({dead, up.url()}), log);
+  const std::string body = R"({"model":"m","prompt":"x"})";
+  UpstreamRequest req;
+  req.path = "/v1/completions";
+  req.body = body;
+  for (int i = 0; i < 4; ++i) {
+    auto response = router->forward(view_of(body), req);
+    REQUIRE(response.ok());
+    CHECK(response->status() == 200);
+    CHECK(response->endpoint().id == up.url());
+    StringSink sink;
+    auto relayed = response->relay(sink);
+    REQUIRE(relayed.ok());
+    CHECK(sink.data == R"({"ok":1})");
+    CHECK(relayed.value() == sink.data.size());
+  }
+  CHECK(up.requests == 4);
+  CHECK(up.connections == 1);  // the keep-alive pool
+  std::lock_guard<std::mutex> lock(up.mutex);
+  CHECK(up.bodies[0] == R"({"model":"org/m","prompt":"x"})");
+  for (const auto& s : router->snapshot()->pools[0].states) CHECK(s->in_flight == 0);
+  CHECK(log->count("retry") >= 1);  // the dead replica was picked and skipped at least once
+}
+
+TEST_CASE("forward answers 502 when every replica refuses and 504 past its per-call timeout") {
+  auto router = make(config_for({"http://127.0.0.1:" + std::to_string(dead_port())}));
+  const std::string body = R"({"model":"m"})";
+  UpstreamRequest req;
+  req.path = "/v1/completions";
+  req.body = body;
+  auto refused = router->forward(view_of(body), req);
+  CHECK(refused.code() == Errc::connect_failed);
+
+  TestUpstream slow([](const std::string&, const std::string&) { return reply(json_reply("{}"), 2000ms); });
+  auto router2 = make(config_for({slow.url()}));
+  ForwardOptions options;
+  options.timeout = 200ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto timed_out = router2->forward(view_of(body), req, options);
+  CHECK(timed_out.code() == Errc::timeout);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1500ms);
+}
+
+TEST_CASE("a cancel token stops a forward from another thread, before and during the body") {
+  TestUpstream up([](const std::string&, const std::string&) {
+    Reply r;
+    r.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 200; ++i) r.pieces.push_back("b\r\ndata: tok\n\n\r\n");
+    r.gap = 20ms;
+    r.delay = 0ms;
+    return r;
+  });
+  TestUpstream stuck([](const std::string&, const std::string&) { return reply(json_reply("{}"), 5000ms); });
+  const std::string body = R"({"model":"m","stream":true})";
+  UpstreamRequest req;
+  req.path = "/v1/chat/completions";
+  req.body = body;
+  {
+    auto router = make(config_for({stuck.url()}));
+    CancelToken token;
+    ForwardOptions options;
+    options.cancel = &token;
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(100ms);  // the forward is blocked waiting for the head by now
+      token.cancel();
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = router->forward(view_of(body), req, options);
+    canceller.join();
+    CHECK(r.code() == Errc::cancelled);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2000ms);
+    CHECK(router->snapshot()->pools[0].states[0]->in_flight == 0);
+  }
+  auto router = make(config_for({up.url()}));
+  CancelToken token;
+  ForwardOptions options;
+  options.cancel = &token;
+  auto r = router->forward(view_of(body), req, options);
+  REQUIRE(r.ok());
+  CHECK(r->event_stream());
+  struct CancellingSink final : BodySink {
+    CancelToken* token;
+    int events = 0;
+    bool write(const char*, std::size_t) override {
+      if (++events == 3) token->cancel();
+      return true;
+    }
+  } sink;
+  sink.token = &token;
+  auto relayed = r->relay(sink);
+  CHECK(relayed.code() == Errc::cancelled);
+  CHECK(sink.events < 10);
+}
+
+TEST_CASE("forward waits for capacity when every replica is full, then goes") {
+  TestUpstream up([](const std::string&, const std::string&) { return reply(json_reply("{}"), 150ms); });
+  RouterConfig c = config_for({up.url()});
+  c.models[0].max_in_flight_per_endpoint = 1;
+  c.queue_timeout_ms = 3000;
+  auto router = make(c);
+  const std::string body = R"({"model":"m"})";
+  UpstreamRequest req;
+  req.path = "/v1/completions";
+  req.body = body;
+  auto run = [&] {
+    auto r = router->forward(view_of(body), req);
+    if (!r) return r.error().code;
+    StringSink sink;
+    return r->relay(sink).ok() ? Errc::ok : Errc::internal;
+  };
+  auto a = std::async(std::launch::async, run);
+  auto b = std::async(std::launch::async, run);
+  auto d = std::async(std::launch::async, run);
+  CHECK(a.get() == Errc::ok);
+  CHECK(b.get() == Errc::ok);
+  CHECK(d.get() == Errc::ok);
+  CHECK(up.requests == 3);
+}
+
+TEST_CASE("a stream that breaks mid-way returns the error after relaying what came (no in-band event)") {
+  TestUpstream up([](const std::string&, const std::string&) {
+    Reply r;
+    r.bytes = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "b\r\ndata: tok\n\n\r\n";
+    r.close = true;
+    return r;
+  });
+  auto router = make(config_for({up.url()}));
+  const std::string body = R"({"model":"m","stream":true})";
+  UpstreamRequest req;
+  req.path = "/v1/completions";
+  req.body = body;
+  auto r = router->forward(view_of(body), req);
+  REQUIRE(r.ok());
+  StringSink sink;
+  auto relayed = r->relay(sink);
+  CHECK(relayed.code() == Errc::upstream_closed);
+  CHECK(sink.data == "data: tok\n\n");
+}
