@@ -19,10 +19,10 @@ install(FILES ${PROJECT_BINARY_DIR}/vllm_routerConfig.cmake
 
 if(BUILD_SHARED_LIBS)
   set(VLLM_ROUTER_PC_CFLAGS "")
-  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib")
+  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib libcares")
 else()
   set(VLLM_ROUTER_PC_CFLAGS "-DVLLM_ROUTER_STATIC")
-  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib")
+  set(VLLM_ROUTER_PC_PRIVATE "simdjson cpp-httplib libcares")
 endif()
 # Relocatable: the prefix is found from the .pc file's own location.
 file(RELATIVE_PATH VLLM_ROUTER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
