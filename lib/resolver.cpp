@@ -376,8 +376,8 @@ void Resolver::Impl::complete(const Query& query, int status, const ares_addrinf
     for (const ares_addrinfo_cname* c = result->cnames; c != nullptr; c = c->next) {
       ttl_s = ttl_s < 0 ? c->ttl : std::min<std::int64_t>(ttl_s, c->ttl);
     }
-    if (list->addresses.empty()) status = ARES_ENODATA;
   }
+  if (status == ARES_SUCCESS && list->addresses.empty()) status = ARES_ENODATA;  // never hand out none
   if (status != ARES_SUCCESS && !is_cancellation(status) && is_localhost(query.key)) {
     *list = loopback_list();
     ttl_s = 0;
@@ -411,8 +411,10 @@ void Resolver::Impl::complete(const Query& query, int status, const ares_addrinf
       std::optional<Answer> answer;
       if (cancelled) {
         answer = Answer(cancelled_error(query.host));
+      } else if (status == ARES_SUCCESS) {
+        answer = Answer(view(e, w.port, false));  // even with a zero TTL (min_ttl_ms = 0)
       } else {
-        answer = serve(e, w.port, now);
+        answer = serve(e, w.port, now);  // stale addresses, or the error
         // negative_ttl_ms == 0: the failure is not remembered, but this query's waiters get it.
         if (!answer) answer = Answer(*e.failure);
       }
@@ -525,5 +527,10 @@ Resolver::Answer Resolver::resolve_blocking(const std::string& host, std::uint16
 }
 
 const std::optional<Error>& Resolver::init_error() const noexcept { return impl_->init_error_; }
+
+std::size_t Resolver::cached_hosts() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->cache_.size();
+}
 
 }  // namespace vllm_router::detail

@@ -86,6 +86,10 @@ class Resolver {
   /// Why c-ares could not be set up, or nullopt when it was.
   const std::optional<Error>& init_error() const noexcept;
 
+  /// Hosts the cache holds (answers, failures, queries in flight). Entries dead for good
+  /// (past stale_ms and negative_ttl_ms) are dropped once the count doubles. For metrics, tests.
+  std::size_t cached_hosts() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
