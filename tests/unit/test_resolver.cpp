@@ -209,6 +209,44 @@ TEST_CASE("resolver: the TTL is clamped to [min_ttl_ms, max_ttl_ms]") {
   CHECK(f.dns.queries("long.test") == 2);
 }
 
+TEST_CASE("resolver: with zero TTLs nothing is remembered, yet each query's waiters are answered") {
+  Fixture f;
+  f.dns.set("api.test", {{"10.0.0.1"}, {}, 0});
+  auto options = f.options();
+  options.min_ttl_ms = 0;
+  options.negative_ttl_ms = 0;
+  Resolver resolver(options, f.clock);
+  for (int i = 1; i <= 2; ++i) {
+    auto l = lookup(resolver, "api.test", 80);
+    CHECK_FALSE(l.was_immediate());
+    CHECK(addresses(l.get()) == std::vector<std::string>{"10.0.0.1:80"});
+    REQUIRE(f.log->wait("api.test", i));
+    auto missing = lookup(resolver, "missing.test", 80);
+    CHECK_FALSE(missing.was_immediate());
+    CHECK(missing.get().code() == Errc::connect_failed);
+    REQUIRE(f.log->wait("missing.test", i));
+  }
+  CHECK(f.dns.queries("api.test") == 2);
+  CHECK(f.dns.queries("missing.test") == 2);
+}
+
+TEST_CASE("resolver: entries dead for good are swept as the cache grows") {
+  Fixture f;
+  auto options = f.options();
+  options.negative_ttl_ms = 1000;
+  Resolver resolver(options, f.clock);
+  for (int i = 0; i < 64; ++i) {
+    const std::string host = "n" + std::to_string(i) + ".test";
+    CHECK(lookup(resolver, host, 80).get().code() == Errc::connect_failed);
+    REQUIRE(f.log->wait(host, 1));
+  }
+  CHECK(resolver.cached_hosts() == 64);
+  f.clock->advance(2s);  // every failure forgotten
+  f.dns.set("new.test", {{"10.0.0.1"}, {}, 30});
+  CHECK(lookup(resolver, "new.test", 80).get().ok());
+  CHECK(resolver.cached_hosts() == 1);
+}
+
 TEST_CASE("resolver: a hit in the last 10% of its TTL is served and refreshed in the background") {
   Fixture f;
   f.dns.set("api.test", {{"10.0.0.1"}, {}, 10});
@@ -286,8 +324,10 @@ TEST_CASE("resolver: a stale answer is served while the server does not answer")
   Fixture f;
   f.dns.set("flaky.test", {{"10.0.0.5"}, {}, 1});
   auto options = f.options();
-  options.timeout_ms = 100;  // c-ares times out in real time: keep the test short
-  options.tries = 1;
+  // c-ares times out in real time: short tries keep the test short (each silent refresh costs
+  // 200 + 400 ms), two of them keep a loaded machine from failing the first answer.
+  options.timeout_ms = 200;
+  options.tries = 2;
   options.negative_ttl_ms = 1000;
   options.stale_ms = 5000;
   Resolver resolver(options, f.clock);
