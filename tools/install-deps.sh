@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages vllm-router needs to build, test and run (idempotent).
 set -euo pipefail
 
-pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev doctest-dev
+pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev doctest-dev libc-ares-dev
       libssl-dev python3 python3-dev python3-pytest pybind11-dev curl ca-certificates
       # the Helm chart's test: helm-render (Go, built offline against Debian's Go libraries)
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml)
