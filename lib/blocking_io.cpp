@@ -34,11 +34,20 @@ Wait wait_fd(int fd, short events, SteadyTime deadline, const WaitContext& ctx) 
   }
 }
 
-int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error) {
-  bool more = true;
+int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error, Resolver* resolver) {
+  Result<std::shared_ptr<const AddressList>> addresses =
+      resolver == nullptr ? resolve_system(url)
+                          : resolver->resolve_blocking(url.host, url.port,
+                                                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                           std::max(deadline - std::chrono::steady_clock::now(),
+                                                                    SteadyTime::duration::zero())));
+  if (!addresses) {
+    error = Error{Errc::connect_failed, "cannot connect to " + endpoint_id(url) + ": " + addresses.error().message, ""};
+    return -1;
+  }
   std::string why = "no address";
-  for (std::size_t i = 0; more; ++i) {
-    const int fd = start_connect(url, i, more, why);
+  for (const sockaddr_storage& address : addresses.value()->addresses) {
+    const int fd = connect_address(address, why);
     if (fd < 0) continue;
     const Wait w = wait_fd(fd, POLLOUT, deadline, ctx);
     int err = 0;

@@ -33,9 +33,13 @@ enum class Wait : std::uint8_t { ready, timeout, cancelled, error };
 /// says stop.
 Wait wait_fd(int fd, short events, SteadyTime deadline, const WaitContext& ctx);
 
-/// Connects to `url` (each address in turn, IPv4 first) before `deadline`. Returns the
-/// socket (non-blocking, TCP_NODELAY) or -1 with `error` (connect_failed, timeout, cancelled).
-int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error);
+class Resolver;
+
+/// Connects to `url` (each address in turn, IPv4 first) before `deadline`, resolving its name
+/// with `resolver` (null: the system's getaddrinfo). Returns the socket (non-blocking,
+/// TCP_NODELAY) or -1 with `error` (connect_failed, timeout, cancelled).
+int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error,
+                     Resolver* resolver = nullptr);
 
 /// Writes every iovec before `deadline`. Errors: timeout, cancelled, upstream_closed.
 bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx, Error& error);

@@ -510,7 +510,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
 const std::vector<std::string_view> kRouterKeys = {
     "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
     "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
-    "queue_timeout_ms", "discovery"};
+    "queue_timeout_ms", "discovery", "dns_servers"};
 
 Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
   if (key == "policy") return read_into(field, path, router.policy, true);
@@ -527,6 +527,7 @@ Result<void> parse_router_key(std::string_view key, od::value& field, const std:
     if (router.panic_threshold_percent > 100) return config_error(path, "expected a percentage 0..100");
     return {};
   }
+  if (key == "dns_servers") return read_string_array(field, path, router.dns_servers);
   if (key == "queue_max") return read_into(field, path, 0, router.queue_max);
   if (key == "queue_timeout_ms") return read_into(field, path, 1, router.queue_timeout_ms);
   if (key == "discovery") {

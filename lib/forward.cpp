@@ -90,7 +90,10 @@ class BlockingExchange final : public ExchangeHost {
       fd_ = pool_.take(endpoint.id);
       if (fd_ >= 0) return Connect::pooled;
     }
-    fd_ = connect_blocking(endpoint.url, exchange_.deadline(), context(), error);
+    // A name is resolved by the router's resolver (cached for its TTL); an IP literal needs none.
+    Resolver* resolver =
+        parse_ip_literal(endpoint.url.host, endpoint.url.port) ? nullptr : &RouterAccess::impl(router_).resolver();
+    fd_ = connect_blocking(endpoint.url, exchange_.deadline(), context(), error, resolver);
     return fd_ >= 0 ? Connect::connected : Connect::failed;
   }
 

@@ -1,18 +1,23 @@
-// Internal: non-blocking TCP connect shared by the transport and the server's event loop.
+// Internal: non-blocking TCP connects to resolved addresses, and the system resolver (getaddrinfo)
+// for threads that may block.
 #pragma once
 
-#include <cstddef>
+#include <sys/socket.h>
+
+#include <memory>
 #include <string>
 
+#include "resolver.h"
 #include "vllm_router/endpoint.h"
 
 namespace vllm_router::detail {
 
-/// Starts a non-blocking connect (TCP_NODELAY, CLOEXEC) to the `index`-th address `url.host`
-/// resolves to, IPv4 addresses first (vLLM listens on 0.0.0.0 by default, so "localhost" must
-/// not stop at ::1). Returns the socket, connecting or connected, or -1 with `why` set.
-/// `more` tells whether addresses after `index` remain to try. Name resolution blocks: give
-/// endpoints as IP addresses where a stall matters (discovery resolves names for you).
-int start_connect(const Url& url, std::size_t index, bool& more, std::string& why);
+/// Starts a non-blocking connect (TCP_NODELAY, CLOEXEC) to `address`. Returns the socket,
+/// connecting or connected, or -1 with `why` set.
+int connect_address(const sockaddr_storage& address, std::string& why);
+
+/// The addresses `url.host` has, IPv4 first, with the URL's port: an IP literal at once, a name
+/// through getaddrinfo (blocking: never on an event loop; loops use a Resolver).
+Result<std::shared_ptr<const AddressList>> resolve_system(const Url& url);
 
 }  // namespace vllm_router::detail

@@ -122,6 +122,15 @@ bool Router::Impl::try_acquire_retry(const RetryConfig& retry) noexcept {
   return false;
 }
 
+detail::Resolver& Router::Impl::resolver() {
+  std::call_once(resolver_once, [this] {
+    detail::ResolverOptions o;
+    o.servers = std::atomic_load(&snapshot)->config->dns_servers;
+    resolver_ = std::make_unique<detail::Resolver>(std::move(o), options.clock);
+  });
+  return *resolver_;
+}
+
 std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_load(&impl_->snapshot); }
 
 const PolicyRegistry& Router::policies() const noexcept { return impl_->options.policies; }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "blocking_io.h"
+#include "resolver.h"
 #include "vllm_router/router.h"
 
 namespace vllm_router::detail {
@@ -90,6 +91,12 @@ struct Router::Impl {
   std::atomic<std::int64_t> retries_in_flight{0};
   std::atomic<std::int64_t> active_exchanges{0};  // for the retry budget
   std::unique_ptr<detail::SocketPool> socket_pool;  // keep-alive sockets of blocking forwards
+
+  /// The data path's name resolver (started at first use; its servers are the configuration's
+  /// dns_servers at that time). Thread-safe.
+  detail::Resolver& resolver();
+  std::once_flag resolver_once;
+  std::unique_ptr<detail::Resolver> resolver_;
 
   Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
 

@@ -159,6 +159,9 @@ struct RouterConfig {
   std::uint32_t queue_max = 1024;
   std::uint32_t queue_timeout_ms = 5000;
   PolicyOptions policy_options;
+  /// DNS servers that resolve endpoint host names ("IP" or "IP:PORT"); empty: the system's
+  /// (/etc/resolv.conf). Names are resolved off the event loops, cached for their TTL.
+  std::vector<std::string> dns_servers;
   /// Endpoint sources merged with `models` by a Discovery (static, DNS, Kubernetes,
   /// /v1/models); the Router itself does not read it.
   std::vector<DiscoveryConfig> discovery;

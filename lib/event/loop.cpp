@@ -41,13 +41,26 @@ void LoopItem::close_item() {
   loop_.remove(*this);
 }
 
-Loop::Loop(LoopShared& s) : shared(s), router(s.router), options(s.options), scratch(kReadSize) {
+void Mailbox::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
+}
+
+void Mailbox::post(std::function<void()> task) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!open) return;
+  tasks.push_back(std::move(task));
+  wake();
+}
+
+Loop::Loop(LoopShared& s)
+    : shared(s), router(s.router), options(s.options), scratch(kReadSize), mailbox_(std::make_shared<Mailbox>()) {
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  mailbox_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   epoll_event wev{};
   wev.events = EPOLLIN;
   wev.data.u64 = kWakeTag;
-  ::epoll_ctl(ep_, EPOLL_CTL_ADD, wake_fd_, &wev);
+  ::epoll_ctl(ep_, EPOLL_CTL_ADD, mailbox_->wake_fd, &wev);
   if (shared.listen_fd >= 0) {
     epoll_event lev{};
     lev.events = EPOLLIN | EPOLLEXCLUSIVE;
@@ -65,33 +78,28 @@ Loop::~Loop() {
   RouterAccess::impl(router).hooks->admission.remove_listener(capacity_listener_);
   items_.clear();
   graveyard_.clear();
-  for (int fd : inbox_fds_) ::close(fd);
   for (auto& [id, fds] : idle_) {
     for (int fd : fds) close_upstream(fd);
   }
-  ::close(wake_fd_);
+  {
+    std::lock_guard<std::mutex> lock(mailbox_->mutex);
+    mailbox_->open = false;  // a late post (a resolver answer) is dropped from now on
+    for (int fd : mailbox_->fds) ::close(fd);
+    mailbox_->tasks.clear();
+    ::close(mailbox_->wake_fd);
+  }
   ::close(ep_);
 }
 
 void Loop::wake() {
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
-}
-
-void Loop::post(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mutex_);
-    inbox_tasks_.push_back(std::move(task));
-  }
-  wake();
+  std::lock_guard<std::mutex> lock(mailbox_->mutex);
+  if (mailbox_->open) mailbox_->wake();
 }
 
 void Loop::hand_over(int fd) {
-  {
-    std::lock_guard<std::mutex> lock(inbox_mutex_);
-    inbox_fds_.push_back(fd);
-  }
-  wake();
+  std::lock_guard<std::mutex> lock(mailbox_->mutex);
+  mailbox_->fds.push_back(fd);
+  mailbox_->wake();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,9 +317,9 @@ void Loop::take_inbox() {
   std::vector<int> fds;
   std::vector<std::function<void()>> tasks;
   {
-    std::lock_guard<std::mutex> lock(inbox_mutex_);
-    fds.swap(inbox_fds_);
-    tasks.swap(inbox_tasks_);
+    std::lock_guard<std::mutex> lock(mailbox_->mutex);
+    fds.swap(mailbox_->fds);
+    tasks.swap(mailbox_->tasks);
   }
   for (int fd : fds) adopt(fd);
   for (auto& task : tasks) task();
@@ -361,7 +369,7 @@ void Loop::run() {
         }
         case kWakeTag: {
           std::uint64_t v = 0;
-          [[maybe_unused]] const auto r = ::read(wake_fd_, &v, sizeof v);
+          [[maybe_unused]] const auto r = ::read(mailbox_->wake_fd, &v, sizeof v);
           take_inbox();
           break;
         }

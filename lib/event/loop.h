@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../resolver.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/router.h"
 #include "vllm_router/server.h"
@@ -93,6 +94,8 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
 
   /// An epoll event on the upstream socket.
   void on_upstream_event(std::uint32_t events);
+  /// The resolver answered the lookup numbered `lookup`.
+  void on_resolved(std::uint64_t lookup, Result<std::shared_ptr<const AddressList>> answer);
   /// Waiting for capacity: try again (the loop calls it when a lease ended somewhere).
   /// Returns false while it still waits.
   bool retry_wait();
@@ -112,6 +115,9 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
  private:
   void read_upstream();
   Send write_upstream(Error& error);  // continues the gathered write from written_
+  // Connects to the next untried address; false (with `why`) when none is left.
+  bool connect_next(std::string& why);
+  Error connect_error(std::string_view why) const;
 
   int fd_ = -1;
   bool connecting_ = false;
@@ -121,9 +127,23 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
   std::string_view head_;
   std::string_view body_;
   std::size_t written_ = 0;
-  std::size_t address_ = 0;   // which of the endpoint's addresses is being tried
-  bool more_addresses_ = false;
+  std::shared_ptr<const AddressList> addresses_;
+  std::size_t address_ = 0;   // which of them is being tried
+  bool resolving_ = false;
+  std::uint64_t lookup_ = 0;  // numbers lookups: an answer to an abandoned one is ignored
   const Endpoint* endpoint_ = nullptr;
+};
+
+/// Where other threads leave work for a loop (tasks, handed-over sockets). Shared with whoever
+/// may post late (a resolver callback): once the loop is gone, posts are dropped.
+struct Mailbox {
+  std::mutex mutex;
+  std::vector<int> fds;
+  std::vector<std::function<void()>> tasks;
+  int wake_fd = -1;
+  bool open = true;
+  void wake();
+  void post(std::function<void()> task);
 };
 
 /// One epoll loop and everything it owns. Only its own thread touches its state, except
@@ -138,7 +158,10 @@ class Loop {
   void run();
   void wake();
   /// Runs `task` on the loop's thread (thread-safe).
-  void post(std::function<void()> task);
+  void post(std::function<void()> task) { mailbox_->post(std::move(task)); }
+  const std::shared_ptr<Mailbox>& mailbox() const noexcept { return mailbox_; }
+  /// The live item in `slot` of `generation`, or null.
+  LoopItem* find(std::uint32_t slot, std::uint32_t generation) const { return item_at(slot, generation); }
   /// Gives a freshly accepted client socket to this loop (thread-safe).
   void hand_over(int fd);
 
@@ -199,7 +222,7 @@ class Loop {
   LoopItem* item_at(std::uint32_t slot, std::uint32_t generation) const;
 
   int ep_ = -1;
-  int wake_fd_ = -1;
+  std::shared_ptr<Mailbox> mailbox_;
   TimePoint now_ = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<LoopItem>> items_;
   std::vector<std::uint32_t> generations_;
@@ -212,9 +235,6 @@ class Loop {
   std::atomic<bool> capacity_freed_{false};
   std::atomic<bool> has_waiting_{false};  // read by the capacity listener on other threads
   int capacity_listener_ = 0;
-  std::mutex inbox_mutex_;
-  std::vector<int> inbox_fds_;
-  std::vector<std::function<void()>> inbox_tasks_;
   std::uint32_t live_items_ = 0;
 };
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../net.h"
+#include "../router_impl.h"
 #include "loop.h"
 
 namespace vllm_router::detail {
@@ -21,7 +22,7 @@ ExchangeDriver::~ExchangeDriver() {
 
 ExchangeHost::Connect ExchangeDriver::connect(const Endpoint& endpoint, bool fresh, Error& error) {
   endpoint_ = &endpoint;
-  connecting_ = writing_ = paused_ = peer_closed_ = false;
+  connecting_ = writing_ = paused_ = peer_closed_ = resolving_ = false;
   if (!fresh) {
     fd_ = loop_.take_idle(endpoint.id);
     if (fd_ >= 0) {
@@ -30,19 +31,73 @@ ExchangeHost::Connect ExchangeDriver::connect(const Endpoint& endpoint, bool fre
     }
   }
   address_ = 0;
-  for (;;) {
-    std::string why;
-    fd_ = start_connect(endpoint.url, address_, more_addresses_, why);
-    if (fd_ >= 0) break;
-    if (!more_addresses_) {
-      error = Error{Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + why, ""};
+  addresses_.reset();
+  if (auto literal = parse_ip_literal(endpoint.url.host, endpoint.url.port)) {
+    addresses_ = std::make_shared<const AddressList>(std::move(*literal));
+  } else {
+    // Never resolve on the loop: the resolver answers from its cache at once, or later on its
+    // own thread, and the answer comes back through the loop's mailbox.
+    const std::uint64_t lookup = ++lookup_;
+    auto hit = RouterAccess::impl(loop_.router)
+                   .resolver()
+                   .lookup(endpoint.url.host, endpoint.url.port,
+                           [mailbox = loop_.mailbox(), loop = &loop_, slot = slot, generation = generation,
+                            lookup](Resolver::Answer answer) {
+                             mailbox->post([loop, slot, generation, lookup, answer = std::move(answer)]() mutable {
+                               if (auto* driver = static_cast<ExchangeDriver*>(loop->find(slot, generation))) {
+                                 driver->on_resolved(lookup, std::move(answer));
+                               }
+                             });
+                           });
+    if (!hit) {
+      resolving_ = true;
+      return Connect::pending;  // the connect timeout covers the lookup
+    }
+    if (!*hit) {
+      error = connect_error(hit->error().message);
       return Connect::failed;
     }
-    ++address_;
+    addresses_ = std::move(*hit).value();
   }
-  connecting_ = true;
-  loop_.own_upstream(fd_, this, /*register_now=*/true);  // EPOLLOUT tells when it connected
-  return Connect::pending;
+  std::string why;
+  if (!connect_next(why)) {
+    error = connect_error(why);
+    return Connect::failed;
+  }
+  return Connect::pending;  // EPOLLOUT tells when it connected
+}
+
+Error ExchangeDriver::connect_error(std::string_view why) const {
+  return Error{Errc::connect_failed, "cannot connect to " + endpoint_->id + ": " + std::string(why), ""};
+}
+
+bool ExchangeDriver::connect_next(std::string& why) {
+  if (why.empty()) why = "no address";
+  for (; addresses_ && address_ < addresses_->addresses.size(); ++address_) {
+    fd_ = connect_address(addresses_->addresses[address_], why);
+    if (fd_ >= 0) {
+      connecting_ = true;
+      loop_.own_upstream(fd_, this, /*register_now=*/true);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ExchangeDriver::on_resolved(std::uint64_t lookup, Result<std::shared_ptr<const AddressList>> answer) {
+  if (!resolving_ || lookup != lookup_) return;  // abandoned (timed out, cancelled, released)
+  resolving_ = false;
+  const TimePoint now = loop_.now();
+  std::string why;
+  if (!answer) {
+    why = answer.error().message;
+  } else {
+    addresses_ = std::move(answer).value();
+    address_ = 0;
+    if (connect_next(why)) return;
+  }
+  exchange_.on_connect_failed(connect_error(why), now);
+  after_upstream_read();
 }
 
 ExchangeHost::Send ExchangeDriver::send(std::string_view head, std::string_view body, Error& error) {
@@ -86,6 +141,7 @@ ExchangeHost::Send ExchangeDriver::write_upstream(Error& error) {
 }
 
 void ExchangeDriver::release(bool reusable) {
+  resolving_ = false;  // an answer still on its way is ignored
   if (fd_ < 0) return;
   if (reusable && !peer_closed_ && endpoint_ != nullptr) {
     loop_.give_idle(endpoint_->id, fd_);
@@ -120,19 +176,10 @@ void ExchangeDriver::on_upstream_event(std::uint32_t events) {
       loop_.close_upstream(fd_);
       fd_ = -1;
       connecting_ = false;
-      // The name has another address: try it first.
-      while (more_addresses_) {
-        ++address_;
-        std::string why;
-        fd_ = start_connect(endpoint_->url, address_, more_addresses_, why);
-        if (fd_ >= 0) {
-          connecting_ = true;
-          loop_.own_upstream(fd_, this, true);
-          return;
-        }
-      }
-      exchange_.on_connect_failed(
-          Error{Errc::connect_failed, "cannot connect to " + endpoint_->id + ": " + std::strerror(err), ""}, now);
+      std::string why = std::strerror(err);
+      ++address_;  // the name has another address: try it first
+      if (connect_next(why)) return;
+      exchange_.on_connect_failed(connect_error(std::strerror(err)), now);
       return after_upstream_read();
     }
     connecting_ = false;
