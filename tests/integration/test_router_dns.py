@@ -69,11 +69,13 @@ def test_a_slow_lookup_does_not_stall_the_loop():
             t.join(10)
             assert slow_result["status"] == 200
             assert slow_result["seconds"] >= 1.5
-            # Both names are cached for their TTL: no new queries for further requests.
-            for model in ("fast", "slow"):
+            # Both names are cached for their TTL: no new queries for further requests. (The
+            # resolver may have asked for slow.test twice: its 2 s per-try timeout retries.)
+            asked = dns.queries("slow.test")
+            for model in ("fast", "slow", "fast", "slow"):
                 assert post_json(router, CHAT, chat(model))[0] == 200
             assert dns.queries("fast.test") == 1
-            assert dns.queries("slow.test") == 1
+            assert dns.queries("slow.test") == asked
 
 
 def test_a_name_that_does_not_resolve_is_a_502_naming_it():
