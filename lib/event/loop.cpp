@@ -54,7 +54,12 @@ void Mailbox::post(std::function<void()> task) {
 }
 
 Loop::Loop(LoopShared& s)
-    : shared(s), router(s.router), options(s.options), scratch(kReadSize), mailbox_(std::make_shared<Mailbox>()) {
+    : shared(s),
+      router(s.router),
+      options(s.options),
+      scratch(kReadSize),
+      mailbox_(std::make_shared<Mailbox>()),
+      now_(s.clock->now()) {
   ep_ = ::epoll_create1(EPOLL_CLOEXEC);
   mailbox_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   epoll_event wev{};
@@ -94,6 +99,11 @@ Loop::~Loop() {
 void Loop::wake() {
   std::lock_guard<std::mutex> lock(mailbox_->mutex);
   if (mailbox_->open) mailbox_->wake();
+}
+
+void Loop::pool_upstream(const std::string& id, int fd) {
+  own_upstream(fd, nullptr, /*register_now=*/true);
+  give_idle(id, fd);
 }
 
 void Loop::hand_over(int fd) {
@@ -328,8 +338,46 @@ void Loop::take_inbox() {
 // ---------------------------------------------------------------------------------------------
 // The loop
 
+void Loop::poll(int max_wait_ms) {
+  const int n = ::epoll_wait(ep_, events_.data(), static_cast<int>(events_.size()), std::min(timeout_ms(), max_wait_ms));
+  now_ = shared.clock->now();
+  for (int i = 0; i < n; ++i) {
+    const std::uint64_t tag = events_[static_cast<std::size_t>(i)].data.u64;
+    const std::uint32_t ev = events_[static_cast<std::size_t>(i)].events;
+    switch (tag & 3) {
+      case kItemTag: {
+        LoopItem* item = item_at(static_cast<std::uint32_t>((tag >> 2) & 0xffffffffu), static_cast<std::uint32_t>(tag >> 34));
+        if (item != nullptr) item->on_event(ev);
+        break;
+      }
+      case kUpstreamTag: {
+        const int fd = static_cast<int>((tag >> 2) & 0xffffffffu);
+        const UpstreamSlot& s = slot_of(fd);
+        if (s.generation != (tag >> 34)) break;  // collected for a socket closed earlier in this batch
+        if (s.owner == nullptr) {
+          on_idle(fd, ev);
+        } else if (!s.owner->closed()) {
+          s.owner->on_upstream_event(ev);
+        }
+        break;
+      }
+      case kWakeTag: {
+        std::uint64_t v = 0;
+        [[maybe_unused]] const auto r = ::read(mailbox_->wake_fd, &v, sizeof v);
+        take_inbox();
+        break;
+      }
+      case kListenTag:
+        accept_all();
+        break;
+    }
+  }
+  run_timers();
+  if (capacity_freed_.exchange(false) && !waiting_.empty()) kick_waiting();
+  graveyard_.clear();
+}
+
 void Loop::run() {
-  std::vector<epoll_event> events(512);
   bool drain_started = false;
   for (;;) {
     if (shared.draining.load(std::memory_order_relaxed)) {
@@ -344,43 +392,7 @@ void Loop::run() {
       const TimePoint deadline{std::chrono::steady_clock::duration(shared.drain_deadline_ns.load())};
       if (live_items_ == 0 || now_ >= deadline) break;
     }
-    const int n = ::epoll_wait(ep_, events.data(), static_cast<int>(events.size()), timeout_ms());
-    now_ = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) {
-      const std::uint64_t tag = events[static_cast<std::size_t>(i)].data.u64;
-      const std::uint32_t ev = events[static_cast<std::size_t>(i)].events;
-      switch (tag & 3) {
-        case kItemTag: {
-          LoopItem* item = item_at(static_cast<std::uint32_t>((tag >> 2) & 0xffffffffu),
-                                   static_cast<std::uint32_t>(tag >> 34));
-          if (item != nullptr) item->on_event(ev);
-          break;
-        }
-        case kUpstreamTag: {
-          const int fd = static_cast<int>((tag >> 2) & 0xffffffffu);
-          const UpstreamSlot& s = slot_of(fd);
-          if (s.generation != (tag >> 34)) break;  // collected for a socket closed earlier in this batch
-          if (s.owner == nullptr) {
-            on_idle(fd, ev);
-          } else if (!s.owner->closed()) {
-            s.owner->on_upstream_event(ev);
-          }
-          break;
-        }
-        case kWakeTag: {
-          std::uint64_t v = 0;
-          [[maybe_unused]] const auto r = ::read(mailbox_->wake_fd, &v, sizeof v);
-          take_inbox();
-          break;
-        }
-        case kListenTag:
-          accept_all();
-          break;
-      }
-    }
-    run_timers();
-    if (capacity_freed_.exchange(false) && !waiting_.empty()) kick_waiting();
-    graveyard_.clear();
+    poll(static_cast<int>(kMaxWait.count()));
   }
   for (std::size_t i = 0; i < items_.size(); ++i) {
     if (items_[i] && !items_[i]->closed()) items_[i]->abort();

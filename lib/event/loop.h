@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../resolver.h"
+#include "vllm_router/clock.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/router.h"
 #include "vllm_router/server.h"
@@ -31,9 +32,11 @@ class Loop;
 /// What the loops of one Server (or one async client) share. Read-only after start except the
 /// atomics.
 struct LoopShared {
-  LoopShared(Router& r, ServerOptions o) : router(r), options(std::move(o)) {}
+  LoopShared(Router& r, ServerOptions o, std::shared_ptr<const Clock> c = std::make_shared<SteadyClock>())
+      : router(r), options(std::move(o)), clock(std::move(c)) {}
   Router& router;
   ServerOptions options;
+  std::shared_ptr<const Clock> clock;  // the loops' time (tests inject a ManualClock)
   int listen_fd = -1;  // -1: no listener (a client's loops)
   std::int64_t created = 0;  // unix seconds, for /v1/models
   std::atomic<std::int64_t> connections{0};
@@ -155,7 +158,12 @@ class Loop {
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
 
+  /// Runs until the server drains and its connections end (or the drain deadline), then ends
+  /// whatever still runs.
   void run();
+  /// One round: waits up to `max_wait_ms` for events (less when a timer is due sooner),
+  /// handles them, then runs due timers and retries waiting exchanges. For run() and tests.
+  void poll(int max_wait_ms);
   void wake();
   /// Runs `task` on the loop's thread (thread-safe).
   void post(std::function<void()> task) { mailbox_->post(std::move(task)); }
@@ -164,6 +172,10 @@ class Loop {
   LoopItem* find(std::uint32_t slot, std::uint32_t generation) const { return item_at(slot, generation); }
   /// Gives a freshly accepted client socket to this loop (thread-safe).
   void hand_over(int fd);
+  /// Makes `fd` (a connected socket) a client connection of this loop, on its thread.
+  void adopt(int fd);
+  /// Registers `fd` (a connected upstream socket) and keeps it idle in the pool for `id`.
+  void pool_upstream(const std::string& id, int fd);
 
   LoopShared& shared;
   Router& router;
@@ -211,7 +223,6 @@ class Loop {
   };
   void place(std::unique_ptr<LoopItem> item);
   void accept_all();
-  void adopt(int fd);
   void take_inbox();
   void run_timers();
   void kick_waiting();
@@ -223,7 +234,8 @@ class Loop {
 
   int ep_ = -1;
   std::shared_ptr<Mailbox> mailbox_;
-  TimePoint now_ = std::chrono::steady_clock::now();
+  std::vector<epoll_event> events_ = std::vector<epoll_event>(512);
+  TimePoint now_;
   std::vector<std::unique_ptr<LoopItem>> items_;
   std::vector<std::uint32_t> generations_;
   std::vector<std::uint32_t> free_slots_;

@@ -84,7 +84,7 @@ void Server::run() {
 
 void Server::stop(std::chrono::milliseconds grace) {
   detail::LoopShared& shared = impl_->shared;
-  shared.drain_deadline_ns.store((std::chrono::steady_clock::now() + grace).time_since_epoch().count());
+  shared.drain_deadline_ns.store((shared.clock->now() + grace).time_since_epoch().count());
   // New connections are refused from now on (Linux resets a listening socket on shutdown);
   // the descriptor itself is closed when the server is destroyed.
   if (!shared.draining.exchange(true) && shared.listen_fd >= 0) ::shutdown(shared.listen_fd, SHUT_RDWR);
