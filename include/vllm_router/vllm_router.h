@@ -9,6 +9,7 @@
 #include "vllm_router/error.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/export.h"
+#include "vllm_router/forwarder.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
 #include "vllm_router/lease.h"

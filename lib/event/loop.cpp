@@ -394,6 +394,7 @@ void Loop::run() {
     }
     poll(static_cast<int>(kMaxWait.count()));
   }
+  take_inbox();  // work posted before the end still hears about it (a forwarder's handlers)
   for (std::size_t i = 0; i < items_.size(); ++i) {
     if (items_[i] && !items_[i]->closed()) items_[i]->abort();
   }
