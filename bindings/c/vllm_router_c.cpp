@@ -4,6 +4,7 @@
 #include <vllm_router/vllm_router.h>
 
 #include <chrono>
+#include <cstddef>
 #include <exception>
 #include <memory>
 #include <new>
@@ -23,6 +24,10 @@ struct vr_router {
   // Shared with every open lease: a lease's Observer* points into the Router, so the Router must
   // outlive it even when the caller destroys its handle first.
   std::shared_ptr<vr::Router> router;
+};
+
+struct vr_cancel {
+  vr::CancelToken token;
 };
 
 struct vr_lease {
@@ -297,11 +302,26 @@ void vr_lease_cancel(vr_lease* lease) {
   delete lease;
 }
 
+vr_status vr_cancel_create(vr_cancel** out) {
+  VR_TRY
+  if (out == nullptr) return fail(VR_INVALID_ARGUMENT, "out is NULL");
+  *out = new vr_cancel();
+  return ok();
+  VR_CATCH
+}
+
+void vr_cancel_trigger(vr_cancel* cancel) {
+  if (cancel != nullptr) cancel->token.cancel();  // noexcept
+}
+
+void vr_cancel_destroy(vr_cancel* cancel) { delete cancel; }
+
 vr_status vr_forward(vr_router* router, const vr_forward_request* request,
                      const vr_forward_callbacks* callbacks) {
   VR_TRY
   if (router == nullptr || request == nullptr) return fail(VR_INVALID_ARGUMENT, "router or request is NULL");
-  if (request->struct_size < sizeof(vr_forward_request)) {
+  // The first published version ended at header_count: callers built against it still work.
+  if (request->struct_size < offsetof(vr_forward_request, timeout_ms)) {
     return fail(VR_INVALID_ARGUMENT, "vr_forward_request.struct_size is too small");
   }
   if (!size_ok(callbacks, sizeof(vr_forward_callbacks))) {
@@ -341,6 +361,11 @@ vr_status vr_forward(vr_router* router, const vr_forward_request* request,
   up.body = body;
 
   vr::ForwardOptions options;
+  if (request->struct_size >= offsetof(vr_forward_request, cancel) + sizeof(vr_cancel*)) {
+    if (request->timeout_ms < 0) return fail(VR_INVALID_ARGUMENT, "timeout_ms must be >= 0", "timeout_ms");
+    options.timeout = std::chrono::milliseconds(request->timeout_ms);
+    if (request->cancel != nullptr) options.cancel = &request->cancel->token;
+  }
   if (callbacks != nullptr && callbacks->alive != nullptr) {
     options.alive = [callbacks] { return callbacks->alive(callbacks->user) != 0; };
   }

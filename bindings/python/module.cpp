@@ -483,7 +483,14 @@ class PyRouter {
   }
 
   std::unique_ptr<PyResponse> forward(const std::string& path, const py::handle& body_obj,
-                                      const py::object& headers_obj, const std::string& method) {
+                                      const py::object& headers_obj, const std::string& method,
+                                      const py::object& timeout_obj) {
+    std::chrono::milliseconds timeout{0};
+    if (!timeout_obj.is_none()) {
+      const double seconds = timeout_obj.cast<double>();
+      if (!(seconds > 0)) throw py::value_error("timeout must be a positive number of seconds");
+      timeout = std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000.0 + 0.5));
+    }
     if (path.empty() || path.front() != '/') throw py::value_error("path must start with '/'");
     std::string body = to_json_text(body_obj);
     vr::Headers headers;
@@ -515,6 +522,7 @@ class PyRouter {
         up.body = body;
         vr::ForwardOptions options;
         options.cancel = cancel.get();
+        options.timeout = timeout;
         auto forwarded = router_->forward(view.value(), up, options);
         if (!forwarded) {
           error = forwarded.error();
@@ -676,8 +684,11 @@ PYBIND11_MODULE(vllm_router, m) {
       .def("route", &PyRouter::route, "body"_a, "exclude"_a = std::vector<std::string>{},
            "Resolves the body's model and picks an endpoint (not one of `exclude`). Returns a Route.")
       .def("forward", &PyRouter::forward, "path"_a, "body"_a, "headers"_a = py::none(), "method"_a = "POST",
-           "Routes and sends the request (connect failures retried elsewhere); returns a Response "
-           "once the upstream head arrived. The GIL is released while waiting.")
+           "timeout"_a = py::none(),
+           "Routes and sends the request with the router's rules (retries within the retry budget, "
+           "timeouts, the wait for capacity); returns a Response once the upstream head arrived. "
+           "`timeout` (seconds) bounds the whole exchange. The GIL is released while waiting; "
+           "closing the Response cancels it at once.")
       .def_property_readonly("policy_names", &PyRouter::policy_names)
       .def_property_readonly("version", &PyRouter::version, "Routing table version (grows on update).")
       .def("models", &PyRouter::models, "Every name the router resolves (models, aliases, LoRAs).")

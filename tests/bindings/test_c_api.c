@@ -6,11 +6,13 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures = 0;
@@ -135,6 +137,19 @@ static int on_chunk(void* user, const char* data, size_t size) {
     c->body[c->size] = '\0';
   }
   return c->stop_after > 0 && c->chunks >= c->stop_after;
+}
+
+static void* cancel_later(void* arg) {
+  const struct timespec pause = {0, 150 * 1000 * 1000}; /* the forward waits for the first byte by now */
+  nanosleep(&pause, NULL);
+  vr_cancel_trigger((vr_cancel*)arg);
+  return NULL;
+}
+
+static double seconds_since(const struct timespec* t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
 static void* error_in_other_thread(void* arg) {
@@ -310,6 +325,38 @@ int main(int argc, char** argv) {
   CHECK(vr_forward(router, &request, &callbacks) == VR_OK);
   CHECK(got.status == 400 && strstr(got.body, "\"error\"") != NULL);
 
+  /* a per-call deadline and a cancel from another thread (the sim holds its first byte 3 s) */
+  {
+    vr_header slow = {"x-sim-ttft-ms", "3000"};
+    const char* plain = "{\"model\":\"opt\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}";
+    vr_forward_request timed = request;
+    timed.path = "/v1/chat/completions";
+    timed.body = plain; /* not streamed: nothing comes before the first token */
+    timed.body_len = strlen(plain);
+    timed.headers = &slow;
+    timed.header_count = 1;
+    timed.timeout_ms = 200;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(&got, 0, sizeof got);
+    CHECK(vr_forward(router, &timed, &callbacks) == VR_TIMEOUT);
+    CHECK(seconds_since(&t0) < 2.0);
+    CHECK(got.heads == 0);
+
+    vr_cancel* cancel = NULL;
+    CHECK(vr_cancel_create(&cancel) == VR_OK);
+    timed.timeout_ms = 0;
+    timed.cancel = cancel;
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_later, cancel);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(vr_forward(router, &timed, &callbacks) == VR_CANCELLED);
+    CHECK(seconds_since(&t0) < 2.0);
+    pthread_join(t, NULL);
+    vr_cancel_destroy(cancel);
+    vr_cancel_trigger(NULL);
+  }
+
   /* update: only refusing endpoints left -> connect failures retried, then VR_CONNECT_FAILED */
   const char* dead = "{\"models\":[{\"name\":\"facebook/opt-125m\",\"aliases\":[\"opt\"],"
                      "\"endpoints\":[\"http://127.0.0.1:9\",\"http://127.0.0.1:10\"]}]}";
@@ -334,6 +381,20 @@ int main(int argc, char** argv) {
   }
   vr_router_destroy(NULL);
   vr_lease_cancel(NULL);
+
+  /* a caller built against 0.1's smaller vr_forward_request still works (struct_size versioning) */
+  {
+    const char* v01 = "{\"models\":[{\"name\":\"m\",\"endpoints\":[\"http://127.0.0.1:9\"]}]}";
+    vr_router* old_router = NULL;
+    CHECK(vr_router_create_from_json(v01, strlen(v01), NULL, &old_router) == VR_OK);
+    vr_forward_request old = VR_FORWARD_REQUEST_INIT;
+    old.struct_size = offsetof(vr_forward_request, timeout_ms);
+    old.path = "/v1/completions";
+    old.body = "{\"model\":\"m\"}";
+    old.body_len = strlen(old.body);
+    CHECK(vr_forward(old_router, &old, NULL) == VR_CONNECT_FAILED); /* read, routed, refused */
+    vr_router_destroy(old_router);
+  }
 
   /* bad struct sizes are refused, not read past */
   vr_forward_request tiny = VR_FORWARD_REQUEST_INIT;

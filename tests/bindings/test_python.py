@@ -257,6 +257,19 @@ def test_mid_stream_failure_raises_upstream_error():
         assert info.value.code == "upstream_closed"
 
 
+def test_forward_timeout_bounds_the_exchange(sim):
+    r = vllm_router.Router.from_config(config_for(sim.url))
+    body = chat()
+    body.pop("stream", None)
+    t0 = time.monotonic()
+    with pytest.raises(vllm_router.UpstreamTimeoutError) as info:
+        r.forward("/v1/chat/completions", body, headers={"x-sim-ttft-ms": "3000"}, timeout=0.2)
+    assert time.monotonic() - t0 < 2.0
+    assert info.value.status == 504
+    with pytest.raises(ValueError):
+        r.forward("/v1/chat/completions", body, timeout=0)
+
+
 def test_forward_releases_the_gil(sim):
     r = vllm_router.Router.from_config(config_for(sim.url))
     ticks = []

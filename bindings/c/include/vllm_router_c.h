@@ -230,6 +230,9 @@ typedef struct vr_header {
 } vr_header;
 
 /** A request to forward. All pointers borrowed for the duration of vr_forward. */
+/** A cancel token (opaque; vr_cancel_create). */
+typedef struct vr_cancel vr_cancel;
+
 typedef struct vr_forward_request {
   size_t struct_size;
   const char* method;        /**< NULL: "POST" */
@@ -239,8 +242,11 @@ typedef struct vr_forward_request {
   const vr_header* headers;  /**< end-to-end headers; no Host, Content-Length, Connection,
                                   Authorization (the endpoint's own key is added) */
   size_t header_count;
+  /* Since 0.2 (read only when struct_size covers them): */
+  int64_t timeout_ms;        /**< whole-exchange limit; 0: the router's timeouts.total_ms */
+  vr_cancel* cancel;         /**< stops the forward when triggered (any thread); may be NULL */
 } vr_forward_request;
-#define VR_FORWARD_REQUEST_INIT {sizeof(vr_forward_request), NULL, NULL, NULL, 0, NULL, 0}
+#define VR_FORWARD_REQUEST_INIT {sizeof(vr_forward_request), NULL, NULL, NULL, 0, NULL, 0, 0, NULL}
 
 /** The upstream answer's head. Borrowed for the duration of the on_head call. */
 typedef struct vr_response_head {
@@ -267,12 +273,20 @@ typedef struct vr_forward_callbacks {
 } vr_forward_callbacks;
 #define VR_FORWARD_CALLBACKS_INIT {sizeof(vr_forward_callbacks), NULL, NULL, NULL, NULL}
 
+/** Creates a cancel token for vr_forward_request.cancel. Owned by the caller: destroy it after
+ *  the forward using it returned. */
+VR_API vr_status vr_cancel_create(vr_cancel** out);
+/** Cancels the forward using `cancel`, at once, from any thread (idempotent; NULL ignored). */
+VR_API void vr_cancel_trigger(vr_cancel* cancel);
+VR_API void vr_cancel_destroy(vr_cancel* cancel);
+
 /** Routes the request, sends it (retrying connect failures on other endpoints), calls on_head once
  *  the upstream answered, then on_chunk for each piece of the body as it arrives (SSE events as
  *  they stream). Blocks until the body ended. An upstream error status (4xx/5xx) is not a failure
  *  of vr_forward: it arrives in on_head with its body. Returns VR_OK when the body was relayed in
  *  full; routing errors (VR_UNKNOWN_MODEL, ...) before any callback; VR_CONNECT_FAILED,
- *  VR_TIMEOUT, VR_UPSTREAM_CLOSED, VR_CANCELLED. Thread-safe. */
+ *  VR_TIMEOUT, VR_UPSTREAM_CLOSED, VR_CANCELLED. Retries, their budget, every timeout and the
+ *  wait for capacity are the router's (the same rules as the vllm-router gateway). Thread-safe. */
 VR_API vr_status vr_forward(vr_router* router, const vr_forward_request* request,
                             const vr_forward_callbacks* callbacks);
 
