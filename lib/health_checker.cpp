@@ -1,9 +1,11 @@
-// Active health checking: periodic GET probes with pass/fail thresholds.
+// Active health checking: periodic GET probes with pass/fail thresholds, on a bounded pool.
 #include "vllm_router/health_checker.h"
 
+#include <map>
 #include <set>
 #include <vector>
 
+#include "background.h"
 #include "router_impl.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -16,21 +18,39 @@ struct DiscardSink final : BodySink {
 
 }  // namespace
 
-HealthChecker::HealthChecker(Router& router, std::shared_ptr<Transport> transport,
-                             std::shared_ptr<const Clock> clock)
-    : router_(router), transport_(std::move(transport)), clock_(std::move(clock)) {
-  detail::RouterAccess::impl(router_).health_checkers.fetch_add(1);
+struct HealthChecker::Impl {
+  Impl(Router& r, std::shared_ptr<Transport> t, std::shared_ptr<const Clock> c)
+      : router(r), transport(std::move(t)), clock(std::move(c)), pool(kMaxParallel) {}
+
+  struct Track {
+    std::int64_t next_ns = 0;
+    std::uint32_t passes = 0;
+    std::uint32_t failures = 0;
+  };
+  Router& router;
+  std::shared_ptr<Transport> transport;
+  std::shared_ptr<const Clock> clock;
+  std::mutex mutex;  // guards tracks (run_once is not reentrant)
+  std::map<std::string, Track> tracks;
+  detail::WorkerPool pool;
+  detail::Ticker ticker;
+};
+
+HealthChecker::HealthChecker(Router& router, std::shared_ptr<Transport> transport, std::shared_ptr<const Clock> clock)
+    : impl_(std::make_unique<Impl>(router, std::move(transport), std::move(clock))) {
+  detail::RouterAccess::impl(router).health_checkers.fetch_add(1);
 }
 
 HealthChecker::~HealthChecker() {
   stop();
-  detail::RouterAccess::impl(router_).health_checkers.fetch_sub(1);
+  detail::RouterAccess::impl(impl_->router).health_checkers.fetch_sub(1);
 }
 
 std::size_t HealthChecker::run_once() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  const auto snap = router_.snapshot();
-  const std::int64_t now = clock_->now().time_since_epoch().count();
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  const auto snap = m.router.snapshot();
+  const std::int64_t now = m.clock->now().time_since_epoch().count();
 
   struct Probe {
     const Endpoint* endpoint;
@@ -45,35 +65,31 @@ std::size_t HealthChecker::run_once() {
     for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
       const Endpoint& ep = *pool.endpoints[i];
       if (!seen.insert(ep.id).second) continue;  // listed by several models: probe once
-      Track& t = tracks_[ep.id];
+      Impl::Track& t = m.tracks[ep.id];
       if (t.next_ns > now) continue;
       t.next_ns = now + static_cast<std::int64_t>(pool.health_check.interval_ms) * 1'000'000;
       probes.push_back(Probe{&ep, pool.states[i].get(), &pool.health_check});
     }
   }
   // Forget endpoints that left the table.
-  for (auto it = tracks_.begin(); it != tracks_.end();) {
-    it = seen.count(it->first) != 0 ? std::next(it) : tracks_.erase(it);
+  for (auto it = m.tracks.begin(); it != m.tracks.end();) {
+    it = seen.count(it->first) != 0 ? std::next(it) : m.tracks.erase(it);
   }
 
-  const auto probe = [this](Probe& p) {
+  m.pool.run(probes.size(), [&m, &probes](std::size_t i) {
+    Probe& p = probes[i];
     UpstreamRequest req;
     req.method = "GET";
     req.path = p.config->path;
     req.timeout_ms = p.config->timeout_ms;
-    auto response = transport_->send(*p.endpoint, req, {});
+    auto response = m.transport->send(*p.endpoint, req, {});
     if (!response) return;
     DiscardSink sink;
     p.passed = response.value()->status() == 200 && response.value()->relay(sink).ok();
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(probes.size());
-  for (std::size_t i = 1; i < probes.size(); ++i) threads.emplace_back(probe, std::ref(probes[i]));
-  if (!probes.empty()) probe(probes[0]);
-  for (auto& t : threads) t.join();
+  });
 
   for (const Probe& p : probes) {
-    Track& t = tracks_[p.endpoint->id];
+    Impl::Track& t = m.tracks[p.endpoint->id];
     if (p.passed) {
       t.failures = 0;
       if (++t.passes >= p.config->healthy_threshold) p.state->active_healthy.store(true);
@@ -86,29 +102,13 @@ std::size_t HealthChecker::run_once() {
 }
 
 void HealthChecker::start() {
-  if (thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> lock(wake_mutex_);
-    stopping_ = false;
-  }
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(wake_mutex_);
-    while (!stopping_) {
-      lock.unlock();
+  impl_->ticker.start([this] {
+    do {
       run_once();
-      lock.lock();
-      wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stopping_; });
-    }
+    } while (impl_->ticker.wait(std::chrono::milliseconds(100)));
   });
 }
 
-void HealthChecker::stop() {
-  {
-    std::lock_guard<std::mutex> lock(wake_mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void HealthChecker::stop() { impl_->ticker.stop(); }
 
 VLLM_ROUTER_END_NAMESPACE

@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "background.h"
 #include "vllm_router/router.h"
 #include "vllm_router/snapshot.h"
 
@@ -109,26 +110,43 @@ ScrapedLoad parse_vllm_load(std::string_view text) {
   return out;
 }
 
-LoadScraper::LoadScraper(const Router& router, std::shared_ptr<Transport> transport,
-                         const Clock& clock, const PolicyOptions& options)
-    : router_(router), transport_(std::move(transport)), clock_(clock), options_(options) {}
+struct LoadScraper::Impl {
+  Impl(const Router& r, std::shared_ptr<Transport> t, std::shared_ptr<const Clock> c, const PolicyOptions& o)
+      : router(r), transport(std::move(t)), clock(std::move(c)), options(o), pool(kMaxParallel) {}
+  bool scrape_endpoint(const Endpoint& endpoint, EndpointState& state);
+
+  const Router& router;
+  std::shared_ptr<Transport> transport;
+  std::shared_ptr<const Clock> clock;
+  PolicyOptions options;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> rounds{0};
+  detail::WorkerPool pool;
+  detail::Ticker ticker;
+};
+
+LoadScraper::LoadScraper(const Router& router, std::shared_ptr<Transport> transport, std::shared_ptr<const Clock> clock,
+                         const PolicyOptions& options)
+    : impl_(std::make_unique<Impl>(router, std::move(transport), std::move(clock), options)) {}
 
 LoadScraper::~LoadScraper() { stop(); }
 
-bool LoadScraper::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
-  if (!transport_) return false;
+std::uint64_t LoadScraper::rounds() const noexcept { return impl_->rounds.load(std::memory_order_relaxed); }
+
+bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
+  if (!transport) return false;
   // A real deadline (not the injected clock): it bounds how long a dead endpoint holds the round.
   const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(std::max<std::uint32_t>(1, options_.scrape_timeout_ms));
+                        std::chrono::milliseconds(std::max<std::uint32_t>(1, options.scrape_timeout_ms));
   const AliveCheck alive = [this, deadline] {
-    return !stopping_.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline;
+    return !stopping.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline;
   };
   UpstreamRequest request;
   request.method = "GET";
   request.path = "/metrics";
   const Headers headers;
   request.headers = &headers;
-  auto response = transport_->send(endpoint, request, alive);
+  auto response = transport->send(endpoint, request, alive);
   if (!response) return false;
   auto& upstream = *response.value();
   std::string body;
@@ -141,56 +159,53 @@ bool LoadScraper::scrape_endpoint(const Endpoint& endpoint, EndpointState& state
   state.running.store(std::max<std::int32_t>(0, load.running), std::memory_order_relaxed);
   state.kv_cache_usage.store(load.kv_cache_usage, std::memory_order_relaxed);
   const auto now_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock->now().time_since_epoch()).count();
   // Written last: a reader that sees the new time also sees numbers at least this fresh.
   state.sampled_ns.store(now_ns == 0 ? 1 : now_ns, std::memory_order_release);
   return true;
 }
 
 ScrapeStats LoadScraper::scrape_once() {
+  Impl& m = *impl_;
   ScrapeStats stats;
-  const std::shared_ptr<const Snapshot> snap = router_.snapshot();
+  const std::shared_ptr<const Snapshot> snap = m.router.snapshot();
   std::unordered_set<const EndpointState*> done;  // one state may be listed by several pools
+  std::vector<std::pair<const Endpoint*, EndpointState*>> targets;
   for (const Pool& pool : snap->pools) {
     for (std::size_t i = 0; i < pool.endpoints.size() && i < pool.states.size(); ++i) {
       EndpointState* state = pool.states[i].get();
       if (state == nullptr || !done.insert(state).second) continue;
-      if (stopping_.load(std::memory_order_relaxed) && thread_.joinable()) return stats;
-      ++stats.endpoints;
-      if (scrape_endpoint(*pool.endpoints[i], *state)) ++stats.succeeded;
-      else ++stats.failed;
+      targets.emplace_back(pool.endpoints[i].get(), state);
     }
   }
-  rounds_.fetch_add(1, std::memory_order_relaxed);
+  std::atomic<std::size_t> succeeded{0};
+  m.pool.run(targets.size(), [&m, &targets, &succeeded](std::size_t i) {
+    if (m.stopping.load(std::memory_order_relaxed)) return;
+    if (m.scrape_endpoint(*targets[i].first, *targets[i].second)) succeeded.fetch_add(1);
+  });
+  stats.endpoints = targets.size();
+  stats.succeeded = succeeded.load();
+  stats.failed = stats.endpoints - stats.succeeded;
+  m.rounds.fetch_add(1, std::memory_order_relaxed);
   return stats;
 }
 
-void LoadScraper::run() {
-  const auto interval = std::chrono::milliseconds(std::max<std::uint32_t>(1, options_.scrape_interval_ms));
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (!stopping_.load()) {
-    const auto next = std::chrono::steady_clock::now() + interval;
-    lock.unlock();
-    scrape_once();
-    lock.lock();
-    wake_.wait_until(lock, next, [this] { return stopping_.load(); });
-  }
-}
-
 void LoadScraper::start() {
-  if (thread_.joinable()) return;
-  stopping_.store(false);
-  thread_ = std::thread([this] { run(); });
+  Impl& m = *impl_;
+  if (m.ticker.running()) return;
+  m.stopping.store(false);
+  const auto interval = std::chrono::milliseconds(std::max<std::uint32_t>(1, m.options.scrape_interval_ms));
+  m.ticker.start([this, interval] {
+    do {
+      scrape_once();
+    } while (impl_->ticker.wait(interval));
+  });
 }
 
 void LoadScraper::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_.store(true);
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  stopping_.store(false);
+  impl_->stopping.store(true);
+  impl_->ticker.stop();
+  impl_->stopping.store(false);
 }
 
 VLLM_ROUTER_END_NAMESPACE

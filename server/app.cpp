@@ -227,8 +227,8 @@ int App::run() {
                                             std::make_shared<SteadyClock>());
   health_->start();
   // vLLM's own load (waiting, running, KV usage) for load- and prefix-aware policies and /metrics.
-  scraper_ = std::make_unique<LoadScraper>(*router_, make_http_transport(probe_options), scrape_clock_,
-                                           config.router.policy_options);
+  scraper_ = std::make_unique<LoadScraper>(*router_, make_http_transport(probe_options),
+                                           std::make_shared<SteadyClock>(), config.router.policy_options);
   scraper_->start();
   if (discovery_) discovery_->start([](const Error& e) { log(LogLevel::warn, "discovery: {}", e.message); });
 

@@ -60,7 +60,6 @@ class App {
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;
-  SteadyClock scrape_clock_;
   std::unique_ptr<LoadScraper> scraper_;
   std::unique_ptr<vllm_router::Server> server_;
   std::mutex reload_mutex_;

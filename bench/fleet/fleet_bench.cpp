@@ -319,8 +319,7 @@ int main(int argc, char** argv) {
   auto metrics_transport = make_http_transport(HttpTransportOptions{});
   for (const auto& ep : pool.endpoints) simple_call(*metrics_transport, *ep, "POST", "/sim/reset", "{}");
 
-  SteadyClock clock;
-  LoadScraper scraper(*router, metrics_transport, clock, cfg.policy_options);
+  LoadScraper scraper(*router, metrics_transport, std::make_shared<SteadyClock>(), cfg.policy_options);
   scraper.start();
 
   struct Record {

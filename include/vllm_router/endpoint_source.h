@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -154,18 +153,10 @@ class VLLM_ROUTER_API Discovery {
   /// The configuration the last apply built (static + discovered).
   RouterConfig composed() const;
 
- private:
-  Result<void> apply_locked(bool force);
+  struct Impl;  ///< opaque (pimpl)
 
-  Router& router_;
-  mutable std::mutex mutex_;  // guards everything below; serialises applies
-  RouterConfig static_;
-  std::vector<std::unique_ptr<EndpointSource>> sources_;
-  std::vector<EndpointSet> sets_;
-  RouterConfig composed_;
-  std::string applied_signature_;
-  bool applied_once_ = false;
-  DiscoveryErrorCallback on_error_;
+ private:
+  std::unique_ptr<Impl> impl_;
 };
 
 VLLM_ROUTER_END_NAMESPACE

@@ -1,13 +1,9 @@
 // LoadScraper: polls each endpoint's /metrics and writes vLLM's own load into its EndpointState.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string_view>
-#include <thread>
 
 #include "vllm_router/clock.h"
 #include "vllm_router/config.h"
@@ -42,20 +38,23 @@ struct ScrapeStats {
 
 /// The control-plane writer of EndpointState::{waiting, running, kv_cache_usage, sampled_ns}
 /// (their only writer). Each round GETs `/metrics` (with the endpoint's api_key, as the
-/// transport sends it) from every distinct endpoint of the router's current snapshot, one after
-/// the other, each bounded by PolicyOptions::scrape_timeout_ms, and stores the parsed load with
-/// sampled_ns = the injected clock's now (ns since its epoch). A failed scrape writes nothing:
-/// the old sample ages past PolicyOptions::scrape_stale_ms and policies stop trusting it.
-/// Routing never waits for a scrape.
+/// transport sends it) from every distinct endpoint of the router's current snapshot, at most
+/// kMaxParallel at once on a bounded pool, each bounded by PolicyOptions::scrape_timeout_ms,
+/// and stores the parsed load with sampled_ns = the injected clock's now (ns since its epoch).
+/// A failed scrape writes nothing: the old sample ages past PolicyOptions::scrape_stale_ms and
+/// policies stop trusting it. Routing never waits for a scrape. A host that embeds the Router
+/// starts its own scraper (the Router does not).
 ///
-/// Ownership: `router`, `clock` must outlive the scraper; the transport is shared.
+/// Ownership: `router` must outlive the scraper; the transport and clock are shared.
 /// Thread-safety: start()/stop() from one thread; scrape_once() may be called from any thread
 /// when the background thread is not running (tests call it directly, without sleeping).
 class VLLM_ROUTER_API LoadScraper {
  public:
-  /// `transport`: used for the GETs (the router's own works; timeouts are enforced by the
-  /// scraper through the AliveCheck). `options`: scrape_interval_ms / scrape_timeout_ms.
-  LoadScraper(const Router& router, std::shared_ptr<Transport> transport, const Clock& clock,
+  static constexpr std::size_t kMaxParallel = 8;
+
+  /// `transport`: used for the GETs (a probe transport; timeouts are enforced by the scraper
+  /// through the AliveCheck). `options`: scrape_interval_ms / scrape_timeout_ms.
+  LoadScraper(const Router& router, std::shared_ptr<Transport> transport, std::shared_ptr<const Clock> clock,
               const PolicyOptions& options);
   ~LoadScraper();  ///< stops the thread
   LoadScraper(const LoadScraper&) = delete;
@@ -69,21 +68,12 @@ class VLLM_ROUTER_API LoadScraper {
   /// Stops and joins the thread (an in-progress GET is abandoned within ~50 ms). Idempotent.
   void stop();
   /// Rounds completed since construction (start()ed thread and direct calls).
-  std::uint64_t rounds() const noexcept { return rounds_.load(std::memory_order_relaxed); }
+  std::uint64_t rounds() const noexcept;
+
+  struct Impl;  ///< opaque (pimpl)
 
  private:
-  bool scrape_endpoint(const Endpoint& endpoint, EndpointState& state);
-  void run();
-
-  const Router& router_;
-  std::shared_ptr<Transport> transport_;
-  const Clock& clock_;
-  PolicyOptions options_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> rounds_{0};
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::thread thread_;
+  std::unique_ptr<Impl> impl_;
 };
 
 VLLM_ROUTER_END_NAMESPACE

@@ -202,53 +202,68 @@ RouterConfig compose_router_config(const RouterConfig& base, const std::vector<E
   return out;
 }
 
+struct Discovery::Impl {
+  Impl(Router& r, RouterConfig s) : router(r), static_config(std::move(s)) {}
+  Result<void> apply_locked(bool force);
+
+  Router& router;
+  mutable std::mutex mutex;  // guards everything below; serialises applies
+  RouterConfig static_config;
+  std::vector<std::unique_ptr<EndpointSource>> sources;
+  std::vector<EndpointSet> sets;
+  RouterConfig composed;
+  std::string applied_signature;
+  bool applied_once = false;
+  DiscoveryErrorCallback on_error;
+};
+
 Discovery::Discovery(Router& router, RouterConfig static_config)
-    : router_(router), static_(std::move(static_config)) {}
+    : impl_(std::make_unique<Impl>(router, std::move(static_config))) {}
 
 Discovery::~Discovery() { stop(); }
 
 void Discovery::add_source(std::unique_ptr<EndpointSource> source) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  sources_.push_back(std::move(source));
-  sets_.emplace_back();
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->sources.push_back(std::move(source));
+  impl_->sets.emplace_back();
 }
 
 std::size_t Discovery::source_count() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return sources_.size();
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->sources.size();
 }
 
-Result<void> Discovery::apply_locked(bool force) {
-  std::vector<EndpointSet> sets = sets_;
-  for (std::size_t i = 0; i < sets.size(); ++i) {
-    const std::string& model = sources_[i]->model();
+Result<void> Discovery::Impl::apply_locked(bool force) {
+  std::vector<EndpointSet> named = sets;
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const std::string& model = sources[i]->model();
     if (model.empty()) continue;
-    for (DiscoveredEndpoint& e : sets[i]) {
+    for (DiscoveredEndpoint& e : named[i]) {
       if (e.models.empty()) e.models.push_back(model);
     }
   }
-  RouterConfig next = compose_router_config(static_, sets);
+  RouterConfig next = compose_router_config(static_config, named);
   std::string sig = signature(next);
-  if (!force && applied_once_ && sig == applied_signature_) return {};
-  if (auto r = router_.update(next); !r) return r;
-  composed_ = std::move(next);
-  applied_signature_ = std::move(sig);
-  applied_once_ = true;
+  if (!force && applied_once && sig == applied_signature) return {};
+  if (auto r = router.update(next); !r) return r;
+  composed = std::move(next);
+  applied_signature = std::move(sig);
+  applied_once = true;
   return {};
 }
 
 Result<void> Discovery::poll_once() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
   Result<void> first;
-  for (std::size_t i = 0; i < sources_.size(); ++i) {
-    auto set = sources_[i]->poll_once();
+  for (std::size_t i = 0; i < impl_->sources.size(); ++i) {
+    auto set = impl_->sources[i]->poll_once();
     if (!set) {
       if (first) first = std::move(set).error();
       continue;
     }
-    sets_[i] = std::move(set).value();
+    impl_->sets[i] = std::move(set).value();
   }
-  auto applied = apply_locked(false);
+  auto applied = impl_->apply_locked(false);
   if (!first) return first;
   return applied;
 }
@@ -256,22 +271,22 @@ Result<void> Discovery::poll_once() {
 void Discovery::start(DiscoveryErrorCallback on_error) {
   std::vector<EndpointSource*> sources;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    on_error_ = std::move(on_error);
-    for (auto& s : sources_) sources.push_back(s.get());
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->on_error = std::move(on_error);
+    for (auto& s : impl_->sources) sources.push_back(s.get());
   }
   for (std::size_t i = 0; i < sources.size(); ++i) {
     sources[i]->start(
         [this, i](const EndpointSet& set) {
           auto r = set_endpoints(i, set);
           if (!r) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (on_error_) on_error_(r.error());
+            std::lock_guard<std::mutex> lock(impl_->mutex);
+            if (impl_->on_error) impl_->on_error(r.error());
           }
         },
         [this](const Error& e) {
-          std::lock_guard<std::mutex> lock(mutex_);
-          if (on_error_) on_error_(e);
+          std::lock_guard<std::mutex> lock(impl_->mutex);
+          if (impl_->on_error) impl_->on_error(e);
         });
   }
 }
@@ -279,31 +294,31 @@ void Discovery::start(DiscoveryErrorCallback on_error) {
 void Discovery::stop() {
   std::vector<EndpointSource*> sources;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& s : sources_) sources.push_back(s.get());
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    for (auto& s : impl_->sources) sources.push_back(s.get());
   }
   for (EndpointSource* s : sources) s->stop();
 }
 
 Result<void> Discovery::set_static(RouterConfig static_config) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  RouterConfig previous = std::move(static_);
-  static_ = std::move(static_config);
-  auto r = apply_locked(true);
-  if (!r) static_ = std::move(previous);  // a rejected reload keeps the current configuration
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  RouterConfig previous = std::move(impl_->static_config);
+  impl_->static_config = std::move(static_config);
+  auto r = impl_->apply_locked(true);
+  if (!r) impl_->static_config = std::move(previous);  // a rejected reload keeps the current configuration
   return r;
 }
 
 Result<void> Discovery::set_endpoints(std::size_t index, EndpointSet set) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (index >= sets_.size()) return Error{Errc::invalid_argument, "no such endpoint source", ""};
-  sets_[index] = std::move(set);
-  return apply_locked(false);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (index >= impl_->sets.size()) return Error{Errc::invalid_argument, "no such endpoint source", ""};
+  impl_->sets[index] = std::move(set);
+  return impl_->apply_locked(false);
 }
 
 RouterConfig Discovery::composed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return composed_;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->composed;
 }
 
 VLLM_ROUTER_END_NAMESPACE

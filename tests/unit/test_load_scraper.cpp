@@ -1,6 +1,8 @@
 // LoadScraper: Prometheus parsing (old and new names, label sets) and scrape rounds on a fake.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include <map>
 #include <mutex>
 #include <string>
@@ -115,11 +117,12 @@ TEST_CASE("LoadScraper: one round writes every endpoint's load and time; failure
   t->status[e3] = 500;
   // e4 refuses connections.
 
-  ManualClock clock;
+  auto clock_ptr = std::make_shared<ManualClock>();
+  ManualClock& clock = *clock_ptr;
   clock.advance(std::chrono::seconds(100));
   PolicyOptions po;
   po.scrape_timeout_ms = 200;
-  LoadScraper scraper(*router, t, clock, po);
+  LoadScraper scraper(*router, t, clock_ptr, po);
   const ScrapeStats st = scraper.scrape_once();
   CHECK(st.endpoints == 4);
   CHECK(st.succeeded == 2);
@@ -164,7 +167,7 @@ TEST_CASE("LoadScraper: start/stop run rounds on a thread and stop promptly") {
   RouterOptions o;
   auto router = std::move(Router::create(c, std::move(o))).value();
   t->bodies[router->snapshot()->pools[0].endpoints[0]->id] = "vllm:num_requests_waiting 4\n";
-  SteadyClock clock;
+  auto clock = std::make_shared<SteadyClock>();
   PolicyOptions po;
   po.scrape_interval_ms = 5;
   LoadScraper scraper(*router, t, clock, po);
