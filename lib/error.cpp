@@ -15,7 +15,6 @@ int http_status(Errc code) noexcept {
     case Errc::unauthorized: return 401;
     case Errc::unknown_model:
     case Errc::not_found: return 404;
-    case Errc::method_not_allowed: return 405;
     case Errc::request_timeout: return 408;
     case Errc::headers_too_large: return 431;
     case Errc::rate_limited: return 429;
@@ -69,7 +68,6 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::overloaded: return "overloaded";
     case Errc::internal: return "internal";
     case Errc::not_found: return "not_found";
-    case Errc::method_not_allowed: return "method_not_allowed";
     case Errc::request_timeout: return "request_timeout";
     case Errc::headers_too_large: return "headers_too_large";
     case Errc::rate_limited: return "rate_limited";

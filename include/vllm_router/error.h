@@ -28,7 +28,7 @@ enum class Errc : std::uint8_t {
   overloaded = 14,        ///< a configured limit refuses the request
   internal = 15,          ///< a bug; please report
   not_found = 16,         ///< no such route
-  method_not_allowed = 17,
+  // 17 was method_not_allowed (never produced; removed in 0.2, the number stays retired)
   request_timeout = 18,   ///< the client was too slow sending its request
   headers_too_large = 19, ///< request head above the limit
   rate_limited = 20,      ///< too many requests waiting: back off (429)

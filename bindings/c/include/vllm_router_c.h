@@ -59,7 +59,7 @@ typedef enum vr_status {
   VR_OVERLOADED = 14,
   VR_INTERNAL = 15,          /**< a bug or out of memory; please report */
   VR_NOT_FOUND = 16,
-  VR_METHOD_NOT_ALLOWED = 17,
+  /* 17: retired (was VR_METHOD_NOT_ALLOWED, never returned) */
   VR_REQUEST_TIMEOUT = 18,
   VR_HEADERS_TOO_LARGE = 19,
   VR_RATE_LIMITED = 20       /**< too many requests waiting: back off (HTTP 429) */
