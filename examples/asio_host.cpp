@@ -41,7 +41,6 @@ constexpr std::size_t kMaxBody = 32 * 1024 * 1024;
 constexpr std::size_t kPauseAbove = 256 * 1024;   // client backlog that pauses the upstream
 constexpr std::size_t kIdlePerEndpoint = 8;       // kept-alive upstream sockets per endpoint
 constexpr auto kClientIdle = std::chrono::seconds(60);
-constexpr auto kRetryEvery = std::chrono::milliseconds(20);
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -118,8 +117,7 @@ class Gateway {
 
   tcp::acceptor acceptor_;
   asio::signal_set signals_;
-  asio::steady_timer retry_timer_;
-  bool retry_armed_ = false;
+  int capacity_listener_ = 0;
   std::map<std::string, std::vector<UpstreamPtr>> idle_;
   std::vector<std::shared_ptr<Session>> waiting_;
   std::vector<std::weak_ptr<Session>> sessions_;  // to close them all on SIGTERM
@@ -504,8 +502,8 @@ class Session final : public vr::ExchangeHost, public std::enable_shared_from_th
 };
 
 Gateway::Gateway(asio::io_context& io_context, vr::Router& r, const tcp::endpoint& at)
-    : io(io_context), router(r), acceptor_(io_context, at), signals_(io_context, SIGINT, SIGTERM),
-      retry_timer_(io_context) {
+    : io(io_context), router(r), acceptor_(io_context, at), signals_(io_context, SIGINT, SIGTERM) {
+  capacity_listener_ = router.add_capacity_listener([this] { asio::post(io, [this] { retry_waiting(); }); });
   signals_.async_wait([this](const ErrorCode& ec, int) {
     if (!ec) stop();
   });
@@ -538,19 +536,9 @@ void Gateway::give_idle(UpstreamPtr conn) {
   if (idle.size() < kIdlePerEndpoint) idle.push_back(std::move(conn));  // else closed by its destructor
 }
 
-// Capacity may free when any lease ends; the public API has no notification for it, so waiting
-// exchanges retry every 20 ms while there are any. A real host would retry on its Observer's
-// on_outcome / on_exchange (posted to its loop) and keep the waiters in FIFO order per model.
-void Gateway::add_waiting(std::shared_ptr<Session> session) {
-  waiting_.push_back(std::move(session));
-  if (retry_armed_) return;
-  retry_armed_ = true;
-  retry_timer_.expires_after(kRetryEvery);
-  retry_timer_.async_wait([this](const ErrorCode& ec) {
-    retry_armed_ = false;
-    if (!ec) retry_waiting();
-  });
-}
+// Capacity frees when a lease ends, on whatever thread ended it: the router's capacity listener
+// posts a retry of the waiting exchanges (oldest first) to this loop.
+void Gateway::add_waiting(std::shared_ptr<Session> session) { waiting_.push_back(std::move(session)); }
 
 void Gateway::retry_waiting() {
   std::vector<std::shared_ptr<Session>> batch;
@@ -566,7 +554,7 @@ void Gateway::retry_waiting() {
 void Gateway::stop() {
   ErrorCode ignored;
   acceptor_.close(ignored);
-  retry_timer_.cancel();
+  router.remove_capacity_listener(capacity_listener_);
   waiting_.clear();
   for (const auto& w : sessions_) {
     if (auto s = w.lock()) s->close();

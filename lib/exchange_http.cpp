@@ -106,6 +106,8 @@ bool Exchange::State::send_head() {
   response_headers.clear();
   ResponseHead head;
   head.status = up.status;
+  head.endpoint = last_endpoint.get();
+  head.attempts = attempts;
   for (const auto& f : up.headers) {
     if (!detail::relay_response_header(f.name)) continue;
     if (detail::iequals(f.name, "content-type") && f.value.substr(0, 17) == "text/event-stream") {

@@ -135,6 +135,12 @@ std::shared_ptr<const Snapshot> Router::snapshot() const { return std::atomic_lo
 
 const PolicyRegistry& Router::policies() const noexcept { return impl_->options.policies; }
 
+int Router::add_capacity_listener(std::function<void()> wake) {
+  return impl_->hooks->admission.add_listener(std::move(wake));
+}
+
+void Router::remove_capacity_listener(int id) { impl_->hooks->admission.remove_listener(id); }
+
 const Clock& Router::clock() const noexcept { return *impl_->options.clock; }
 
 Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& config) {

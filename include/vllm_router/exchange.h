@@ -58,6 +58,8 @@ struct ClientRequest {
 /// the ExchangeHost::on_head call only.
 struct ResponseHead {
   int status = 0;
+  const Endpoint* endpoint = nullptr;  ///< the endpoint that answered
+  unsigned attempts = 0;               ///< endpoints tried, this one included
   /// End-to-end headers to send (framing and hop-by-hop ones removed; X-Request-Id included).
   std::span<const HeaderField> headers;
   /// The body's length when known (the client gets Content-Length); empty: unknown, the body
@@ -67,8 +69,17 @@ struct ResponseHead {
 };
 
 /// What a driver (an event loop, a blocking caller, a host's own loop) does for an exchange.
-/// The exchange calls these from inside its event methods, on the driver's thread. A callback
-/// must not call back into the same exchange; report what happens later as an event.
+/// The exchange calls these from inside its event methods, on the driver's thread.
+///
+/// The contract (examples/asio_host.cpp follows it; docs/embedding.md explains it):
+/// - A callback must not call an event method of the same exchange; report what happens later
+///   as an event (read-only queries such as deadline() or endpoint() are fine).
+/// - Connection completions after release() belong to nobody: ignore them (a driver tells its
+///   connections apart itself, e.g. by a per-connection object or counter).
+/// - Failures carry these codes: on_connect_failed: Errc::connect_failed (refused, unreachable,
+///   a name that does not resolve) or Errc::timeout; on_upstream_error: Errc::upstream_closed
+///   (reset, a failed write or read). The retry rules depend on them.
+/// - After every event, re-arm your timer to Exchange::deadline().
 class VLLM_ROUTER_API ExchangeHost {
  public:
   virtual ~ExchangeHost();
@@ -85,9 +96,11 @@ class VLLM_ROUTER_API ExchangeHost {
 
   enum class Send : std::uint8_t { done, pending, failed };
   /// Writes `head` then `body` on the upstream connection (a gathered write). pending: report
-  /// on_sent() or on_upstream_error() later. failed: `error` (upstream_closed) says why.
+  /// on_sent() or on_upstream_error() later. failed: `error` (upstream_closed) says why. Both
+  /// views stay valid until on_sent(), on_upstream_error() or release().
   virtual Send send(std::string_view head, std::string_view body, Error& error) = 0;
-  /// Done with the upstream connection: keep it for another request (`reusable`) or close it.
+  /// Done with the upstream connection: keep it for another request (`reusable`, a permission:
+  /// close it anyway if the driver has reasons, e.g. a write still pending) or close it.
   virtual void release(bool reusable) = 0;
 
   /// The answer's head. Return false when the client is gone (the exchange cancels).
@@ -97,14 +110,15 @@ class VLLM_ROUTER_API ExchangeHost {
   /// The body is complete. Terminal.
   virtual void on_end() = 0;
   /// The body was cut after on_head (`error` says why): the client must see a broken message
-  /// (close its connection without ending the body). Terminal.
+  /// (write what was already given, then close its connection without ending the body).
+  /// Terminal.
   virtual void on_abort(const Error& error) = 0;
   /// No upstream answer: answer the client with `error` (http_status(), to_openai_json();
   /// 429 and 503 deserve a Retry-After). Terminal.
   virtual void on_error(const Error& error) = 0;
   /// Every replica is at its request limit: the exchange waits. Call Exchange::retry() when
-  /// capacity may have freed (a lease ended: Router::notify_capacity wakes waiters) and
-  /// Exchange::on_timer() at Exchange::deadline().
+  /// capacity may have freed (Router::add_capacity_listener tells when a lease ended),
+  /// oldest waiter first, and Exchange::on_timer() at Exchange::deadline().
   virtual void on_wait() = 0;
 };
 
@@ -131,7 +145,9 @@ class VLLM_ROUTER_API Exchange {
   using TimePoint = std::chrono::steady_clock::time_point;
 
   Exchange(Router& router, ExchangeHost& host);
-  ~Exchange();  ///< an exchange that is not done is cancelled
+  /// An exchange that is not done is cancelled, which calls host.release(false): a host that
+  /// owns its Exchange as a member cancels it in its own destructor first.
+  ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
@@ -162,6 +178,7 @@ class VLLM_ROUTER_API Exchange {
 
   /// When on_timer() is due next; TimePoint::max() when nothing is timed.
   TimePoint deadline() const noexcept;
+  /// True once it ended (false before start() and after reset()).
   bool done() const noexcept;
   bool waiting() const noexcept;
   /// True after on_head until the end: the client has the answer's head.

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -138,6 +139,13 @@ class VLLM_ROUTER_API Router {
   /// exchange filters them); `request.path` the target.
   Result<Response> forward(const RequestView& view, const UpstreamRequest& request,
                            const ForwardOptions& options = {});
+
+  /// Calls `wake` (on whatever thread ended the lease; it must be quick and must not block)
+  /// whenever a lease ends while a request waits for capacity (ExchangeHost::on_wait): a host
+  /// driving exchanges posts it to its loop and calls Exchange::retry() on its waiters, in
+  /// order. Returns an id for remove_capacity_listener(). Thread-safe.
+  int add_capacity_listener(std::function<void()> wake);
+  void remove_capacity_listener(int id);
 
   const PolicyRegistry& policies() const noexcept;
   const Clock& clock() const noexcept;

@@ -73,14 +73,14 @@ Loop::Loop(LoopShared& s)
     ::epoll_ctl(ep_, EPOLL_CTL_ADD, shared.listen_fd, &lev);
   }
   // A lease ended anywhere while requests of this loop wait for capacity: wake up and retry.
-  capacity_listener_ = RouterAccess::impl(router).hooks->admission.add_listener([this] {
+  capacity_listener_ = router.add_capacity_listener([this] {
     if (!has_waiting_.load(std::memory_order_acquire) || capacity_freed_.exchange(true)) return;
     wake();
   });
 }
 
 Loop::~Loop() {
-  RouterAccess::impl(router).hooks->admission.remove_listener(capacity_listener_);
+  router.remove_capacity_listener(capacity_listener_);
   items_.clear();
   graveyard_.clear();
   for (auto& [id, fds] : idle_) {
