@@ -102,34 +102,19 @@ bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitCon
 }
 
 SocketPool::~SocketPool() {
-  for (auto& [id, fds] : idle_) {
-    for (int fd : fds) ::close(fd);
-  }
+  for (int fd : idle_.take_all()) ::close(fd);
 }
 
 int SocketPool::take(const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = idle_.find(id);
-  if (it == idle_.end() || it->second.empty()) return -1;
-  const int fd = it->second.back();
-  it->second.pop_back();
-  return fd;
+  return idle_.take(id);
 }
 
 void SocketPool::give(const std::string& id, int fd) {
   int evicted = -1;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto& fds = idle_[id];
-    if (max_idle_ == 0) {
-      evicted = fd;
-    } else {
-      if (fds.size() >= max_idle_) {
-        evicted = fds.front();
-        fds.erase(fds.begin());
-      }
-      fds.push_back(fd);
-    }
+    evicted = idle_.give(id, fd, max_idle_);
   }
   if (evicted >= 0) ::close(evicted);
 }

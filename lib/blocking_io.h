@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "idle_pool.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/error.h"
 #include "vllm_router/router.h"
@@ -44,8 +45,8 @@ int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx
 /// Writes every iovec before `deadline`. Errors: timeout, cancelled, upstream_closed.
 bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx, Error& error);
 
-/// Idle keep-alive sockets per endpoint id, bounded; the most recently used are kept.
-/// Thread-safe.
+/// An IdlePool behind a mutex, closing what leaves it: the blocking forward's and the probe
+/// client's keep-alive pool. Thread-safe.
 class SocketPool {
  public:
   explicit SocketPool(std::size_t max_idle) : max_idle_(max_idle) {}
@@ -60,7 +61,7 @@ class SocketPool {
 
  private:
   std::mutex mutex_;
-  std::unordered_map<std::string, std::vector<int>> idle_;
+  IdlePool idle_;
   std::size_t max_idle_;
 };
 

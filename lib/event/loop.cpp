@@ -83,9 +83,7 @@ Loop::~Loop() {
   router.remove_capacity_listener(capacity_listener_);
   items_.clear();
   graveyard_.clear();
-  for (auto& [id, fds] : idle_) {
-    for (int fd : fds) close_upstream(fd);
-  }
+  for (int fd : idle_.take_all()) close_upstream(fd);
   {
     std::lock_guard<std::mutex> lock(mailbox_->mutex);
     mailbox_->open = false;  // a late post (a resolver answer) is dropped from now on
@@ -211,39 +209,20 @@ void Loop::close_upstream(int fd) {
   ::close(fd);  // closing the last reference also takes it out of epoll
 }
 
-int Loop::take_idle(const std::string& id) {
-  auto it = idle_.find(id);
-  if (it == idle_.end() || it->second.empty()) return -1;
-  const int fd = it->second.back();
-  it->second.pop_back();
-  return fd;
-}
+int Loop::take_idle(const std::string& id) { return idle_.take(id); }
 
 void Loop::give_idle(const std::string& id, int fd) {
-  auto& fds = idle_[id];
-  const std::size_t max_idle = router.snapshot()->config->max_idle_connections;
-  if (max_idle == 0) return close_upstream(fd);
-  if (fds.size() >= max_idle) {
-    close_upstream(fds.front());  // keep the most recently used ones
-    fds.erase(fds.begin());
-  }
   // Stays registered, without owner: an upstream closing it is noticed and it leaves the pool.
   slot_of(fd).owner = nullptr;
-  fds.push_back(fd);
+  const int evicted = idle_.give(id, fd, router.snapshot()->config->max_idle_connections);
+  if (evicted >= 0) close_upstream(evicted);
 }
 
 void Loop::on_idle(int fd, std::uint32_t events) {
   // EPOLLOUT alone is an ACK freeing send space: nothing to do. Anything else on an idle socket
   // (EOF, an error, bytes nobody asked for) makes it useless.
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) return;
-  for (auto& [id, fds] : idle_) {
-    const auto it = std::find(fds.begin(), fds.end(), fd);
-    if (it != fds.end()) {
-      fds.erase(it);
-      close_upstream(fd);
-      return;
-    }
-  }
+  if (idle_.remove(fd)) close_upstream(fd);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../idle_pool.h"
 #include "../resolver.h"
 #include "vllm_router/clock.h"
 #include "vllm_router/exchange.h"
@@ -242,7 +243,7 @@ class Loop {
   std::vector<std::unique_ptr<LoopItem>> graveyard_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::vector<UpstreamSlot> upstream_;
-  std::unordered_map<std::string, std::vector<int>> idle_;
+  IdlePool idle_;
   std::deque<std::pair<std::uint32_t, std::uint32_t>> waiting_;  // slot, generation
   std::atomic<bool> capacity_freed_{false};
   std::atomic<bool> has_waiting_{false};  // read by the capacity listener on other threads

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "support/exchange_host.h"
+#include "support/routing.h"
 #include "support/upstream.h"
 
 using namespace vllm_router;
@@ -32,27 +33,13 @@ RouterConfig config_for(const std::vector<std::string>& urls) {
   return c;
 }
 
-std::unique_ptr<Router> make(const RouterConfig& c, std::shared_ptr<Observer> observer = nullptr) {
-  RouterOptions o;
-  o.observer = std::move(observer);
-  auto r = Router::create(c, std::move(o));
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
-RequestView view_of(std::string_view body) {
-  auto v = parse_request(body);
-  REQUIRE(v.ok());
-  return v.value();
-}
-
 }  // namespace
 
 TEST_CASE("forward relays an answer, skips a refusing replica, rewrites an alias, reuses connections") {
   TestUpstream up([](const std::string&, const std::string&) { return reply(json_reply(R"({"ok":1})")); });
   const std::string dead = "http://127.0.0.1:" + std::to_string(dead_port());
   auto log = std::make_shared<EventLog>();
-  auto router = make(config_for({dead, up.url()}), log);
+  auto router = make_router(config_for({dead, up.url()}), log);
   const std::string body = R"({"model":"m","prompt":"x"})";
   UpstreamRequest req;
   req.path = "/v1/completions";
@@ -77,7 +64,7 @@ TEST_CASE("forward relays an answer, skips a refusing replica, rewrites an alias
 }
 
 TEST_CASE("forward answers 502 when every replica refuses and 504 past its per-call timeout") {
-  auto router = make(config_for({"http://127.0.0.1:" + std::to_string(dead_port())}));
+  auto router = make_router(config_for({"http://127.0.0.1:" + std::to_string(dead_port())}));
   const std::string body = R"({"model":"m"})";
   UpstreamRequest req;
   req.path = "/v1/completions";
@@ -86,7 +73,7 @@ TEST_CASE("forward answers 502 when every replica refuses and 504 past its per-c
   CHECK(refused.code() == Errc::connect_failed);
 
   TestUpstream slow([](const std::string&, const std::string&) { return reply(json_reply("{}"), 2000ms); });
-  auto router2 = make(config_for({slow.url()}));
+  auto router2 = make_router(config_for({slow.url()}));
   ForwardOptions options;
   options.timeout = 200ms;
   const auto t0 = std::chrono::steady_clock::now();
@@ -110,7 +97,7 @@ TEST_CASE("a cancel token stops a forward from another thread, before and during
   req.path = "/v1/chat/completions";
   req.body = body;
   {
-    auto router = make(config_for({stuck.url()}));
+    auto router = make_router(config_for({stuck.url()}));
     CancelToken token;
     ForwardOptions options;
     options.cancel = &token;
@@ -125,7 +112,7 @@ TEST_CASE("a cancel token stops a forward from another thread, before and during
     CHECK(std::chrono::steady_clock::now() - t0 < 2000ms);
     CHECK(router->snapshot()->pools[0].states[0]->in_flight == 0);
   }
-  auto router = make(config_for({up.url()}));
+  auto router = make_router(config_for({up.url()}));
   CancelToken token;
   ForwardOptions options;
   options.cancel = &token;
@@ -151,7 +138,7 @@ TEST_CASE("forward waits for capacity when every replica is full, then goes") {
   RouterConfig c = config_for({up.url()});
   c.models[0].max_in_flight_per_endpoint = 1;
   c.queue_timeout_ms = 3000;
-  auto router = make(c);
+  auto router = make_router(c);
   const std::string body = R"({"model":"m"})";
   UpstreamRequest req;
   req.path = "/v1/completions";
@@ -179,7 +166,7 @@ TEST_CASE("a stream that breaks mid-way returns the error after relaying what ca
     r.close = true;
     return r;
   });
-  auto router = make(config_for({up.url()}));
+  auto router = make_router(config_for({up.url()}));
   const std::string body = R"({"model":"m","stream":true})";
   UpstreamRequest req;
   req.path = "/v1/completions";

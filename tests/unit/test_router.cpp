@@ -5,9 +5,11 @@
 #include <set>
 #include <vector>
 
+#include "support/routing.h"
 #include "vllm_router/router.h"
 
 using namespace vllm_router;
+using namespace vllm_router::testing;
 
 namespace {
 
@@ -25,20 +27,6 @@ RouterConfig two_models() {
   b.endpoints = {{"http://127.0.0.1:2001", 1, ""}};
   c.models = {a, b};
   return c;
-}
-
-std::unique_ptr<Router> make_router(const RouterConfig& c) {
-  RouterOptions o;
-  o.seed = 99;
-  auto r = Router::create(c, std::move(o));
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
-RequestView view_of(std::string_view body) {
-  auto v = parse_request(body);
-  REQUIRE(v.ok());
-  return v.value();
 }
 
 }  // namespace
