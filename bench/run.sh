@@ -13,7 +13,7 @@
 #   ROUTER_ARGS        (default "": epoll front end)       rows a, b, c
 #   ROUTER_FAIR_ARGS   (default "")                        row d (more connections than threads)
 # To measure the thread-per-connection front end instead:
-#   ROUTER_ARGS="--io threads --threads {THREADS}" ROUTER_FAIR_ARGS="--io threads --threads 16"
+#   ROUTER_ARGS="--threads 1" (one event loop) ROUTER_FAIR_ARGS="--threads 2"
 #   ROUTER_IDLE_ARGS   (default "": the router's defaults) row e
 # See bench/README.md.
 set -uo pipefail

@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "../http_util.h"
 #include "source_detail.h"
 #include "vllm_router/endpoint_source.h"
 
@@ -56,9 +57,7 @@ std::vector<std::string> split_names(std::string_view text) {
   std::vector<std::string> out;
   while (!text.empty()) {
     const std::size_t comma = text.find(',');
-    std::string_view part = text.substr(0, comma);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    const std::string_view part = detail::trim(text.substr(0, comma), " ");
     if (!part.empty() && std::find(out.begin(), out.end(), part) == out.end()) out.emplace_back(part);
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);

@@ -253,7 +253,6 @@ def test_two_models(tmp_path):
         "VLLM_ROUTER_POLICY": "least_requests",
         "VLLM_ROUTER_DEFAULT_MODEL": "llama-7b",
         "VLLM_ROUTER_LOG_LEVEL": "debug",
-        "VLLM_ROUTER_IO": "epoll",
         "VLLM_ROUTER_THREADS": "4",
         "VLLM_ROUTER_MAX_CONNECTIONS": "0",
         "VLLM_ROUTER_MAX_BODY_BYTES": "16777216",
