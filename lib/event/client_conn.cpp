@@ -64,8 +64,8 @@ TimePoint ClientConn::deadline() const {
 
 void ClientConn::close() {
   if (closed_) return;
-  if (!exchange_.done()) exchange_.cancel(loop_.now());
   if (exchange_.waiting()) loop_.remove_waiting(*this);
+  if (!exchange_.done()) exchange_.cancel(loop_.now());
   release(false);
   ::close(fd_);  // also takes it out of epoll
   fd_ = -1;
