@@ -283,6 +283,8 @@ bool ClientConn::on_head(const vllm_router::ResponseHead& head) {
     if (*head.content_length != 0 || (head.status != 204 && head.status != 304)) {
       append_header(text, "Content-Length", std::to_string(*head.content_length));
     }
+  } else if (head_.http10) {
+    close_after_ = true;  // an HTTP/1.0 client cannot read chunked framing: the close ends the body
   } else {
     text.append("Transfer-Encoding: chunked\r\n");
     chunked_out_ = true;
