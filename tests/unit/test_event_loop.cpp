@@ -421,6 +421,8 @@ TEST_CASE("event loop: upstream framings are relayed: chunked, close-delimited r
        true, true},
       {"close-delimited", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello world", true, true, false},
       {"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world", false, false, true},
+      {"upstream says Connection: close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 11\r\n\r\nhello world",
+       false, false, false},
       {"bytes after the body", "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello worldHTTP/1.1 200 OK\r\n", false,
        false, false},
   };
@@ -482,6 +484,130 @@ TEST_CASE("event loop: pipelined requests get their answers in order") {
   CHECK(b->header("X-Request-Id") == "rid-b");
   CHECK(b->body == R"({"n":"b"})");
   CHECK(got.empty());
+
+  // Then one that arrives while the answer before it is still being relayed.
+  send_all(cl, post("X-Request-Id: rid-c\r\n"));
+  h.pump();
+  CHECK(contains(drain(up).bytes, "rid-c"));
+  send_all(up, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"n\"");
+  h.pump();
+  send_all(cl, post("X-Request-Id: rid-d\r\n"));
+  h.pump();
+  CHECK(drain(up).bytes.empty());  // waits for the answer to end
+  send_all(up, ":\"c\"}");
+  h.pump();
+  CHECK(contains(drain(up).bytes, "rid-d"));
+  send_all(up, ok_answer(R"({"n":"d"})"));
+  h.pump();
+  got = drain(cl).bytes;
+  auto c = take_answer(got);
+  auto d = take_answer(got);
+  REQUIRE(c.has_value());
+  REQUIRE(d.has_value());
+  CHECK(c->body == R"({"n":"c"})");
+  CHECK(d->header("X-Request-Id") == "rid-d");
+  CHECK(got.empty());
+}
+
+TEST_CASE("event loop: a request arriving in pieces, its large body written upstream as the upstream takes it") {
+  Harness h;
+  Fd up = h.upstream();
+  Fd cl = h.client();
+  const std::string body = R"({"model":"m","prompt":")" + std::string(600 * 1024, 'x') + R"("})";
+  const std::string request = post("X-Custom: kept\r\n", body);
+  const std::size_t head_size = request.find("\r\n\r\n") + 4;
+  // The head in three pieces, then the body as the client socket takes it.
+  send_all(cl, request.substr(0, 20));
+  h.pump();
+  send_all(cl, request.substr(20, 40));
+  h.pump();
+  std::size_t sent = 60;
+  std::string upstream;
+  for (int i = 0; i < 10000 && upstream.size() < head_size + body.size(); ++i) {
+    sent += write_some(cl, std::string_view(request).substr(sent, std::min<std::size_t>(50000, request.size() - sent)));
+    h.pump(2);
+    // The upstream reads slowly: a little at a time, so the router's write stays pending.
+    std::vector<char> buf(30000);
+    const ssize_t n = ::recv(up, buf.data(), buf.size(), 0);
+    if (n > 0) upstream.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  REQUIRE(sent == request.size());
+  REQUIRE(upstream.size() > body.size());
+  CHECK(upstream.rfind("POST /v1/completions HTTP/1.1\r\n", 0) == 0);
+  CHECK(contains(upstream, "\r\nX-Custom: kept\r\n"));
+  CHECK(contains(upstream, "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
+  CHECK(upstream.substr(upstream.size() - body.size()) == body);
+  CHECK(upstream.size() == upstream.find("\r\n\r\n") + 4 + body.size());
+  send_all(up, ok_answer("{}"));
+  h.pump();
+  std::string got = drain(cl).bytes;
+  auto a = take_answer(got);
+  REQUIRE(a.has_value());
+  CHECK(a->status == 200);
+}
+
+TEST_CASE("event loop: a chunked request body goes upstream with a Content-Length; Expect: 100-continue is answered") {
+  SUBCASE("chunked") {
+    Harness h;
+    Fd up = h.upstream();
+    Fd cl = h.client();
+    send_all(cl, "POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                     chunk(R"({"model":"m",)") + chunk(R"("prompt":"hi"})"));
+    h.pump();
+    CHECK(drain(up).bytes.empty());  // not before its last chunk
+    send_all(cl, "0\r\n\r\n");
+    h.pump();
+    const std::string req = drain(up).bytes;
+    CHECK(!contains(req, "Transfer-Encoding"));
+    CHECK(req.ends_with("\r\nContent-Length: 27\r\n\r\n" + kBody));
+  }
+  SUBCASE("Expect: 100-continue") {
+    Harness h;
+    Fd up = h.upstream();
+    Fd cl = h.client();
+    const std::string request = post("Expect: 100-continue\r\n");
+    const std::size_t head_size = request.find("\r\n\r\n") + 4;
+    send_all(cl, request.substr(0, head_size));
+    h.pump();
+    CHECK(drain(cl).bytes == "HTTP/1.1 100 Continue\r\n\r\n");
+    CHECK(drain(up).bytes.empty());
+    send_all(cl, request.substr(head_size));
+    h.pump();
+    const std::string req = drain(up).bytes;
+    CHECK(req.ends_with(kBody));
+    CHECK(!contains(req, "Expect"));
+    send_all(up, ok_answer("{}"));
+    h.pump();
+    std::string got = drain(cl).bytes;
+    auto a = take_answer(got);
+    REQUIRE(a.has_value());
+    CHECK(a->status == 200);
+    CHECK(got.empty());
+  }
+}
+
+TEST_CASE("event loop: an HTTP/1.0 client gets a body of unknown length unframed, ended by the close") {
+  // RFC 9112 6.1: no Transfer-Encoding in an answer to an HTTP/1.0 request.
+  Harness h;
+  Fd up = h.upstream();
+  Fd cl = h.client();
+  send_all(cl, "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n" + kBody);
+  h.pump();
+  CHECK(contains(drain(up).bytes, "POST /v1/completions HTTP/1.1\r\n"));
+  send_all(up, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                   chunk("data: 1\n\n") + chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+  h.pump();
+  const Read got = drain(cl);
+  const std::size_t end = got.bytes.find("\r\n\r\n");
+  REQUIRE(end != std::string::npos);
+  const std::string head = got.bytes.substr(0, end + 4);
+  CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(!contains(head, "Transfer-Encoding"));
+  CHECK(!contains(head, "Content-Length"));
+  CHECK(contains(head, "\r\nConnection: close\r\n"));
+  CHECK(got.bytes.substr(end + 4) == "data: 1\n\ndata: [DONE]\n\n");
+  CHECK(got.eof);
+  CHECK(h.recorder->last().end == ExchangeEnd::ok);
 }
 
 TEST_CASE("event loop: requests over the limits are refused with Connection: close, then the socket closes") {
@@ -874,6 +1000,20 @@ TEST_CASE("event loop: local routes: health, readiness, models with API keys, 40
     CHECK(!a->header("Connection").has_value());
   }
   CHECK(drain(up).bytes.empty());  // none of it went upstream
+
+  // RFC 9110 8.6: an answer to HEAD carries the Content-Length the GET's would, or none.
+  send_all(cl, "GET /v1/models HTTP/1.1\r\nAuthorization: Bearer KEY\r\n\r\n"
+               "HEAD /v1/models HTTP/1.1\r\nAuthorization: Bearer KEY\r\n\r\n");
+  h.pump();
+  std::string both = drain(cl).bytes;
+  auto get = take_answer(both);
+  auto head = take_answer(both, true);
+  REQUIRE(get.has_value());
+  REQUIRE(head.has_value());
+  CHECK(both.empty());
+  CHECK(!get->body.empty());
+  CHECK(head->header("Content-Length").value_or(std::to_string(get->body.size())) == std::to_string(get->body.size()));
+
   h.shared->draining = true;
   send_all(cl, "GET /ready HTTP/1.1\r\n\r\n");
   h.pump();
