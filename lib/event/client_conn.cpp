@@ -245,8 +245,7 @@ void ClientConn::answer_local(std::string_view method, std::string_view path, bo
   if (!answer_local_route(req, loop_.shared, resp)) {
     resp = error_response(Error{Errc::not_found, "Not Found: " + std::string(method) + " " + std::string(path), ""});
   }
-  if (method == "HEAD") resp.body.clear();
-  local(resp);
+  local(resp, false, method == "HEAD");
 }
 
 void ClientConn::reject(const Error& error) {
@@ -260,10 +259,11 @@ void ClientConn::reject(const Error& error) {
   local(error_response(error));
 }
 
-void ClientConn::local(const LocalResponse& r, bool close_after) {
+void ClientConn::local(const LocalResponse& r, bool close_after, bool head_only) {
   if (close_after) close_after_ = true;
   std::string text;
   append_local_response(text, r, request_id_, close_after_);
+  if (head_only) text.resize(text.size() - r.body.size());  // HEAD: the GET's Content-Length, no body
   put(text);
   state_ = State::flush;
   client_deadline_ = loop_.now() + std::chrono::milliseconds(loop_.options.client_timeout_ms);
@@ -283,6 +283,8 @@ bool ClientConn::on_head(const vllm_router::ResponseHead& head) {
     if (*head.content_length != 0 || (head.status != 204 && head.status != 304)) {
       append_header(text, "Content-Length", std::to_string(*head.content_length));
     }
+  } else if (head_.http10) {
+    close_after_ = true;  // an HTTP/1.0 client cannot read chunked framing: the close ends the body
   } else {
     text.append("Transfer-Encoding: chunked\r\n");
     chunked_out_ = true;

@@ -41,7 +41,7 @@ class ClientConn final : public ExchangeDriver {
   void process();
   void dispatch();
   void answer_local(std::string_view method, std::string_view path, bool is_authorized);
-  void local(const LocalResponse& r, bool close_after = false);
+  void local(const LocalResponse& r, bool close_after = false, bool head_only = false);
   void reject(const Error& error);  // a POST refused before its exchange (401...)
   void flush();
   void request_done();
