@@ -1,12 +1,14 @@
 // Router tests: resolution, picking, update (forwarding is in test_forward.cpp).
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vllm_router/router.h"
@@ -309,4 +311,31 @@ TEST_CASE("route: a policy with only pick() gets the candidate list") {
   CHECK(router.value()->route(view)->lease.endpoint().id == snap->pools[0].endpoints[4]->id);
   const std::vector<std::string_view> exclude = {snap->pools[0].endpoints[4]->id};
   CHECK(router.value()->route(view, exclude)->lease.endpoint().id == snap->pools[0].endpoints[3]->id);
+}
+
+TEST_CASE("route: concurrent routes while health flags flip (the cached count stays consistent)") {
+  for (const char* policy : kAllPolicies) {
+    CAPTURE(policy);
+    RouteFixture f(pool_of(16, policy));
+    f.state(0).active_healthy.store(false);  // down for the whole test: never picked
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::thread flipper([&] {
+      for (int i = 0; !stop.load(); ++i) f.state(1 + static_cast<std::size_t>(i % 3)).active_healthy.store(i % 2 == 0);
+    });
+    std::vector<std::thread> routers;
+    const std::string down = f.id(0);
+    for (int t = 0; t < 3; ++t) {
+      routers.emplace_back([&, t] {
+        for (int i = 0; i < 3000; ++i) {
+          auto r = f.router->route(f.views[static_cast<std::size_t>(t * 7 + i) % f.views.size()]);
+          if (!r.ok() || r->lease.endpoint().id == down) bad.fetch_add(1);
+        }
+      });
+    }
+    for (auto& th : routers) th.join();
+    stop.store(true);
+    flipper.join();
+    CHECK(bad.load() == 0);
+  }
 }
