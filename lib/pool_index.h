@@ -29,11 +29,12 @@ class HealthCount {
     const std::uint64_t epoch = health_epoch().load(std::memory_order_acquire);
     std::uint64_t seq = seq_.load(std::memory_order_acquire);
     if ((seq & 1) == 0) {
-      const std::uint64_t cached_epoch = epoch_.load(std::memory_order_relaxed);
-      const std::int64_t from = from_ns_.load(std::memory_order_relaxed);
-      const std::int64_t until = until_ns_.load(std::memory_order_relaxed);
-      const std::size_t count = count_.load(std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_acquire);
+      // Acquire loads (no fences: TSan models them poorly): a value from a writer that has
+      // begun makes its odd sequence visible to the check below.
+      const std::uint64_t cached_epoch = epoch_.load(std::memory_order_acquire);
+      const std::int64_t from = from_ns_.load(std::memory_order_acquire);
+      const std::int64_t until = until_ns_.load(std::memory_order_acquire);
+      const std::size_t count = count_.load(std::memory_order_acquire);
       if (seq_.load(std::memory_order_relaxed) == seq && cached_epoch == epoch && from <= now_ns &&
           now_ns < until) {
         return count;
@@ -51,11 +52,10 @@ class HealthCount {
       }
     }
     if ((seq & 1) == 0 && seq_.compare_exchange_strong(seq, seq + 1, std::memory_order_relaxed)) {
-      std::atomic_thread_fence(std::memory_order_release);
-      epoch_.store(epoch, std::memory_order_relaxed);
-      from_ns_.store(now_ns, std::memory_order_relaxed);
-      until_ns_.store(until, std::memory_order_relaxed);
-      count_.store(healthy, std::memory_order_relaxed);
+      epoch_.store(epoch, std::memory_order_release);  // release: the odd sequence comes first
+      from_ns_.store(now_ns, std::memory_order_release);
+      until_ns_.store(until, std::memory_order_release);
+      count_.store(healthy, std::memory_order_release);
       seq_.store(seq + 2, std::memory_order_release);
     }
     return healthy;
