@@ -1,10 +1,17 @@
-// Base URL parsing for endpoints.
+// Base URL parsing for endpoints; the process-wide health epoch of endpoint states.
 #include <charconv>
 #include <string>
 
 #include "vllm_router/endpoint.h"
+#include "vllm_router/endpoint_state.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
+
+std::atomic<std::uint64_t>& health_epoch() noexcept {
+  // Its own cache line: written only when a health flag changes, read by every route().
+  alignas(64) static std::atomic<std::uint64_t> epoch{0};
+  return epoch;
+}
 
 Result<Url> parse_url(std::string_view text) {
   Url url;

@@ -13,6 +13,8 @@ VLLM_ROUTER_BEGIN_NAMESPACE
 PolicyScratch::~PolicyScratch() = default;
 Policy::~Policy() = default;
 
+std::size_t Policy::pick_from_pool(const PickContext&, const PoolView&) const { return kNoPick; }
+
 std::unique_ptr<PolicyScratch> Policy::make_scratch(std::span<const Endpoint* const>) const {
   return nullptr;
 }

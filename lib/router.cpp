@@ -4,12 +4,55 @@
 
 #include <algorithm>
 #include <random>
+#include <unordered_set>
 #include <vector>
 
+#include "pool_index.h"
 #include "router_impl.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
+
+// Live state for the endpoints a routing table adds, allocated side by side in blocks: route()
+// and the policies read a pool's states in slot order, and a dense run of them is read several
+// times faster than objects scattered over the heap (fewer cache lines, prefetched). A block
+// lives while any of its states does; blocks are small so that a survivor pins little.
+class StateSlab {
+ public:
+  static constexpr std::size_t kBlock = 64;
+  explicit StateSlab(std::size_t expected) : left_(expected) {}
+  std::shared_ptr<EndpointState> next() {
+    if (used_ == size_) {
+      size_ = std::clamp<std::size_t>(left_, 1, kBlock);
+      block_ = std::shared_ptr<EndpointState[]>(new EndpointState[size_]);
+      used_ = 0;
+    }
+    left_ = left_ > 0 ? left_ - 1 : 0;
+    return std::shared_ptr<EndpointState>(block_, &block_[used_++]);
+  }
+
+ private:
+  std::shared_ptr<EndpointState[]> block_;
+  std::size_t size_ = 0;
+  std::size_t used_ = 0;
+  std::size_t left_;  // states still expected in this build
+};
+
+// Distinct endpoint ids in `config` that have no live state yet (URLs that do not parse are
+// left to the build, which rejects them).
+std::size_t count_new_endpoints(const RouterConfig& config,
+                                const std::unordered_map<std::string, std::shared_ptr<EndpointState>>& states) {
+  std::unordered_set<std::string> added;
+  for (const ModelConfig& mc : config.models) {
+    for (const EndpointConfig& ec : mc.endpoints) {
+      auto url = parse_url(ec.url);
+      if (!url) continue;
+      std::string id = endpoint_id(url.value());
+      if (states.find(id) == states.end()) added.insert(std::move(id));
+    }
+  }
+  return added.size();
+}
 
 // One generator per thread, seeded once from the router's seed and a per-thread counter.
 Rng& thread_rng(std::uint64_t seed, std::atomic<std::uint64_t>& counter) {
@@ -106,6 +149,7 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
   snap->version = next_version.fetch_add(1);
   snap->config = std::make_shared<const RouterConfig>(config);
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> next_states;
+  StateSlab slab(count_new_endpoints(config, states));
   for (std::size_t m = 0; m < config.models.size(); ++m) {
     const ModelConfig& mc = config.models[m];
     Pool pool;
@@ -141,7 +185,7 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
         if (old != states.end()) {
           state = old->second;
         } else {
-          state = std::make_shared<EndpointState>();
+          state = slab.next();
           // Added while probes run: not used until a probe passes (vLLM refuses connections
           // while it loads weights).
           if (health_checkers.load() > 0 && pool.health_check.enabled) state->active_healthy.store(false);
@@ -169,6 +213,14 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
     } else {
       pool.scratch = pool.policy->make_scratch(raw);
     }
+    auto pool_index = std::make_shared<detail::PoolIndex>();
+    pool_index->endpoints.reserve(pool.endpoints.size());
+    pool_index->slot_of.reserve(pool.endpoints.size());
+    for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
+      pool_index->endpoints.push_back(Candidate{pool.endpoints[i].get(), pool.states[i].get(), i});
+      pool_index->slot_of.emplace(std::string_view(pool.endpoints[i]->id), i);
+    }
+    pool.index = std::move(pool_index);
     const std::size_t index = snap->pools.size();
     snap->pools.push_back(std::move(pool));
     const auto add = [&](const std::string& name, NameKind kind, const std::string& upstream,
@@ -204,6 +256,62 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
   return std::shared_ptr<const Snapshot>(std::move(snap));
 }
 
+namespace {
+
+// Slots of the endpoints named in `exclude` (usually none; a retry names the ones it tried).
+struct ExcludedSlots {
+  static constexpr std::size_t kInline = 16;
+  std::size_t inline_slots[kInline];
+  std::size_t count = 0;
+  std::size_t* slots = inline_slots;
+
+  ExcludedSlots(const detail::PoolIndex& index, std::span<const std::string_view> exclude) {
+    if (exclude.empty()) return;
+    // Rare (a request retried more than kInline times): one buffer per thread, kept.
+    thread_local std::vector<std::size_t> overflow;
+    std::size_t capacity = kInline;
+    for (const std::string_view id : exclude) {
+      const auto [first, last] = index.slot_of.equal_range(id);
+      for (auto it = first; it != last; ++it) {
+        if (count == capacity) {
+          if (slots == inline_slots) overflow.assign(inline_slots, inline_slots + count);
+          overflow.resize(count * 2);
+          slots = overflow.data();
+          capacity = overflow.size();
+        }
+        slots[count++] = it->second;
+      }
+    }
+  }
+  ExcludedSlots(const ExcludedSlots&) = delete;
+  ExcludedSlots& operator=(const ExcludedSlots&) = delete;
+  std::span<const std::size_t> span() const noexcept { return {slots, count}; }
+};
+
+// The number of candidates of a pick (for PickEvent) when the policy chose without the list:
+// O(1) unless an in-flight limit applies, then one pass.
+std::size_t count_candidates(const PoolView& view, std::size_t healthy) {
+  if (view.all_usable()) return view.size();
+  const CandidateFilter& f = view.filter();
+  if (f.max_in_flight != 0) {
+    std::size_t n = 0;
+    for (std::size_t slot = 0; slot < view.size(); ++slot) n += view.usable(slot) ? 1 : 0;
+    return n;
+  }
+  std::size_t n = f.check_health ? healthy : view.size();
+  for (std::size_t i = 0; i < f.excluded.size(); ++i) {
+    const std::size_t slot = f.excluded[i];
+    if (std::find(f.excluded.begin(), f.excluded.begin() + static_cast<std::ptrdiff_t>(i), slot) !=
+        f.excluded.begin() + static_cast<std::ptrdiff_t>(i)) {
+      continue;  // named twice
+    }
+    if (!f.check_health || view[slot].state->healthy(f.now_ns)) --n;
+  }
+  return std::min(n, view.size());
+}
+
+}  // namespace
+
 Result<Route> Router::route(const RequestView& request, std::span<const std::string_view> exclude) {
   Route route;
   route.snapshot = snapshot();
@@ -218,45 +326,69 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   }
   const Pool& pool = snap.pools[route.resolution.pool];
   route.pool = &pool;
-  // One buffer per thread, grown to the largest pool seen: no allocation per decision.
-  thread_local std::vector<Candidate> buffer;
-  if (buffer.size() < pool.endpoints.size()) buffer.resize(pool.endpoints.size());
-  Candidate* candidates = buffer.data();
+  detail::PoolIndex& index = *pool.index;
+  const std::span<const Candidate> all(index.endpoints);
+  const std::size_t size = all.size();
   const Impl& impl = *impl_;
   const std::int64_t now_ns = impl.options.clock->now().time_since_epoch().count();
-  std::size_t healthy = 0;
-  for (const auto& state : pool.states) healthy += state->healthy(now_ns) ? 1 : 0;
+  // Cached: exact, and O(1) until a health flag changes or an ejection ends.
+  const std::size_t healthy = size == 0 ? 0 : index.health.get(all, now_ns);
   // Panic mode: with too few healthy endpoints, health is ignored rather than overloading the few.
-  const bool panic = healthy == 0 || healthy * 100 < std::size_t{snap.config->panic_threshold_percent} * pool.states.size();
-  std::size_t n = 0;
-  bool full = false;
-  for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
-    const Endpoint* ep = pool.endpoints[i].get();
-    const EndpointState* state = pool.states[i].get();
-    if (std::find(exclude.begin(), exclude.end(), std::string_view(ep->id)) != exclude.end()) continue;
-    if (!panic && !state->healthy(now_ns)) continue;
-    if (pool.max_in_flight != 0 && state->in_flight.load(std::memory_order_relaxed) >= pool.max_in_flight) {
-      full = true;
-      continue;
-    }
-    candidates[n++] = Candidate{ep, state, i};
-  }
-  if (n == 0) {
-    if (full) {
-      return Result<Route>(Errc::overloaded,
-                           "every replica of model `" + pool.model + "` is at its request limit", "model");
-    }
-    return Result<Route>(Errc::no_endpoint,
-                         "no endpoint available for model `" + pool.model + "`", "model");
-  }
+  const bool panic = healthy == 0 || healthy * 100 < std::size_t{snap.config->panic_threshold_percent} * size;
+  const ExcludedSlots excluded(index, exclude);
+  CandidateFilter filter;
+  filter.check_health = !panic && healthy < size;
+  filter.now_ns = now_ns;
+  filter.max_in_flight = pool.max_in_flight;
+  filter.excluded = excluded.span();
+  const PoolView view(all, filter);
   Rng& rng = thread_rng(impl.options.seed, impl_->seed_counter);
-  PickContext ctx{request, rng, pool.scratch.get(), pool.endpoints.size(), now_ns};
-  std::size_t pick = pool.policy->pick(ctx, std::span<const Candidate>(candidates, n));
-  if (pick >= n) pick = 0;
-  const std::size_t slot = candidates[pick].slot;
+  PickContext ctx{request, rng, pool.scratch.get(), size, now_ns};
+  Observer* observer = impl.observer();
+
+  // The policy's fast path first (O(1) for the sampling and walking policies).
+  std::size_t slot = size == 0 ? Policy::kNoPick : pool.policy->pick_from_pool(ctx, view);
+  std::size_t n = 0;
+  if (slot < size && view.usable(slot)) {
+    if (observer != nullptr) n = count_candidates(view, healthy);
+  } else {
+    std::span<const Candidate> candidates = all;
+    if (!view.all_usable()) {
+      // One buffer per thread, grown to the largest pool seen: no allocation per decision.
+      thread_local std::vector<Candidate> buffer;
+      if (buffer.size() < size) buffer.resize(size);
+      bool full = false;
+      n = 0;
+      for (std::size_t i = 0; i < size; ++i) {
+        const EndpointState& state = *all[i].state;
+        if (std::find(filter.excluded.begin(), filter.excluded.end(), i) != filter.excluded.end()) continue;
+        if (filter.check_health && !state.healthy(now_ns)) continue;
+        if (pool.max_in_flight != 0 && state.in_flight.load(std::memory_order_relaxed) >= pool.max_in_flight) {
+          full = true;
+          continue;
+        }
+        buffer[n++] = all[i];
+      }
+      if (n == 0) {
+        if (full) {
+          return Result<Route>(Errc::overloaded,
+                               "every replica of model `" + pool.model + "` is at its request limit", "model");
+        }
+        return Result<Route>(Errc::no_endpoint,
+                             "no endpoint available for model `" + pool.model + "`", "model");
+      }
+      candidates = std::span<const Candidate>(buffer.data(), n);
+    } else if (size == 0) {
+      return Result<Route>(Errc::no_endpoint, "no endpoint available for model `" + pool.model + "`", "model");
+    }
+    n = candidates.size();
+    std::size_t pick = pool.policy->pick(ctx, candidates);
+    if (pick >= n) pick = 0;
+    slot = candidates[pick].slot;
+  }
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model));
-  detail::notify_observer(impl.observer(), [&](Observer& o) {
+  detail::notify_observer(observer, [&](Observer& o) {
     o.on_pick(pool.model, *pool.endpoints[slot], PickEvent{pool.policy->name(), n, panic});
   });
   return route;

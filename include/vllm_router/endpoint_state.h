@@ -21,28 +21,65 @@ struct LoadSample {
   std::int64_t sampled_ns = 0;        ///< steady-clock time of that scrape (0: never)
 };
 
+/// A process-wide counter bumped after every change of a health flag (EndpointState's
+/// active_healthy or ejected_until_ns, of any endpoint of any Router). Routers cache each pool's
+/// count of healthy endpoints (the panic-mode decision) and refresh it when this moves or when
+/// an ejection they saw ends, instead of counting the pool on every request. Thread-safe.
+VLLM_ROUTER_API std::atomic<std::uint64_t>& health_epoch() noexcept;
+
+/// A std::atomic<T> for a health flag: the same load/store interface, and a write that changes
+/// the value also bumps health_epoch() (with release order, after the value). Thread-safe.
+template <class T>
+class HealthAtomic {
+ public:
+  constexpr HealthAtomic(T value) noexcept : value_(value) {}  // NOLINT(google-explicit-constructor)
+  HealthAtomic(const HealthAtomic&) = delete;
+  HealthAtomic& operator=(const HealthAtomic&) = delete;
+
+  T load(std::memory_order order = std::memory_order_seq_cst) const noexcept { return value_.load(order); }
+  void store(T value, std::memory_order order = std::memory_order_seq_cst) noexcept { exchange(value, order); }
+  T exchange(T value, std::memory_order order = std::memory_order_seq_cst) noexcept {
+    const T old = value_.exchange(value, order);
+    if (old != value) health_epoch().fetch_add(1, std::memory_order_release);
+    return old;
+  }
+  operator T() const noexcept { return load(); }  // NOLINT(google-explicit-constructor)
+  T operator=(T value) noexcept {
+    store(value);
+    return value;
+  }
+
+ private:
+  std::atomic<T> value_;
+};
+
 /// Live state of one endpoint. All members are atomics: any thread may read them. Each group
 /// has one writer: leases (counters), the HealthChecker (active_healthy), the OutlierDetector
 /// (ejection), the LoadScraper (scraped load). Survives snapshot swaps for an endpoint that
-/// stays (keyed by Endpoint::id).
+/// stays (keyed by Endpoint::id). The two health flags are HealthAtomic: written like
+/// std::atomic, each change also bumps health_epoch().
 class EndpointState {
  public:
+  // Declared in the order routing reads them: what route() and the policies look at (in
+  // flight, health, scraped load) shares the object's first cache line; the rest follows.
+
   std::atomic<std::int64_t> in_flight{0};
+  /// Passive health: ejected while the steady clock is below this (ns since its epoch).
+  HealthAtomic<std::int64_t> ejected_until_ns{0};
+
+  std::atomic<std::int64_t> sampled_ns{0};
+  std::atomic<std::int32_t> waiting{-1};
+  std::atomic<float> kv_cache_usage{-1.0F};
+  std::atomic<std::int32_t> running{-1};
+
+  std::atomic<std::uint32_t> ejections{0};  ///< times ejected (drives the growing back-off)
+  /// Active health: the last probes' verdict. True until a checker says otherwise, except for
+  /// endpoints added while health checking runs (they start false and must pass a probe).
+  HealthAtomic<bool> active_healthy{true};
+
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> consecutive_failures{0};
-
-  /// Active health: the last probes' verdict. True until a checker says otherwise, except for
-  /// endpoints added while health checking runs (they start false and must pass a probe).
-  std::atomic<bool> active_healthy{true};
-  /// Passive health: ejected while the steady clock is below this (ns since its epoch).
-  std::atomic<std::int64_t> ejected_until_ns{0};
-  std::atomic<std::uint32_t> ejections{0};  ///< times ejected (drives the growing back-off)
-
-  std::atomic<std::int32_t> waiting{-1};
-  std::atomic<std::int32_t> running{-1};
-  std::atomic<float> kv_cache_usage{-1.0F};
-  std::atomic<std::int64_t> sampled_ns{0};
 
   LoadSample sample() const noexcept {
     LoadSample s;

@@ -126,7 +126,10 @@ class VLLM_ROUTER_API Router {
   /// Resolves the request's model and picks an endpoint not in `exclude` (endpoint ids).
   /// Candidates are the pool's healthy endpoints (active checks passed, not ejected); when
   /// fewer than panic_threshold_percent are healthy the pool panics and uses them all.
-  /// Endpoints at the model's max_in_flight_per_endpoint are skipped. No heap allocation.
+  /// Endpoints at the model's max_in_flight_per_endpoint are skipped. No heap allocation (a
+  /// thread's first decisions may size its buffers). Cost: the policy's own (O(1) for
+  /// round_robin, power_of_two and session through Policy::pick_from_pool, one pass over the
+  /// pool for the others); the panic decision reads a cached, exact count of healthy endpoints.
   /// Errors: missing_model, unknown_model (message names it), no_endpoint, overloaded (every
   /// candidate is full: the caller may wait and retry).
   Result<Route> route(const RequestView& request,

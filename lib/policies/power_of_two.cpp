@@ -1,6 +1,8 @@
 // Power of two choices: two distinct random candidates, the one with fewer in flight wins.
 #include "vllm_router/policies/power_of_two.h"
 
+#include "policies/pick_detail.h"
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace policies {
 
@@ -13,6 +15,10 @@ std::size_t PowerOfTwo::pick(const PickContext& ctx, std::span<const Candidate> 
   const std::int64_t la = candidates[a].state->in_flight.load(std::memory_order_relaxed);
   const std::int64_t lb = candidates[b].state->in_flight.load(std::memory_order_relaxed);
   return lb < la ? b : a;
+}
+
+std::size_t PowerOfTwo::pick_from_pool(const PickContext& ctx, const PoolView& pool) const {
+  return detail::power_of_two_from_pool(ctx, pool);
 }
 
 }  // namespace policies

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <unordered_map>
 
 #include "policies/hash_detail.h"
 #include "policies/load_detail.h"
+#include "policies/pick_detail.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace policies {
@@ -23,9 +25,11 @@ struct Entry {
 };
 
 struct PrefixIndex final : PolicyScratch {
-  explicit PrefixIndex(std::size_t max) : max_entries(max) {
+  PrefixIndex(std::size_t max, std::span<const Endpoint* const> pool) : max_entries(max) {
     map.reserve(std::min<std::size_t>(max, 1u << 16) + 1);
+    weights.assign(pool);
   }
+  detail::SlotWeights weights;  // the pool's, by slot (read-only)
   std::mutex mutex;
   std::size_t max_entries;
   std::list<Entry> lru;  // front: most recently used
@@ -33,7 +37,7 @@ struct PrefixIndex final : PolicyScratch {
 
   // Marks `bit` as a server of every hash of `chain` (deepest first, so the shallow entries,
   // shared by more requests, are the most recent) and evicts past the cap.
-  void record(const std::vector<std::uint64_t>& chain, std::uint64_t bit) {
+  void record(std::span<const std::uint64_t> chain, std::uint64_t bit) {
     if (max_entries == 0) return;
     for (auto h = chain.rbegin(); h != chain.rend(); ++h) {
       auto it = map.find(*h);
@@ -62,24 +66,55 @@ PrefixAware::PrefixAware(const PolicyOptions& options)
       load_margin_(options.prefix_load_margin),
       stale_ms_(options.scrape_stale_ms) {}
 
-std::vector<std::uint64_t> PrefixAware::chain_hashes(std::string_view text,
-                                                     std::uint32_t chunk_chars) {
-  std::vector<std::uint64_t> out;
-  if (chunk_chars == 0) return out;
+namespace {
+
+// The chain hashes of the full chunks of `text` into `out` (room for text.size() / chunk_chars).
+void chain_hashes_into(std::string_view text, std::uint32_t chunk_chars, std::uint64_t* out) {
   const std::size_t n = text.size() / chunk_chars;
-  out.reserve(n);
   std::uint64_t h = detail::kFnvOffset;
   for (std::size_t k = 0; k < n; ++k) {
-    h = detail::fnv1a64(text.substr(k * chunk_chars, chunk_chars), h);
-    out.push_back(detail::mix64(h));  // the chain continues from the unmixed FNV state
+    h = detail::chain_chunk(text.substr(k * chunk_chars, chunk_chars), h);
+    out[k] = detail::mix64(h);  // the chain continues from the unmixed state
   }
+}
+
+// A request's chain: on the stack up to kInline hashes (the default 256-character chunks of a
+// 4 KiB prompt prefix need 16), beyond in one buffer per thread, kept.
+class Chain {
+ public:
+  static constexpr std::size_t kInline = 64;
+  Chain(std::string_view text, std::uint32_t chunk_chars) : size_(text.size() / chunk_chars) {
+    if (size_ > kInline) {
+      thread_local std::vector<std::uint64_t> buffer;
+      if (buffer.size() < size_) buffer.resize(size_);
+      data_ = buffer.data();
+    }
+    chain_hashes_into(text, chunk_chars, data_);
+  }
+  Chain(const Chain&) = delete;
+  Chain& operator=(const Chain&) = delete;
+  std::span<const std::uint64_t> span() const noexcept { return {data_, size_}; }
+
+ private:
+  std::uint64_t inline_[kInline];
+  std::uint64_t* data_ = inline_;
+  std::size_t size_;
+};
+
+}  // namespace
+
+std::vector<std::uint64_t> PrefixAware::chain_hashes(std::string_view text,
+                                                     std::uint32_t chunk_chars) {
+  if (chunk_chars == 0) return {};
+  std::vector<std::uint64_t> out(text.size() / chunk_chars);
+  chain_hashes_into(text, chunk_chars, out.data());
   return out;
 }
 
 std::unique_ptr<PolicyScratch> PrefixAware::carry_scratch(std::span<const Endpoint* const> pool,
                                                           const PolicyScratch& previous,
                                                           std::span<const Endpoint* const> previous_pool) const {
-  auto next = std::make_unique<PrefixIndex>(max_entries_);
+  auto next = std::make_unique<PrefixIndex>(max_entries_, pool);
   auto* old = dynamic_cast<const PrefixIndex*>(&previous);
   if (old == nullptr || max_entries_ == 0) return next;
   // Old bit -> new bits: every old slot with that bit whose endpoint is still in the pool.
@@ -109,17 +144,17 @@ std::size_t PrefixAware::index_size(const PolicyScratch* scratch) {
   return index->map.size();
 }
 
-std::unique_ptr<PolicyScratch> PrefixAware::make_scratch(std::span<const Endpoint* const>) const {
-  return std::make_unique<PrefixIndex>(max_entries_);
+std::unique_ptr<PolicyScratch> PrefixAware::make_scratch(std::span<const Endpoint* const> pool) const {
+  return std::make_unique<PrefixIndex>(max_entries_, pool);
 }
 
 std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   const std::size_t n = candidates.size();
   auto* index = dynamic_cast<PrefixIndex*>(ctx.scratch);
-  const std::vector<std::uint64_t> chain = chain_hashes(ctx.request.prompt_prefix, chunk_chars_);
-  if (index == nullptr || chain.empty()) {
-    return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_);
-  }
+  if (index == nullptr) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_);
+  const Chain hashes(ctx.request.prompt_prefix, chunk_chars_);  // chunk_chars_ >= 1
+  const std::span<const std::uint64_t> chain = hashes.span();
+  if (chain.empty()) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_, &index->weights);
 
   std::lock_guard<std::mutex> lock(index->mutex);
   std::size_t chosen = 0;
@@ -137,33 +172,46 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       cum = next;
     }
 
+    // One pass: the longest match (ties: lower load, then random) and the least loaded (ties:
+    // random), each drawn once at the end.
     const std::int64_t now = detail::pick_now_ns(ctx);
-    std::size_t best = n;
+    detail::TieBuffer<0> least_ties(n);
+    detail::TieBuffer<1> matched_ties(depth > 0 ? n : 0);
+    std::uint32_t* least = least_ties.data();
+    std::uint32_t* matched = matched_ties.data();
+    std::size_t n_least = 0;
+    std::size_t n_matched = 0;
+    double least_load = 0.0;
+    double least_below = std::numeric_limits<double>::infinity();  // a load under this is a new least
+    double least_tie = 0.0;    // a load up to this ties it
     std::size_t best_len = 0;
     double best_load = 0.0;
-    std::uint64_t ties = 0;
-    if (depth > 0) {
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t len = depth_of[candidates[i].slot % 64];
-        if (len == 0 || len < best_len) continue;
-        const double load = detail::load_score(candidates[i], now, stale_ms_);
-        if (len > best_len || load < best_load - 1e-9) {
-          best = i;
-          best_len = len;
-          best_load = load;
-          ties = 1;
-        } else if (load <= best_load + 1e-9) {
-          ++ties;
-          if (ctx.rng.below(ties) == 0) best = i;
-        }
+    for (std::size_t i = 0; i < n; ++i) {
+      const Candidate& c = candidates[i];
+      const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
+      if (load < least_below) {  // loads are finite
+        least_load = load;
+        least_below = load - detail::kScoreEpsilon;
+        least_tie = load + detail::kScoreEpsilon;
+        n_least = 0;
       }
+      least[n_least] = static_cast<std::uint32_t>(i);
+      n_least += load <= least_tie ? 1 : 0;
+      if (depth == 0) continue;
+      const std::size_t len = depth_of[c.slot % 64];
+      if (len == 0 || len < best_len) continue;
+      if (len > best_len || load < best_load - detail::kScoreEpsilon) {
+        best_len = len;
+        best_load = load;
+        n_matched = 0;
+      }
+      matched[n_matched] = static_cast<std::uint32_t>(i);
+      n_matched += load <= best_load + detail::kScoreEpsilon ? 1 : 0;
     }
-    double least_load = 0.0;
-    const std::size_t least = detail::least_loaded(ctx, candidates, stale_ms_, &least_load);
-    const bool use_match =
-        best < n && static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size()) &&
-        best_load - least_load <= load_margin_;
-    chosen = use_match ? best : least;
+    const bool use_match = n_matched > 0 &&
+                           static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size()) &&
+                           best_load - least_load <= load_margin_;
+    chosen = use_match ? matched_ties.draw(n_matched, ctx.rng) : least_ties.draw(n_least, ctx.rng);
   }
   index->record(chain, slot_bit(candidates[chosen].slot));
   return chosen;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policies/hash_detail.h"
+#include "policies/pick_detail.h"
 #include "vllm_router/policies/power_of_two.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -50,6 +51,94 @@ std::unique_ptr<PolicyScratch> Session::make_scratch(std::span<const Endpoint* c
   return ring;
 }
 
+namespace {
+
+constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
+// Bits over pool slots for the bounded walk: on the stack up to kInline x 64 slots, beyond in
+// one buffer per thread, kept.
+class Visited {
+ public:
+  static constexpr std::size_t kInline = 64;
+  explicit Visited(std::size_t slots) : words_((slots + 63) / 64) {
+    if (words_ > kInline) {
+      thread_local std::vector<std::uint64_t> buffer;
+      if (buffer.size() < words_) buffer.resize(words_);
+      bits_ = buffer.data();
+    }
+    std::fill(bits_, bits_ + words_, 0);
+  }
+  Visited(const Visited&) = delete;
+  Visited& operator=(const Visited&) = delete;
+  // True when `slot` was marked before; marks it.
+  bool test_and_set(std::size_t slot) noexcept {
+    const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+    const bool was = (bits_[slot / 64] & bit) != 0;
+    bits_[slot / 64] |= bit;
+    return was;
+  }
+
+ private:
+  std::uint64_t inline_[kInline];
+  std::uint64_t* bits_ = inline_;
+  std::size_t words_;
+};
+
+// The walk shared by pick() and pick_from_pool(). `usable(slot)`: whether the endpoint is a
+// candidate now; `load(slot)`: its requests in flight; `stats()`: {candidates, their total in
+// flight}, asked only when the bound matters. Returns the chosen slot, kNone when no point of
+// the ring is usable.
+// `home_limit`: points looked at for the home before giving up (kNone).
+template <class Usable, class Load, class Stats>
+std::size_t walk_ring(const Ring& ring, std::uint64_t key, double load_factor, std::uint32_t min_capacity,
+                      std::size_t home_limit, Usable usable, Load load, Stats stats) {
+  const auto& pts = ring.points;
+  if (pts.empty()) return kNone;
+  auto it = std::lower_bound(pts.begin(), pts.end(), key, [](const Point& p, std::uint64_t k) { return p.pos < k; });
+  std::size_t at = static_cast<std::size_t>(it - pts.begin());
+  if (at == pts.size()) at = 0;
+  // The key's home: the first usable endpoint clockwise.
+  std::size_t home = kNone;
+  std::size_t step = 0;
+  for (std::size_t pos = at; step < std::min(home_limit, pts.size()); ++step) {
+    if (usable(pts[pos].slot)) {
+      home = pts[pos].slot;
+      break;
+    }
+    if (++pos == pts.size()) pos = 0;
+  }
+  if (home == kNone || load_factor <= 1.0) return home;  // bound off: pure consistent hashing
+  const std::int64_t home_load = load(home);
+  if (home_load < static_cast<std::int64_t>(min_capacity)) return home;  // below any cap
+  // Bounded load: capacity per endpoint after this request is placed.
+  const auto [live_count, total] = stats();
+  const std::size_t count = std::max<std::size_t>(live_count, 1);
+  const auto cap = std::max<std::int64_t>(
+      min_capacity,
+      static_cast<std::int64_t>(std::ceil(load_factor * static_cast<double>(total + 1) / static_cast<double>(count))));
+  if (home_load < cap) return home;
+  // Walk on; each candidate checked once, so the walk stops once every one was found full.
+  Visited visited(ring.pool_size);
+  visited.test_and_set(home);
+  std::size_t seen = 1;
+  std::size_t pos = (at + step) % pts.size();
+  for (++step; step < pts.size() && seen < count; ++step) {
+    if (++pos == pts.size()) pos = 0;
+    const std::size_t slot = pts[pos].slot;
+    if (!usable(slot) || visited.test_and_set(slot)) continue;
+    ++seen;
+    if (load(slot) < cap) return slot;
+  }
+  return home;  // every candidate at capacity: stay home
+}
+
+struct Stats {
+  std::size_t count;
+  std::int64_t total;
+};
+
+}  // namespace
+
 std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   const std::size_t n = candidates.size();
   if (n <= 1) return 0;
@@ -73,53 +162,52 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
     ring = &local;
   }
 
-  // slot -> candidate index (n means: not a candidate now).
-  constexpr std::size_t kStack = 64;
-  std::size_t stack[kStack];
-  std::vector<std::size_t> heap;
-  std::size_t* index = stack;
-  if (ring->pool_size > kStack) {
-    heap.resize(ring->pool_size);
-    index = heap.data();
-  }
-  std::fill(index, index + ring->pool_size, n);
-  std::int64_t total = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    index[candidates[i].slot] = i;
-    total += std::max<std::int64_t>(0, candidates[i].state->in_flight.load(std::memory_order_relaxed));
-  }
-  // Bounded load: capacity per endpoint after this request is placed.
-  const bool bounded = load_factor_ > 1.0;
-  const auto cap = std::max<std::int64_t>(
-      min_capacity_, static_cast<std::int64_t>(std::ceil(load_factor_ * static_cast<double>(total + 1) /
-                                                         static_cast<double>(n))));
-
-  const std::uint64_t key = detail::stable_hash(ctx.request.session_key);
-  const auto& pts = ring->points;
-  auto it = std::lower_bound(pts.begin(), pts.end(), key,
-                             [](const Point& p, std::uint64_t k) { return p.pos < k; });
-  std::size_t start = static_cast<std::size_t>(it - pts.begin());
-  std::size_t home = n;
-  // Candidates already found full, so the walk stops once every one was checked.
-  bool visited_stack[kStack] = {};
-  std::vector<char> visited_heap;
-  if (n > kStack) visited_heap.assign(n, 0);
-  auto visited = [&](std::size_t ci) -> bool {
-    if (n > kStack) return std::exchange(visited_heap[ci], char{1}) != 0;
-    return std::exchange(visited_stack[ci], true);
+  // Slot -> candidate index (kNone: not a candidate now). One table per thread, kept; reset
+  // before returning.
+  thread_local std::vector<std::size_t> index_of;
+  if (index_of.size() < ring->pool_size) index_of.resize(ring->pool_size, kNone);
+  for (std::size_t i = 0; i < n; ++i) index_of[candidates[i].slot] = i;
+  const auto in_flight = [&](std::size_t slot) {
+    return candidates[index_of[slot]].state->in_flight.load(std::memory_order_relaxed);
   };
-  std::size_t seen = 0;
-  for (std::size_t step = 0; step < pts.size() && seen < n; ++step) {
-    const Point& p = pts[(start + step) % pts.size()];
-    const std::size_t ci = index[p.slot];
-    if (ci == n) continue;
-    if (home == n) home = ci;
-    if (!bounded) return ci;
-    if (visited(ci)) continue;
-    ++seen;
-    if (candidates[ci].state->in_flight.load(std::memory_order_relaxed) < cap) return ci;
-  }
-  return home == n ? 0 : home;  // every candidate at capacity: stay home
+  const std::size_t slot = walk_ring(
+      *ring, detail::stable_hash(ctx.request.session_key), load_factor_, min_capacity_, kNone,
+      [&](std::size_t s) { return index_of[s] != kNone; }, in_flight,
+      [&] {
+        std::int64_t total = 0;
+        for (const auto& c : candidates) {
+          total += std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed));
+        }
+        return Stats{n, total};
+      });
+  const std::size_t chosen = slot == kNone ? 0 : index_of[slot];
+  for (const auto& c : candidates) index_of[c.slot] = kNone;
+  return chosen;
+}
+
+std::size_t Session::pick_from_pool(const PickContext& ctx, const PoolView& pool) const {
+  if (pool.size() == 0) return kNoPick;
+  if (ctx.request.session_key.empty()) return detail::power_of_two_from_pool(ctx, pool);
+  const Ring* ring = dynamic_cast<const Ring*>(ctx.scratch);
+  if (ring == nullptr || ring->pool_size != pool.size()) return kNoPick;
+  const bool all = pool.all_usable();
+  const auto usable = [&](std::size_t s) { return all || pool.usable(s); };
+  // Points belong to endpoints at random: a home not met within 64 points means most of the
+  // pool is unusable (or all of it, e.g. full), which the candidate list settles at once.
+  constexpr std::size_t kHomeLimit = 64;
+  const std::size_t slot = walk_ring(
+      *ring, detail::stable_hash(ctx.request.session_key), load_factor_, min_capacity_, kHomeLimit, usable,
+      [&](std::size_t s) { return pool[s].state->in_flight.load(std::memory_order_relaxed); },
+      [&] {
+        Stats stats{0, 0};
+        for (std::size_t s = 0; s < pool.size(); ++s) {
+          if (!usable(s)) continue;
+          ++stats.count;
+          stats.total += std::max<std::int64_t>(0, pool[s].state->in_flight.load(std::memory_order_relaxed));
+        }
+        return stats;
+      });
+  return slot == kNone ? kNoPick : slot;
 }
 
 }  // namespace policies

@@ -96,4 +96,37 @@ TEST_CASE("load_aware: load is divided by weight") {
   RequestView view;
   PickContext ctx{view, rng, nullptr, 2, 1};
   CHECK(p.pick(ctx, f.candidates) == 0);
+  // The same with the pool's scratch (its weights by slot), through both paths.
+  auto scratch = p.make_scratch(f.raw);
+  PickContext with{view, rng, scratch.get(), 2, 1};
+  CHECK(p.pick(with, f.candidates) == 0);
+  CHECK(p.pick_from_pool(with, PoolView(f.candidates)) == 0);
+  f.states[0]->in_flight = 7;  // 7/3 > 2/1
+  CHECK(p.pick(with, f.candidates) == 1);
+  CHECK(p.pick_from_pool(with, PoolView(f.candidates)) == 1);
+}
+
+TEST_CASE("load_aware: pick_from_pool scores only the usable endpoints, like pick over them") {
+  LaFleet f(6);
+  const std::int64_t now = 100000 * kMs;
+  for (std::size_t k = 0; k < 6; ++k) f.states[k]->in_flight = static_cast<std::int64_t>(3 + k);
+  f.scraped(4, 0, 1, 0.0F, now - 10 * kMs);  // fresh, idle: score 7 (in flight only)
+  f.states[0]->in_flight = 1;                 // the least loaded, but already tried
+  policies::LoadAware p(opts());
+  Rng rng(8);
+  RequestView view;
+  PickContext ctx{view, rng, nullptr, 6, now};
+  const std::size_t tried[] = {0};
+  CandidateFilter filter;
+  filter.excluded = tried;
+  const PoolView pool(f.candidates, filter);
+  std::vector<Candidate> rest(f.candidates.begin() + 1, f.candidates.end());
+  for (int i = 0; i < 20; ++i) {
+    CHECK(p.pick_from_pool(ctx, pool) == 1);
+    CHECK(rest[p.pick(ctx, rest)].slot == 1);
+  }
+  // A fresh scrape of a long queue moves the choice off endpoint 1 (4 in flight + 10 waiting).
+  f.scraped(1, 10, 1, 0.5F, now - 10 * kMs);
+  CHECK(p.pick_from_pool(ctx, pool) == 2);
+  CHECK(rest[p.pick(ctx, rest)].slot == 2);
 }

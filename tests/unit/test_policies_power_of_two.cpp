@@ -92,3 +92,49 @@ TEST_CASE("power_of_two: closed loop keeps in-flight counts much closer than ran
   MESSAGE("mean spread: power_of_two " << two << ", random " << random);
   CHECK(two < 0.5 * random);
 }
+
+TEST_CASE("power_of_two: pick_from_pool draws the usable endpoints only, uniformly") {
+  P2Fleet f(8);
+  for (std::size_t k = 0; k < 4; ++k) f.states[k]->active_healthy = false;
+  policies::PowerOfTwo p;
+  Rng rng(21);
+  RequestView view;
+  PickContext ctx{view, rng, nullptr, 8};
+  CandidateFilter filter;
+  filter.check_health = true;
+  const PoolView pool(f.candidates, filter);
+  std::map<std::size_t, int> counts;
+  int fallbacks = 0;
+  for (int i = 0; i < 40000; ++i) {
+    const std::size_t k = p.pick_from_pool(ctx, pool);
+    if (k == Policy::kNoPick) {
+      ++fallbacks;
+      continue;
+    }
+    CHECK(pool.usable(k));
+    counts[k]++;
+  }
+  CHECK(fallbacks < 5);  // half the pool usable: 32 missed draws in a row are rare
+  for (std::size_t k = 4; k < 8; ++k) {
+    CHECK(counts[k] > 9400);
+    CHECK(counts[k] < 10600);
+  }
+  // The most loaded usable endpoint is never chosen (the two draws are distinct).
+  f.states[6]->in_flight = 10;
+  for (int i = 0; i < 5000; ++i) CHECK(p.pick_from_pool(ctx, pool) != 6);
+  // One usable endpoint: no pair to compare, left to the list (which has one candidate).
+  for (std::size_t k = 4; k < 7; ++k) f.states[k]->active_healthy = false;
+  CHECK(p.pick_from_pool(ctx, pool) == Policy::kNoPick);
+}
+
+TEST_CASE("power_of_two: with the whole pool usable pick_from_pool draws exactly as pick") {
+  P2Fleet f(16);
+  for (std::size_t k = 0; k < 16; ++k) f.states[k]->in_flight = static_cast<std::int64_t>(k % 5);
+  policies::PowerOfTwo p;
+  RequestView view;
+  Rng a(9);
+  Rng b(9);
+  PickContext ca{view, a, nullptr, 16};
+  PickContext cb{view, b, nullptr, 16};
+  for (int i = 0; i < 1000; ++i) CHECK(p.pick_from_pool(ca, PoolView(f.candidates)) == p.pick(cb, f.candidates));
+}

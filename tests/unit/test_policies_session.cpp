@@ -216,3 +216,51 @@ TEST_CASE("session: below session_min_capacity in flight a session never leaves 
   }
   CHECK(p.pick(ctx, f.candidates) != home);  // 16 in flight, the fleet idle: now it spills
 }
+
+TEST_CASE("session: pick_from_pool picks what pick picks over the usable candidates") {
+  for (const double factor : {1.0, 1.25}) {
+    for (const std::uint32_t min_capacity : {0u, 16u}) {
+      CAPTURE(factor);
+      CAPTURE(min_capacity);
+      SessionFleet f(ids(12));
+      policies::Session p(opts(factor, min_capacity));
+      auto scratch = p.make_scratch(f.raw);
+      // Uneven loads, so that the bound sends some keys past their home.
+      for (std::size_t k = 0; k < 12; ++k) f.states[k]->in_flight = static_cast<std::int64_t>((k * 7) % 5 + (k == 3 ? 30 : 0));
+      const std::size_t tried[] = {2, 9};
+      CandidateFilter filter;
+      filter.excluded = tried;
+      const PoolView pool(f.candidates, filter);
+      std::vector<Candidate> usable;
+      for (const auto& c : f.candidates) {
+        if (c.slot != 2 && c.slot != 9) usable.push_back(c);
+      }
+      Rng rng(4);
+      int on_hot = 0;
+      for (int k = 0; k < 2000; ++k) {
+        RequestView view;
+        view.session_key = "key-" + std::to_string(k);
+        PickContext ctx{view, rng, scratch.get(), 12};
+        const std::size_t fast = p.pick_from_pool(ctx, pool);
+        REQUIRE(fast != Policy::kNoPick);
+        CHECK(fast == usable[p.pick(ctx, usable)].slot);
+        CHECK(fast != 2);
+        CHECK(fast != 9);
+        on_hot += fast == 3 ? 1 : 0;
+      }
+      // Endpoint 3 (31 in flight) is over any bound here; pure hashing still sends its keys.
+      if (factor > 1.0) CHECK(on_hot == 0);
+      if (factor <= 1.0) CHECK(on_hot > 0);
+    }
+  }
+}
+
+TEST_CASE("session: pick_from_pool leaves the choice to pick without its ring") {
+  SessionFleet f(ids(4));
+  policies::Session p(opts());
+  Rng rng(4);
+  RequestView view;
+  view.session_key = "k";
+  PickContext ctx{view, rng, nullptr, 4};
+  CHECK(p.pick_from_pool(ctx, PoolView(f.candidates)) == Policy::kNoPick);
+}

@@ -1,8 +1,14 @@
 // Router tests: resolution, picking, update (forwarding is in test_forward.cpp).
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
+#include <span>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "support/routing.h"
@@ -121,5 +127,203 @@ TEST_CASE("update carries prefix_aware's index to the new table, following endpo
     REQUIRE(r.ok());
     CHECK(r->lease.endpoint().id == served[static_cast<std::size_t>(g)]);
     r->lease.complete(Outcome{});
+  }
+}
+
+namespace {
+
+// Counts picks by endpoint and remembers the last PickEvent.
+struct PickLog final : Observer {
+  std::mutex mutex;
+  std::map<std::string, int> picks;
+  PickEvent last;
+  void on_pick(std::string_view, const Endpoint& ep, const PickEvent& e) override {
+    std::lock_guard<std::mutex> lock(mutex);
+    picks[ep.id]++;
+    last = e;
+  }
+};
+
+RouterConfig pool_of(std::size_t n, const std::string& policy) {
+  RouterConfig c;
+  c.policy = policy;
+  ModelConfig m;
+  m.name = "m";
+  for (std::size_t i = 0; i < n; ++i) m.endpoints.push_back({"http://127.0.0.1:" + std::to_string(4001 + i), 1, ""});
+  c.models = {m};
+  return c;
+}
+
+struct RouteFixture {
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
+  std::shared_ptr<PickLog> log = std::make_shared<PickLog>();
+  std::unique_ptr<Router> router;
+  std::vector<std::string> bodies;
+  std::vector<RequestView> views;  // 64 session keys, so that session spreads too
+  RequestView view;
+  explicit RouteFixture(const RouterConfig& c) {
+    for (int i = 0; i < 64; ++i) bodies.push_back(R"({"model":"m","user":"u)" + std::to_string(i) + R"("})");
+    for (const auto& b : bodies) views.push_back(view_of(b));
+    view = views[0];
+    clock->advance(std::chrono::hours(1));
+    RouterOptions o;
+    o.clock = clock;
+    o.observer = log;
+    o.seed = 7;
+    auto r = Router::create(c, std::move(o));
+    REQUIRE(r.ok());
+    router = std::move(r).value();
+  }
+  EndpointState& state(std::size_t slot) { return *router->snapshot()->pools[0].states[slot]; }
+  const std::string& id(std::size_t slot) { return router->snapshot()->pools[0].endpoints[slot]->id; }
+  std::int64_t now() const { return clock->now().time_since_epoch().count(); }
+  // Endpoints picked over `n` routes (each lease completed at once).
+  std::set<std::string> picked(int n = 200, std::span<const std::string_view> exclude = {}) {
+    std::set<std::string> out;
+    for (int i = 0; i < n; ++i) {
+      auto r = router->route(views[static_cast<std::size_t>(i) % views.size()], exclude);
+      REQUIRE(r.ok());
+      out.insert(r->lease.endpoint().id);
+      r->lease.complete(Outcome{});
+    }
+    return out;
+  }
+};
+
+const char* const kAllPolicies[] = {"round_robin", "least_requests", "power_of_two", "session", "load_aware",
+                                    "prefix_aware"};
+
+}  // namespace
+
+TEST_CASE("route: panic mode follows health writes and ejection ends at once (cached healthy count)") {
+  for (const char* policy : kAllPolicies) {
+    CAPTURE(policy);
+    RouteFixture f(pool_of(4, policy));
+    CHECK(f.picked().size() >= 2);
+    // Two of four unhealthy: 50 % healthy is not below the threshold; only the two are used.
+    f.state(0).active_healthy.store(false);
+    f.state(1).ejected_until_ns.store(f.now() + 1000);
+    CHECK(f.picked() == std::set<std::string>{f.id(2), f.id(3)});
+    CHECK_FALSE(f.log->last.panic);
+    CHECK(f.log->last.candidates == 2);
+    // A third one down: panic, every endpoint is used again.
+    f.state(2).ejected_until_ns.store(f.now() + 500);
+    CHECK(f.picked(400).size() == 4);
+    CHECK(f.log->last.panic);
+    CHECK(f.log->last.candidates == 4);
+    // Endpoint 2's ejection ends (time only, no write): out of panic, 2 and 3 serve.
+    f.clock->advance(std::chrono::nanoseconds(500));
+    CHECK(f.picked() == std::set<std::string>{f.id(2), f.id(3)});
+    CHECK_FALSE(f.log->last.panic);
+    // Endpoint 1's ends too: three serve.
+    f.clock->advance(std::chrono::nanoseconds(500));
+    CHECK(f.picked(400) == std::set<std::string>{f.id(1), f.id(2), f.id(3)});
+    CHECK(f.log->last.candidates == 3);
+    // And the probe passes again: all four.
+    f.state(0).active_healthy.store(true);
+    CHECK(f.picked(400).size() == 4);
+    CHECK(f.log->last.candidates == 4);
+  }
+}
+
+TEST_CASE("route: excluded endpoints are never picked, by every policy, at any pool size") {
+  for (const char* policy : kAllPolicies) {
+    for (const std::size_t n : {std::size_t{3}, std::size_t{100}}) {
+      CAPTURE(policy);
+      CAPTURE(n);
+      RouteFixture f(pool_of(n, policy));
+      const std::string a = f.id(0);
+      const std::string b = f.id(n - 1);
+      const std::vector<std::string_view> exclude = {a, "http://127.0.0.1:1", b, a};  // unknown, twice
+      const auto got = f.picked(300, exclude);
+      CHECK(got.count(a) == 0);
+      CHECK(got.count(b) == 0);
+      CHECK(f.log->last.candidates == n - 2);
+      // Everything excluded: no endpoint.
+      std::vector<std::string> all_ids;
+      for (std::size_t i = 0; i < n; ++i) all_ids.push_back(f.id(i));
+      const std::vector<std::string_view> everything(all_ids.begin(), all_ids.end());
+      CHECK(f.router->route(f.view, everything).code() == Errc::no_endpoint);
+      // With an endpoint unhealthy as well (no panic at 99 of 100).
+      if (n < 100) continue;
+      f.state(1).active_healthy.store(false);
+      const auto got2 = f.picked(300, exclude);
+      CHECK(got2.count(a) == 0);
+      CHECK(got2.count(b) == 0);
+      CHECK(got2.count(f.id(1)) == 0);
+      CHECK(f.log->last.candidates == n - 3);
+    }
+  }
+}
+
+TEST_CASE("route: with max_in_flight_per_endpoint the fast paths skip full endpoints and count candidates") {
+  for (const char* policy : kAllPolicies) {
+    CAPTURE(policy);
+    auto c = pool_of(50, policy);
+    c.models[0].max_in_flight_per_endpoint = 2;
+    RouteFixture f(c);
+    std::vector<Route> held;
+    for (int i = 0; i < 100; ++i) {  // fills every endpoint to its limit
+      std::size_t open = 0;
+      for (std::size_t k = 0; k < 50; ++k) open += f.state(k).in_flight < 2 ? 1 : 0;
+      auto r = f.router->route(f.views[static_cast<std::size_t>(i) % f.views.size()]);
+      REQUIRE(r.ok());
+      CHECK(f.log->last.candidates == open);
+      held.push_back(std::move(r.value()));
+    }
+    for (std::size_t i = 0; i < 50; ++i) CHECK(f.state(i).in_flight == 2);
+    CHECK(f.router->route(f.view).code() == Errc::overloaded);
+    held[7].lease.complete(Outcome{});
+    auto r = f.router->route(f.view);
+    REQUIRE(r.ok());
+    CHECK(r->lease.endpoint().id == held[7].lease.endpoint().id);
+    CHECK(f.log->last.candidates == 1);
+  }
+}
+
+TEST_CASE("route: a policy with only pick() gets the candidate list") {
+  // Always the last candidate: shows which list the router built.
+  struct Last final : Policy {
+    std::string_view name() const noexcept override { return "last"; }
+    std::size_t pick(const PickContext&, std::span<const Candidate> c) const override { return c.size() - 1; }
+  };
+  auto c = pool_of(5, "last");
+  RouterOptions o;
+  o.seed = 3;
+  o.policies.add("last", [] { return std::make_shared<const Last>(); });
+  auto router = Router::create(c, std::move(o));
+  REQUIRE(router.ok());
+  const std::string body = R"({"model":"m"})";
+  const RequestView view = view_of(body);
+  const auto snap = router.value()->snapshot();
+  CHECK(router.value()->route(view)->lease.endpoint().id == snap->pools[0].endpoints[4]->id);
+  const std::vector<std::string_view> exclude = {snap->pools[0].endpoints[4]->id};
+  CHECK(router.value()->route(view, exclude)->lease.endpoint().id == snap->pools[0].endpoints[3]->id);
+}
+
+TEST_CASE("route: concurrent routes while health flags flip (the cached count stays consistent)") {
+  for (const char* policy : kAllPolicies) {
+    CAPTURE(policy);
+    RouteFixture f(pool_of(16, policy));
+    f.state(0).active_healthy.store(false);  // down for the whole test: never picked
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::thread flipper([&] {
+      for (int i = 0; !stop.load(); ++i) f.state(1 + static_cast<std::size_t>(i % 3)).active_healthy.store(i % 2 == 0);
+    });
+    std::vector<std::thread> routers;
+    const std::string down = f.id(0);
+    for (int t = 0; t < 3; ++t) {
+      routers.emplace_back([&, t] {
+        for (int i = 0; i < 3000; ++i) {
+          auto r = f.router->route(f.views[static_cast<std::size_t>(t * 7 + i) % f.views.size()]);
+          if (!r.ok() || r->lease.endpoint().id == down) bad.fetch_add(1);
+        }
+      });
+    }
+    for (auto& th : routers) th.join();
+    stop.store(true);
+    flipper.join();
+    CHECK(bad.load() == 0);
   }
 }

@@ -13,6 +13,8 @@ class VLLM_ROUTER_API LeastRequests final : public Policy {
  public:
   std::string_view name() const noexcept override { return "least_requests"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+  /// The same choice made in one pass over the pool, testing usable() inline (no list).
+  std::size_t pick_from_pool(const PickContext& ctx, const PoolView& pool) const override;
 };
 
 }  // namespace policies

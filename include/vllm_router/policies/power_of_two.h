@@ -15,6 +15,9 @@ class VLLM_ROUTER_API PowerOfTwo final : public Policy {
  public:
   std::string_view name() const noexcept override { return "power_of_two"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+  /// The same draws made straight from the pool: O(1) (rejection sampling of usable slots;
+  /// kNoPick when most of the pool is unusable).
+  std::size_t pick_from_pool(const PickContext& ctx, const PoolView& pool) const override;
 };
 
 }  // namespace policies

@@ -36,6 +36,11 @@ class VLLM_ROUTER_API Session final : public Policy {
       : load_factor_(options.session_load_factor), min_capacity_(options.session_min_capacity) {}
   std::string_view name() const noexcept override { return "session"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
+  /// The same walk over the pool's ring testing usable() per point: O(1) while the key's home
+  /// has fewer than session_min_capacity in flight (the bound cannot apply), else one pass for
+  /// the average load. kNoPick when 64 points in a row are unusable (most of the pool is).
+  /// Without a key: power_of_two's draws from the pool.
+  std::size_t pick_from_pool(const PickContext& ctx, const PoolView& pool) const override;
   std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
 
  private:
