@@ -250,10 +250,7 @@ struct Rules {
   void broken_answer(const Error& e, TimePoint now) {
     const int status = s.reader.head().status;
     complete_lease(outcome_of(e.code), status, now);
-    const bool event_stream = s.reader.head_done() && !s.reader.length_known() &&
-                              std::any_of(s.response_headers.begin(), s.response_headers.end(), [](const HeaderField& f) {
-                                return f.value.substr(0, 17) == "text/event-stream";
-                              });
+    const bool event_stream = s.reader.head_done() && !s.reader.length_known() && s.event_stream;
     report(end_of(e.code), status, now, e.message);
     if (event_stream && s.reader.at_boundary() && s.request.in_band_errors) {
       const std::string event = "data: " + to_openai_json(e) + "\n\ndata: [DONE]\n\n";
@@ -498,7 +495,7 @@ void Exchange::reset() {
   s.tried.clear();
   s.last_error = Error{};
   s.reader.reset();
-  s.response_headers.clear();
+  s.event_stream = false;
   s.bytes = 0;
   s.model.clear();
 }

@@ -102,21 +102,25 @@ void Exchange::State::build_upstream_head() {
 }
 
 bool Exchange::State::send_head() {
-  const detail::ResponseHead& up = reader.head();
-  response_headers.clear();
+  detail::ResponseHead& up = reader.head_for_relay();
   ResponseHead head;
   head.status = up.status;
   head.endpoint = last_endpoint.get();
   head.attempts = attempts;
-  for (const auto& f : up.headers) {
+  // The relayed headers, filtered in place in the parsed head (it is not read again).
+  std::vector<HeaderField>& fields = up.headers;
+  std::size_t kept = 0;
+  for (const HeaderField& f : fields) {
     if (!detail::relay_response_header(f.name)) continue;
     if (detail::iequals(f.name, "content-type") && f.value.substr(0, 17) == "text/event-stream") {
       head.event_stream = true;
     }
-    response_headers.push_back(HeaderField{f.name, f.value});
+    fields[kept++] = f;
   }
-  if (!request.request_id.empty()) response_headers.push_back(HeaderField{"X-Request-Id", request.request_id});
-  head.headers = response_headers;
+  fields.resize(kept);
+  if (!request.request_id.empty()) fields.push_back(HeaderField{"X-Request-Id", request.request_id});
+  event_stream = head.event_stream;
+  head.headers = fields;
   switch (up.framing) {
     case detail::Framing::length: head.content_length = up.content_length; break;
     case detail::Framing::none: head.content_length = 0; break;

@@ -55,7 +55,7 @@ struct Exchange::State {
   Error last_error;
   std::string upstream_head;
   detail::ResponseReader reader;
-  std::vector<HeaderField> response_headers;
+  bool event_stream = false;  // the answer is text/event-stream
   std::uint64_t bytes = 0;  // body bytes the client got
   std::string model;        // the resolved pool's model
   std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)

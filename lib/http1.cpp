@@ -349,6 +349,12 @@ std::size_t ChunkedScanner::scan(std::string_view data, std::string* payload, st
         state_ = left_ == 0 ? State::trailer : State::data;
         break;
       case State::data: {
+        // next(): one run of data per call; the framing after it (CRLF, the next size line) is
+        // consumed in the same call when it is there, so a chunk costs one call.
+        if (segment != nullptr && !segment->empty()) {
+          overhead_ += i - taken;
+          return i;
+        }
         const std::size_t take =
             static_cast<std::size_t>(std::min<std::uint64_t>(left_, data.size() - i));
         if (payload != nullptr) payload->append(data.data() + i, take);
@@ -357,10 +363,6 @@ std::size_t ChunkedScanner::scan(std::string_view data, std::string* payload, st
         taken += take;
         left_ -= take;
         if (left_ == 0) state_ = State::data_cr;
-        if (segment != nullptr) {
-          overhead_ += i - taken;
-          return i;
-        }
         break;
       }
       case State::data_cr:

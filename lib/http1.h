@@ -8,13 +8,12 @@
 #include <vector>
 
 #include "http_util.h"
+#include "vllm_router/header_field.h"
 
 namespace vllm_router::detail {
 
-struct HeaderView {
-  std::string_view name;
-  std::string_view value;
-};
+/// A parsed header: the public HeaderField, so parsed heads pass to an Exchange without a copy.
+using HeaderView = vllm_router::HeaderField;
 
 enum class Parse { ok, incomplete, error };
 
@@ -77,8 +76,9 @@ class ChunkedScanner {
   /// std::string::npos on a framing error (and on every call after one). `done()` turns true
   /// after the last chunk and trailers; bytes after that are not consumed.
   std::size_t feed(std::string_view data, std::string* payload);
-  /// Like feed, but stops after the first run of chunk data, which `segment` views (inside
-  /// `data`; empty when none was reached): decoding without a copy. Call again with the rest.
+  /// Like feed, but returns at most one run of chunk data, which `segment` views (inside `data`;
+  /// empty when none was reached): decoding without a copy. The framing that follows it is
+  /// consumed too, up to the next run of data. Call again with the rest.
   std::size_t next(std::string_view data, std::string_view& segment);
   bool done() const noexcept { return state_ == State::done; }
   /// True between chunks (nothing of the next chunk seen yet): a safe point to end the body.

@@ -92,6 +92,8 @@ ResponseReader::Step ResponseReader::next(std::string_view& data, std::string_vi
       }
       in.remove_prefix(used);
       if (chunks_.done()) body_done_ = true;
+      // Only framing, and every byte consumed: ask for more (bytes fed with the head go first).
+      if (payload.empty() && !body_done_ && rest_.empty() && data.empty()) return Step::need_more;
       return Step::body;
     }
     case Framing::close:

@@ -34,6 +34,8 @@ class ResponseReader {
   Step eof();
 
   const ResponseHead& head() const noexcept { return head_; }
+  /// The head, for the exchange to filter its headers in place before relaying them.
+  ResponseHead& head_for_relay() noexcept { return head_; }
   bool head_done() const noexcept { return head_done_; }
   bool body_done() const noexcept { return body_done_; }
   /// Any byte of the answer seen yet (a kept-alive connection that yields none was stale).

@@ -14,18 +14,13 @@
 #include "vllm_router/endpoint.h"
 #include "vllm_router/error.h"
 #include "vllm_router/export.h"
+#include "vllm_router/header_field.h"
 #include "vllm_router/observer.h"
 #include "vllm_router/request.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 class Router;
-
-/// One HTTP header as views (name case as received). Plain value type.
-struct HeaderField {
-  std::string_view name;
-  std::string_view value;
-};
 
 /// The client request an exchange forwards. Every view must stay valid until the exchange is
 /// done (or reset).

@@ -10,6 +10,7 @@
 #include "vllm_router/exchange.h"
 #include "vllm_router/export.h"
 #include "vllm_router/forwarder.h"
+#include "vllm_router/header_field.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
 #include "vllm_router/lease.h"

@@ -183,6 +183,7 @@ void ExchangeDriver::on_upstream_event(std::uint32_t events) {
       return after_upstream_read();
     }
     connecting_ = false;
+    addresses_.reset();  // connected: the other addresses are not needed (memory per stream)
     exchange_.on_connected(now);  // sends at once
     after_upstream_read();
     if (closed() || fd_ < 0) return;
