@@ -20,6 +20,7 @@ namespace vllm_router::detail {
 namespace {
 
 constexpr std::size_t kMaxPendingOut = 256 * 1024;  // pause the upstream above this backlog
+constexpr std::size_t kBorrowFrom = 4096;            // smaller body pieces are copied
 
 std::string peer_address(int fd) {
   sockaddr_storage ss{};
@@ -67,6 +68,7 @@ void ClientConn::close() {
   if (exchange_.waiting()) loop_.remove_waiting(*this);
   if (!exchange_.done()) exchange_.cancel(loop_.now());
   release(false);
+  drop_batch();
   ::close(fd_);  // also takes it out of epoll
   fd_ = -1;
   loop_.open.fetch_sub(1, std::memory_order_relaxed);
@@ -220,12 +222,10 @@ void ClientConn::dispatch() {
         Error{Errc::not_found, "Not Found: " + std::string(head_.method) + " " + std::string(path), ""}));
   }
   if (!is_authorized) return reject(Error{Errc::unauthorized, "Missing or invalid API key", ""});
-  fields_.clear();
-  for (const auto& h : head_.headers) fields_.push_back(HeaderField{h.name, h.value});
   ClientRequest req;
   req.method = head_.method;
   req.target = head_.target;
-  req.headers = fields_;
+  req.headers = head_.headers;  // the parsed views, no copy
   req.body = body_;
   req.body_capacity = body_capacity_;
   req.request_id = request_id_;
@@ -238,9 +238,7 @@ void ClientConn::dispatch() {
 }
 
 void ClientConn::answer_local(std::string_view method, std::string_view path, bool is_authorized) {
-  fields_.clear();
-  for (const auto& h : head_.headers) fields_.push_back(HeaderField{h.name, h.value});
-  LocalRequest req{method, path, head_.target, fields_, is_authorized};
+  LocalRequest req{method, path, head_.target, head_.headers, is_authorized};
   LocalResponse resp;
   if (!answer_local_route(req, loop_.shared, resp)) {
     resp = error_response(Error{Errc::not_found, "Not Found: " + std::string(method) + " " + std::string(path), ""});
@@ -297,9 +295,11 @@ bool ClientConn::on_head(const vllm_router::ResponseHead& head) {
 
 bool ClientConn::on_body(std::string_view data) {
   if (closed_) return false;
-  // Bytes in the loop's read buffer stay there until this batch is flushed: borrow them.
+  // Small pieces (an SSE event) are copied into the batch buffer: one contiguous write. Large
+  // ones in the loop's read buffer stay there until this batch is flushed: borrowed.
   const char* scratch = loop_.scratch.data();
-  const bool in_scratch = data.data() >= scratch && data.data() + data.size() <= scratch + loop_.scratch.size();
+  const bool borrow = data.size() >= kBorrowFrom && data.data() >= scratch &&
+                      data.data() + data.size() <= scratch + loop_.scratch.size();
   if (chunked_out_) {
     char line[20];
     char* end = line + sizeof line;
@@ -313,12 +313,23 @@ bool ClientConn::on_body(std::string_view data) {
     } while (n != 0);
     put(std::string_view(p, static_cast<std::size_t>(end - p)));
   }
-  if (in_scratch) {
+  if (borrow) {
     put_borrowed(data);
-  } else {
-    put(data);
+    if (chunked_out_) put_borrowed("\r\n");  // static storage
+    return true;
   }
-  if (chunked_out_) put_borrowed("\r\n");  // static storage
+  // The data and the chunk's CRLF join the size line's piece: one contiguous write.
+  std::string& batch = claim_batch();
+  const std::size_t before = batch.size();
+  batch.append(data);
+  if (chunked_out_) batch.append("\r\n", 2);
+  const std::size_t added = batch.size() - before;
+  if (!pieces_.empty() && pieces_.back().borrowed == nullptr && pieces_.back().offset + pieces_.back().size == before) {
+    pieces_.back().size += added;
+  } else {
+    pieces_.push_back(Piece{nullptr, before, added});
+  }
+  pending_ += added;
   return true;
 }
 
@@ -341,20 +352,50 @@ void ClientConn::on_error(const Error& error) {
 
 void ClientConn::put(std::string_view data) {
   if (data.empty()) return;
+  std::string& batch = claim_batch();
   if (!pieces_.empty() && pieces_.back().borrowed == nullptr &&
-      pieces_.back().offset + pieces_.back().size == out_.size()) {
+      pieces_.back().offset + pieces_.back().size == batch.size()) {
     pieces_.back().size += data.size();
   } else {
-    pieces_.push_back(Piece{nullptr, out_.size(), data.size()});
+    pieces_.push_back(Piece{nullptr, batch.size(), data.size()});
   }
-  out_.append(data);
+  batch.append(data);
   pending_ += data.size();
 }
 
 void ClientConn::put_borrowed(std::string_view data) {
   if (data.empty()) return;
+  // A static piece right after batch bytes is copied into the batch (one contiguous write).
+  if (data.size() <= 8 && !pieces_.empty() && pieces_.back().borrowed == nullptr) return put(data);
   pieces_.push_back(Piece{data.data(), 0, data.size()});
   pending_ += data.size();
+}
+
+std::string& ClientConn::claim_batch() {
+  ClientConn*& owner = loop_.out_batch_owner;
+  if (owner != this) {
+    // Each batch is flushed before control returns to the loop, so another connection's bytes
+    // here mean a nested answer (one event serving two clients): keep them, in its backlog.
+    if (owner != nullptr) owner->spill();
+    owner = this;
+  }
+  return loop_.out_batch;
+}
+
+void ClientConn::spill() {
+  std::string& batch = loop_.out_batch;
+  for (const Piece& p : pieces_) backlog_.append(p.borrowed != nullptr ? p.borrowed : batch.data() + p.offset, p.size);
+  pieces_.clear();
+  batch.clear();
+  loop_.out_batch_owner = nullptr;
+}
+
+void ClientConn::drop_batch() {
+  pieces_.clear();
+  if (loop_.out_batch_owner == this) {
+    loop_.out_batch.clear();
+    loop_.out_batch_owner = nullptr;
+  }
 }
 
 void ClientConn::after_upstream_read() {
@@ -375,47 +416,94 @@ void ClientConn::after_upstream_read() {
 
 void ClientConn::flush() {
   constexpr std::size_t kMaxIov = 64;
-  while (!pieces_.empty()) {
+  std::string& batch = loop_.out_batch;
+  bool blocked = false;
+  // The common case: nothing left from before, one piece in the batch buffer (a head with its
+  // body, an SSE event): one send, and done.
+  if (backlog_off_ == backlog_.size() && pieces_.size() == 1 && pieces_[0].borrowed == nullptr) {
+    const ssize_t n = ::send(fd_, batch.data() + pieces_[0].offset, pieces_[0].size, MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(pieces_[0].size)) {
+      pending_ = 0;
+      drop_batch();
+      if (state_ == State::flush) {
+        request_done();
+      } else if (state_ == State::exchange) {
+        resume_upstream();
+      }
+      return;
+    }
+    if (n > 0) {  // partly taken: the general path below carries on
+      pending_ -= static_cast<std::size_t>(n);
+      pieces_[0].offset += static_cast<std::size_t>(n);
+      pieces_[0].size -= static_cast<std::size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      blocked = true;
+    } else if (n < 0 && errno != EINTR) {
+      drop_batch();
+      return close();  // the client is gone
+    }
+  }
+  while (pending_ > 0 && !blocked) {
     iovec iov[kMaxIov];
     std::size_t count = 0;
-    for (; count < pieces_.size() && count < kMaxIov; ++count) {
-      const Piece& p = pieces_[count];
-      iov[count].iov_base = const_cast<char*>(p.borrowed != nullptr ? p.borrowed : out_.data() + p.offset);
-      iov[count].iov_len = p.size;
+    const std::size_t backlog = backlog_.size() - backlog_off_;
+    if (backlog > 0) iov[count++] = {backlog_.data() + backlog_off_, backlog};
+    for (std::size_t i = 0; i < pieces_.size() && count < kMaxIov; ++i) {
+      const Piece& p = pieces_[i];
+      iov[count++] = {const_cast<char*>(p.borrowed != nullptr ? p.borrowed : batch.data() + p.offset), p.size};
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    const ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    ssize_t n = 0;
+    if (count == 1) {
+      n = ::send(fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);  // the common case
+    } else {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = count;
+      n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n <= 0) return close();  // the client is gone
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      blocked = true;
+      break;
+    }
+    if (n <= 0) {
+      drop_batch();
+      return close();  // the client is gone
+    }
     auto left = static_cast<std::size_t>(n);
     pending_ -= left;
+    const std::size_t from_backlog = std::min(left, backlog);
+    backlog_off_ += from_backlog;
+    left -= from_backlog;
+    if (backlog_off_ == backlog_.size()) {
+      backlog_.clear();
+      backlog_off_ = 0;
+    }
     std::size_t done = 0;
     while (done < pieces_.size() && left >= pieces_[done].size) left -= pieces_[done++].size;
-    if (done < pieces_.size()) {
+    if (done < pieces_.size() && left > 0) {
       Piece& p = pieces_[done];
-      if (p.borrowed != nullptr) p.borrowed += left; else p.offset += left;
+      if (p.borrowed != nullptr) {
+        p.borrowed += left;
+      } else {
+        p.offset += left;
+      }
       p.size -= left;
     }
     pieces_.erase(pieces_.begin(), pieces_.begin() + static_cast<std::ptrdiff_t>(done));
   }
   if (!pieces_.empty()) {
-    // The client is slow: keep what is left in owned memory (borrowed bytes would be
-    // overwritten by the next read).
-    bool borrowed = false;
-    for (const Piece& p : pieces_) borrowed = borrowed || p.borrowed != nullptr;
-    if (borrowed || pieces_.front().offset > 0) {
-      std::string rest;
-      rest.reserve(pending_);
-      for (const Piece& p : pieces_) rest.append(p.borrowed != nullptr ? p.borrowed : out_.data() + p.offset, p.size);
-      out_.swap(rest);
-      pieces_.assign(1, Piece{nullptr, 0, out_.size()});
+    // The client is slow: the rest of this batch joins the backlog (borrowed bytes would be
+    // overwritten by the next read, the batch buffer by the next connection's batch).
+    if (backlog_off_ > 0 && backlog_off_ >= backlog_.size() / 2) {
+      backlog_.erase(0, backlog_off_);
+      backlog_off_ = 0;
     }
-    return;
+    for (const Piece& p : pieces_) backlog_.append(p.borrowed != nullptr ? p.borrowed : batch.data() + p.offset, p.size);
   }
-  out_.clear();
+  drop_batch();
+  if (blocked || pending_ > 0) return;
+  if (backlog_.capacity() > 64 * 1024) std::string().swap(backlog_);  // a past slow spell
   if (state_ == State::flush) {
     request_done();
   } else if (state_ == State::exchange) {

@@ -47,11 +47,15 @@ class ClientConn final : public ExchangeDriver {
   void request_done();
   void close();
   std::size_t pending() const noexcept { return pending_; }
-  // Output: a list of pieces written with one writev per batch. Owned bytes live in out_;
-  // a borrowed piece views the loop's read buffer (an upstream read being relayed) and is
-  // copied into out_ only if the client cannot take it before that buffer is read into again.
-  void put(std::string_view data);         // owned: copied into out_
+  // Output. What one batch (one upstream read, one local answer) produces is a list of pieces
+  // written with one send: bytes copied into the loop's shared batch buffer, or borrowed views
+  // (of the loop's read buffer, or static). Whatever the client cannot take at once moves to
+  // this connection's backlog_. A connection that keeps up holds no output memory of its own.
+  void put(std::string_view data);          // copied into the loop's batch buffer
   void put_borrowed(std::string_view data); // must stay valid until the end of the batch
+  std::string& claim_batch();               // the batch buffer, its bytes of another connection moved out
+  void spill();                             // this batch's pieces to backlog_ (still to be flushed)
+  void drop_batch();                        // forget this batch (closing)
 
   int fd_;
   std::string peer_;
@@ -72,18 +76,18 @@ class ClientConn final : public ExchangeDriver {
   bool continue_sent_ = false;
   bool close_after_ = false;
   std::string request_id_;
-  std::vector<HeaderField> fields_;
   TimePoint started_;
 
   // The answer.
   struct Piece {
-    const char* borrowed;  // null: owned, at `offset` in out_
+    const char* borrowed;  // null: at `offset` in the loop's batch buffer
     std::size_t offset;
     std::size_t size;
   };
-  std::string out_;
-  std::vector<Piece> pieces_;
-  std::size_t pending_ = 0;
+  std::string backlog_;          // bytes the client has not taken yet, from earlier batches
+  std::size_t backlog_off_ = 0;  // written prefix of backlog_
+  std::vector<Piece> pieces_;    // this batch
+  std::size_t pending_ = 0;      // backlog plus batch bytes
   bool chunked_out_ = false;  // the body goes out with chunked framing
   bool finished_ = false;     // the exchange ended (its terminal callback ran)
   bool cut_ = false;          // ...with a broken body: close after what was written

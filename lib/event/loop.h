@@ -29,6 +29,7 @@ namespace vllm_router::detail {
 using TimePoint = std::chrono::steady_clock::time_point;
 
 class Loop;
+class ClientConn;
 
 /// What the loops of one Server (or one async client) share. Read-only after start except the
 /// atomics.
@@ -208,6 +209,8 @@ class Loop {
   void remove_waiting(ExchangeDriver& driver);
 
   std::vector<char> scratch;                 // the read buffer of every socket on this loop
+  std::string out_batch;                     // the write buffer of the batch being answered
+  ClientConn* out_batch_owner = nullptr;     // whose pieces out_batch holds (one at a time)
   std::atomic<std::uint32_t> open{0};        // client connections (incl. handed over, not adopted)
 
  private:
