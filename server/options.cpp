@@ -20,85 +20,13 @@
 #include <vector>
 
 #include "http_util.h"
+#include "option_flags.h"
 #include "vllm_router/endpoint.h"
 
 extern char** environ;  // NOLINT: POSIX
 
 namespace vllm_router::server {
 namespace {
-
-// How a flag or variable is used; one table drives parsing and --help.
-enum class Kind {
-  host,
-  port,
-  model,
-  alias,
-  lora,
-  config,
-  api_key,
-  policy,
-  default_model,
-  max_body_bytes,
-  connect_timeout_ms,
-  read_timeout_ms,
-  threads,
-  max_connections,
-  log_level,
-  io,
-  check_config,
-  demo,
-  help,
-  version,
-};
-
-struct FlagSpec {
-  Kind kind;
-  std::string_view flag;  // "--port"
-  std::string_view env;   // "VLLM_ROUTER_PORT"; empty: none
-  std::string_view arg;   // "P"; empty: takes no value
-  std::string_view help;
-};
-
-constexpr FlagSpec kFlags[] = {
-    {Kind::config, "--config", "VLLM_ROUTER_CONFIG", "FILE",
-     "JSON config file (format: docs/configuration.md)"},
-    {Kind::host, "--host", "VLLM_ROUTER_HOST", "HOST", "address to listen on"},
-    {Kind::port, "--port", "VLLM_ROUTER_PORT", "PORT", "port to listen on (0..65535; 0: any)"},
-    {Kind::model, "--model", "VLLM_ROUTER_MODELS", "NAME=URL[,URL...]",
-     "a model and its replicas; repeatable. Replaces the endpoints of a same-named\n"
-     "model from a lower level. Env syntax: NAME=URL,URL;NAME2=URL"},
-    {Kind::alias, "--alias", "VLLM_ROUTER_ALIASES", "ALIAS=MODEL",
-     "another name for MODEL; repeatable. Env syntax: ALIAS=MODEL;ALIAS2=MODEL2"},
-    {Kind::lora, "--lora", "VLLM_ROUTER_LORAS", "ADAPTER=MODEL",
-     "a LoRA adapter served by MODEL's replicas; repeatable.\n"
-     "Env syntax: ADAPTER=MODEL;ADAPTER2=MODEL2"},
-    {Kind::api_key, "--api-key", "VLLM_ROUTER_API_KEYS", "KEY",
-     "accepted client API key; repeatable (env: comma separated).\n"
-     "Keys given at a higher level replace the lower level's keys"},
-    {Kind::policy, "--policy", "VLLM_ROUTER_POLICY", "NAME",
-     "default load-balancing policy: round_robin, least_requests, power_of_two,\n"
-     "session, load_aware or prefix_aware (docs/configuration.md)"},
-    {Kind::default_model, "--default-model", "VLLM_ROUTER_DEFAULT_MODEL", "NAME",
-     "model (or alias, adapter) used when a request names none"},
-    {Kind::max_body_bytes, "--max-body-bytes", "VLLM_ROUTER_MAX_BODY_BYTES", "N",
-     "largest accepted request body, bytes"},
-    {Kind::connect_timeout_ms, "--connect-timeout-ms", "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "N",
-     "upstream connect timeout"},
-    {Kind::read_timeout_ms, "--read-timeout-ms", "VLLM_ROUTER_READ_TIMEOUT_MS", "N",
-     "longest wait for any upstream byte"},
-    {Kind::io, "--io", "VLLM_ROUTER_IO", "MODE",
-     "epoll, the only front end (accepted for old command lines)"},
-    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N", "event-loop threads (0: one per CPU)"},
-    {Kind::max_connections, "--max-connections", "VLLM_ROUTER_MAX_CONNECTIONS", "N",
-     "client connection limit, 503 beyond it (0: from the file-descriptor limit)"},
-    {Kind::log_level, "--log-level", "VLLM_ROUTER_LOG_LEVEL", "LEVEL",
-     "error | warn | info | debug"},
-    {Kind::check_config, "--check-config", "", "",
-     "validate the configuration, print a summary and exit"},
-    {Kind::demo, "--demo", "", "", "start two simulated engines and route to them"},
-    {Kind::help, "--help", "", "", "print this help and exit"},
-    {Kind::version, "--version", "", "", "print the version and exit"},
-};
 
 constexpr std::uint64_t kU16Max = std::numeric_limits<std::uint16_t>::max();
 constexpr std::uint64_t kU32Max = std::numeric_limits<std::uint32_t>::max();
@@ -473,83 +401,6 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
     if (auto r = attach_names(layer->loras, true, options.config); !r) return r.error();
   }
   return options;
-}
-
-std::string usage() {
-  const AppConfig defaults;
-  auto default_of = [&](Kind kind) -> std::string {
-    switch (kind) {
-      case Kind::host:
-        return defaults.host;
-      case Kind::port:
-        return std::to_string(defaults.port);
-      case Kind::policy:
-        return defaults.router.policy;
-      case Kind::max_body_bytes:
-        return std::to_string(defaults.max_body_bytes);
-      case Kind::connect_timeout_ms:
-        return std::to_string(defaults.router.timeouts.connect_ms);
-      case Kind::read_timeout_ms:
-        return std::to_string(defaults.router.timeouts.read_ms);
-      case Kind::threads:
-        return std::to_string(defaults.threads);
-      case Kind::max_connections:
-        return std::to_string(defaults.max_connections);
-      case Kind::log_level:
-        return defaults.log_level;
-      case Kind::io:
-        return defaults.io;
-      case Kind::api_key:
-        return "none (no authentication)";
-      case Kind::model:
-        return "none";
-      case Kind::config:
-        return "none";
-      case Kind::default_model:
-        return "none (requests without a model get 400)";
-      default:
-        return "";
-    }
-  };
-  std::string text =
-      "vllm-router: an OpenAI-compatible router for fleets of vLLM servers.\n"
-      "\n"
-      "Usage:\n"
-      "  vllm-router [--config FILE] [--model NAME=URL[,URL...]]... [options]\n"
-      "  vllm-router --check-config [options]\n"
-      "  vllm-router --demo\n"
-      "\n"
-      "Settings come from the config file, then VLLM_ROUTER_* environment variables, then flags;\n"
-      "a later level overrides an earlier one (flags > env > file). A model named at a higher\n"
-      "level replaces the endpoints of the same-named model; API key lists replace each other.\n"
-      "Flags accept both --flag VALUE and --flag=VALUE. Empty variables count as unset.\n"
-      "\n"
-      "Options:\n";
-  for (const FlagSpec& spec : kFlags) {
-    std::string head =
-        spec.arg.empty() ? std::string(spec.flag) : fmt::format("{} {}", spec.flag, spec.arg);
-    if (spec.kind == Kind::help) head = "-h, --help";
-    std::string help(spec.help);
-    for (auto at = help.find('\n'); at != std::string::npos; at = help.find('\n', at + 1)) {
-      help.insert(at + 1, "      ");
-    }
-    text += fmt::format("  {}\n      {}\n", head, help);
-    std::string def = default_of(spec.kind);
-    if (!spec.env.empty()) text += fmt::format("      env: {}\n", spec.env);
-    if (!def.empty()) text += fmt::format("      default: {}\n", def);
-  }
-  text +=
-      "\n"
-      "Examples:\n"
-      "  vllm-router --port 8080 \\\n"
-      "      --model meta-llama/Llama-2-7b-chat-hf=http://10.0.0.7:8000,http://10.0.0.8:8000 \\\n"
-      "      --alias llama-7b=meta-llama/Llama-2-7b-chat-hf --policy least_requests\n"
-      "\n"
-      "  VLLM_ROUTER_MODELS='llama=http://10.0.0.7:8000;qwen=http://10.0.0.9:8000' \\\n"
-      "  VLLM_ROUTER_API_KEYS=key1,key2 vllm-router --config /etc/vllm-router/config.json\n"
-      "\n"
-      "See docs/configuration.md for the config file format.\n";
-  return text;
 }
 
 }  // namespace vllm_router::server

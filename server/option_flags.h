@@ -1,0 +1,82 @@
+// Internal to the executable: the table of flags and environment variables, shared by the
+// option parser (options.cpp) and --help (usage.cpp).
+#pragma once
+
+#include <string_view>
+
+namespace vllm_router::server {
+
+// How a flag or variable is used; one table drives parsing and --help.
+enum class Kind {
+  host,
+  port,
+  model,
+  alias,
+  lora,
+  config,
+  api_key,
+  policy,
+  default_model,
+  max_body_bytes,
+  connect_timeout_ms,
+  read_timeout_ms,
+  threads,
+  max_connections,
+  log_level,
+  io,
+  check_config,
+  demo,
+  help,
+  version,
+};
+
+struct FlagSpec {
+  Kind kind;
+  std::string_view flag;  // "--port"
+  std::string_view env;   // "VLLM_ROUTER_PORT"; empty: none
+  std::string_view arg;   // "P"; empty: takes no value
+  std::string_view help;
+};
+
+inline constexpr FlagSpec kFlags[] = {
+    {Kind::config, "--config", "VLLM_ROUTER_CONFIG", "FILE",
+     "JSON config file (format: docs/configuration.md)"},
+    {Kind::host, "--host", "VLLM_ROUTER_HOST", "HOST", "address to listen on"},
+    {Kind::port, "--port", "VLLM_ROUTER_PORT", "PORT", "port to listen on (0..65535; 0: any)"},
+    {Kind::model, "--model", "VLLM_ROUTER_MODELS", "NAME=URL[,URL...]",
+     "a model and its replicas; repeatable. Replaces the endpoints of a same-named\n"
+     "model from a lower level. Env syntax: NAME=URL,URL;NAME2=URL"},
+    {Kind::alias, "--alias", "VLLM_ROUTER_ALIASES", "ALIAS=MODEL",
+     "another name for MODEL; repeatable. Env syntax: ALIAS=MODEL;ALIAS2=MODEL2"},
+    {Kind::lora, "--lora", "VLLM_ROUTER_LORAS", "ADAPTER=MODEL",
+     "a LoRA adapter served by MODEL's replicas; repeatable.\n"
+     "Env syntax: ADAPTER=MODEL;ADAPTER2=MODEL2"},
+    {Kind::api_key, "--api-key", "VLLM_ROUTER_API_KEYS", "KEY",
+     "accepted client API key; repeatable (env: comma separated).\n"
+     "Keys given at a higher level replace the lower level's keys"},
+    {Kind::policy, "--policy", "VLLM_ROUTER_POLICY", "NAME",
+     "default load-balancing policy: round_robin, least_requests, power_of_two,\n"
+     "session, load_aware or prefix_aware (docs/configuration.md)"},
+    {Kind::default_model, "--default-model", "VLLM_ROUTER_DEFAULT_MODEL", "NAME",
+     "model (or alias, adapter) used when a request names none"},
+    {Kind::max_body_bytes, "--max-body-bytes", "VLLM_ROUTER_MAX_BODY_BYTES", "N",
+     "largest accepted request body, bytes"},
+    {Kind::connect_timeout_ms, "--connect-timeout-ms", "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "N",
+     "upstream connect timeout"},
+    {Kind::read_timeout_ms, "--read-timeout-ms", "VLLM_ROUTER_READ_TIMEOUT_MS", "N",
+     "longest wait for any upstream byte"},
+    {Kind::io, "--io", "VLLM_ROUTER_IO", "MODE",
+     "epoll, the only front end (accepted for old command lines)"},
+    {Kind::threads, "--threads", "VLLM_ROUTER_THREADS", "N", "event-loop threads (0: one per CPU)"},
+    {Kind::max_connections, "--max-connections", "VLLM_ROUTER_MAX_CONNECTIONS", "N",
+     "client connection limit, 503 beyond it (0: from the file-descriptor limit)"},
+    {Kind::log_level, "--log-level", "VLLM_ROUTER_LOG_LEVEL", "LEVEL",
+     "error | warn | info | debug"},
+    {Kind::check_config, "--check-config", "", "",
+     "validate the configuration, print a summary and exit"},
+    {Kind::demo, "--demo", "", "", "start two simulated engines and route to them"},
+    {Kind::help, "--help", "", "", "print this help and exit"},
+    {Kind::version, "--version", "", "", "print the version and exit"},
+};
+
+}  // namespace vllm_router::server
