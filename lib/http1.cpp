@@ -10,6 +10,13 @@ namespace {
 
 constexpr std::size_t kNpos = std::string_view::npos;
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // Byte classes, one table lookup per byte on the hot path.
 enum : std::uint8_t {
   kToken = 1,      // tchar (RFC 9110 5.6.2): method, field names, trailer names
@@ -303,13 +310,32 @@ std::size_t ChunkedScanner::scan(std::string_view data, std::string* payload, st
   std::size_t i = 0;
   std::size_t taken = 0;  // chunk data in this call; the rest is overhead
   while (i < data.size() && state_ != State::done) {
+    // Fast path: a whole "HEX\r\n" size line at the start of a line (what every sender writes);
+    // anything else (extensions, whitespace, a line split across reads) takes the byte machine.
+    if (state_ == State::size && line_ == 0 && !digits_) {
+      std::uint64_t value = 0;
+      std::size_t j = i;
+      const std::size_t limit = std::min(data.size(), i + 16);  // 16 hex digits fit in 64 bits
+      for (; j < limit; ++j) {
+        const int digit = hex_digit(data[j]);
+        if (digit < 0) break;
+        value = (value << 4) | static_cast<std::uint64_t>(digit);
+      }
+      if (j > i && j + 1 < data.size() && data[j] == '\r' && data[j + 1] == '\n') {
+        left_ = value;
+        i = j + 2;
+        state_ = value == 0 ? State::trailer : State::data;
+        continue;
+      }
+    } else if (state_ == State::data_cr && i + 1 < data.size() && data[i] == '\r' && data[i + 1] == '\n') {
+      i += 2;
+      state_ = State::size;
+      continue;
+    }
     const char c = data[i];
     switch (state_) {
       case State::size: {
-        int digit = -1;
-        if (c >= '0' && c <= '9') digit = c - '0';
-        else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+        const int digit = hex_digit(c);
         if (digit >= 0) {
           if (left_ > (UINT64_MAX >> 4)) return fail();
           left_ = (left_ << 4) | static_cast<std::uint64_t>(digit);

@@ -42,15 +42,16 @@ bool ClientConn::on_head(const vllm_router::ResponseHead& head) {
 
 bool ClientConn::on_body(std::string_view data) {
   if (closed_) return false;
-  // Small pieces (an SSE event) are copied into the batch buffer: one contiguous write. Large
-  // ones in the loop's read buffer stay there until this batch is flushed: borrowed.
+  // Small pieces (an SSE event) are copied into the batch buffer with their chunk framing: one
+  // contiguous write. Large ones in the loop's read buffer stay there until this batch is
+  // flushed: borrowed.
   const char* scratch = loop_.scratch.data();
   const bool borrow = data.size() >= kBorrowFrom && data.data() >= scratch &&
                       data.data() + data.size() <= scratch + loop_.scratch.size();
+  char line[20];
+  char* const line_end = line + sizeof line;
+  char* p = line_end;
   if (chunked_out_) {
-    char line[20];
-    char* end = line + sizeof line;
-    char* p = end;
     *--p = '\n';
     *--p = '\r';
     std::size_t n = data.size();
@@ -58,19 +59,20 @@ bool ClientConn::on_body(std::string_view data) {
       *--p = "0123456789abcdef"[n & 15];
       n >>= 4;
     } while (n != 0);
-    put(std::string_view(p, static_cast<std::size_t>(end - p)));
   }
+  const std::string_view size_line(p, static_cast<std::size_t>(line_end - p));
   if (borrow) {
+    put(size_line);
     put_borrowed(data);
     if (chunked_out_) put_borrowed("\r\n");  // static storage
     return true;
   }
-  // The data and the chunk's CRLF join the size line's piece: one contiguous write.
   std::string& batch = claim_batch();
   const std::size_t before = batch.size();
+  const std::size_t added = size_line.size() + data.size() + (chunked_out_ ? 2 : 0);
+  batch.append(size_line);
   batch.append(data);
   if (chunked_out_) batch.append("\r\n", 2);
-  const std::size_t added = batch.size() - before;
   if (!pieces_.empty() && pieces_.back().borrowed == nullptr && pieces_.back().offset + pieces_.back().size == before) {
     pieces_.back().size += added;
   } else {
