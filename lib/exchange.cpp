@@ -304,6 +304,8 @@ struct Rules {
           s.responded_at = now;
           arm(ms(cfg().timeouts.idle()), now);
           if (!s.send_head()) return client_gone(now);
+          // A stream may run for minutes: the upstream head's memory is not needed again.
+          if (s.event_stream) s.reader.release_head();
           break;
         case Step::body:
           if (payload.empty()) break;

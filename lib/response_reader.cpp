@@ -26,9 +26,16 @@ void ResponseReader::reset() {
   body_done_ = false;
   any_bytes_ = false;
   extra_ = false;
+  release_ = false;
   left_ = 0;
   chunks_ = ChunkedScanner{};
   error_.clear();
+}
+
+void ResponseReader::release_head() {
+  std::vector<HeaderField>().swap(head_.headers);
+  release_ = true;
+  if (rest_.empty()) std::string().swap(head_buf_);
 }
 
 bool ResponseReader::at_boundary() const noexcept {
@@ -72,6 +79,7 @@ ResponseReader::Step ResponseReader::next(std::string_view& data, std::string_vi
     return Step::end;
   }
   // Bytes that came with the head go first; `data` waits for the next call.
+  if (rest_.empty() && release_ && head_buf_.capacity() != 0) std::string().swap(head_buf_);
   std::string_view& in = !rest_.empty() ? rest_ : data;
   if (in.empty()) return Step::need_more;
   switch (head_.framing) {

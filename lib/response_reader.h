@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http1.h"
 #include "vllm_router/endpoint.h"
@@ -52,6 +53,10 @@ class ResponseReader {
   const std::string& error() const noexcept { return error_; }
   /// For the next answer (keeps buffer capacity).
   void reset();
+  /// The head has been relayed and its header views are not needed again (a long stream): free
+  /// the head's memory now, or as soon as the body bytes that came with it are delivered.
+  /// head()'s status, framing, length and keep-alive stay valid; its headers become empty.
+  void release_head();
 
  private:
   std::string head_buf_;   // the head as it arrives (head_ views point into it)
@@ -61,6 +66,7 @@ class ResponseReader {
   bool body_done_ = false;
   bool any_bytes_ = false;
   bool extra_ = false;     // bytes after the end: not reusable
+  bool release_ = false;   // free head_buf_ once rest_ is delivered
   std::uint64_t left_ = 0;
   ChunkedScanner chunks_;
   std::string error_;

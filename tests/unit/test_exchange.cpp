@@ -274,6 +274,28 @@ TEST_CASE("an event stream broken at an event boundary ends with vLLM's in-band 
   CHECK(f.log->summaries[0].end == ExchangeEnd::upstream_error);
 }
 
+TEST_CASE("an event stream releases its relayed head: events that came with the head, and the next request, still arrive intact") {
+  Fixture f(fleet_config(1));
+  f.start();
+  // The head, one event and half of the next in one read: the half event waits in the reader.
+  f.feed(std::string(kSseHead) + "b\r\ndata: one\n\n\r\nb\r\ndata: t");
+  CHECK(f.host.event_stream);
+  CHECK(f.host.body == "data: one\n\ndata: t");
+  f.feed("wo\n\n\r\n");
+  f.feed("0\r\n\r\n");
+  CHECK(f.host.body == "data: one\n\ndata: two\n\n");
+  CHECK(f.host.ended);
+  CHECK(f.host.releases == std::vector<bool>{true});
+  // The same exchange object serves the next request of the connection (its reader reset).
+  f.host.body.clear();
+  f.host.ended = false;
+  f.start();
+  f.feed(kOk);
+  CHECK(f.host.status == 200);
+  CHECK(f.host.body == "{}");
+  CHECK(f.host.ended);
+}
+
 TEST_CASE("an event stream broken inside a chunk is cut, not completed") {
   Fixture f(fleet_config(1));
   f.start();
