@@ -11,7 +11,11 @@ bool forward_request_header(std::string_view name) noexcept {
   static constexpr std::string_view kDropped[] = {
       "host", "content-length", "transfer-encoding", "connection", "keep-alive",
       "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
-      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id", "x-forwarded-for"};
+      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id",
+      // The client's claims about who it is: the router is the front door, it says that itself
+      // (X-Forwarded-For with the peer's address); engines and their logs must not be fooled.
+      "forwarded", "x-real-ip", "x-client-ip", "true-client-ip"};
+  if (name.size() > 12 && iequals(name.substr(0, 12), "x-forwarded-")) return false;
   return std::none_of(std::begin(kDropped), std::end(kDropped),
                       [name](std::string_view d) { return iequals(name, d); });
 }
