@@ -194,6 +194,8 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       for (std::string_view key : split(value, ',')) {
         if (!trim(key).empty()) layer.api_keys->emplace_back(trim(key));
       }
+      // A list of blanks would replace the file's keys with none: authentication off.
+      if (layer.api_keys->empty()) return option_error(source, "no key in the list (unset it to keep the file's keys)");
       return {};
     case Kind::policy:
       if (value.empty()) return option_error(source, "expected a policy name, got ''");

@@ -311,6 +311,17 @@ TEST_CASE("options: bad models name the flag or variable") {
   CHECK(env.message.rfind("VLLM_ROUTER_MODELS: ", 0) == 0);
 }
 
+TEST_CASE("options: API keys: blanks never turn authentication off") {
+  CHECK(fails({"--api-key", ""}).param == "--api-key");
+  // A list with nothing but separators and blanks would replace the file's keys with none.
+  for (const char* blank : {" , ", ",", " ,\t, "}) {
+    CAPTURE(blank);
+    CHECK(fails({}, {{"VLLM_ROUTER_API_KEYS", blank}}).param == "VLLM_ROUTER_API_KEYS");
+  }
+  // Empty items between keys are skipped, keys trimmed.
+  CHECK(ok({}, {{"VLLM_ROUTER_API_KEYS", "a,, b "}}).config.api_keys == std::vector<std::string>{"a", "b"});
+}
+
 TEST_CASE("options: command line syntax errors") {
   SUBCASE("unknown flag") {
     auto e = fails({"--prot", "80"});
