@@ -95,7 +95,9 @@ void ClientConn::read(bool peer_closed) {
     const ssize_t n = ::recv(fd_, buf, size, 0);
     if (n > 0) {
       const std::string_view data(buf, static_cast<std::size_t>(n));
-      if (state_ == State::head || state_ == State::body) {
+      if (state_ == State::body && head_.framing == Framing::chunked) {
+        chunked_raw_.append(data);  // in_ is not appended to: head_ views point into it
+      } else if (state_ == State::head || state_ == State::body) {
         in_.append(data);
       } else {
         next_.append(data);  // pipelined while an answer runs
@@ -129,6 +131,7 @@ void ClientConn::process() {
       return local(error_response(Error{code, "malformed HTTP request: " + error, ""}), true);
     }
     if (head_.framing == Framing::length && head_.content_length > o.max_body_bytes) {
+      if (reject_before_body()) return;  // the key first: a stranger learns no limits
       request_id_ = new_request_id();
       return local(error_response(Error{Errc::body_too_large,
                                         "request body of " + std::to_string(head_.content_length) +
@@ -148,11 +151,17 @@ void ClientConn::process() {
     head_parsed_ = true;
     state_ = State::body;
     if (!head_.keep_alive) close_after_ = true;
+    if (head_.framing == Framing::chunked) {
+      // Body bytes that came with the head move out: in_ never grows again under the views.
+      chunked_raw_.assign(in_, head_.size, std::string::npos);
+      in_.resize(head_.size);
+    }
   }
   std::size_t end = head_.size;
   if (head_.framing == Framing::length) {
     end = head_.size + static_cast<std::size_t>(head_.content_length);
     if (in_.size() < end) {
+      if (reject_before_body()) return;
       if (head_.expect_continue && !continue_sent_) {
         continue_sent_ = true;
         put("HTTP/1.1 100 Continue\r\n\r\n");
@@ -163,18 +172,19 @@ void ClientConn::process() {
     body_ = std::string_view(in_).substr(head_.size, static_cast<std::size_t>(head_.content_length));
     body_capacity_ = in_.capacity() - head_.size;
   } else if (head_.framing == Framing::chunked) {
+    if (!body_scanner_.done() && reject_before_body()) return;
     if (head_.expect_continue && !continue_sent_) {
       continue_sent_ = true;
       put("HTTP/1.1 100 Continue\r\n\r\n");
       flush();
       if (closed_) return;
     }
-    const std::string_view fresh = std::string_view(in_).substr(head_.size + chunked_seen_);
-    const std::size_t used = body_scanner_.feed(fresh, &chunked_body_);
+    // The scanner takes every byte until the body ends: chunked_raw_ holds at most one read.
+    const std::size_t used = body_scanner_.feed(chunked_raw_, &chunked_body_);
     if (used == std::string::npos) {
       return local(error_response(Error{Errc::invalid_argument, "malformed chunked request body", ""}), true);
     }
-    chunked_seen_ += used;
+    chunked_raw_.erase(0, used);
     // The raw bytes count too: framing (sizes, extensions, trailers) out of proportion to the
     // data it carries is refused before it costs memory.
     if (chunked_body_.size() > o.max_body_bytes ||
@@ -183,7 +193,9 @@ void ClientConn::process() {
                    true);
     }
     if (!body_scanner_.done()) return;
-    end = head_.size + chunked_seen_;
+    end = head_.size;
+    next_.insert(0, chunked_raw_);  // bytes after the body belong to the next request
+    chunked_raw_.clear();
     chunked_body_.reserve(chunked_body_.size() + kBodyPadding);
     body_ = chunked_body_;
     body_capacity_ = chunked_body_.capacity();
@@ -199,18 +211,42 @@ void ClientConn::process() {
   dispatch();
 }
 
-void ClientConn::dispatch() {
+void ClientConn::take_request_id() {
   request_id_.clear();
-  std::string_view authorization;
   for (const auto& h : head_.headers) {
-    if (iequals(h.name, "x-request-id")) {
-      if (valid_request_id(h.value)) request_id_.assign(h.value);
-    } else if (iequals(h.name, "authorization")) {
-      authorization = h.value;
-    }
+    if (iequals(h.name, "x-request-id") && valid_request_id(h.value)) request_id_.assign(h.value);
   }
   if (request_id_.empty()) request_id_ = new_request_id();
-  const bool is_authorized = authorized(loop_.options.api_keys, authorization);
+}
+
+bool ClientConn::key_valid() const {
+  if (loop_.options.api_keys.empty()) return true;
+  std::string_view authorization;
+  int count = 0;
+  for (const auto& h : head_.headers) {
+    if (iequals(h.name, "authorization")) {
+      authorization = h.value;
+      ++count;
+    }
+  }
+  return count == 1 && authorized(loop_.options.api_keys, authorization);  // two: ambiguous
+}
+
+bool ClientConn::reject_before_body() {
+  if (key_checked_) return false;
+  key_checked_ = true;
+  if (head_.method != "POST" || key_valid()) return false;
+  // Without a valid key nothing of the body is kept, and no 100 Continue invites it. The unread
+  // body would be taken for the next request: the connection closes after the answer.
+  close_after_ = true;
+  take_request_id();
+  reject(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+  return true;
+}
+
+void ClientConn::dispatch() {
+  take_request_id();
+  const bool is_authorized = key_valid();
   std::string_view path = head_.target;
   if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
   if (head_.method == "GET" || head_.method == "HEAD") return answer_local(head_.method, path, is_authorized);
@@ -275,8 +311,9 @@ void ClientConn::request_done() {
   head_.size = 0;
   head_parsed_ = false;
   chunked_body_.clear();
+  chunked_raw_.clear();
+  key_checked_ = false;
   body_scanner_ = ChunkedScanner{};
-  chunked_seen_ = 0;
   body_ = {};
   continue_sent_ = false;
   request_id_.clear();

@@ -43,6 +43,9 @@ class ClientConn final : public ExchangeDriver {
   void answer_local(std::string_view method, std::string_view path, bool is_authorized);
   void local(const LocalResponse& r, bool close_after = false, bool head_only = false);
   void reject(const Error& error);  // a POST refused before its exchange (401...)
+  bool reject_before_body();        // 401 before any body byte is kept or 100 Continue sent
+  bool key_valid() const;           // exactly one Authorization header, with a configured key
+  void take_request_id();
   void flush();
   void request_done();
   void close();
@@ -69,11 +72,12 @@ class ClientConn final : public ExchangeDriver {
   RequestHead head_;
   bool head_parsed_ = false;
   std::string chunked_body_;
+  std::string chunked_raw_;  // a chunked body's bytes not scanned yet (in_ keeps only the head)
   ChunkedScanner body_scanner_;
-  std::size_t chunked_seen_ = 0;
   std::string_view body_;
   std::size_t body_capacity_ = 0;
   bool continue_sent_ = false;
+  bool key_checked_ = false;  // the early key check of this request ran
   bool close_after_ = false;
   std::string request_id_;
   TimePoint started_;

@@ -673,6 +673,34 @@ TEST_CASE("event loop: a request head trickled slowly gets 408 at client_timeout
   CHECK(got.eof);
 }
 
+TEST_CASE("event loop: a request body trickled slowly (length or chunked) gets 408 at client_timeout_ms") {
+  for (const bool chunked : {false, true}) {
+    CAPTURE(chunked);
+    Harness h;  // client_timeout_ms 10000
+    Fd up = h.upstream();
+    Fd cl = h.client();
+    send_all(cl, chunked ? "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         : "POST /v1/completions HTTP/1.1\r\nContent-Length: 27\r\n\r\n");
+    h.pump();
+    // One byte every 3 s: each arrives, none moves the deadline.
+    const std::string body = chunked ? chunk(kBody) : kBody;
+    for (int i = 0; i < 3; ++i) {
+      h.advance(3000ms);
+      send_all(cl, body.substr(static_cast<std::size_t>(i), 1));
+      h.pump();
+    }
+    h.advance(999ms);
+    CHECK(drain(cl).bytes.empty());
+    h.advance(1ms);
+    Read got = drain(cl);
+    auto a = take_answer(got.bytes);
+    REQUIRE(a.has_value());
+    CHECK(a->status == 408);
+    CHECK(got.eof);
+    CHECK(drain(up).bytes.empty());
+  }
+}
+
 TEST_CASE("event loop: an idle keep-alive connection closes at client_timeout_ms after its last answer") {
   Harness h;
   Fd quiet = h.client();  // never sends a byte
@@ -1022,6 +1050,83 @@ TEST_CASE("event loop: local routes: health, readiness, models with API keys, 40
   REQUIRE(a.has_value());
   CHECK(a->status == 503);
   CHECK(contains(a->body, "draining"));
+}
+
+TEST_CASE("event loop: without a valid key a POST is answered 401 before its body is read") {
+  struct Row {
+    const char* name;
+    std::string head;  // sent alone; the body never follows
+  };
+  const Row rows[] = {
+      {"Content-Length, no key", "POST /v1/completions HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"},
+      {"Content-Length, wrong key",
+       "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer WRONG\r\nContent-Length: 1000000\r\n\r\n"},
+      {"Expect: 100-continue gets the 401, not a 100",
+       "POST /v1/completions HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"},
+      {"chunked, no key", "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"},
+      {"two Authorization headers, both valid",
+       "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer KEY\r\nAuthorization: Bearer KEY\r\n"
+       "Content-Length: 1000000\r\n\r\n"},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.name);
+    Harness h([](RouterConfig&, ServerOptions& o) { o.api_keys = {"KEY"}; });
+    Fd up = h.upstream();
+    Fd cl = h.client();
+    send_all(cl, row.head);
+    h.pump();
+    const Read got = drain(cl);
+    std::string bytes = got.bytes;
+    auto a = take_answer(bytes);
+    REQUIRE(a.has_value());
+    CHECK(a->status == 401);
+    CHECK(contains(a->body, "\"code\":401"));
+    CHECK(contains(a->body, "Missing or invalid API key"));
+    CHECK(a->header("Connection") == "close");  // the unread body must not become a request
+    CHECK(bytes.empty());                      // no 100 Continue before or after
+    CHECK(got.eof);
+    CHECK(drain(up).bytes.empty());
+  }
+  // With the key, the same head waits for its body (and is not refused).
+  Harness h([](RouterConfig&, ServerOptions& o) { o.api_keys = {"KEY"}; });
+  Fd up = h.upstream();
+  Fd cl = h.client();
+  send_all(cl, "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer KEY\r\nExpect: 100-continue\r\n"
+               "Content-Length: 27\r\n\r\n");
+  h.pump();
+  CHECK(drain(cl).bytes == "HTTP/1.1 100 Continue\r\n\r\n");
+  send_all(cl, kBody);
+  h.pump();
+  CHECK(contains(drain(up).bytes, kBody));
+}
+
+TEST_CASE("event loop: a chunked body in many reads keeps the request head intact (views into the head buffer)") {
+  Harness h;
+  Fd up = h.upstream();
+  Fd cl = h.client();
+  send_all(cl, "POST /v1/completions HTTP/1.1\r\nContent-Type: application/json\r\nX-Trace-Me: head-survives\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n" + chunk(R"({"model":"m","prompt":")"));
+  h.pump();
+  // 300 KiB of prompt in 64 writes, each pumped: the connection's buffers grow many times.
+  const std::string piece(4800, 'x');
+  for (int i = 0; i < 64; ++i) {
+    send_all(cl, chunk(piece));
+    h.pump();
+  }
+  send_all(cl, chunk(R"("})") + "0\r\n\r\n");
+  std::string req;
+  for (int i = 0; i < 100; ++i) {  // the upstream socket takes the request in several writes
+    h.pump();
+    const std::string more = drain(up).bytes;
+    if (more.empty() && !req.empty()) break;
+    req += more;
+  }
+  CHECK(contains(req, "POST /v1/completions HTTP/1.1\r\n"));
+  CHECK(contains(req, "\r\nX-Trace-Me: head-survives\r\n"));
+  const std::size_t body_size = std::string(R"({"model":"m","prompt":")").size() + 64 * piece.size() + 2;
+  CHECK(contains(req, "\r\nContent-Length: " + std::to_string(body_size) + "\r\n\r\n"));
+  CHECK(req.size() > body_size);
+  CHECK(req.ends_with(piece + R"("})"));
 }
 
 TEST_CASE("event loop: drain closes an idle connection at once and a busy one after its answer") {
