@@ -129,6 +129,11 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   App* self = app.get();
   server_options.local_routes = [metrics, self](const LocalRequest& req, LocalResponse& out) {
     if (req.path != "/metrics") return false;
+    // Backend URLs and model names: behind the key when keys are configured.
+    if (!req.authorized) {
+      out = vllm_router::error_response(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+      return true;
+    }
     out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
     return true;
   };

@@ -337,8 +337,11 @@ def test_all_features(tmp_path):
     # ServiceMonitors select the router Service and the model Services.
     sm = r.get("ServiceMonitor", FULL)
     assert sm["metadata"]["labels"]["release"] == "prometheus"
+    # The router has API keys: its /metrics is scraped with one (the models' /metrics needs none).
     assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s",
-                                        "scrapeTimeout": "10s"}]
+                                        "scrapeTimeout": "10s",
+                                        "authorization": {"type": "Bearer", "credentials": {
+                                            "name": "router-metrics-key", "key": "token"}}}]
     router_svc = r.get("Service", FULL)
     assert sm["spec"]["selector"]["matchLabels"].items() <= router_svc["metadata"]["labels"].items()
     sm_models = r.get("ServiceMonitor", f"{FULL}-models")
@@ -415,6 +418,7 @@ def test_replicas_render_identically():
     ("models:\n  - {name: a}\n", "models[0].model is required"),
     ("models:\n  - {name: a, model: x/y, deploy: false}\n", "endpoints must list"),
     ("router:\n  autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}\n", "minReplicas"),
+    ("router:\n  apiKeys: {keys: [k]}\n  serviceMonitor: {enabled: true}\n", "bearerTokenSecret is required"),
 ])
 def test_invalid_values_fail(tmp_path, values, message):
     f = tmp_path / "bad.yaml"

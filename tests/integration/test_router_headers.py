@@ -3,6 +3,7 @@
 
 import json
 import os
+import socket
 import sys
 import tempfile
 
@@ -79,10 +80,48 @@ def test_client_authorization_not_forwarded(keyed):
     assert CLIENT_KEY not in json.dumps(seen)
 
 
-def test_health_and_metrics_need_no_key(keyed):
+def test_probes_need_no_key_metrics_do(keyed):
     r, _, _ = keyed
-    for path in ("/health", "/ready", "/metrics"):
+    for path in ("/health", "/ready"):
         assert call(r, "GET", path)[0] == 200, path
+    # /metrics names backends and models: 401 without the key, like /v1/models.
+    status, _, raw = call(r, "GET", "/metrics")
+    assert status == 401
+    assert json.loads(raw)["error"]["code"] == 401
+    assert call(r, "GET", "/metrics", headers=bearer(CLIENT_KEY))[0] == 200
+    assert call(r, "GET", "/metrics", headers={"Authorization": "bearer " + CLIENT_KEY})[0] == 200
+
+
+def read_answer(sock):
+    """Everything the router sends until it closes the connection (or 5 s pass)."""
+    out = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return out
+            out += data
+    except (socket.timeout, ConnectionResetError):
+        return out
+
+
+def test_keyed_post_refused_at_its_head(keyed):
+    """Without a valid key a POST is answered 401 before its body is read (the connection closes:
+    the unread body must not become a request); two Authorization headers are ambiguous and
+    refused even when both carry the key."""
+    r, _, _ = keyed
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 50000000\r\n\r\n")
+        got = read_answer(s)
+    assert got.startswith(b"HTTP/1.1 401 "), got[:80]
+    assert b"\r\nConnection: close\r\n" in got
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+        s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Authorization: Bearer %s\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+                   % (CLIENT_KEY, CLIENT_KEY)).encode())
+        got = read_answer(s)
+    assert got.startswith(b"HTTP/1.1 401 "), got[:80]
 
 
 # ---------------------------------------------------------------- one open model
