@@ -273,7 +273,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
 const std::vector<std::string_view> kRouterKeys = {
     "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
     "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
-    "queue_timeout_ms", "discovery", "dns_servers"};
+    "queue_timeout_ms", "discovery", "dns_servers", "routes"};
 
 Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
   if (key == "policy") return read_into(field, path, router.policy, true);
@@ -291,6 +291,7 @@ Result<void> parse_router_key(std::string_view key, od::value& field, const std:
     return {};
   }
   if (key == "dns_servers") return read_string_array(field, path, router.dns_servers);
+  if (key == "routes") return read_string_array(field, path, router.routes);
   if (key == "queue_max") return read_into(field, path, 0, router.queue_max);
   if (key == "queue_timeout_ms") return read_into(field, path, 1, router.queue_timeout_ms);
   if (key == "discovery") {

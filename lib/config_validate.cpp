@@ -30,6 +30,17 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
   }
   if (config.max_attempts < 1)
     return config_error("max_attempts", "expected an integer >= 1, got 0");
+  for (std::size_t i = 0; i < config.routes.size(); ++i) {
+    const std::string& r = config.routes[i];
+    const std::string path = cat("routes[", std::to_string(i), "]");
+    if (r == "*") continue;
+    if (r.empty() || r[0] != '/' || r.find_first_of("?# \t") != std::string::npos) {
+      return config_error(path, cat("expected a path starting with '/' (no query), or \"*\"; got '", r, "'"));
+    }
+    if (r.find('*') != std::string::npos && r.find('*') != r.size() - 1) {
+      return config_error(path, cat("'*' may only end a route (a prefix); got '", r, "'"));
+    }
+  }
 
   // Every name a client may send -> the path that declared it.
   std::map<std::string, std::string, std::less<>> names;

@@ -345,6 +345,7 @@ void Exchange::start(const ClientRequest& request, TimePoint now) {
   std::chrono::milliseconds limit = ms(cfg.timeouts.total_ms);
   if (request.timeout.count() > 0 && (limit.count() == 0 || request.timeout < limit)) limit = request.timeout;
   if (limit.count() > 0) s.total_deadline = now + limit;
+  if (auto e = s.check_target()) return r.fail(*e, now);
   if (auto e = s.check_headers()) return r.fail(*e, now);
   if (auto e = s.parse_body()) return r.fail(*e, now);
   r.attempt(now);

@@ -46,6 +46,53 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 }  // namespace
 
+namespace {
+
+bool route_allowed(const std::vector<std::string>& routes, std::string_view path) noexcept {
+  for (const std::string& r : routes) {
+    if (!r.empty() && r.back() == '*') {
+      if (path.substr(0, r.size() - 1) == std::string_view(r).substr(0, r.size() - 1)) return true;
+    } else if (path == r) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// The target as the engine will read it must be the target that was checked: origin-form only,
+// no control bytes, no dot segments, no encoded dots or slashes, no backslashes; then the path
+// must be one the deployment forwards.
+std::optional<Error> Exchange::State::check_target() const {
+  const std::string_view target = request.target;
+  auto bad = [&](std::string_view why) {
+    return Error{Errc::invalid_argument, "request target refused: " + std::string(why), ""};
+  };
+  if (target.empty() || target[0] != '/') return bad("expected a path starting with '/'");
+  for (const char c : target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '#' || c == '\\') return bad("a space, control byte, '#' or '\\' in it");
+  }
+  const std::string_view path = target.substr(0, target.find('?'));
+  for (std::size_t i = 0; i + 2 < path.size(); ++i) {
+    if (path[i] != '%') continue;
+    const char a = path[i + 1];
+    const char b = static_cast<char>(path[i + 2] | 0x20);
+    if ((a == '2' && (b == 'e' || b == 'f')) || (a == '5' && b == 'c')) return bad("an encoded '.', '/' or '\\'");
+  }
+  for (std::size_t at = 1; at <= path.size();) {
+    const std::size_t next = std::min(path.find('/', at), path.size());
+    const std::string_view segment = path.substr(at, next - at);
+    if (segment == "." || segment == "..") return bad("a '.' or '..' segment");
+    at = next + 1;
+  }
+  if (!route_allowed(config->routes, path)) {
+    return Error{Errc::not_found, "Not Found: " + std::string(request.method) + " " + std::string(path), ""};
+  }
+  return std::nullopt;
+}
+
 std::optional<Error> Exchange::State::check_headers() const {
   for (const HeaderField& h : request.headers) {
     if (h.value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {

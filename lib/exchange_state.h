@@ -66,6 +66,7 @@ struct Exchange::State {
   /// The client's answer head from the upstream one; false when the client is gone.
   bool send_head();
   /// Bad header values (CR, LF, NUL) in the client's headers, or ok.
+  std::optional<Error> check_target() const;
   std::optional<Error> check_headers() const;
   /// Parses the body when the driver did not: JSON, or multipart/form-data by Content-Type;
   /// fills the session key from the configured header.

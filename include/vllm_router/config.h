@@ -159,6 +159,14 @@ struct RouterConfig {
   std::uint32_t queue_max = 1024;
   std::uint32_t queue_timeout_ms = 5000;
   PolicyOptions policy_options;
+  /// Request paths (the target without its query) the router forwards; any other is 404. An
+  /// entry ending in `*` matches by prefix; `"*"` alone forwards every path, vLLM's
+  /// administrative routes too (/sleep, /reset_prefix_cache, /v1/load_lora_adapter...): only
+  /// where every client is trusted. Default: the inference routes vLLM serves.
+  std::vector<std::string> routes{"/v1/completions", "/v1/chat/completions", "/v1/embeddings",
+                                  "/v1/responses", "/v1/audio/transcriptions", "/v1/audio/translations",
+                                  "/v1/score", "/score", "/v1/rerank", "/rerank", "/v2/rerank",
+                                  "/pooling", "/classify", "/tokenize", "/detokenize"};
   /// DNS servers that resolve endpoint host names ("IP" or "IP:PORT"); empty: the system's
   /// (/etc/resolv.conf). Names are resolved off the event loops, cached for their TTL.
   std::vector<std::string> dns_servers;

@@ -108,6 +108,26 @@ def test_unknown_get_path_404_json(router):
         assert path in err["message"]
 
 
+def test_admin_and_odd_targets_never_reach_an_engine(router, live):
+    """Only vLLM's inference routes are forwarded (the replica's own key would go with them):
+    its administrative routes are 404 in OpenAI's shape, targets that could be read differently
+    downstream are 400, and the engine sees none of them."""
+    sim_reset(live)
+    body = chat("live")
+    for path in ("/sleep", "/wake_up", "/reset_prefix_cache", "/v1/load_lora_adapter",
+                 "/v1/unload_lora_adapter", "/start_profile", "/collective_rpc"):
+        status, _, raw = call(router, "POST", path, body)
+        assert status == 404, path
+        err = assert_openai_error(raw, 404, "NotFoundError")
+        assert path in err["message"]
+    for path in ("/v1/../sleep", "/v1/%2e%2e/sleep", "/v1%2fchat/completions", "/v1/./chat/completions"):
+        status, _, raw = call(router, "POST", path, body)
+        assert status == 400, path
+        assert_openai_error(raw, 400)
+    assert sim_stats(live)["last_path"] is None
+    assert call(router, "POST", CHAT, body)[0] == 200  # and the real route still works
+
+
 def test_overlong_uri_status_matches_body(router):
     status, _, body = call(router, "GET", "/" + "a" * 10000)
     assert 400 <= status < 500

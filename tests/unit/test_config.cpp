@@ -1,6 +1,7 @@
 // Tests of the JSON config parser (parse_app_config / parse_router_config) and validate().
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -490,4 +491,27 @@ TEST_CASE("config: resilience, policy options and queue sections") {
   CHECK(parse_app_config(R"({"retry": {"on_503": 1}})").error().param == "retry.on_503");
   CHECK(parse_app_config(R"({"policy_options": {"session_load_factor": 0.5}})").error().param ==
         "policy_options.session_load_factor");
+}
+
+TEST_CASE("config: routes: the default is vLLM's inference routes; a deployment's own list is checked") {
+  const RouterConfig defaults;
+  for (const char* r : {"/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/tokenize"}) {
+    CAPTURE(r);
+    CHECK(std::find(defaults.routes.begin(), defaults.routes.end(), r) != defaults.routes.end());
+  }
+  for (const char* admin : {"/sleep", "/reset_prefix_cache", "/v1/load_lora_adapter", "*"}) {
+    CAPTURE(admin);
+    CHECK(std::find(defaults.routes.begin(), defaults.routes.end(), admin) == defaults.routes.end());
+  }
+  auto parsed = parse_router_config(R"({"routes": ["/v1/completions", "/custom/*", "*"]})");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->routes == std::vector<std::string>{"/v1/completions", "/custom/*", "*"});
+  for (const char* bad : {R"({"routes": ["v1/completions"]})", R"({"routes": ["/a?b=1"]})",
+                          R"({"routes": ["/a/*/b"]})", R"({"routes": [""]})", R"({"routes": "/a"})"}) {
+    CAPTURE(bad);
+    auto r = parse_router_config(bad);
+    const vllm_router::Error e = r.ok() ? validate(*r, kPolicies).error() : r.error();
+    CHECK(e.code == Errc::config);
+    CHECK(e.param.rfind("routes", 0) == 0);
+  }
 }

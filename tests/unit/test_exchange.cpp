@@ -35,9 +35,11 @@ struct Fixture {
     router = std::move(r).value();
     ex = std::make_unique<Exchange>(*router, host);
   }
+  std::string target = "/v1/completions";
   void start() {
     ClientRequest r;
-    r.target = "/v1/completions";
+    r.method = "POST";
+    r.target = target;
     r.headers = headers;
     r.body = body;
     r.request_id = "rid-1";
@@ -127,6 +129,66 @@ TEST_CASE("bad requests are answered without touching an upstream") {
     REQUIRE(f.log->summaries.size() == 1);
     CHECK(f.log->summaries[0].end == ExchangeEnd::rejected);
     CHECK(f.log->summary_models[0].empty());  // an unresolved name never becomes a label
+  }
+}
+
+TEST_CASE("only the configured routes are forwarded, and only targets the engine will read as checked") {
+  struct Row {
+    std::string target;
+    std::vector<std::string> routes;  // empty: the default (vLLM's inference routes)
+    int status;                       // 0: forwarded
+  };
+  const std::vector<std::string> any = {"*"};
+  const std::vector<std::string> v1 = {"/v1/*"};
+  const Row rows[] = {
+      {"/v1/completions", {}, 0},
+      {"/v1/chat/completions?trace=1", {}, 0},
+      {"/v1/embeddings", {}, 0},
+      {"/tokenize", {}, 0},
+      {"/v2/rerank", {}, 0},
+      // vLLM's administrative routes: not by default.
+      {"/sleep", {}, 404},
+      {"/reset_prefix_cache", {}, 404},
+      {"/v1/load_lora_adapter", {}, 404},
+      {"/start_profile", {}, 404},
+      {"/v1/completions/", {}, 404},
+      {"/V1/completions", {}, 404},
+      // Targets whose meaning could change on the way: refused whatever the routes.
+      {"/v1/../sleep", any, 400},
+      {"/v1/./completions", {}, 400},
+      {"/v1/completions/..", any, 400},
+      {"/v1/%2e%2e/sleep", any, 400},
+      {"/v1/%2E%2e/sleep", any, 400},
+      {"/v1%2fcompletions", any, 400},
+      {"/v1\\completions", any, 400},
+      {"http://evil/v1/completions", {}, 400},
+      {"*", {}, 400},
+      {"", {}, 400},
+      {"/v1/completions#x", {}, 400},
+      {std::string("/v1/completions\x01", 16), any, 400},
+      {"/v1/compl etions", any, 400},
+      // A deployment's own list.
+      {"/sleep", any, 0},
+      {"/v1/anything", v1, 0},
+      {"/tokenize", v1, 404},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.target);
+    RouterConfig c = fleet_config(1);
+    if (!row.routes.empty()) c.routes = row.routes;
+    Fixture f(c);
+    f.target = row.target;
+    f.start();
+    if (row.status == 0) {
+      CHECK_FALSE(f.host.error.has_value());
+      REQUIRE(f.host.heads.size() == 1);
+      CHECK(f.host.heads[0].rfind("POST " + row.target + " HTTP/1.1\r\n", 0) == 0);
+    } else {
+      REQUIRE(f.host.error.has_value());
+      CHECK(http_status(f.host.error->code) == row.status);
+      CHECK(f.host.connected.empty());
+      if (row.status == 404) CHECK(f.host.error->message == "Not Found: POST " + row.target);
+    }
   }
 }
 
