@@ -1,7 +1,9 @@
 // RequestView parsing with simdjson On-Demand (no DOM, the body is never re-serialised).
 #include <simdjson.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "http_util.h"
 #include "json_writer.h"
@@ -126,26 +128,78 @@ namespace {
 using detail::iequals;
 using detail::trim;
 
-// The value of parameter `name` in a header value like `form-data; name="model"` (quotes
-// removed; backslash escapes inside quotes are not expected in form field names).
-std::string_view header_param(std::string_view value, std::string_view name) noexcept {
-  std::size_t pos = value.find(';');
-  while (pos != std::string_view::npos) {
-    std::string_view rest = value.substr(pos + 1);
-    const std::size_t next = rest.find(';');
-    std::string_view param = trim(rest.substr(0, next));
-    const std::size_t eq = param.find('=');
-    if (eq != std::string_view::npos && iequals(trim(param.substr(0, eq)), name)) {
-      std::string_view v = trim(param.substr(eq + 1));
-      if (v.size() >= 2 && v.front() == '"') {
-        const std::size_t close = v.find('"', 1);
-        v = close == std::string_view::npos ? v.substr(1) : v.substr(1, close - 1);
+// The parameters of a header value like `form-data; name="model"; filename="a;b.wav"`
+// (RFC 9110 5.6.6: token or quoted-string values, `\` escapes in quoted strings). A `;` or `=`
+// inside quotes belongs to the value: splitting on `;` alone would let a client show the router
+// one field name and the engine's parser another.
+struct Param {
+  std::string_view name;
+  std::string value;
+};
+
+bool parse_params(std::string_view header, std::vector<Param>& out) {
+  std::size_t i = header.find(';');
+  if (i == std::string_view::npos) return true;
+  auto ows = [&] {
+    while (i < header.size() && (header[i] == ' ' || header[i] == '\t')) ++i;
+  };
+  while (i < header.size()) {
+    ++i;  // the ';'
+    ows();
+    if (i == header.size()) return true;  // a trailing ';'
+    const std::size_t name_at = i;
+    while (i < header.size() && header[i] != '=' && header[i] != ';' && header[i] != ' ' && header[i] != '\t') ++i;
+    Param p;
+    p.name = header.substr(name_at, i - name_at);
+    ows();
+    if (p.name.empty() || i == header.size() || header[i] != '=') return false;
+    ++i;
+    ows();
+    if (i < header.size() && header[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < header.size()) {
+        const char c = header[i++];
+        if (c == '"') {
+          closed = true;
+          break;
+        }
+        if (c == '\\') {
+          if (i == header.size()) return false;
+          p.value.push_back(header[i++]);
+        } else {
+          p.value.push_back(c);
+        }
       }
-      return v;
+      if (!closed) return false;
+    } else {
+      const std::size_t value_at = i;
+      while (i < header.size() && header[i] != ';' && header[i] != ' ' && header[i] != '\t') {
+        if (header[i] == '"' || header[i] == '\\') return false;
+        ++i;
+      }
+      p.value.assign(header.substr(value_at, i - value_at));
     }
-    pos = next == std::string_view::npos ? next : pos + 1 + next;
+    ows();
+    if (i < header.size() && header[i] != ';') return false;
+    out.push_back(std::move(p));
   }
-  return {};
+  return true;
+}
+
+// The one value of parameter `name`: nullopt when absent, an error when malformed or repeated.
+Result<std::optional<std::string>> header_param(std::string_view header, std::string_view name) {
+  std::vector<Param> params;
+  if (!parse_params(header, params)) {
+    return Result<std::optional<std::string>>(Errc::invalid_argument, "malformed parameters");
+  }
+  std::optional<std::string> found;
+  for (Param& p : params) {
+    if (!iequals(p.name, name)) continue;
+    if (found) return Result<std::optional<std::string>>(Errc::invalid_argument, "parameter given twice");
+    found = std::move(p.value);
+  }
+  return found;
 }
 
 Result<RequestView> bad_form(std::string message) {
@@ -160,11 +214,11 @@ bool is_form_content_type(std::string_view content_type) noexcept {
 }
 
 Result<RequestView> parse_form_request(std::string_view body, std::string_view content_type) {
-  const std::string_view boundary = header_param(content_type, "boundary");
-  if (boundary.empty() || boundary.size() > 70) {
+  auto boundary = header_param(content_type, "boundary");
+  if (!boundary || !*boundary || (*boundary)->empty() || (*boundary)->size() > 70) {
     return bad_form("the Content-Type has no usable boundary parameter");
   }
-  const std::string delimiter = "--" + std::string(boundary);
+  const std::string delimiter = "--" + **boundary;
   const std::string separator = "\r\n" + delimiter;  // precedes every delimiter but a leading one
   RequestView view;
   view.form = true;
@@ -184,8 +238,9 @@ Result<RequestView> parse_form_request(std::string_view body, std::string_view c
     pos += 2;
     const std::size_t head_end = body.find("\r\n\r\n", pos);
     if (head_end == std::string_view::npos) return bad_form("a part's headers do not end");
-    std::string_view name;
+    std::string name;
     bool is_file = false;
+    bool disposition = false;
     for (std::string_view headers = body.substr(pos, head_end - pos); !headers.empty();) {
       const std::size_t eol = headers.find("\r\n");
       const std::string_view line = headers.substr(0, eol);
@@ -193,15 +248,22 @@ Result<RequestView> parse_form_request(std::string_view body, std::string_view c
       const std::size_t colon = line.find(':');
       if (colon == std::string_view::npos) continue;
       if (!iequals(trim(line.substr(0, colon)), "content-disposition")) continue;
+      if (disposition) return bad_form("a part has two Content-Disposition headers");
+      disposition = true;
       const std::string_view value = line.substr(colon + 1);
-      name = header_param(value, "name");
-      is_file = !header_param(value, "filename").empty();
+      auto field = header_param(value, "name");
+      auto file = header_param(value, "filename");
+      if (!field) return bad_form("a part's Content-Disposition has " + field.error().message);
+      if (!file) return bad_form("a part's Content-Disposition has " + file.error().message);
+      name = field->value_or("");
+      is_file = file->has_value();
     }
     const std::size_t data = head_end + 4;
     const std::size_t end = body.find(separator, data);
     if (end == std::string_view::npos) return bad_form("a part does not end with the boundary");
     const std::string_view content = body.substr(data, end - data);
     if (!is_file && name == "model") {
+      if (view.has_model) return bad_form("`model` is given twice");
       if (content.empty()) {
         return Result<RequestView>(Errc::missing_model, "`model` must be a non-empty form field");
       }

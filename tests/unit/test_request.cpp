@@ -1,6 +1,9 @@
 // Tests for RequestView parsing and model rewriting.
 #include <doctest/doctest.h>
 
+#include <string>
+#include <vector>
+
 #include "vllm_router/request.h"
 
 using namespace vllm_router;
@@ -126,4 +129,42 @@ TEST_CASE("parse_form_request errors") {
                                  "multipart/form-data; boundary=B");
   REQUIRE(none.ok());
   CHECK_FALSE(none->has_model);
+}
+
+TEST_CASE("parse_form_request reads Content-Disposition parameters as a standard parser does") {
+  auto part = [](std::string_view disposition, std::string_view content) {
+    return "--B\r\nContent-Disposition: " + std::string(disposition) + "\r\n\r\n" + std::string(content) + "\r\n";
+  };
+  const std::string type = "multipart/form-data; boundary=B";
+  // A quoted ';' belongs to the value: this part's field is `prompt` (x is `a; name=model; b=c`).
+  const std::string smuggle = part(R"(form-data; x="a; name=model; b=c"; name="prompt")", "evil-model") +
+                              part(R"(form-data; name="model")", "real-model") + "--B--\r\n";
+  auto v = parse_form_request(smuggle, type);
+  REQUIRE(v.ok());
+  CHECK(v->model == "real-model");
+  // Escapes inside quotes, parameter names in any case, spaces around '='.
+  auto esc = parse_form_request(part(R"(form-data; NAME = "mod\el")", "m1") + "--B--\r\n", type);
+  REQUIRE(esc.ok());
+  CHECK(esc->model == "m1");
+  // A filename (even empty) makes the part a file, never the model field.
+  auto file = parse_form_request(part(R"(form-data; name="model"; filename="")", "x") +
+                                     part(R"(form-data; name="model")", "m2") + "--B--\r\n",
+                                 type);
+  REQUIRE(file.ok());
+  CHECK(file->model == "m2");
+  // What two parsers could read differently is refused.
+  for (const std::string& bad : std::vector<std::string>{
+           part(R"(form-data; name="model"; name="prompt")", "m") + "--B--\r\n",  // two names
+           part(R"(form-data; name="model)", "m") + "--B--\r\n",                   // unclosed quote
+           part(R"(form-data; name=mo"del)", "m") + "--B--\r\n",                   // quote in a token
+           part(R"(form-data; name="model")", "m") + part(R"(form-data; name="model")", "n") + "--B--\r\n",
+           std::string("--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\nContent-Disposition: form-data; "
+                       "name=\"model\"\r\n\r\nm\r\n--B--\r\n"),
+       }) {
+    CAPTURE(bad);
+    CHECK(parse_form_request(bad, type).code() == Errc::invalid_argument);
+  }
+  CHECK(parse_form_request(part(R"(form-data; name="model")", "m") + "--B--\r\n",
+                           "multipart/form-data; boundary=B; boundary=C")
+            .code() == Errc::invalid_argument);
 }
