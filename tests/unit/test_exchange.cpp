@@ -90,6 +90,15 @@ TEST_CASE("a request is sent with the upstream head the rules say and its answer
   CHECK(f.log->summaries[0].bytes == 2);
 }
 
+TEST_CASE("an answer's Content-Encoding is relayed with its coded body (never a coded body without it)") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.feed("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\n\x1f\x8b\x08");
+  CHECK(f.host.header("Content-Encoding") == "gzip");
+  CHECK(f.host.body == "\x1f\x8b\x08");
+  CHECK(f.host.ended);
+}
+
 TEST_CASE("the replica's own key replaces the client's, and an alias is rewritten to the served name") {
   RouterConfig c = fleet_config(1);
   c.models[0].endpoints[0].api_key = "replica-secret";
