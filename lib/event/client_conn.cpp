@@ -219,22 +219,24 @@ void ClientConn::take_request_id() {
   if (request_id_.empty()) request_id_ = new_request_id();
 }
 
-bool ClientConn::key_valid() const {
-  if (loop_.options.api_keys.empty()) return true;
-  std::string_view authorization;
-  int count = 0;
-  for (const auto& h : head_.headers) {
-    if (iequals(h.name, "authorization")) {
-      authorization = h.value;
-      ++count;
+bool ClientConn::key_valid() {
+  if (key_ == Key::unknown) {
+    std::string_view authorization;
+    int count = 0;
+    for (const auto& h : head_.headers) {
+      if (iequals(h.name, "authorization")) {
+        authorization = h.value;
+        ++count;
+      }
     }
+    const bool ok = loop_.options.api_keys.empty() ||
+                    (count == 1 && authorized(loop_.options.api_keys, authorization));  // two: ambiguous
+    key_ = ok ? Key::valid : Key::invalid;
   }
-  return count == 1 && authorized(loop_.options.api_keys, authorization);  // two: ambiguous
+  return key_ == Key::valid;
 }
 
 bool ClientConn::reject_before_body() {
-  if (key_checked_) return false;
-  key_checked_ = true;
   if (head_.method != "POST" || key_valid()) return false;
   // Without a valid key nothing of the body is kept, and no 100 Continue invites it. The unread
   // body would be taken for the next request: the connection closes after the answer.
@@ -312,7 +314,7 @@ void ClientConn::request_done() {
   head_parsed_ = false;
   chunked_body_.clear();
   chunked_raw_.clear();
-  key_checked_ = false;
+  key_ = Key::unknown;
   body_scanner_ = ChunkedScanner{};
   body_ = {};
   continue_sent_ = false;

@@ -44,7 +44,7 @@ class ClientConn final : public ExchangeDriver {
   void local(const LocalResponse& r, bool close_after = false, bool head_only = false);
   void reject(const Error& error);  // a POST refused before its exchange (401...)
   bool reject_before_body();        // 401 before any body byte is kept or 100 Continue sent
-  bool key_valid() const;           // exactly one Authorization header, with a configured key
+  bool key_valid();                 // exactly one Authorization header, with a configured key
   void take_request_id();
   void flush();
   void request_done();
@@ -77,7 +77,8 @@ class ClientConn final : public ExchangeDriver {
   std::string_view body_;
   std::size_t body_capacity_ = 0;
   bool continue_sent_ = false;
-  bool key_checked_ = false;  // the early key check of this request ran
+  enum class Key : std::uint8_t { unknown, valid, invalid };
+  Key key_ = Key::unknown;  // this request's key verdict, worked out once
   bool close_after_ = false;
   std::string request_id_;
   TimePoint started_;
