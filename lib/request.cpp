@@ -187,17 +187,13 @@ bool parse_params(std::string_view header, std::vector<Param>& out) {
   return true;
 }
 
-// The one value of parameter `name`: nullopt when absent, an error when malformed or repeated.
-Result<std::optional<std::string>> header_param(std::string_view header, std::string_view name) {
-  std::vector<Param> params;
-  if (!parse_params(header, params)) {
-    return Result<std::optional<std::string>>(Errc::invalid_argument, "malformed parameters");
-  }
+// The one value of parameter `name` among `params`: nullopt when absent, an error when repeated.
+Result<std::optional<std::string>> find_param(const std::vector<Param>& params, std::string_view name) {
   std::optional<std::string> found;
-  for (Param& p : params) {
+  for (const Param& p : params) {
     if (!iequals(p.name, name)) continue;
     if (found) return Result<std::optional<std::string>>(Errc::invalid_argument, "parameter given twice");
-    found = std::move(p.value);
+    found = p.value;
   }
   return found;
 }
@@ -214,7 +210,9 @@ bool is_form_content_type(std::string_view content_type) noexcept {
 }
 
 Result<RequestView> parse_form_request(std::string_view body, std::string_view content_type) {
-  auto boundary = header_param(content_type, "boundary");
+  std::vector<Param> type_params;
+  auto boundary = parse_params(content_type, type_params) ? find_param(type_params, "boundary")
+                                                           : Result<std::optional<std::string>>(std::nullopt);
   if (!boundary || !*boundary || (*boundary)->empty() || (*boundary)->size() > 70) {
     return bad_form("the Content-Type has no usable boundary parameter");
   }
@@ -250,9 +248,12 @@ Result<RequestView> parse_form_request(std::string_view body, std::string_view c
       if (!iequals(trim(line.substr(0, colon)), "content-disposition")) continue;
       if (disposition) return bad_form("a part has two Content-Disposition headers");
       disposition = true;
-      const std::string_view value = line.substr(colon + 1);
-      auto field = header_param(value, "name");
-      auto file = header_param(value, "filename");
+      std::vector<Param> params;
+      if (!parse_params(line.substr(colon + 1), params)) {
+        return bad_form("a part's Content-Disposition has malformed parameters");
+      }
+      auto field = find_param(params, "name");
+      auto file = find_param(params, "filename");
       if (!field) return bad_form("a part's Content-Disposition has " + field.error().message);
       if (!file) return bad_form("a part's Content-Disposition has " + file.error().message);
       name = field->value_or("");
