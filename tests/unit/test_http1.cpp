@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "http1.h"
+#include "response_reader.h"
 
 using namespace vllm_router::detail;
 using namespace std::string_literals;
@@ -782,4 +783,44 @@ TEST_CASE("codec robustness on random and mutated input") {
       REQUIRE(cs.overhead() == used - payload.size());
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResponseReader
+
+TEST_CASE("response reader: release_head frees the relayed head, keeps its facts and the bytes after it") {
+  ResponseReader reader;
+  std::string_view in =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\none\r\n3\r\ntw";
+  std::string_view payload;
+  REQUIRE(reader.next(in, payload) == ResponseReader::Step::head);
+  CHECK(reader.head().headers.size() == 3);
+  reader.release_head();
+  CHECK(reader.head().headers.empty());  // the views into the head's buffer are gone
+  CHECK(reader.head().status == 200);
+  CHECK(reader.head().framing == Framing::chunked);
+  std::string body;
+  for (;;) {
+    const auto step = reader.next(in, payload);
+    if (step != ResponseReader::Step::body) {
+      CHECK(step == ResponseReader::Step::need_more);
+      break;
+    }
+    body.append(payload);
+  }
+  std::string_view more = "o\r\n0\r\n\r\n";
+  for (;;) {
+    const auto step = reader.next(more, payload);
+    if (step == ResponseReader::Step::end) break;
+    REQUIRE(step == ResponseReader::Step::body);
+    body.append(payload);
+  }
+  CHECK(body == "onetwo");
+  CHECK(reader.reusable());
+  reader.reset();  // the next answer on the connection parses as usual
+  std::string_view next = "HTTP/1.1 204 No Content\r\nX-B: c\r\n\r\n";
+  REQUIRE(reader.next(next, payload) == ResponseReader::Step::head);
+  CHECK(reader.head().status == 204);
+  CHECK(reader.head().headers.size() == 1);
 }
