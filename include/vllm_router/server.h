@@ -14,6 +14,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/result.h"
+#include "vllm_router/tenants.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
@@ -26,6 +27,8 @@ struct LocalRequest {
   std::string_view target; ///< as received
   std::span<const HeaderField> headers;
   bool authorized = false; ///< carried an accepted API key (or no keys are configured)
+  bool admin = false;      ///< carried an admin key (or no keys are configured)
+  const ApiKey* key = nullptr;  ///< the accepted key; null without keys
 };
 
 /// A complete local answer.
@@ -33,6 +36,8 @@ struct LocalResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Retry-After in seconds for a 429 or 503; 0: 1 second.
+  std::uint32_t retry_after = 0;
 };
 
 /// Listener and process-facing settings of a Server (the routing rules live in RouterConfig).
@@ -49,9 +54,15 @@ struct ServerOptions {
   /// Longest a client may take to send a request, sit idle between requests on a keep-alive
   /// connection, or stop reading an answer.
   std::uint32_t client_timeout_ms = 60000;
-  /// Accepted client API keys (`Authorization: Bearer KEY`) for POST routes and /v1/models;
-  /// empty: no authentication.
+  /// Accepted client API keys (`Authorization: Bearer KEY`) for POST routes, /v1/models and
+  /// /metrics, as plain strings (kept as SHA-256 digests; ids key-1, key-2...; admin). With
+  /// `keys` too, both are accepted. Neither: no authentication.
   std::vector<std::string> api_keys;
+  /// Tenants' keys (KeyTable::parse of a keys file): ids, model scopes, limits, expiry, admin.
+  /// Server::set_keys() replaces them while running.
+  std::shared_ptr<const KeyTable> keys;
+  /// Holds keys with limits to them; null: an in-process limiter (make_local_rate_limiter).
+  std::shared_ptr<RateLimiter> limiter;
   /// Extra local routes (e.g. /metrics), tried before the built-in ones (/health, /ping,
   /// /ready, /version, /v1/models). Return true when it answered. Called on a loop thread,
   /// concurrently: must be thread-safe and quick.
@@ -85,6 +96,9 @@ class VLLM_ROUTER_API Server {
   /// the answer); whatever still runs after `grace` is cut. Any thread (not a signal handler).
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   bool draining() const noexcept;
+  /// Replaces ServerOptions::keys (a reload); requests that already started keep the key they
+  /// had, and every key's counts carry over by id. Any thread.
+  void set_keys(std::shared_ptr<const KeyTable> keys);
   /// Open client connections, in all and per loop.
   std::int64_t connections() const noexcept;
   std::vector<std::uint32_t> connections_per_loop() const;

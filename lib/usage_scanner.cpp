@@ -1,0 +1,124 @@
+// Internal: token counts of an answer, found while it is relayed (see usage_scanner.h).
+#include "usage_scanner.h"
+
+#include <cstring>
+
+namespace vllm_router::detail {
+
+namespace {
+
+constexpr std::string_view kUsage = "\"usage\"";
+
+const char* find(std::string_view hay, std::string_view needle) {
+  if (hay.size() < needle.size()) return nullptr;
+  return static_cast<const char*>(::memmem(hay.data(), hay.size(), needle.data(), needle.size()));
+}
+
+// The number after `"name"` and a colon in `text`, or false.
+bool number_after(std::string_view text, std::string_view name, std::uint64_t& out) {
+  const std::size_t at = text.find(name);
+  if (at == std::string_view::npos) return false;
+  std::size_t i = at + name.size();
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) ++i;
+  if (i >= text.size() || text[i] != ':') return false;
+  ++i;
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) ++i;
+  std::uint64_t v = 0;
+  std::size_t digits = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 18; ++i, ++digits) v = v * 10 + (text[i] - '0');
+  if (digits == 0) return false;
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+void UsageScanner::reset() noexcept {
+  tail_.clear();
+  pending_.clear();
+  collecting_ = found_ = done_event_ = last_lf_ = false;
+  usage_ = TokenUsage{};
+  events_ = 0;
+}
+
+void UsageScanner::start_at(std::string_view from) {
+  settle();
+  pending_.assign(from.substr(0, kKeep));
+  collecting_ = pending_.size() < kKeep;
+}
+
+void UsageScanner::settle() {
+  if (pending_.empty()) return;
+  // `"usage": {"prompt_tokens": 5, "total_tokens": 12, "completion_tokens": 7, ...}`; null or
+  // anything else leaves the last good one.
+  std::string_view text = pending_;
+  text.remove_prefix(kUsage.size());
+  const std::size_t open = text.find_first_not_of(" \t\r\n:");
+  TokenUsage u;
+  if (open != std::string_view::npos && text[open] == '{') {
+    text = text.substr(open);
+    const std::size_t close = text.find('}');
+    if (close != std::string_view::npos) text = text.substr(0, close);
+    const bool prompt = number_after(text, "\"prompt_tokens\"", u.prompt);
+    const bool completion = number_after(text, "\"completion_tokens\"", u.completion);
+    if (prompt) {
+      (void)completion;  // embeddings have no completion tokens
+      usage_ = u;
+      found_ = true;
+    }
+  }
+  pending_.clear();
+  collecting_ = false;
+}
+
+void UsageScanner::feed(std::string_view bytes) {
+  if (bytes.empty()) return;
+  // Events end with a blank line; JSON inside an event never holds a raw newline.
+  if (last_lf_ && bytes[0] == '\n') ++events_;
+  for (const char* p = bytes.data(); (p = find({p, static_cast<std::size_t>(bytes.data() + bytes.size() - p)}, "\n\n"));) {
+    ++events_;
+    p += 2;
+  }
+  last_lf_ = bytes.back() == '\n';
+  if (find(bytes, "data: [DONE]") != nullptr) done_event_ = true;
+
+  if (collecting_) pending_.append(bytes.substr(0, kKeep - pending_.size()));
+  // A `"usage"` split across the last read and this one.
+  if (!tail_.empty()) {
+    std::string joint = tail_;
+    joint.append(bytes.substr(0, kUsage.size() - 1));
+    if (const char* hit = find(joint, kUsage); hit != nullptr && hit - joint.data() < static_cast<std::ptrdiff_t>(tail_.size())) {
+      const std::size_t from = static_cast<std::size_t>(hit - joint.data());
+      start_at(std::string(joint.substr(from, tail_.size() - from)) + std::string(bytes.substr(0, kKeep)));
+    }
+  }
+  // The last one in this read counts (a later usage object replaces an earlier one). An escaped
+  // quote is text inside a string, not a key.
+  const char* last = nullptr;
+  for (const char* p = bytes.data(); (p = find({p, static_cast<std::size_t>(bytes.data() + bytes.size() - p)}, kUsage)); ++p) {
+    if (p == bytes.data() ? tail_.empty() || tail_.back() != '\\' : p[-1] != '\\') last = p;
+  }
+  if (last != nullptr) start_at(bytes.substr(static_cast<std::size_t>(last - bytes.data())));
+  const std::size_t keep = std::min(bytes.size(), kUsage.size() - 1);
+  if (bytes.size() >= kUsage.size() - 1) {
+    tail_.assign(bytes.substr(bytes.size() - keep));
+  } else {
+    tail_.append(bytes);
+    if (tail_.size() > kUsage.size() - 1) tail_.erase(0, tail_.size() - (kUsage.size() - 1));
+  }
+}
+
+TokenUsage UsageScanner::result(bool event_stream, std::size_t request_bytes) const {
+  UsageScanner copy = *this;
+  copy.settle();
+  if (copy.found_) return copy.usage_;
+  TokenUsage u;
+  if (!event_stream) return u;
+  u.estimated = true;
+  u.prompt = request_bytes / 4;
+  const std::uint64_t data_events = events_ - (done_event_ && events_ > 0 ? 1 : 0);
+  u.completion = data_events;
+  return u;
+}
+
+}  // namespace vllm_router::detail
