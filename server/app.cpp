@@ -5,6 +5,9 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "log.h"
 #include "vllm_router/version.h"
@@ -61,6 +64,32 @@ sigset_t handled_signals() {
   return set;
 }
 
+// The tenants' keys file (docs/tenants.md), parsed; errors name the file.
+Result<std::shared_ptr<const KeyTable>> load_keys(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{Errc::config, "cannot open keys file '" + path + "'", "keys_file"};
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto table = KeyTable::parse(text.str());
+  if (!table) return Error{Errc::config, path + ": " + table.error().message, "keys_file"};
+  return table;
+}
+
+std::shared_ptr<RateLimiter> make_limiter(const AppConfig& config) {
+  if (config.rate_limit.backend != "redis") return make_local_rate_limiter();
+  RedisLimiterOptions o;
+  auto hp = parse_host_port(config.rate_limit.redis);  // validated when read
+  if (hp) {
+    o.host = hp->first;
+    o.port = hp->second;
+  }
+  if (const char* password = std::getenv("VLLM_ROUTER_REDIS_PASSWORD"); password != nullptr) o.password = password;
+  o.prefix = config.rate_limit.prefix;
+  o.timeout = std::chrono::milliseconds(config.rate_limit.timeout_ms);
+  o.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
+  return make_redis_rate_limiter(std::move(o));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std::string> args, int& exit_code) {
@@ -109,6 +138,13 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     return e;
   }
   app->router_ = std::move(router).value();
+  std::shared_ptr<const KeyTable> keys;
+  if (!config.keys_file.empty()) {
+    auto table = load_keys(config.keys_file);
+    if (!table) return table.error();
+    keys = std::move(table).value();
+    ::stat(config.keys_file.c_str(), &app->keys_stat_);
+  }
   if (app->options_.check_config) {  // validated; sources are not started (they may need a cluster)
     exit_code = 0;
     return app;
@@ -127,11 +163,17 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   vllm_router::ServerOptions server_options = config.server_options();
   Metrics* metrics = app->metrics_.get();
   App* self = app.get();
+  server_options.keys = std::move(keys);
+  server_options.limiter = make_limiter(config);
   server_options.local_routes = [metrics, self](const LocalRequest& req, LocalResponse& out) {
     if (req.path != "/metrics") return false;
-    // Backend URLs and model names: behind the key when keys are configured.
+    // Backend URLs, models and key ids: behind an admin key when keys are configured.
     if (!req.authorized) {
       out = vllm_router::error_response(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+      return true;
+    }
+    if (!req.admin) {
+      out = vllm_router::error_response(Error{Errc::forbidden, "an admin API key is needed for /metrics", ""});
       return true;
     }
     out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
@@ -191,25 +233,53 @@ void App::reload() {
   }
   log(LogLevel::info, "configuration reloaded: {} model(s), routing table version {}", next.models.size(),
       router_->snapshot()->version);
+  reload_keys(again.value().config.keys_file);
 }
 
-void App::watch_config_file() {
-  // Reloads whenever the file's mtime or size moves from what was read at start (an edit made
-  // while the server starts is not missed).
-  watcher_ = std::thread([this] {
-    struct stat last = config_stat_;
+void App::reload_keys(const std::string& path) {
+  if (path.empty()) {
+    if (!options_.config.keys_file.empty()) log(LogLevel::warn, "keys_file is no longer set: the keys read at start stay (restart to turn keys off)");
+    return;
+  }
+  auto table = load_keys(path);
+  if (!table) {
+    log(LogLevel::error, "keys not reloaded, keeping the current ones: {}", table.error().message);
+    return;
+  }
+  log(LogLevel::info, "keys reloaded from {}: {} key(s)", path, table.value()->keys().size());
+  server_->set_keys(std::move(table).value());
+}
+
+void App::watch_files(bool config_file, bool keys_file) {
+  // Reloads whenever a file's mtime or size moves from what was read at start (an edit made
+  // while the server starts is not missed). stat() follows symlinks: a Kubernetes Secret or
+  // ConfigMap volume swaps its files by a symlink, and that is seen too.
+  watcher_ = std::thread([this, config_file, keys_file] {
+    auto moved = [](const std::string& path, struct stat& last) {
+      struct stat now {};
+      if (::stat(path.c_str(), &now) != 0) return false;
+      const bool changed = now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
+                           now.st_size != last.st_size || now.st_ino != last.st_ino;
+      last = now;
+      return changed;
+    };
+    struct stat config_last = config_stat_;
+    struct stat keys_last = keys_stat_;
     std::unique_lock<std::mutex> lock(stop_mutex_);
     while (!stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-      struct stat now {};
-      if (::stat(options_.config_path.c_str(), &now) != 0) continue;
-      if (now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
-          now.st_size != last.st_size) {
-        last = now;
-        lock.unlock();
+      const bool config_moved = config_file && moved(options_.config_path, config_last);
+      const bool keys_moved = keys_file && moved(options_.config.keys_file, keys_last);
+      if (!config_moved && !keys_moved) continue;
+      lock.unlock();
+      if (config_moved) {
         log(LogLevel::info, "{} changed, reloading the configuration", options_.config_path);
-        reload();
-        lock.lock();
+        reload();  // the keys too
+      } else {
+        log(LogLevel::info, "{} changed, reloading the keys", options_.config.keys_file);
+        std::lock_guard<std::mutex> reload_lock(reload_mutex_);
+        reload_keys(options_.config.keys_file);
       }
+      lock.lock();
     }
   });
 }
@@ -224,7 +294,8 @@ int App::run() {
   log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} event loops, at most {} connections)",
       vllm_router::version(), config.router.models.size(), config.host, server_->port(),
       server_->connections_per_loop().size(), config.max_connections);
-  if (config.watch_config && !options_.config_path.empty()) watch_config_file();
+  const bool watch_config = config.watch_config && !options_.config_path.empty();
+  if (watch_config || !config.keys_file.empty()) watch_files(watch_config, !config.keys_file.empty());
   // The control plane runs beside the data path on its own threads.
   HttpTransportOptions probe_options;
   probe_options.max_idle_per_endpoint = 2;

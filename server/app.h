@@ -48,11 +48,13 @@ class App {
 
  private:
   App() = default;
-  void watch_config_file();
+  void watch_files(bool config_file, bool keys_file);
+  void reload_keys(const std::string& path);  // under reload_mutex_
 
   ProgramOptions options_;
   std::vector<std::string> args_;
   struct stat config_stat_ {};
+  struct stat keys_stat_ {};
   Demo demo_;
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery

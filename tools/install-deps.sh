@@ -4,6 +4,8 @@ set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev doctest-dev libc-ares-dev
       libssl-dev python3 python3-dev python3-pytest pybind11-dev curl ca-certificates
+      # tests/integration/test_router_tenants.py: rate limits shared by routers through Redis
+      redis-server
       # examples/asio_host.cpp: standalone Asio (header-only)
       libasio-dev
       # tests/fuzz: libFuzzer with ASan/UBSan (clang and its runtime libraries)
