@@ -74,7 +74,8 @@ struct Rules {
     sum.bytes = s.bytes;
     sum.error = error;
     if (s.request.key != nullptr) sum.key_id = s.request.key->id;
-    sum.usage = s.usage.result(s.event_stream, s.request.body.size());
+    s.final_usage = s.usage.result(s.event_stream, s.request.body.size());
+    sum.usage = s.final_usage;
     detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_exchange(sum); });
   }
 
@@ -306,6 +307,7 @@ struct Rules {
           s.responded_at = now;
           arm(ms(cfg().timeouts.idle()), now);
           if (!s.send_head()) return client_gone(now);
+          s.usage.begin(s.event_stream, s.reader.length_known() ? s.reader.head().content_length : 0);
           // A stream may run for minutes: the upstream head's memory is not needed again.
           if (s.event_stream) s.reader.release_head();
           break;
@@ -483,7 +485,9 @@ bool Exchange::responded() const noexcept { return s_->responded; }
 const Endpoint* Exchange::endpoint() const noexcept { return s_->last_endpoint.get(); }
 const std::string& Exchange::model() const noexcept { return s_->model; }
 unsigned Exchange::attempts() const noexcept { return s_->attempts; }
-TokenUsage Exchange::usage() const noexcept { return s_->usage.result(s_->event_stream, s_->request.body.size()); }
+TokenUsage Exchange::usage() const noexcept {
+  return s_->phase == Phase::done ? s_->final_usage : s_->usage.result(s_->event_stream, s_->request.body.size());
+}
 
 void Exchange::reset() {
   State& s = *s_;
@@ -506,6 +510,7 @@ void Exchange::reset() {
   s.event_stream = false;
   s.bytes = 0;
   s.usage.reset();
+  s.final_usage = TokenUsage{};
   s.model.clear();
 }
 

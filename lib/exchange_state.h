@@ -59,6 +59,7 @@ struct Exchange::State {
   bool event_stream = false;  // the answer is text/event-stream
   std::uint64_t bytes = 0;  // body bytes the client got
   detail::UsageScanner usage;  // the answer's token counts
+  TokenUsage final_usage;      // what the summary reported (once done)
   std::string model;        // the resolved pool's model
   std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)
 

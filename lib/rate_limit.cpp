@@ -104,6 +104,26 @@ void LocalLimits::count_finish(const ApiKey& key, std::uint64_t tokens, std::int
   if (refund && c.w.requests > 0) --c.w.requests;
 }
 
+LimitDecision LocalLimits::admit(const ApiKey& key, std::int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Counts& c = counts(key.id, now_ms);
+  if (key.max_concurrent != 0 && c.in_flight >= key.max_concurrent) return concurrency_refused();
+  LimitDecision d = window_decision(key, c.w, now_ms);
+  if (d.allowed) {
+    ++c.w.requests;
+    ++c.in_flight;
+  }
+  return d;
+}
+
+void LocalLimits::finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Counts& c = counts(key.id, now_ms);
+  if (c.in_flight > 0) --c.in_flight;
+  c.w.tokens += tokens;
+  if (refund && c.w.requests > 0) --c.w.requests;
+}
+
 LimitDecision concurrency_refused() { return LimitDecision{false, "concurrency", std::chrono::seconds(1)}; }
 
 namespace {
@@ -111,16 +131,11 @@ namespace {
 class LocalRateLimiter final : public RateLimiter {
  public:
   bool admit(const ApiKey& key, std::int64_t now_ms, LimitDecision& decision, const std::function<Done()>&) override {
-    if (!key.limited()) return (decision = LimitDecision{}), true;
-    if (!limits_.take_place(key)) return (decision = concurrency_refused()), true;
-    decision = limits_.check_and_count(key, now_ms, true);
-    if (!decision.allowed) limits_.free_place(key);
+    decision = key.limited() ? limits_.admit(key, now_ms) : LimitDecision{};
     return true;
   }
   void finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) override {
-    if (!key.limited()) return;
-    limits_.free_place(key);
-    limits_.count_finish(key, tokens, now_ms, refund);
+    if (key.limited()) limits_.finish(key, tokens, now_ms, refund);
   }
 
  private:

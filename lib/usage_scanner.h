@@ -3,6 +3,7 @@
 // the number of events of a stream for an estimate when no usage comes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,6 +16,10 @@ class UsageScanner {
  public:
   /// Forgets the last answer.
   void reset() noexcept;
+  /// The answer's head: an event stream (usage in its last events, events counted) or a body of
+  /// `length` bytes when known (0: unknown), whose usage can only be in its last kTail bytes
+  /// (vLLM writes it last), so only those are searched.
+  void begin(bool event_stream, std::uint64_t length) noexcept;
   /// Body bytes of the answer, in order.
   void feed(std::string_view bytes);
   /// What was found. Without a usage object: an event stream counts one completion token per
@@ -25,8 +30,12 @@ class UsageScanner {
  private:
   void start_at(std::string_view from);  // a `"usage"` begins here
   void settle();                         // parse the collected usage text, keep it when valid
+  static bool parse(std::string_view text, TokenUsage& out);  // text starts at `"usage"`
 
   static constexpr std::size_t kKeep = 256;  // bytes kept after `"usage"`: the counts come first
+  static constexpr std::uint64_t kTail = 2048;  // of a body of known length, the part searched
+  bool event_stream_ = false;
+  std::uint64_t skip_ = 0;  // body bytes not worth searching (before the tail of a known length)
   std::string tail_;     // the last bytes fed (a `"usage"` may be split across reads)
   std::string pending_;  // text from the latest `"usage"` on, up to kKeep bytes
   bool collecting_ = false;

@@ -232,15 +232,21 @@ void ClientConn::take_request_id() {
 bool ClientConn::key_valid() {
   if (key_ != Key::unknown) return key_ == Key::valid;
   request_key_ = nullptr;
-  std::shared_ptr<const KeyTable> table = loop_.shared.key_table();
-  if (table == nullptr) {
+  if (!loop_.shared.keys_on.load(std::memory_order_acquire)) {
     key_ = Key::valid;
     return true;
   }
-  if (table != keys_) {  // first request, or the keys were reloaded
-    keys_ = std::move(table);
+  // The shared table is read again only when it changed (an atomic shared_ptr load per request
+  // would bounce its count between the loops).
+  if (const std::uint64_t v = loop_.shared.keys_version.load(std::memory_order_acquire); v != keys_version_ || !keys_) {
+    keys_version_ = v;
+    keys_ = loop_.shared.key_table();
     auth_seen_.clear();
     auth_key_ = nullptr;
+    if (keys_ == nullptr) {
+      key_ = Key::valid;
+      return true;
+    }
   }
   std::string_view authorization;
   int count = 0;

@@ -90,6 +90,7 @@ class ClientConn final : public ExchangeDriver {
   // The key table the verdicts came from, and this connection's last Authorization value and
   // its key: a keep-alive client sends the same one each time, hashed once.
   std::shared_ptr<const KeyTable> keys_;
+  std::uint64_t keys_version_ = 0;
   std::string auth_seen_;
   const ApiKey* auth_key_ = nullptr;
   bool close_after_ = false;

@@ -33,6 +33,7 @@ void LoopShared::set_keys(std::shared_ptr<const KeyTable> keys) {
     }
   }
   std::atomic_store(&key_table_, table);
+  keys_version.fetch_add(1, std::memory_order_release);
   keys_on.store(table != nullptr, std::memory_order_release);
 }
 

@@ -49,6 +49,7 @@ struct LoopShared {
   std::shared_ptr<const KeyTable> plain_keys;
   std::shared_ptr<const KeyTable> key_table_;  // std::atomic_load/store only
   std::atomic<bool> keys_on{false};
+  std::atomic<std::uint64_t> keys_version{0};  // bumped by set_keys: connections re-read the table
   std::shared_ptr<RateLimiter> limiter;
   void set_keys(std::shared_ptr<const KeyTable> keys);
   std::shared_ptr<const KeyTable> key_table() const {

@@ -202,6 +202,7 @@ TEST_CASE("usage scanner: a JSON body's usage, whatever the read boundaries") {
       CAPTURE(cut);
       CAPTURE(cut2);
       detail::UsageScanner s;
+      s.begin(false, cut2 % 2 == 0 ? body.size() : 0);  // a known length or not
       s.feed(std::string_view(body).substr(0, cut));
       s.feed(std::string_view(body).substr(cut, cut2 - cut));
       s.feed(std::string_view(body).substr(cut2));
@@ -211,6 +212,18 @@ TEST_CASE("usage scanner: a JSON body's usage, whatever the read boundaries") {
       REQUIRE_FALSE(u.estimated);
     }
   }
+}
+
+TEST_CASE("usage scanner: a long body of known length is searched only at its end") {
+  std::string body = R"({"choices":[{"text":")";
+  body.append(100000, 'u');  // many candidates, none searched
+  body += R"("}],"usage":{"prompt_tokens":40,"total_tokens":50,"completion_tokens":10}})";
+  detail::UsageScanner s;
+  s.begin(false, body.size());
+  for (std::size_t at = 0; at < body.size(); at += 4096) s.feed(std::string_view(body).substr(at, 4096));
+  const TokenUsage u = s.result(false, 0);
+  CHECK(u.prompt == 40);
+  CHECK(u.completion == 10);
 }
 
 TEST_CASE("usage scanner: one byte at a time") {
@@ -224,6 +237,7 @@ TEST_CASE("usage scanner: one byte at a time") {
 
 TEST_CASE("usage scanner: an event stream's usage chunk wins over null usages") {
   detail::UsageScanner s;
+  s.begin(true, 0);
   s.feed("data: {\"choices\":[{\"text\":\"a\"}],\"usage\":null}\n\n");
   s.feed("data: {\"choices\":[{\"text\":\"b\"}],\"usage\":null}\n\n");
   s.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"total_tokens\":5,\"completion_tokens\":2}}\n\n");
@@ -236,6 +250,7 @@ TEST_CASE("usage scanner: an event stream's usage chunk wins over null usages") 
 
 TEST_CASE("usage scanner: a stream without usage is estimated from its events") {
   detail::UsageScanner s;
+  s.begin(true, 0);
   const std::string events = "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\n"
                              "data: {\"choices\":[{\"text\":\"c\"}]}\n\ndata: [DONE]\n\n";
   // Split between the two newlines of a boundary, too.
