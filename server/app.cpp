@@ -212,6 +212,11 @@ std::string App::summary() const {
   for (std::size_t i = 0; i < cfg.discovery.size(); ++i) {
     out += "  discovery[" + std::to_string(i) + "]: " + cfg.discovery[i].type + " source\n";
   }
+  if (!options_.config.keys_file.empty()) {
+    out += "  keys: " + options_.config.keys_file + ", rate limits " +
+           (options_.config.rate_limit.backend == "redis" ? "in Redis at " + options_.config.rate_limit.redis
+                                                           : std::string("per router")) + "\n";
+  }
   return out;
 }
 
