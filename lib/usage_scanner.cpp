@@ -9,15 +9,20 @@ namespace {
 
 constexpr std::string_view kUsage = "\"usage\"";
 
-// `"usage"` in `hay`: memchr to each 'u' (a few per hundred bytes of JSON), then a compare;
-// glibc's memmem costs several times more on short needles and pieces.
-const char* find_usage(std::string_view hay) {
-  const char* p = hay.data();
-  const char* end = hay.data() + hay.size();
-  while (end - p >= static_cast<std::ptrdiff_t>(kUsage.size())) {
-    p = static_cast<const char*>(std::memchr(p + 1, 'u', static_cast<std::size_t>(end - p - 1)));
-    if (p == nullptr || end - p < static_cast<std::ptrdiff_t>(kUsage.size() - 1)) return nullptr;
-    if (p[-1] == '"' && std::memcmp(p, "usage\"", 6) == 0) return p - 1;
+// The last `"usage"` key in `hay` (not text inside a string: no backslash before it), searched
+// from the end with memrchr to each 'u': vLLM writes usage last, so a JSON body is searched over
+// its last couple of hundred bytes; glibc's memmem from the front cost several times more.
+const char* find_last_usage(std::string_view hay, char before_hay) {
+  const char* begin = hay.data();
+  std::size_t n = hay.size() >= kUsage.size() ? hay.size() - (kUsage.size() - 2) : 0;  // 'u' positions up to here
+  while (n > 1) {
+    const char* p = static_cast<const char*>(::memrchr(begin + 1, 'u', n - 1));
+    if (p == nullptr) return nullptr;
+    if (p[-1] == '"' && std::memcmp(p, "usage\"", 6) == 0) {
+      const char escape = p - 1 == begin ? before_hay : p[-2];
+      if (escape != '\\') return p - 1;
+    }
+    n = static_cast<std::size_t>(p - begin);
   }
   return nullptr;
 }
@@ -112,7 +117,7 @@ void UsageScanner::feed(std::string_view bytes) {
 
   if (collecting_) pending_.append(bytes.substr(0, kKeep - pending_.size()));
   // A `"usage"` split across the last read and this one.
-  if (!tail_.empty()) {
+  if (!tail_.empty() && std::memchr(tail_.data(), '"', tail_.size()) != nullptr) {  // a split key starts with '"'
     std::string joint = tail_;
     joint.append(bytes.substr(0, kUsage.size() - 1));
     const std::size_t at = joint.find(kUsage);
@@ -124,11 +129,7 @@ void UsageScanner::feed(std::string_view bytes) {
   }
   // The last one in this read counts (a later usage object replaces an earlier one). An escaped
   // quote is text inside a string, not a key.
-  const char* last = nullptr;
-  for (const char* p = bytes.data();
-       (p = find_usage({p, static_cast<std::size_t>(bytes.data() + bytes.size() - p)})) != nullptr; ++p) {
-    if (p == bytes.data() ? tail_.empty() || tail_.back() != '\\' : p[-1] != '\\') last = p;
-  }
+  const char* last = find_last_usage(bytes, tail_.empty() ? '\0' : tail_.back());
   if (last != nullptr) start_at(bytes.substr(static_cast<std::size_t>(last - bytes.data())));
   const std::size_t keep = std::min(bytes.size(), kUsage.size() - 1);
   if (bytes.size() >= kUsage.size() - 1) {
