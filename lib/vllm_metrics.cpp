@@ -49,9 +49,13 @@ struct Sum {
   }
 };
 
+// Clamped as a double before rounding: llround of a value beyond long long is unspecified (x86
+// gives LLONG_MIN), which read a huge gauge as 0, an idle replica.
 std::int32_t to_count(const Sum& s) {
   if (s.count == 0) return -1;
-  return static_cast<std::int32_t>(std::clamp(std::llround(s.total), 0LL, 1LL << 30));
+  constexpr double kMax = 1 << 30;
+  const double total = s.total > 0.0 ? std::min(s.total, kMax) : 0.0;  // NaN and negatives: 0
+  return static_cast<std::int32_t>(std::llround(total));
 }
 
 }  // namespace
