@@ -14,6 +14,12 @@ namespace {
 
 namespace dom = simdjson::dom;
 
+// simdjson copies the text into a padded buffer: an empty view may have no data (memcpy from
+// nullptr is undefined even for 0 bytes), and is not JSON anyway.
+bool parse_json(dom::parser& parser, std::string_view text, dom::element& out) {
+  return !text.empty() && parser.parse(text.data(), text.size()).get(out) == simdjson::SUCCESS;
+}
+
 // A string member, or empty (missing members and wrong types read as empty).
 template <class E>
 std::string_view str(E&& e, const char* key) {
@@ -151,7 +157,7 @@ std::string object_key(dom::element object) {
 Result<EndpointSet> kubernetes_object_endpoints(std::string_view object_json, const DiscoveryConfig& config) {
   dom::parser parser;
   dom::element object;
-  if (parser.parse(object_json.data(), object_json.size()).get(object) != simdjson::SUCCESS) {
+  if (!parse_json(parser, object_json, object)) {
     return Error{Errc::invalid_argument, "not a JSON object", ""};
   }
   return object_endpoints(object, config);
@@ -165,7 +171,7 @@ bool read_kubernetes_list_page(std::string_view body, const DiscoveryConfig& con
                                std::string& cont) {
   dom::parser parser;
   dom::element doc;
-  if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS) return false;
+  if (!parse_json(parser, body, doc)) return false;
   into.resource_version = std::string(str(doc["metadata"], "resourceVersion"));
   dom::array items;
   if (doc["items"].get_array().get(items) == simdjson::SUCCESS) {
@@ -179,7 +185,7 @@ bool apply_kubernetes_watch_event(std::string_view line, const DiscoveryConfig& 
                                   bool& gone) {
   dom::parser parser;
   dom::element event;
-  if (parser.parse(line.data(), line.size()).get(event) != simdjson::SUCCESS) return false;
+  if (!parse_json(parser, line, event)) return false;
   const std::string_view type = str(event, "type");
   dom::element object;
   if (event["object"].get(object) != simdjson::SUCCESS) return false;
