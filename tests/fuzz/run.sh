@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 seconds=${1:-10}
 shift || true
-all=(request_head response_head chunked json_request multipart config)
+all=(request_head response_head chunked json_request multipart config metrics kube_watch head_diff)
 targets=("${@:-${all[@]}}")
 [[ ${#targets[@]} -gt 0 && -n ${targets[0]} ]] || targets=("${all[@]}")
 out=${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
@@ -23,6 +23,7 @@ flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 codec=("$ROOT/lib/http1.cpp")
 reader=("$ROOT/lib/request.cpp" "$ROOT/lib/error.cpp" "$ROOT/lib/config.cpp" "$ROOT/lib/config_validate.cpp"
         "$ROOT/lib/endpoint.cpp")
+control=("$ROOT/lib/vllm_metrics.cpp" "$ROOT/lib/discovery/kubernetes_parse.cpp" "$ROOT/lib/error.cpp")
 build() {  # name source define sources...
   local name=$1 src=$2 def=$3
   shift 3
@@ -41,6 +42,10 @@ for t in "${targets[@]}"; do
     json_request) build "$t" "$ROOT/tests/fuzz/fuzz_request.cpp" FUZZ_JSON_REQUEST "${reader[@]}" ;;
     multipart) build "$t" "$ROOT/tests/fuzz/fuzz_request.cpp" FUZZ_MULTIPART "${reader[@]}" ;;
     config) build "$t" "$ROOT/tests/fuzz/fuzz_request.cpp" FUZZ_CONFIG "${reader[@]}" ;;
+    metrics) build "$t" "$ROOT/tests/fuzz/fuzz_control.cpp" FUZZ_METRICS "${control[@]}" ;;
+    kube_watch) build "$t" "$ROOT/tests/fuzz/fuzz_control.cpp" FUZZ_KUBE_WATCH "${control[@]}" ;;
+    # against Boost.Beast's request parser (header-only, libboost1.74-dev)
+    head_diff) build "$t" "$ROOT/tests/fuzz/fuzz_head_diff.cpp" FUZZ_HEAD_DIFF "${codec[@]}" ;;
     *) echo "fuzz: unknown target $t (known: ${all[*]})" >&2; exit 2 ;;
   esac
   mkdir -p "$out/corpus/$t"
