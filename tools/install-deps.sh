@@ -8,8 +8,9 @@ pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev do
       redis-server
       # examples/asio_host.cpp: standalone Asio (header-only)
       libasio-dev
-      # tests/fuzz: libFuzzer with ASan/UBSan (clang and its runtime libraries)
-      clang libclang-rt-14-dev
+      # tests/fuzz: libFuzzer with ASan/UBSan (clang and its runtime libraries); Boost.Beast's
+      # request parser (header-only) for the differential target head_diff
+      clang libclang-rt-14-dev libboost1.74-dev
       # the Helm chart's test: helm-render (Go, built offline against Debian's Go libraries)
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml)
 # Node.js runs the end-to-end test with the official openai client; keep an existing install
