@@ -97,13 +97,6 @@ LimitDecision LocalLimits::check_and_count(const ApiKey& key, std::int64_t now_m
   return d;
 }
 
-void LocalLimits::count_finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  Counts& c = counts(key.id, now_ms);
-  c.w.tokens += tokens;
-  if (refund && c.w.requests > 0) --c.w.requests;
-}
-
 LimitDecision LocalLimits::admit(const ApiKey& key, std::int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mutex_);
   Counts& c = counts(key.id, now_ms);

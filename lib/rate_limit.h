@@ -36,7 +36,6 @@ class LocalLimits {
   void free_place(const ApiKey& key);
   /// Decides by the windows (when `check`) and counts the request when allowed.
   LimitDecision check_and_count(const ApiKey& key, std::int64_t now_ms, bool check);
-  void count_finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund);
   /// take_place + check_and_count (the place given back when refused), under one lock.
   LimitDecision admit(const ApiKey& key, std::int64_t now_ms);
   /// free_place + count_finish, under one lock.

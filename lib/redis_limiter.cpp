@@ -161,8 +161,7 @@ class RedisRateLimiter final : public RateLimiter {
 
   void finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) override {
     if (!key.limited()) return;
-    local_.free_place(key);
-    local_.count_finish(key, tokens, now_ms, refund);
+    local_.finish(key, tokens, now_ms, refund);
     if ((key.rpm == 0 && key.tpm == 0) || (tokens == 0 && !refund)) return;
     std::lock_guard<std::mutex> lock(mutex_);
     if (Steady::now() < down_until_) return;  // lost to the shared count; the local one has it

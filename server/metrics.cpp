@@ -33,6 +33,18 @@ std::string label(std::string_view v) {
   return out;
 }
 
+// `metric{<label_name>="<key>",status="<status>"} n` for every non-zero count of every entry.
+template <class Map>
+void render_by_status(std::string& out, std::string_view metric, std::string_view label_name, const Map& entries) {
+  for (const auto& [key, entry] : entries) {
+    for (std::size_t status = 0; status < entry->by_status.size(); ++status) {
+      const std::uint64_t n = entry->by_status[status].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      fmt::format_to(std::back_inserter(out), "{}{{{}=\"{}\",status=\"{}\"}} {}\n", metric, label_name, label(key), status, n);
+    }
+  }
+}
+
 }  // namespace
 
 void Histogram::observe(double seconds) noexcept {
@@ -114,14 +126,7 @@ std::string Metrics::render(const Snapshot& snapshot) const {
   std::shared_lock<std::shared_mutex> lock(mutex_);
   out += "# HELP vllm_router_requests_total Client requests answered, by model and status.\n";
   out += "# TYPE vllm_router_requests_total counter\n";
-  for (const auto& [model, c] : client_) {
-    for (std::size_t status = 0; status < kStatuses; ++status) {
-      const std::uint64_t n = c->by_status[status].load(std::memory_order_relaxed);
-      if (n == 0) continue;
-      fmt::format_to(std::back_inserter(out), "vllm_router_requests_total{{model=\"{}\",status=\"{}\"}} {}\n",
-                     label(model), status, n);
-    }
-  }
+  render_by_status(out, "vllm_router_requests_total", "model", client_);
   out += "# HELP vllm_router_tokens_total Tokens of answered requests (from usage; estimated for streams without it), by model.\n";
   out += "# TYPE vllm_router_tokens_total counter\n";
   for (const auto& [model, c] : client_) {
@@ -133,14 +138,7 @@ std::string Metrics::render(const Snapshot& snapshot) const {
   }
   out += "# HELP vllm_router_key_requests_total Client requests by API key id and status.\n";
   out += "# TYPE vllm_router_key_requests_total counter\n";
-  for (const auto& [id, k] : keys_) {
-    for (std::size_t status = 0; status < kStatuses; ++status) {
-      const std::uint64_t n = k->by_status[status].load(std::memory_order_relaxed);
-      if (n == 0) continue;
-      fmt::format_to(std::back_inserter(out), "vllm_router_key_requests_total{{key_id=\"{}\",status=\"{}\"}} {}\n",
-                     label(id), status, n);
-    }
-  }
+  render_by_status(out, "vllm_router_key_requests_total", "key_id", keys_);
   out += "# HELP vllm_router_key_tokens_total Tokens used by API key id.\n";
   out += "# TYPE vllm_router_key_tokens_total counter\n";
   for (const auto& [id, k] : keys_) {
