@@ -110,6 +110,10 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   }
   app->router_ = std::move(router).value();
   if (app->options_.check_config) {  // validated; sources are not started (they may need a cluster)
+    if (auto tls = vllm_router::Server::check_tls(config.server_options()); !tls) {
+      exit_code = 1;
+      return tls.error();
+    }
     exit_code = 0;
     return app;
   }
@@ -146,6 +150,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->server_ = std::move(server).value();
   vllm_router::Server* srv = app->server_.get();
   app->metrics_->set_connection_source([srv] { return srv->connections_per_loop(); });
+  if (srv->tls()) app->metrics_->set_tls_failure_source([srv] { return srv->tls_handshake_failures(); });
   exit_code = 0;
   return app;
 }
@@ -157,7 +162,10 @@ App::~App() {
   }
   stop_cv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
-  if (metrics_) metrics_->set_connection_source(nullptr);
+  if (metrics_) {
+    metrics_->set_connection_source(nullptr);
+    metrics_->set_tls_failure_source(nullptr);
+  }
 }
 
 std::string App::summary() const {
@@ -175,6 +183,16 @@ std::string App::summary() const {
 
 void App::reload() {
   std::lock_guard<std::mutex> lock(reload_mutex_);
+  // A renewed certificate: new connections get it, open ones keep theirs (whatever the rest of
+  // the configuration says; the file names are the ones given at start).
+  if (server_ && server_->tls()) {
+    if (auto r = server_->reload_tls(); !r) {
+      log(LogLevel::error, "TLS certificate reload failed, keeping the current one: {}", r.error().message);
+    } else {
+      log(LogLevel::info, "TLS certificate and key re-read from {} and {}", options_.config.tls_cert_file,
+          options_.config.tls_key_file);
+    }
+  }
   auto again = parse_options(args_, current_environment());
   if (!again) {
     log(LogLevel::error, "reload rejected, keeping the current configuration: {}", again.error().message);
@@ -217,7 +235,7 @@ void App::watch_config_file() {
 int App::run() {
   const AppConfig& config = options_.config;
   const std::string host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host;
-  const std::string base = "http://" + host + ":" + std::to_string(server_->port());
+  const std::string base = (server_->tls() ? "https://" : "http://") + host + ":" + std::to_string(server_->port());
   std::printf("vllm-router listening on %s\n", base.c_str());
   if (options_.demo) std::fputs(demo_.instructions(base).c_str(), stdout);
   std::fflush(stdout);

@@ -27,6 +27,23 @@ constexpr std::chrono::milliseconds kMaxWait{1000};
 
 }  // namespace
 
+void LoopShared::tls_handshake_failed(std::string_view peer, std::string_view why, TimePoint now) {
+  const std::uint64_t total = tls_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (!options.log) return;
+  std::string line = "TLS handshake with ";
+  line.append(peer.empty() ? "a client" : peer).append(" failed: ").append(why);
+  log(3, line);
+  // Scanners and misconfigured clients can fail by the thousand: one warning per period.
+  constexpr std::int64_t kEveryNs = 10'000'000'000;
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  std::int64_t last = tls_warned_ns_.load(std::memory_order_relaxed);
+  if (last != std::numeric_limits<std::int64_t>::min() && now_ns - last < kEveryNs) return;
+  if (!tls_warned_ns_.compare_exchange_strong(last, now_ns, std::memory_order_relaxed)) return;
+  const std::uint64_t since = total - tls_warned_count_.exchange(total, std::memory_order_relaxed);
+  log(1, std::to_string(since) + " TLS handshake(s) failed since the last report (" + std::to_string(total) +
+             " in all; each at debug level), the latest: " + line.substr(4));
+}
+
 void LoopItem::retime() {
   const TimePoint d = deadline();
   if (d < timer_at) {
@@ -266,7 +283,7 @@ void Loop::accept_all() {
     }
     const auto limit = static_cast<std::int64_t>(options.max_connections);
     if (limit > 0 && shared.connections.load(std::memory_order_relaxed) >= limit) {
-      ClientConn::refuse(fd);  // cleanly, rather than queue without bound
+      ClientConn::refuse(fd, shared.tls);  // cleanly, rather than queue without bound
       continue;
     }
     shared.connections.fetch_add(1, std::memory_order_relaxed);

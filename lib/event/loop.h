@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -19,6 +20,7 @@
 
 #include "../idle_pool.h"
 #include "../resolver.h"
+#include "../tls.h"
 #include "vllm_router/clock.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/router.h"
@@ -48,6 +50,20 @@ struct LoopShared {
   void log(int level, std::string_view message) const {
     if (options.log) options.log(level, message);
   }
+
+  // TLS on the listener: `tls` is fixed at start; the context is replaced by a reload (new
+  // connections take the current one; a session keeps its own alive).
+  bool tls = false;
+  std::shared_ptr<const TlsContext> tls_context() const { return std::atomic_load(&tls_context_); }
+  void set_tls_context(std::shared_ptr<const TlsContext> context) { std::atomic_store(&tls_context_, std::move(context)); }
+  /// A handshake failed: counted, logged at debug level, summed up in a warning at most every 10 s.
+  void tls_handshake_failed(std::string_view peer, std::string_view why, TimePoint now);
+  std::atomic<std::uint64_t> tls_failures{0};
+
+ private:
+  std::shared_ptr<const TlsContext> tls_context_;
+  std::atomic<std::int64_t> tls_warned_ns_{std::numeric_limits<std::int64_t>::min()};
+  std::atomic<std::uint64_t> tls_warned_count_{0};
 };
 
 /// Something a loop owns and times: a client connection, a callback exchange. Identified in
@@ -210,6 +226,7 @@ class Loop {
 
   std::vector<char> scratch;                 // the read buffer of every socket on this loop
   std::string out_batch;                     // the write buffer of the batch being answered
+  std::string tls_out;                       // pieces joined for one TLS write (held during the call only)
   ClientConn* out_batch_owner = nullptr;     // whose pieces out_batch holds (one at a time)
   std::atomic<std::uint32_t> open{0};        // client connections (incl. handed over, not adopted)
 

@@ -82,9 +82,10 @@ class ManagedProcess:
         return "%s(pid=%d, url=%s)" % (type(self).__name__, self.proc.pid, self.url)
 
 
-def read_announcement(proc, prefix, timeout):
+def read_announcement(proc, prefix, timeout, with_prefix=False):
     """Reads the first stdout line of `proc` (within `timeout` s). Returns (host, port) when it
-    is `prefix` + "HOST:PORT"; otherwise kills the process and returns the line it got."""
+    is `prefix` + "HOST:PORT" (`prefix` may be a tuple of prefixes; `with_prefix`: returns
+    (matched prefix, host, port)); otherwise kills the process and returns the line it got."""
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):
@@ -104,8 +105,9 @@ def read_announcement(proc, prefix, timeout):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         return text
-    host, _, port = text[len(prefix):].rpartition(":")
-    return host, int(port)
+    matched = next(p for p in ((prefix,) if isinstance(prefix, str) else prefix) if text.startswith(p))
+    host, _, port = text[len(matched):].rpartition(":")
+    return (matched, host, int(port)) if with_prefix else (host, int(port))
 
 
 class SimProcess(ManagedProcess):
