@@ -246,6 +246,7 @@ int App::run() {
   // The control plane runs beside the data path on its own threads.
   HttpTransportOptions probe_options;
   probe_options.max_idle_per_endpoint = 2;
+  probe_options.router = router_.get();  // https endpoints: verified as upstream_tls says
   health_ = std::make_unique<HealthChecker>(*router_, make_http_transport(probe_options),
                                             std::make_shared<SteadyClock>());
   health_->start();

@@ -223,6 +223,7 @@ void Loop::close_upstream(int fd) {
   UpstreamSlot& s = slot_of(fd);
   s.owner = nullptr;
   s.generation = (s.generation + 1) & kGenerationMask;
+  s.tls.reset();
   ::close(fd);  // closing the last reference also takes it out of epoll
 }
 

@@ -135,7 +135,13 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
 
  private:
   void read_upstream();
+  void read_upstream_tls();
   Send write_upstream(Error& error);  // continues the gathered write from written_
+  Send write_upstream_tls(Error& error);
+  // https: starts the session on the connected socket, then drives the handshake.
+  void start_tls(TimePoint now);
+  void continue_tls(TimePoint now);
+  void tls_connect_failed(std::string_view why, TimePoint now);
   // Connects to the next untried address; false (with `why`) when none is left.
   bool connect_next(std::string& why);
   Error connect_error(std::string_view why) const;
@@ -145,6 +151,12 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
   bool writing_ = false;
   bool paused_ = false;
   bool peer_closed_ = false;  // the upstream sent FIN: read to the EOF, no edge will follow
+  // https: the socket's session (owned by the loop's table), the handshake before on_connected,
+  // and a read or write that waits for the other direction.
+  TlsSession* tls_ = nullptr;
+  bool handshaking_ = false;
+  bool tls_read_wants_write_ = false;
+  bool tls_write_wants_read_ = false;
   std::string_view head_;
   std::string_view body_;
   std::size_t written_ = 0;
@@ -217,6 +229,12 @@ class Loop {
   // collected for a socket closed earlier in the same batch harmless.
   void own_upstream(int fd, ExchangeDriver* owner, bool register_now);
   void close_upstream(int fd);
+  // The TLS session of an https upstream socket lives beside it in the table, so a pooled
+  // connection keeps its session; closing the socket frees it.
+  TlsSession* upstream_tls(int fd) { return slot_of(fd).tls.get(); }
+  TlsSession* set_upstream_tls(int fd, std::unique_ptr<TlsSession> session) {
+    return (slot_of(fd).tls = std::move(session)).get();
+  }
   int take_idle(const std::string& id);
   void give_idle(const std::string& id, int fd);
 
@@ -235,6 +253,7 @@ class Loop {
   struct UpstreamSlot {
     ExchangeDriver* owner = nullptr;
     std::uint32_t generation = 0;
+    std::unique_ptr<TlsSession> tls;  // https only
   };
   struct Timer {
     TimePoint when;

@@ -17,7 +17,8 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (call, chat_body, metric_samples, run_router, start_router, wait_for)  # noqa: E402
+from routerproc import (assert_openai_error, call, chat_body, metric_samples, run_router, start_router,  # noqa: E402
+                        wait_for)
 from simproc import start_sim  # noqa: E402
 from tlscerts import make_certs  # noqa: E402
 
@@ -234,3 +235,141 @@ def test_startup_errors_name_the_file(sim, certs, case):
         assert words in r.stderr, r.stderr
     r = run_router("--model", "m=" + sim.url, "--tls-cert", certs.cert, "--tls-key", certs.key, "--check-config")
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- https:// endpoints
+
+@pytest.fixture(scope="module")
+def tls_sim(certs):
+    """An engine behind TLS with a certificate for localhost and 127.0.0.1 (signed by certs.ca)."""
+    s = start_sim("--model", "m", "--id", "tls-sim", "--output-tokens", "3", "--tls-cert", certs.cert,
+                  "--tls-key", certs.key)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def wrong_name_sim(certs):
+    """An engine behind TLS whose certificate (signed by certs.ca) names wrong.example only."""
+    s = start_sim("--model", "m", "--id", "wrong-name", "--tls-cert", certs.wrong_name, "--tls-key",
+                  certs.wrong_name_key)
+    yield s
+    s.stop()
+
+
+def router_with(tmp, endpoints, upstream_tls=None, extra=(), **keys):
+    doc = {"models": [{"name": "m", "endpoints": endpoints}]}
+    doc.update(keys)
+    if upstream_tls is not None:
+        doc["upstream_tls"] = upstream_tls
+    path = os.path.join(tmp, "config.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return start_router("--config", path, *extra)
+
+
+def sim_stats_https(sim, cafile):
+    conn = http.client.HTTPSConnection("localhost", sim.port, context=ssl.create_default_context(cafile=cafile))
+    conn.request("GET", "/sim/stats")
+    return json.loads(conn.getresponse().read())
+
+
+def healthy(router):
+    _, _, raw = call(router, "GET", "/metrics")
+    return [v for _, v in metric_samples(raw.decode(), "vllm_router_endpoint_healthy")]
+
+
+def test_https_endpoint_with_the_right_ca(tls_sim, certs, tmp_path):
+    assert tls_sim.url.startswith("https://")
+    endpoint = "https://localhost:%d" % tls_sim.port
+    router = router_with(str(tmp_path), [endpoint], {"ca_file": certs.ca},
+                         health_check={"interval_ms": 50, "timeout_ms": 1000})
+    try:
+        status, hdrs, body = call(router, "POST", CHAT, chat_body("m"))
+        assert status == 200, body
+        assert hdrs["x-sim-id"] == "tls-sim"
+        stats = sim_stats_https(tls_sim, certs.ca)
+        assert stats["last_headers"]["host"] == "localhost:%d" % tls_sim.port
+        status, hdrs, body = call(router, "POST", CHAT, chat_body("m", stream=True, max_tokens=4))
+        assert status == 200, body
+        assert hdrs["content-type"].startswith("text/event-stream")
+        assert body.count(b"data: ") == 1 + 4 + 1 and body.endswith(b"data: [DONE]\n\n")
+        assert healthy(router) == [1]
+        assert "failed" not in router.stderr_text()
+    finally:
+        router.stop()
+
+
+@pytest.mark.parametrize("case", ["wrong_ca", "host_name_mismatch", "ip_mismatch"])
+def test_https_endpoint_that_fails_verification_is_a_502_in_openai_shape(tls_sim, wrong_name_sim, certs,
+                                                                          tmp_path, case):
+    endpoint, ca, reason = {
+        "wrong_ca": ("https://localhost:%d" % tls_sim.port, certs.other_ca,
+                     "certificate verify failed: unable to get local issuer certificate"),
+        "host_name_mismatch": ("https://localhost:%d" % wrong_name_sim.port, certs.ca,
+                               "certificate verify failed: hostname mismatch"),
+        "ip_mismatch": ("https://127.0.0.1:%d" % wrong_name_sim.port, certs.ca,
+                        "certificate verify failed: IP address mismatch"),
+    }[case]
+    router = router_with(str(tmp_path), [endpoint], {"ca_file": ca},
+                         health_check={"interval_ms": 50, "timeout_ms": 1000})
+    try:
+        # The health probes verify the same way: the endpoint turns unhealthy.
+        assert wait_for(lambda: healthy(router) == [0], timeout=5.0)
+        status, _, body = call(router, "POST", CHAT, chat_body("m"))
+        assert status == 502, body
+        err = assert_openai_error(body, 502)
+        assert "cannot connect to %s" % endpoint in err["message"]
+        assert "TLS handshake failed: " + reason in err["message"], err["message"]
+        status, _, body = call(router, "POST", CHAT, chat_body("m", stream=True))
+        assert status == 502, body
+        assert_openai_error(body, 502)
+    finally:
+        router.stop()
+
+
+def test_a_failed_handshake_moves_to_another_endpoint_and_verification_can_be_turned_off(
+        tls_sim, wrong_name_sim, certs, tmp_path):
+    good = "https://127.0.0.1:%d" % tls_sim.port
+    bad = "https://localhost:%d" % wrong_name_sim.port
+    router = router_with(str(tmp_path), [bad, good], {"ca_file": certs.ca})
+    try:
+        for _ in range(6):  # round robin: every other pick is the bad one, retried on the good one
+            status, hdrs, body = call(router, "POST", CHAT, chat_body("m"))
+            assert status == 200, body
+            assert hdrs["x-sim-id"] == "tls-sim"
+    finally:
+        router.stop()
+    router = router_with(str(tmp_path), [bad], {"ca_file": certs.other_ca, "insecure_skip_verify": True})
+    try:
+        status, hdrs, body = call(router, "POST", CHAT, chat_body("m"))
+        assert status == 200, body
+        assert hdrs["x-sim-id"] == "wrong-name"
+    finally:
+        router.stop()
+
+
+def test_an_unreadable_ca_file_is_a_startup_error(tls_sim, tmp_path):
+    path = os.path.join(str(tmp_path), "config.json")
+    with open(path, "w") as f:
+        json.dump({"models": [{"name": "m", "endpoints": ["https://localhost:%d" % tls_sim.port]}],
+                   "upstream_tls": {"ca_file": "/nonexistent/ca.pem"}}, f)
+    r = run_router("--config", path, "--check-config")
+    assert r.returncode != 0
+    assert "upstream_tls.ca_file: cannot read '/nonexistent/ca.pem'" in r.stderr, r.stderr
+
+
+def test_tls_at_both_ends(tls_sim, certs, tmp_path):
+    path = os.path.join(str(tmp_path), "config.json")
+    with open(path, "w") as f:
+        json.dump({"models": [{"name": "m", "endpoints": ["https://localhost:%d" % tls_sim.port]}],
+                   "upstream_tls": {"ca_file": certs.ca}}, f)
+    router = start_router("--config", path, "--tls-cert", certs.cert, "--tls-key", certs.key)
+    try:
+        r = curl("--cacert", certs.ca, "-H", "Content-Type: application/json",
+                 "-d", json.dumps(chat_body("m", stream=True, max_tokens=3)),
+                 "https://localhost:%d%s" % (router.port, CHAT))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.rstrip().endswith("data: [DONE]")
+    finally:
+        router.stop()
