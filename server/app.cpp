@@ -52,6 +52,15 @@ class AppObserver final : public Observer {
   std::shared_ptr<Metrics> metrics_;
 };
 
+// What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
+// Secret or ConfigMap update swaps a symlink: the inode changes). Empty when it cannot be read.
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+  return std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "/" +
+         std::to_string(st.st_size) + "/" + std::to_string(st.st_ino) + ";";
+}
+
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -69,7 +78,8 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->options_ = std::move(options);
   app->args_ = std::move(args);
   AppConfig& config = app->options_.config;
-  if (!app->options_.config_path.empty()) ::stat(app->options_.config_path.c_str(), &app->config_stat_);
+  if (!app->options_.config_path.empty()) app->config_stamp_ = file_stamp(app->options_.config_path);
+  app->tls_stamp_ = file_stamp(app->options_.config.tls_cert_file) + file_stamp(app->options_.config.tls_key_file);
   LogLevel level = LogLevel::info;
   if (parse_log_level(config.log_level, level)) set_log_level(level);
   if (app->options_.demo) {
@@ -181,18 +191,21 @@ std::string App::summary() const {
   return out;
 }
 
-void App::reload() {
-  std::lock_guard<std::mutex> lock(reload_mutex_);
+void App::reload_tls() {
   // A renewed certificate: new connections get it, open ones keep theirs (whatever the rest of
   // the configuration says; the file names are the ones given at start).
-  if (server_ && server_->tls()) {
-    if (auto r = server_->reload_tls(); !r) {
-      log(LogLevel::error, "TLS certificate reload failed, keeping the current one: {}", r.error().message);
-    } else {
-      log(LogLevel::info, "TLS certificate and key re-read from {} and {}", options_.config.tls_cert_file,
-          options_.config.tls_key_file);
-    }
+  if (!server_ || !server_->tls()) return;
+  if (auto r = server_->reload_tls(); !r) {
+    log(LogLevel::error, "TLS certificate reload failed, keeping the current one: {}", r.error().message);
+  } else {
+    log(LogLevel::info, "TLS certificate and key re-read from {} and {}", options_.config.tls_cert_file,
+        options_.config.tls_key_file);
   }
+}
+
+void App::reload() {
+  std::lock_guard<std::mutex> lock(reload_mutex_);
+  reload_tls();
   auto again = parse_options(args_, current_environment());
   if (!again) {
     log(LogLevel::error, "reload rejected, keeping the current configuration: {}", again.error().message);
@@ -211,23 +224,35 @@ void App::reload() {
       router_->snapshot()->version);
 }
 
-void App::watch_config_file() {
-  // Reloads whenever the file's mtime or size moves from what was read at start (an edit made
-  // while the server starts is not missed).
-  watcher_ = std::thread([this] {
-    struct stat last = config_stat_;
+void App::watch_files() {
+  // Once a second: the config file (with watch_config) reloads everything when its mtime, size
+  // or inode moves from what was read at start (an edit made while the server starts is not
+  // missed); the TLS pair (whenever TLS is on) reloads the certificate alone, so a renewed
+  // Kubernetes Secret is taken up without a signal.
+  const bool config = options_.config.watch_config && !options_.config_path.empty();
+  const bool tls = server_->tls();
+  if (!config && !tls) return;
+  watcher_ = std::thread([this, config, tls] {
     std::unique_lock<std::mutex> lock(stop_mutex_);
     while (!stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-      struct stat now {};
-      if (::stat(options_.config_path.c_str(), &now) != 0) continue;
-      if (now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
-          now.st_size != last.st_size) {
-        last = now;
-        lock.unlock();
+      const std::string config_now = config ? file_stamp(options_.config_path) : std::string();
+      const std::string tls_now =
+          tls ? file_stamp(options_.config.tls_cert_file) + file_stamp(options_.config.tls_key_file) : std::string();
+      const bool config_changed = config && !config_now.empty() && config_now != config_stamp_;
+      const bool tls_changed = tls && tls_now != tls_stamp_;
+      if (!config_changed && !tls_changed) continue;
+      config_stamp_ = config_now.empty() ? config_stamp_ : config_now;
+      tls_stamp_ = tls_now;
+      lock.unlock();
+      if (config_changed) {
         log(LogLevel::info, "{} changed, reloading the configuration", options_.config_path);
         reload();
-        lock.lock();
+      } else {
+        log(LogLevel::info, "the TLS certificate or key file changed, reloading them");
+        std::lock_guard<std::mutex> reloading(reload_mutex_);
+        reload_tls();
       }
+      lock.lock();
     }
   });
 }
@@ -242,7 +267,7 @@ int App::run() {
   log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} event loops, at most {} connections)",
       vllm_router::version(), config.router.models.size(), config.host, server_->port(),
       server_->connections_per_loop().size(), config.max_connections);
-  if (config.watch_config && !options_.config_path.empty()) watch_config_file();
+  watch_files();
   // The control plane runs beside the data path on its own threads.
   HttpTransportOptions probe_options;
   probe_options.max_idle_per_endpoint = 2;

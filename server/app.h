@@ -48,11 +48,13 @@ class App {
 
  private:
   App() = default;
-  void watch_config_file();
+  void watch_files();
+  void reload_tls();  // under reload_mutex_
 
   ProgramOptions options_;
   std::vector<std::string> args_;
-  struct stat config_stat_ {};
+  std::string config_stamp_;  // file_stamp() of the config file as last read (watch_config)
+  std::string tls_stamp_;     // ... of the TLS certificate and key
   Demo demo_;
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery

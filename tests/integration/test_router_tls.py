@@ -373,3 +373,27 @@ def test_tls_at_both_ends(tls_sim, certs, tmp_path):
         assert r.stdout.rstrip().endswith("data: [DONE]")
     finally:
         router.stop()
+
+
+def test_a_changed_certificate_file_is_taken_up_without_a_signal(sim, certs, live_certs):
+    """A Kubernetes Secret update replaces the files: the router notices within seconds."""
+    cert, key = live_certs
+    router = start_router("--model", "m=" + sim.url, "--tls-cert", cert, "--tls-key", key)
+    try:
+        conn = https(router, certs.ca)
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.read()
+        # Written elsewhere and renamed into place, both files, as the kubelet swaps a Secret.
+        for src, dst in ((certs.other_cert, cert), (certs.other_key, key)):
+            shutil.copy(src, dst + ".new")
+            os.replace(dst + ".new", dst)
+        assert wait_for(lambda: "TLS certificate and key re-read" in router.stderr_text(), timeout=10.0)
+        fresh = https(router, certs.other_ca)
+        fresh.request("GET", "/health")
+        assert fresh.getresponse().status == 200
+        conn.request("GET", "/health")  # the connection made before still works
+        assert conn.getresponse().status == 200
+    finally:
+        router.stop()
