@@ -23,7 +23,7 @@ struct Url {
 VLLM_ROUTER_API Result<Url> parse_url(std::string_view text);
 
 /// True for an https:// URL.
-inline bool uses_tls(const Url& url) noexcept { return url.scheme == "https"; }
+inline bool uses_tls(const Url& url) noexcept { return std::string_view(url.scheme) == "https"; }
 
 /// The identity of the server `url` names: "scheme://host:port/prefix" with the port always
 /// written and an IPv6 host in brackets, so two spellings of one server compare equal

@@ -122,21 +122,6 @@ void ClientConn::read(bool peer_closed) {
   if (state_ == State::head || state_ == State::body) process();
 }
 
-bool ClientConn::take(std::string_view data) {
-  if (state_ == State::body && head_.framing == Framing::chunked) {
-    chunked_raw_.append(data);  // in_ is not appended to: head_ views point into it
-  } else if (state_ == State::head || state_ == State::body) {
-    in_.append(data);
-  } else {
-    next_.append(data);  // pipelined while an answer runs
-    if (next_.size() > loop_.options.max_body_bytes + loop_.options.max_head_bytes) {
-      close();
-      return false;
-    }
-  }
-  return true;
-}
-
 void ClientConn::process() {
   const ServerOptions& o = loop_.options;
   if (!head_parsed_) {

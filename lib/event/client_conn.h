@@ -112,4 +112,20 @@ class ClientConn final : public ExchangeDriver {
   bool cut_ = false;          // ...with a broken body: close after what was written
 };
 
+// Inline: the plain read loop calls it for every read.
+inline bool ClientConn::take(std::string_view data) {
+  if (state_ == State::body && head_.framing == Framing::chunked) {
+    chunked_raw_.append(data);  // in_ is not appended to: head_ views point into it
+  } else if (state_ == State::head || state_ == State::body) {
+    in_.append(data);
+  } else {
+    next_.append(data);  // pipelined while an answer runs
+    if (next_.size() > loop_.options.max_body_bytes + loop_.options.max_head_bytes) {
+      close();
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace vllm_router::detail

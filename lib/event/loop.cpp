@@ -195,10 +195,8 @@ int Loop::timeout_ms() const {
 // ---------------------------------------------------------------------------------------------
 // Upstream sockets and the keep-alive pool
 
-Loop::UpstreamSlot& Loop::slot_of(int fd) {
-  const auto i = static_cast<std::size_t>(fd);
-  if (i >= upstream_.size()) upstream_.resize(std::max<std::size_t>(i + 1, 2 * upstream_.size()));
-  return upstream_[i];
+void Loop::grow_upstream(std::size_t index) {
+  upstream_.resize(std::max<std::size_t>(index + 1, 2 * upstream_.size()));
 }
 
 std::uint64_t Loop::upstream_tag(int fd) {

@@ -267,7 +267,14 @@ class Loop {
   void run_timers();
   void kick_waiting();
   void on_idle(int fd, std::uint32_t events);
-  UpstreamSlot& slot_of(int fd);
+  // The slot of `fd`, the table grown when needed (out of line: slots hold sessions, and a
+  // vector of them is no longer trivial to grow, which kept every caller from inlining this).
+  UpstreamSlot& slot_of(int fd) {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= upstream_.size()) grow_upstream(i);
+    return upstream_[i];
+  }
+  void grow_upstream(std::size_t index);
   std::uint64_t upstream_tag(int fd);
   int timeout_ms() const;
   LoopItem* item_at(std::uint32_t slot, std::uint32_t generation) const;

@@ -29,7 +29,7 @@ ExchangeHost::Connect ExchangeDriver::connect(const Endpoint& endpoint, bool fre
     fd_ = loop_.take_idle(endpoint.id);
     if (fd_ >= 0) {
       loop_.own_upstream(fd_, this, /*register_now=*/false);  // pooled sockets stay registered
-      tls_ = loop_.upstream_tls(fd_);                         // an https one with its session
+      if (uses_tls(endpoint.url)) tls_ = loop_.upstream_tls(fd_);  // an https one with its session
       return Connect::pooled;
     }
   }
