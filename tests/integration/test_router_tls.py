@@ -49,6 +49,15 @@ def live_certs(certs):
 
 
 @pytest.fixture
+def live_router(sim, live_certs):
+    """A router on the live_certs pair (a test may replace the files)."""
+    cert, key = live_certs
+    r = start_router("--model", "m=" + sim.url, "--tls-cert", cert, "--tls-key", key)
+    yield r, cert, key
+    r.stop()
+
+
+@pytest.fixture
 def router(sim, certs):
     r = start_router("--model", "m=" + sim.url, "--tls-cert", certs.cert, "--tls-key", certs.key,
                      "--log-level", "debug")
@@ -63,14 +72,20 @@ def https(router, cafile, host="localhost", **kw):
     return http.client.HTTPSConnection(host, router.port, context=ctx, timeout=5)
 
 
+def get(conn, path="/health"):
+    """GET on `conn` (kept open for the next request); returns (status, body)."""
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
 def curl(*args):
     return subprocess.run(["curl", "-sS", "--max-time", "10"] + list(args), capture_output=True, text=True, timeout=20)
 
 
 def tls_failures(router, cafile):
     conn = https(router, cafile)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    text = get(conn, "/metrics")[1].decode()
     conn.close()
     samples = metric_samples(text, "vllm_router_tls_handshake_failures_total")
     assert len(samples) == 1, text[-500:]
@@ -121,8 +136,7 @@ def test_wrong_ca_is_refused_and_counted(router, certs):
     r = curl("--cacert", certs.other_ca, "https://localhost:%d/health" % router.port)
     assert r.returncode == 60, (r.returncode, r.stderr)  # peer certificate cannot be authenticated
     with pytest.raises(ssl.SSLCertVerificationError):
-        conn = https(router, certs.other_ca)
-        conn.request("GET", "/health")
+        get(https(router, certs.other_ca))
     # curl's alert (unknown ca) ends the handshake on the router's side: counted, logged once.
     assert wait_for(lambda: tls_failures(router, certs.ca) >= before + 1)
     assert "TLS handshake(s) failed since the last report" in router.stderr_text()
@@ -132,8 +146,7 @@ def test_tls_1_1_is_refused(router, certs):
     r = curl("--cacert", certs.ca, "--tlsv1.0", "--tls-max", "1.1", "https://localhost:%d/health" % router.port)
     assert r.returncode == 35, (r.returncode, r.stderr)  # SSL connect error
     conn = https(router, certs.ca, minimum_version=ssl.TLSVersion.TLSv1_2, maximum_version=ssl.TLSVersion.TLSv1_2)
-    conn.request("GET", "/health")
-    assert conn.getresponse().status == 200
+    assert get(conn)[0] == 200
     assert conn.sock.version() == "TLSv1.2"
     conn.close()
 
@@ -154,8 +167,7 @@ def test_alpn_selects_http_1_1_and_refuses_h2_only(router, certs):
     # Without ALPN at all: HTTP/1.1.
     ctx.set_alpn_protocols([])
     conn = http.client.HTTPSConnection("localhost", router.port, context=ssl.create_default_context(cafile=certs.ca))
-    conn.request("GET", "/health")
-    assert conn.getresponse().status == 200
+    assert get(conn)[0] == 200
 
 
 def test_plain_http_on_the_tls_port_is_closed_and_the_router_serves_on(router, certs):
@@ -171,48 +183,36 @@ def test_plain_http_on_the_tls_port_is_closed_and_the_router_serves_on(router, c
     assert not data.startswith(b"HTTP/")  # no plain answer: at most a TLS alert
     assert wait_for(lambda: tls_failures(router, certs.ca) == before + 1)
     assert "failed: http request" in router.stderr_text()
-    conn = https(router, certs.ca)
-    conn.request("GET", "/health")
-    assert conn.getresponse().status == 200
+    assert get(https(router, certs.ca))[0] == 200
 
 
-def test_sighup_reloads_the_certificate_and_open_connections_keep_theirs(sim, certs, live_certs):
-    cert, key = live_certs
-    router = start_router("--model", "m=" + sim.url, "--tls-cert", cert, "--tls-key", key)
-    try:
-        old = https(router, certs.ca)
-        old.request("GET", "/health")
-        assert old.getresponse().read() is not None
-        # A renewed certificate (another CA's): files replaced, then SIGHUP.
-        shutil.copy(certs.other_cert, cert)
-        shutil.copy(certs.other_key, key)
-        os.kill(router.pid, signal.SIGHUP)
-        assert wait_for(lambda: "TLS certificate and key re-read" in router.stderr_text())
-        # The connection made before keeps its session and is served.
-        old.request("POST", CHAT, body=json.dumps(chat_body("m")), headers={"Content-Type": "application/json"})
-        resp = old.getresponse()
-        assert resp.status == 200, resp.read()
-        resp.read()
-        # A new connection sees the new certificate: the old CA no longer verifies it.
-        new = https(router, certs.other_ca)
-        new.request("GET", "/health")
-        assert new.getresponse().status == 200
-        with pytest.raises(ssl.SSLCertVerificationError):
-            https(router, certs.ca).request("GET", "/health")
+def test_sighup_reloads_the_certificate_and_open_connections_keep_theirs(live_router, certs):
+    router, cert, key = live_router
+    old = https(router, certs.ca)
+    assert get(old)[0] == 200
+    # A renewed certificate (another CA's): files replaced, then SIGHUP.
+    shutil.copy(certs.other_cert, cert)
+    shutil.copy(certs.other_key, key)
+    os.kill(router.pid, signal.SIGHUP)
+    assert wait_for(lambda: "TLS certificate and key re-read" in router.stderr_text())
+    # The connection made before keeps its session and is served.
+    old.request("POST", CHAT, body=json.dumps(chat_body("m")), headers={"Content-Type": "application/json"})
+    resp = old.getresponse()
+    assert resp.status == 200, resp.read()
+    resp.read()
+    # A new connection sees the new certificate: the old CA no longer verifies it.
+    assert get(https(router, certs.other_ca))[0] == 200
+    with pytest.raises(ssl.SSLCertVerificationError):
+        get(https(router, certs.ca))
 
-        # A broken certificate: the reload is refused, the current pair stays.
-        with open(cert, "w") as f:
-            f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-        os.kill(router.pid, signal.SIGHUP)
-        assert wait_for(lambda: "TLS certificate reload failed, keeping the current one" in router.stderr_text())
-        again = https(router, certs.other_ca)
-        again.request("GET", "/health")
-        assert again.getresponse().status == 200
-        old.request("GET", "/health")
-        assert old.getresponse().status == 200
-        assert router.proc.poll() is None
-    finally:
-        router.stop()
+    # A broken certificate: the reload is refused, the current pair stays.
+    with open(cert, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    os.kill(router.pid, signal.SIGHUP)
+    assert wait_for(lambda: "TLS certificate reload failed, keeping the current one" in router.stderr_text())
+    assert get(https(router, certs.other_ca))[0] == 200
+    assert get(old)[0] == 200
+    assert router.proc.poll() is None
 
 
 @pytest.mark.parametrize("case", ["cert_without_key", "key_without_cert", "missing_key", "mismatched", "garbage"])
@@ -270,8 +270,7 @@ def router_with(tmp, endpoints, upstream_tls=None, extra=(), **keys):
 
 def sim_stats_https(sim, cafile):
     conn = http.client.HTTPSConnection("localhost", sim.port, context=ssl.create_default_context(cafile=cafile))
-    conn.request("GET", "/sim/stats")
-    return json.loads(conn.getresponse().read())
+    return json.loads(get(conn, "/sim/stats")[1])
 
 
 def healthy(router):
@@ -375,25 +374,15 @@ def test_tls_at_both_ends(tls_sim, certs, tmp_path):
         router.stop()
 
 
-def test_a_changed_certificate_file_is_taken_up_without_a_signal(sim, certs, live_certs):
+def test_a_changed_certificate_file_is_taken_up_without_a_signal(live_router, certs):
     """A Kubernetes Secret update replaces the files: the router notices within seconds."""
-    cert, key = live_certs
-    router = start_router("--model", "m=" + sim.url, "--tls-cert", cert, "--tls-key", key)
-    try:
-        conn = https(router, certs.ca)
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        assert resp.status == 200
-        resp.read()
-        # Written elsewhere and renamed into place, both files, as the kubelet swaps a Secret.
-        for src, dst in ((certs.other_cert, cert), (certs.other_key, key)):
-            shutil.copy(src, dst + ".new")
-            os.replace(dst + ".new", dst)
-        assert wait_for(lambda: "TLS certificate and key re-read" in router.stderr_text(), timeout=10.0)
-        fresh = https(router, certs.other_ca)
-        fresh.request("GET", "/health")
-        assert fresh.getresponse().status == 200
-        conn.request("GET", "/health")  # the connection made before still works
-        assert conn.getresponse().status == 200
-    finally:
-        router.stop()
+    router, cert, key = live_router
+    conn = https(router, certs.ca)
+    assert get(conn)[0] == 200
+    # Written elsewhere and renamed into place, both files, as the kubelet swaps a Secret.
+    for src, dst in ((certs.other_cert, cert), (certs.other_key, key)):
+        shutil.copy(src, dst + ".new")
+        os.replace(dst + ".new", dst)
+    assert wait_for(lambda: "TLS certificate and key re-read" in router.stderr_text(), timeout=10.0)
+    assert get(https(router, certs.other_ca))[0] == 200
+    assert get(conn)[0] == 200  # the connection made before still works
