@@ -281,7 +281,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
 const std::vector<std::string_view> kRouterKeys = {
     "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
     "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
-    "queue_timeout_ms", "discovery", "dns_servers", "routes", "upstream_tls"};
+    "queue_timeout_ms", "discovery", "dns_servers", "routes", "admin_routes", "upstream_tls"};
 
 Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
   if (key == "policy") return read_into(field, path, router.policy, true);
@@ -301,6 +301,7 @@ Result<void> parse_router_key(std::string_view key, od::value& field, const std:
   if (key == "dns_servers") return read_string_array(field, path, router.dns_servers);
   if (key == "upstream_tls") return parse_upstream_tls(field, path, router.upstream_tls);
   if (key == "routes") return read_string_array(field, path, router.routes);
+  if (key == "admin_routes") return read_string_array(field, path, router.admin_routes);
   if (key == "queue_max") return read_into(field, path, 0, router.queue_max);
   if (key == "queue_timeout_ms") return read_into(field, path, 1, router.queue_timeout_ms);
   if (key == "discovery") {
@@ -353,6 +354,17 @@ Result<void> ConfigField::read(std::uint16_t& out, std::uint16_t min) { return r
 Result<void> ConfigField::read(std::uint32_t& out, std::uint32_t min) { return read_into(impl_.value, impl_.path, min, out); }
 Result<void> ConfigField::read(std::uint64_t& out, std::uint64_t min) { return read_into(impl_.value, impl_.path, min, out); }
 Result<void> ConfigField::read(std::vector<std::string>& out) { return read_string_array(impl_.value, impl_.path, out); }
+
+Result<void> ConfigField::read_object(std::span<const std::string_view> keys,
+                                      const std::function<Result<void>(ConfigField& member)>& read) {
+  const std::vector<std::string_view> accepted(keys.begin(), keys.end());
+  return for_each_field(impl_.value, impl_.path, accepted,
+                        [&](std::string_view key, od::value& value, const std::string& path) -> Result<void> {
+                          ConfigField::Impl impl{key, value, path};
+                          ConfigField member(impl);
+                          return read(member);
+                        });
+}
 
 Result<void> ConfigField::read_choice(std::string& out, std::span<const std::string_view> choices) {
   std::string value;

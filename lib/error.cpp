@@ -13,10 +13,12 @@ int http_status(Errc code) noexcept {
     case Errc::invalid_json:
     case Errc::missing_model: return 400;
     case Errc::unauthorized: return 401;
+    case Errc::forbidden: return 403;
     case Errc::unknown_model:
     case Errc::not_found: return 404;
     case Errc::request_timeout: return 408;
     case Errc::headers_too_large: return 431;
+    case Errc::quota_exceeded:
     case Errc::rate_limited: return 429;
     case Errc::body_too_large: return 413;
     case Errc::overloaded: return 503;
@@ -36,6 +38,7 @@ std::string_view error_type(Errc code) noexcept {
   switch (http_status(code)) {
     case 400: return "BadRequestError";
     case 401: return "AuthenticationError";
+    case 403: return "PermissionDeniedError";
     case 404: return "NotFoundError";
     case 405: return "MethodNotAllowedError";
     case 408: return "RequestTimeoutError";
@@ -71,6 +74,8 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::request_timeout: return "request_timeout";
     case Errc::headers_too_large: return "headers_too_large";
     case Errc::rate_limited: return "rate_limited";
+    case Errc::quota_exceeded: return "quota_exceeded";
+    case Errc::forbidden: return "forbidden";
   }
   return "internal";
 }
@@ -89,7 +94,11 @@ std::string to_openai_json(const Error& error) {
     detail::append_json_string(out, error.param);
   }
   out += R"(,"code":)";
-  out += std::to_string(http_status(error.code));
+  if (error.code == Errc::quota_exceeded) {
+    out += R"("rate_limit_exceeded")";
+  } else {
+    out += std::to_string(http_status(error.code));
+  }
   out += "}}";
   return out;
 }

@@ -73,6 +73,9 @@ struct Rules {
     sum.duration = now - s.started;
     sum.bytes = s.bytes;
     sum.error = error;
+    if (s.request.key != nullptr) sum.key_id = s.request.key->id;
+    s.final_usage = s.usage.result(s.event_stream, s.request.body.size());
+    sum.usage = s.final_usage;
     detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_exchange(sum); });
   }
 
@@ -304,12 +307,14 @@ struct Rules {
           s.responded_at = now;
           arm(ms(cfg().timeouts.idle()), now);
           if (!s.send_head()) return client_gone(now);
+          s.usage.begin(s.event_stream, s.reader.length_known() ? s.reader.head().content_length : 0);
           // A stream may run for minutes: the upstream head's memory is not needed again.
           if (s.event_stream) s.reader.release_head();
           break;
         case Step::body:
           if (payload.empty()) break;
           s.bytes += payload.size();
+          s.usage.feed(payload);
           if (!host().on_body(payload)) return client_gone(now);
           if (s.phase == Phase::done) return;
           break;
@@ -348,6 +353,7 @@ void Exchange::start(const ClientRequest& request, TimePoint now) {
   if (auto e = s.check_target()) return r.fail(*e, now);
   if (auto e = s.check_headers()) return r.fail(*e, now);
   if (auto e = s.parse_body()) return r.fail(*e, now);
+  if (auto e = s.check_scope()) return r.fail(*e, now);
   r.attempt(now);
 }
 
@@ -479,6 +485,9 @@ bool Exchange::responded() const noexcept { return s_->responded; }
 const Endpoint* Exchange::endpoint() const noexcept { return s_->last_endpoint.get(); }
 const std::string& Exchange::model() const noexcept { return s_->model; }
 unsigned Exchange::attempts() const noexcept { return s_->attempts; }
+TokenUsage Exchange::usage() const noexcept {
+  return s_->phase == Phase::done ? s_->final_usage : s_->usage.result(s_->event_stream, s_->request.body.size());
+}
 
 void Exchange::reset() {
   State& s = *s_;
@@ -500,6 +509,8 @@ void Exchange::reset() {
   s.reader.reset();
   s.event_stream = false;
   s.bytes = 0;
+  s.usage.reset();
+  s.final_usage = TokenUsage{};
   s.model.clear();
 }
 

@@ -87,10 +87,28 @@ std::optional<Error> Exchange::State::check_target() const {
     if (segment == "." || segment == "..") return bad("a '.' or '..' segment");
     at = next + 1;
   }
-  if (!route_allowed(config->routes, path)) {
-    return Error{Errc::not_found, "Not Found: " + std::string(request.method) + " " + std::string(path), ""};
+  if (route_allowed(config->routes, path)) return std::nullopt;
+  if (route_allowed(config->admin_routes, path)) {
+    if (request.key != nullptr && request.key->admin) return std::nullopt;
+    return Error{Errc::forbidden, "an admin API key is needed for " + std::string(path), ""};
   }
-  return std::nullopt;
+  return Error{Errc::not_found, "Not Found: " + std::string(request.method) + " " + std::string(path), ""};
+}
+
+// A key's scope names models as clients send them or as they resolve (an alias or an adapter
+// in scope is allowed, and so is any name of a model in scope).
+std::optional<Error> Exchange::State::check_scope() const {
+  const ApiKey* key = request.key;
+  if (key == nullptr || key->models.empty()) return std::nullopt;
+  if (view->has_model && key->allows_model(view->model)) return std::nullopt;
+  const auto snap = router.snapshot();
+  Resolution res;
+  const bool known = view->has_model ? snap->catalog.resolve(view->model, res) : snap->catalog.resolve_default(res);
+  if (known && (key->allows_model(res.upstream) || key->allows_model(snap->pools[res.pool].model))) return std::nullopt;
+  if (!known && !view->has_model) return std::nullopt;  // the router's own "missing model" answer follows
+  return Error{Errc::forbidden,
+               "the API key `" + key->id + "` may not use the model `" + (view->has_model ? view->model : std::string()) + "`",
+               "model"};
 }
 
 std::optional<Error> Exchange::State::check_headers() const {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "response_reader.h"
+#include "usage_scanner.h"
 #include "router_impl.h"
 #include "vllm_router/exchange.h"
 
@@ -57,6 +58,8 @@ struct Exchange::State {
   detail::ResponseReader reader;
   bool event_stream = false;  // the answer is text/event-stream
   std::uint64_t bytes = 0;  // body bytes the client got
+  detail::UsageScanner usage;  // the answer's token counts
+  TokenUsage final_usage;      // what the summary reported (once done)
   std::string model;        // the resolved pool's model
   std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)
 
@@ -68,6 +71,8 @@ struct Exchange::State {
   /// Bad header values (CR, LF, NUL) in the client's headers, or ok.
   std::optional<Error> check_target() const;
   std::optional<Error> check_headers() const;
+  /// The key's model scope (after parse_body), or ok.
+  std::optional<Error> check_scope() const;
   /// Parses the body when the driver did not: JSON, or multipart/form-data by Content-Type;
   /// fills the session key from the configured header.
   std::optional<Error> parse_body();

@@ -5,6 +5,9 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "log.h"
 #include "vllm_router/version.h"
@@ -70,6 +73,32 @@ sigset_t handled_signals() {
   return set;
 }
 
+// The tenants' keys file (docs/tenants.md), parsed; errors name the file.
+Result<std::shared_ptr<const KeyTable>> load_keys(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{Errc::config, "cannot open keys file '" + path + "'", "keys_file"};
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto table = KeyTable::parse(text.str());
+  if (!table) return Error{Errc::config, path + ": " + table.error().message, "keys_file"};
+  return table;
+}
+
+std::shared_ptr<RateLimiter> make_limiter(const AppConfig& config) {
+  if (config.rate_limit.backend != "redis") return make_local_rate_limiter();
+  RedisLimiterOptions o;
+  auto hp = parse_host_port(config.rate_limit.redis);  // validated when read
+  if (hp) {
+    o.host = hp->first;
+    o.port = hp->second;
+  }
+  if (const char* password = std::getenv("VLLM_ROUTER_REDIS_PASSWORD"); password != nullptr) o.password = password;
+  o.prefix = config.rate_limit.prefix;
+  o.timeout = std::chrono::milliseconds(config.rate_limit.timeout_ms);
+  o.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
+  return make_redis_rate_limiter(std::move(o));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std::string> args, int& exit_code) {
@@ -119,6 +148,13 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     return e;
   }
   app->router_ = std::move(router).value();
+  std::shared_ptr<const KeyTable> keys;
+  if (!config.keys_file.empty()) {
+    auto table = load_keys(config.keys_file);
+    if (!table) return table.error();
+    keys = std::move(table).value();
+    app->keys_stamp_ = file_stamp(config.keys_file);
+  }
   if (app->options_.check_config) {  // validated; sources are not started (they may need a cluster)
     if (auto tls = vllm_router::Server::check_tls(config.server_options()); !tls) {
       exit_code = 1;
@@ -141,11 +177,17 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   vllm_router::ServerOptions server_options = config.server_options();
   Metrics* metrics = app->metrics_.get();
   App* self = app.get();
+  server_options.keys = std::move(keys);
+  server_options.limiter = make_limiter(config);
   server_options.local_routes = [metrics, self](const LocalRequest& req, LocalResponse& out) {
     if (req.path != "/metrics") return false;
-    // Backend URLs and model names: behind the key when keys are configured.
+    // Backend URLs, models and key ids: behind an admin key when keys are configured.
     if (!req.authorized) {
       out = vllm_router::error_response(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+      return true;
+    }
+    if (!req.admin) {
+      out = vllm_router::error_response(Error{Errc::forbidden, "an admin API key is needed for /metrics", ""});
       return true;
     }
     out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
@@ -188,6 +230,11 @@ std::string App::summary() const {
   for (std::size_t i = 0; i < cfg.discovery.size(); ++i) {
     out += "  discovery[" + std::to_string(i) + "]: " + cfg.discovery[i].type + " source\n";
   }
+  if (!options_.config.keys_file.empty()) {
+    out += "  keys: " + options_.config.keys_file + ", rate limits " +
+           (options_.config.rate_limit.backend == "redis" ? "in Redis at " + options_.config.rate_limit.redis
+                                                           : std::string("per router")) + "\n";
+  }
   return out;
 }
 
@@ -222,35 +269,62 @@ void App::reload() {
   }
   log(LogLevel::info, "configuration reloaded: {} model(s), routing table version {}", next.models.size(),
       router_->snapshot()->version);
+  reload_keys(again.value().config.keys_file);
+}
+
+void App::reload_keys(const std::string& path) {
+  if (path.empty()) {
+    if (!options_.config.keys_file.empty()) log(LogLevel::warn, "keys_file is no longer set: the keys read at start stay (restart to turn keys off)");
+    return;
+  }
+  auto table = load_keys(path);
+  if (!table) {
+    log(LogLevel::error, "keys not reloaded, keeping the current ones: {}", table.error().message);
+    return;
+  }
+  log(LogLevel::info, "keys reloaded from {}: {} key(s)", path, table.value()->keys().size());
+  server_->set_keys(std::move(table).value());
 }
 
 void App::watch_files() {
-  // Once a second: the config file (with watch_config) reloads everything when its mtime, size
-  // or inode moves from what was read at start (an edit made while the server starts is not
-  // missed); the TLS pair (whenever TLS is on) reloads the certificate alone, so a renewed
-  // Kubernetes Secret is taken up without a signal.
+  // Once a second, each watched file against what was read (mtime, size, inode: stat() follows
+  // symlinks, so a Kubernetes Secret or ConfigMap volume swapping its files is seen too; an
+  // edit made while the server starts is not missed): the config file (with watch_config)
+  // reloads everything, the keys file the keys, the TLS pair (whenever TLS is on) the
+  // certificate alone, so a renewed Secret needs no signal.
   const bool config = options_.config.watch_config && !options_.config_path.empty();
+  const bool keys = !options_.config.keys_file.empty();
   const bool tls = server_->tls();
-  if (!config && !tls) return;
-  watcher_ = std::thread([this, config, tls] {
+  if (!config && !keys && !tls) return;
+  watcher_ = std::thread([this, config, keys, tls] {
+    // A file that cannot be read keeps its last stamp (nothing to reload until it is back); a
+    // TLS pair with one file missing is a change, whose reload fails and keeps the old pair.
+    auto changed = [](bool on, std::string now, std::string& last) {
+      if (!on || now.empty() || now == last) return false;
+      last = std::move(now);
+      return true;
+    };
     std::unique_lock<std::mutex> lock(stop_mutex_);
     while (!stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-      const std::string config_now = config ? file_stamp(options_.config_path) : std::string();
-      const std::string tls_now =
-          tls ? file_stamp(options_.config.tls_cert_file) + file_stamp(options_.config.tls_key_file) : std::string();
-      const bool config_changed = config && !config_now.empty() && config_now != config_stamp_;
-      const bool tls_changed = tls && tls_now != tls_stamp_;
-      if (!config_changed && !tls_changed) continue;
-      config_stamp_ = config_now.empty() ? config_stamp_ : config_now;
-      tls_stamp_ = tls_now;
+      const bool config_changed = changed(config, file_stamp(options_.config_path), config_stamp_);
+      const bool keys_changed = changed(keys, file_stamp(options_.config.keys_file), keys_stamp_);
+      const bool tls_changed = changed(
+          tls, file_stamp(options_.config.tls_cert_file) + file_stamp(options_.config.tls_key_file), tls_stamp_);
+      if (!config_changed && !keys_changed && !tls_changed) continue;
       lock.unlock();
       if (config_changed) {
         log(LogLevel::info, "{} changed, reloading the configuration", options_.config_path);
-        reload();
+        reload();  // the keys and the certificate too
       } else {
-        log(LogLevel::info, "the TLS certificate or key file changed, reloading them");
         std::lock_guard<std::mutex> reloading(reload_mutex_);
-        reload_tls();
+        if (keys_changed) {
+          log(LogLevel::info, "{} changed, reloading the keys", options_.config.keys_file);
+          reload_keys(options_.config.keys_file);
+        }
+        if (tls_changed) {
+          log(LogLevel::info, "the TLS certificate or key file changed, reloading them");
+          reload_tls();
+        }
       }
       lock.lock();
     }

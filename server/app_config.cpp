@@ -24,8 +24,11 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
   static constexpr std::array<std::string_view, 4> kLevels = {"error", "warn", "info", "debug"};
   static constexpr std::array<std::string_view, 1> kIo = {"epoll"};
   ConfigExtension extension;
+  static constexpr std::array<std::string_view, 2> kBackends = {"local", "redis"};
+  static constexpr std::array<std::string_view, 4> kRateLimitKeys = {"backend", "redis", "timeout_ms", "prefix"};
   extension.keys = {"host", "port", "api_keys", "max_body_bytes", "threads", "max_connections", "client_timeout_ms",
-                    "drain_timeout_ms", "log_level", "io", "watch_config", "tls_cert_file", "tls_key_file"};
+                    "drain_timeout_ms", "log_level", "io", "watch_config", "keys_file", "rate_limit",
+                    "tls_cert_file", "tls_key_file"};
   extension.read = [&base](ConfigField& f) -> Result<void> {
     const std::string_view key = f.key();
     if (key == "host") return f.read(base.host, true);
@@ -46,12 +49,45 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
     if (key == "io") return f.read_choice(base.io, kIo);
     if (key == "tls_cert_file") return f.read(base.tls_cert_file, true);
     if (key == "tls_key_file") return f.read(base.tls_key_file, true);
+    if (key == "keys_file") return f.read(base.keys_file, true);
+    if (key == "rate_limit") {
+      return f.read_object(kRateLimitKeys, [&base](ConfigField& m) -> Result<void> {
+        AppConfig::RateLimit& rl = base.rate_limit;
+        if (m.key() == "backend") return m.read_choice(rl.backend, kBackends);
+        if (m.key() == "timeout_ms") return m.read(rl.timeout_ms, 1);
+        if (m.key() == "prefix") return m.read(rl.prefix);
+        if (auto r = m.read(rl.redis, true); !r) return r;
+        if (auto hp = parse_host_port(rl.redis); !hp) {
+          return Result<void>(Errc::config, "rate_limit.redis: " + hp.error().message, "rate_limit.redis");
+        }
+        return {};
+      });
+    }
     return f.read(base.watch_config);
   };
   auto router = parse_router_config(json, base.router, &extension);
   if (!router) return std::move(router).error();
   base.router = std::move(router).value();
   return base;
+}
+
+Result<std::pair<std::string, std::uint16_t>> parse_host_port(std::string_view text) {
+  using Out = Result<std::pair<std::string, std::uint16_t>>;
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) {
+    return Out(Errc::config, "expected HOST:PORT, got '" + std::string(text) + "'", "");
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  for (const char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return Out(Errc::config, "expected HOST:PORT, got '" + std::string(text) + "'", "");
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port == 0 || port > 65535 || host.empty()) {
+    return Out(Errc::config, "expected HOST:PORT with a port 1..65535, got '" + std::string(text) + "'", "");
+  }
+  return std::pair<std::string, std::uint16_t>(std::string(host), static_cast<std::uint16_t>(port));
 }
 
 }  // namespace vllm_router::server

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "vllm_router/config.h"
@@ -19,6 +20,15 @@ struct AppConfig {
   std::string host = "0.0.0.0";
   std::uint16_t port = 8080;
   std::vector<std::string> api_keys;   ///< accepted client keys; empty: no authentication
+  /// Tenants' keys file (docs/tenants.md); empty: none. Re-read when it changes and on SIGHUP.
+  std::string keys_file;
+  /// Where keys' rate-limit counts live.
+  struct RateLimit {
+    std::string backend = "local";      ///< local | redis
+    std::string redis = "127.0.0.1:6379";  ///< HOST:PORT of the Redis server (backend redis)
+    std::uint32_t timeout_ms = 50;      ///< longest wait for Redis; then this router decides alone
+    std::string prefix = "vllm-router:";   ///< prefix of the counters' Redis keys
+  } rate_limit;
   std::uint64_t max_body_bytes = 32ull * 1024 * 1024;
   /// Kept for old configs: "epoll" is the only front end (the thread-per-connection one was
   /// removed, see docs/architecture.md).
@@ -45,5 +55,8 @@ struct AppConfig {
 /// Parses a config document (docs/configuration.md) over `base`. Errors: Errc::config naming the
 /// field as a JSON path.
 Result<AppConfig> parse_app_config(std::string_view json, AppConfig base = {});
+
+/// "HOST:PORT" (a bracketed IPv6 literal too) split, or Errc::config.
+Result<std::pair<std::string, std::uint16_t>> parse_host_port(std::string_view text);
 
 }  // namespace vllm_router::server

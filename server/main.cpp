@@ -24,6 +24,20 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
+  if (parsed->hash_key) {
+    // The key arrives on standard input so it stays out of shell history and `ps`.
+    std::string key;
+    char buf[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) key.append(buf, n);
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (key.empty()) {
+      std::fputs("vllm-router: --hash-key: no key on standard input\n", stderr);
+      return 2;
+    }
+    std::printf("%s\n", vllm_router::sha256_hex(key).c_str());
+    return 0;
+  }
   if (parsed->version) {
     std::printf("vllm-router %s\n", vllm_router::version());
     return 0;

@@ -88,6 +88,17 @@ void Metrics::on_outcome(std::string_view model, const Endpoint& endpoint, const
 void Metrics::on_exchange(const ExchangeSummary& summary) {
   // The resolved model only: a name a client made up never becomes a label value.
   on_response(summary.model, summary.status, std::chrono::duration<double>(summary.duration).count());
+  const auto index = static_cast<std::size_t>(summary.status) < kStatuses ? static_cast<std::size_t>(summary.status) : 0;
+  if (summary.usage.total() != 0) {
+    Client& c = find_or_add(client_, summary.model);
+    c.prompt_tokens.fetch_add(summary.usage.prompt, std::memory_order_relaxed);
+    c.completion_tokens.fetch_add(summary.usage.completion, std::memory_order_relaxed);
+  }
+  if (summary.key_id.empty()) return;
+  KeyUsage& k = find_or_add(keys_, summary.key_id);
+  k.by_status[index].fetch_add(1, std::memory_order_relaxed);
+  k.prompt_tokens.fetch_add(summary.usage.prompt, std::memory_order_relaxed);
+  k.completion_tokens.fetch_add(summary.usage.completion, std::memory_order_relaxed);
 }
 
 void Metrics::on_response(std::string_view model, int status, double seconds) {
@@ -110,6 +121,33 @@ std::string Metrics::render(const Snapshot& snapshot) const {
       fmt::format_to(std::back_inserter(out), "vllm_router_requests_total{{model=\"{}\",status=\"{}\"}} {}\n",
                      label(model), status, n);
     }
+  }
+  out += "# HELP vllm_router_tokens_total Tokens of answered requests (from usage; estimated for streams without it), by model.\n";
+  out += "# TYPE vllm_router_tokens_total counter\n";
+  for (const auto& [model, c] : client_) {
+    const std::uint64_t p = c->prompt_tokens.load(std::memory_order_relaxed);
+    const std::uint64_t q = c->completion_tokens.load(std::memory_order_relaxed);
+    if (p + q == 0) continue;
+    fmt::format_to(std::back_inserter(out), "vllm_router_tokens_total{{model=\"{}\",kind=\"prompt\"}} {}\n", label(model), p);
+    fmt::format_to(std::back_inserter(out), "vllm_router_tokens_total{{model=\"{}\",kind=\"completion\"}} {}\n", label(model), q);
+  }
+  out += "# HELP vllm_router_key_requests_total Client requests by API key id and status.\n";
+  out += "# TYPE vllm_router_key_requests_total counter\n";
+  for (const auto& [id, k] : keys_) {
+    for (std::size_t status = 0; status < kStatuses; ++status) {
+      const std::uint64_t n = k->by_status[status].load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      fmt::format_to(std::back_inserter(out), "vllm_router_key_requests_total{{key_id=\"{}\",status=\"{}\"}} {}\n",
+                     label(id), status, n);
+    }
+  }
+  out += "# HELP vllm_router_key_tokens_total Tokens used by API key id.\n";
+  out += "# TYPE vllm_router_key_tokens_total counter\n";
+  for (const auto& [id, k] : keys_) {
+    fmt::format_to(std::back_inserter(out), "vllm_router_key_tokens_total{{key_id=\"{}\",kind=\"prompt\"}} {}\n", label(id),
+                   k->prompt_tokens.load(std::memory_order_relaxed));
+    fmt::format_to(std::back_inserter(out), "vllm_router_key_tokens_total{{key_id=\"{}\",kind=\"completion\"}} {}\n",
+                   label(id), k->completion_tokens.load(std::memory_order_relaxed));
   }
   out += "# HELP vllm_router_request_duration_seconds Client request latency, by model.\n";
   out += "# TYPE vllm_router_request_duration_seconds histogram\n";

@@ -70,6 +70,13 @@ class Metrics final : public Observer {
   struct Client {
     std::array<std::atomic<std::uint64_t>, kStatuses> by_status{};
     Histogram latency;
+    std::atomic<std::uint64_t> prompt_tokens{0};
+    std::atomic<std::uint64_t> completion_tokens{0};
+  };
+  struct KeyUsage {  // per API key id (ids come from the keys file: a bounded label set)
+    std::array<std::atomic<std::uint64_t>, kStatuses> by_status{};
+    std::atomic<std::uint64_t> prompt_tokens{0};
+    std::atomic<std::uint64_t> completion_tokens{0};
   };
   template <class Entry>
   Entry& find_or_add(std::map<std::string, std::unique_ptr<Entry>, std::less<>>& map, std::string_view key);
@@ -77,6 +84,7 @@ class Metrics final : public Observer {
   mutable std::shared_mutex mutex_;  // guards the maps' structure, not the counters
   std::map<std::string, std::unique_ptr<Upstream>, std::less<>> upstream_;  // "model\0endpoint"
   std::map<std::string, std::unique_ptr<Client>, std::less<>> client_;      // by model
+  std::map<std::string, std::unique_ptr<KeyUsage>, std::less<>> keys_;      // by key id
   std::function<std::vector<std::uint32_t>()> connections_;
   std::function<std::uint64_t()> tls_failures_;
 };

@@ -15,6 +15,9 @@ enum class Kind {
   lora,
   config,
   api_key,
+  keys_file,
+  rate_limit_redis,
+  hash_key,
   policy,
   default_model,
   max_body_bytes,
@@ -56,6 +59,13 @@ inline constexpr FlagSpec kFlags[] = {
     {Kind::api_key, "--api-key", "VLLM_ROUTER_API_KEYS", "KEY",
      "accepted client API key; repeatable (env: comma separated).\n"
      "Keys given at a higher level replace the lower level's keys"},
+    {Kind::keys_file, "--keys-file", "VLLM_ROUTER_KEYS_FILE", "FILE",
+     "tenants' API keys: ids, model scopes, limits (format: docs/tenants.md);\n"
+     "re-read when it changes and on SIGHUP"},
+    {Kind::rate_limit_redis, "--rate-limit-redis", "VLLM_ROUTER_RATE_LIMIT_REDIS", "HOST:PORT",
+     "keep keys' rate-limit counts in this Redis, shared by router replicas"},
+    {Kind::hash_key, "--hash-key", "", "",
+     "read an API key on standard input, print its SHA-256 for a keys file, exit"},
     {Kind::policy, "--policy", "VLLM_ROUTER_POLICY", "NAME",
      "default load-balancing policy: round_robin, least_requests, power_of_two,\n"
      "session, load_aware or prefix_aware (docs/configuration.md)"},

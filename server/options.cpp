@@ -87,6 +87,8 @@ struct Layer {
   std::vector<Named> aliases;
   std::vector<Named> loras;
   std::optional<std::vector<std::string>> api_keys;
+  std::optional<std::string> keys_file;
+  std::optional<std::string> rate_limit_redis;
   std::optional<std::string> policy;
   std::optional<std::string> default_model;
   std::optional<std::uint64_t> max_body_bytes;
@@ -199,6 +201,13 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       // A list of blanks would replace the file's keys with none: authentication off.
       if (layer.api_keys->empty()) return option_error(source, "no key in the list (unset it to keep the file's keys)");
       return {};
+    case Kind::keys_file:
+      layer.keys_file = std::string(value);
+      return {};
+    case Kind::rate_limit_redis:
+      if (auto r = parse_host_port(value); !r) return option_error(source, r.error().message);
+      layer.rate_limit_redis = std::string(value);
+      return {};
     case Kind::policy:
       if (value.empty()) return option_error(source, "expected a policy name, got ''");
       layer.policy = std::string(value);
@@ -247,6 +256,7 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       return {};
     case Kind::config:
     case Kind::check_config:
+    case Kind::hash_key:
     case Kind::demo:
     case Kind::help:
     case Kind::version:
@@ -268,6 +278,11 @@ void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.host) config.host = *layer.host;
   if (layer.port) config.port = *layer.port;
   if (layer.api_keys) config.api_keys = *layer.api_keys;
+  if (layer.keys_file) config.keys_file = *layer.keys_file;
+  if (layer.rate_limit_redis) {
+    config.rate_limit.backend = "redis";
+    config.rate_limit.redis = *layer.rate_limit_redis;
+  }
   if (layer.policy) config.router.policy = *layer.policy;
   if (layer.default_model) config.router.default_model = *layer.default_model;
   if (layer.max_body_bytes) config.max_body_bytes = *layer.max_body_bytes;
@@ -367,10 +382,11 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
     if (spec->kind == Kind::version) options.version = true;
     if (spec->kind == Kind::check_config) options.check_config = true;
     if (spec->kind == Kind::demo) options.demo = true;
+    if (spec->kind == Kind::hash_key) options.hash_key = true;
     if (spec->kind == Kind::config) options.config_path = value;
   }
   // --help and --version work whatever the environment and config file hold.
-  if (options.help || options.version) return options;
+  if (options.help || options.version || options.hash_key) return options;
 
   // 2. The config file: --config, else VLLM_ROUTER_CONFIG.
   std::string_view config_source = "--config";

@@ -19,6 +19,7 @@ struct ProgramOptions {
   bool demo = false;           ///< --demo: start two simulated engines and route to them
   bool help = false;           ///< --help
   bool version = false;        ///< --version
+  bool hash_key = false;       ///< --hash-key: print the SHA-256 of the key on stdin
 };
 
 /// Environment as a map (tests pass their own; main passes environ).

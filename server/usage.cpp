@@ -77,6 +77,10 @@ std::string usage() {
   }
   text +=
       "\n"
+      "Environment only (secrets stay out of command lines):\n"
+      "  Redis password of --rate-limit-redis\n"
+      "      env: VLLM_ROUTER_REDIS_PASSWORD\n"
+      "\n"
       "Examples:\n"
       "  vllm-router --port 8080 \\\n"
       "      --model meta-llama/Llama-2-7b-chat-hf=http://10.0.0.7:8000,http://10.0.0.8:8000 \\\n"

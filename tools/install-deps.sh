@@ -4,10 +4,13 @@ set -euo pipefail
 
 pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev doctest-dev libc-ares-dev
       libssl-dev python3 python3-dev python3-pytest pybind11-dev curl ca-certificates
+      # tests/integration/test_router_tenants.py: rate limits shared by routers through Redis
+      redis-server
       # examples/asio_host.cpp: standalone Asio (header-only)
       libasio-dev
-      # tests/fuzz: libFuzzer with ASan/UBSan (clang and its runtime libraries)
-      clang libclang-rt-14-dev
+      # tests/fuzz: libFuzzer with ASan/UBSan (clang and its runtime libraries); Boost.Beast's
+      # request parser (header-only) for the differential target head_diff
+      clang libclang-rt-14-dev libboost1.74-dev
       # the Helm chart's test: helm-render (Go, built offline against Debian's Go libraries)
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml)
 # Node.js runs the end-to-end test with the official openai client; keep an existing install

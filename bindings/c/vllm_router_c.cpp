@@ -15,6 +15,8 @@ namespace vr = vllm_router;
 
 // The C enums mirror the C++ ones value for value: a new C++ value must be added here too.
 static_assert(VR_RATE_LIMITED == static_cast<int>(vr::Errc::rate_limited));
+static_assert(VR_QUOTA_EXCEEDED == static_cast<int>(vr::Errc::quota_exceeded));
+static_assert(VR_FORBIDDEN == static_cast<int>(vr::Errc::forbidden));
 static_assert(VR_CONFIG == static_cast<int>(vr::Errc::config));
 static_assert(VR_HEADERS_TOO_LARGE == static_cast<int>(vr::Errc::headers_too_large));
 static_assert(VR_OUTCOME_ERROR == static_cast<int>(vr::OutcomeKind::error));

@@ -58,7 +58,8 @@ PyObject* error_class(vr::Errc code) {
     case vr::Errc::config: return g_errors.config;
     case vr::Errc::cancelled: return g_errors.cancelled;
     case vr::Errc::overloaded:
-    case vr::Errc::rate_limited: return g_errors.overloaded;
+    case vr::Errc::rate_limited:
+    case vr::Errc::quota_exceeded: return g_errors.overloaded;
     default: return g_errors.base;
   }
 }

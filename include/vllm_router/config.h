@@ -179,6 +179,10 @@ struct RouterConfig {
                                   "/v1/responses", "/v1/audio/transcriptions", "/v1/audio/translations",
                                   "/v1/score", "/score", "/v1/rerank", "/rerank", "/v2/rerank",
                                   "/pooling", "/classify", "/tokenize", "/detokenize"};
+  /// Request paths only an admin API key may use (tenants' keys with `admin`), forwarded like
+  /// the others (e.g. "/v1/load_lora_adapter"); with no keys configured they are refused (403).
+  /// Same matching as `routes`. Default: none.
+  std::vector<std::string> admin_routes;
   /// DNS servers that resolve endpoint host names ("IP" or "IP:PORT"); empty: the system's
   /// (/etc/resolv.conf). Names are resolved off the event loops, cached for their TTL.
   std::vector<std::string> dns_servers;
@@ -216,6 +220,10 @@ class VLLM_ROUTER_API ConfigField {
   Result<void> read(std::vector<std::string>& out);
   /// A string that must be one of `choices`.
   Result<void> read_choice(std::string& out, std::span<const std::string_view> choices);
+  /// An object whose members (each one of `keys`, at most once) are handed to `read` in turn,
+  /// with errors naming them by path ("rate_limit.backend: ...").
+  Result<void> read_object(std::span<const std::string_view> keys,
+                           const std::function<Result<void>(ConfigField& member)>& read);
 
   struct Impl;
   explicit ConfigField(Impl& impl) noexcept : impl_(impl) {}

@@ -32,6 +32,8 @@ enum class Errc : std::uint8_t {
   request_timeout = 18,   ///< the client was too slow sending its request
   headers_too_large = 19, ///< request head above the limit
   rate_limited = 20,      ///< too many requests waiting: back off (429)
+  quota_exceeded = 21,    ///< the API key's rate limit (requests, tokens or concurrent requests): 429
+  forbidden = 22,         ///< the API key may not do this (a model outside its scope, an admin route): 403
 };
 
 /// An error value: a code, a human message, and the offending field or parameter if any.
@@ -52,7 +54,8 @@ VLLM_ROUTER_API std::string_view error_type(Errc code) noexcept;
 VLLM_ROUTER_API std::string_view errc_name(Errc code) noexcept;
 
 /// Renders `{"error":{"message","type","param","code"}}` (OpenAI's nested shape, `code` is the
-/// integer HTTP status as vLLM >= 0.10.1 does). Strings are JSON-escaped.
+/// integer HTTP status as vLLM >= 0.10.1 does, except for a key's rate limit: OpenAI's
+/// "rate_limit_exceeded"). Strings are JSON-escaped.
 VLLM_ROUTER_API std::string to_openai_json(const Error& error);
 
 VLLM_ROUTER_END_NAMESPACE

@@ -17,6 +17,7 @@
 #include "vllm_router/header_field.h"
 #include "vllm_router/observer.h"
 #include "vllm_router/request.h"
+#include "vllm_router/tenants.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
@@ -47,6 +48,11 @@ struct ClientRequest {
   /// Longest time the client may stop reading (Exchange::on_client_paused) before the exchange
   /// is given up as cancelled. A stalled client never counts against the upstream. 0: 60 s.
   std::chrono::milliseconds client_stall{0};
+  /// The client's API key (Server front door; a host that authenticates may set it too): its
+  /// model scope is enforced (403 outside it), it opens RouterConfig::admin_routes when admin,
+  /// and its id goes to the summary. Null: no key (every model, no admin route). Must outlive
+  /// the exchange.
+  const ApiKey* key = nullptr;
 };
 
 /// The head of the answer the client gets (an upstream answer relayed). Views are valid during
@@ -183,6 +189,10 @@ class VLLM_ROUTER_API Exchange {
   /// The resolved model (the pool's name) once routed, else empty.
   const std::string& model() const noexcept;
   unsigned attempts() const noexcept;
+  /// Tokens of the answer so far: from its `usage` (a JSON body, or an event stream's usage
+  /// chunk); an event stream without one counts a completion token per data event and a
+  /// prompt token per 4 bytes of the prompt.
+  TokenUsage usage() const noexcept;
   /// Forget a finished exchange and keep the buffers for the next one on the same connection.
   void reset();
 

@@ -55,6 +55,14 @@ enum class ExchangeEnd : std::uint8_t {
   cancelled,       ///< the client left, or stopped reading for too long
 };
 
+/// Tokens a request used, from the answer's `usage` when it has one (`estimated` otherwise).
+struct TokenUsage {
+  std::uint64_t prompt = 0;
+  std::uint64_t completion = 0;
+  bool estimated = false;
+  std::uint64_t total() const noexcept { return prompt + completion; }
+};
+
 /// The facts of one finished client request. Views are valid during the call only.
 struct ExchangeSummary {
   std::string_view request_id;
@@ -69,6 +77,8 @@ struct ExchangeSummary {
   std::chrono::nanoseconds duration{0};    ///< start to end
   std::uint64_t bytes = 0;                 ///< body bytes sent to the client
   std::string_view error;                  ///< why it failed; empty when end == ok
+  std::string_view key_id;                 ///< the client's API key id; empty without keys
+  TokenUsage usage;                        ///< tokens of the answer (zero when none came)
 };
 
 /// Receives events. Called on request threads, concurrently: implementations must be

@@ -14,6 +14,7 @@
 #include "vllm_router/export.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/result.h"
+#include "vllm_router/tenants.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
@@ -26,6 +27,8 @@ struct LocalRequest {
   std::string_view target; ///< as received
   std::span<const HeaderField> headers;
   bool authorized = false; ///< carried an accepted API key (or no keys are configured)
+  bool admin = false;      ///< carried an admin key (or no keys are configured)
+  const ApiKey* key = nullptr;  ///< the accepted key; null without keys
 };
 
 /// A complete local answer.
@@ -33,6 +36,8 @@ struct LocalResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Retry-After in seconds for a 429 or 503; 0: 1 second.
+  std::uint32_t retry_after = 0;
 };
 
 /// Listener and process-facing settings of a Server (the routing rules live in RouterConfig).
@@ -49,9 +54,15 @@ struct ServerOptions {
   /// Longest a client may take to send a request, sit idle between requests on a keep-alive
   /// connection, or stop reading an answer.
   std::uint32_t client_timeout_ms = 60000;
-  /// Accepted client API keys (`Authorization: Bearer KEY`) for POST routes and /v1/models;
-  /// empty: no authentication.
+  /// Accepted client API keys (`Authorization: Bearer KEY`) for POST routes, /v1/models and
+  /// /metrics, as plain strings (kept as SHA-256 digests; ids key-1, key-2...; admin). With
+  /// `keys` too, both are accepted. Neither: no authentication.
   std::vector<std::string> api_keys;
+  /// Tenants' keys (KeyTable::parse of a keys file): ids, model scopes, limits, expiry, admin.
+  /// Server::set_keys() replaces them while running.
+  std::shared_ptr<const KeyTable> keys;
+  /// Holds keys with limits to them; null: an in-process limiter (make_local_rate_limiter).
+  std::shared_ptr<RateLimiter> limiter;
   /// TLS on the listener: the PEM certificate chain and its private key. Both empty: plain
   /// HTTP; one without the other is an error. TLS 1.2 or later, ALPN http/1.1 (a client that
   /// offers only h2 is refused). A handshake has `client_timeout_ms` to finish.
@@ -94,6 +105,9 @@ class VLLM_ROUTER_API Server {
   /// the answer); whatever still runs after `grace` is cut. Any thread (not a signal handler).
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   bool draining() const noexcept;
+  /// Replaces ServerOptions::keys (a reload); requests that already started keep the key they
+  /// had, and every key's counts carry over by id. Any thread.
+  void set_keys(std::shared_ptr<const KeyTable> keys);
   /// The listener terminates TLS.
   bool tls() const noexcept;
   /// Reads the certificate and key files again (a renewed certificate): new connections use the

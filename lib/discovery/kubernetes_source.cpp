@@ -1,24 +1,22 @@
 // Kubernetes endpoint source: list + watch of EndpointSlices or Pods through the API server.
 // cpp-httplib is the HTTP(S) client here (https needs OpenSSL, which the library's own
-// transport does not speak); it stays inside this file.
+// transport does not speak); it stays inside this file. What it reads (objects, list pages, watch
+// events) is parsed in kubernetes_parse.cpp.
 #include <httplib.h>
-#include <simdjson.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <sstream>
 
-#include "../http_util.h"
+#include "kubernetes_parse.h"
 #include "source_detail.h"
 #include "vllm_router/endpoint_source.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
-
-namespace dom = simdjson::dom;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -45,138 +43,6 @@ std::string percent_encode(std::string_view text) {
   return out;
 }
 
-// A string member, or empty (missing members and wrong types read as empty).
-template <class E>
-std::string_view str(E&& e, const char* key) {
-  std::string_view v;
-  if (e[key].get_string().get(v) != simdjson::SUCCESS) return {};
-  return v;
-}
-
-std::vector<std::string> split_names(std::string_view text) {
-  std::vector<std::string> out;
-  while (!text.empty()) {
-    const std::size_t comma = text.find(',');
-    const std::string_view part = detail::trim(text.substr(0, comma), " ");
-    if (!part.empty() && std::find(out.begin(), out.end(), part) == out.end()) out.emplace_back(part);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
-// Served names from the object's annotation (comma separated, exact names) or label.
-template <class E>
-std::vector<std::string> names_of(E&& metadata, const DiscoveryConfig& config) {
-  if (!config.model_annotation.empty()) {
-    std::string_view v;
-    if (metadata["annotations"][config.model_annotation].get_string().get(v) == simdjson::SUCCESS) {
-      auto names = split_names(v);
-      if (!names.empty()) return names;
-    }
-  }
-  if (!config.model_label.empty()) {
-    std::string_view v;
-    if (metadata["labels"][config.model_label].get_string().get(v) == simdjson::SUCCESS && !v.empty()) {
-      return {std::string(v)};
-    }
-  }
-  return {};
-}
-
-DiscoveredEndpoint make_endpoint(std::string_view address, std::uint16_t port, const std::vector<std::string>& names,
-                                 const DiscoveryConfig& config) {
-  return DiscoveredEndpoint{config.scheme + "://" + detail::url_host(std::string(address)) + ":" + std::to_string(port),
-                            names, {}, config.api_key, config.weight};
-}
-
-EndpointSet slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
-  EndpointSet out;
-  std::uint16_t port = config.port;
-  if (!config.port_name.empty()) {
-    port = 0;
-    dom::array ports;
-    if (slice["ports"].get_array().get(ports) == simdjson::SUCCESS) {
-      for (dom::element p : ports) {
-        std::int64_t number = 0;
-        if (str(p, "name") == config.port_name && p["port"].get_int64().get(number) == simdjson::SUCCESS &&
-            number > 0 && number < 65536) {
-          port = static_cast<std::uint16_t>(number);
-        }
-      }
-    }
-  }
-  if (port == 0) return out;  // the slice does not expose the named port
-  const auto names = names_of(slice["metadata"], config);
-  dom::array endpoints;
-  if (slice["endpoints"].get_array().get(endpoints) != simdjson::SUCCESS) return out;
-  for (dom::element e : endpoints) {
-    // conditions.ready: absent (unknown) counts as ready, as the API documents for consumers.
-    bool ready = true;
-    if (e["conditions"]["ready"].get_bool().get(ready) != simdjson::SUCCESS) ready = true;
-    if (!ready) continue;
-    dom::array addresses;
-    if (e["addresses"].get_array().get(addresses) != simdjson::SUCCESS) continue;
-    for (dom::element a : addresses) {
-      std::string_view address;
-      if (a.get_string().get(address) == simdjson::SUCCESS && !address.empty()) {
-        out.push_back(make_endpoint(address, port, names, config));
-        break;  // the addresses of one endpoint are fungible: one is enough
-      }
-    }
-  }
-  return out;
-}
-
-EndpointSet pod_endpoints(dom::element pod, const DiscoveryConfig& config) {
-  EndpointSet out;
-  dom::element metadata;
-  if (pod["metadata"].get(metadata) != simdjson::SUCCESS) return out;
-  if (!str(metadata, "deletionTimestamp").empty()) return out;  // terminating
-  dom::element status;
-  if (pod["status"].get(status) != simdjson::SUCCESS) return out;
-  const std::string_view ip = str(status, "podIP");
-  if (ip.empty() || str(status, "phase") != "Running") return out;
-  bool ready = false;
-  dom::array conditions;
-  if (status["conditions"].get_array().get(conditions) == simdjson::SUCCESS) {
-    for (dom::element c : conditions) {
-      if (str(c, "type") == "Ready") ready = str(c, "status") == "True";
-    }
-  }
-  if (!ready) return out;
-  std::uint16_t port = config.port;
-  if (!config.port_name.empty()) {
-    port = 0;
-    dom::array containers;
-    if (pod["spec"]["containers"].get_array().get(containers) == simdjson::SUCCESS) {
-      for (dom::element c : containers) {
-        dom::array ports;
-        if (c["ports"].get_array().get(ports) != simdjson::SUCCESS) continue;
-        for (dom::element p : ports) {
-          std::int64_t number = 0;
-          if (port == 0 && str(p, "name") == config.port_name &&
-              p["containerPort"].get_int64().get(number) == simdjson::SUCCESS && number > 0 && number < 65536) {
-            port = static_cast<std::uint16_t>(number);
-          }
-        }
-      }
-    }
-  }
-  if (port == 0) return out;
-  out.push_back(make_endpoint(ip, port, names_of(metadata, config), config));
-  return out;
-}
-
-EndpointSet object_endpoints(dom::element object, const DiscoveryConfig& config) {
-  return config.resource == "pods" ? pod_endpoints(object, config) : slice_endpoints(object, config);
-}
-
-std::string object_key(dom::element object) {
-  return std::string(str(object["metadata"], "namespace")) + "/" +
-         std::string(str(object["metadata"], "name"));
-}
-
 class KubernetesSource final : public EndpointSource {
  public:
   KubernetesSource(const DiscoveryConfig& config, std::string base_url, std::string ns, bool in_cluster)
@@ -196,8 +62,7 @@ class KubernetesSource final : public EndpointSource {
     auto listed = list();
     if (!listed) return std::move(listed).error();
     std::lock_guard<std::mutex> lock(mutex_);
-    objects_ = std::move(listed->objects);
-    resource_version_ = std::move(listed->resource_version);
+    cache_ = std::move(*listed);
     return flatten_locked();
   }
 
@@ -218,10 +83,6 @@ class KubernetesSource final : public EndpointSource {
   }
 
  private:
-  struct Listed {
-    std::map<std::string, EndpointSet> objects;
-    std::string resource_version;
-  };
   enum class WatchEnd { ended, gone, failed, stopped };
 
   std::unique_ptr<httplib::Client> client(std::chrono::seconds read_timeout) const {
@@ -253,8 +114,8 @@ class KubernetesSource final : public EndpointSource {
     return q;
   }
 
-  Result<Listed> list() const {
-    Listed out;
+  Result<detail::KubernetesObjects> list() const {
+    detail::KubernetesObjects out;
     std::string cont;
     auto c = client(std::chrono::seconds(30));
     for (int page = 0; page < 1000; ++page) {
@@ -271,17 +132,9 @@ class KubernetesSource final : public EndpointSource {
                          res->body.substr(0, 200),
                      base_url_};
       }
-      dom::parser parser;
-      dom::element doc;
-      if (parser.parse(res->body).get(doc) != simdjson::SUCCESS) {
+      if (!detail::read_kubernetes_list_page(res->body, config_, out, cont)) {
         return Error{Errc::upstream_protocol, "kubernetes list " + path_ + ": not JSON", base_url_};
       }
-      out.resource_version = std::string(str(doc["metadata"], "resourceVersion"));
-      dom::array items;
-      if (doc["items"].get_array().get(items) == simdjson::SUCCESS) {
-        for (dom::element item : items) out.objects[object_key(item)] = object_endpoints(item, config_);
-      }
-      cont = std::string(str(doc["metadata"], "continue"));
       if (cont.empty()) break;
     }
     return out;
@@ -289,35 +142,15 @@ class KubernetesSource final : public EndpointSource {
 
   EndpointSet flatten_locked() const {
     EndpointSet set;
-    for (const auto& [key, endpoints] : objects_) set.insert(set.end(), endpoints.begin(), endpoints.end());
+    for (const auto& [key, endpoints] : cache_.objects) set.insert(set.end(), endpoints.begin(), endpoints.end());
     detail::normalise_set(set);
     return set;
   }
 
   // Applies one watch event line; sets `gone` on an ERROR event (410 Gone, or any other: relist).
   bool apply_event(std::string_view line, bool& gone) {
-    dom::parser parser;
-    dom::element event;
-    if (parser.parse(line.data(), line.size()).get(event) != simdjson::SUCCESS) return false;
-    const std::string_view type = str(event, "type");
-    dom::element object;
-    if (event["object"].get(object) != simdjson::SUCCESS) return false;
-    if (type == "ERROR") {
-      gone = true;
-      return false;
-    }
     std::lock_guard<std::mutex> lock(mutex_);
-    const std::string_view rv = str(object["metadata"], "resourceVersion");
-    if (!rv.empty()) resource_version_ = std::string(rv);
-    if (type == "ADDED" || type == "MODIFIED") {
-      objects_[object_key(object)] = object_endpoints(object, config_);
-      return true;
-    }
-    if (type == "DELETED") {
-      objects_.erase(object_key(object));
-      return true;
-    }
-    return false;  // BOOKMARK: only the resourceVersion moves
+    return detail::apply_kubernetes_watch_event(line, config_, cache_, gone);
   }
 
   WatchEnd watch(std::uint32_t timeout_s, const std::function<void()>& changed, std::size_t& events) {
@@ -325,7 +158,7 @@ class KubernetesSource final : public EndpointSource {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       target = path_ + query(true) + "timeoutSeconds=" + std::to_string(timeout_s) +
-               "&resourceVersion=" + percent_encode(resource_version_);
+               "&resourceVersion=" + percent_encode(cache_.resource_version);
     }
     auto c = client(std::chrono::seconds(timeout_s + 30));
     {
@@ -405,8 +238,7 @@ class KubernetesSource final : public EndpointSource {
         }
         {
           std::lock_guard<std::mutex> lock(mutex_);
-          objects_ = std::move(listed->objects);
-          resource_version_ = std::move(listed->resource_version);
+          cache_ = std::move(*listed);
         }
         push();
         need_list = false;
@@ -448,9 +280,8 @@ class KubernetesSource final : public EndpointSource {
   std::string namespace_;
   bool in_cluster_;
   std::string path_;
-  std::mutex mutex_;  // guards objects_ and resource_version_
-  std::map<std::string, EndpointSet> objects_;
-  std::string resource_version_;
+  std::mutex mutex_;  // guards cache_
+  detail::KubernetesObjects cache_;
   std::mutex client_mutex_;
   httplib::Client* watch_client_ = nullptr;
   std::atomic<bool> stopping_{false};
@@ -458,15 +289,6 @@ class KubernetesSource final : public EndpointSource {
 };
 
 }  // namespace
-
-Result<EndpointSet> kubernetes_object_endpoints(std::string_view object_json, const DiscoveryConfig& config) {
-  dom::parser parser;
-  dom::element object;
-  if (parser.parse(object_json.data(), object_json.size()).get(object) != simdjson::SUCCESS) {
-    return Error{Errc::invalid_argument, "not a JSON object", ""};
-  }
-  return object_endpoints(object, config);
-}
 
 Result<std::unique_ptr<EndpointSource>> make_kubernetes_source(const DiscoveryConfig& config) {
   std::string base = config.api_url;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <ctime>
 
 #include "../http_util.h"
 #include "../router_impl.h"
@@ -18,6 +20,12 @@
 
 namespace vllm_router::detail {
 namespace {
+
+// Rate-limit windows run on wall-clock time, so router replicas sharing counts agree.
+std::int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string peer_address(int fd) {
   sockaddr_storage ss{};
@@ -67,6 +75,7 @@ void ClientConn::start() {
 }
 
 TimePoint ClientConn::deadline() const {
+  if (state_ == State::admit) return TimePoint::max();
   return state_ == State::exchange && !finished_ ? exchange_.deadline() : client_deadline_;
 }
 
@@ -74,6 +83,7 @@ void ClientConn::close() {
   if (closed_) return;
   if (exchange_.waiting()) loop_.remove_waiting(*this);
   if (!exchange_.done()) exchange_.cancel(loop_.now());
+  end_admission();
   release(false);
   drop_batch();
   if (tls_) {
@@ -227,20 +237,52 @@ void ClientConn::take_request_id() {
 }
 
 bool ClientConn::key_valid() {
-  if (key_ == Key::unknown) {
-    std::string_view authorization;
-    int count = 0;
-    for (const auto& h : head_.headers) {
-      if (iequals(h.name, "authorization")) {
-        authorization = h.value;
-        ++count;
-      }
+  if (key_ != Key::unknown) return key_ == Key::valid;
+  request_key_ = nullptr;
+  if (!loop_.shared.keys_on.load(std::memory_order_acquire)) {
+    key_ = Key::valid;
+    return true;
+  }
+  // The shared table is read again only when it changed (an atomic shared_ptr load per request
+  // would bounce its count between the loops).
+  if (const std::uint64_t v = loop_.shared.keys_version.load(std::memory_order_acquire); v != keys_version_ || !keys_) {
+    keys_version_ = v;
+    keys_ = loop_.shared.key_table();
+    auth_seen_.clear();
+    auth_key_ = nullptr;
+    if (keys_ == nullptr) {
+      key_ = Key::valid;
+      return true;
     }
-    const bool ok = loop_.options.api_keys.empty() ||
-                    (count == 1 && authorized(loop_.options.api_keys, authorization));  // two: ambiguous
-    key_ = ok ? Key::valid : Key::invalid;
+  }
+  std::string_view authorization;
+  int count = 0;
+  for (const auto& h : head_.headers) {
+    if (iequals(h.name, "authorization")) {
+      authorization = h.value;
+      ++count;
+    }
+  }
+  if (count != 1 || authorization.empty()) {  // two: ambiguous
+    key_ = Key::invalid;
+    return false;
+  }
+  if (authorization != auth_seen_) {
+    auth_seen_.assign(authorization);
+    auth_key_ = keys_->find_bearer(authorization);
+  }
+  request_key_ = auth_key_;
+  if (request_key_ == nullptr) {
+    key_ = Key::invalid;
+  } else {
+    key_ = request_key_->expired(static_cast<std::int64_t>(std::time(nullptr))) ? Key::expired : Key::valid;
   }
   return key_ == Key::valid;
+}
+
+Error ClientConn::key_error() const {
+  if (key_ == Key::expired) return Error{Errc::unauthorized, "API key `" + request_key_->id + "` has expired", ""};
+  return Error{Errc::unauthorized, "Missing or invalid API key", ""};
 }
 
 bool ClientConn::reject_before_body() {
@@ -249,7 +291,7 @@ bool ClientConn::reject_before_body() {
   // body would be taken for the next request: the connection closes after the answer.
   close_after_ = true;
   take_request_id();
-  reject(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+  reject(key_error());
   return true;
 }
 
@@ -263,7 +305,53 @@ void ClientConn::dispatch() {
     return local(error_response(
         Error{Errc::not_found, "Not Found: " + std::string(head_.method) + " " + std::string(path), ""}));
   }
-  if (!is_authorized) return reject(Error{Errc::unauthorized, "Missing or invalid API key", ""});
+  if (!is_authorized) return reject(key_error());
+  if (request_key_ != nullptr && request_key_->limited()) return admit();
+  begin_exchange();
+}
+
+void ClientConn::admit() {
+  state_ = State::admit;
+  const std::shared_ptr<RateLimiter>& limiter = loop_.shared.limiter;
+  // Asked for only when the limiter answers later (Redis): the answer comes back through the
+  // loop's mailbox, to this connection if it is still waiting, else the place goes back.
+  auto later = [this]() -> RateLimiter::Done {
+    return [mailbox = loop_.mailbox(), loop = &loop_, slot = slot, generation = generation, keys = keys_,
+            key = request_key_, limiter = loop_.shared.limiter](LimitDecision d) {
+      mailbox->post([=] {
+        auto* conn = static_cast<ClientConn*>(loop->find(slot, generation));
+        if (conn != nullptr && conn->state_ == State::admit) return conn->admitted(d);
+        if (d.allowed) limiter->finish(*key, 0, wall_clock_ms(), true);
+      });
+    };
+  };
+  LimitDecision d;
+  if (limiter->admit(*request_key_, wall_clock_ms(), d, later)) admitted(d);
+}
+
+void ClientConn::admitted(const LimitDecision& d) {
+  if (!d.allowed) {
+    const std::string what = d.reason == "tpm" ? "tokens per minute"
+                             : d.reason == "rpm" ? "requests per minute"
+                                                 : "concurrent requests";
+    return reject(Error{Errc::quota_exceeded,
+                        "Rate limit reached for API key `" + request_key_->id + "` (" + what + "); retry after " +
+                            std::to_string(d.retry_after.count()) + " s",
+                        ""},
+                  static_cast<std::uint32_t>(d.retry_after.count()));
+  }
+  admitted_ = true;
+  begin_exchange();
+  if (!closed_) retime();  // from the mailbox: no event handler re-arms the timer
+}
+
+void ClientConn::end_admission() {
+  if (!admitted_) return;
+  admitted_ = false;
+  loop_.shared.limiter->finish(*request_key_, exchange_.usage().total(), wall_clock_ms(), forbidden_);
+}
+
+void ClientConn::begin_exchange() {
   ClientRequest req;
   req.method = head_.method;
   req.target = head_.target;
@@ -273,6 +361,8 @@ void ClientConn::dispatch() {
   req.request_id = request_id_;
   req.client_address = peer_;
   req.client_stall = std::chrono::milliseconds(loop_.options.client_timeout_ms);
+  req.key = request_key_;
+  forbidden_ = false;
   state_ = State::exchange;
   finished_ = cut_ = false;
   exchange_.start(req, loop_.now());
@@ -280,7 +370,8 @@ void ClientConn::dispatch() {
 }
 
 void ClientConn::answer_local(std::string_view method, std::string_view path, bool is_authorized) {
-  LocalRequest req{method, path, head_.target, head_.headers, is_authorized};
+  const bool admin = is_authorized && (request_key_ == nullptr || request_key_->admin);
+  LocalRequest req{method, path, head_.target, head_.headers, is_authorized, admin, request_key_};
   LocalResponse resp;
   if (!answer_local_route(req, loop_.shared, resp)) {
     resp = error_response(Error{Errc::not_found, "Not Found: " + std::string(method) + " " + std::string(path), ""});
@@ -288,15 +379,18 @@ void ClientConn::answer_local(std::string_view method, std::string_view path, bo
   local(resp, false, method == "HEAD");
 }
 
-void ClientConn::reject(const Error& error) {
+void ClientConn::reject(const Error& error, std::uint32_t retry_after) {
   ExchangeSummary s;
   s.request_id = request_id_;
   s.end = ExchangeEnd::rejected;
   s.status = http_status(error.code);
   s.duration = loop_.now() - started_;
   s.error = error.message;
+  if (request_key_ != nullptr) s.key_id = request_key_->id;
   notify_observer(RouterAccess::impl(loop_.router).observer(), [&](Observer& o) { o.on_exchange(s); });
-  local(error_response(error));
+  LocalResponse r = error_response(error);
+  r.retry_after = retry_after;
+  local(r);
 }
 
 void ClientConn::local(const LocalResponse& r, bool close_after, bool head_only) {
@@ -311,6 +405,7 @@ void ClientConn::local(const LocalResponse& r, bool close_after, bool head_only)
 }
 
 void ClientConn::request_done() {
+  end_admission();
   exchange_.reset();
   if (close_after_) return close();
   // Reset for the next request on this keep-alive connection.
@@ -322,6 +417,7 @@ void ClientConn::request_done() {
   chunked_body_.clear();
   chunked_raw_.clear();
   key_ = Key::unknown;
+  request_key_ = nullptr;
   body_scanner_ = ChunkedScanner{};
   body_ = {};
   continue_sent_ = false;
@@ -343,6 +439,8 @@ void ClientConn::on_timer() {
       if (in_.empty() && !head_parsed_) return close();  // an idle keep-alive connection
       request_id_ = new_request_id();
       return local(error_response(Error{Errc::request_timeout, "timed out reading the request", ""}), true);
+    case State::admit:
+      return;  // the limiter answers within its own timeout
     case State::exchange:
       if (!finished_) return exchange_timer();
       return close();  // the client stopped reading the end of the answer

@@ -37,7 +37,7 @@ class ClientConn final : public ExchangeDriver {
   void on_error(const Error& error) override;
 
  private:
-  enum class State : std::uint8_t { head, body, exchange, flush };
+  enum class State : std::uint8_t { head, body, admit, exchange, flush };
 
   void after_upstream_read() override;
   void read(bool peer_closed);
@@ -46,9 +46,14 @@ class ClientConn final : public ExchangeDriver {
   void dispatch();
   void answer_local(std::string_view method, std::string_view path, bool is_authorized);
   void local(const LocalResponse& r, bool close_after = false, bool head_only = false);
-  void reject(const Error& error);  // a POST refused before its exchange (401...)
+  void reject(const Error& error, std::uint32_t retry_after = 0);  // a POST refused before its exchange (401...)
   bool reject_before_body();        // 401 before any body byte is kept or 100 Continue sent
   bool key_valid();                 // exactly one Authorization header, with a configured key
+  Error key_error() const;          // why key_valid() said no
+  void admit();                     // the key's limits (rate limiter), then the exchange
+  void admitted(const LimitDecision& decision);
+  void begin_exchange();
+  void end_admission();             // the request's place and tokens back to the limiter
   void take_request_id();
   void flush();
   void request_done();
@@ -91,8 +96,17 @@ class ClientConn final : public ExchangeDriver {
   std::string_view body_;
   std::size_t body_capacity_ = 0;
   bool continue_sent_ = false;
-  enum class Key : std::uint8_t { unknown, valid, invalid };
+  enum class Key : std::uint8_t { unknown, valid, invalid, expired };
   Key key_ = Key::unknown;  // this request's key verdict, worked out once
+  const ApiKey* request_key_ = nullptr;  // this request's key (null: none, or no keys)
+  bool admitted_ = false;                // holds a place with the rate limiter
+  bool forbidden_ = false;               // the exchange refused the key (refund its request)
+  // The key table the verdicts came from, and this connection's last Authorization value and
+  // its key: a keep-alive client sends the same one each time, hashed once.
+  std::shared_ptr<const KeyTable> keys_;
+  std::uint64_t keys_version_ = 0;
+  std::string auth_seen_;
+  const ApiKey* auth_key_ = nullptr;
   bool close_after_ = false;
   std::string request_id_;
   TimePoint started_;

@@ -93,6 +93,7 @@ void ClientConn::on_abort(const Error&) {
 }
 
 void ClientConn::on_error(const Error& error) {
+  forbidden_ = error.code == Errc::forbidden;
   std::string text;
   append_local_response(text, error_response(error), request_id_, close_after_);
   put(text);

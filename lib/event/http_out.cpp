@@ -47,7 +47,9 @@ void append_local_response(std::string& out, const LocalResponse& r, std::string
   append_header(out, "Content-Type", r.content_type);
   append_header(out, "Content-Length", std::to_string(r.body.size()));
   if (!request_id.empty()) append_header(out, "X-Request-Id", request_id);
-  if (r.status == 503 || r.status == 429) append_header(out, "Retry-After", "1");
+  if (r.status == 503 || r.status == 429) {
+    append_header(out, "Retry-After", std::to_string(r.retry_after == 0 ? 1 : r.retry_after));
+  }
   if (close) append_header(out, "Connection", "close");
   out.append("\r\n").append(r.body);
 }
@@ -77,23 +79,6 @@ std::string new_request_id() {
     for (std::size_t i = 0; i < 16; ++i, v >>= 4) id[half * 16 + i] = kHex[v & 15];
   }
   return id;
-}
-
-bool authorized(const std::vector<std::string>& keys, std::string_view authorization) noexcept {
-  if (keys.empty()) return true;
-  constexpr std::string_view kBearer = "bearer ";
-  if (authorization.size() <= kBearer.size() || !iequals(authorization.substr(0, kBearer.size()), kBearer)) {
-    return false;
-  }
-  const std::string_view key = trim(authorization.substr(kBearer.size()));
-  bool ok = false;
-  for (const std::string& k : keys) {
-    if (k.empty() || k.size() != key.size()) continue;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < k.size(); ++i) diff |= static_cast<unsigned char>(k[i] ^ key[i]);
-    ok = ok || diff == 0;
-  }
-  return ok;
 }
 
 }  // namespace vllm_router::detail

@@ -34,8 +34,4 @@ bool valid_request_id(std::string_view id) noexcept;
 /// A fresh 32-hex-digit request id. Thread-safe.
 std::string new_request_id();
 
-/// True when `authorization` ("Bearer KEY", scheme case-insensitive) carries one of `keys`, or
-/// `keys` is empty. Compares in constant time for keys of equal length.
-bool authorized(const std::vector<std::string>& keys, std::string_view authorization) noexcept;
-
 }  // namespace vllm_router::detail

@@ -13,6 +13,30 @@
 #include "client_conn.h"
 
 namespace vllm_router::detail {
+
+LoopShared::LoopShared(Router& r, ServerOptions o, std::shared_ptr<const Clock> c)
+    : router(r), options(std::move(o)), clock(std::move(c)) {
+  if (!options.api_keys.empty()) plain_keys = KeyTable::from_plain(options.api_keys);
+  limiter = options.limiter != nullptr ? options.limiter : make_local_rate_limiter();
+  set_keys(options.keys);
+}
+
+void LoopShared::set_keys(std::shared_ptr<const KeyTable> keys) {
+  std::shared_ptr<const KeyTable> table = std::move(keys);
+  if (plain_keys != nullptr) {
+    if (table == nullptr) {
+      table = plain_keys;
+    } else {
+      std::vector<ApiKey> all = table->keys();
+      all.insert(all.end(), plain_keys->keys().begin(), plain_keys->keys().end());
+      table = std::make_shared<const KeyTable>(std::move(all));
+    }
+  }
+  std::atomic_store(&key_table_, table);
+  keys_version.fetch_add(1, std::memory_order_release);
+  keys_on.store(table != nullptr, std::memory_order_release);
+}
+
 namespace {
 
 // epoll tags: the low two bits say what the rest is.

@@ -36,8 +36,7 @@ class ClientConn;
 /// What the loops of one Server (or one async client) share. Read-only after start except the
 /// atomics.
 struct LoopShared {
-  LoopShared(Router& r, ServerOptions o, std::shared_ptr<const Clock> c = std::make_shared<SteadyClock>())
-      : router(r), options(std::move(o)), clock(std::move(c)) {}
+  LoopShared(Router& r, ServerOptions o, std::shared_ptr<const Clock> c = std::make_shared<SteadyClock>());
   Router& router;
   ServerOptions options;
   std::shared_ptr<const Clock> clock;  // the loops' time (tests inject a ManualClock)
@@ -47,6 +46,17 @@ struct LoopShared {
   std::atomic<bool> draining{false};
   std::atomic<std::int64_t> drain_deadline_ns{0};  // steady clock since its epoch
   std::vector<std::unique_ptr<Loop>> loops;
+  // Client keys: options.api_keys as a table, merged with options.keys or set_keys()'s; read
+  // with key_table() (null: no authentication).
+  std::shared_ptr<const KeyTable> plain_keys;
+  std::shared_ptr<const KeyTable> key_table_;  // std::atomic_load/store only
+  std::atomic<bool> keys_on{false};
+  std::atomic<std::uint64_t> keys_version{0};  // bumped by set_keys: connections re-read the table
+  std::shared_ptr<RateLimiter> limiter;
+  void set_keys(std::shared_ptr<const KeyTable> keys);
+  std::shared_ptr<const KeyTable> key_table() const {
+    return keys_on.load(std::memory_order_acquire) ? std::atomic_load(&key_table_) : nullptr;
+  }
   void log(int level, std::string_view message) const {
     if (options.log) options.log(level, message);
   }

@@ -72,6 +72,9 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
   impl->port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                         : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   shared.created = static_cast<std::int64_t>(std::time(nullptr));
+  for (const std::string& k : o.api_keys) {
+    if (k.empty()) return Result<std::unique_ptr<Server>>(Errc::config, "api_keys: an empty key would accept anyone", "api_keys");
+  }
   unsigned n = o.threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) shared.loops.push_back(std::make_unique<detail::Loop>(shared));
@@ -118,6 +121,8 @@ void Server::stop(std::chrono::milliseconds grace) {
   if (!shared.draining.exchange(true) && shared.listen_fd >= 0) ::shutdown(shared.listen_fd, SHUT_RDWR);
   for (auto& loop : shared.loops) loop->wake();
 }
+
+void Server::set_keys(std::shared_ptr<const KeyTable> keys) { impl_->shared.set_keys(std::move(keys)); }
 
 bool Server::draining() const noexcept { return impl_->shared.draining.load(std::memory_order_relaxed); }
 

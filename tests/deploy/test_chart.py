@@ -118,6 +118,10 @@ def check_config(rendered, tmp_path, with_env):
                 env[name] = "test-key"
         assert env["VLLM_ROUTER_CONFIG"] == "/etc/vllm-router/config.json"
         env["VLLM_ROUTER_CONFIG"] = str(cfg)
+        if "VLLM_ROUTER_KEYS_FILE" in env:  # the tenants' Secret, as the pod would mount it
+            keys = tmp_path / "keys.json"
+            keys.write_text('{"keys": [{"id": "t", "sha256": "%s"}]}' % ("ab" * 32))
+            env["VLLM_ROUTER_KEYS_FILE"] = str(keys)
     else:
         args += ["--config", str(cfg)]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=10)
@@ -170,7 +174,10 @@ def assert_common(r):
     assert env["VLLM_ROUTER_CONFIG"]["value"] == "/etc/vllm-router/config.json"
     assert c["volumeMounts"][0] == {"name": "config", "mountPath": "/etc/vllm-router", "readOnly": True}
     assert spec["volumes"][0] == {"name": "config", "configMap": {"name": f"{FULL}-config"}}
-    assert len(c["volumeMounts"]) == len(spec["volumes"]) == (2 if tls else 1)
+    # Only the tenants' keys Secret and the TLS Secret may add a volume (in that order).
+    assert [v["name"] for v in spec["volumes"][1:]] in ([], ["tenant-keys"], ["tls"], ["tenant-keys", "tls"])
+    assert [m["name"] for m in c["volumeMounts"]] == [v["name"] for v in spec["volumes"]]
+    assert ("tls" in [v["name"] for v in spec["volumes"]]) == tls
     assert spec["serviceAccountName"] == FULL
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -361,6 +368,17 @@ def test_all_features(tmp_path):
     ann = r.router_deployment()["spec"]["template"]["metadata"]["annotations"]
     assert re.match(r"^[0-9a-f]{64}$", ann["checksum/api-keys"])
     assert r.router_env()["VLLM_ROUTER_ALIASES"]["value"] == "chat=meta-llama/Llama-2-7B-chat-hf"
+    # Tenants' keys from a Secret, mounted as a directory (updates reach the router), and Redis.
+    env = r.router_env()
+    assert env["VLLM_ROUTER_KEYS_FILE"]["value"] == "/etc/vllm-router-keys/keys.json"
+    assert env["VLLM_ROUTER_RATE_LIMIT_REDIS"]["value"] == "redis.cache.svc:6379"
+    assert env["VLLM_ROUTER_REDIS_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "redis-auth", "key": "password"}}
+    pod = r.router_deployment()["spec"]["template"]["spec"]
+    assert {"name": "tenant-keys", "secret": {"secretName": "tenant-keys"}} in pod["volumes"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["tenant-keys"] == {"name": "tenant-keys", "mountPath": "/etc/vllm-router-keys", "readOnly": True}
+    assert "subPath" not in mounts["tenant-keys"]
 
     # PVCs: one created (kept on uninstall), one existing; HF token Secret with its own key.
     pvc = r.get("PersistentVolumeClaim", f"{FULL}-llama-2-13b-chat-gptq-cache")

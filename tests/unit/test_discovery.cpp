@@ -268,6 +268,11 @@ TEST_CASE("kubernetes objects: ready addresses, port by name, names from annotat
   const char* deleting = R"({"metadata":{"name":"p","deletionTimestamp":"2024-01-01T00:00:00Z"},
     "status":{"phase":"Running","podIP":"10.0.0.9","conditions":[{"type":"Ready","status":"True"}]}})";
   CHECK(kubernetes_object_endpoints(deleting, pods).value().empty());
+  // Not JSON. An empty view with no data once reached simdjson's memcpy from nullptr (undefined;
+  // UBSan in tests/fuzz kube_watch reports it, this build does not).
+  CHECK_FALSE(kubernetes_object_endpoints(std::string_view(), pods).ok());
+  CHECK_FALSE(kubernetes_object_endpoints("", pods).ok());
+  CHECK_FALSE(kubernetes_object_endpoints("{\"metadata\":", pods).ok());
 }
 
 TEST_CASE("config: the discovery section") {

@@ -91,6 +91,17 @@ TEST_CASE("parse_vllm_load: the older KV name, labels with braces and quotes, ba
   CHECK(none.kv_cache_usage < 0.0F);
 }
 
+TEST_CASE("parse_vllm_load: counts are clamped to 0..2^30, however large the gauge (found by tests/fuzz)") {
+  // A value beyond long long once rounded to LLONG_MIN and read as 0: an idle replica.
+  CHECK(parse_vllm_load("vllm:num_requests_waiting 1e19\n").waiting == 1 << 30);
+  CHECK(parse_vllm_load("vllm:num_requests_running 6e18\nvllm:num_requests_running 6e18\n").running == 1 << 30);
+  CHECK(parse_vllm_load("vllm:num_requests_running 1.7e308\nvllm:num_requests_running 1.7e308\n").running ==
+        1 << 30);  // the sum overflows to +inf
+  CHECK(parse_vllm_load("vllm:num_requests_waiting 1073741823.6\n").waiting == 1 << 30);
+  CHECK(parse_vllm_load("vllm:num_requests_waiting -1e19\n").waiting == 0);
+  CHECK(parse_vllm_load("vllm:num_requests_waiting 2.5\n").waiting == 3);
+}
+
 TEST_CASE("LoadScraper: one round writes every endpoint's load and time; failures age out") {
   auto t = std::make_shared<MetricsTransport>();
   RouterConfig c;

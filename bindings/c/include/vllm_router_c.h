@@ -62,7 +62,9 @@ typedef enum vr_status {
   /* 17: retired (was VR_METHOD_NOT_ALLOWED, never returned) */
   VR_REQUEST_TIMEOUT = 18,
   VR_HEADERS_TOO_LARGE = 19,
-  VR_RATE_LIMITED = 20       /**< too many requests waiting: back off (HTTP 429) */
+  VR_RATE_LIMITED = 20,      /**< too many requests waiting: back off (HTTP 429) */
+  VR_QUOTA_EXCEEDED = 21,    /**< the API key's rate limit (HTTP 429) */
+  VR_FORBIDDEN = 22          /**< the API key may not do this (HTTP 403) */
 } vr_status;
 
 /** The message of the last failed vr_ call on this thread ("" if none). Owned by the library,

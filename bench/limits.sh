@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Keys and rate limits on against off: requests/s of the same router build in front of the same
+# simulated engine, wrk -t1 -c64 over keep-alive connections, ~1 KB non-streamed chat completion.
+#
+#   bench/limits.sh [ROUNDS] [SECONDS]      (default 5 rounds of 5 s per case)
+#
+# Cases, alternated each round (order rotated): off (no keys), keys (a keys file, the key has a
+# model scope and rpm/tpm/concurrency limits far above the load, local limiter), redis (the same
+# with the counts in a local redis-server). Prints each round and the medians with the ratio to
+# off; the target (issue 12) is keys >= 0.95 x off. Builds nothing; needs build/server/vllm-router,
+# build/tools/vllm-sim, wrk and (for the redis case) redis-server.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROUNDS=${1:-5}
+SECS=${2:-5}
+ROUTER=${VLLM_ROUTER:-$ROOT/build/server/vllm-router}
+SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
+MODEL=facebook/opt-125m
+KEY=sk-bench-key-0123456789abcdef
+TMP=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_line() {  # wait_line FILE PREFIX -> the port announced
+  for _ in $(seq 200); do
+    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 -o "$2[0-9.]*:[0-9]*" "$1" | grep -o '[0-9]*$'; return; fi
+    sleep 0.05
+  done
+  echo "no announcement in $1" >&2
+  exit 1
+}
+
+nice -n 10 "$SIM" --port 0 --io epoll --model "$MODEL" >"$TMP/sim.log" 2>&1 &
+pids+=($!)
+sim_port=$(wait_line "$TMP/sim.log" "listening on http://")
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+pids+=($!)
+digest=$(printf %s "$KEY" | "$ROUTER" --hash-key)
+cat >"$TMP/keys.json" <<EOF
+{"keys": [{"id": "bench", "sha256": "$digest", "models": ["facebook/*"], "rpm": 100000000, "tpm": 100000000000,
+           "max_concurrent": 100000}]}
+EOF
+content=$(printf 'hello world bench router stream %.0s' $(seq 30) | head -c 900)
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+wrk.body = [[{"model":"$MODEL","messages":[{"role":"user","content":"$content"}],"max_tokens":16,"stream":false}]]
+EOF
+
+start_router() {  # start_router NAME ARGS... -> port in $port, pid in $rpid
+  local name=$1
+  shift
+  "$ROUTER" --host 127.0.0.1 --port 0 --model "$MODEL=http://127.0.0.1:$sim_port" --log-level warn "$@" \
+    >"$TMP/router-$name.log" 2>&1 &
+  rpid=$!
+  port=$(wait_line "$TMP/router-$name.log" "listening on http://")
+}
+run_case() {  # run_case NAME -> requests/s
+  case $1 in
+    off) start_router off ;;
+    keys) start_router keys --keys-file "$TMP/keys.json" ;;
+    redis) start_router redis --keys-file "$TMP/keys.json" --rate-limit-redis "127.0.0.1:$redis_port" ;;
+  esac
+  wrk -t1 -c64 -d1s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1
+  local out t0 t1
+  t0=$(cpu_ticks "$rpid")
+  out=$(wrk -t1 -c64 -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" 2>&1)
+  t1=$(cpu_ticks "$rpid")
+  kill "$rpid"
+  wait "$rpid" 2>/dev/null || true
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "case $1: non-2xx answers: $(grep Non-2xx <<<"$out")" >&2
+    exit 1
+  fi
+  # requests/s and the router's CPU per request (utime + stime over the run), microseconds
+  awk -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%s %.1f\n", rps, ticks / hz * 1e6 / n}' <<<"$out"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
+
+cases=(off keys redis)
+declare -A results cpu
+for ((r = 0; r < ROUNDS; r++)); do
+  line="round $((r + 1)):"
+  for ((i = 0; i < ${#cases[@]}; i++)); do
+    c=${cases[$(((i + r) % ${#cases[@]}))]}
+    read -r v u < <(run_case "$c")
+    results[$c]+=" $v"
+    cpu[$c]+=" $u"
+    line+=" $c ${v} req/s ${u} us/req;"
+  done
+  echo "$line"
+done
+off=$(median <<<"${results[off]}")
+off_cpu=$(median <<<"${cpu[off]}")
+echo
+echo "| case | requests/s (median of $ROUNDS x ${SECS} s) | x off | router CPU per request, us (median) | x off |"
+echo "| --- | --- | --- | --- | --- |"
+for c in "${cases[@]}"; do
+  m=$(median <<<"${results[$c]}")
+  u=$(median <<<"${cpu[$c]}")
+  echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
+done
