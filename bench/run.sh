@@ -15,13 +15,14 @@
 # To measure the thread-per-connection front end instead:
 #   ROUTER_ARGS="--threads 1" (one event loop) ROUTER_FAIR_ARGS="--threads 2"
 #   ROUTER_IDLE_ARGS   (default "": the router's defaults) row e
+# Rows to run: ROWS (default "a b c d e f"; e.g. ROWS=f for the TLS row alone).
 # See bench/README.md.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0
 OUT=""
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -45,6 +46,8 @@ SIM_STREAM_IO=${SIM_STREAM_IO:-epoll}
 SIM_STREAM_NICE=${SIM_STREAM_NICE:-$([[ $SIM_STREAM_IO == epoll ]] && echo 0 || echo "$SIM_NICE")}
 ROUTER_FAIR_ARGS=${ROUTER_FAIR_ARGS-}
 ROUTER_IDLE_ARGS=${ROUTER_IDLE_ARGS:-}
+ROWS=${ROWS:-a b c d e f}
+has_row() { [[ " $ROWS " == *" $1 "* ]]; }
 MODEL=facebook/opt-125m
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -64,6 +67,7 @@ if (( !HAVE_NGINX || !HAVE_WRK )); then
     log "missing:$missing -- quick mode skips the rows that need it (apt-get install nginx-light wrk)"
     (( HAVE_NGINX )) || SKIPPED+=("nginx columns (nginx not installed)")
     (( HAVE_WRK )) || SKIPPED+=("row a (wrk not installed)")
+    (( HAVE_WRK && HAVE_NGINX )) || SKIPPED+=("row f (needs nginx and wrk)")
   else
     die "missing:$missing. Install with: apt-get install nginx-light wrk (or run --quick to skip those rows)"
   fi
@@ -71,10 +75,10 @@ fi
 
 # ---- parameters ----------------------------------------------------------------------------
 if (( QUICK )); then
-  WRK_S=2; LAT_MS=1000; FAIR_MS=1500; A_ROUNDS=${A_ROUNDS:-1}
+  WRK_S=2; LAT_MS=1000; FAIR_MS=1500; A_ROUNDS=${A_ROUNDS:-1}; F_ROUNDS=${F_ROUNDS:-1}; F_WRK_S=1
   K1=100; K2=200; K2_RAMP=2000
 else
-  WRK_S=${WRK_S:-8}; LAT_MS=3000; FAIR_MS=3000; A_ROUNDS=${A_ROUNDS:-3}
+  WRK_S=${WRK_S:-8}; LAT_MS=3000; FAIR_MS=3000; A_ROUNDS=${A_ROUNDS:-3}; F_ROUNDS=${F_ROUNDS:-3}; F_WRK_S=${F_WRK_S:-$WRK_S}
   K1=1000; K2=4000; K2_RAMP=2000
 fi
 TOKENS=50; ITL=20
@@ -146,7 +150,7 @@ stop_pid() {
   wait "$p" 2>/dev/null
   forget_pid "$p"
 }
-# start_listening NAME CMD... : starts CMD, waits for "... listening on http://HOST:PORT";
+# start_listening NAME CMD... : starts CMD, waits for "... listening on http(s)://HOST:PORT";
 # sets LPID and LPORT.
 start_listening() {
   local name=$1; shift
@@ -157,7 +161,7 @@ start_listening() {
   PIDS+=("$LPID")
   local line=""
   for _ in $(seq 400); do
-    line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
+    line=$(grep -m1 -E 'listening on https?://' "$out" 2>/dev/null || true)
     [[ -n "$line" ]] && break
     kill -0 "$LPID" 2>/dev/null || break
     sleep 0.025
@@ -220,10 +224,14 @@ start_router() {  # start_router ARGS-STRING THREADS
   ROUTER_PID=$LPID; ROUTER_PORT=$LPORT
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-start_nginx() {
+start_nginx() {  # start_nginx [tls]: with tls, HTTPS with row f's certificate
   NGINX_PID=""; NGINX_PORT=""; NGINX_PIDS=""
   (( HAVE_NGINX )) || return 0
-  local d="$TMP/nginx" conn=$(( NOFILE > 1024 ? NOFILE - 100 : 1024 )) user=""
+  local d="$TMP/nginx" conn=$(( NOFILE > 1024 ? NOFILE - 100 : 1024 )) user="" ssl="" tls=""
+  if [[ "${1:-}" == tls ]]; then
+    ssl=" ssl"
+    tls="ssl_certificate $TLS_CERT; ssl_certificate_key $TLS_KEY; ssl_protocols TLSv1.2 TLSv1.3;"
+  fi
   mkdir -p "$d"
   [[ $EUID -eq 0 ]] && user="user root;"
   local try port
@@ -251,7 +259,8 @@ http {
     keepalive_requests 100000;
   }
   server {
-    listen 127.0.0.1:$port backlog=4096;
+    listen 127.0.0.1:$port$ssl backlog=4096;
+    $tls
     location / {
       proxy_pass http://sim;
       proxy_http_version 1.1;
@@ -354,9 +363,21 @@ start_one() {  # start_one SYSTEM: a fresh engine and, in front of it, only SYST
   esac
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
-row_a() {
-  wait_quiet
-  log "a. throughput: wrk -t1 -c64 -d${WRK_S}s, ~1 KB non-streamed chat completion, $A_ROUNDS round(s)"
+# wrk_result FILE PREFIX CPU_TICKS: a wrk run's requests/s, requests, p50/p99 ms, errors
+# (non-2xx + socket) and the proxy's CPU µs per request into R[PREFIX.*]; false when it failed.
+wrk_result() {
+  local f=$1 p=$2 non2xx sockerr
+  R[$p.rps]=$(awk '/^Requests\/sec:/{print $2}' "$f")
+  R[$p.reqs]=$(awk '/requests in/{print $1}' "$f")
+  R[$p.p50]=$(to_ms "$(awk '$1=="50%"{print $2}' "$f")")
+  R[$p.p99]=$(to_ms "$(awk '$1=="99%"{print $2}' "$f")")
+  non2xx=$(awk '/Non-2xx/{print $NF}' "$f"); non2xx=${non2xx:-0}
+  sockerr=$(awk -F'[ ,]+' '/Socket errors/{print $5+$7+$9+$11}' "$f"); sockerr=${sockerr:-0}
+  R[$p.errors]=$(( non2xx + sockerr ))
+  [[ -n "$(g $p.rps)" && -n "$(g $p.reqs)" && "$(g $p.reqs)" != 0 ]] || return 1
+  R[$p.cpu_us]=$(awk -v t="$3" -v hz="$CLK_TCK" -v n="$(g $p.reqs)" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
+}
+write_post_lua() {  # the ~1 KB non-streamed chat completion of rows a and f, as a wrk script
   local body content
   content=$(printf 'hello world bench router stream %.0s' $(seq 30) | head -c 900)
   body="{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"$content\"}],\"max_tokens\":16,\"stream\":false}"
@@ -366,6 +387,11 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[$body]]
 EOF
   R[a.body_bytes]=${#body}
+}
+row_a() {
+  wait_quiet
+  log "a. throughput: wrk -t1 -c64 -d${WRK_S}s, ~1 KB non-streamed chat completion, $A_ROUNDS round(s)"
+  write_post_lua
   local -a order
   read -r -a order <<<"$(systems)"
   local round s port pids c0 c1 s0 s1 f i n=${#order[@]}
@@ -381,22 +407,12 @@ EOF
       "$WRK" -t1 -c64 -d"${WRK_S}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$f" 2>&1
       c1=$(cpu_ticks "$pids"); s1=$(cpu_ticks "$SIM_PID")
       stop_stack
-      local rps reqs p50 p99 non2xx sockerr
-      rps=$(awk '/^Requests\/sec:/{print $2}' "$f")
-      reqs=$(awk '/requests in/{print $1}' "$f")
-      p50=$(to_ms "$(awk '$1=="50%"{print $2}' "$f")")
-      p99=$(to_ms "$(awk '$1=="99%"{print $2}' "$f")")
-      non2xx=$(awk '/Non-2xx/{print $NF}' "$f"); non2xx=${non2xx:-0}
-      sockerr=$(awk -F'[ ,]+' '/Socket errors/{print $5+$7+$9+$11}' "$f"); sockerr=${sockerr:-0}
-      if [[ -z "$rps" || -z "$reqs" || "$reqs" == 0 ]]; then
-        log "wrk against $s failed: $(tail -3 "$f")"; FAILED=1; continue
-      fi
-      R[a.$s.r$round.rps]=$rps; R[a.$s.r$round.p50]=$p50; R[a.$s.r$round.p99]=$p99
+      wrk_result "$f" "a.$s.r$round" "$((c1 - c0))" || { log "wrk against $s failed: $(tail -3 "$f")"; FAILED=1; continue; }
+      local rps=$(g a.$s.r$round.rps)
       R[a.$s.rounds]="$(g a.$s.rounds) $rps"
-      R[a.$s.errors]=$(( ${R[a.$s.errors]:-0} + non2xx + sockerr ))
-      R[a.$s.r$round.cpu_us]=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
-      R[a.$s.r$round.sim_us]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
-      log "   round $round, $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, errors $((non2xx + sockerr))"
+      R[a.$s.errors]=$(( ${R[a.$s.errors]:-0} + $(g a.$s.r$round.errors) ))
+      R[a.$s.r$round.sim_us]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$(g a.$s.r$round.reqs)" 'BEGIN{printf "%.1f", t/hz*1e6/n}')
+      log "   round $round, $s: $rps req/s, p50 $(g a.$s.r$round.p50) ms, p99 $(g a.$s.r$round.p99) ms, errors $(g a.$s.r$round.errors)"
     done
   done
   # Each system's median round gives its row; the ratio is of the medians.
@@ -409,6 +425,58 @@ EOF
       R[a.$s.rps]=$med; R[a.$s.p50]=$(g a.$s.r$r.p50); R[a.$s.p99]=$(g a.$s.r$r.p99)
       R[a.$s.cpu_us]=$(g a.$s.r$r.cpu_us); R[a.$s.sim_us]=$(g a.$s.r$r.sim_us)
       break
+    done
+  done
+}
+
+# ---- f. TLS termination: the router and nginx with the same certificate ---------------------
+# Each round starts a fresh engine per system with only that system in front of it (as row a),
+# the order of the two alternated; keep-alive load first, then a new connection per request
+# (`Connection: close`: a full handshake each, wrk does not resume sessions).
+row_f() {
+  wait_quiet
+  log "f. TLS termination: wrk -t1 -c64 -d${F_WRK_S}s over https, keep-alive and a connection per request, $F_ROUNDS round(s)"
+  [[ -f "$TMP/post.lua" ]] || write_post_lua
+  TLS_CERT="$TMP/tls.pem"; TLS_KEY="$TMP/tls.key"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$TLS_KEY" -out "$TLS_CERT" 2>"$TMP/openssl.err" ||
+    { log "openssl could not make a certificate: $(tail -2 "$TMP/openssl.err")"; FAILED=1; return; }
+  local round i s mode f c0 c1 url
+  local -a order=(nginx router)
+  for (( round = 1; round <= F_ROUNDS; round++ )); do
+    for (( i = 0; i < 2; i++ )); do
+      s=${order[$(( (i + round - 1) % 2 ))]}
+      start_sim 512
+      if [[ $s == nginx ]]; then start_nginx tls; else start_router "$ROUTER_ARGS --tls-cert $TLS_CERT --tls-key $TLS_KEY" 128; fi
+      url="https://127.0.0.1:$(port_of "$s")/v1/chat/completions"
+      "$WRK" -t1 -c64 -d1s -s "$TMP/post.lua" "$url" >/dev/null 2>&1  # warm-up
+      for mode in ka new; do
+        f="$TMP/wrk-f-$s-$mode-$round.txt"
+        c0=$(cpu_ticks "$(pids_of "$s")")
+        if [[ $mode == ka ]]; then
+          "$WRK" -t1 -c64 -d"${F_WRK_S}s" --latency -s "$TMP/post.lua" "$url" >"$f" 2>&1
+        else
+          "$WRK" -t1 -c64 -d"${F_WRK_S}s" --latency -H "Connection: close" -s "$TMP/post.lua" "$url" >"$f" 2>&1
+        fi
+        c1=$(cpu_ticks "$(pids_of "$s")")
+        wrk_result "$f" "f.$mode.$s.r$round" "$((c1 - c0))" || { log "wrk over https against $s failed: $(tail -3 "$f")"; FAILED=1; continue; }
+        R[f.$mode.$s.rounds]="$(g f.$mode.$s.rounds) $(g f.$mode.$s.r$round.rps)"
+        log "   round $round, $s, $mode: $(g f.$mode.$s.r$round.rps) req/s, $(g f.$mode.$s.r$round.cpu_us) µs CPU per request, errors $(g f.$mode.$s.r$round.errors)"
+      done
+      stop_stack
+    done
+  done
+  local r med
+  for mode in ka new; do
+    for s in nginx router; do
+      med=$(g f.$mode.$s.rounds | median)
+      [[ -z "$med" ]] && continue
+      for (( r = 1; r <= F_ROUNDS; r++ )); do
+        [[ "$(g f.$mode.$s.r$r.rps)" == "$med" ]] || continue
+        R[f.$mode.$s.rps]=$med; R[f.$mode.$s.cpu_us]=$(g f.$mode.$s.r$r.cpu_us); R[f.$mode.$s.errors]=$(g f.$mode.$s.r$r.errors)
+        R[f.$mode.$s.p50]=$(g f.$mode.$s.r$r.p50); R[f.$mode.$s.p99]=$(g f.$mode.$s.r$r.p99)
+        break
+      done
     done
   done
 }
@@ -516,13 +584,16 @@ row_e() {
 
 # ---- run ---------------------------------------------------------------------------------
 log "mode: $([[ $QUICK == 1 ]] && echo quick || echo full); router args: '$ROUTER_ARGS'; tmp: $TMP"
-if (( HAVE_WRK )); then row_a; fi
-row_b
-(( QUICK )) || setup_sim_cgroup
-run_streams c1 "$K1" 0
-run_streams c2 "$K2" "$K2_RAMP"
-row_d
-row_e
+if has_row a && (( HAVE_WRK )); then row_a; fi
+if has_row b; then row_b; fi
+if has_row c; then
+  (( QUICK )) || setup_sim_cgroup
+  run_streams c1 "$K1" 0
+  run_streams c2 "$K2" "$K2_RAMP"
+fi
+if has_row d; then row_d; fi
+if has_row e; then row_e; fi
+if has_row f && (( HAVE_WRK && HAVE_NGINX )); then row_f; fi
 
 # ---- table -------------------------------------------------------------------------------
 fmt() { [[ -z "$1" || "$1" == "-1.0" || "$1" == "-1.00" ]] && echo "—" || echo "$1"; }
@@ -533,7 +604,7 @@ TABLE="$TMP/table.md"
 {
   echo "| # | measure | direct | nginx | vllm-router | router vs nginx | target | holds |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  if (( HAVE_WRK )); then
+  if has_row a && (( HAVE_WRK )); then
     rd=$(g a.direct.rps); rn=$(g a.nginx.rps); rr=$(g a.router.rps)
     ratio=""; ok=""
     if num_ok "$rn" && num_ok "$rr"; then
@@ -559,6 +630,7 @@ TABLE="$TMP/table.md"
     echo "| a | CPU µs per request (proxy; direct: the sim) | $(fmt "$(g a.direct.cpu_us)") | $(fmt "$cn") | $(fmt "$cr") | $(fmt "$cratio") | | |"
     echo "| a | errors (non-2xx + socket) | $(fmt "$(g a.direct.errors)") | $(fmt "$(g a.nginx.errors)") | $(fmt "$(g a.router.errors)") | | 0 | |"
   fi
+  if has_row b; then
   d50=$(g b.direct.lat_p50_us); d99=$(g b.direct.lat_p99_us)
   add() { num_ok "$1" && num_ok "$2" && calc "printf \"%+.0f\", $1-$2"; }
   n50=$(add "$(g b.nginx.lat_p50_us)" "$d50"); n99=$(add "$(g b.nginx.lat_p99_us)" "$d99")
@@ -566,7 +638,8 @@ TABLE="$TMP/table.md"
   ok=""; num_ok "${r50#+}" && ok=$(calc "print (${r50#+} <= 60) ? 1 : 0")
   echo "| b | 1 conn, sequential: p50 / p99 µs | $(fmt "$d50") / $(fmt "$d99") | $(fmt "$(g b.nginx.lat_p50_us)") / $(fmt "$(g b.nginx.lat_p99_us)") | $(fmt "$(g b.router.lat_p50_us)") / $(fmt "$(g b.router.lat_p99_us)") | | | |"
   echo "| b | added over direct: p50 / p99 µs | 0 / 0 | $(fmt "$n50") / $(fmt "$n99") | $(fmt "$r50") / $(fmt "$r99") | | router p50 ≤ 60 µs | $(holds "$ok") |"
-  for tag in c1 c2; do
+  fi
+  has_row c && for tag in c1 c2; do
     if [[ $tag == c1 ]]; then k=$K1; what="K=$K1 burst"; else k=$K2; what="K=$K2 over ${K2_RAMP} ms"; fi
     cell() {  # cell SYSTEM EXPR-KIND
       local s=$1 p="$tag.$1"
@@ -613,14 +686,41 @@ TABLE="$TMP/table.md"
     [[ "$(g $tag.router.cprobe.ok)" == 5 ]] || { [[ -n "$(g $tag.router.cprobe.ok)" ]] && ok=0; }
     echo "| c | $what: non-streamed completion during streams, median / max ms (5 requests) | $(c direct cprobe) | $(c nginx cprobe) | $(c router cprobe) | | router < 20 ms | $(holds "$ok") |"
   done
+  if has_row d; then
   dcell() { local p=d.$1; [[ -n "$(g $p.per_conn_min)" ]] && echo -n "$(g $p.per_conn_min) / $(g $p.per_conn_p50) / $(g $p.per_conn_max) ($(g $p.per_conn_zero) at 0; Jain $(g $p.jain); $(g $p.ok) in all; longest wait $(calc "printf \"%.0f\", $(g $p.lat_max_us)/1000") ms)" || echo -n "—"; }
   ok=""; [[ -n "$(g d.router.per_conn_zero)" ]] && ok=$([[ "$(g d.router.per_conn_zero)" == 0 ]] && echo 1 || echo 0)
   echo "| d | fairness: $FAIR_CONNS conns, router '${ROUTER_FAIR_ARGS}', ${FAIR_MS} ms: requests per conn min / median / max | — | $(dcell nginx) | $(dcell router) | | none at 0 | $(holds "$ok") |"
+  fi
+  if has_row e; then
   rss=$(g e.idle_rss_kb); ok=""; v=""
   if num_ok "$rss"; then v=$(calc "printf \"%.1f\", $rss/1024"); ok=$(calc "print ($rss < 20*1024) ? 1 : 0"); fi
   echo "| e | idle RSS MB (router args '${ROUTER_IDLE_ARGS:-defaults}', $(g e.threads) threads) | — | — | $(fmt "$v") | | < 20 MB | $(holds "$ok") |"
   st=$(g e.startup_ms); ok=""; num_ok "$st" && ok=$(calc "print ($st < 100) ? 1 : 0")
   echo "| e | start-up ms, exec to listening line, best of 5 | — | — | $(fmt "$st") | | < 100 ms | $(holds "$ok") |"
+  fi
+  if has_row f && (( HAVE_WRK && HAVE_NGINX )); then
+    for mode in ka new; do
+      what=$([[ $mode == ka ]] && echo "keep-alive" || echo "a new connection (full handshake) per request")
+      rn=$(g f.$mode.nginx.rps); rr=$(g f.$mode.router.rps); ratio=""
+      num_ok "$rn" && num_ok "$rr" && ratio=$(calc "printf \"%.2fx\", $rr/$rn")
+      echo "| f | TLS termination, $what: req/s, 64 conns, ${F_WRK_S} s (median of $F_ROUNDS) | — | $(fmt "$rn") | $(fmt "$rr") | $(fmt "$ratio") | reported | |"
+      if (( F_ROUNDS > 1 )); then
+        frounds() { local r out=""; for (( r = 1; r <= F_ROUNDS; r++ )); do out+="${out:+ / }$(fmt "$(g f.$mode.$1.r$r.rps)")"; done; echo "$out"; }
+        fratio() {
+          local r out="" x y
+          for (( r = 1; r <= F_ROUNDS; r++ )); do
+            x=$(g f.$mode.router.r$r.rps); y=$(g f.$mode.nginx.r$r.rps)
+            out+="${out:+ / }$(num_ok "$x" && num_ok "$y" && calc "printf \"%.2fx\", $x/$y")"
+          done
+          echo "$out"
+        }
+        echo "| f | TLS, $what: req/s by round (order alternated) | — | $(frounds nginx) | $(frounds router) | $(fratio) | | |"
+      fi
+      cn=$(g f.$mode.nginx.cpu_us); cr=$(g f.$mode.router.cpu_us); cratio=""
+      num_ok "$cn" && num_ok "$cr" && [[ "$cn" != 0.0 ]] && cratio=$(calc "printf \"%.2fx\", $cr/$cn")
+      echo "| f | TLS, $what: latency p50 / p99 ms; CPU µs per request; errors | — | $(fmt "$(g f.$mode.nginx.p50)") / $(fmt "$(g f.$mode.nginx.p99)"); $(fmt "$cn"); $(fmt "$(g f.$mode.nginx.errors)") | $(fmt "$(g f.$mode.router.p50)") / $(fmt "$(g f.$mode.router.p99)"); $(fmt "$cr"); $(fmt "$(g f.$mode.router.errors)") | CPU $(fmt "$cratio") | | |"
+    done
+  fi
 } >"$TABLE"
 
 ELAPSED=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
@@ -631,12 +731,13 @@ ELAPSED=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
   echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), Linux $(uname -r);" \
        "nginx $( ((HAVE_NGINX)) && "$NGINX" -v 2>&1 | sed 's/.*nginx\///' || echo 'not installed');" \
        "wrk $( ((HAVE_WRK)) && { "$WRK" -v 2>&1 || true; } | awk 'NR==1{print $2}' || echo 'not installed'); ulimit -n $NOFILE."
-  echo "Router args: rows a-c '${ROUTER_ARGS}' ({THREADS} = connections + 64), row d '${ROUTER_FAIR_ARGS}'."
+  echo "Router args: rows a-c and f '${ROUTER_ARGS}' ({THREADS} = connections + 64), row d '${ROUTER_FAIR_ARGS}'. Rows run: $ROWS."
+  has_row f && echo "Row f: router (--tls-cert/--tls-key) and nginx (listen ssl, TLS 1.2-1.3) with one EC P-256 certificate, each in front of its own engine; the same wrk client for both."
   if (( ${#BUSY_SEEN[@]} )); then
     echo "Machine busy % (all CPUs) just before each section: ${BUSY_SEEN[*]} (waited up to ${QUIET_WAIT_S} s for <= ${QUIET_PCT} %)."
   fi
-  echo "Streams: $TOKENS tokens, ${ITL} ms apart (x-sim-itl-ms), TTFT 0; TTFT and duration are measured from connect."
-  echo "Engines: rows a, b, d \`vllm-sim\` (a thread per connection) at nice $SIM_NICE; row c \`vllm-sim --io $SIM_STREAM_IO\` at nice $SIM_STREAM_NICE, CPU cgroup ${SIM_CG_NOTE:-off (quick mode)}."
+  has_row c && echo "Streams: $TOKENS tokens, ${ITL} ms apart (x-sim-itl-ms), TTFT 0; TTFT and duration are measured from connect."
+  echo "Engines: rows a, b, d, f \`vllm-sim\` (a thread per connection) at nice $SIM_NICE$(has_row c && echo "; row c \`vllm-sim --io $SIM_STREAM_IO\` at nice $SIM_STREAM_NICE, CPU cgroup ${SIM_CG_NOTE:-off (quick mode)}")."
   echo
   cat "$TABLE"
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then

@@ -27,7 +27,7 @@ if(BUILD_SHARED_LIBS)
   set(VLLM_ROUTER_PC_RPATH "-Wl,-rpath,\${libdir}")
 else()
   set(VLLM_ROUTER_PC_CFLAGS "-DVLLM_ROUTER_STATIC")
-  set(VLLM_ROUTER_PC_LIBS_PRIVATE "-lsimdjson -lcpp-httplib -lcares -lcrypto")
+  set(VLLM_ROUTER_PC_LIBS_PRIVATE "-lsimdjson -lcpp-httplib -lcares -lssl -lcrypto")
   set(VLLM_ROUTER_PC_RPATH "")
 endif()
 # Relocatable: the prefix is found from the .pc file's own location.

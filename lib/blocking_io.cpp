@@ -68,7 +68,104 @@ int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx
   return -1;
 }
 
-bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx, Error& error) {
+namespace {
+
+Error wait_error(Wait w, std::string_view what) {
+  return w == Wait::timeout     ? Error{Errc::timeout, std::string(what) + " timed out", ""}
+         : w == Wait::cancelled ? Error{Errc::cancelled, "cancelled", ""}
+                                : Error{Errc::upstream_closed, "upstream poll failed", ""};
+}
+
+// Each iovec through the session in turn (a small head and body joined: one record); a write
+// that must wait is retried with the same bytes.
+bool write_all_tls(int fd, TlsSession& tls, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx,
+                   Error& error) {
+  std::string joined;
+  iovec one{};
+  std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+  if (count > 1 && total <= 16 * 1024) {
+    for (int i = 0; i < count; ++i) joined.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+    one = {joined.data(), joined.size()};
+    iov = &one;
+    count = 1;
+  }
+  for (int i = 0; i < count; ++i) {
+    const char* data = static_cast<const char*>(iov[i].iov_base);
+    std::size_t left = iov[i].iov_len;
+    while (left > 0) {
+      std::size_t n = 0;
+      const TlsIo io = tls.write(data, left, n);
+      if (io == TlsIo::done) {
+        data += n;
+        left -= n;
+        continue;
+      }
+      if (io == TlsIo::want_read || io == TlsIo::want_write) {
+        const Wait w = wait_fd(fd, io == TlsIo::want_read ? POLLIN : POLLOUT, deadline, ctx);
+        if (w == Wait::ready) continue;
+        error = wait_error(w, "writing the request upstream");
+        return false;
+      }
+      error = Error{Errc::upstream_closed, "writing to upstream failed: " + io_error(&tls), ""};
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<TlsSession> handshake_blocking(int fd, const TlsContext& context, const Url& url, SteadyTime deadline,
+                                               const WaitContext& ctx, Error& error) {
+  auto session = TlsSession::connect(context, fd, url.host);
+  if (!session) {
+    error = Error{Errc::connect_failed, "cannot connect to " + endpoint_id(url) + ": " + session.error().message, ""};
+    return nullptr;
+  }
+  std::unique_ptr<TlsSession> tls = std::move(session).value();
+  for (;;) {
+    const TlsIo io = tls->handshake();
+    if (io == TlsIo::done) return tls;
+    if (io == TlsIo::want_read || io == TlsIo::want_write) {
+      const Wait w = wait_fd(fd, io == TlsIo::want_read ? POLLIN : POLLOUT, deadline, ctx);
+      if (w == Wait::ready) continue;
+      error = wait_error(w, "TLS handshake with " + endpoint_id(url));
+      return nullptr;
+    }
+    error = Error{Errc::connect_failed, "cannot connect to " + endpoint_id(url) + ": TLS handshake failed: " + tls->error(), ""};
+    return nullptr;
+  }
+}
+
+ssize_t recv_some(int fd, TlsSession* tls, char* buf, std::size_t size) {
+  if (tls == nullptr) return ::recv(fd, buf, size, 0);
+  std::size_t n = 0;
+  switch (tls->read(buf, size, n)) {
+    case TlsIo::done: return static_cast<ssize_t>(n);
+    case TlsIo::eof: return 0;
+    case TlsIo::want_read:
+    case TlsIo::want_write: errno = EAGAIN; return -1;
+    case TlsIo::error: break;
+  }
+  errno = EPROTO;
+  return -1;
+}
+
+std::string io_error(const TlsSession* tls) {
+  if (tls != nullptr && !tls->error().empty()) return tls->error();
+  return std::strerror(errno);
+}
+
+Wait wait_readable(int fd, const TlsSession* tls, SteadyTime deadline, const WaitContext& ctx) {
+  if (tls == nullptr) return wait_fd(fd, POLLIN, deadline, ctx);
+  if (tls->has_pending()) return Wait::ready;
+  return wait_fd(fd, tls->wait_events(POLLIN), deadline, ctx);
+}
+
+bool write_all(int fd, TlsSession* tls, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx,
+               Error& error) {
+  if (tls != nullptr) return write_all_tls(fd, *tls, iov, count, deadline, ctx, error);
   while (count > 0) {
     msghdr msg{};
     msg.msg_iov = iov;
@@ -79,9 +176,7 @@ bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitCon
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         const Wait w = wait_fd(fd, POLLOUT, deadline, ctx);
         if (w == Wait::ready) continue;
-        error = w == Wait::timeout     ? Error{Errc::timeout, "writing the request upstream timed out", ""}
-                : w == Wait::cancelled ? Error{Errc::cancelled, "cancelled", ""}
-                                       : Error{Errc::upstream_closed, "upstream poll failed", ""};
+        error = wait_error(w, "writing the request upstream");
         return false;
       }
       error = Error{Errc::upstream_closed, std::string("writing to upstream failed: ") + std::strerror(errno), ""};
@@ -102,21 +197,30 @@ bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitCon
 }
 
 SocketPool::~SocketPool() {
-  for (int fd : idle_.take_all()) ::close(fd);
+  for (int fd : idle_.take_all()) close_one(fd);
 }
 
-int SocketPool::take(const std::string& id) {
+void SocketPool::close_one(int fd) {
+  tls_.erase(fd);  // the session first: it refers to the descriptor
+  ::close(fd);
+}
+
+int SocketPool::take(const std::string& id, std::unique_ptr<TlsSession>& tls) {
   std::lock_guard<std::mutex> lock(mutex_);
-  return idle_.take(id);
+  const int fd = idle_.take(id);
+  tls.reset();
+  if (const auto it = fd >= 0 ? tls_.find(fd) : tls_.end(); it != tls_.end()) {
+    tls = std::move(it->second);
+    tls_.erase(it);
+  }
+  return fd;
 }
 
-void SocketPool::give(const std::string& id, int fd) {
-  int evicted = -1;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    evicted = idle_.give(id, fd, max_idle_);
-  }
-  if (evicted >= 0) ::close(evicted);
+void SocketPool::give(const std::string& id, int fd, std::unique_ptr<TlsSession> tls) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (tls) tls_[fd] = std::move(tls);
+  const int evicted = idle_.give(id, fd, max_idle_);
+  if (evicted >= 0) close_one(evicted);
 }
 
 void SocketPool::set_max_idle(std::size_t max_idle) {

@@ -6,12 +6,14 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "idle_pool.h"
+#include "tls.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/error.h"
 #include "vllm_router/router.h"
@@ -42,26 +44,45 @@ class Resolver;
 int connect_blocking(const Url& url, SteadyTime deadline, const WaitContext& ctx, Error& error,
                      Resolver* resolver = nullptr);
 
-/// Writes every iovec before `deadline`. Errors: timeout, cancelled, upstream_closed.
-bool write_all(int fd, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx, Error& error);
+/// https: starts TLS on the connected `fd` for `url` (SNI, certificate and name checked as
+/// `context` says) and finishes the handshake before `deadline`. Returns the session, or null
+/// with `error` (connect_failed with OpenSSL's reason, timeout, cancelled).
+std::unique_ptr<TlsSession> handshake_blocking(int fd, const TlsContext& context, const Url& url, SteadyTime deadline,
+                                               const WaitContext& ctx, Error& error);
+
+/// Writes every iovec (through `tls` when not null) before `deadline`. Errors: timeout,
+/// cancelled, upstream_closed.
+bool write_all(int fd, TlsSession* tls, iovec* iov, int count, SteadyTime deadline, const WaitContext& ctx,
+               Error& error);
+
+/// recv() or, with `tls`, SSL_read: > 0 bytes, 0 at the end, -1 with errno EAGAIN (wait with
+/// wait_readable) or another error (io_error() says what).
+ssize_t recv_some(int fd, TlsSession* tls, char* buf, std::size_t size);
+/// What the last failed recv_some/write failed with: the session's reason, else errno's.
+std::string io_error(const TlsSession* tls);
+/// Waits until `fd` has bytes for recv_some: at once when the session holds some already; for
+/// writability when the session waits to write.
+Wait wait_readable(int fd, const TlsSession* tls, SteadyTime deadline, const WaitContext& ctx);
 
 /// An IdlePool behind a mutex, closing what leaves it: the blocking forward's and the probe
-/// client's keep-alive pool. Thread-safe.
+/// client's keep-alive pool. An https socket is kept with its TLS session. Thread-safe.
 class SocketPool {
  public:
   explicit SocketPool(std::size_t max_idle) : max_idle_(max_idle) {}
   ~SocketPool();
   SocketPool(const SocketPool&) = delete;
   SocketPool& operator=(const SocketPool&) = delete;
-  /// A pooled socket for `id`, or -1.
-  int take(const std::string& id);
-  /// Keeps `fd` for `id` (closing the oldest beyond the bound).
-  void give(const std::string& id, int fd);
+  /// A pooled socket for `id`, or -1; `tls` gets its session (null for plain HTTP).
+  int take(const std::string& id, std::unique_ptr<TlsSession>& tls);
+  /// Keeps `fd` (and its session) for `id`, closing the oldest beyond the bound.
+  void give(const std::string& id, int fd, std::unique_ptr<TlsSession> tls);
   void set_max_idle(std::size_t max_idle);
 
  private:
+  void close_one(int fd);  // with its session (under mutex_)
   std::mutex mutex_;
   IdlePool idle_;
+  std::unordered_map<int, std::unique_ptr<TlsSession>> tls_;  // sessions of pooled https sockets
   std::size_t max_idle_;
 };
 

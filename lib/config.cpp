@@ -155,6 +155,14 @@ Result<void> parse_timeouts(od::value& value, const std::string& path, TimeoutCo
 }
 
 
+Result<void> parse_upstream_tls(od::value& value, const std::string& path, UpstreamTlsConfig& out) {
+  return for_each_field(value, path, {"ca_file", "insecure_skip_verify"},
+                        [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+                          if (key == "ca_file") return read_into(field, field_path, out.ca_file, true);
+                          return read_bool(field, field_path, out.insecure_skip_verify);
+                        });
+}
+
 Result<void> parse_model_discovery(od::value& value, const std::string& path, ModelDiscoveryConfig& out) {
   auto type = type_of(value, path);
   if (!type) return std::move(type).error();
@@ -273,7 +281,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
 const std::vector<std::string_view> kRouterKeys = {
     "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
     "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
-    "queue_timeout_ms", "discovery", "dns_servers", "routes", "admin_routes"};
+    "queue_timeout_ms", "discovery", "dns_servers", "routes", "admin_routes", "upstream_tls"};
 
 Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
   if (key == "policy") return read_into(field, path, router.policy, true);
@@ -291,6 +299,7 @@ Result<void> parse_router_key(std::string_view key, od::value& field, const std:
     return {};
   }
   if (key == "dns_servers") return read_string_array(field, path, router.dns_servers);
+  if (key == "upstream_tls") return parse_upstream_tls(field, path, router.upstream_tls);
   if (key == "routes") return read_string_array(field, path, router.routes);
   if (key == "admin_routes") return read_string_array(field, path, router.admin_routes);
   if (key == "queue_max") return read_into(field, path, 0, router.queue_max);

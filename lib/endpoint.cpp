@@ -20,9 +20,9 @@ Result<Url> parse_url(std::string_view text) {
                                          std::string(why));
   };
   const auto scheme_end = text.find("://");
-  if (scheme_end == std::string_view::npos) return bad("expected http://host:port");
+  if (scheme_end == std::string_view::npos) return bad("expected http://host:port or https://host:port");
   url.scheme = std::string(text.substr(0, scheme_end));
-  if (url.scheme != "http") return bad("only http:// is supported");
+  if (url.scheme != "http" && url.scheme != "https") return bad("only http:// and https:// are supported");
   std::string_view rest = text.substr(scheme_end + 3);
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
@@ -50,7 +50,7 @@ Result<Url> parse_url(std::string_view text) {
   }
   if (host.empty()) return bad("missing host");
   url.host = std::string(host);
-  url.port = 80;
+  url.port = url.scheme == "https" ? 443 : 80;
   if (!port.empty()) {
     unsigned value = 0;
     const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);

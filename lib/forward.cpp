@@ -22,6 +22,7 @@ class BlockingExchange final : public ExchangeHost {
 
   ~BlockingExchange() override {
     if (!exchange_.done()) exchange_.cancel(std::chrono::steady_clock::now());
+    tls_.reset();
     if (fd_ >= 0) ::close(fd_);
   }
 
@@ -87,27 +88,40 @@ class BlockingExchange final : public ExchangeHost {
   Connect connect(const Endpoint& endpoint, bool fresh, Error& error) override {
     endpoint_id_ = endpoint.id;
     if (!fresh) {
-      fd_ = pool_.take(endpoint.id);
+      fd_ = pool_.take(endpoint.id, tls_);
       if (fd_ >= 0) return Connect::pooled;
     }
     // A name is resolved by the router's resolver (cached for its TTL); an IP literal needs none.
     Resolver* resolver =
         parse_ip_literal(endpoint.url.host, endpoint.url.port) ? nullptr : &RouterAccess::impl(router_).resolver();
     fd_ = connect_blocking(endpoint.url, exchange_.deadline(), context(), error, resolver);
-    return fd_ >= 0 ? Connect::connected : Connect::failed;
+    if (fd_ < 0 || !uses_tls(endpoint.url)) return fd_ >= 0 ? Connect::connected : Connect::failed;
+    // https: the connect timeout covers the handshake; a failed one is a failed connect.
+    auto tls_context = RouterAccess::impl(router_).upstream_tls();
+    if (tls_context) {
+      tls_ = handshake_blocking(fd_, **tls_context, endpoint.url, exchange_.deadline(), context(), error);
+    } else {
+      error = Error{Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + tls_context.error().message, ""};
+    }
+    if (tls_) return Connect::connected;
+    ::close(fd_);
+    fd_ = -1;
+    return Connect::failed;
   }
 
   Send send(std::string_view head, std::string_view body, Error& error) override {
     iovec iov[2] = {{const_cast<char*>(head.data()), head.size()}, {const_cast<char*>(body.data()), body.size()}};
-    return write_all(fd_, iov, body.empty() ? 1 : 2, exchange_.deadline(), context(), error) ? Send::done
-                                                                                             : Send::failed;
+    return write_all(fd_, tls_.get(), iov, body.empty() ? 1 : 2, exchange_.deadline(), context(), error)
+               ? Send::done
+               : Send::failed;
   }
 
   void release(bool reusable) override {
     if (fd_ < 0) return;
-    if (reusable) {
-      pool_.give(endpoint_id_, fd_);
+    if (reusable && !(tls_ && tls_->failed())) {
+      pool_.give(endpoint_id_, fd_, std::move(tls_));
     } else {
+      tls_.reset();
       ::close(fd_);
     }
     fd_ = -1;
@@ -162,18 +176,18 @@ class BlockingExchange final : public ExchangeHost {
         continue;
       }
       const auto deadline = exchange_.deadline();
-      const Wait w = fd_ >= 0 ? wait_fd(fd_, POLLIN, deadline, context()) : Wait::timeout;
+      const Wait w = fd_ >= 0 ? wait_readable(fd_, tls_.get(), deadline, context()) : Wait::timeout;
       const auto now = std::chrono::steady_clock::now();
       switch (w) {
         case Wait::ready: {
-          const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+          const ssize_t n = recv_some(fd_, tls_.get(), buf, sizeof buf);
           if (n > 0) {
             exchange_.on_upstream_data(std::string_view(buf, static_cast<std::size_t>(n)), now);
           } else if (n == 0) {
             exchange_.on_upstream_eof(now);
           } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
             exchange_.on_upstream_error(
-                Error{Errc::upstream_closed, std::string("upstream connection failed: ") + std::strerror(errno), ""}, now);
+                Error{Errc::upstream_closed, "upstream connection failed: " + io_error(tls_.get()), ""}, now);
           }
           break;
         }
@@ -217,6 +231,7 @@ class BlockingExchange final : public ExchangeHost {
   std::vector<HeaderField> fields_;
   std::string endpoint_id_;
   int fd_ = -1;
+  std::unique_ptr<TlsSession> tls_;  // https
   State state_ = State::running;
   Error error_;
   std::string early_;

@@ -12,8 +12,13 @@ void append_request_start(std::string& out, std::string_view method, const Url& 
   if (v6) out.push_back('[');
   out.append(url.host);
   if (v6) out.push_back(']');
-  out.push_back(':');
-  out.append(std::to_string(url.port)).append("\r\n");
+  // The scheme's own port is left out, as browsers and curl do (some TLS front ends route on
+  // the exact Host they serve).
+  if (url.port != (uses_tls(url) ? 443 : 80)) {
+    out.push_back(':');
+    out.append(std::to_string(url.port));
+  }
+  out.append("\r\n");
   if (!api_key.empty()) out.append("Authorization: Bearer ").append(api_key).append("\r\n");
 }
 

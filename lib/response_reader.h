@@ -14,7 +14,8 @@
 namespace vllm_router::detail {
 
 /// Appends "METHOD <prefix><target> HTTP/1.1\r\nHost: host:port\r\n" for `url` (an IPv6 host
-/// in brackets), plus the endpoint's "Authorization: Bearer" line when `api_key` is set.
+/// in brackets, no port when it is the scheme's: 80, 443), plus the endpoint's "Authorization:
+/// Bearer" line when `api_key` is set.
 void append_request_start(std::string& out, std::string_view method, const Url& url, std::string_view target,
                           std::string_view api_key);
 

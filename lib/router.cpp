@@ -93,6 +93,9 @@ Result<std::unique_ptr<Router>> Router::create(const RouterConfig& config, Route
   impl->hooks->observer = impl->options.observer;
   impl->hooks->outlier = std::make_shared<OutlierDetector>(config.outlier_detection, impl->options.clock);
   impl->socket_pool = std::make_unique<detail::SocketPool>(config.max_idle_connections);
+  auto tls = impl->prepare_upstream_tls(config);
+  if (!tls) return tls.error();
+  impl->install_upstream_tls(config.upstream_tls, std::move(tls).value());
   auto snap = impl->build(config);
   if (!snap) return snap.error();
   std::atomic_store(&impl->snapshot, std::move(snap.value()));
@@ -103,13 +106,46 @@ Result<void> Router::update(const RouterConfig& config) {
   Impl& impl = *impl_;
   if (auto v = validate(config, impl.options.policies.names()); !v) return v;
   std::lock_guard<std::mutex> lock(impl.update_mutex);
+  auto tls = impl.prepare_upstream_tls(config);
+  if (!tls) return tls.error();
   auto snap = impl.build(config);
   if (!snap) return snap.error();
+  impl.install_upstream_tls(config.upstream_tls, std::move(tls).value());
   std::atomic_store(&impl.snapshot, std::move(snap.value()));
   impl.applied_config = config;
   impl.hooks->outlier->configure(config.outlier_detection);
   impl.socket_pool->set_max_idle(config.max_idle_connections);
   return {};
+}
+
+Result<std::shared_ptr<const detail::TlsContext>> Router::Impl::prepare_upstream_tls(const RouterConfig& config) {
+  const UpstreamTlsConfig& tls = config.upstream_tls;
+  {
+    std::lock_guard<std::mutex> lock(tls_mutex);
+    if (tls_context && tls == tls_config) return tls_context;  // unchanged: keep it
+  }
+  bool https = !tls.ca_file.empty();
+  for (const ModelConfig& model : config.models) {
+    for (const EndpointConfig& endpoint : model.endpoints) https = https || endpoint.url.rfind("https://", 0) == 0;
+  }
+  if (!https) return std::shared_ptr<const detail::TlsContext>();  // made at first use, if ever
+  return detail::TlsContext::client(tls.ca_file, !tls.insecure_skip_verify);
+}
+
+void Router::Impl::install_upstream_tls(const UpstreamTlsConfig& config, std::shared_ptr<const detail::TlsContext> context) {
+  std::lock_guard<std::mutex> lock(tls_mutex);
+  tls_config = config;
+  tls_context = std::move(context);
+}
+
+Result<std::shared_ptr<const detail::TlsContext>> Router::Impl::upstream_tls() const {
+  std::lock_guard<std::mutex> lock(tls_mutex);
+  if (!tls_context) {
+    auto made = detail::TlsContext::client(tls_config.ca_file, !tls_config.insecure_skip_verify);
+    if (!made) return made.error();
+    tls_context = std::move(made).value();
+  }
+  return tls_context;
 }
 
 bool Router::Impl::try_acquire_retry(const RetryConfig& retry) noexcept {

@@ -14,6 +14,7 @@
 
 #include "blocking_io.h"
 #include "resolver.h"
+#include "tls.h"
 #include "vllm_router/router.h"
 
 namespace vllm_router::detail {
@@ -99,6 +100,18 @@ struct Router::Impl {
   std::unique_ptr<detail::Resolver> resolver_;
 
   Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
+
+  /// The TLS context new connections to https:// endpoints use, as the applied upstream_tls
+  /// says (built when a configuration names a CA file or an https endpoint, else at first
+  /// use). Thread-safe.
+  Result<std::shared_ptr<const detail::TlsContext>> upstream_tls() const;
+  /// Makes the context `config` needs before it is applied (an unreadable CA file is a config
+  /// error); null when it needs none yet. Call under update_mutex, then install().
+  Result<std::shared_ptr<const detail::TlsContext>> prepare_upstream_tls(const RouterConfig& config);
+  void install_upstream_tls(const UpstreamTlsConfig& config, std::shared_ptr<const detail::TlsContext> context);
+  mutable std::mutex tls_mutex;
+  UpstreamTlsConfig tls_config;                                   // guarded by tls_mutex
+  mutable std::shared_ptr<const detail::TlsContext> tls_context;  // guarded by tls_mutex; null: not made yet
 
   /// Retry budget (Envoy's): a retry may start while retries in flight stay below
   /// max(min_concurrent, budget_percent of the exchanges running). Pair true with release.

@@ -9,6 +9,7 @@
 
 #include "blocking_io.h"
 #include "response_reader.h"
+#include "router_impl.h"
 #include "vllm_router/transport.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -20,11 +21,14 @@ using Clock = std::chrono::steady_clock;
 
 class HttpResponse final : public UpstreamResponse {
  public:
-  HttpResponse(detail::SocketPool& pool, std::string id, int fd, std::uint32_t read_timeout_ms)
-      : pool_(pool), id_(std::move(id)), fd_(fd), read_timeout_ms_(read_timeout_ms) {}
+  HttpResponse(detail::SocketPool& pool, std::string id, int fd, std::unique_ptr<detail::TlsSession> tls,
+               std::uint32_t read_timeout_ms)
+      : pool_(pool), id_(std::move(id)), fd_(fd), tls_(std::move(tls)), read_timeout_ms_(read_timeout_ms) {}
   ~HttpResponse() override {
+    tls_.reset();
     if (fd_ >= 0) ::close(fd_);
   }
+  detail::TlsSession* tls() const noexcept { return tls_.get(); }
 
   int status() const noexcept override { return reader_.head().status; }
   const Headers& headers() const noexcept override { return headers_; }
@@ -86,8 +90,8 @@ class HttpResponse final : public UpstreamResponse {
         }
       }
     }
-    if (reader_.reusable()) {
-      pool_.give(id_, fd_);
+    if (reader_.reusable() && !(tls_ && tls_->failed())) {
+      pool_.give(id_, fd_, std::move(tls_));
       fd_ = -1;
     }
     return sent;
@@ -99,7 +103,7 @@ class HttpResponse final : public UpstreamResponse {
     detail::WaitContext ctx;
     ctx.alive = alive ? &alive : nullptr;
     for (;;) {
-      const ssize_t n = ::recv(fd_, buf_, sizeof buf_, 0);
+      const ssize_t n = detail::recv_some(fd_, tls_.get(), buf_, sizeof buf_);
       if (n > 0) {
         data = std::string_view(buf_, static_cast<std::size_t>(n));
         return {};
@@ -107,9 +111,9 @@ class HttpResponse final : public UpstreamResponse {
       if (n == 0) return Result<void>(Errc::upstream_closed, "upstream closed the connection");
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        return Result<void>(Errc::upstream_closed, std::string("upstream connection failed: ") + std::strerror(errno));
+        return Result<void>(Errc::upstream_closed, "upstream connection failed: " + detail::io_error(tls_.get()));
       }
-      switch (detail::wait_fd(fd_, POLLIN, deadline, ctx)) {
+      switch (detail::wait_readable(fd_, tls_.get(), deadline, ctx)) {
         case detail::Wait::ready: break;
         case detail::Wait::timeout: return Result<void>(Errc::timeout, "upstream read timed out");
         case detail::Wait::cancelled: return Result<void>(Errc::cancelled, "client went away");
@@ -121,6 +125,7 @@ class HttpResponse final : public UpstreamResponse {
   detail::SocketPool& pool_;
   std::string id_;
   int fd_ = -1;
+  std::unique_ptr<detail::TlsSession> tls_;  // https
   std::uint32_t read_timeout_ms_;
   ResponseReader reader_;
   Headers headers_;
@@ -155,19 +160,20 @@ class HttpTransport final : public Transport {
     // A pooled socket may have been closed by the upstream while idle: if it yields nothing,
     // once more on a fresh connection (the upstream cannot have acted on the request).
     for (int attempt = 0; attempt < 2; ++attempt) {
-      int fd = attempt == 0 ? pool_.take(endpoint.id) : -1;
+      std::unique_ptr<detail::TlsSession> tls;
+      int fd = attempt == 0 ? pool_.take(endpoint.id, tls) : -1;
       const bool reused = fd >= 0;
       Error error;
       if (!reused) {
-        fd = detail::connect_blocking(endpoint.url, Clock::now() + std::chrono::milliseconds(connect_ms), ctx, error);
+        fd = connect(endpoint, Clock::now() + std::chrono::milliseconds(connect_ms), ctx, tls, error);
         if (fd < 0) {
           if (error.code == Errc::timeout) error.code = Errc::connect_failed;  // nothing was sent
           return error;
         }
       }
-      auto response = std::make_unique<HttpResponse>(pool_, endpoint.id, fd, options_.read_timeout_ms);
+      auto response = std::make_unique<HttpResponse>(pool_, endpoint.id, fd, std::move(tls), options_.read_timeout_ms);
       iovec iov[2] = {{head.data(), head.size()}, {const_cast<char*>(request.body.data()), request.body.size()}};
-      if (!detail::write_all(fd, iov, request.body.empty() ? 1 : 2,
+      if (!detail::write_all(fd, response->tls(), iov, request.body.empty() ? 1 : 2,
                              Clock::now() + std::chrono::milliseconds(options_.write_timeout_ms), ctx, error)) {
         if (reused && error.code == Errc::upstream_closed) continue;
         return error;
@@ -183,8 +189,39 @@ class HttpTransport final : public Transport {
   }
 
  private:
+  // A TCP connection to `endpoint`, and for https its TLS session (handshake done).
+  int connect(const Endpoint& endpoint, Clock::time_point deadline, const detail::WaitContext& ctx,
+              std::unique_ptr<detail::TlsSession>& tls, Error& error) {
+    const int fd = detail::connect_blocking(endpoint.url, deadline, ctx, error);
+    if (fd < 0 || !uses_tls(endpoint.url)) return fd;
+    auto context = tls_context();
+    if (context) {
+      tls = detail::handshake_blocking(fd, **context, endpoint.url, deadline, ctx, error);
+    } else {
+      error = Error{Errc::connect_failed, "cannot connect to " + endpoint.id + ": " + context.error().message, ""};
+    }
+    if (tls) return fd;
+    ::close(fd);
+    return -1;
+  }
+
+  // The router's current one (its upstream_tls, followed across updates), else this
+  // transport's own from options.tls, made at first use.
+  Result<std::shared_ptr<const detail::TlsContext>> tls_context() {
+    if (options_.router != nullptr) return detail::RouterAccess::impl(*options_.router).upstream_tls();
+    std::lock_guard<std::mutex> lock(tls_mutex_);
+    if (!tls_) {
+      auto made = detail::TlsContext::client(options_.tls.ca_file, !options_.tls.insecure_skip_verify);
+      if (!made) return made.error();
+      tls_ = std::move(made).value();
+    }
+    return tls_;
+  }
+
   HttpTransportOptions options_;
   detail::SocketPool pool_;
+  std::mutex tls_mutex_;
+  std::shared_ptr<const detail::TlsContext> tls_;
 };
 
 }  // namespace

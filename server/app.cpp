@@ -55,6 +55,15 @@ class AppObserver final : public Observer {
   std::shared_ptr<Metrics> metrics_;
 };
 
+// What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
+// Secret or ConfigMap update swaps a symlink: the inode changes). Empty when it cannot be read.
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+  return std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "/" +
+         std::to_string(st.st_size) + "/" + std::to_string(st.st_ino) + ";";
+}
+
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -98,7 +107,8 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->options_ = std::move(options);
   app->args_ = std::move(args);
   AppConfig& config = app->options_.config;
-  if (!app->options_.config_path.empty()) ::stat(app->options_.config_path.c_str(), &app->config_stat_);
+  if (!app->options_.config_path.empty()) app->config_stamp_ = file_stamp(app->options_.config_path);
+  app->tls_stamp_ = file_stamp(app->options_.config.tls_cert_file) + file_stamp(app->options_.config.tls_key_file);
   LogLevel level = LogLevel::info;
   if (parse_log_level(config.log_level, level)) set_log_level(level);
   if (app->options_.demo) {
@@ -143,9 +153,13 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     auto table = load_keys(config.keys_file);
     if (!table) return table.error();
     keys = std::move(table).value();
-    ::stat(config.keys_file.c_str(), &app->keys_stat_);
+    app->keys_stamp_ = file_stamp(config.keys_file);
   }
   if (app->options_.check_config) {  // validated; sources are not started (they may need a cluster)
+    if (auto tls = vllm_router::Server::check_tls(config.server_options()); !tls) {
+      exit_code = 1;
+      return tls.error();
+    }
     exit_code = 0;
     return app;
   }
@@ -188,6 +202,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->server_ = std::move(server).value();
   vllm_router::Server* srv = app->server_.get();
   app->metrics_->set_connection_source([srv] { return srv->connections_per_loop(); });
+  if (srv->tls()) app->metrics_->set_tls_failure_source([srv] { return srv->tls_handshake_failures(); });
   exit_code = 0;
   return app;
 }
@@ -199,7 +214,10 @@ App::~App() {
   }
   stop_cv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
-  if (metrics_) metrics_->set_connection_source(nullptr);
+  if (metrics_) {
+    metrics_->set_connection_source(nullptr);
+    metrics_->set_tls_failure_source(nullptr);
+  }
 }
 
 std::string App::summary() const {
@@ -220,8 +238,21 @@ std::string App::summary() const {
   return out;
 }
 
+void App::reload_tls() {
+  // A renewed certificate: new connections get it, open ones keep theirs (whatever the rest of
+  // the configuration says; the file names are the ones given at start).
+  if (!server_ || !server_->tls()) return;
+  if (auto r = server_->reload_tls(); !r) {
+    log(LogLevel::error, "TLS certificate reload failed, keeping the current one: {}", r.error().message);
+  } else {
+    log(LogLevel::info, "TLS certificate and key re-read from {} and {}", options_.config.tls_cert_file,
+        options_.config.tls_key_file);
+  }
+}
+
 void App::reload() {
   std::lock_guard<std::mutex> lock(reload_mutex_);
+  reload_tls();
   auto again = parse_options(args_, current_environment());
   if (!again) {
     log(LogLevel::error, "reload rejected, keeping the current configuration: {}", again.error().message);
@@ -255,34 +286,45 @@ void App::reload_keys(const std::string& path) {
   server_->set_keys(std::move(table).value());
 }
 
-void App::watch_files(bool config_file, bool keys_file) {
-  // Reloads whenever a file's mtime or size moves from what was read at start (an edit made
-  // while the server starts is not missed). stat() follows symlinks: a Kubernetes Secret or
-  // ConfigMap volume swaps its files by a symlink, and that is seen too.
-  watcher_ = std::thread([this, config_file, keys_file] {
-    auto moved = [](const std::string& path, struct stat& last) {
-      struct stat now {};
-      if (::stat(path.c_str(), &now) != 0) return false;
-      const bool changed = now.st_mtim.tv_sec != last.st_mtim.tv_sec || now.st_mtim.tv_nsec != last.st_mtim.tv_nsec ||
-                           now.st_size != last.st_size || now.st_ino != last.st_ino;
-      last = now;
-      return changed;
+void App::watch_files() {
+  // Once a second, each watched file against what was read (mtime, size, inode: stat() follows
+  // symlinks, so a Kubernetes Secret or ConfigMap volume swapping its files is seen too; an
+  // edit made while the server starts is not missed): the config file (with watch_config)
+  // reloads everything, the keys file the keys, the TLS pair (whenever TLS is on) the
+  // certificate alone, so a renewed Secret needs no signal.
+  const bool config = options_.config.watch_config && !options_.config_path.empty();
+  const bool keys = !options_.config.keys_file.empty();
+  const bool tls = server_->tls();
+  if (!config && !keys && !tls) return;
+  watcher_ = std::thread([this, config, keys, tls] {
+    // A file that cannot be read keeps its last stamp (nothing to reload until it is back); a
+    // TLS pair with one file missing is a change, whose reload fails and keeps the old pair.
+    auto changed = [](bool on, std::string now, std::string& last) {
+      if (!on || now.empty() || now == last) return false;
+      last = std::move(now);
+      return true;
     };
-    struct stat config_last = config_stat_;
-    struct stat keys_last = keys_stat_;
     std::unique_lock<std::mutex> lock(stop_mutex_);
     while (!stop_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-      const bool config_moved = config_file && moved(options_.config_path, config_last);
-      const bool keys_moved = keys_file && moved(options_.config.keys_file, keys_last);
-      if (!config_moved && !keys_moved) continue;
+      const bool config_changed = changed(config, file_stamp(options_.config_path), config_stamp_);
+      const bool keys_changed = changed(keys, file_stamp(options_.config.keys_file), keys_stamp_);
+      const bool tls_changed = changed(
+          tls, file_stamp(options_.config.tls_cert_file) + file_stamp(options_.config.tls_key_file), tls_stamp_);
+      if (!config_changed && !keys_changed && !tls_changed) continue;
       lock.unlock();
-      if (config_moved) {
+      if (config_changed) {
         log(LogLevel::info, "{} changed, reloading the configuration", options_.config_path);
-        reload();  // the keys too
+        reload();  // the keys and the certificate too
       } else {
-        log(LogLevel::info, "{} changed, reloading the keys", options_.config.keys_file);
-        std::lock_guard<std::mutex> reload_lock(reload_mutex_);
-        reload_keys(options_.config.keys_file);
+        std::lock_guard<std::mutex> reloading(reload_mutex_);
+        if (keys_changed) {
+          log(LogLevel::info, "{} changed, reloading the keys", options_.config.keys_file);
+          reload_keys(options_.config.keys_file);
+        }
+        if (tls_changed) {
+          log(LogLevel::info, "the TLS certificate or key file changed, reloading them");
+          reload_tls();
+        }
       }
       lock.lock();
     }
@@ -292,18 +334,18 @@ void App::watch_files(bool config_file, bool keys_file) {
 int App::run() {
   const AppConfig& config = options_.config;
   const std::string host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host;
-  const std::string base = "http://" + host + ":" + std::to_string(server_->port());
+  const std::string base = (server_->tls() ? "https://" : "http://") + host + ":" + std::to_string(server_->port());
   std::printf("vllm-router listening on %s\n", base.c_str());
   if (options_.demo) std::fputs(demo_.instructions(base).c_str(), stdout);
   std::fflush(stdout);
   log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} event loops, at most {} connections)",
       vllm_router::version(), config.router.models.size(), config.host, server_->port(),
       server_->connections_per_loop().size(), config.max_connections);
-  const bool watch_config = config.watch_config && !options_.config_path.empty();
-  if (watch_config || !config.keys_file.empty()) watch_files(watch_config, !config.keys_file.empty());
+  watch_files();
   // The control plane runs beside the data path on its own threads.
   HttpTransportOptions probe_options;
   probe_options.max_idle_per_endpoint = 2;
+  probe_options.router = router_.get();  // https endpoints: verified as upstream_tls says
   health_ = std::make_unique<HealthChecker>(*router_, make_http_transport(probe_options),
                                             std::make_shared<SteadyClock>());
   health_->start();

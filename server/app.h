@@ -48,13 +48,17 @@ class App {
 
  private:
   App() = default;
-  void watch_files(bool config_file, bool keys_file);
+  void watch_files();
   void reload_keys(const std::string& path);  // under reload_mutex_
+  void reload_tls();                          // under reload_mutex_
 
   ProgramOptions options_;
   std::vector<std::string> args_;
-  struct stat config_stat_ {};
-  struct stat keys_stat_ {};
+  // file_stamp() of each watched file as last read: the config file (watch_config), the keys
+  // file, the TLS certificate and key (one stamp for the pair).
+  std::string config_stamp_;
+  std::string keys_stamp_;
+  std::string tls_stamp_;
   Demo demo_;
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery

@@ -15,6 +15,8 @@ vllm_router::ServerOptions AppConfig::server_options() const {
   o.max_body_bytes = max_body_bytes;
   o.client_timeout_ms = client_timeout_ms;
   o.api_keys = api_keys;
+  o.tls_cert_file = tls_cert_file;
+  o.tls_key_file = tls_key_file;
   return o;
 }
 
@@ -25,7 +27,8 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
   static constexpr std::array<std::string_view, 2> kBackends = {"local", "redis"};
   static constexpr std::array<std::string_view, 4> kRateLimitKeys = {"backend", "redis", "timeout_ms", "prefix"};
   extension.keys = {"host", "port", "api_keys", "max_body_bytes", "threads", "max_connections", "client_timeout_ms",
-                    "drain_timeout_ms", "log_level", "io", "watch_config", "keys_file", "rate_limit"};
+                    "drain_timeout_ms", "log_level", "io", "watch_config", "keys_file", "rate_limit",
+                    "tls_cert_file", "tls_key_file"};
   extension.read = [&base](ConfigField& f) -> Result<void> {
     const std::string_view key = f.key();
     if (key == "host") return f.read(base.host, true);
@@ -44,6 +47,8 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
     if (key == "drain_timeout_ms") return f.read(base.drain_timeout_ms);
     if (key == "log_level") return f.read_choice(base.log_level, kLevels);
     if (key == "io") return f.read_choice(base.io, kIo);
+    if (key == "tls_cert_file") return f.read(base.tls_cert_file, true);
+    if (key == "tls_key_file") return f.read(base.tls_key_file, true);
     if (key == "keys_file") return f.read(base.keys_file, true);
     if (key == "rate_limit") {
       return f.read_object(kRateLimitKeys, [&base](ConfigField& m) -> Result<void> {

@@ -38,6 +38,10 @@ struct AppConfig {
   /// process's file-descriptor limit (two descriptors per proxied connection).
   std::uint32_t max_connections = 0;
   std::uint32_t client_timeout_ms = 60000;  ///< idle client read/write timeout
+  /// HTTPS on the listener: PEM certificate chain and key (both or neither); the files are
+  /// re-read on SIGHUP (their names are fixed at start).
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::string log_level = "info";      ///< error | warn | info | debug
   /// On SIGTERM: how long running requests may take to finish before they are cut.
   std::uint32_t drain_timeout_ms = 30000;

@@ -225,6 +225,11 @@ std::string Metrics::render(const Snapshot& snapshot) const {
       fmt::format_to(std::back_inserter(out), "vllm_router_client_connections{{loop=\"{}\"}} {}\n", i, open[i]);
     }
   }
+  if (tls_failures_) {
+    out += "# HELP vllm_router_tls_handshake_failures_total TLS handshakes on the listener that failed.\n";
+    out += "# TYPE vllm_router_tls_handshake_failures_total counter\n";
+    fmt::format_to(std::back_inserter(out), "vllm_router_tls_handshake_failures_total {}\n", tls_failures_());
+  }
   return out;
 }
 

@@ -49,6 +49,12 @@ class Metrics final : public Observer {
     std::unique_lock<std::shared_mutex> lock(mutex_);
     connections_ = std::move(source);
   }
+  /// Failed TLS handshakes on the listener so far (set only when it terminates TLS), read at
+  /// each render; cleared like the connection source.
+  void set_tls_failure_source(std::function<std::uint64_t()> source) {
+    std::unique_lock<std::shared_mutex> lock(mutex_);
+    tls_failures_ = std::move(source);
+  }
 
  private:
   // Counters indexed by HTTP status (0..599; anything else lands in 0). Entries are created
@@ -80,6 +86,7 @@ class Metrics final : public Observer {
   std::map<std::string, std::unique_ptr<Client>, std::less<>> client_;      // by model
   std::map<std::string, std::unique_ptr<KeyUsage>, std::less<>> keys_;      // by key id
   std::function<std::vector<std::uint32_t>()> connections_;
+  std::function<std::uint64_t()> tls_failures_;
 };
 
 }  // namespace vllm_router::server

@@ -96,6 +96,8 @@ struct Layer {
   std::optional<std::uint32_t> read_timeout_ms;
   std::optional<std::uint32_t> threads;
   std::optional<std::uint32_t> max_connections;
+  std::optional<std::string> tls_cert_file;
+  std::optional<std::string> tls_key_file;
   std::optional<std::string> log_level;
   std::optional<std::string> io;
 };
@@ -232,6 +234,11 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       if (spec.kind == Kind::max_connections) layer.max_connections = v;
       return {};
     }
+    case Kind::tls_cert:
+    case Kind::tls_key:
+      if (value.empty()) return option_error(source, "expected a file name, got ''");
+      (spec.kind == Kind::tls_cert ? layer.tls_cert_file : layer.tls_key_file) = std::string(value);
+      return {};
     case Kind::io:
       if (value == "threads") {
         return option_error(source, "the thread-per-connection front end was removed; the event loop "
@@ -283,6 +290,8 @@ void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.read_timeout_ms) config.router.timeouts.read_ms = *layer.read_timeout_ms;
   if (layer.threads) config.threads = *layer.threads;
   if (layer.max_connections) config.max_connections = *layer.max_connections;
+  if (layer.tls_cert_file) config.tls_cert_file = *layer.tls_cert_file;
+  if (layer.tls_key_file) config.tls_key_file = *layer.tls_key_file;
   if (layer.log_level) config.log_level = *layer.log_level;
   if (layer.io) config.io = *layer.io;
   for (const ModelConfig& model : layer.models) {
@@ -417,6 +426,19 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
   for (const Layer* layer : {&env_layer, &flag_layer}) {
     if (auto r = attach_names(layer->aliases, false, options.config); !r) return r.error();
     if (auto r = attach_names(layer->loras, true, options.config); !r) return r.error();
+  }
+  // Each level may give one of the pair; together they must give both.
+  const AppConfig& c = options.config;
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    const bool cert = !c.tls_cert_file.empty();
+    return Error{Errc::config,
+                 fmt::format("{} is set but {} is not: TLS needs both the certificate and its key ({}, {} or the "
+                             "config file's {})",
+                             cert ? "tls_cert_file" : "tls_key_file", cert ? "tls_key_file" : "tls_cert_file",
+                             cert ? "--tls-key" : "--tls-cert",
+                             cert ? "VLLM_ROUTER_TLS_KEY_FILE" : "VLLM_ROUTER_TLS_CERT_FILE",
+                             cert ? "tls_key_file" : "tls_cert_file"),
+                 cert ? "tls_key_file" : "tls_cert_file"};
   }
   return options;
 }

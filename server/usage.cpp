@@ -41,6 +41,9 @@ std::string usage() {
         return "none";
       case Kind::default_model:
         return "none (requests without a model get 400)";
+      case Kind::tls_cert:
+      case Kind::tls_key:
+        return "none (plain HTTP)";
       default:
         return "";
     }

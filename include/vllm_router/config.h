@@ -102,6 +102,18 @@ struct TimeoutConfig {
   std::uint32_t idle() const noexcept { return idle_ms != 0 ? idle_ms : read_ms; }
 };
 
+/// How https:// endpoints are verified (the data path and the HealthChecker/LoadScraper probes of
+/// a transport made with HttpTransportOptions::router).
+struct UpstreamTlsConfig {
+  /// PEM file of the CAs to trust; empty: the system's store (/etc/ssl/certs; OpenSSL's
+  /// SSL_CERT_FILE and SSL_CERT_DIR apply).
+  std::string ca_file;
+  /// Accept any certificate for any name: encryption without authentication, for tests and
+  /// development only. The name says what it costs.
+  bool insecure_skip_verify = false;
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
 /// Polling of each discovered endpoint's GET /v1/models (see make_model_discovery).
 struct ModelDiscoveryConfig {
   bool enabled = false;
@@ -174,6 +186,11 @@ struct RouterConfig {
   /// DNS servers that resolve endpoint host names ("IP" or "IP:PORT"); empty: the system's
   /// (/etc/resolv.conf). Names are resolved off the event loops, cached for their TTL.
   std::vector<std::string> dns_servers;
+  /// TLS to https:// endpoints: certificate and host name checked (SNI sent) against the
+  /// system's CAs or `ca_file`. A failed handshake is a connect failure (another endpoint is
+  /// tried; 502 when none is left). Read from the current table at each new connection; pooled
+  /// connections keep the verification they were made with.
+  UpstreamTlsConfig upstream_tls;
   /// Endpoint sources merged with `models` by a Discovery (static, DNS, Kubernetes,
   /// /v1/models); the Router itself does not read it.
   std::vector<DiscoveryConfig> discovery;

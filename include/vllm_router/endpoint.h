@@ -10,16 +10,20 @@
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
-/// A parsed `http://host:port[/prefix]` base URL. Plain value type.
+/// A parsed `http://host:port[/prefix]` or `https://host:port[/prefix]` base URL. Plain value
+/// type.
 struct Url {
-  std::string scheme;  ///< "http" (https is reserved for a later transport)
+  std::string scheme;  ///< "http" or "https" (TLS, verified as RouterConfig::upstream_tls says)
   std::string host;    ///< host name or IPv4/IPv6 literal, without brackets
-  std::uint16_t port = 80;
+  std::uint16_t port = 80;  ///< 80 or 443 when the URL names none
   std::string prefix;  ///< path prefix without trailing '/', usually empty
 };
 
 /// Parses a base URL. Fails with Errc::config naming what is wrong.
 VLLM_ROUTER_API Result<Url> parse_url(std::string_view text);
+
+/// True for an https:// URL.
+inline bool uses_tls(const Url& url) noexcept { return std::string_view(url.scheme) == "https"; }
 
 /// The identity of the server `url` names: "scheme://host:port/prefix" with the port always
 /// written and an IPv6 host in brackets, so two spellings of one server compare equal

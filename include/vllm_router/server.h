@@ -63,6 +63,11 @@ struct ServerOptions {
   std::shared_ptr<const KeyTable> keys;
   /// Holds keys with limits to them; null: an in-process limiter (make_local_rate_limiter).
   std::shared_ptr<RateLimiter> limiter;
+  /// TLS on the listener: the PEM certificate chain and its private key. Both empty: plain
+  /// HTTP; one without the other is an error. TLS 1.2 or later, ALPN http/1.1 (a client that
+  /// offers only h2 is refused). A handshake has `client_timeout_ms` to finish.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   /// Extra local routes (e.g. /metrics), tried before the built-in ones (/health, /ping,
   /// /ready, /version, /v1/models). Return true when it answered. Called on a loop thread,
   /// concurrently: must be thread-safe and quick.
@@ -81,8 +86,12 @@ struct ServerOptions {
 /// connections_per_loop() from any thread. Ownership: the Router must outlive the Server.
 class VLLM_ROUTER_API Server {
  public:
-  /// Binds and listens (backlog 4096, SO_REUSEADDR only). Errc::config when it cannot.
+  /// Binds and listens (backlog 4096, SO_REUSEADDR only); loads the TLS certificate and key
+  /// when the options name them. Errc::config when it cannot (naming the file and why).
   static Result<std::unique_ptr<Server>> create(Router& router, ServerOptions options);
+  /// Loads the TLS certificate and key `options` name, as create() does, without listening
+  /// (a configuration check). Nothing named: fine.
+  static Result<void> check_tls(const ServerOptions& options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -99,6 +108,16 @@ class VLLM_ROUTER_API Server {
   /// Replaces ServerOptions::keys (a reload); requests that already started keep the key they
   /// had, and every key's counts carry over by id. Any thread.
   void set_keys(std::shared_ptr<const KeyTable> keys);
+  /// The listener terminates TLS.
+  bool tls() const noexcept;
+  /// Reads the certificate and key files again (a renewed certificate): new connections use the
+  /// new pair, open ones keep the one they started with. On error the current pair stays and
+  /// Errc::config says why; Errc::invalid_argument when the listener has no TLS. Any thread.
+  Result<void> reload_tls();
+  /// TLS handshakes on the listener that failed (protocol, ALPN, alert or timeout; a client that
+  /// closes before sending anything is not counted), since start. Each is logged at debug level;
+  /// a warning sums them up at most every 10 s.
+  std::uint64_t tls_handshake_failures() const noexcept;
   /// Open client connections, in all and per loop.
   std::int64_t connections() const noexcept;
   std::vector<std::uint32_t> connections_per_loop() const;

@@ -9,11 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/export.h"
 #include "vllm_router/result.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
+
+class Router;
 
 /// One HTTP header as sent or received (name case as received).
 struct Header {
@@ -83,10 +86,16 @@ struct HttpTransportOptions {
   std::uint32_t write_timeout_ms = 30000;
   std::uint32_t max_idle_per_endpoint = 64;  ///< keep-alive sockets kept per endpoint
   std::uint32_t alive_poll_ms = 50;          ///< how often a waiting request checks its client
+  /// https:// endpoints are verified as this Router's current RouterConfig::upstream_tls says
+  /// (an update applies to new connections). Must outlive the transport. Null: `tls` below.
+  const Router* router = nullptr;
+  /// Verification of https:// endpoints when `router` is null (default: the system's CAs).
+  UpstreamTlsConfig tls;
 };
 
-/// The built-in transport: blocking HTTP/1.1 over TCP with TCP_NODELAY and a bounded keep-alive
-/// pool per endpoint; a stale pooled socket is retried once on a fresh connection. Thread-safe.
+/// The built-in transport: blocking HTTP/1.1 over TCP with TCP_NODELAY (TLS for https://
+/// endpoints) and a bounded keep-alive pool per endpoint; a stale pooled socket is retried once
+/// on a fresh connection. Thread-safe.
 VLLM_ROUTER_API std::shared_ptr<Transport> make_http_transport(const HttpTransportOptions& options);
 
 VLLM_ROUTER_END_NAMESPACE

@@ -48,7 +48,11 @@ ClientConn::~ClientConn() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void ClientConn::refuse(int fd) {
+void ClientConn::refuse(int fd, bool tls) {
+  if (tls) {
+    ::close(fd);
+    return;
+  }
   std::string out;
   append_local_response(out, error_response(Error{Errc::overloaded, "the router is at its connection limit; retry later", ""}),
                         {}, /*close=*/true);
@@ -60,6 +64,12 @@ void ClientConn::start() {
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   peer_ = peer_address(fd_);
+  // The handshake, like a request, has client_timeout_ms; it starts with the first readiness
+  // event (epoll reports a ClientHello that arrived before the socket was registered).
+  if (loop_.shared.tls) {
+    if (auto context = loop_.shared.tls_context()) tls_ = TlsSession::accept(*context, fd_);
+    if (!tls_) return close();
+  }
   client_deadline_ = loop_.now() + std::chrono::milliseconds(loop_.options.client_timeout_ms);
   retime();
 }
@@ -76,6 +86,10 @@ void ClientConn::close() {
   end_admission();
   release(false);
   drop_batch();
+  if (tls_) {
+    tls_->shutdown();  // close_notify, when the session is sound
+    tls_.reset();
+  }
   ::close(fd_);  // also takes it out of epoll
   fd_ = -1;
   loop_.open.fetch_sub(1, std::memory_order_relaxed);
@@ -91,6 +105,7 @@ void ClientConn::drain() {
 void ClientConn::abort() { close(); }
 
 void ClientConn::on_event(std::uint32_t events) {
+  if (tls_) return on_tls_event(events);
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
     read((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
   }
@@ -104,15 +119,7 @@ void ClientConn::read(bool peer_closed) {
   for (;;) {
     const ssize_t n = ::recv(fd_, buf, size, 0);
     if (n > 0) {
-      const std::string_view data(buf, static_cast<std::size_t>(n));
-      if (state_ == State::body && head_.framing == Framing::chunked) {
-        chunked_raw_.append(data);  // in_ is not appended to: head_ views point into it
-      } else if (state_ == State::head || state_ == State::body) {
-        in_.append(data);
-      } else {
-        next_.append(data);  // pipelined while an answer runs
-        if (next_.size() > loop_.options.max_body_bytes + loop_.options.max_head_bytes) return close();
-      }
+      if (!take(std::string_view(buf, static_cast<std::size_t>(n)))) return;
       // A short read emptied the socket: later data raises a new edge, no need to see EAGAIN
       // (unless the peer closed: then the EOF must be read now, no edge will follow).
       if (static_cast<std::size_t>(n) < size && !peer_closed) break;
@@ -425,6 +432,10 @@ void ClientConn::on_timer() {
   switch (state_) {
     case State::head:
     case State::body:
+      if (tls_ && !tls_->handshake_done()) {
+        loop_.shared.tls_handshake_failed(peer_, "timed out", loop_.now());
+        return close();
+      }
       if (in_.empty() && !head_parsed_) return close();  // an idle keep-alive connection
       request_id_ = new_request_id();
       return local(error_response(Error{Errc::request_timeout, "timed out reading the request", ""}), true);

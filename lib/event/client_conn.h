@@ -2,10 +2,12 @@
 // keep-alive), local answers, and the client half of each request's Exchange.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../http1.h"
+#include "../tls.h"
 #include "loop.h"
 
 namespace vllm_router::detail {
@@ -15,9 +17,10 @@ class ClientConn final : public ExchangeDriver {
   ClientConn(Loop& loop, int fd);
   ~ClientConn() override;
 
-  /// Answers 503 on a socket beyond the connection limit and closes it.
-  static void refuse(int fd);
-  /// Adopted by the loop: timers start.
+  /// Answers 503 on a socket beyond the connection limit and closes it (a TLS listener only
+  /// closes it: an answer would need a handshake).
+  static void refuse(int fd, bool tls);
+  /// Adopted by the loop: timers start (and the TLS handshake, on a TLS listener).
   void start();
 
   void on_event(std::uint32_t events) override;
@@ -38,6 +41,7 @@ class ClientConn final : public ExchangeDriver {
 
   void after_upstream_read() override;
   void read(bool peer_closed);
+  bool take(std::string_view data);  // bytes read into the request being read (or the next); false: closed
   void process();
   void dispatch();
   void answer_local(std::string_view method, std::string_view path, bool is_authorized);
@@ -64,8 +68,18 @@ class ClientConn final : public ExchangeDriver {
   std::string& claim_batch();               // the batch buffer, its bytes of another connection moved out
   void spill();                             // this batch's pieces to backlog_ (still to be flushed)
   void drop_batch();                        // forget this batch (closing)
+  // TLS (client_tls.cpp): the same requests and answers through the session; the pieces of a
+  // batch are joined for SSL_write, and what it does not take waits in backlog_ like plain bytes.
+  void on_tls_event(std::uint32_t events);
+  void tls_handshake();
+  void read_tls();
+  void flush_tls();
+  void flushed();  // everything pending went out: next request, or more of the upstream
 
   int fd_;
+  std::unique_ptr<TlsSession> tls_;  // null: plain HTTP
+  bool tls_read_wants_write_ = false;
+  bool tls_write_wants_read_ = false;
   std::string peer_;
   State state_ = State::head;
   TimePoint client_deadline_;
@@ -111,5 +125,21 @@ class ClientConn final : public ExchangeDriver {
   bool finished_ = false;     // the exchange ended (its terminal callback ran)
   bool cut_ = false;          // ...with a broken body: close after what was written
 };
+
+// Inline: the plain read loop calls it for every read.
+inline bool ClientConn::take(std::string_view data) {
+  if (state_ == State::body && head_.framing == Framing::chunked) {
+    chunked_raw_.append(data);  // in_ is not appended to: head_ views point into it
+  } else if (state_ == State::head || state_ == State::body) {
+    in_.append(data);
+  } else {
+    next_.append(data);  // pipelined while an answer runs
+    if (next_.size() > loop_.options.max_body_bytes + loop_.options.max_head_bytes) {
+      close();
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace vllm_router::detail

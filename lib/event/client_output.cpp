@@ -165,6 +165,7 @@ void ClientConn::after_upstream_read() {
 }
 
 void ClientConn::flush() {
+  if (tls_) return flush_tls();
   constexpr std::size_t kMaxIov = 64;
   std::string& batch = loop_.out_batch;
   bool blocked = false;
@@ -175,12 +176,7 @@ void ClientConn::flush() {
     if (n == static_cast<ssize_t>(pieces_[0].size)) {
       pending_ = 0;
       drop_batch();
-      if (state_ == State::flush) {
-        request_done();
-      } else if (state_ == State::exchange) {
-        resume_upstream();
-      }
-      return;
+      return flushed();
     }
     if (n > 0) {  // partly taken: the general path below carries on
       pending_ -= static_cast<std::size_t>(n);
@@ -254,6 +250,10 @@ void ClientConn::flush() {
   drop_batch();
   if (blocked || pending_ > 0) return;
   if (backlog_.capacity() > 64 * 1024) std::string().swap(backlog_);  // a past slow spell
+  flushed();
+}
+
+void ClientConn::flushed() {
   if (state_ == State::flush) {
     request_done();
   } else if (state_ == State::exchange) {

@@ -51,6 +51,23 @@ constexpr std::chrono::milliseconds kMaxWait{1000};
 
 }  // namespace
 
+void LoopShared::tls_handshake_failed(std::string_view peer, std::string_view why, TimePoint now) {
+  const std::uint64_t total = tls_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (!options.log) return;
+  std::string line = "TLS handshake with ";
+  line.append(peer.empty() ? "a client" : peer).append(" failed: ").append(why);
+  log(3, line);
+  // Scanners and misconfigured clients can fail by the thousand: one warning per period.
+  constexpr std::int64_t kEveryNs = 10'000'000'000;
+  const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  std::int64_t last = tls_warned_ns_.load(std::memory_order_relaxed);
+  if (last != std::numeric_limits<std::int64_t>::min() && now_ns - last < kEveryNs) return;
+  if (!tls_warned_ns_.compare_exchange_strong(last, now_ns, std::memory_order_relaxed)) return;
+  const std::uint64_t since = total - tls_warned_count_.exchange(total, std::memory_order_relaxed);
+  log(1, std::to_string(since) + " TLS handshake(s) failed since the last report (" + std::to_string(total) +
+             " in all; each at debug level), the latest: " + line.substr(4));
+}
+
 void LoopItem::retime() {
   const TimePoint d = deadline();
   if (d < timer_at) {
@@ -202,10 +219,8 @@ int Loop::timeout_ms() const {
 // ---------------------------------------------------------------------------------------------
 // Upstream sockets and the keep-alive pool
 
-Loop::UpstreamSlot& Loop::slot_of(int fd) {
-  const auto i = static_cast<std::size_t>(fd);
-  if (i >= upstream_.size()) upstream_.resize(std::max<std::size_t>(i + 1, 2 * upstream_.size()));
-  return upstream_[i];
+void Loop::grow_upstream(std::size_t index) {
+  upstream_.resize(std::max<std::size_t>(index + 1, 2 * upstream_.size()));
 }
 
 std::uint64_t Loop::upstream_tag(int fd) {
@@ -230,6 +245,7 @@ void Loop::close_upstream(int fd) {
   UpstreamSlot& s = slot_of(fd);
   s.owner = nullptr;
   s.generation = (s.generation + 1) & kGenerationMask;
+  s.tls.reset();
   ::close(fd);  // closing the last reference also takes it out of epoll
 }
 
@@ -290,7 +306,7 @@ void Loop::accept_all() {
     }
     const auto limit = static_cast<std::int64_t>(options.max_connections);
     if (limit > 0 && shared.connections.load(std::memory_order_relaxed) >= limit) {
-      ClientConn::refuse(fd);  // cleanly, rather than queue without bound
+      ClientConn::refuse(fd, shared.tls);  // cleanly, rather than queue without bound
       continue;
     }
     shared.connections.fetch_add(1, std::memory_order_relaxed);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -19,6 +20,7 @@
 
 #include "../idle_pool.h"
 #include "../resolver.h"
+#include "../tls.h"
 #include "vllm_router/clock.h"
 #include "vllm_router/exchange.h"
 #include "vllm_router/router.h"
@@ -58,6 +60,20 @@ struct LoopShared {
   void log(int level, std::string_view message) const {
     if (options.log) options.log(level, message);
   }
+
+  // TLS on the listener: `tls` is fixed at start; the context is replaced by a reload (new
+  // connections take the current one; a session keeps its own alive).
+  bool tls = false;
+  std::shared_ptr<const TlsContext> tls_context() const { return std::atomic_load(&tls_context_); }
+  void set_tls_context(std::shared_ptr<const TlsContext> context) { std::atomic_store(&tls_context_, std::move(context)); }
+  /// A handshake failed: counted, logged at debug level, summed up in a warning at most every 10 s.
+  void tls_handshake_failed(std::string_view peer, std::string_view why, TimePoint now);
+  std::atomic<std::uint64_t> tls_failures{0};
+
+ private:
+  std::shared_ptr<const TlsContext> tls_context_;
+  std::atomic<std::int64_t> tls_warned_ns_{std::numeric_limits<std::int64_t>::min()};
+  std::atomic<std::uint64_t> tls_warned_count_{0};
 };
 
 /// Something a loop owns and times: a client connection, a callback exchange. Identified in
@@ -129,7 +145,13 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
 
  private:
   void read_upstream();
+  void read_upstream_tls();
   Send write_upstream(Error& error);  // continues the gathered write from written_
+  Send write_upstream_tls(Error& error);
+  // https: starts the session on the connected socket, then drives the handshake.
+  void start_tls(TimePoint now);
+  void continue_tls(TimePoint now);
+  void tls_connect_failed(std::string_view why, TimePoint now);
   // Connects to the next untried address; false (with `why`) when none is left.
   bool connect_next(std::string& why);
   Error connect_error(std::string_view why) const;
@@ -139,6 +161,12 @@ class ExchangeDriver : public LoopItem, public ExchangeHost {
   bool writing_ = false;
   bool paused_ = false;
   bool peer_closed_ = false;  // the upstream sent FIN: read to the EOF, no edge will follow
+  // https: the socket's session (owned by the loop's table), the handshake before on_connected,
+  // and a read or write that waits for the other direction.
+  TlsSession* tls_ = nullptr;
+  bool handshaking_ = false;
+  bool tls_read_wants_write_ = false;
+  bool tls_write_wants_read_ = false;
   std::string_view head_;
   std::string_view body_;
   std::size_t written_ = 0;
@@ -211,6 +239,12 @@ class Loop {
   // collected for a socket closed earlier in the same batch harmless.
   void own_upstream(int fd, ExchangeDriver* owner, bool register_now);
   void close_upstream(int fd);
+  // The TLS session of an https upstream socket lives beside it in the table, so a pooled
+  // connection keeps its session; closing the socket frees it.
+  TlsSession* upstream_tls(int fd) { return slot_of(fd).tls.get(); }
+  TlsSession* set_upstream_tls(int fd, std::unique_ptr<TlsSession> session) {
+    return (slot_of(fd).tls = std::move(session)).get();
+  }
   int take_idle(const std::string& id);
   void give_idle(const std::string& id, int fd);
 
@@ -220,6 +254,7 @@ class Loop {
 
   std::vector<char> scratch;                 // the read buffer of every socket on this loop
   std::string out_batch;                     // the write buffer of the batch being answered
+  std::string tls_out;                       // pieces joined for one TLS write (held during the call only)
   ClientConn* out_batch_owner = nullptr;     // whose pieces out_batch holds (one at a time)
   std::atomic<std::uint32_t> open{0};        // client connections (incl. handed over, not adopted)
 
@@ -228,6 +263,7 @@ class Loop {
   struct UpstreamSlot {
     ExchangeDriver* owner = nullptr;
     std::uint32_t generation = 0;
+    std::unique_ptr<TlsSession> tls;  // https only
   };
   struct Timer {
     TimePoint when;
@@ -241,7 +277,14 @@ class Loop {
   void run_timers();
   void kick_waiting();
   void on_idle(int fd, std::uint32_t events);
-  UpstreamSlot& slot_of(int fd);
+  // The slot of `fd`, the table grown when needed (out of line: slots hold sessions, and a
+  // vector of them is no longer trivial to grow, which kept every caller from inlining this).
+  UpstreamSlot& slot_of(int fd) {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= upstream_.size()) grow_upstream(i);
+    return upstream_[i];
+  }
+  void grow_upstream(std::size_t index);
   std::uint64_t upstream_tag(int fd);
   int timeout_ms() const;
   LoopItem* item_at(std::uint32_t slot, std::uint32_t generation) const;

@@ -32,6 +32,12 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
   auto impl = std::make_unique<Impl>(router, std::move(options));
   detail::LoopShared& shared = impl->shared;
   const ServerOptions& o = shared.options;
+  if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+    auto context = detail::TlsContext::server(o.tls_cert_file, o.tls_key_file);
+    if (!context) return context.error();
+    shared.tls = true;
+    shared.set_tls_context(std::move(context).value());
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -75,7 +81,29 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
+Result<void> Server::check_tls(const ServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) return {};
+  auto context = detail::TlsContext::server(options.tls_cert_file, options.tls_key_file);
+  if (!context) return context.error();
+  return {};
+}
+
 std::uint16_t Server::port() const noexcept { return impl_->port; }
+
+bool Server::tls() const noexcept { return impl_->shared.tls; }
+
+Result<void> Server::reload_tls() {
+  detail::LoopShared& shared = impl_->shared;
+  if (!shared.tls) return Result<void>(Errc::invalid_argument, "the listener does not use TLS");
+  auto context = detail::TlsContext::server(shared.options.tls_cert_file, shared.options.tls_key_file);
+  if (!context) return context.error();
+  shared.set_tls_context(std::move(context).value());
+  return {};
+}
+
+std::uint64_t Server::tls_handshake_failures() const noexcept {
+  return impl_->shared.tls_failures.load(std::memory_order_relaxed);
+}
 
 void Server::run() {
   auto& loops = impl_->shared.loops;

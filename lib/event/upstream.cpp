@@ -23,10 +23,13 @@ ExchangeDriver::~ExchangeDriver() {
 ExchangeHost::Connect ExchangeDriver::connect(const Endpoint& endpoint, bool fresh, Error& error) {
   endpoint_ = &endpoint;
   connecting_ = writing_ = paused_ = peer_closed_ = resolving_ = false;
+  handshaking_ = tls_read_wants_write_ = tls_write_wants_read_ = false;
+  tls_ = nullptr;
   if (!fresh) {
     fd_ = loop_.take_idle(endpoint.id);
     if (fd_ >= 0) {
       loop_.own_upstream(fd_, this, /*register_now=*/false);  // pooled sockets stay registered
+      if (uses_tls(endpoint.url)) tls_ = loop_.upstream_tls(fd_);  // an https one with its session
       return Connect::pooled;
     }
   }
@@ -109,6 +112,7 @@ ExchangeHost::Send ExchangeDriver::send(std::string_view head, std::string_view 
 }
 
 ExchangeHost::Send ExchangeDriver::write_upstream(Error& error) {
+  if (tls_ != nullptr) return write_upstream_tls(error);
   const std::size_t total = head_.size() + body_.size();
   while (written_ < total) {
     iovec iov[2];
@@ -143,13 +147,16 @@ ExchangeHost::Send ExchangeDriver::write_upstream(Error& error) {
 void ExchangeDriver::release(bool reusable) {
   resolving_ = false;  // an answer still on its way is ignored
   if (fd_ < 0) return;
-  if (reusable && !peer_closed_ && endpoint_ != nullptr) {
-    loop_.give_idle(endpoint_->id, fd_);
+  const bool tls_sound = tls_ == nullptr || (!handshaking_ && !tls_->failed());
+  if (reusable && !peer_closed_ && endpoint_ != nullptr && tls_sound) {
+    loop_.give_idle(endpoint_->id, fd_);  // an https socket keeps its session in the table
   } else {
     loop_.close_upstream(fd_);
   }
   fd_ = -1;
+  tls_ = nullptr;
   connecting_ = writing_ = paused_ = peer_closed_ = false;
+  handshaking_ = tls_read_wants_write_ = tls_write_wants_read_ = false;
 }
 
 void ExchangeDriver::on_wait() { loop_.add_waiting(*this); }
@@ -184,10 +191,13 @@ void ExchangeDriver::on_upstream_event(std::uint32_t events) {
     }
     connecting_ = false;
     addresses_.reset();  // connected: the other addresses are not needed (memory per stream)
+    if (uses_tls(endpoint_->url)) return start_tls(now);
     exchange_.on_connected(now);  // sends at once
     after_upstream_read();
     if (closed() || fd_ < 0) return;
-  } else if ((events & EPOLLOUT) != 0 && writing_) {
+  } else if (handshaking_) {
+    return continue_tls(now);
+  } else if (writing_ && ((events & EPOLLOUT) != 0 || (tls_write_wants_read_ && (events & EPOLLIN) != 0))) {
     Error error;
     switch (write_upstream(error)) {
       case Send::pending: break;
@@ -202,10 +212,14 @@ void ExchangeDriver::on_upstream_event(std::uint32_t events) {
   }
   if (closed() || fd_ < 0) return;
   if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) peer_closed_ = true;
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 && !paused_) read_upstream();
+  if (((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0 || (tls_read_wants_write_ && (events & EPOLLOUT) != 0)) &&
+      !paused_) {
+    read_upstream();
+  }
 }
 
 void ExchangeDriver::read_upstream() {
+  if (tls_ != nullptr) return read_upstream_tls();
   char* buf = loop_.scratch.data();
   const std::size_t size = loop_.scratch.size();
   while (fd_ >= 0 && !closed() && !paused_) {
@@ -241,6 +255,116 @@ void ExchangeDriver::resume_upstream() {
   paused_ = false;
   exchange_.on_client_resumed(loop_.now());
   read_upstream();  // edge-triggered: drain what arrived while paused
+}
+
+}  // namespace vllm_router::detail
+
+// ---------------------------------------------------------------------------------------------
+// https: the session on the socket, kept with it in the pool
+
+namespace vllm_router::detail {
+
+void ExchangeDriver::start_tls(TimePoint now) {
+  auto context = RouterAccess::impl(loop_.router).upstream_tls();
+  if (!context) return tls_connect_failed(context.error().message, now);
+  auto session = TlsSession::connect(**context, fd_, endpoint_->url.host);
+  if (!session) return tls_connect_failed(session.error().message, now);
+  tls_ = loop_.set_upstream_tls(fd_, std::move(session).value());
+  handshaking_ = true;
+  continue_tls(now);  // the ClientHello goes out now
+}
+
+void ExchangeDriver::continue_tls(TimePoint now) {
+  switch (tls_->handshake()) {
+    case TlsIo::done:
+      handshaking_ = false;
+      exchange_.on_connected(now);  // sends at once; the connect timeout covered the handshake
+      return after_upstream_read();
+    case TlsIo::want_read:
+    case TlsIo::want_write:
+      return;
+    case TlsIo::eof:
+    case TlsIo::error:
+      return tls_connect_failed("TLS handshake failed: " + tls_->error(), now);
+  }
+}
+
+void ExchangeDriver::tls_connect_failed(std::string_view why, TimePoint now) {
+  // Nothing was sent: a connect failure like a refused one (another endpoint may be tried).
+  loop_.close_upstream(fd_);
+  fd_ = -1;
+  tls_ = nullptr;
+  handshaking_ = false;
+  exchange_.on_connect_failed(connect_error(why), now);
+  after_upstream_read();
+}
+
+ExchangeHost::Send ExchangeDriver::write_upstream_tls(Error& error) {
+  // A head with a small body goes out as one record (joined in the loop's buffer); a large body
+  // after the head, from the caller's buffer. A write that must wait is retried with the same
+  // bytes: written_ moves only when a write is done.
+  constexpr std::size_t kJoinUpTo = 16 * 1024;
+  const std::size_t total = head_.size() + body_.size();
+  tls_write_wants_read_ = false;
+  while (written_ < total) {
+    std::string_view rest;
+    if (written_ < head_.size() && total <= kJoinUpTo) {
+      std::string& joined = loop_.tls_out;
+      joined.assign(head_.substr(written_));
+      joined.append(body_);
+      rest = joined;
+    } else if (written_ < head_.size()) {
+      rest = head_.substr(written_);
+    } else {
+      rest = body_.substr(written_ - head_.size());
+    }
+    std::size_t n = 0;
+    const TlsIo io = tls_->write(rest.data(), rest.size(), n);
+    if (io == TlsIo::done) {
+      written_ += n;
+      continue;
+    }
+    if (io == TlsIo::want_read || io == TlsIo::want_write) {
+      tls_write_wants_read_ = io == TlsIo::want_read;
+      return Send::pending;
+    }
+    writing_ = false;
+    error = Error{Errc::upstream_closed,
+                  "writing to upstream failed: " + (tls_->error().empty() ? std::string("closed") : tls_->error()), ""};
+    return Send::failed;
+  }
+  writing_ = false;
+  return Send::done;
+}
+
+void ExchangeDriver::read_upstream_tls() {
+  // Until the session wants the socket (records OpenSSL already holds raise no edge), one record
+  // per read, each through the exchange before the next.
+  char* buf = loop_.scratch.data();
+  const std::size_t size = loop_.scratch.size();
+  tls_read_wants_write_ = false;
+  while (fd_ >= 0 && !closed() && !paused_) {
+    std::size_t n = 0;
+    const TlsIo io = tls_->read(buf, size, n);
+    const TimePoint now = loop_.now();
+    switch (io) {
+      case TlsIo::done:
+        exchange_.on_upstream_data(std::string_view(buf, n), now);
+        after_upstream_read();
+        continue;
+      case TlsIo::want_read:
+        return;
+      case TlsIo::want_write:
+        tls_read_wants_write_ = true;
+        return;
+      case TlsIo::eof:
+        exchange_.on_upstream_eof(now);
+        return after_upstream_read();
+      case TlsIo::error:
+        exchange_.on_upstream_error(Error{Errc::upstream_closed, "upstream connection failed: " + tls_->error(), ""}, now);
+        return after_upstream_read();
+    }
+  }
 }
 
 }  // namespace vllm_router::detail

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -163,16 +164,20 @@ def assert_common(r):
     dep = r.router_deployment()
     spec = dep["spec"]["template"]["spec"]
     c = r.router_container()
-    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    tls = "VLLM_ROUTER_TLS_CERT_FILE" in r.router_env()
+    scheme = {"scheme": "HTTPS"} if tls else {}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http", **scheme}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http", **scheme}
     assert c["ports"] == [{"name": "http", "containerPort": int(r.router_env()["VLLM_ROUTER_PORT"]["value"]),
                            "protocol": "TCP"}]
     env = r.router_env()
     assert env["VLLM_ROUTER_CONFIG"]["value"] == "/etc/vllm-router/config.json"
     assert c["volumeMounts"][0] == {"name": "config", "mountPath": "/etc/vllm-router", "readOnly": True}
     assert spec["volumes"][0] == {"name": "config", "configMap": {"name": f"{FULL}-config"}}
-    # Only the tenants' keys Secret may add a volume.
-    assert [v["name"] for v in spec["volumes"][1:]] in ([], ["tenant-keys"])
+    # Only the tenants' keys Secret and the TLS Secret may add a volume (in that order).
+    assert [v["name"] for v in spec["volumes"][1:]] in ([], ["tenant-keys"], ["tls"], ["tenant-keys", "tls"])
+    assert [m["name"] for m in c["volumeMounts"]] == [v["name"] for v in spec["volumes"]]
+    assert ("tls" in [v["name"] for v in spec["volumes"]]) == tls
     assert spec["serviceAccountName"] == FULL
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -404,6 +409,44 @@ def test_all_features(tmp_path):
     out = check_config(r, tmp_path, with_env=False)
     assert "3 model(s)" in out
     check_config(r, tmp_path, with_env=True)
+
+
+def test_tls_secret(tmp_path):
+    """router.tls.secretName: the Secret mounted, the files given by variable, probes and the
+    ServiceMonitor on https; a router with that environment and a real pair starts on https."""
+    r = Rendered(TWO_MODELS, sets=["router.tls.secretName=router-tls", "router.serviceMonitor.enabled=true",
+                                   "router.serviceMonitor.tlsConfig.serverName=router.example",
+                                   "router.serviceMonitor.bearerTokenSecret.name=m",
+                                   "router.serviceMonitor.bearerTokenSecret.key=t"], tmp_path=tmp_path)
+    assert_common(r)
+    env = r.router_env()
+    assert env["VLLM_ROUTER_TLS_CERT_FILE"]["value"] == "/etc/vllm-router-tls/tls.crt"
+    assert env["VLLM_ROUTER_TLS_KEY_FILE"]["value"] == "/etc/vllm-router-tls/tls.key"
+    c = r.router_container()
+    assert c["volumeMounts"][1] == {"name": "tls", "mountPath": "/etc/vllm-router-tls", "readOnly": True}
+    vol = r.router_deployment()["spec"]["template"]["spec"]["volumes"][1]
+    assert vol == {"name": "tls", "secret": {"secretName": "router-tls", "defaultMode": 0o440}}
+    ep = r.get("ServiceMonitor", FULL)["spec"]["endpoints"][0]
+    assert ep["scheme"] == "https" and ep["tlsConfig"] == {"serverName": "router.example"}
+    assert "curl https://localhost:8080/v1/models" in r.notes
+    # Without it: plain HTTP everywhere.
+    plain = Rendered(TWO_MODELS, sets=["router.serviceMonitor.enabled=true", "router.serviceMonitor.bearerTokenSecret.name=m",
+                                       "router.serviceMonitor.bearerTokenSecret.key=t"])
+    assert "VLLM_ROUTER_TLS_CERT_FILE" not in plain.router_env()
+    assert "scheme" not in plain.get("ServiceMonitor", FULL)["spec"]["endpoints"][0]
+    # --check-config with the pod's environment, the Secret's files made by openssl.
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from tlscerts import make_certs
+    certs = make_certs(str(tmp_path))
+    cfg = tmp_path / "config.json"
+    cfg.write_text(r.router_config_text())
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ROUTER_")}
+    run_env.update(VLLM_ROUTER_CONFIG=str(cfg), VLLM_ROUTER_TLS_CERT_FILE=certs.cert, VLLM_ROUTER_TLS_KEY_FILE=certs.key)
+    proc = subprocess.run([router_binary(), "--check-config"], env=run_env, capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    run_env["VLLM_ROUTER_TLS_KEY_FILE"] = certs.other_key
+    proc = subprocess.run([router_binary(), "--check-config"], env=run_env, capture_output=True, text=True, timeout=10)
+    assert proc.returncode != 0 and "is not the PEM private key" in proc.stderr, proc.stderr
 
 
 def test_set_overrides_and_passthrough(tmp_path):

@@ -200,6 +200,23 @@ def test_healthcheck_script_against_a_real_router():
         assert bad.returncode != 0
 
 
+def test_healthcheck_script_over_tls(tmp_path):
+    """With VLLM_ROUTER_TLS_CERT_FILE set (as in the chart with router.tls), the check speaks HTTPS."""
+    from tlscerts import make_certs  # noqa: E402 (tests/integration)
+    certs = make_certs(str(tmp_path))
+    with start_sim("--model", "m") as sim, start_router("--model", f"m={sim.url}", "--tls-cert", certs.cert,
+                                                        "--tls-key", certs.key) as router:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ROUTER_")}
+        tls_env = dict(env, VLLM_ROUTER_PORT=str(router.port), VLLM_ROUTER_TLS_CERT_FILE=certs.cert)
+        ok = subprocess.run(["bash", HEALTHCHECK], env=tls_env, capture_output=True, timeout=10)
+        assert ok.returncode == 0, ok.stderr
+        # Plain HTTP to the TLS port is not an answer.
+        plain = subprocess.run(["bash", HEALTHCHECK, str(router.port)], env=env, capture_output=True, timeout=10)
+        assert plain.returncode != 0
+        bad = subprocess.run(["bash", HEALTHCHECK, str(dead_port())], env=tls_env, capture_output=True, timeout=10)
+        assert bad.returncode != 0
+
+
 def test_healthcheck_script_wants_200():
     """A server that answers /health with 503 is unhealthy."""
 

@@ -4,8 +4,8 @@ Mirrors simproc.py. Stable API (shared by several test files; extend, do not cha
 
     start_router(*args, env=None, timeout=5.0) -> RouterProcess
         Starts the vllm-router binary with `--host 127.0.0.1 --port 0` plus `args` (strings),
-        waits for its "vllm-router listening on http://HOST:PORT" line and returns a
-        RouterProcess. `env=None` inherits the environment minus every VLLM_ROUTER_* variable
+        waits for its "vllm-router listening on http://HOST:PORT" line (https:// with TLS on the
+        listener: then .url starts with https://) and returns a RouterProcess. `env=None` inherits the environment minus every VLLM_ROUTER_* variable
         (so a developer's shell cannot change what a test configures); pass a dict to set it
         exactly.
     RouterProcess: .port (int), .host (str), .url ("http://HOST:PORT"),
@@ -38,6 +38,7 @@ __all__ = ["RouterProcess", "start_router", "run_router", "router_binary", "clea
            "dead_port", "fnv1a64", "metric_samples", "router_metrics", "open_stream"]
 
 _LISTEN_PREFIX = "vllm-router listening on http://"
+_TLS_LISTEN_PREFIX = "vllm-router listening on https://"
 _live = set()
 
 
@@ -77,15 +78,17 @@ def start_router(*args, env=None, timeout=5.0):
     stderr_file = tempfile.NamedTemporaryFile(prefix="vllm-router-", suffix=".log")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             stderr=stderr_file, env=clean_env() if env is None else env)
-    got = read_announcement(proc, _LISTEN_PREFIX, timeout)
+    got = read_announcement(proc, (_LISTEN_PREFIX, _TLS_LISTEN_PREFIX), timeout, with_prefix=True)
     if isinstance(got, str):
         stderr_file.flush()
         with open(stderr_file.name, "rb") as f:
             err = f.read().decode(errors="replace")
         raise RuntimeError("vllm-router did not announce its port (got %r, rc=%r, cmd=%r, "
                            "stderr=%r)" % (got, proc.returncode, cmd, err[-2000:]))
-    host, port = got
+    prefix, host, port = got
     router = RouterProcess(proc, host, port, stderr_file)
+    if prefix == _TLS_LISTEN_PREFIX:
+        router.url = "https://%s:%d" % (host, port)
     _live.add(router)
     return router
 

@@ -4,7 +4,8 @@ Stable API (shared by several test files; extend, do not change):
 
     start_sim(*args, env=None, timeout=5.0) -> SimProcess
         Starts the vllm-sim binary with `--port 0` plus `args` (strings), waits for its
-        "vllm-sim listening on http://HOST:PORT" line and returns a SimProcess.
+        "vllm-sim listening on http://HOST:PORT" line (https:// with --tls-cert: then .url
+        starts with https://) and returns a SimProcess.
     SimProcess: .port (int), .host (str), .url ("http://HOST:PORT"), .proc (subprocess.Popen),
         .stop(timeout=5.0) -> exit code (SIGTERM by PID, SIGKILL by PID if it does not exit).
         Also a context manager (`with start_sim(...) as sim:`) that stops on exit.
@@ -24,6 +25,7 @@ import time
 __all__ = ["SimProcess", "ManagedProcess", "read_announcement", "start_sim", "sim_binary", "repo_root"]
 
 _LISTEN_PREFIX = "vllm-sim listening on http://"
+_TLS_LISTEN_PREFIX = "vllm-sim listening on https://"
 _live = set()
 
 
@@ -82,9 +84,10 @@ class ManagedProcess:
         return "%s(pid=%d, url=%s)" % (type(self).__name__, self.proc.pid, self.url)
 
 
-def read_announcement(proc, prefix, timeout):
+def read_announcement(proc, prefix, timeout, with_prefix=False):
     """Reads the first stdout line of `proc` (within `timeout` s). Returns (host, port) when it
-    is `prefix` + "HOST:PORT"; otherwise kills the process and returns the line it got."""
+    is `prefix` + "HOST:PORT" (`prefix` may be a tuple of prefixes; `with_prefix`: returns
+    (matched prefix, host, port)); otherwise kills the process and returns the line it got."""
     deadline = time.monotonic() + timeout
     line = b""
     while not line.endswith(b"\n"):
@@ -104,8 +107,9 @@ def read_announcement(proc, prefix, timeout):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         return text
-    host, _, port = text[len(prefix):].rpartition(":")
-    return host, int(port)
+    matched = next(p for p in ((prefix,) if isinstance(prefix, str) else prefix) if text.startswith(p))
+    host, _, port = text[len(matched):].rpartition(":")
+    return (matched, host, int(port)) if with_prefix else (host, int(port))
 
 
 class SimProcess(ManagedProcess):
@@ -119,12 +123,14 @@ def start_sim(*args, env=None, timeout=5.0):
         raise FileNotFoundError("vllm-sim binary not found at %s (set VLLM_SIM)" % binary)
     cmd = [binary, "--port", "0"] + [str(a) for a in args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    got = read_announcement(proc, _LISTEN_PREFIX, timeout)
+    got = read_announcement(proc, (_LISTEN_PREFIX, _TLS_LISTEN_PREFIX), timeout, with_prefix=True)
     if isinstance(got, str):
         raise RuntimeError("vllm-sim did not announce its port (got %r, rc=%r, cmd=%r)"
                            % (got, proc.returncode, cmd))
-    host, port = got
+    prefix, host, port = got
     sim = SimProcess(proc, host, port)
+    if prefix == _TLS_LISTEN_PREFIX:
+        sim.url = "https://%s:%d" % (host, port)
     _live.add(sim)
     return sim
 

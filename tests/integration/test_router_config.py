@@ -19,13 +19,14 @@ CHAT = "/v1/chat/completions"
 
 FLAGS = ["--config", "--host", "--port", "--model", "--alias", "--lora", "--api-key", "--policy",
          "--default-model", "--max-body-bytes", "--connect-timeout-ms", "--read-timeout-ms",
-         "--threads", "--max-connections", "--log-level", "--check-config", "--demo", "--help",
-         "--version"]
+         "--threads", "--max-connections", "--tls-cert", "--tls-key", "--log-level", "--check-config", "--demo",
+         "--help", "--version"]
 ENV_VARS = ["VLLM_ROUTER_CONFIG", "VLLM_ROUTER_HOST", "VLLM_ROUTER_PORT", "VLLM_ROUTER_MODELS",
             "VLLM_ROUTER_ALIASES", "VLLM_ROUTER_LORAS", "VLLM_ROUTER_API_KEYS",
             "VLLM_ROUTER_POLICY", "VLLM_ROUTER_DEFAULT_MODEL", "VLLM_ROUTER_MAX_BODY_BYTES",
             "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "VLLM_ROUTER_READ_TIMEOUT_MS", "VLLM_ROUTER_THREADS",
-            "VLLM_ROUTER_MAX_CONNECTIONS", "VLLM_ROUTER_LOG_LEVEL"]
+            "VLLM_ROUTER_MAX_CONNECTIONS", "VLLM_ROUTER_TLS_CERT_FILE", "VLLM_ROUTER_TLS_KEY_FILE",
+            "VLLM_ROUTER_LOG_LEVEL"]
 
 
 @pytest.fixture

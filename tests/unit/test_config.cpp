@@ -515,3 +515,42 @@ TEST_CASE("config: routes: the default is vLLM's inference routes; a deployment'
     CHECK(e.param.rfind("routes", 0) == 0);
   }
 }
+
+TEST_CASE("config: https endpoints and upstream_tls") {
+  auto parsed = parse_app_config(R"({"upstream_tls": {"ca_file": "/etc/ca.pem", "insecure_skip_verify": true},
+    "models": [{"name": "m", "endpoints": ["https://api.example.com/v1", "https://10.0.0.1:8443", "http://h"]}]})");
+  REQUIRE(parsed.ok());
+  const RouterConfig& c = parsed->router;
+  CHECK(c.upstream_tls.ca_file == "/etc/ca.pem");
+  CHECK(c.upstream_tls.insecure_skip_verify);
+  CHECK(validate(c, kPolicies).ok());
+  CHECK(RouterConfig{}.upstream_tls == vllm_router::UpstreamTlsConfig{});  // verification on, system CAs
+
+  auto url = vllm_router::parse_url("https://api.example.com/v1");
+  REQUIRE(url.ok());
+  CHECK(url->scheme == "https");
+  CHECK(url->port == 443);
+  CHECK(url->prefix == "/v1");
+  CHECK(vllm_router::uses_tls(url.value()));
+  CHECK(vllm_router::endpoint_id(url.value()) == "https://api.example.com:443/v1");
+  // http and https on one host and port are two endpoints.
+  CHECK(vllm_router::endpoint_id(vllm_router::parse_url("http://h:443").value()) !=
+        vllm_router::endpoint_id(vllm_router::parse_url("https://h").value()));
+  auto ftp = vllm_router::parse_url("ftp://h");
+  REQUIRE_FALSE(ftp.ok());
+  CHECK(ftp.error().message.find("only http:// and https:// are supported") != std::string::npos);
+
+  CHECK(parse_error(R"({"upstream_tls": {"ca_file": ""}})").param == "upstream_tls.ca_file");
+  CHECK(parse_error(R"({"upstream_tls": {"verify": false}})").param == "upstream_tls.verify");
+  CHECK(parse_error(R"({"upstream_tls": {"insecure_skip_verify": "yes"}})").param ==
+        "upstream_tls.insecure_skip_verify");
+  CHECK(parse_error(R"({"upstream_tls": true})").param == "upstream_tls");
+}
+
+TEST_CASE("config: the listener's TLS files are read by the executable's extension") {
+  auto parsed = parse_app_config(R"({"tls_cert_file": "/c.pem", "tls_key_file": "/k.pem"})");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->tls_cert_file == "/c.pem");
+  CHECK(parsed->tls_key_file == "/k.pem");
+  CHECK(parse_error(R"({"tls_key_file": 3})").param == "tls_key_file");
+}

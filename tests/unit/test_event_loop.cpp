@@ -23,6 +23,8 @@
 
 #include "event/loop.h"
 #include "http_util.h"
+#include "support/test_certs.h"
+#include "tls.h"
 #include "vllm_router/router.h"
 
 namespace {
@@ -1153,4 +1155,142 @@ TEST_CASE("event loop: drain closes an idle connection at once and a busy one af
   CHECK(a->header("Connection") == "close");
   CHECK(h.recorder->last().end == ExchangeEnd::ok);
   CHECK(h.shared->connections.load() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS on the listener: the test is the client, through its own TlsSession on its end.
+
+namespace {
+
+struct TlsClient {
+  Fd fd;
+  std::unique_ptr<detail::TlsSession> session;
+  std::shared_ptr<const detail::TlsContext> context;
+  std::string received;
+  bool eof = false;
+
+  // Turns `h`'s loop into a TLS listener and connects a client to it (the handshake not run).
+  explicit TlsClient(Harness& h) {
+    const auto& certs = testing::TestCerts::get();
+    if (!h.shared->tls) {
+      auto server = detail::TlsContext::server(certs.cert, certs.key);
+      REQUIRE(server);
+      h.shared->tls = true;
+      h.shared->set_tls_context(server.value());
+    }
+    auto client = detail::TlsContext::client(certs.ca, true);
+    REQUIRE(client);
+    context = client.value();
+    fd = h.client();
+    auto s = detail::TlsSession::connect(*context, fd, "localhost");
+    REQUIRE(s);
+    session = std::move(s).value();
+  }
+  detail::TlsIo handshake(Harness& h) {
+    detail::TlsIo io = detail::TlsIo::want_read;
+    for (int i = 0; i < 20 && (io == detail::TlsIo::want_read || io == detail::TlsIo::want_write); ++i) {
+      io = session->handshake();
+      h.pump(2);
+    }
+    return io;
+  }
+  void send(std::string_view data) {
+    while (!data.empty()) {
+      std::size_t n = 0;
+      REQUIRE(session->write(data.data(), data.size(), n) == detail::TlsIo::done);
+      data.remove_prefix(n);
+    }
+  }
+  // Reads what the session has now into `received`.
+  void read() {
+    char buf[16384];
+    for (;;) {
+      std::size_t n = 0;
+      const detail::TlsIo io = session->read(buf, sizeof buf, n);
+      if (io == detail::TlsIo::done) {
+        received.append(buf, n);
+        continue;
+      }
+      if (io == detail::TlsIo::eof || io == detail::TlsIo::error) eof = true;
+      return;
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("event loop: TLS: a proxied request and a local one through the session, keep-alive") {
+  Harness h;
+  Fd up = h.upstream();
+  TlsClient cl(h);
+  REQUIRE(cl.handshake(h) == detail::TlsIo::done);
+  CHECK(cl.session->alpn() == "http/1.1");
+  cl.send(post());
+  h.pump();
+  CHECK(contains(drain(up).bytes, kBody));
+  send_all(up, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                   chunk("data: 1\n\n"));
+  h.pump();
+  cl.read();
+  CHECK(contains(cl.received, "data: 1\n\n"));
+  send_all(up, chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+  h.pump();
+  cl.read();
+  auto a = take_answer(cl.received);
+  REQUIRE(a.has_value());
+  CHECK(a->body == "data: 1\n\ndata: [DONE]\n\n");
+  CHECK(h.recorder->last().end == ExchangeEnd::ok);
+
+  cl.send("GET /health HTTP/1.1\r\nHost: r\r\n\r\n");
+  h.pump();
+  cl.read();
+  auto health = take_answer(cl.received);
+  REQUIRE(health.has_value());
+  CHECK(health->status == 200);
+  CHECK_FALSE(cl.eof);
+  CHECK(h.shared->tls_failures.load() == 0);
+}
+
+TEST_CASE("event loop: TLS: a handshake not finished in client_timeout_ms is closed and counted; a bare close is not") {
+  Harness h;
+  TlsClient silent(h);  // connects, never says hello
+  TlsClient leaving(h);
+  leaving.fd.reset();   // a port check: connects and closes
+  h.pump();
+  CHECK(h.shared->connections.load() == 1);
+  h.advance(9999ms);
+  CHECK(h.shared->connections.load() == 1);
+  h.advance(2ms);
+  CHECK(h.shared->connections.load() == 0);
+  CHECK(drain(silent.fd).eof);
+  CHECK(h.shared->tls_failures.load() == 1);
+}
+
+TEST_CASE("event loop: TLS: a slow client gets the whole answer: what SSL_write could not take is retried from the backlog") {
+  Harness h;
+  Fd up = h.upstream();
+  TlsClient cl(h);
+  int small = 8192;
+  ::setsockopt(cl.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  REQUIRE(cl.handshake(h) == detail::TlsIo::done);
+  cl.send(post());
+  h.pump();
+  CHECK(contains(drain(up).bytes, "POST /v1/completions"));
+  std::string payload;
+  const std::string answer = big_answer(2 * 1024 * 1024, payload);
+  // The client reads nothing until the loop stops reading the upstream (paused), then reads
+  // everything: every byte arrives once, in order.
+  std::size_t sent = fill_until_paused(h, up, answer);
+  REQUIRE(sent < answer.size());
+  std::optional<Answer> a;
+  for (int i = 0; i < 100000 && !a && !cl.eof; ++i) {
+    cl.read();
+    sent += write_some(up, std::string_view(answer).substr(sent));
+    h.pump(2);
+    a = take_answer(cl.received);
+  }
+  REQUIRE(a.has_value());
+  CHECK(a->body.size() == payload.size());
+  CHECK(a->body == payload);
+  CHECK(h.recorder->last().end == ExchangeEnd::ok);
 }

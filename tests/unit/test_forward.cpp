@@ -6,7 +6,9 @@
 
 #include "support/exchange_host.h"
 #include "support/routing.h"
+#include "support/test_certs.h"
 #include "support/upstream.h"
+#include "vllm_router/transport.h"
 
 using namespace vllm_router;
 using namespace vllm_router::testing;
@@ -177,4 +179,97 @@ TEST_CASE("a stream that breaks mid-way returns the error after relaying what ca
   auto relayed = r->relay(sink);
   CHECK(relayed.code() == Errc::upstream_closed);
   CHECK(sink.data == "data: tok\n\n");
+}
+
+TEST_CASE("forward to an https endpoint: verified (CA, name), pooled with its session; a failed verification is a connect failure") {
+  const auto& certs = TestCerts::get();
+  auto tls = detail::TlsContext::server(certs.cert, certs.key).value();
+  TestUpstream up([](const std::string&, const std::string&) { return reply(json_reply(R"({"ok":1})")); }, tls);
+  RouterConfig c = config_for({up.url()});
+  c.upstream_tls.ca_file = certs.ca;
+  auto router = make_router(c);
+  const std::string body = R"({"model":"m","prompt":"x"})";
+  UpstreamRequest req;
+  req.path = "/v1/completions";
+  req.body = body;
+  for (int i = 0; i < 3; ++i) {
+    auto response = router->forward(view_of(body), req);
+    REQUIRE(response.ok());
+    CHECK(response->status() == 200);
+    StringSink sink;
+    REQUIRE(response->relay(sink).ok());
+    CHECK(sink.data == R"({"ok":1})");
+  }
+  CHECK(up.requests == 3);
+  CHECK(up.connections == 1);
+  {
+    std::lock_guard<std::mutex> lock(up.mutex);
+    CHECK(up.heads[0].find("\r\nHost: 127.0.0.1:" + std::to_string(up.port) + "\r\n") != std::string::npos);
+    CHECK(up.bodies[0] == R"({"model":"org/m","prompt":"x"})");
+  }
+
+  // Verification off: any certificate; a CA that did not sign it: refused (and the request
+  // retried on no other replica: 502). New routers: a pooled connection keeps the verification
+  // it was made with.
+  struct Case {
+    std::string ca;
+    bool skip;
+    std::string error;
+  };
+  for (const Case& k : {Case{certs.other_ca, false, "certificate verify failed: unable to get local issuer certificate"},
+                        Case{certs.other_ca, true, ""}}) {
+    c.upstream_tls = UpstreamTlsConfig{k.ca, k.skip};
+    auto other = make_router(c);
+    auto response = other->forward(view_of(body), req);
+    if (k.error.empty()) {
+      REQUIRE(response.ok());
+      CHECK(response->status() == 200);
+      StringSink sink;
+      CHECK(response->relay(sink).ok());
+    } else {
+      REQUIRE_FALSE(response.ok());
+      CHECK(response.code() == Errc::connect_failed);
+      CHECK(response.error().message == "no replica of model `org/m` could be reached: cannot connect to " + up.url() +
+                                            ": TLS handshake failed: " + k.error);
+    }
+  }
+
+  // A CA file that cannot be read is refused by update(), and the router keeps its table.
+  c.upstream_tls = UpstreamTlsConfig{certs.dir + "/missing.pem", false};
+  auto refused = router->update(c);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().param == "upstream_tls.ca_file");
+}
+
+TEST_CASE("the http transport (probes) speaks https, verified as its Router's upstream_tls says") {
+  const auto& certs = TestCerts::get();
+  TestUpstream up([](const std::string&, const std::string&) { return reply(json_reply(R"({"healthy":true})")); },
+                  detail::TlsContext::server(certs.cert, certs.key).value());
+  RouterConfig c = config_for({up.url()});
+  c.upstream_tls.ca_file = certs.ca;
+  auto router = make_router(c);
+  HttpTransportOptions options;
+  options.router = router.get();
+  auto transport = make_http_transport(options);
+  const Endpoint& endpoint = *router->snapshot()->pools[0].endpoints[0];
+  UpstreamRequest probe;
+  probe.method = "GET";
+  probe.path = "/health";
+  for (int i = 0; i < 2; ++i) {
+    auto response = transport->send(endpoint, probe, {});
+    REQUIRE(response.ok());
+    CHECK(response.value()->status() == 200);
+    StringSink sink;
+    REQUIRE(response.value()->relay(sink).ok());
+    CHECK(sink.data == R"({"healthy":true})");
+  }
+  CHECK(up.connections == 1);  // pooled with its session
+
+  // Without a router: the transport's own settings (here the system's CAs, which do not know
+  // the test CA).
+  auto system = make_http_transport(HttpTransportOptions{});
+  auto refused = system->send(endpoint, probe, {});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.code() == Errc::connect_failed);
+  CHECK(refused.error().message.find("certificate verify failed") != std::string::npos);
 }

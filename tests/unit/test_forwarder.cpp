@@ -6,6 +6,7 @@
 #include <future>
 #include <mutex>
 
+#include "support/test_certs.h"
 #include "support/upstream.h"
 #include "vllm_router/forwarder.h"
 #include "vllm_router/router.h"
@@ -166,4 +167,44 @@ TEST_CASE("destroying the forwarder cancels what runs; every handler hears the e
     CHECK(rec->result->code() == Errc::cancelled);
     CHECK(rec->completions == 1);
   }
+}
+
+TEST_CASE("an https endpoint on the loop: verified handshake, answers streamed, the connection pooled with its session") {
+  const auto& certs = TestCerts::get();
+  TestUpstream up([](const std::string&, const std::string&) { return sse(3, 0ms); },
+                  detail::TlsContext::server(certs.cert, certs.key).value());
+  RouterConfig c;
+  ModelConfig m;
+  m.name = "m";
+  m.endpoints = {EndpointConfig{up.url(), 1, ""}};
+  c.models = {m};
+  c.upstream_tls.ca_file = certs.ca;
+  auto router = Router::create(c).value();
+  auto forwarder = Forwarder::create(*router, ForwarderOptions{1}).value();
+  for (int i = 0; i < 3; ++i) {
+    auto rec = std::make_shared<Recorder>();
+    forwarder->forward(request(true), rec);
+    REQUIRE(rec->wait());
+    REQUIRE(rec->result->ok());
+    CHECK(rec->status == 200);
+    CHECK(rec->body == "data: tok\n\ndata: tok\n\ndata: tok\n\ndata: [DONE]\n\n");
+  }
+  CHECK(up.requests == 3);
+  CHECK(up.connections == 1);
+  CHECK(up.tls_failures == 0);
+
+  // Another CA: the handshake fails, which is a failed connect (502), with OpenSSL's reason.
+  c.upstream_tls.ca_file = certs.other_ca;
+  c.max_idle_connections = 0;
+  REQUIRE(router->update(c));
+  auto fresh = Forwarder::create(*router, ForwarderOptions{1}).value();  // no pooled session
+  auto rec = std::make_shared<Recorder>();
+  fresh->forward(request(), rec);
+  REQUIRE(rec->wait());
+  REQUIRE_FALSE(rec->result->ok());
+  CHECK(rec->result->code() == Errc::connect_failed);
+  CHECK(http_status(rec->result->code()) == 502);
+  CHECK(rec->result->error().message.find("cannot connect to " + up.url() +
+                                          ": TLS handshake failed: certificate verify failed: unable to get local "
+                                          "issuer certificate") != std::string::npos);
 }

@@ -408,6 +408,10 @@ TEST_CASE("options: usage lists every flag and variable") {
                              "VLLM_ROUTER_THREADS",
                              "VLLM_ROUTER_MAX_CONNECTIONS",
                              "VLLM_ROUTER_LOG_LEVEL",
+                             "--tls-cert",
+                             "--tls-key",
+                             "VLLM_ROUTER_TLS_CERT_FILE",
+                             "VLLM_ROUTER_TLS_KEY_FILE",
                              "default: 8080",
                              "default: 600000",
                              "Usage:",
@@ -415,4 +419,35 @@ TEST_CASE("options: usage lists every flag and variable") {
     CAPTURE(needle);
     CHECK(text.find(needle) != std::string::npos);
   }
+}
+
+TEST_CASE("options: the TLS certificate and key come from any level, and never one without the other") {
+  TempDir dir;
+  const std::string file = dir.write("config.json", R"({"tls_cert_file": "/file/cert.pem", "tls_key_file": "/file/key.pem"})");
+  ProgramOptions from_file = ok({"--config", file});
+  CHECK(from_file.config.tls_cert_file == "/file/cert.pem");
+  CHECK(from_file.config.tls_key_file == "/file/key.pem");
+  CHECK(from_file.config.server_options().tls_cert_file == "/file/cert.pem");
+  CHECK(from_file.config.server_options().tls_key_file == "/file/key.pem");
+
+  // Split across levels: the file's key with the environment's certificate and a flag's key.
+  ProgramOptions mixed = ok({"--config", file, "--tls-key=/flag/key.pem"},
+                            {{"VLLM_ROUTER_TLS_CERT_FILE", "/env/cert.pem"}});
+  CHECK(mixed.config.tls_cert_file == "/env/cert.pem");
+  CHECK(mixed.config.tls_key_file == "/flag/key.pem");
+
+  ProgramOptions env = ok({}, {{"VLLM_ROUTER_TLS_CERT_FILE", "/c"}, {"VLLM_ROUTER_TLS_KEY_FILE", "/k"}});
+  CHECK(env.config.tls_cert_file == "/c");
+  CHECK(env.config.tls_key_file == "/k");
+  CHECK(ok({}).config.tls_cert_file.empty());
+
+  const auto cert_only = fails({"--tls-cert", "/c"});
+  CHECK(cert_only.param == "tls_key_file");
+  CHECK(cert_only.message.find("tls_cert_file is set but tls_key_file is not") != std::string::npos);
+  const auto key_only = fails({}, {{"VLLM_ROUTER_TLS_KEY_FILE", "/k"}});
+  CHECK(key_only.param == "tls_cert_file");
+  CHECK(key_only.message.find("--tls-cert") != std::string::npos);
+  CHECK(fails({"--tls-cert="}).message.find("expected a file name") != std::string::npos);
+  CHECK(fails({"--config", dir.write("bad.json", R"({"tls_cert_file": ""})")}).message.find("tls_cert_file") !=
+        std::string::npos);
 }

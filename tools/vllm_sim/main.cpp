@@ -38,10 +38,13 @@ const char *kUsage =
     "  --prefill-us-per-token F  engine model: prefill costs F us per uncached prompt token;\n"
     "                            prefills run one at a time (default 0: free)\n"
     "  --backlog N               listen backlog (default 4096)\n"
+    "  --tls-cert FILE           serve HTTPS with this PEM certificate (threads mode only;\n"
+    "                            with --tls-key; cpp-httplib's SSLServer)\n"
+    "  --tls-key FILE            PEM private key of --tls-cert\n"
     "  --help                    this text\n"
     "\n"
     "Per request, headers x-sim-ttft-ms / x-sim-itl-ms override the pacing.\n"
-    "Prints 'vllm-sim listening on http://HOST:PORT' once listening.\n";
+    "Prints 'vllm-sim listening on http://HOST:PORT' (https:// with TLS) once listening.\n";
 
 [[noreturn]] void die(const std::string &msg) {
   std::fprintf(stderr, "vllm-sim: %s\n%s", msg.c_str(), kUsage);
@@ -117,9 +120,13 @@ int main(int argc, char **argv) {
       o.io = value();
       if (o.io != "threads" && o.io != "epoll") die("--io must be threads or epoll");
     } else if (arg == "--backlog") o.backlog = static_cast<int>(to_int(arg, value()));
+    else if (arg == "--tls-cert") o.tls_cert = value();
+    else if (arg == "--tls-key") o.tls_key = value();
     else die("unknown option " + arg);
   }
   if (o.port > 65535) die("--port out of range");
   if (o.threads < 1) die("--threads must be at least 1");
+  if (o.tls_cert.empty() != o.tls_key.empty()) die("--tls-cert and --tls-key go together");
+  if (!o.tls_cert.empty() && o.io == "epoll") die("--tls-cert: HTTPS is served in threads mode only");
   return vsim::run_server(o);
 }

@@ -738,14 +738,21 @@ bool authorized(const State &st, const httplib::Request &req) {
   return req.get_header_value("Authorization") == "Bearer " + st.opt.api_key;
 }
 
-class SimServer : public httplib::Server {
+// httplib::Server, or httplib::SSLServer for --tls-cert/--tls-key (HTTPS; Debian's cpp-httplib is
+// built with OpenSSL).
+template <class Base>
+class SimServer : public Base {
 public:
+  using Base::Base;
   // cpp-httplib listens with a backlog of 5; Linux lets us call listen() again to widen it.
   void widen_backlog(int backlog) {
-    int fd = svr_sock_.load();
+    int fd = this->svr_sock_.load();
     if (fd >= 0) ::listen(fd, backlog);
   }
 };
+
+template <class Svr>
+int serve_threads(Svr &svr, State &S, Routes &R, const sigset_t &sigs, const char *scheme);
 
 }  // namespace
 
@@ -888,7 +895,23 @@ int run_server(const Options &opt_in) {
     return run_event_front(cfg, R);
   }
 
-  SimServer svr;
+  if (!S.opt.tls_cert.empty()) {
+    SimServer<httplib::SSLServer> svr(S.opt.tls_cert.c_str(), S.opt.tls_key.c_str());
+    if (!svr.is_valid()) {
+      std::fprintf(stderr, "vllm-sim: cannot load --tls-cert %s / --tls-key %s\n", S.opt.tls_cert.c_str(),
+                   S.opt.tls_key.c_str());
+      return 1;
+    }
+    return serve_threads(svr, S, R, sigs, "https");
+  }
+  SimServer<httplib::Server> svr;
+  return serve_threads(svr, S, R, sigs, "http");
+}
+
+namespace {
+
+template <class Svr>
+int serve_threads(Svr &svr, State &S, Routes &R, const sigset_t &sigs, const char *scheme) {
   const size_t max_threads = static_cast<size_t>(std::max(1, S.opt.threads));
   svr.new_task_queue = [max_threads] { return new GrowingPool(max_threads); };
   svr.set_tcp_nodelay(true);
@@ -938,7 +961,7 @@ int run_server(const Options &opt_in) {
     }
   });
 
-  std::printf("vllm-sim listening on http://%s:%d\n", S.opt.host.c_str(), port);
+  std::printf("vllm-sim listening on %s://%s:%d\n", scheme, S.opt.host.c_str(), port);
   std::fflush(stdout);
   bool ok = svr.listen_after_bind();
   done.store(true);
@@ -946,5 +969,7 @@ int run_server(const Options &opt_in) {
   sig_thread.join();
   return (ok || g_stopping.load()) ? 0 : 1;
 }
+
+}  // namespace
 
 }  // namespace vsim

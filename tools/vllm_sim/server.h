@@ -36,6 +36,8 @@ struct Options {
                                     // at a time per engine (TTFT = queue + prefill wait + cost)
   int backlog = 4096;
   std::string io = "threads";  // "threads" (cpp-httplib, thread per connection) or "epoll"
+  std::string tls_cert;        // HTTPS (threads mode): PEM certificate and key files
+  std::string tls_key;
 };
 
 // Fail modes, also settable at runtime with POST /sim/fail.

@@ -11,10 +11,14 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tls.h"
 
 namespace vllm_router::testing {
 
@@ -34,12 +38,14 @@ inline Reply reply(std::string bytes, std::chrono::milliseconds delay = std::chr
   return r;
 }
 
-/// Serves until destroyed. Thread-safe counters; `heads` and `bodies` under `mutex`.
+/// Serves until destroyed (over TLS when given a server context: url() is then https://).
+/// Thread-safe counters; `heads` and `bodies` under `mutex`.
 class TestUpstream {
  public:
   using Handler = std::function<Reply(const std::string& head, const std::string& body)>;
 
-  explicit TestUpstream(Handler handler) : handler_(std::move(handler)) {
+  explicit TestUpstream(Handler handler, std::shared_ptr<const detail::TlsContext> tls = nullptr)
+      : handler_(std::move(handler)), tls_(std::move(tls)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -65,12 +71,13 @@ class TestUpstream {
   TestUpstream(const TestUpstream&) = delete;
   TestUpstream& operator=(const TestUpstream&) = delete;
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::string url() const { return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port); }
 
   std::uint16_t port = 0;
   std::atomic<int> connections{0};
   std::atomic<int> requests{0};
   std::atomic<int> closed_by_peer{0};  ///< connections the router closed (EOF seen here)
+  std::atomic<int> tls_failures{0};    ///< TLS handshakes that failed here
   std::mutex mutex;
   std::vector<std::string> heads;
   std::vector<std::string> bodies;
@@ -90,13 +97,35 @@ class TestUpstream {
     }
   }
 
+  // A blocking socket: the session's calls block too (no want_read/want_write).
+  ssize_t receive(int c, char* buf, std::size_t size) {
+    detail::TlsSession* s = session(c);
+    if (s == nullptr) return ::recv(c, buf, size, 0);
+    std::size_t n = 0;
+    return s->read(buf, size, n) == detail::TlsIo::done ? static_cast<ssize_t>(n) : 0;
+  }
+  detail::TlsSession* session(int c) {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = sessions_.find(c);
+    return it == sessions_.end() ? nullptr : it->second.get();
+  }
+
   void serve(int c) {
+    if (tls_) {
+      auto s = detail::TlsSession::accept(*tls_, c);
+      if (s->handshake() != detail::TlsIo::done) {
+        tls_failures++;
+        return finish(c);
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      sessions_[c] = std::move(s);
+    }
     std::string in;
     char buf[8192];
     for (;;) {
       const auto end = in.find("\r\n\r\n");
       if (end == std::string::npos) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        const ssize_t n = receive(c, buf, sizeof buf);
         if (n <= 0) {
           closed_by_peer++;
           break;
@@ -109,7 +138,7 @@ class TestUpstream {
       const auto cl = head.find("Content-Length: ");
       if (cl != std::string::npos) length = std::stoul(head.substr(cl + 16));
       while (in.size() < end + 4 + length) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        const ssize_t n = receive(c, buf, sizeof buf);
         if (n <= 0) return finish(c);
         in.append(buf, static_cast<std::size_t>(n));
       }
@@ -123,10 +152,10 @@ class TestUpstream {
       }
       const Reply r = handler_(head, body);
       if (r.delay.count() > 0 && !sleep_or_peer_gone(c, r.delay)) return finish(c);
-      if (!write_all(c, r.bytes)) return finish(c);
+      if (!send_all(c, r.bytes)) return finish(c);
       for (const std::string& piece : r.pieces) {
         if (r.gap.count() > 0 && !sleep_or_peer_gone(c, r.gap)) return finish(c);
-        if (!write_all(c, piece)) return finish(c);
+        if (!send_all(c, piece)) return finish(c);
       }
       if (r.close) break;
     }
@@ -146,6 +175,17 @@ class TestUpstream {
     return !stopping_;
   }
 
+  bool send_all(int c, std::string_view data) {
+    detail::TlsSession* s = session(c);
+    if (s == nullptr) return write_all(c, data);
+    while (!data.empty()) {
+      std::size_t n = 0;
+      if (s->write(data.data(), data.size(), n) != detail::TlsIo::done) return false;
+      data.remove_prefix(n);
+    }
+    return true;
+  }
+
   static bool write_all(int c, std::string_view data) {
     while (!data.empty()) {
       const ssize_t n = ::send(c, data.data(), data.size(), MSG_NOSIGNAL);
@@ -160,10 +200,13 @@ class TestUpstream {
     for (auto& o : open_) {
       if (o == c) o = -1;
     }
+    sessions_.erase(c);
     ::close(c);
   }
 
   Handler handler_;
+  std::shared_ptr<const detail::TlsContext> tls_;
+  std::map<int, std::unique_ptr<detail::TlsSession>> sessions_;  // under mutex
   int fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
