@@ -8,21 +8,20 @@
 namespace vllm_router::detail {
 
 bool forward_request_header(std::string_view name) noexcept {
-  static constexpr std::string_view kDropped[] = {
-      "host", "content-length", "transfer-encoding", "connection", "keep-alive",
-      "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
-      "upgrade", "expect", "authorization", "accept-encoding", "x-request-id",
-      // The client's claims about who it is: the router is the front door, it says that itself
-      // (X-Forwarded-For with the peer's address); engines and their logs must not be fooled.
-      "forwarded", "x-real-ip", "x-client-ip", "true-client-ip"};
+  static constexpr NameSet kDropped{std::to_array<std::string_view>(
+      {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
+       "proxy-authorization", "proxy-authenticate", "te", "trailer", "upgrade", "expect", "authorization",
+       "accept-encoding", "x-request-id",
+       // The client's claims about who it is: the router is the front door, it says that itself
+       // (X-Forwarded-For with the peer's address); engines and their logs must not be fooled.
+       "forwarded", "x-real-ip", "x-client-ip", "true-client-ip"})};
   if (name.size() > 12 && iequals(name.substr(0, 12), "x-forwarded-")) return false;
-  return std::none_of(std::begin(kDropped), std::end(kDropped),
-                      [name](std::string_view d) { return iequals(name, d); });
+  return !kDropped.contains(name);
 }
 
 bool relay_response_header(std::string_view name) noexcept {
-  return !(is_hop_by_hop(name) || iequals(name, "x-request-id") || iequals(name, "date") ||
-           iequals(name, "server"));
+  static constexpr NameSet kSetByRouter{std::to_array<std::string_view>({"x-request-id", "date", "server"})};
+  return !(is_hop_by_hop(name) || kSetByRouter.contains(name));
 }
 
 bool listed_in(std::string_view list, std::string_view name) noexcept {

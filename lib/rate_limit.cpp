@@ -61,7 +61,25 @@ LimitDecision window_decision(const ApiKey& key, const WindowCounts& c, std::int
 LocalLimits::Counts& LocalLimits::counts(const std::string& id, std::int64_t now_ms) {
   auto it = by_id_.find(id);
   if (it == by_id_.end()) it = by_id_.emplace(id, Counts{}).first;
-  Counts& c = it->second;
+  roll(it->second, now_ms);
+  return it->second;
+}
+
+LocalLimits::Counts& LocalLimits::counts(const ApiKey& key, std::int64_t now_ms) {
+  if (auto hit = by_address_.find(&key); hit != by_address_.end() && hit->second->first == key.id) {
+    roll(hit->second->second, now_ms);
+    return hit->second->second;
+  }
+  // Addresses of replaced tables pile up: start over when they outnumber the ids.
+  if (by_address_.size() > 2 * by_id_.size() + 64) by_address_.clear();
+  auto it = by_id_.find(key.id);
+  if (it == by_id_.end()) it = by_id_.emplace(key.id, Counts{}).first;
+  by_address_[&key] = &*it;
+  roll(it->second, now_ms);
+  return it->second;
+}
+
+void LocalLimits::roll(Counts& c, std::int64_t now_ms) {
   const std::int64_t window = window_of(now_ms);
   if (window != c.window) {
     const bool next = window == c.window + 1;
@@ -71,7 +89,6 @@ LocalLimits::Counts& LocalLimits::counts(const std::string& id, std::int64_t now
     c.w.tokens = 0;
     c.window = window;
   }
-  return c;
 }
 
 bool LocalLimits::take_place(const ApiKey& key) {
@@ -99,7 +116,7 @@ LimitDecision LocalLimits::check_and_count(const ApiKey& key, std::int64_t now_m
 
 LimitDecision LocalLimits::admit(const ApiKey& key, std::int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Counts& c = counts(key.id, now_ms);
+  Counts& c = counts(key, now_ms);
   if (key.max_concurrent != 0 && c.in_flight >= key.max_concurrent) return concurrency_refused();
   LimitDecision d = window_decision(key, c.w, now_ms);
   if (d.allowed) {
@@ -111,7 +128,7 @@ LimitDecision LocalLimits::admit(const ApiKey& key, std::int64_t now_ms) {
 
 void LocalLimits::finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Counts& c = counts(key.id, now_ms);
+  Counts& c = counts(key, now_ms);
   if (c.in_flight > 0) --c.in_flight;
   c.w.tokens += tokens;
   if (refund && c.w.requests > 0) --c.w.requests;

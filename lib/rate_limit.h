@@ -51,10 +51,17 @@ class LocalLimits {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
-  Counts& counts(const std::string& id, std::int64_t now_ms);  // under mutex_, windows rolled to now
+  using ById = std::unordered_map<std::string, Counts, Hash, std::equal_to<>>;
+  // Under mutex_, windows rolled to now.
+  Counts& counts(const std::string& id, std::int64_t now_ms);
+  // The same through the cache of key addresses (a table's keys live until it is replaced),
+  // checked against the id: no string hash on the two calls of every request.
+  Counts& counts(const ApiKey& key, std::int64_t now_ms);
+  static void roll(Counts& c, std::int64_t now_ms);
 
   std::mutex mutex_;
-  std::unordered_map<std::string, Counts, Hash, std::equal_to<>> by_id_;
+  ById by_id_;
+  std::unordered_map<const ApiKey*, ById::value_type*> by_address_;
 };
 
 }  // namespace vllm_router::detail

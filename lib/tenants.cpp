@@ -45,8 +45,14 @@ bool parse_digest(std::string_view hex, Digest& out) noexcept {
 }
 
 // "*" matches any run of characters (backtracking on the last star: linear for our sizes).
+// The literal head before the first star is compared at once: a scope is checked on every
+// request, and its patterns are mostly names or `prefix*`.
 bool glob_match(std::string_view pattern, std::string_view text) noexcept {
-  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  const std::size_t first_star = pattern.find('*');
+  if (first_star == std::string_view::npos) return pattern == text;
+  if (text.size() < first_star || text.compare(0, first_star, pattern.substr(0, first_star)) != 0) return false;
+  if (first_star + 1 == pattern.size()) return true;
+  std::size_t p = first_star, t = first_star, star = std::string_view::npos, mark = 0;
   while (t < text.size()) {
     if (p < pattern.size() && pattern[p] == '*') {
       star = p++;

@@ -275,7 +275,9 @@ bool ClientConn::key_valid() {
   if (request_key_ == nullptr) {
     key_ = Key::invalid;
   } else {
-    key_ = request_key_->expired(static_cast<std::int64_t>(std::time(nullptr))) ? Key::expired : Key::valid;
+    const bool expired =
+        request_key_->expires_at != 0 && request_key_->expired(static_cast<std::int64_t>(std::time(nullptr)));
+    key_ = expired ? Key::expired : Key::valid;
   }
   return key_ == Key::valid;
 }

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "http1.h"
+#include "http_util.h"
 #include "response_reader.h"
 
 using namespace vllm_router::detail;
@@ -116,6 +117,38 @@ std::string req(std::string_view headers, std::string_view line = "POST /v1/comp
 
 // ---------------------------------------------------------------------------------------------
 // Requests
+
+TEST_CASE("iequals is ASCII case folding of letters only, for every pair of bytes") {
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      const char x = static_cast<char>(a), y = static_cast<char>(b);
+      const bool expected = ascii_lower(x) == ascii_lower(y);
+      if (iequals(std::string_view(&x, 1), std::string_view(&y, 1)) != expected) {
+        FAIL("iequals(" << a << ", " << b << ") should be " << expected);
+      }
+    }
+  }
+  CHECK(iequals("Authorization", "authorization"));
+  CHECK(iequals("CONTENT-LENGTH", "content-length"));
+  CHECK_FALSE(iequals("content-lengt@", "content-lengt`"));  // 0x40 and 0x60 differ in 0x20 only
+  CHECK_FALSE(iequals("te", "tex"));
+}
+
+TEST_CASE("a NameSet finds its names in any case, and nothing else") {
+  static constexpr NameSet kSet{std::to_array<std::string_view>({"te", "host", "date", "connection", "keep-alive", "x-request-id"})};
+  for (const char* name : {"te", "TE", "Host", "host", "DATE", "Connection", "keep-Alive", "X-Request-Id"}) {
+    CHECK_MESSAGE(kSet.contains(name), name);
+  }
+  for (const char* name : {"", "t", "tex", "hosts", "dat", "connectiom", "keep_alive", "x-request-ids",
+                           "a-name-longer-than-the-longest-bucket-of-the-set"}) {
+    CHECK_FALSE_MESSAGE(kSet.contains(name), name);
+  }
+  static constexpr NameSet kEmpty{std::array<std::string_view, 0>{}};
+  CHECK_FALSE(kEmpty.contains(""));
+  CHECK(is_hop_by_hop("Transfer-Encoding"));
+  CHECK(is_hop_by_hop("content-length"));
+  CHECK_FALSE(is_hop_by_hop("content-type"));
+}
 
 TEST_CASE("request heads that parse") {
   const std::string pipelined = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";

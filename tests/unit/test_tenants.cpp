@@ -2,6 +2,8 @@
 // sliding windows with explicit times, and the usage scanner that counts an answer's tokens.
 #include <doctest/doctest.h>
 
+#include <random>
+#include <regex>
 #include <string>
 
 #include "usage_scanner.h"
@@ -108,6 +110,30 @@ TEST_CASE("a key's scope: exact names and * patterns") {
   CHECK_FALSE(k.allows_model("aXbY"));
   CHECK_FALSE(k.allows_model("meta-llama"));
   CHECK_FALSE(k.allows_model(""));
+  k.models = {"meta-llama/*"};
+  CHECK(k.allows_model("meta-llama/"));  // a star matches nothing too
+  CHECK_FALSE(k.allows_model("meta-llam"));
+  CHECK_FALSE(k.allows_model("Meta-llama/x"));  // names are case-sensitive
+}
+
+TEST_CASE("scope patterns agree with a regular expression on every short pattern and name") {
+  // Patterns over {a, b, *} and names over {a, b}: '*' is `.*`, everything else literal.
+  std::mt19937 rng(12);
+  auto word = [&](const char* alphabet, int n, std::size_t max) {
+    std::string w(rng() % (max + 1), 'a');
+    for (char& c : w) c = alphabet[rng() % n];
+    return w;
+  };
+  for (int i = 0; i < 4000; ++i) {
+    const std::string pattern = word("ab*", 3, 6);
+    const std::string name = word("ab", 2, 7);
+    std::string re;
+    for (const char c : pattern) re += c == '*' ? std::string(".*") : std::string(1, c);
+    ApiKey k;
+    k.models = {pattern};
+    INFO("pattern '" << pattern << "' name '" << name << "'");
+    CHECK(k.allows_model(name) == std::regex_match(name, std::regex(re)));
+  }
 }
 
 TEST_CASE("plain keys become admin keys without limits, ids in order") {
