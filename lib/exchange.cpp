@@ -62,6 +62,8 @@ struct Rules {
     s.phase = Phase::done;
     ExchangeSummary sum;
     sum.request_id = s.request.request_id;
+    sum.client_address = s.request.client_address;
+    sum.path = s.request.target.substr(0, s.request.target.find('?'));
     sum.requested_model = s.view != nullptr ? std::string_view(s.view->model) : std::string_view{};
     sum.model = s.model;
     sum.endpoint = s.last_endpoint.get();
@@ -71,7 +73,10 @@ struct Rules {
     sum.queue_wait = s.queue_wait;
     if (s.responded) sum.ttfb = s.responded_at - s.started;
     sum.duration = now - s.started;
+    if (s.bytes != 0) sum.ttft = s.first_body_at - s.started;
     sum.bytes = s.bytes;
+    sum.bytes_in = s.request.body.size();
+    sum.stream = s.event_stream;
     sum.error = error;
     if (s.request.key != nullptr) sum.key_id = s.request.key->id;
     s.final_usage = s.usage.result(s.event_stream, s.request.body.size());
@@ -313,6 +318,7 @@ struct Rules {
           break;
         case Step::body:
           if (payload.empty()) break;
+          if (s.bytes == 0) s.first_body_at = now;
           s.bytes += payload.size();
           s.usage.feed(payload);
           if (!host().on_body(payload)) return client_gone(now);

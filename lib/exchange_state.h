@@ -39,6 +39,7 @@ struct Exchange::State {
   TimePoint wait_started{};
   TimePoint attempt_started{};
   TimePoint responded_at{};
+  TimePoint first_body_at{};  // the first body byte relayed; valid when bytes != 0
   bool in_admission = false;  // holds a place in the router's wait
   bool counted = false;       // counted in the router's active exchanges
   bool retry_held = false;    // holds a slot of the retry budget

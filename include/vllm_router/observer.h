@@ -66,6 +66,9 @@ struct TokenUsage {
 /// The facts of one finished client request. Views are valid during the call only.
 struct ExchangeSummary {
   std::string_view request_id;
+  std::string_view trace_id;         ///< W3C trace id (32 hex digits); empty when not traced
+  std::string_view client_address;   ///< the client's address as the front end saw it; may be empty
+  std::string_view path;             ///< the request target's path (no query), e.g. "/v1/completions"
   std::string_view requested_model;  ///< as the client sent it (may be anything: never a label)
   std::string_view model;            ///< the resolved pool's model; empty when it did not resolve
   const Endpoint* endpoint = nullptr;  ///< the last endpoint tried; null when none
@@ -74,8 +77,11 @@ struct ExchangeSummary {
   unsigned attempts = 0;   ///< endpoints tried
   std::chrono::nanoseconds queue_wait{0};  ///< time spent waiting for capacity
   std::chrono::nanoseconds ttfb{0};        ///< start to the answer head sent to the client
+  std::chrono::nanoseconds ttft{0};        ///< start to the first body byte relayed (a stream's first event); 0: none
   std::chrono::nanoseconds duration{0};    ///< start to end
   std::uint64_t bytes = 0;                 ///< body bytes sent to the client
+  std::uint64_t bytes_in = 0;              ///< request body bytes received
+  bool stream = false;                     ///< the answer was an event stream
   std::string_view error;                  ///< why it failed; empty when end == ok
   std::string_view key_id;                 ///< the client's API key id; empty without keys
   TokenUsage usage;                        ///< tokens of the answer (zero when none came)

@@ -384,6 +384,9 @@ void ClientConn::answer_local(std::string_view method, std::string_view path, bo
 void ClientConn::reject(const Error& error, std::uint32_t retry_after) {
   ExchangeSummary s;
   s.request_id = request_id_;
+  s.client_address = peer_;
+  s.path = head_.target.substr(0, head_.target.find('?'));
+  s.bytes_in = body_.size();
   s.end = ExchangeEnd::rejected;
   s.status = http_status(error.code);
   s.duration = loop_.now() - started_;

@@ -90,6 +90,38 @@ TEST_CASE("a request is sent with the upstream head the rules say and its answer
   CHECK(f.log->summaries[0].bytes == 2);
 }
 
+TEST_CASE("the summary says where the time went and what crossed: first body byte, bytes both ways, path, client") {
+  Fixture f(fleet_config(1));
+  f.target = "/v1/completions?x=1";
+  f.start();
+  f.advance(30ms);
+  f.feed(kSseHead);  // the head at 30 ms, the first event at 75 ms
+  f.advance(45ms);
+  f.feed("b\r\ndata: one\n\n\r\n");
+  f.advance(10ms);
+  f.feed("0\r\n\r\n");
+  REQUIRE(f.log->summaries.size() == 1);
+  const ExchangeSummary& s = f.log->summaries[0];
+  CHECK(s.ttfb == 30ms);
+  CHECK(s.ttft == 75ms);
+  CHECK(s.duration == 85ms);
+  CHECK(s.stream);
+  CHECK(s.bytes == 11);
+  CHECK(s.bytes_in == f.body.size());
+  CHECK(f.log->summary_paths[0] == "/v1/completions");
+  CHECK(f.log->summary_clients[0] == "192.0.2.1");
+}
+
+TEST_CASE("a summary without a body relayed has no first-token time") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.advance(5ms);
+  f.feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  REQUIRE(f.log->summaries.size() == 1);
+  CHECK(f.log->summaries[0].ttft == 0ms);
+  CHECK_FALSE(f.log->summaries[0].stream);
+}
+
 TEST_CASE("an answer's Content-Encoding is relayed with its coded body (never a coded body without it)") {
   Fixture f(fleet_config(1));
   f.start();

@@ -92,6 +92,8 @@ struct EventLog final : Observer {
   std::vector<ExchangeSummary> summaries;  // views are dangling: read only scalar fields
   std::vector<std::string> summary_models;
   std::vector<std::string> summary_errors;
+  std::vector<std::string> summary_paths;
+  std::vector<std::string> summary_clients;
   void on_outcome(std::string_view model, const Endpoint& ep, const Outcome& o) override {
     events.push_back("outcome " + std::string(model) + " " + ep.id + " " + std::to_string(static_cast<int>(o.kind)) +
                      " " + std::to_string(o.status) + " bytes=" + std::to_string(o.bytes));
@@ -104,6 +106,8 @@ struct EventLog final : Observer {
     summaries.push_back(s);
     summary_models.emplace_back(s.model);
     summary_errors.emplace_back(s.error);
+    summary_paths.emplace_back(s.path);
+    summary_clients.emplace_back(s.client_address);
     events.push_back("exchange " + std::to_string(s.status));
   }
   std::size_t count(std::string_view prefix) const {
