@@ -27,10 +27,12 @@ rlim_t raise_fd_limit() {
   return rl.rlim_cur;
 }
 
-// The router's observer: Prometheus metrics, plus a log line for every failed request.
+// The router's observer: Prometheus metrics, the access log, plus a log line for every failed
+// request.
 class AppObserver final : public Observer {
  public:
-  explicit AppObserver(std::shared_ptr<Metrics> metrics) : metrics_(std::move(metrics)) {}
+  AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<AccessLog> access_log)
+      : metrics_(std::move(metrics)), access_log_(std::move(access_log)) {}
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
     metrics_->on_outcome(model, endpoint, outcome);
   }
@@ -43,6 +45,7 @@ class AppObserver final : public Observer {
   }
   void on_exchange(const ExchangeSummary& s) override {
     metrics_->on_exchange(s);
+    if (access_log_) access_log_->write(s);
     if (s.status >= 500 && s.end != ExchangeEnd::ok) {
       log(LogLevel::warn, "request {} failed with {}: {}", s.request_id, s.status, s.error);
     } else if (s.end == ExchangeEnd::upstream_error || s.end == ExchangeEnd::timeout) {
@@ -53,6 +56,7 @@ class AppObserver final : public Observer {
 
  private:
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<AccessLog> access_log_;
 };
 
 // What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
@@ -70,6 +74,7 @@ sigset_t handled_signals() {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   return set;
 }
 
@@ -111,6 +116,13 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->tls_stamp_ = file_stamp(app->options_.config.tls_cert_file) + file_stamp(app->options_.config.tls_key_file);
   LogLevel level = LogLevel::info;
   if (parse_log_level(config.log_level, level)) set_log_level(level);
+  LogFormat format = LogFormat::text;
+  if (parse_log_format(config.log_format, format)) set_log_format(format);
+  if (config.access_log != "off" && !app->options_.check_config) {
+    auto access_log = AccessLog::open(AccessLogOptions{config.access_log, format, config.access_log_buffer});
+    if (!access_log) return access_log.error();
+    app->access_log_ = std::move(access_log).value();
+  }
   if (app->options_.demo) {
     const std::size_t before = config.router.models.size();
     auto r = app->demo_.start(config.router);
@@ -140,7 +152,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   if (!config.router.discovery.empty()) initial = compose_router_config(app->static_router_, {});
   app->metrics_ = std::make_shared<Metrics>();
   RouterOptions router_options;
-  router_options.observer = std::make_shared<AppObserver>(app->metrics_);
+  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->access_log_);
   auto router = Router::create(initial, std::move(router_options));
   if (!router) {
     Error e = router.error();
@@ -191,6 +203,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
       return true;
     }
     out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
+    if (self->access_log_) self->access_log_->render_metrics(out.body);
     return true;
   };
   server_options.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
@@ -363,7 +376,9 @@ int App::run() {
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
-      if (sig == SIGHUP) {
+      if (sig == SIGHUP || sig == SIGUSR1) {
+        if (access_log_) access_log_->reopen();  // rotation: a new file at the same path
+        if (sig == SIGUSR1) continue;
         log(LogLevel::info, "received SIGHUP, reloading the configuration");
         reload();
         continue;

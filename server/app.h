@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "access_log.h"
 #include "demo.h"
 #include "metrics.h"
 #include "options.h"
@@ -63,6 +64,7 @@ class App {
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<AccessLog> access_log_;  // null: off
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;

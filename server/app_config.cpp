@@ -23,12 +23,13 @@ vllm_router::ServerOptions AppConfig::server_options() const {
 Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
   static constexpr std::array<std::string_view, 4> kLevels = {"error", "warn", "info", "debug"};
   static constexpr std::array<std::string_view, 1> kIo = {"epoll"};
+  static constexpr std::array<std::string_view, 2> kFormats = {"text", "json"};
   ConfigExtension extension;
   static constexpr std::array<std::string_view, 2> kBackends = {"local", "redis"};
   static constexpr std::array<std::string_view, 4> kRateLimitKeys = {"backend", "redis", "timeout_ms", "prefix"};
   extension.keys = {"host", "port", "api_keys", "max_body_bytes", "threads", "max_connections", "client_timeout_ms",
                     "drain_timeout_ms", "log_level", "io", "watch_config", "keys_file", "rate_limit",
-                    "tls_cert_file", "tls_key_file"};
+                    "tls_cert_file", "tls_key_file", "log_format", "access_log", "access_log_buffer"};
   extension.read = [&base](ConfigField& f) -> Result<void> {
     const std::string_view key = f.key();
     if (key == "host") return f.read(base.host, true);
@@ -46,6 +47,9 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
     if (key == "client_timeout_ms") return f.read(base.client_timeout_ms, 1);
     if (key == "drain_timeout_ms") return f.read(base.drain_timeout_ms);
     if (key == "log_level") return f.read_choice(base.log_level, kLevels);
+    if (key == "log_format") return f.read_choice(base.log_format, kFormats);
+    if (key == "access_log") return f.read(base.access_log, true);
+    if (key == "access_log_buffer") return f.read(base.access_log_buffer, 1);
     if (key == "io") return f.read_choice(base.io, kIo);
     if (key == "tls_cert_file") return f.read(base.tls_cert_file, true);
     if (key == "tls_key_file") return f.read(base.tls_key_file, true);

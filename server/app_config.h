@@ -43,6 +43,11 @@ struct AppConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string log_level = "info";      ///< error | warn | info | debug
+  std::string log_format = "text";     ///< text | json (every log line and the access log)
+  /// Access log: a file path (appended; reopened on SIGHUP/SIGUSR1), "-" for standard output,
+  /// or "off".
+  std::string access_log = "off";
+  std::uint32_t access_log_buffer = 4096;  ///< lines waiting for the writer; beyond, dropped and counted
   /// On SIGTERM: how long running requests may take to finish before they are cut.
   std::uint32_t drain_timeout_ms = 30000;
   /// Reload the config file when it changes (checked every second); SIGHUP always reloads.

@@ -99,6 +99,8 @@ struct Layer {
   std::optional<std::string> tls_cert_file;
   std::optional<std::string> tls_key_file;
   std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
+  std::optional<std::string> access_log;
   std::optional<std::string> io;
 };
 
@@ -254,6 +256,16 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       }
       layer.log_level = std::string(value);
       return {};
+    case Kind::log_format:
+      if (value != "text" && value != "json") {
+        return option_error(source, fmt::format("expected text or json, got '{}'", value));
+      }
+      layer.log_format = std::string(value);
+      return {};
+    case Kind::access_log:
+      if (value.empty()) return option_error(source, "expected a file path, - (standard output) or off");
+      layer.access_log = std::string(value);
+      return {};
     case Kind::config:
     case Kind::check_config:
     case Kind::hash_key:
@@ -293,6 +305,8 @@ void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.tls_cert_file) config.tls_cert_file = *layer.tls_cert_file;
   if (layer.tls_key_file) config.tls_key_file = *layer.tls_key_file;
   if (layer.log_level) config.log_level = *layer.log_level;
+  if (layer.log_format) config.log_format = *layer.log_format;
+  if (layer.access_log) config.access_log = *layer.access_log;
   if (layer.io) config.io = *layer.io;
   for (const ModelConfig& model : layer.models) {
     // A same-named model keeps its aliases, adapters and policy; only the replicas change.

@@ -31,6 +31,10 @@ std::string usage() {
         return std::to_string(defaults.max_connections);
       case Kind::log_level:
         return defaults.log_level;
+      case Kind::log_format:
+        return defaults.log_format;
+      case Kind::access_log:
+        return defaults.access_log;
       case Kind::io:
         return defaults.io;
       case Kind::api_key:

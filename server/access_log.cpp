@@ -1,0 +1,342 @@
+// Access log: records copied on the request's thread, formatted and written on the writer's.
+#include "access_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <ctime>
+#include <cstring>
+
+namespace vllm_router::server {
+namespace {
+
+// A client chooses the requested model (and a broken upstream the error): each string field is
+// cut to this many bytes, so a line and a record stay bounded.
+constexpr std::size_t kMaxField = 256;
+
+std::string_view outcome_name(ExchangeEnd end) {
+  switch (end) {
+    case ExchangeEnd::ok: return "ok";
+    case ExchangeEnd::rejected: return "rejected";
+    case ExchangeEnd::upstream_error: return "upstream_error";
+    case ExchangeEnd::timeout: return "timeout";
+    case ExchangeEnd::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::int64_t micros(std::chrono::nanoseconds d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+
+
+bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
+
+void AccessRecord::assign(const ExchangeSummary& s, std::int64_t now_unix_ms) {
+  unix_ms = now_unix_ms;
+  end = s.end;
+  status = s.status;
+  attempts = s.attempts;
+  stream = s.stream;
+  tokens_estimated = s.usage.estimated;
+  queue_us = micros(s.queue_wait);
+  ttfb_us = micros(s.ttfb);
+  ttft_us = micros(s.ttft);
+  duration_us = micros(s.duration);
+  prompt_tokens = s.usage.prompt;
+  completion_tokens = s.usage.completion;
+  bytes_in = s.bytes_in;
+  bytes_out = s.bytes;
+  text.clear();  // keeps its capacity: no allocation once warm
+  const std::string_view replica = s.endpoint != nullptr ? std::string_view(s.endpoint->id) : std::string_view{};
+  const std::string_view fields[kFields] = {s.request_id,      s.trace_id, s.client_address, s.key_id, s.requested_model,
+                                            s.model,           s.path,     replica,          s.error};
+  for (int f = 0; f < kFields; ++f) {
+    offset[f] = static_cast<std::uint32_t>(text.size());
+    text.append(fields[f].substr(0, kMaxField));
+  }
+  offset[kFields] = static_cast<std::uint32_t>(text.size());
+}
+
+namespace {
+
+// Bytes a logfmt value may hold unquoted: printable ASCII but space, '"', '=' and '\\'.
+constexpr auto kBare = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x21; c < 0x7f; ++c) t[static_cast<std::size_t>(c)] = c != '"' && c != '=' && c != '\\';
+  return t;
+}();
+
+// Writes a line into memory reserved beforehand (a bound computed from the record), so a field
+// costs a copy and no append bookkeeping: the writer thread formats every request's line.
+class LineWriter {
+ public:
+  explicit LineWriter(char* p) : p_(p) {}
+  char* end() const { return p_; }
+  void raw(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void ch(char c) { *p_++ = c; }
+  void uint(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+  void ms(std::int64_t us) {  // microseconds as milliseconds with three decimals
+    if (us < 0) us = 0;
+    uint(static_cast<std::uint64_t>(us / 1000));
+    const int frac = static_cast<int>(us % 1000);
+    p_[0] = '.';
+    p_[1] = static_cast<char>('0' + frac / 100);
+    p_[2] = static_cast<char>('0' + frac / 10 % 10);
+    p_[3] = static_cast<char>('0' + frac % 10);
+    p_ += 4;
+  }
+  // A JSON string: printable ASCII copied in runs, the rest escaped.
+  void json(std::string_view s) {
+    scratch_.clear();
+    append_json_string(scratch_, s);
+    raw(scratch_);
+  }
+  // logfmt: bare when plain printable ASCII, else quoted with JSON's escapes.
+  void logfmt(std::string_view v) {
+    for (const char ch : v) {
+      if (!kBare[static_cast<unsigned char>(ch)]) return json(v);
+    }
+    if (v.empty()) return raw("\"\"");
+    raw(v);
+  }
+
+ private:
+  char* p_;
+  std::string scratch_;
+};
+
+// "YYYY-MM-DDTHH:MM:SS" of the last second seen: consecutive lines mostly share it.
+struct SecondCache {
+  std::int64_t second = -1;
+  char text[24] = {};
+  std::size_t size = 0;
+  std::string_view of(std::int64_t unix_second) {
+    if (unix_second != second) {
+      const auto t = static_cast<std::time_t>(unix_second);
+      std::tm tm{};
+      ::gmtime_r(&t, &tm);
+      size = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+      second = unix_second;
+    }
+    return {text, size};
+  }
+};
+
+}  // namespace
+
+void format_access_line(std::string& out, const AccessRecord& r, LogFormat format) {
+  using F = AccessRecord::Field;
+  thread_local SecondCache seconds;
+  // Fixed text, quotes and numbers stay under 720 bytes; an escaped string byte takes at most 6.
+  const std::size_t at = out.size();
+  out.resize(at + 1024 + 6 * r.text.size());
+  LineWriter w(out.data() + at);
+  const bool json = format == LogFormat::json;
+  auto key = [&](std::string_view text_key, std::string_view json_key) { w.raw(json ? json_key : text_key); };
+  auto str = [&](F f) {
+    if (json) {
+      w.json(r.field(f));
+    } else {
+      w.logfmt(r.field(f));
+    }
+  };
+  w.raw(json ? "{\"time\":\"" : "time=");
+  w.raw(seconds.of(r.unix_ms / 1000));
+  w.ch('.');
+  const int millis = static_cast<int>(r.unix_ms % 1000);
+  w.ch(static_cast<char>('0' + millis / 100));
+  w.ch(static_cast<char>('0' + millis / 10 % 10));
+  w.ch(static_cast<char>('0' + millis % 10));
+  w.raw(json ? "Z\",\"level\":\"info\",\"msg\":\"access\"" : "Z level=info msg=access");
+#define VR_KEY(name) key(" " name "=", ",\"" name "\":")
+  VR_KEY("request_id");
+  str(F::request_id);
+  VR_KEY("trace_id");
+  str(F::trace_id);
+  VR_KEY("client");
+  str(F::client);
+  VR_KEY("key_id");
+  str(F::key_id);
+  VR_KEY("model");
+  str(F::requested_model);
+  VR_KEY("resolved_model");
+  str(F::model);
+  VR_KEY("endpoint");
+  str(F::path);
+  VR_KEY("upstream");
+  str(F::upstream);
+  VR_KEY("status");
+  w.uint(static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
+  VR_KEY("outcome");
+  const std::string_view outcome = outcome_name(r.end);
+  if (json) w.ch('"');
+  w.raw(outcome);
+  if (json) w.ch('"');
+  VR_KEY("attempts");
+  w.uint(r.attempts);
+  VR_KEY("stream");
+  w.raw(r.stream ? "true" : "false");
+  VR_KEY("queue_ms");
+  w.ms(r.queue_us);
+  VR_KEY("ttfb_ms");
+  w.ms(r.ttfb_us);
+  VR_KEY("ttft_ms");
+  w.ms(r.ttft_us);
+  VR_KEY("duration_ms");
+  w.ms(r.duration_us);
+  VR_KEY("prompt_tokens");
+  w.uint(r.prompt_tokens);
+  VR_KEY("completion_tokens");
+  w.uint(r.completion_tokens);
+  VR_KEY("bytes_in");
+  w.uint(r.bytes_in);
+  VR_KEY("bytes_out");
+  w.uint(r.bytes_out);
+  VR_KEY("tokens_estimated");
+  w.raw(r.tokens_estimated ? "true" : "false");
+  VR_KEY("error");
+  str(F::error);
+#undef VR_KEY
+  if (json) w.ch('}');
+  w.ch('\n');
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
+}
+
+Result<std::unique_ptr<AccessLog>> AccessLog::open(AccessLogOptions options) {
+  auto log = std::make_unique<AccessLog>(std::move(options), nullptr);
+  if (log->fd_ < 0) {
+    const std::string path = log->options_.path;
+    return Error{Errc::config, "cannot open access log '" + path + "': " + std::strerror(errno), "access_log"};
+  }
+  return log;
+}
+
+AccessLog::AccessLog(AccessLogOptions options, Sink sink) : options_(std::move(options)), sink_(std::move(sink)) {
+  if (options_.capacity == 0) options_.capacity = 1;
+  if (!sink_) {
+    file_ = true;
+    open_file();
+    sink_ = [this](std::string_view bytes) { return write_all(fd_, bytes); };
+  }
+  writer_ = std::thread([this] { run(); });
+}
+
+AccessLog::~AccessLog() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  writer_.join();
+  if (own_fd_) ::close(fd_);
+}
+
+bool AccessLog::open_file() {
+  if (options_.path == "-") {
+    fd_ = STDOUT_FILENO;
+    own_fd_ = false;
+    return true;
+  }
+  const int fd = ::open(options_.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    if (fd_ >= 0) log(LogLevel::error, "access log: cannot reopen {}: {}; writing on to the old file", options_.path, std::strerror(errno));
+    return false;
+  }
+  if (own_fd_) ::close(fd_);
+  fd_ = fd;
+  own_fd_ = true;
+  return true;
+}
+
+void AccessLog::write(const ExchangeSummary& summary) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const std::int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Buffer& b = active_;
+    if (b.used == options_.capacity) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (b.used == b.records.size()) b.records.emplace_back();
+    b.records[b.used++].assign(summary, unix_ms);
+    ++queued_;
+    first = b.used == 1;
+  }
+  if (first) wake_.notify_one();
+}
+
+void AccessLog::reopen() {
+  reopen_.store(true, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mutex_);  // a writer between its check and its wait sees it
+  wake_.notify_one();
+}
+
+void AccessLog::flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  const std::uint64_t target = queued_;
+  drained_.wait(lock, [&] { return handled_ >= target; });
+}
+
+void AccessLog::run() {
+  const LogFormat format = options_.format;
+  std::string out;
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stop_ || active_.used != 0 || reopen_.load(std::memory_order_relaxed); });
+    if (stop_ && active_.used == 0) return;
+    std::swap(active_, writing_);
+    lock.unlock();
+    if (reopen_.exchange(false) && file_ && options_.path != "-") open_file();
+    const std::size_t n = writing_.used;
+    if (n != 0) {
+      out.clear();
+      for (std::size_t i = 0; i < n; ++i) format_access_line(out, writing_.records[i], format);
+      if (sink_(out)) {
+        written_.fetch_add(n, std::memory_order_relaxed);
+      } else {
+        dropped_.fetch_add(n, std::memory_order_relaxed);
+      }
+      // A burst's buffer is not kept for ever: a few MB after a spike go back.
+      if (out.capacity() > (1u << 20)) std::string().swap(out);
+    }
+    writing_.used = 0;
+    lock.lock();
+    handled_ += n;
+    drained_.notify_all();
+  }
+}
+
+void AccessLog::render_metrics(std::string& out) const {
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP vllm_router_access_log_lines_total Access log lines written.\n"
+                 "# TYPE vllm_router_access_log_lines_total counter\n"
+                 "vllm_router_access_log_lines_total {}\n"
+                 "# HELP vllm_router_access_log_dropped_total Access log lines dropped (the sink could not keep up, or failed).\n"
+                 "# TYPE vllm_router_access_log_dropped_total counter\n"
+                 "vllm_router_access_log_dropped_total {}\n",
+                 written(), dropped());
+}
+
+}  // namespace vllm_router::server

@@ -1,0 +1,213 @@
+// The access log (server/access_log.h): line formats, escaping, bounds, dropping when the sink
+// stalls, reopening for rotation; and the JSON form of log lines (server/log.h).
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+#include "access_log.h"
+#include "log.h"
+
+using namespace vllm_router;
+using namespace vllm_router::server;
+using namespace std::chrono_literals;
+
+namespace {
+
+ExchangeSummary sample(const Endpoint& ep) {
+  ExchangeSummary s;
+  s.request_id = "req-1";
+  s.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  s.client_address = "192.0.2.7";
+  s.path = "/v1/chat/completions";
+  s.requested_model = "llama";
+  s.model = "meta-llama/Llama-3.1-8B";
+  s.endpoint = &ep;
+  s.end = ExchangeEnd::ok;
+  s.status = 200;
+  s.attempts = 2;
+  s.queue_wait = 1500us;
+  s.ttfb = 12345us;
+  s.ttft = 23456us;
+  s.duration = 1234567us;
+  s.bytes = 4096;
+  s.bytes_in = 321;
+  s.stream = true;
+  s.key_id = "team-a";
+  s.usage.prompt = 17;
+  s.usage.completion = 42;
+  return s;
+}
+
+std::string line_of(const ExchangeSummary& s, LogFormat f, std::int64_t ms = 1765015200123) {
+  AccessRecord r;
+  r.assign(s, ms);
+  std::string out;
+  format_access_line(out, r, f);
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("an access line in text (logfmt) carries every fact of the request") {
+  Endpoint ep;
+  ep.id = "http://10.0.0.5:8000";
+  const std::string line = line_of(sample(ep), LogFormat::text);
+  CHECK(line ==
+        "time=2025-12-06T10:00:00.123Z level=info msg=access request_id=req-1 "
+        "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 client=192.0.2.7 key_id=team-a model=llama "
+        "resolved_model=meta-llama/Llama-3.1-8B endpoint=/v1/chat/completions upstream=http://10.0.0.5:8000 "
+        "status=200 outcome=ok attempts=2 stream=true queue_ms=1.500 ttfb_ms=12.345 ttft_ms=23.456 "
+        "duration_ms=1234.567 prompt_tokens=17 completion_tokens=42 bytes_in=321 bytes_out=4096 "
+        "tokens_estimated=false error=\"\"\n");
+}
+
+TEST_CASE("an access line in JSON has typed fields") {
+  Endpoint ep;
+  ep.id = "http://10.0.0.5:8000";
+  ExchangeSummary s = sample(ep);
+  s.end = ExchangeEnd::upstream_error;
+  s.status = 502;
+  s.error = "upstream closed";
+  const std::string line = line_of(s, LogFormat::json);
+  CHECK(line.rfind("{\"time\":\"2025-12-06T10:00:00.123Z\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":\"req-1\",", 0) == 0);
+  CHECK(line.find(",\"status\":502,\"outcome\":\"upstream_error\",\"attempts\":2,\"stream\":true,") != std::string::npos);
+  CHECK(line.find(",\"duration_ms\":1234.567,") != std::string::npos);
+  CHECK(line.find(",\"prompt_tokens\":17,\"completion_tokens\":42,") != std::string::npos);
+  CHECK(line.find(",\"error\":\"upstream closed\"}\n") != std::string::npos);
+  CHECK(line.find('\n') == line.size() - 1);
+}
+
+TEST_CASE("a client's bytes cannot break or forge a line, and fields are bounded") {
+  Endpoint ep;
+  ExchangeSummary s = sample(ep);
+  s.endpoint = nullptr;
+  static constexpr char kEvil[] = "m\nstatus=200 \"x\\\x01\xff\xc3\xa9";
+  const std::string evil(kEvil, sizeof kEvil - 1);
+  s.requested_model = evil;
+  const std::string text = line_of(s, LogFormat::text);
+  CHECK(text.find('\n') == text.size() - 1);
+  CHECK(text.find(" model=\"m\\nstatus=200 \\\"x\\\\\\u0001\\u00ff\xc3\xa9\" ") != std::string::npos);
+  CHECK(text.find(" upstream=\"\" ") != std::string::npos);
+  const std::string json = line_of(s, LogFormat::json);
+  CHECK(json.find("\"model\":\"m\\nstatus=200 \\\"x\\\\\\u0001\\u00ff\xc3\xa9\"") != std::string::npos);
+
+  const std::string huge(100000, 'a');
+  s.requested_model = huge;
+  const std::string bounded = line_of(s, LogFormat::text);
+  CHECK(bounded.size() < 1500);
+  CHECK(bounded.find(" model=" + std::string(256, 'a') + " ") != std::string::npos);
+}
+
+TEST_CASE("JSON strings: valid UTF-8 passes, everything else is escaped") {
+  auto js = [](std::string_view s) {
+    std::string out;
+    append_json_string(out, s);
+    return out;
+  };
+  CHECK(js("plain") == "\"plain\"");
+  CHECK(js("\xe2\x82\xac \xf0\x9f\x98\x80") == "\"\xe2\x82\xac \xf0\x9f\x98\x80\"");
+  CHECK(js("\xc0\xaf") == "\"\\u00c0\\u00af\"");          // overlong
+  CHECK(js("\xed\xa0\x80") == "\"\\u00ed\\u00a0\\u0080\"");  // surrogate
+  CHECK(js("\xe2\x82") == "\"\\u00e2\\u0082\"");          // cut
+  CHECK(js(std::string_view("\0\t\r", 3)) == "\"\\u0000\\t\\r\"");
+}
+
+TEST_CASE("a stalled sink never blocks a request: lines beyond the buffer are dropped and counted") {
+  std::mutex m;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  std::string got;
+  AccessLog log(AccessLogOptions{"", LogFormat::text, 4}, [&](std::string_view bytes) {
+    std::unique_lock<std::mutex> lock(m);
+    got.append(bytes);
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+    return true;
+  });
+  Endpoint ep;
+  const ExchangeSummary s = sample(ep);
+  log.write(s);  // the writer takes it and stalls in the sink
+  {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return entered; });
+  }
+  for (int i = 0; i < 10; ++i) log.write(s);  // 4 wait, 6 are dropped; none blocks
+  CHECK(log.dropped() == 6);
+  {
+    std::lock_guard<std::mutex> lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  log.flush();
+  CHECK(log.written() == 5);
+  CHECK(log.dropped() == 6);
+  std::string metrics;
+  log.render_metrics(metrics);
+  CHECK(metrics.find("vllm_router_access_log_lines_total 5\n") != std::string::npos);
+  CHECK(metrics.find("vllm_router_access_log_dropped_total 6\n") != std::string::npos);
+  std::lock_guard<std::mutex> lock(m);
+  CHECK(std::count(got.begin(), got.end(), '\n') == 5);
+}
+
+TEST_CASE("a failing sink counts its lines as dropped") {
+  AccessLog log(AccessLogOptions{"", LogFormat::json, 16}, [](std::string_view) { return false; });
+  Endpoint ep;
+  log.write(sample(ep));
+  log.write(sample(ep));
+  log.flush();
+  CHECK(log.written() == 0);
+  CHECK(log.dropped() == 2);
+}
+
+TEST_CASE("reopen() writes on to a new file at the same path (rotation)") {
+  char dir_pattern[] = "/tmp/vllm_router_access_XXXXXX";
+  REQUIRE(::mkdtemp(dir_pattern) != nullptr);
+  const std::string dir = dir_pattern;
+  const std::string path = dir + "/access.log";
+  {
+    auto opened = AccessLog::open(AccessLogOptions{path, LogFormat::text, 64});
+    REQUIRE(opened.ok());
+    AccessLog& log = *opened.value();
+    Endpoint ep;
+    ExchangeSummary s = sample(ep);
+    s.request_id = "first";
+    log.write(s);
+    log.flush();
+    REQUIRE(std::rename(path.c_str(), (path + ".1").c_str()) == 0);
+    log.reopen();
+    s.request_id = "second";
+    log.write(s);
+    log.flush();
+    s.request_id = "third";
+    log.write(s);
+  }  // the destructor writes what is queued
+  const std::string old = read_file(path + ".1");
+  const std::string now = read_file(path);
+  CHECK(old.find("request_id=first ") != std::string::npos);
+  CHECK(old.find("request_id=second") == std::string::npos);
+  CHECK(now.find("request_id=second ") != std::string::npos);
+  CHECK(now.find("request_id=third ") != std::string::npos);
+  std::remove((path + ".1").c_str());
+  std::remove(path.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("an access log that cannot be opened is a configuration error naming the path") {
+  auto opened = AccessLog::open(AccessLogOptions{"/nonexistent-dir/x/access.log", LogFormat::text, 4});
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.error().message.find("/nonexistent-dir/x/access.log") != std::string::npos);
+}
