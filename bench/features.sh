@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Keys and rate limits on against off: requests/s of the same router build in front of the same
-# simulated engine, wrk -t1 -c64 over keep-alive connections, ~1 KB non-streamed chat completion.
+# Features on against off: requests/s and router CPU per request of the same router build in
+# front of the same simulated engine, wrk -t1 -c64 over keep-alive connections, ~1 KB
+# non-streamed chat completion.
 #
-#   bench/limits.sh [ROUNDS] [SECONDS]      (default 5 rounds of 5 s per case)
+#   bench/features.sh [ROUNDS] [SECONDS]      (default 5 rounds of 5 s per case)
+#   CASES="off observe" bench/features.sh     (default: off keys redis observe)
 #
-# Cases, alternated each round (order rotated): off (no keys), keys (a keys file, the key has a
-# model scope and rpm/tpm/concurrency limits far above the load, local limiter), redis (the same
-# with the counts in a local redis-server). Prints each round and the medians with the ratio to
-# off; the target (issue 12) is keys >= 0.95 x off. Builds nothing; needs build/server/vllm-router,
-# build/tools/vllm-sim, wrk and (for the redis case) redis-server.
+# Cases, alternated each round (order rotated):
+#   off      no keys, no access log, no tracing (metrics are always on)
+#   keys     a keys file, the key has a model scope and rpm/tpm/concurrency limits far above the
+#            load, local limiter (issue 12: keys >= 0.95 x off)
+#   redis    the same with the counts in a local redis-server
+#   observe  access log to a file, tracing with sampling 1.0 to a local OTLP receiver, /metrics
+#            scraped every second (issue 13: observe >= 0.95 x off)
+# Prints each round and the medians with the ratio to off. Builds nothing; needs
+# build/server/vllm-router, build/tools/vllm-sim, wrk, python3 and (redis) redis-server.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-5}
@@ -40,8 +46,31 @@ nice -n 10 "$SIM" --port 0 --io epoll --model "$MODEL" >"$TMP/sim.log" 2>&1 &
 pids+=($!)
 sim_port=$(wait_line "$TMP/sim.log" "listening on http://")
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+if [[ " ${CASES:-off keys redis observe} " == *" redis "* ]]; then
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+  pids+=($!)
+fi
+# A local OTLP/HTTP receiver: answers every POST with 200.
+cat >"$TMP/otlp.py" <<'PY'
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print("listening on http://127.0.0.1:%d" % s.server_port, flush=True)
+s.serve_forever()
+PY
+python3 "$TMP/otlp.py" >"$TMP/otlp.log" 2>&1 &
 pids+=($!)
+otlp_port=$(wait_line "$TMP/otlp.log" "listening on http://")
 digest=$(printf %s "$KEY" | "$ROUTER" --hash-key)
 cat >"$TMP/keys.json" <<EOF
 {"keys": [{"id": "bench", "sha256": "$digest", "models": ["facebook/*"], "rpm": 100000000, "tpm": 100000000000,
@@ -68,7 +97,14 @@ run_case() {  # run_case NAME -> requests/s
     off) start_router off ;;
     keys) start_router keys --keys-file "$TMP/keys.json" ;;
     redis) start_router redis --keys-file "$TMP/keys.json" --rate-limit-redis "127.0.0.1:$redis_port" ;;
+    observe) start_router observe --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
+      --otlp-sampling 1.0 ;;
   esac
+  local scraper=""
+  if [[ $1 == observe ]]; then
+    (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done) &
+    scraper=$!
+  fi
   wrk -t1 -c64 -d1s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1
   local out t0 t1
   t0=$(cpu_ticks "$rpid")
@@ -76,6 +112,10 @@ run_case() {  # run_case NAME -> requests/s
   t1=$(cpu_ticks "$rpid")
   kill "$rpid"
   wait "$rpid" 2>/dev/null || true
+  if [[ -n $scraper ]]; then
+    kill "$scraper" 2>/dev/null || true
+    wait "$scraper" 2>/dev/null || true
+  fi
   if grep -q "Non-2xx" <<<"$out"; then
     echo "case $1: non-2xx answers: $(grep Non-2xx <<<"$out")" >&2
     exit 1
@@ -88,7 +128,7 @@ run_case() {  # run_case NAME -> requests/s
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
-cases=(off keys redis)
+read -r -a cases <<<"${CASES:-off keys redis observe}"
 declare -A results cpu
 for ((r = 0; r < ROUNDS; r++)); do
   line="round $((r + 1)):"
