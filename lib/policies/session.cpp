@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policies/hash_detail.h"
+#include "policies/load_detail.h"
 #include "policies/pick_detail.h"
 #include "vllm_router/policies/power_of_two.h"
 
@@ -89,9 +90,11 @@ class Visited {
 // flight}, asked only when the bound matters. Returns the chosen slot, kNone when no point of
 // the ring is usable.
 // `home_limit`: points looked at for the home before giving up (kNone).
-template <class Usable, class Load, class Stats>
+// `queued(slot)`: the engine reports requests waiting (a fresh scrape): it is at its real
+// capacity, whatever session_min_capacity says.
+template <class Usable, class Load, class Queued, class Stats>
 std::size_t walk_ring(const Ring& ring, std::uint64_t key, double load_factor, std::uint32_t min_capacity,
-                      std::size_t home_limit, Usable usable, Load load, Stats stats) {
+                      std::size_t home_limit, Usable usable, Load load, Queued queued, Stats stats) {
   const auto& pts = ring.points;
   if (pts.empty()) return kNone;
   auto it = std::lower_bound(pts.begin(), pts.end(), key, [](const Point& p, std::uint64_t k) { return p.pos < k; });
@@ -109,13 +112,15 @@ std::size_t walk_ring(const Ring& ring, std::uint64_t key, double load_factor, s
   }
   if (home == kNone || load_factor <= 1.0) return home;  // bound off: pure consistent hashing
   const std::int64_t home_load = load(home);
-  if (home_load < static_cast<std::int64_t>(min_capacity)) return home;  // below any cap
+  const bool home_queued = queued(home);
+  // Below any cap, unless the engine itself says it is full (its batch is smaller than the floor).
+  if (!home_queued && home_load < static_cast<std::int64_t>(min_capacity)) return home;
   // Bounded load: capacity per endpoint after this request is placed.
   const auto [live_count, total] = stats();
   const std::size_t count = std::max<std::size_t>(live_count, 1);
-  const auto cap = std::max<std::int64_t>(
-      min_capacity,
-      static_cast<std::int64_t>(std::ceil(load_factor * static_cast<double>(total + 1) / static_cast<double>(count))));
+  const auto fair =
+      static_cast<std::int64_t>(std::ceil(load_factor * static_cast<double>(total + 1) / static_cast<double>(count)));
+  const auto cap = home_queued ? fair : std::max<std::int64_t>(min_capacity, fair);
   if (home_load < cap) return home;
   // Walk on; each candidate checked once, so the walk stops once every one was found full.
   Visited visited(ring.pool_size);
@@ -127,7 +132,7 @@ std::size_t walk_ring(const Ring& ring, std::uint64_t key, double load_factor, s
     const std::size_t slot = pts[pos].slot;
     if (!usable(slot) || visited.test_and_set(slot)) continue;
     ++seen;
-    if (load(slot) < cap) return slot;
+    if (load(slot) < cap && !queued(slot)) return slot;
   }
   return home;  // every candidate at capacity: stay home
 }
@@ -138,6 +143,14 @@ struct Stats {
 };
 
 }  // namespace
+
+bool Session::queued(const EndpointState& st, std::int64_t now_ns) const noexcept {
+  LoadSample s;
+  s.sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
+  if (s.sampled_ns == 0) return false;
+  s.waiting = st.waiting.load(std::memory_order_relaxed);
+  return s.waiting > 0 && detail::sample_fresh(s, now_ns, stale_ms_);
+}
 
 std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> candidates) const {
   const std::size_t n = candidates.size();
@@ -170,9 +183,11 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
   const auto in_flight = [&](std::size_t slot) {
     return candidates[index_of[slot]].state->in_flight.load(std::memory_order_relaxed);
   };
+  const std::int64_t now = detail::pick_now_ns(ctx);
   const std::size_t slot = walk_ring(
       *ring, detail::stable_hash(ctx.request.session_key), load_factor_, min_capacity_, kNone,
       [&](std::size_t s) { return index_of[s] != kNone; }, in_flight,
+      [&](std::size_t s) { return queued(*candidates[index_of[s]].state, now); },
       [&] {
         std::int64_t total = 0;
         for (const auto& c : candidates) {
@@ -198,6 +213,7 @@ std::size_t Session::pick_from_pool(const PickContext& ctx, const PoolView& pool
   const std::size_t slot = walk_ring(
       *ring, detail::stable_hash(ctx.request.session_key), load_factor_, min_capacity_, kHomeLimit, usable,
       [&](std::size_t s) { return pool[s].state->in_flight.load(std::memory_order_relaxed); },
+      [&, now = detail::pick_now_ns(ctx)](std::size_t s) { return queued(*pool[s].state, now); },
       [&] {
         Stats stats{0, 0};
         for (std::size_t s = 0; s < pool.size(); ++s) {

@@ -217,6 +217,40 @@ TEST_CASE("session: below session_min_capacity in flight a session never leaves 
   CHECK(p.pick(ctx, f.candidates) != home);  // 16 in flight, the fleet idle: now it spills
 }
 
+TEST_CASE("session: an engine that reports a waiting queue is full, whatever session_min_capacity says") {
+  // The issue's shape: engines batching 8, a floor of 16: 13 sessions on one engine queue 5 of
+  // them, and the floor alone would never move one.
+  SessionFleet f(ids(4));
+  PolicyOptions o = opts(1.25, 16);
+  o.scrape_stale_ms = 2000;
+  policies::Session p(o);
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(5);
+  RequestView view;
+  view.session_key = "a-chatty-user";
+  const std::int64_t now = 10'000'000'000;
+  PickContext ctx{view, rng, scratch.get(), 4, now};
+  const std::size_t home = p.pick(ctx, f.candidates);
+  f.states[home]->in_flight = 13;
+  f.states[home]->sampled_ns = now - 500'000'000;  // fresh
+  f.states[home]->waiting = 0;
+  CHECK(p.pick(ctx, f.candidates) == home);  // running 13, nothing queued: the floor holds
+  CHECK(p.pick_from_pool(ctx, PoolView(f.candidates)) == f.candidates[home].slot);
+  f.states[home]->waiting = 5;
+  const std::size_t moved = p.pick(ctx, f.candidates);
+  CHECK(moved != home);
+  CHECK(p.pick_from_pool(ctx, PoolView(f.candidates)) == f.candidates[moved].slot);
+  // The next one on the ring also queues: passed over too.
+  f.states[moved]->sampled_ns = now;
+  f.states[moved]->waiting = 1;
+  const std::size_t third = p.pick(ctx, f.candidates);
+  CHECK(third != home);
+  CHECK(third != moved);
+  // A stale scrape says nothing: the floor holds again.
+  f.states[home]->sampled_ns = now - 5'000'000'000;
+  CHECK(p.pick(ctx, f.candidates) == home);
+}
+
 TEST_CASE("session: pick_from_pool picks what pick picks over the usable candidates") {
   for (const double factor : {1.0, 1.25}) {
     for (const std::uint32_t min_capacity : {0u, 16u}) {

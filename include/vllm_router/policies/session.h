@@ -24,6 +24,10 @@ namespace policies {
 ///   lightly loaded fleet keeps every session where it is (a vLLM replica batches dozens of
 ///   sequences: a few in flight is no overload). With c = session_load_factor <= 1 the bound is
 ///   off (pure consistent hashing).
+/// - The engines' real capacity: an endpoint whose fresh scrape (PolicyOptions::scrape_stale_ms)
+///   reports requests waiting is full whatever session_min_capacity says: its sessions are held
+///   to ceil(c x average) and the walk passes over it (an engine batching 8 with 13 sessions
+///   queues 5 of them; a floor of 16 would never move one).
 /// - Candidates missing from the pool (unhealthy, excluded after a failure) are skipped: their
 ///   keys go to the next endpoint on the ring and come back when they return.
 /// - No session key: falls back to power-of-two choices.
@@ -33,7 +37,9 @@ class VLLM_ROUTER_API Session final : public Policy {
   static constexpr std::uint32_t kVirtualNodes = 160;
 
   explicit Session(const PolicyOptions& options = {})
-      : load_factor_(options.session_load_factor), min_capacity_(options.session_min_capacity) {}
+      : load_factor_(options.session_load_factor),
+        min_capacity_(options.session_min_capacity),
+        stale_ms_(options.scrape_stale_ms) {}
   std::string_view name() const noexcept override { return "session"; }
   std::size_t pick(const PickContext& ctx, std::span<const Candidate> candidates) const override;
   /// The same walk over the pool's ring testing usable() per point: O(1) while the key's home
@@ -44,8 +50,10 @@ class VLLM_ROUTER_API Session final : public Policy {
   std::unique_ptr<PolicyScratch> make_scratch(std::span<const Endpoint* const> pool) const override;
 
  private:
+  bool queued(const EndpointState& state, std::int64_t now_ns) const noexcept;  // fresh waiting > 0
   double load_factor_;
   std::uint32_t min_capacity_;
+  std::uint32_t stale_ms_;
 };
 
 }  // namespace policies
