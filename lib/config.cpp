@@ -98,13 +98,14 @@ Result<void> parse_retry(od::value& value, const std::string& path, RetryConfig&
 Result<void> parse_policy_options(od::value& value, const std::string& path, PolicyOptions& out) {
   return for_each_field(
       value, path,
-      {"session_header", "session_load_factor", "session_min_capacity", "prefix_chunk_chars", "prefix_max_entries", "prefix_load_margin",
+      {"session_header", "session_load_factor", "session_min_capacity", "prefix_chunk_chars", "prefix_window_chars", "prefix_max_entries", "prefix_load_margin",
        "scrape_interval_ms", "scrape_timeout_ms", "scrape_stale_ms"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "session_header") return read_into(field, field_path, out.session_header, true);
         if (key == "session_load_factor") return read_double(field, field_path, 1.0, out.session_load_factor);
         if (key == "session_min_capacity") return read_into(field, field_path, 0, out.session_min_capacity);
         if (key == "prefix_chunk_chars") return read_into(field, field_path, 1, out.prefix_chunk_chars);
+        if (key == "prefix_window_chars") return read_into(field, field_path, 1, out.prefix_window_chars);
         if (key == "prefix_max_entries") return read_into(field, field_path, 1, out.prefix_max_entries);
         if (key == "prefix_load_margin") return read_double(field, field_path, 0.0, out.prefix_load_margin);
         if (key == "scrape_interval_ms") return read_into(field, field_path, 1, out.scrape_interval_ms);

@@ -90,7 +90,7 @@ Result<RequestView> parse_request(std::string_view body, std::size_t capacity) {
         raw = value.raw_json_token();
       }
       if (view.prompt_prefix.empty() || key != "input") {
-        view.prompt_prefix = raw.substr(0, kPromptPrefixBytes);
+        view.prompt_prefix = raw;
       }
     }
     // Other members are skipped by the iterator (structure is still checked).

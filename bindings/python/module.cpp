@@ -356,7 +356,7 @@ PYBIND11_MODULE(vllm_router, m) {
       .def_readonly("stream", &PyPickRequest::stream)
       .def_readonly("session_key", &PyPickRequest::session_key, "Body `user`, '' when absent.")
       .def_readonly("prompt_prefix", &PyPickRequest::prompt_prefix,
-                    "Raw JSON of `prompt`/`messages`, first 4 KiB.");
+                    "Raw JSON of `prompt`/`messages` (whole).");
 
   py::class_<PyRoute>(m, "Route",
                       "A routing decision and its lease. Use as a context manager: leaving the block "

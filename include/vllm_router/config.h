@@ -68,6 +68,9 @@ struct PolicyOptions {
   double session_load_factor = 1.25;  ///< bounded-load hashing: no endpoint above c x average
   std::uint32_t session_min_capacity = 16;  ///< ...nor spilled below this many in flight
   std::uint32_t prefix_chunk_chars = 256;       ///< characters per hashed prompt chunk
+  /// Prompt characters prefix_aware hashes, from the start (the whole conversation: system
+  /// prompt, tools, every turn). Memory is bounded by prefix_max_entries, not by this.
+  std::uint32_t prefix_window_chars = 1u << 20;
   std::uint32_t prefix_max_entries = 65536;     ///< cap of the per-pool prefix index
   double prefix_load_margin = 4.0;  ///< leave the best prefix match when its load exceeds the least loaded by this
   std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)

@@ -17,16 +17,15 @@ struct RequestView {
   bool has_model = false;
   bool stream = false;        ///< `stream: true`
   std::string session_key;    ///< body `user`, when a string (header keys are added by callers)
-  std::string_view prompt_prefix;  ///< raw JSON text of `prompt` or `messages`, up to 4 KiB
+  /// Raw JSON text of `prompt` or `messages` (or `input`), whole: a view into the body, no
+  /// copy. Policies read as much of it as they need (prefix_aware: PolicyOptions::prefix_window_chars).
+  std::string_view prompt_prefix;
   std::size_t model_offset = 0;    ///< byte offset of the `model` value token (with its quotes)
   std::size_t model_length = 0;    ///< byte length of that token
   /// A multipart/form-data body (parse_form_request): `model` is a form field and
   /// model_offset/model_length cover its raw value (no quotes, no escaping).
   bool form = false;
 };
-
-/// Largest prompt prefix kept in RequestView::prompt_prefix.
-inline constexpr std::size_t kPromptPrefixBytes = 4096;
 
 /// Extra capacity the parser needs past the end of the body (simdjson's padding).
 inline constexpr std::size_t kBodyPadding = 64;

@@ -62,6 +62,7 @@ std::uint64_t slot_bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64
 
 PrefixAware::PrefixAware(const PolicyOptions& options)
     : chunk_chars_(std::max<std::uint32_t>(1, options.prefix_chunk_chars)),
+      window_chars_(std::max<std::uint32_t>(1, options.prefix_window_chars)),
       max_entries_(options.prefix_max_entries),
       load_margin_(options.prefix_load_margin),
       stale_ms_(options.scrape_stale_ms) {}
@@ -152,7 +153,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
   const std::size_t n = candidates.size();
   auto* index = dynamic_cast<PrefixIndex*>(ctx.scratch);
   if (index == nullptr) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_);
-  const Chain hashes(ctx.request.prompt_prefix, chunk_chars_);  // chunk_chars_ >= 1
+  const Chain hashes(ctx.request.prompt_prefix.substr(0, window_chars_), chunk_chars_);  // chunk_chars_ >= 1
   const std::span<const std::uint64_t> chain = hashes.span();
   if (chain.empty()) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_, &index->weights);
 
@@ -211,7 +212,24 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     const bool use_match = n_matched > 0 &&
                            static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size()) &&
                            best_load - least_load <= load_margin_;
-    chosen = use_match ? matched_ties.draw(n_matched, ctx.rng) : least_ties.draw(n_least, ctx.rng);
+    // Ties: the session key decides when there is one (rendezvous hashing: the same endpoint in
+    // every router process, and only its own keys move when the tied set changes).
+    const auto tie_break = [&](auto& ties, std::size_t count) -> std::size_t {
+      if (ctx.request.session_key.empty() || count <= 1) return ties.draw(count, ctx.rng);
+      const std::uint64_t key = detail::stable_hash(ctx.request.session_key);
+      const std::uint32_t* tied = ties.data();
+      std::size_t best = tied[0];
+      std::uint64_t best_weight = 0;
+      for (std::size_t j = 0; j < count; ++j) {
+        const std::uint64_t w = detail::mix64(key ^ detail::stable_hash(candidates[tied[j]].endpoint->id));
+        if (j == 0 || w > best_weight) {
+          best_weight = w;
+          best = tied[j];
+        }
+      }
+      return best;
+    };
+    chosen = use_match ? tie_break(matched_ties, n_matched) : tie_break(least_ties, n_least);
   }
   index->record(chain, slot_bit(candidates[chosen].slot));
   return chosen;

@@ -248,3 +248,89 @@ TEST_CASE("prefix_aware: a carried index keeps the most recent entries under a s
   CHECK(pick(small, f, carried.get(), text(79, 640) + "x", rng) == served);
   CHECK(PrefixAware::index_size(carried.get()) == 30);
 }
+
+namespace {
+
+// An agentic conversation's prompt at turn `turn`: a shared tool prompt, then its own growing
+// history (the messages array's raw JSON, as the router sees it).
+std::string conversation(const std::string& tools, int id, int turn) {
+  std::string s = "[{\"role\":\"system\",\"content\":\"" + tools + "\"}";
+  for (int t = 0; t <= turn; ++t) {
+    s += ",{\"role\":\"user\",\"content\":\"" + text(static_cast<std::uint64_t>(id * 100 + t), 300) + "\"}";
+  }
+  return s + "]";
+}
+
+// Conversations kept on one endpoint for all their turns, and conversations per endpoint.
+struct Placement {
+  int sticky = 0;
+  std::map<std::size_t, int> per_endpoint;
+};
+
+Placement run_conversations(const PolicyOptions& o, bool with_user) {
+  PaFleet f(4);
+  PrefixAware p(o);
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(11);
+  const std::string tools = text(999, 4500);  // a system prompt with tool schemas: over 4 KiB
+  constexpr int kConversations = 40, kTurns = 10;
+  std::vector<std::set<std::size_t>> served(kConversations);
+  for (int turn = 0; turn < kTurns; ++turn) {  // the agents run concurrently: a turn each in flight
+    std::vector<std::size_t> running;
+    for (int c = 0; c < kConversations; ++c) {
+      const std::string prompt = conversation(tools, c, turn);
+      RequestView view;
+      view.prompt_prefix = prompt;
+      if (with_user) view.session_key = "conversation-" + std::to_string(c);
+      PickContext ctx{view, rng, scratch.get(), f.endpoints.size(), 1};
+      const std::size_t k = p.pick(ctx, f.candidates);
+      served[static_cast<std::size_t>(c)].insert(k);
+      f.states[k]->in_flight++;
+      running.push_back(k);
+    }
+    for (std::size_t k : running) f.states[k]->in_flight--;  // the turn's answers come back
+  }
+  Placement out;
+  for (const auto& s : served) {
+    out.sticky += s.size() == 1 ? 1 : 0;
+    for (std::size_t e : s) ++out.per_endpoint[e];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("prefix_aware: agentic conversations (shared tool prompt, growing turns) stay on one engine each and spread") {
+  PolicyOptions o = opts(256);
+  for (const bool with_user : {true, false}) {
+    CAPTURE(with_user);
+    const Placement got = run_conversations(o, with_user);
+    CHECK(got.sticky == 40);
+    REQUIRE(got.per_endpoint.size() == 4);
+    for (const auto& [endpoint, n] : got.per_endpoint) CHECK(n >= 4);
+  }
+  // The defect this guards: with only the first 4 KiB hashed every turn of every conversation
+  // looks the same (the tool prompt), so conversations do not stay anywhere in particular.
+  o.prefix_window_chars = 4096;
+  CHECK(run_conversations(o, false).sticky < 40);
+}
+
+TEST_CASE("prefix_aware: ties are broken by the session key, the same way in every router") {
+  PaFleet f(4);
+  PrefixAware a(opts()), b(opts());
+  auto sa = a.make_scratch(f.raw);
+  auto sb = b.make_scratch(f.raw);
+  Rng ra(1), rb(2);  // different random streams: the key alone decides
+  std::set<std::size_t> used;
+  for (int u = 0; u < 32; ++u) {
+    const std::string prompt = text(static_cast<std::uint64_t>(5000 + u), 640);
+    RequestView view;
+    view.prompt_prefix = prompt;
+    view.session_key = "user-" + std::to_string(u);
+    PickContext ca{view, ra, sa.get(), 4, 1}, cb{view, rb, sb.get(), 4, 1};
+    const std::size_t x = a.pick(ca, f.candidates);
+    CHECK(x == b.pick(cb, f.candidates));
+    used.insert(x);
+  }
+  CHECK(used.size() == 4);
+}

@@ -44,11 +44,12 @@ TEST_CASE("parse_request errors") {
   CHECK_FALSE(none->has_model);
 }
 
-TEST_CASE("the prompt prefix is bounded") {
-  std::string body = R"({"model":"a","prompt":")" + std::string(10000, 'x') + "\"}";
+TEST_CASE("the prompt view covers the whole prompt, in the caller's body") {
+  std::string body = R"({"model":"a","prompt":")" + std::string(100000, 'x') + "\"}";
   auto view = parse_request(body);
   REQUIRE(view.ok());
-  CHECK(view->prompt_prefix.size() == kPromptPrefixBytes);
+  CHECK(view->prompt_prefix.size() == 100002);  // with its quotes
+  CHECK(view->prompt_prefix.data() == body.data() + body.find("\"xxx"));
 }
 
 TEST_CASE("rewrite_model replaces only the model value") {

@@ -134,7 +134,7 @@ typedef struct vr_pick_request {
   const char* model;        /**< as the client sent it ("" when absent) */
   int stream;               /**< nonzero for `"stream": true` */
   const char* session_key;  /**< body `user`, "" when absent */
-  const char* prompt_prefix;      /**< raw JSON of `prompt`/`messages`, first 4 KiB, not NUL-terminated */
+  const char* prompt_prefix;      /**< raw JSON of `prompt`/`messages` (whole), not NUL-terminated */
   size_t prompt_prefix_len;
 } vr_pick_request;
 

@@ -15,18 +15,21 @@ namespace policies {
 /// Prefix-cache-aware routing without a tokenizer.
 ///
 /// The prompt text (RequestView::prompt_prefix: the raw JSON of `prompt` or of `messages`, in
-/// order) is cut into chunks of PolicyOptions::prefix_chunk_chars characters; chunk k's hash
+/// order, up to PolicyOptions::prefix_window_chars) is cut into chunks of PolicyOptions::prefix_chunk_chars characters; chunk k's hash
 /// chains all chunks before it, so equal hashes mean equal prefixes (like vLLM's block hashes).
 /// Each pool keeps an index chain-hash -> endpoints that recently served it: an LRU bounded by
 /// PolicyOptions::prefix_max_entries entries (oldest forgotten first; memory stays bounded).
 ///
-/// pick: the candidate with the longest matching chain wins (ties: lower load, then random)
+/// pick: the candidate with the longest matching chain wins (ties: lower load, then the session
+/// key by rendezvous hashing when the request has one, else random)
 /// unless
 ///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
 ///     system prompt alone should not herd everyone onto one replica), or
 ///   - the winner's load score exceeds the least-loaded candidate's by more than
 ///     PolicyOptions::prefix_load_margin (in requests),
-/// in which case it picks like load_aware. The chosen endpoint's chain is then recorded.
+/// in which case it picks like load_aware (the same tie rule). The chosen endpoint's chain is
+/// then recorded. With the session key deciding ties, a new conversation whose prompt matches
+/// only a shared head (a tool prompt) goes where `session` would keep it, not to a random one.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
@@ -54,6 +57,7 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
 
  private:
   std::uint32_t chunk_chars_;
+  std::uint32_t window_chars_;
   std::uint32_t max_entries_;
   double load_margin_;
   std::uint32_t stale_ms_;
