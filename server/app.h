@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include "demo.h"
 #include "metrics.h"
 #include "options.h"
+#include "status.h"
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
@@ -63,6 +65,8 @@ class App {
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<StatusBoard> status_;   // the status page's recent figures (/status.json)
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;
