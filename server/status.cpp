@@ -9,6 +9,8 @@
 #include <cmath>
 #include <iterator>
 #include <mutex>
+#include <shared_mutex>
+#include <thread>
 
 #include "json_writer.h"
 #include "status_html.h"  // generated from status.html (server/CMakeLists.txt)
@@ -60,6 +62,30 @@ const char* endpoint_state(const EndpointState& st, std::int64_t now_ns) noexcep
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- ReadMostlyLock
+
+// Dekker's handshake: a reader counts itself in, then looks for a writer; a writer raises its
+// flag, then looks for readers (both sequentially consistent, so one of them sees the other).
+void ReadMostlyLock::lock_shared() noexcept {
+  for (;;) {
+    readers_.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) return;
+    readers_.fetch_sub(1, std::memory_order_release);
+    while (writer_.load(std::memory_order_acquire)) std::this_thread::yield();
+  }
+}
+
+void ReadMostlyLock::lock() {
+  writers_.lock();
+  writer_.store(true, std::memory_order_seq_cst);
+  while (readers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+}
+
+void ReadMostlyLock::unlock() {
+  writer_.store(false, std::memory_order_release);
+  writers_.unlock();
+}
 
 // ---------------------------------------------------------------- RollingWindow
 
@@ -163,7 +189,7 @@ void StatusBoard::on_outcome(std::string_view model, const Endpoint& endpoint, c
   const std::int64_t now = now_ms_();
   const bool error = outcome_error(outcome);
   {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
+    std::shared_lock<ReadMostlyLock> lock(mutex_);
     if (const auto m = models_.find(model); m != models_.end()) {
       if (const auto e = m->second->endpoints.find(endpoint.id); e != m->second->endpoints.end()) {
         e->second->add(now, error, outcome.latency);
@@ -171,7 +197,7 @@ void StatusBoard::on_outcome(std::string_view model, const Endpoint& endpoint, c
       }
     }
   }
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<ReadMostlyLock> lock(mutex_);
   prune_on_insert();
   auto& entry = models_[std::string(model)];
   if (!entry) entry = std::make_unique<ModelEntry>();
@@ -185,13 +211,13 @@ void StatusBoard::on_exchange(const ExchangeSummary& s) {
   const std::int64_t now = now_ms_();
   const bool error = exchange_error(s);
   {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
+    std::shared_lock<ReadMostlyLock> lock(mutex_);
     if (const auto m = models_.find(s.model); m != models_.end()) {
       m->second->client.add(now, error, s.duration);
       return;
     }
   }
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<ReadMostlyLock> lock(mutex_);
   prune_on_insert();
   auto& entry = models_[std::string(s.model)];
   if (!entry) entry = std::make_unique<ModelEntry>();
@@ -215,7 +241,7 @@ bool listed(const Snapshot& snapshot, std::string_view model, std::string_view e
 }  // namespace
 
 void StatusBoard::set_snapshot_source(std::function<std::shared_ptr<const Snapshot>()> source) {
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<ReadMostlyLock> lock(mutex_);
   snapshot_source_ = std::move(source);
 }
 
@@ -249,7 +275,7 @@ void StatusBoard::prune_on_insert() {
 }
 
 std::size_t StatusBoard::entries() const {
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<ReadMostlyLock> lock(mutex_);
   std::size_t n = models_.size();
   for (const auto& [model, entry] : models_) n += entry->endpoints.size();
   return n;
@@ -257,10 +283,10 @@ std::size_t StatusBoard::entries() const {
 
 void StatusBoard::prune(const Snapshot& snapshot) {
   {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
+    std::shared_lock<ReadMostlyLock> lock(mutex_);
     if (!stale_locked(snapshot)) return;
   }
-  std::unique_lock<std::shared_mutex> lock(mutex_);
+  std::unique_lock<ReadMostlyLock> lock(mutex_);
   prune_locked(snapshot);
 }
 
@@ -282,7 +308,7 @@ std::string StatusBoard::render_json(const Snapshot& snapshot, const StatusConte
                  R"(,"uptime_ms":{},"time_unix_ms":{},"draining":{},"keys":{},"config_version":{},"window_seconds":{},"models":[)",
                  context.uptime_ms, wall_ms, context.draining, context.keys, snapshot.version,
                  RollingWindow::kSpanSeconds);
-  std::shared_lock<std::shared_mutex> lock(mutex_);
+  std::shared_lock<ReadMostlyLock> lock(mutex_);
   for (std::size_t p = 0; p < snapshot.pools.size(); ++p) {
     const Pool& pool = snapshot.pools[p];
     if (p != 0) out += ',';

@@ -9,7 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <shared_mutex>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -60,6 +60,23 @@ class RollingWindow {
   std::array<Slot, kSlots> slots_{};
 };
 
+/// A lock for data read on every request and changed rarely (StatusBoard's maps): a reader
+/// costs two atomic additions and a load, no call into pthread; a writer announces itself,
+/// waits (yielding) for the readers inside to leave, and keeps new ones out until it is done.
+/// Meets SharedMutex for std::shared_lock and std::unique_lock; not recursive.
+class ReadMostlyLock {
+ public:
+  void lock_shared() noexcept;
+  void unlock_shared() noexcept { readers_.fetch_sub(1, std::memory_order_release); }
+  void lock();
+  void unlock();
+
+ private:
+  std::atomic<std::uint32_t> readers_{0};
+  std::atomic<bool> writer_{false};
+  std::mutex writers_;  // one writer at a time
+};
+
 /// Live facts of the process the JSON shows beside the routing table.
 struct StatusContext {
   std::int64_t uptime_ms = 0;
@@ -70,8 +87,8 @@ struct StatusContext {
 /// The status page's Observer: a RollingWindow per model (client requests, from on_exchange) and
 /// per model and endpoint (upstream attempts, from on_outcome). Entries are made once per name
 /// and dropped by render_json() when the routing table no longer lists them, so memory follows
-/// the table, never what clients send. Thread-safe; the request path takes a shared lock and
-/// does two map look-ups and a few atomic additions.
+/// the table, never what clients send. Thread-safe; the request path takes a shared lock (two
+/// atomic additions), does a map look-up by name and a few atomic additions.
 class StatusBoard final : public Observer {
  public:
   /// `now_ms`: the clock of the windows (default: CLOCK_MONOTONIC_COARSE), a test seam.
@@ -111,7 +128,7 @@ class StatusBoard final : public Observer {
   std::function<std::int64_t()> now_ms_;
   std::function<std::shared_ptr<const Snapshot>()> snapshot_source_;
   std::int64_t started_ms_;  // rates of a board younger than a window use its age
-  mutable std::shared_mutex mutex_;  // guards the maps' structure, not the windows
+  mutable ReadMostlyLock mutex_;  // guards the maps' structure, not the windows
   std::map<std::string, std::unique_ptr<ModelEntry>, std::less<>> models_;
 };
 

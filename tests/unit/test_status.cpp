@@ -2,7 +2,10 @@
 // /status.json document StatusBoard renders from Observer events and the routing table.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -268,4 +271,65 @@ TEST_CASE("status page: self-contained HTML that renders data as text") {
   CHECK(html.find("src=") == std::string_view::npos);   // no external scripts or images
   CHECK(html.find("href=") == std::string_view::npos);  // no stylesheets
   CHECK(html.find("textContent") != std::string_view::npos);
+}
+
+TEST_CASE("ReadMostlyLock: readers never see a writer's change half done") {
+  ReadMostlyLock lock;
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;  // always equal to a outside the writer's lock
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> torn{0};
+  std::atomic<std::uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        std::shared_lock<ReadMostlyLock> guard(lock);
+        if (a != b) torn.fetch_add(1);
+        reads.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 0; i < 20000; ++i) {
+    std::unique_lock<ReadMostlyLock> guard(lock);
+    ++a;
+    ++b;
+  }
+  while (reads.load() < 1000) std::this_thread::yield();
+  stop = true;
+  for (auto& t : readers) t.join();
+  CHECK(torn.load() == 0);
+  CHECK(a == 20000);
+}
+
+TEST_CASE("StatusBoard: events from several threads while the table changes and pages render") {
+  auto board = std::make_shared<StatusBoard>();
+  auto router = make_router(status_config(), board);
+  board->set_snapshot_source([&] { return router->snapshot(); });
+  RouterConfig fewer = status_config();
+  fewer.models.pop_back();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      ExchangeSummary s;
+      s.status = 200;
+      while (!stop.load()) {
+        const auto snap = router->snapshot();
+        for (const Pool& pool : snap->pools) {
+          board->on_outcome(pool.model, *pool.endpoints[0], outcome(OutcomeKind::success, 200, 2ms));
+          s.model = pool.model;
+          board->on_exchange(s);
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(router->update(i % 2 == 0 ? fewer : status_config()).ok());
+    const std::string doc = board->render_json(*router->snapshot(), StatusContext{});
+    CHECK(doc.back() == '}');
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  CHECK(board->entries() <= 5);
 }
