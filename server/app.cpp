@@ -27,14 +27,16 @@ rlim_t raise_fd_limit() {
   return rl.rlim_cur;
 }
 
-// The router's observer: Prometheus metrics, the access log, plus a log line for every failed
-// request.
+// The router's observer: Prometheus metrics, the status page's recent figures, the access log,
+// plus a log line for every failed request.
 class AppObserver final : public Observer {
  public:
-  AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<AccessLog> access_log)
-      : metrics_(std::move(metrics)), access_log_(std::move(access_log)) {}
+  AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<StatusBoard> status,
+              std::shared_ptr<AccessLog> access_log)
+      : metrics_(std::move(metrics)), status_(std::move(status)), access_log_(std::move(access_log)) {}
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
     metrics_->on_outcome(model, endpoint, outcome);
+    status_->on_outcome(model, endpoint, outcome);
   }
   void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason, unsigned attempt) override {
     log(LogLevel::debug, "model {}: attempt {} on {} failed; trying another replica", model, attempt, endpoint.id);
@@ -45,6 +47,7 @@ class AppObserver final : public Observer {
   }
   void on_exchange(const ExchangeSummary& s) override {
     metrics_->on_exchange(s);
+    status_->on_exchange(s);
     if (access_log_) access_log_->write(s);
     if (s.status >= 500 && s.end != ExchangeEnd::ok) {
       log(LogLevel::warn, "request {} failed with {}: {}", s.request_id, s.status, s.error);
@@ -56,6 +59,7 @@ class AppObserver final : public Observer {
 
  private:
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<StatusBoard> status_;
   std::shared_ptr<AccessLog> access_log_;
 };
 
@@ -151,8 +155,9 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   RouterConfig initial = config.router;
   if (!config.router.discovery.empty()) initial = compose_router_config(app->static_router_, {});
   app->metrics_ = std::make_shared<Metrics>();
+  app->status_ = std::make_shared<StatusBoard>();
   RouterOptions router_options;
-  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->access_log_);
+  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->status_, app->access_log_);
   auto router = Router::create(initial, std::move(router_options));
   if (!router) {
     Error e = router.error();
@@ -160,6 +165,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     return e;
   }
   app->router_ = std::move(router).value();
+  app->status_->set_snapshot_source([r = app->router_.get()] { return r->snapshot(); });
   std::shared_ptr<const KeyTable> keys;
   if (!config.keys_file.empty()) {
     auto table = load_keys(config.keys_file);
@@ -191,19 +197,35 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   App* self = app.get();
   server_options.keys = std::move(keys);
   server_options.limiter = make_limiter(config);
-  server_options.local_routes = [metrics, self](const LocalRequest& req, LocalResponse& out) {
-    if (req.path != "/metrics") return false;
+  const bool keys_on = server_options.keys != nullptr || !server_options.api_keys.empty();
+  server_options.local_routes = [metrics, self, keys_on](const LocalRequest& req, LocalResponse& out) {
+    const bool is_metrics = req.path == "/metrics";
+    const bool is_status = req.path == "/status" || req.path == "/status.json";
+    if (!is_metrics && !is_status) return false;
     // Backend URLs, models and key ids: behind an admin key when keys are configured.
     if (!req.authorized) {
       out = vllm_router::error_response(Error{Errc::unauthorized, "Missing or invalid API key", ""});
       return true;
     }
     if (!req.admin) {
-      out = vllm_router::error_response(Error{Errc::forbidden, "an admin API key is needed for /metrics", ""});
+      out = vllm_router::error_response(
+          Error{Errc::forbidden, "an admin API key is needed for " + std::string(req.path), ""});
       return true;
     }
-    out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
-    if (self->access_log_) self->access_log_->render_metrics(out.body);
+    if (is_metrics) {
+      out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
+      if (self->access_log_) self->access_log_->render_metrics(out.body);
+    } else if (req.path == "/status") {
+      out = LocalResponse{200, "text/html; charset=utf-8", std::string(status_page_html())};
+    } else {
+      StatusContext context;
+      context.uptime_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - self->started_)
+                              .count();
+      context.draining = self->server_ && self->server_->draining();
+      context.keys = keys_on;
+      out = LocalResponse{200, "application/json", self->status_->render_json(*self->router_->snapshot(), context)};
+    }
     return true;
   };
   server_options.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
@@ -231,6 +253,8 @@ App::~App() {
     metrics_->set_connection_source(nullptr);
     metrics_->set_tls_failure_source(nullptr);
   }
+  if (status_) status_->set_snapshot_source(nullptr);  // a lease may outlive the Router
+
 }
 
 std::string App::summary() const {

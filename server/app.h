@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "demo.h"
 #include "metrics.h"
 #include "options.h"
+#include "status.h"
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
@@ -65,6 +67,8 @@ class App {
   RouterConfig static_router_;            // the configured models, before discovery
   std::shared_ptr<Metrics> metrics_;
   std::shared_ptr<AccessLog> access_log_;  // null: off
+  std::shared_ptr<StatusBoard> status_;   // the status page's recent figures (/status.json)
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;

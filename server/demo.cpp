@@ -104,6 +104,7 @@ std::string Demo::instructions(const std::string& base) const {
       "  curl -N {base}/v1/completions -H 'Content-Type: application/json' \\\n"
       "    -d '{{\"model\":\"{m2}\",\"prompt\":\"San Francisco is a\",\"max_tokens\":12,\"stream\":true}}'\n"
       "  curl {base}/metrics\n"
+      "  open {base}/status in a browser (the status page)\n"
       "Stop with Ctrl-C.\n",
       fmt::arg("base", base), fmt::arg("m1", kModels[0].name), fmt::arg("m2", kModels[1].name));
 }
