@@ -21,6 +21,7 @@
 #include "vllm_router/load_scraper.h"
 #include "vllm_router/router.h"
 #include "vllm_router/server.h"
+#include "vllm_router/tracing.h"
 
 namespace vllm_router::server {
 
@@ -63,6 +64,7 @@ class App {
   std::vector<ModelConfig> demo_models_;  // re-added on reload: they come from no file or flag
   RouterConfig static_router_;            // the configured models, before discovery
   std::shared_ptr<Metrics> metrics_;
+  std::shared_ptr<OtlpExporter> tracer_;  // null: tracing off
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;
