@@ -47,6 +47,7 @@ struct OtlpExporter::Impl {
   // at the next round. The thread's.
   std::string retry_body;
   std::size_t retry_spans = 0;
+  detail::JsonText text;  // the request being encoded (the thread's; its buffer is kept)
 
   std::thread thread;
 
@@ -55,7 +56,7 @@ struct OtlpExporter::Impl {
   }
 
   // POSTs one request body; true when the collector took it (2xx), `retryable` when worth another try.
-  bool post(const std::string& body, bool& retryable) {
+  bool post(std::string_view body, bool& retryable) {
     Headers headers{{"Content-Type", "application/json"}};
     UpstreamRequest request;
     request.method = "POST";
@@ -78,12 +79,12 @@ struct OtlpExporter::Impl {
     return false;
   }
 
-  void send(std::string body, std::size_t spans, bool last_chance) {
+  void send(std::string_view body, std::size_t spans, bool last_chance) {
     bool retryable = false;
     if (post(body, retryable)) {
       exported.fetch_add(spans, std::memory_order_relaxed);
     } else if (retryable && !last_chance && retry_body.empty()) {
-      retry_body = std::move(body);
+      retry_body.assign(body);
       retry_spans = spans;
     } else {
       failed.fetch_add(spans, std::memory_order_relaxed);
@@ -93,23 +94,28 @@ struct OtlpExporter::Impl {
   // Encodes and sends `batch`, at most batch_size spans per request.
   void export_batch(std::deque<detail::OtlpTrace>& batch, bool last_chance) {
     if (!retry_body.empty()) {
-      std::string body = std::move(retry_body);
+      const std::string body = std::move(retry_body);
       retry_body.clear();
-      const std::size_t spans = retry_spans;
-      send(std::move(body), spans, true);
+      send(body, retry_spans, true);
     }
-    std::string spans_json;
     std::size_t spans = 0;
     for (const detail::OtlpTrace& t : batch) {
-      detail::append_spans_json(spans_json, t, spans == 0);
+      if (spans == 0) {
+        text.clear();
+        detail::otlp_request_open(text, options.service_name);
+      }
+      detail::append_spans_json(text, t, spans == 0);
       spans += t.span_count();
       if (spans >= options.batch_size) {
-        send(detail::otlp_request_json(options.service_name, spans_json), spans, last_chance);
-        spans_json.clear();
+        detail::otlp_request_close(text);
+        send(text.view(), spans, last_chance);
         spans = 0;
       }
     }
-    if (spans > 0) send(detail::otlp_request_json(options.service_name, spans_json), spans, last_chance);
+    if (spans > 0) {
+      detail::otlp_request_close(text);
+      send(text.view(), spans, last_chance);
+    }
   }
 
   void log_drops() {

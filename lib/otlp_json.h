@@ -3,7 +3,10 @@
 #pragma once
 
 #include <array>
+#include <charconv>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,15 +53,81 @@ struct OtlpTrace {
   std::size_t span_count() const noexcept;
 };
 
+/// A growing JSON text written through a cursor: each write makes room for its worst case, then
+/// copies bytes (most of a size known at compile time) with no call per piece and no zero-fill.
+class JsonText {
+ public:
+  std::string_view view() const noexcept { return {data_.get(), size_}; }
+  std::size_t size() const noexcept { return size_; }
+  void clear() noexcept { size_ = 0; }
+
+  template <std::size_t N>
+  void lit(const char (&text)[N]) {
+    room(N);
+    std::memcpy(data_.get() + size_, text, N - 1);
+    size_ += N - 1;
+  }
+  void raw(std::string_view v) {
+    room(v.size());
+    if (!v.empty()) std::memcpy(data_.get() + size_, v.data(), v.size());
+    size_ += v.size();
+  }
+  void ch(char c) {
+    room(1);
+    data_[size_++] = c;
+  }
+  void integer(std::int64_t v) {
+    room(24);
+    size_ = static_cast<std::size_t>(std::to_chars(data_.get() + size_, data_.get() + size_ + 24, v).ptr - data_.get());
+  }
+  /// Nanoseconds as milliseconds with three decimals ("12.345"), a JSON number.
+  void milliseconds(std::int64_t ns) {
+    if (ns < 0) ns = 0;
+    integer(ns / 1000000);
+    const auto us = static_cast<int>(ns / 1000 % 1000);
+    const char frac[4] = {'.', static_cast<char>('0' + us / 100), static_cast<char>('0' + us / 10 % 10),
+                          static_cast<char>('0' + us % 10)};
+    raw(std::string_view(frac, 4));
+  }
+  /// `v` quoted and escaped (append_json_utf8's rules).
+  void string(std::string_view v) {
+    ch('"');
+    escaped(v);
+    ch('"');
+  }
+  /// `a` and `b` as one quoted string, with `sep` between them when both are given.
+  void string(std::string_view a, std::string_view sep, std::string_view b) {
+    ch('"');
+    escaped(a);
+    if (!a.empty() && !b.empty()) raw(sep);
+    escaped(b);
+    ch('"');
+  }
+  /// `v` escaped, without quotes.
+  void escaped(std::string_view v);
+
+ private:
+  void room(std::size_t more) {
+    if (size_ + more > cap_) grow(more);
+  }
+  void grow(std::size_t more);
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t cap_ = 0;
+};
+
 /// Copies what the spans need from a sampled summary (summary.sampled, trace ids set).
 OtlpTrace capture_trace(const ExchangeSummary& summary);
 
 /// Appends the trace's spans as OTLP JSON Span objects, comma separated (a leading comma when
 /// `out` already holds spans: `first` false).
-void append_spans_json(std::string& out, const OtlpTrace& trace, bool first);
+void append_spans_json(JsonText& out, const OtlpTrace& trace, bool first);
 
 /// An ExportTraceServiceRequest: one resource (service.name and the SDK's attributes), one
-/// scope (vllm-router, its version), `spans_json` (from append_spans_json) as its spans.
+/// scope (vllm-router, its version), then spans (append_spans_json), then the close.
+void otlp_request_open(JsonText& out, std::string_view service_name);
+void otlp_request_close(JsonText& out);
+/// The same as one string, around `spans_json`.
 std::string otlp_request_json(std::string_view service_name, std::string_view spans_json);
 
 /// Appends `s` as a JSON string; bytes that are not valid UTF-8 become U+FFFD (OTLP receivers

@@ -2,7 +2,9 @@
 #include "trace_context.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <random>
 
@@ -51,9 +53,17 @@ Rng& thread_generator() noexcept {
 std::uint64_t trace_random() noexcept { return thread_generator().next(); }
 
 void write_hex16(char* out, std::uint64_t v) noexcept {
-  for (int i = 15; i >= 0; --i) {
-    out[i] = kHex[v & 15];
-    v >>= 4;
+  static constexpr auto kPairs = [] {  // byte -> two hex digits
+    std::array<char, 512> t{};
+    for (int b = 0; b < 256; ++b) {
+      t[static_cast<std::size_t>(2 * b)] = kHex[b >> 4];
+      t[static_cast<std::size_t>(2 * b + 1)] = kHex[b & 15];
+    }
+    return t;
+  }();
+  for (int i = 7; i >= 0; --i) {
+    std::memcpy(out + 2 * i, &kPairs[2 * (v & 0xff)], 2);
+    v >>= 8;
   }
 }
 

@@ -295,8 +295,9 @@ TEST_CASE("a retry: two attempt spans, the first failed with its reason, each na
   CHECK(head_value(f.host.heads[0], "traceparent").substr(36, 16) == std::string_view(second.span.data(), 16));
   CHECK(tr.span_count() == 5);
 
-  std::string spans;
-  detail::append_spans_json(spans, tr, true);
+  detail::JsonText text;
+  detail::append_spans_json(text, tr, true);
+  const std::string_view spans = text.view();
   CHECK(spans.find(R"("key":"vllm_router.retry_reason","value":{"stringValue":"connect_failure"})") != std::string::npos);
   CHECK(spans.find(R"("status":{"code":2,"message":"refused"})") != std::string::npos);
 }
@@ -344,8 +345,9 @@ TEST_CASE("a routing failure is a routing span in error, with no attempt span") 
   CHECK_FALSE(tr.children[0].routed);
   CHECK(tr.children[0].error.find("nope") != std::string::npos);
   CHECK(tr.span_count() == 2);
-  std::string spans;
-  detail::append_spans_json(spans, tr, true);
+  detail::JsonText text;
+  detail::append_spans_json(text, tr, true);
+  const std::string_view spans = text.view();
   CHECK(spans.find(R"("name":"route")") != std::string::npos);
   CHECK(spans.find(R"("kind":3)") == std::string::npos);  // no client span
 }
@@ -370,9 +372,9 @@ TEST_CASE("OTLP JSON: resource, scope, spans with hex ids, kinds, times as strin
   f.headers = {{"traceparent", kSampled}};
   f.start("/v1/chat/completions");
   f.answer();
-  std::string spans;
+  detail::JsonText spans;
   detail::append_spans_json(spans, f.trace(), true);
-  const std::string doc = detail::otlp_request_json("svc \"x\"", spans);
+  const std::string doc = detail::otlp_request_json("svc \"x\"", spans.view());
   CHECK(doc.rfind(R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc \"x\""}})", 0) == 0);
   CHECK(doc.find(R"("scopeSpans":[{"scope":{"name":"vllm-router","version":")") != std::string::npos);
   CHECK(doc.find(R"("traceId":")" + std::string(kTrace) + R"(","spanId":")") != std::string::npos);
@@ -457,4 +459,30 @@ TEST_CASE("the pick's facts: prefix_aware tells how much of the prompt the chose
   REQUIRE(route.ok());
   CHECK(route->pick.policy == "round_robin");
   CHECK(route->pick.prefix_match == -1);
+}
+
+TEST_CASE("the encoder's numbers: hex ids, integers, milliseconds with three decimals") {
+  char hex[16];
+  detail::write_hex16(hex, 0x0123456789abcdefull);
+  CHECK(std::string_view(hex, 16) == "0123456789abcdef");
+  detail::write_hex16(hex, 0);
+  CHECK(std::string_view(hex, 16) == "0000000000000000");
+  detail::JsonText out;
+  out.integer(1796525321236031393);
+  out.ch(' ');
+  out.integer(-42);
+  out.ch(' ');
+  out.milliseconds(12'345'678);
+  out.ch(' ');
+  out.milliseconds(1'000);
+  out.ch(' ');
+  out.milliseconds(5);
+  out.ch(' ');
+  out.milliseconds(3'000'000'000);
+  CHECK(out.view() == "1796525321236031393 -42 12.345 0.001 0.000 3000.000");
+  // Growth keeps what was written.
+  detail::JsonText big;
+  for (int i = 0; i < 10000; ++i) big.lit("0123456789");
+  CHECK(big.size() == 100000);
+  CHECK(big.view().substr(99990) == "0123456789");
 }
