@@ -5,6 +5,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -355,6 +356,20 @@ Result<void> ConfigField::read(std::uint16_t& out, std::uint16_t min) { return r
 Result<void> ConfigField::read(std::uint32_t& out, std::uint32_t min) { return read_into(impl_.value, impl_.path, min, out); }
 Result<void> ConfigField::read(std::uint64_t& out, std::uint64_t min) { return read_into(impl_.value, impl_.path, min, out); }
 Result<void> ConfigField::read(std::vector<std::string>& out) { return read_string_array(impl_.value, impl_.path, out); }
+Result<void> ConfigField::read(double& out, double min, double max) {
+  const std::string got = describe(impl_.value);
+  double v = 0;
+  if (auto r = read_double(impl_.value, impl_.path, min, v); !r || !(v <= max)) {
+    char lo[32];
+    char hi[32];
+    const auto l = std::to_chars(lo, lo + sizeof lo, min);
+    const auto h = std::to_chars(hi, hi + sizeof hi, max);
+    return config_error(impl_.path, cat("expected a number ", std::string_view(lo, static_cast<std::size_t>(l.ptr - lo)),
+                                        "..", std::string_view(hi, static_cast<std::size_t>(h.ptr - hi)), ", got ", got));
+  }
+  out = v;
+  return {};
+}
 
 Result<void> ConfigField::read_object(std::span<const std::string_view> keys,
                                       const std::function<Result<void>(ConfigField& member)>& read) {

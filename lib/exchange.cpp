@@ -81,11 +81,14 @@ struct Rules {
     if (s.request.key != nullptr) sum.key_id = s.request.key->id;
     s.final_usage = s.usage.result(s.event_stream, s.request.body.size());
     sum.usage = s.final_usage;
+    sum.method = s.request.method;
+    if (s.trace.on) s.trace_summary(sum, now, error);
     detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_exchange(sum); });
   }
 
-  void complete_lease(OutcomeKind kind, int status, TimePoint now) {
+  void complete_lease(OutcomeKind kind, int status, TimePoint now, std::string_view error = {}) {
     if (!s.route) return;
+    if (s.trace.sampled) s.trace_attempt_end(kind, status, now, error);
     Outcome o;
     o.kind = kind;
     o.status = status;
@@ -119,6 +122,7 @@ struct Rules {
 
   // Routes (again) and starts an attempt, or waits, or answers with an error.
   void attempt(TimePoint now) {
+    if (s.trace.sampled) s.trace_routing(now);
     std::vector<std::string_view> exclude(s.tried.begin(), s.tried.end());
     auto route = s.router.route(*s.view, exclude);
     if (!route && route.code() == Errc::overloaded) {
@@ -160,6 +164,7 @@ struct Rules {
     }
     s.attempt_started = now;
     s.fresh = false;
+    if (s.trace.on) s.trace_routed(now);
     s.build_upstream_head();
     connect(now);
   }
@@ -222,7 +227,7 @@ struct Rules {
     drop_connection();
     if (s.responded) return broken_answer(e, now);
     const Endpoint& ep = s.route->lease.endpoint();
-    complete_lease(outcome_of(e.code), 0, now);
+    complete_lease(outcome_of(e.code), 0, now, e.message);
     s.tried.push_back(ep.id);
     const bool total_left = now < s.total_deadline;
     const bool connect_phase = s.phase == Phase::connecting;
@@ -246,6 +251,7 @@ struct Rules {
       return fail(e, now);
     }
     const std::string model = s.model;
+    s.trace_retry(*reason);
     detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_retry(model, ep, *reason, s.attempts); });
     s.last_error = std::move(e);
     s.route.reset();
@@ -257,7 +263,7 @@ struct Rules {
   // cannot mistake a truncated body for a complete one.
   void broken_answer(const Error& e, TimePoint now) {
     const int status = s.reader.head().status;
-    complete_lease(outcome_of(e.code), status, now);
+    complete_lease(outcome_of(e.code), status, now, e.message);
     const bool event_stream = s.reader.head_done() && !s.reader.length_known() && s.event_stream;
     report(end_of(e.code), status, now, e.message);
     if (event_stream && s.reader.at_boundary() && s.request.in_band_errors) {
@@ -279,7 +285,7 @@ struct Rules {
 
   void client_gone(TimePoint now) {
     drop_connection();
-    complete_lease(OutcomeKind::cancelled, s.responded ? s.reader.head().status : 0, now);
+    complete_lease(OutcomeKind::cancelled, s.responded ? s.reader.head().status : 0, now, "the client went away");
     report(ExchangeEnd::cancelled, s.responded ? s.reader.head().status : 499, now, "the client went away");
   }
 
@@ -299,7 +305,8 @@ struct Rules {
             // vLLM overloaded or stopping: another replica may answer. Its 503 body is not needed.
             const Endpoint& ep = s.route->lease.endpoint();
             drop_connection();
-            complete_lease(OutcomeKind::success, 503, now);
+            complete_lease(OutcomeKind::success, 503, now, "the replica answered 503");
+            s.trace_retry(RetryReason::status_503);
             s.tried.push_back(ep.id);
             detail::notify_observer(s.impl.observer(), [&](Observer& o) {
               o.on_retry(s.model, ep, RetryReason::status_503, s.attempts);
@@ -356,6 +363,7 @@ void Exchange::start(const ClientRequest& request, TimePoint now) {
   std::chrono::milliseconds limit = ms(cfg.timeouts.total_ms);
   if (request.timeout.count() > 0 && (limit.count() == 0 || request.timeout < limit)) limit = request.timeout;
   if (limit.count() > 0) s.total_deadline = now + limit;
+  if (s.impl.options.tracing.enabled) s.start_trace();
   if (auto e = s.check_target()) return r.fail(*e, now);
   if (auto e = s.check_headers()) return r.fail(*e, now);
   if (auto e = s.parse_body()) return r.fail(*e, now);
@@ -436,7 +444,7 @@ void Exchange::on_timer(TimePoint now) {
   if (s.paused && now >= s.stall_deadline) {
     // The client stopped reading: its problem, not the upstream's (never an upstream failure).
     r.drop_connection();
-    r.complete_lease(OutcomeKind::cancelled, s.reader.head().status, now);
+    r.complete_lease(OutcomeKind::cancelled, s.reader.head().status, now, "the client stopped reading");
     r.report(ExchangeEnd::cancelled, s.reader.head().status, now, "the client stopped reading");
     return s.host.on_abort(Error{Errc::cancelled, "the client stopped reading", ""});
   }
@@ -518,6 +526,13 @@ void Exchange::reset() {
   s.usage.reset();
   s.final_usage = TokenUsage{};
   s.model.clear();
+  if (s.trace.on) {
+    s.trace.on = s.trace.sampled = s.trace.continued = s.trace.routing = false;
+    s.trace.state = {};
+    s.trace.start_unix_ns = 0;
+    s.trace.attempts.clear();
+    s.trace.views.clear();
+  }
 }
 
 VLLM_ROUTER_END_NAMESPACE

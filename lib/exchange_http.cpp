@@ -159,7 +159,18 @@ void Exchange::State::build_upstream_head() {
   for (const HeaderField& f : request.headers) {
     if (!detail::forward_request_header(f.name)) continue;
     if (!connection.empty() && detail::listed_in(connection, f.name)) continue;
+    // Tracing on: the router's traceparent replaces the client's; tracestate goes on with a
+    // continued trace only.
+    if (trace.on && (detail::is_traceparent(f.name) || (!trace.continued && detail::is_tracestate(f.name)))) continue;
     append_header(h, f.name, f.value);
+  }
+  if (trace.on) {
+    // traceparent: 00-<trace id>-<this attempt's span>-<flags>
+    h.append("traceparent: 00-")
+        .append(trace.trace_id, 32)
+        .append(1, '-')
+        .append(trace.attempt_span, 16)
+        .append(trace.sampled ? "-01\r\n" : "-00\r\n");
   }
   if (!request.request_id.empty()) append_header(h, "X-Request-Id", request.request_id);
   if (!request.client_address.empty()) append_header(h, "X-Forwarded-For", request.client_address);

@@ -7,9 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include "http_util.h"
 #include "response_reader.h"
-#include "usage_scanner.h"
 #include "router_impl.h"
+#include "trace_context.h"
+#include "usage_scanner.h"
 #include "vllm_router/exchange.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -64,6 +66,48 @@ struct Exchange::State {
   std::string model;        // the resolved pool's model
   std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)
 
+  // Tracing (RouterOptions::tracing): the ids whenever it is on, the spans' facts when sampled.
+  struct TraceAttempt {
+    AttemptTrace facts;                        // its views are set when reported
+    std::shared_ptr<const Snapshot> snapshot;  // keeps the endpoint, policy and model names
+    char route_span[16];
+    char span[16];
+    bool ended = false;
+    std::string error;
+  };
+  struct Trace {
+    bool on = false;
+    bool sampled = false;
+    bool continued = false;  // the client's traceparent was valid: its trace goes on
+    bool routing = false;    // a routing decision is under way since route_started
+    char trace_id[32];
+    char span_id[16];        // the request's span
+    char parent_id[16];      // the client's span (continued traces)
+    char attempt_span[16];   // the current attempt's span: the parent id sent upstream
+    std::string_view state;  // the client's tracestate (continued traces)
+    std::int64_t start_unix_ns = 0;
+    TimePoint route_started{};
+    std::vector<TraceAttempt> attempts;  // sampled only
+    std::vector<AttemptTrace> views;     // for the summary
+  } trace;
+
+  // exchange_trace.cpp
+  /// Starts or continues the request's trace from the client's headers (tracing on).
+  void start_trace();
+  /// The trace's ids and, when sampled, its spans' facts into the summary (tracing on).
+  void trace_summary(ExchangeSummary& sum, TimePoint now, std::string_view error);
+  /// A routing decision begins (sampled): its span starts; a wait for capacity is in it.
+  void trace_routing(TimePoint now);
+  /// The routing decision found no endpoint: its span ends with `error`.
+  void trace_routing_failed(TimePoint now, std::string_view error);
+  /// The route was taken: the attempt's span id (always, for the upstream traceparent), and
+  /// when sampled the routing span's end and the attempt span's start.
+  void trace_routed(TimePoint now);
+  /// The current attempt's span ends (sampled).
+  void trace_attempt_end(OutcomeKind kind, int status, TimePoint now, std::string_view error);
+  /// The exchange leaves the current attempt for another endpoint (sampled).
+  void trace_retry(RetryReason reason);
+
   // exchange_http.cpp
   /// The upstream request head for the current route into upstream_head.
   void build_upstream_head();
@@ -91,4 +135,7 @@ bool forward_request_header(std::string_view name) noexcept;
 bool relay_response_header(std::string_view name) noexcept;
 /// Is `name` one of the comma-separated tokens of `list` (case-insensitive)?
 bool listed_in(std::string_view list, std::string_view name) noexcept;
+/// The W3C trace-context headers.
+inline bool is_traceparent(std::string_view name) noexcept { return name.size() == 11 && iequals(name, "traceparent"); }
+inline bool is_tracestate(std::string_view name) noexcept { return name.size() == 10 && iequals(name, "tracestate"); }
 }  // namespace vllm_router::detail

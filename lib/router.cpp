@@ -379,7 +379,8 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   filter.excluded = excluded.span();
   const PoolView view(all, filter);
   Rng& rng = thread_rng(impl.options.seed, impl_->seed_counter);
-  PickContext ctx{request, rng, pool.scratch.get(), size, now_ns};
+  PickNotes notes;
+  PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes};
   Observer* observer = impl.observer();
 
   // The policy's fast path first (O(1) for the sampling and walking policies).
@@ -424,9 +425,8 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   }
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model));
-  detail::notify_observer(observer, [&](Observer& o) {
-    o.on_pick(pool.model, *pool.endpoints[slot], PickEvent{pool.policy->name(), n, panic});
-  });
+  route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};
+  detail::notify_observer(observer, [&](Observer& o) { o.on_pick(pool.model, *pool.endpoints[slot], route.pick); });
   return route;
 }
 

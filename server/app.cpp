@@ -28,12 +28,15 @@ rlim_t raise_fd_limit() {
 }
 
 // The router's observer: Prometheus metrics, the status page's recent figures, the access log,
-// plus a log line for every failed request.
+// spans (when tracing), plus a log line for every failed request.
 class AppObserver final : public Observer {
  public:
   AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<StatusBoard> status,
-              std::shared_ptr<AccessLog> access_log)
-      : metrics_(std::move(metrics)), status_(std::move(status)), access_log_(std::move(access_log)) {}
+              std::shared_ptr<AccessLog> access_log, std::shared_ptr<OtlpExporter> tracer)
+      : metrics_(std::move(metrics)),
+        status_(std::move(status)),
+        access_log_(std::move(access_log)),
+        tracer_(std::move(tracer)) {}
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
     metrics_->on_outcome(model, endpoint, outcome);
     status_->on_outcome(model, endpoint, outcome);
@@ -49,6 +52,7 @@ class AppObserver final : public Observer {
     metrics_->on_exchange(s);
     status_->on_exchange(s);
     if (access_log_) access_log_->write(s);
+    if (s.sampled && tracer_) tracer_->on_exchange(s);
     if (s.status >= 500 && s.end != ExchangeEnd::ok) {
       log(LogLevel::warn, "request {} failed with {}: {}", s.request_id, s.status, s.error);
     } else if (s.end == ExchangeEnd::upstream_error || s.end == ExchangeEnd::timeout) {
@@ -61,7 +65,21 @@ class AppObserver final : public Observer {
   std::shared_ptr<Metrics> metrics_;
   std::shared_ptr<StatusBoard> status_;
   std::shared_ptr<AccessLog> access_log_;
+  std::shared_ptr<OtlpExporter> tracer_;
 };
+
+// The exporter's counters in the Prometheus text format.
+std::string trace_metrics(const OtlpExporter& tracer) {
+  const OtlpStats s = tracer.stats();
+  return fmt::format(
+      "# HELP vllm_router_trace_spans_total Spans of sampled requests: exported (the collector took them), "
+      "dropped (the export queue was full), failed (the collector could not be reached or refused them).\n"
+      "# TYPE vllm_router_trace_spans_total counter\n"
+      "vllm_router_trace_spans_total{{result=\"exported\"}} {}\n"
+      "vllm_router_trace_spans_total{{result=\"dropped\"}} {}\n"
+      "vllm_router_trace_spans_total{{result=\"failed\"}} {}\n",
+      s.exported, s.dropped, s.failed);
+}
 
 // What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
 // Secret or ConfigMap update swaps a symlink: the inode changes). Empty when it cannot be read.
@@ -157,7 +175,22 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->metrics_ = std::make_shared<Metrics>();
   app->status_ = std::make_shared<StatusBoard>();
   RouterOptions router_options;
-  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->status_, app->access_log_);
+  if (!config.otlp.endpoint.empty()) {
+    OtlpOptions otlp;
+    otlp.endpoint = config.otlp.endpoint;
+    otlp.service_name = config.otlp.service_name;
+    otlp.batch_size = config.otlp.batch_size;
+    otlp.interval = std::chrono::milliseconds(config.otlp.interval_ms);
+    otlp.queue_size = config.otlp.queue_size;
+    otlp.timeout = std::chrono::milliseconds(config.otlp.timeout_ms);
+    otlp.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
+    auto tracer = OtlpExporter::create(std::move(otlp));
+    if (!tracer) return tracer.error();
+    app->tracer_ = std::move(tracer).value();
+    router_options.tracing.enabled = true;
+    router_options.tracing.sampling = config.otlp.sampling;
+  }
+  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->status_, app->access_log_, app->tracer_);
   auto router = Router::create(initial, std::move(router_options));
   if (!router) {
     Error e = router.error();
@@ -215,6 +248,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     if (is_metrics) {
       out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
       if (self->access_log_) self->access_log_->render_metrics(out.body);
+      if (self->tracer_) out.body += trace_metrics(*self->tracer_);
     } else if (req.path == "/status") {
       out = LocalResponse{200, "text/html; charset=utf-8", std::string(status_page_html())};
     } else {
@@ -378,6 +412,10 @@ int App::run() {
   log(LogLevel::info, "vllm-router {} serving {} model(s) on {}:{} ({} event loops, at most {} connections)",
       vllm_router::version(), config.router.models.size(), config.host, server_->port(),
       server_->connections_per_loop().size(), config.max_connections);
+  if (tracer_) {
+    log(LogLevel::info, "tracing: spans of sampled requests go to {}/v1/traces (OTLP/HTTP JSON, sampling {})",
+        config.otlp.endpoint, config.otlp.sampling);
+  }
   watch_files();
   // The control plane runs beside the data path on its own threads.
   HttpTransportOptions probe_options;
@@ -417,6 +455,7 @@ int App::run() {
   if (discovery_) discovery_->stop();
   scraper_->stop();
   health_->stop();
+  if (tracer_) tracer_->flush();  // the last requests' spans
   log(LogLevel::info, "stopped");
   return 0;
 }

@@ -24,6 +24,7 @@
 #include "vllm_router/load_scraper.h"
 #include "vllm_router/router.h"
 #include "vllm_router/server.h"
+#include "vllm_router/tracing.h"
 
 namespace vllm_router::server {
 
@@ -69,6 +70,7 @@ class App {
   std::shared_ptr<AccessLog> access_log_;  // null: off
   std::shared_ptr<StatusBoard> status_;   // the status page's recent figures (/status.json)
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::shared_ptr<OtlpExporter> tracer_;  // null: tracing off
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "vllm_router/endpoint.h"
+
 namespace vllm_router::server {
 
 vllm_router::ServerOptions AppConfig::server_options() const {
@@ -27,9 +29,11 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
   ConfigExtension extension;
   static constexpr std::array<std::string_view, 2> kBackends = {"local", "redis"};
   static constexpr std::array<std::string_view, 4> kRateLimitKeys = {"backend", "redis", "timeout_ms", "prefix"};
+  static constexpr std::array<std::string_view, 7> kOtlpKeys = {"endpoint",   "sampling",   "service_name", "batch_size",
+                                                                 "interval_ms", "queue_size", "timeout_ms"};
   extension.keys = {"host", "port", "api_keys", "max_body_bytes", "threads", "max_connections", "client_timeout_ms",
                     "drain_timeout_ms", "log_level", "io", "watch_config", "keys_file", "rate_limit",
-                    "tls_cert_file", "tls_key_file", "log_format", "access_log", "access_log_buffer"};
+                    "tls_cert_file", "tls_key_file", "log_format", "access_log", "access_log_buffer", "otlp"};
   extension.read = [&base](ConfigField& f) -> Result<void> {
     const std::string_view key = f.key();
     if (key == "host") return f.read(base.host, true);
@@ -65,6 +69,25 @@ Result<AppConfig> parse_app_config(std::string_view json, AppConfig base) {
           return Result<void>(Errc::config, "rate_limit.redis: " + hp.error().message, "rate_limit.redis");
         }
         return {};
+      });
+    }
+    if (key == "otlp") {
+      return f.read_object(kOtlpKeys, [&base](ConfigField& m) -> Result<void> {
+        AppConfig::Otlp& o = base.otlp;
+        const std::string_view k = m.key();
+        if (k == "endpoint") {
+          if (auto r = m.read(o.endpoint); !r) return r;
+          if (auto url = parse_url(o.endpoint); !o.endpoint.empty() && !url) {
+            return Result<void>(Errc::config, "otlp.endpoint: " + url.error().message, "otlp.endpoint");
+          }
+          return {};
+        }
+        if (k == "sampling") return m.read(o.sampling, 0.0, 1.0);
+        if (k == "service_name") return m.read(o.service_name, true);
+        if (k == "batch_size") return m.read(o.batch_size, 1);
+        if (k == "interval_ms") return m.read(o.interval_ms, 1);
+        if (k == "queue_size") return m.read(o.queue_size, 1);
+        return m.read(o.timeout_ms, 1);
       });
     }
     return f.read(base.watch_config);

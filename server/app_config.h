@@ -52,6 +52,17 @@ struct AppConfig {
   std::uint32_t drain_timeout_ms = 30000;
   /// Reload the config file when it changes (checked every second); SIGHUP always reloads.
   bool watch_config = false;
+  /// Tracing: spans exported over OTLP/HTTP (docs/tracing.md); off while
+  /// `endpoint` is empty. Read at start only.
+  struct Otlp {
+    std::string endpoint;                     ///< collector base URL; spans go to <endpoint>/v1/traces
+    double sampling = 1.0;                    ///< share of the traces the router starts that are recorded
+    std::string service_name = "vllm-router";  ///< the resource's service.name
+    std::uint32_t batch_size = 512;           ///< spans per export request
+    std::uint32_t interval_ms = 5000;         ///< longest wait before queued spans are sent
+    std::uint32_t queue_size = 2048;          ///< spans held at most; more are dropped and counted
+    std::uint32_t timeout_ms = 10000;         ///< per export request
+  } otlp;
 
   /// The library Server's options from these settings.
   vllm_router::ServerOptions server_options() const;

@@ -30,6 +30,9 @@ enum class Kind {
   log_level,
   log_format,
   access_log,
+  otlp_endpoint,
+  otlp_sampling,
+  otlp_service_name,
   io,
   check_config,
   demo,
@@ -95,6 +98,14 @@ inline constexpr FlagSpec kFlags[] = {
     {Kind::access_log, "--access-log", "VLLM_ROUTER_ACCESS_LOG", "PATH|-|off",
      "one line per finished request to a file (reopened on SIGHUP and SIGUSR1,\n"
      "for rotation), to standard output (-), or off (docs/observability.md)"},
+    {Kind::otlp_endpoint, "--otlp-endpoint", "VLLM_ROUTER_OTLP_ENDPOINT", "URL",
+     "trace requests (W3C traceparent) and export spans over OTLP/HTTP (JSON) to\n"
+     "URL/v1/traces, e.g. http://otel-collector:4318 (docs/tracing.md)"},
+    {Kind::otlp_sampling, "--otlp-sampling", "VLLM_ROUTER_OTLP_SAMPLING", "RATIO",
+     "share of new traces recorded, 0.0..1.0 (default 1.0); a client's traceparent\n"
+     "decides for its own trace (its sampled flag)"},
+    {Kind::otlp_service_name, "--otlp-service-name", "VLLM_ROUTER_OTLP_SERVICE_NAME", "NAME",
+     "service.name of the exported spans (default vllm-router)"},
     {Kind::check_config, "--check-config", "", "",
      "validate the configuration, print a summary and exit"},
     {Kind::demo, "--demo", "", "", "start two simulated engines and route to them"},

@@ -102,6 +102,9 @@ struct Layer {
   std::optional<std::string> log_format;
   std::optional<std::string> access_log;
   std::optional<std::string> io;
+  std::optional<std::string> otlp_endpoint;
+  std::optional<double> otlp_sampling;
+  std::optional<std::string> otlp_service_name;
 };
 
 // "NAME=URL[,URL...]" -> a model with those replicas, appended to `layer.models`.
@@ -266,6 +269,23 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       if (value.empty()) return option_error(source, "expected a file path, - (standard output) or off");
       layer.access_log = std::string(value);
       return {};
+    case Kind::otlp_endpoint:
+      if (auto url = parse_url(value); !url) return option_error(source, url.error().message);
+      layer.otlp_endpoint = std::string(value);
+      return {};
+    case Kind::otlp_sampling: {
+      double ratio = -1;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ratio);
+      if (ec != std::errc{} || end != value.data() + value.size() || !(ratio >= 0.0 && ratio <= 1.0)) {
+        return option_error(source, fmt::format("expected a number 0.0..1.0, got '{}'", value));
+      }
+      layer.otlp_sampling = ratio;
+      return {};
+    }
+    case Kind::otlp_service_name:
+      if (value.empty()) return option_error(source, "expected a service name, got ''");
+      layer.otlp_service_name = std::string(value);
+      return {};
     case Kind::config:
     case Kind::check_config:
     case Kind::hash_key:
@@ -308,6 +328,9 @@ void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.log_format) config.log_format = *layer.log_format;
   if (layer.access_log) config.access_log = *layer.access_log;
   if (layer.io) config.io = *layer.io;
+  if (layer.otlp_endpoint) config.otlp.endpoint = *layer.otlp_endpoint;
+  if (layer.otlp_sampling) config.otlp.sampling = *layer.otlp_sampling;
+  if (layer.otlp_service_name) config.otlp.service_name = *layer.otlp_service_name;
   for (const ModelConfig& model : layer.models) {
     // A same-named model keeps its aliases, adapters and policy; only the replicas change.
     if (ModelConfig* existing = find_model(config, model.name)) {

@@ -37,6 +37,12 @@ std::string usage() {
         return defaults.access_log;
       case Kind::io:
         return defaults.io;
+      case Kind::otlp_endpoint:
+        return "none (tracing off: traceparent passes through untouched)";
+      case Kind::otlp_sampling:
+        return "1.0";
+      case Kind::otlp_service_name:
+        return defaults.otlp.service_name;
       case Kind::api_key:
         return "none (no authentication)";
       case Kind::model:

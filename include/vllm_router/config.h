@@ -221,6 +221,8 @@ class VLLM_ROUTER_API ConfigField {
   Result<void> read(std::uint32_t& out, std::uint32_t min = 0);
   Result<void> read(std::uint64_t& out, std::uint64_t min = 0);
   Result<void> read(std::vector<std::string>& out);
+  /// A number in [min, max].
+  Result<void> read(double& out, double min, double max);
   /// A string that must be one of `choices`.
   Result<void> read_choice(std::string& out, std::span<const std::string_view> choices);
   /// An object whose members (each one of `keys`, at most once) are handed to `read` in turn,

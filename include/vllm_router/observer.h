@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "vllm_router/endpoint.h"
@@ -35,6 +36,9 @@ struct PickEvent {
   std::string_view policy;     ///< the pool's policy name
   std::size_t candidates = 0;  ///< endpoints the policy chose among
   bool panic = false;          ///< too few healthy endpoints: health was ignored
+  /// Prompt characters already served by the chosen endpoint, as far as the policy knows
+  /// (prefix_aware: the matched chunks x prefix_chunk_chars); -1: the policy does not tell.
+  std::int64_t prefix_match = -1;
 };
 
 /// Why an exchange tries another endpoint.
@@ -63,10 +67,45 @@ struct TokenUsage {
   std::uint64_t total() const noexcept { return prompt + completion; }
 };
 
+/// One routing decision of a traced request and the upstream attempt it led to
+/// (ExchangeSummary::trace_attempts). Times are offsets from the exchange's start. Views are
+/// valid during the on_exchange call only.
+struct AttemptTrace {
+  std::string_view route_span_id;  ///< the routing decision's span (16 hex digits)
+  std::string_view span_id;        ///< the attempt's span (16 hex digits), the parent id sent
+                                   ///< upstream in `traceparent`; empty when routing failed
+  const Endpoint* endpoint = nullptr;  ///< the endpoint picked; null when routing failed
+  std::string_view model;          ///< the model name sent upstream (an alias resolved)
+  std::string_view policy;         ///< the pool's policy
+  std::size_t candidates = 0;      ///< endpoints the policy chose among
+  bool panic = false;              ///< health was ignored (too few healthy endpoints)
+  std::int64_t prefix_match = -1;  ///< PickEvent::prefix_match
+  std::chrono::nanoseconds route_start{0};  ///< routing began (a wait for capacity included)
+  std::chrono::nanoseconds route_end{0};    ///< routing ended (the pick, or its failure)
+  std::chrono::nanoseconds start{0};        ///< the attempt began (== route_end)
+  std::chrono::nanoseconds end{0};          ///< the attempt's outcome was known
+  OutcomeKind outcome = OutcomeKind::cancelled;
+  int status = 0;                  ///< the upstream's HTTP status, 0 if none
+  bool retried = false;            ///< the exchange went on to another endpoint, for `retry_reason`
+  RetryReason retry_reason = RetryReason::connect_failure;
+  std::string_view error;          ///< why the attempt (or the routing) failed; empty otherwise
+};
+
 /// The facts of one finished client request. Views are valid during the call only.
 struct ExchangeSummary {
   std::string_view request_id;
-  std::string_view trace_id;         ///< W3C trace id (32 hex digits); empty when not traced
+  /// W3C trace id (32 hex digits): the client's (a valid `traceparent` continued) or one the
+  /// router started; empty when tracing is off (RouterOptions::tracing) or the request never
+  /// reached the exchange.
+  std::string_view trace_id;
+  std::string_view span_id;          ///< the request's own span (16 hex digits) when traced
+  std::string_view parent_span_id;   ///< the client's span (16 hex) when it sent a valid traceparent
+  std::string_view trace_state;      ///< the client's `tracestate` when its trace was continued
+  bool sampled = false;              ///< the trace is recorded (exporters export only these)
+  std::int64_t start_unix_ns = 0;    ///< wall-clock start (Unix nanoseconds) when sampled, else 0
+  std::string_view method;           ///< the request's method
+  /// When sampled: each routing decision and upstream attempt, in order; empty otherwise.
+  std::span<const AttemptTrace> trace_attempts;
   std::string_view client_address;   ///< the client's address as the front end saw it; may be empty
   std::string_view path;             ///< the request target's path (no query), e.g. "/v1/completions"
   std::string_view requested_model;  ///< as the client sent it (may be anything: never a label)

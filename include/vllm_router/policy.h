@@ -84,6 +84,12 @@ class VLLM_ROUTER_API PolicyScratch {
   virtual ~PolicyScratch();
 };
 
+/// What a policy may tell about its pick (for PickEvent and traces). Every field optional.
+struct PickNotes {
+  /// Prompt characters the chosen endpoint already served (a prefix-cache match); -1: unknown.
+  std::int64_t prefix_match = -1;
+};
+
 /// What a pick sees besides the candidates.
 struct PickContext {
   const RequestView& request;
@@ -91,6 +97,7 @@ struct PickContext {
   PolicyScratch* scratch = nullptr;  ///< from make_scratch() for this pool; may be null
   std::size_t pool_size = 0;         ///< endpoints in the pool (candidates may be fewer)
   std::int64_t now_ns = 0;           ///< steady-clock time of the pick (injected in tests)
+  PickNotes* notes = nullptr;        ///< where a policy may note what it saw; may be null
 };
 
 /// A load-balancing policy. `pick` must be a pure function of the context and candidates (plus

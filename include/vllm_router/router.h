@@ -20,6 +20,7 @@
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
 #include "vllm_router/snapshot.h"
+#include "vllm_router/tracing.h"
 #include "vllm_router/transport.h"
 
 namespace vllm_router::detail {
@@ -35,6 +36,8 @@ struct RouterOptions {
   PolicyRegistry policies = PolicyRegistry::with_builtins();
   std::uint64_t seed = 0;                ///< 0: seeded from std::random_device
   std::shared_ptr<const Clock> clock;    ///< default: SteadyClock (tests inject a ManualClock)
+  /// W3C Trace Context for the exchanges (Server, Forwarder, Router::forward); default off.
+  TracingOptions tracing;
 };
 
 /// A routing decision: the endpoint picked for a request and the lease that accounts for it.
@@ -43,6 +46,7 @@ struct Route {
   const Pool* pool = nullptr;
   Resolution resolution;
   Lease lease;
+  PickEvent pick;  ///< how it was chosen (what Observer::on_pick got); views into `snapshot`
 };
 
 /// Cancels a forward from any thread (Router::forward, Response::relay). Thread-safe. Owns a

@@ -31,5 +31,6 @@
 #include "vllm_router/server.h"
 #include "vllm_router/snapshot.h"
 #include "vllm_router/tenants.h"
+#include "vllm_router/tracing.h"
 #include "vllm_router/transport.h"
 #include "vllm_router/version.h"

@@ -155,7 +155,10 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
   if (index == nullptr) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_);
   const Chain hashes(ctx.request.prompt_prefix.substr(0, window_chars_), chunk_chars_);  // chunk_chars_ >= 1
   const std::span<const std::uint64_t> chain = hashes.span();
-  if (chain.empty()) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_, &index->weights);
+  if (chain.empty()) {  // shorter than a chunk: nothing to match
+    if (ctx.notes != nullptr) ctx.notes->prefix_match = 0;
+    return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_, &index->weights);
+  }
 
   std::lock_guard<std::mutex> lock(index->mutex);
   std::size_t chosen = 0;
@@ -230,6 +233,9 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       return best;
     };
     chosen = use_match ? tie_break(matched_ties, n_matched) : tie_break(least_ties, n_least);
+    if (ctx.notes != nullptr) {
+      ctx.notes->prefix_match = static_cast<std::int64_t>(depth_of[candidates[chosen].slot % 64] * chunk_chars_);
+    }
   }
   index->record(chain, slot_bit(candidates[chosen].slot));
   return chosen;
