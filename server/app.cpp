@@ -34,12 +34,16 @@ class AppObserver final : public Observer {
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
     metrics_->on_outcome(model, endpoint, outcome);
   }
-  void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason, unsigned attempt) override {
+  void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason reason, unsigned attempt) override {
+    metrics_->on_retry(model, endpoint, reason, attempt);
     log(LogLevel::debug, "model {}: attempt {} on {} failed; trying another replica", model, attempt, endpoint.id);
   }
   void on_ejection(const Endpoint& endpoint, std::chrono::nanoseconds duration, std::uint32_t ejections) override {
     log(LogLevel::warn, "endpoint {} ejected for {} ms (ejection {})", endpoint.id,
         std::chrono::duration_cast<std::chrono::milliseconds>(duration).count(), ejections);
+  }
+  void on_stream_gap(std::string_view model, const Endpoint& endpoint, std::chrono::nanoseconds gap) override {
+    metrics_->on_stream_gap(model, endpoint, gap);
   }
   void on_exchange(const ExchangeSummary& s) override {
     metrics_->on_exchange(s);
@@ -138,7 +142,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->static_router_ = config.router;
   RouterConfig initial = config.router;
   if (!config.router.discovery.empty()) initial = compose_router_config(app->static_router_, {});
-  app->metrics_ = std::make_shared<Metrics>();
+  app->metrics_ = std::make_shared<Metrics>(longest_timeout_seconds(config.router, config.client_timeout_ms));
   RouterOptions router_options;
   router_options.observer = std::make_shared<AppObserver>(app->metrics_);
   auto router = Router::create(initial, std::move(router_options));
@@ -190,7 +194,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
       out = vllm_router::error_response(Error{Errc::forbidden, "an admin API key is needed for /metrics", ""});
       return true;
     }
-    out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
+    out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
     return true;
   };
   server_options.log = [](int lvl, std::string_view message) { log_line(static_cast<LogLevel>(lvl), message); };
