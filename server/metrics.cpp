@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -98,11 +99,19 @@ double longest_timeout_seconds(const RouterConfig& config, std::uint32_t client_
 }
 
 void Histogram::observe(double seconds) noexcept {
-  // The first bound >= seconds (a bucket counts values up to and including its bound).
-  const auto i = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), seconds) - bounds_.begin());
+  // The first bound >= seconds (a bucket counts values up to and including its bound). A scan
+  // from the small end: most values sit in the first buckets (an inter-token gap, a queue wait).
+  std::size_t i = 0;
+  const std::size_t n = bounds_.size();
+  while (i < n && seconds > bounds_[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
   sum_micros_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+std::uint64_t Histogram::count() const noexcept {
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) n += buckets_[i].load(std::memory_order_relaxed);
+  return n;
 }
 
 void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
@@ -165,16 +174,21 @@ void Metrics::on_retry(std::string_view model, const Endpoint&, RetryReason reas
 
 void Metrics::on_stream_gap(std::string_view model, const Endpoint&, std::chrono::nanoseconds gap) {
   // Called per chunk: the thread's last model and entry answer without the shared lock (entries
-  // are never freed; `id_` keeps another Metrics at the same address from matching).
+  // are never freed; `id_` keeps another Metrics at the same address from matching). Trivially
+  // destructible, so a thread's access needs no initialisation guard; longer names skip it.
   struct Last {
-    std::uint64_t owner = 0;
-    std::string model;
-    Client* entry = nullptr;
+    std::uint64_t owner;
+    Client* entry;
+    std::size_t size;
+    char model[128];
   };
-  thread_local Last last;
-  if (last.owner != id_ || last.model != model) {
-    last.entry = &find_or_add(client_, model);
-    last.model.assign(model);
+  static thread_local Last last{};
+  if (last.owner != id_ || last.size != model.size() || std::memcmp(last.model, model.data(), model.size()) != 0) {
+    Client& entry = find_or_add(client_, model);
+    if (model.size() > sizeof(last.model)) return entry.gaps.observe(std::chrono::duration<double>(gap).count());
+    std::memcpy(last.model, model.data(), model.size());
+    last.size = model.size();
+    last.entry = &entry;
     last.owner = id_;
   }
   last.entry->gaps.observe(std::chrono::duration<double>(gap).count());

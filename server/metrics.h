@@ -39,14 +39,14 @@ class Histogram {
       : bounds_(bounds), buckets_(new std::atomic<std::uint64_t>[bounds.size() + 1]()) {}
   void observe(double seconds) noexcept;
   void render(std::string& out, std::string_view name, std::string_view labels) const;
-  std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  /// Observations so far (the buckets' total: observe() keeps no separate count).
+  std::uint64_t count() const noexcept;
   /// Observations in bucket `i` alone (not cumulative); i == bounds.size() is +Inf's own.
   std::uint64_t bucket(std::size_t i) const noexcept { return buckets_[i].load(std::memory_order_relaxed); }
 
  private:
   const std::vector<double>& bounds_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;
-  std::atomic<std::uint64_t> count_{0};
   std::atomic<std::uint64_t> sum_micros_{0};
 };
 

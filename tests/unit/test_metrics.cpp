@@ -200,6 +200,13 @@ TEST_CASE("the per-thread entry cache of stream gaps never mixes two Metrics or 
   const std::string a = first->render(*router->snapshot());
   CHECK(sample(a, "vllm_router_inter_token_latency_seconds_count{model=\"org/m\"}") == 2);
   CHECK(sample(a, "vllm_router_inter_token_latency_seconds_count{model=\"org/other\"}") == 1);
+  const std::string long_name(200, 'x');  // longer than the cache holds: looked up each time
+  first->on_stream_gap(long_name, ep, 1ms);
+  first->on_stream_gap(long_name, ep, 1ms);
+  first->on_stream_gap("org/m", ep, 1ms);
+  const std::string b = first->render(*router->snapshot());
+  CHECK(sample(b, "vllm_router_inter_token_latency_seconds_count{model=\"" + long_name + "\"}") == 2);
+  CHECK(sample(b, "vllm_router_inter_token_latency_seconds_count{model=\"org/m\"}") == 3);
   first.reset();
   Metrics second(600);  // may sit where the first one was: the cache must not hand its entry over
   second.on_stream_gap("org/m", ep, 1ms);
