@@ -325,7 +325,15 @@ struct Rules {
           break;
         case Step::body:
           if (payload.empty()) break;
-          if (s.bytes == 0) s.first_body_at = now;
+          if (s.bytes == 0) {
+            s.first_body_at = now;
+          } else if (s.event_stream) {
+            // The time between tokens as the client sees it: one virtual call per chunk.
+            detail::notify_observer(s.impl.observer(), [&](Observer& o) {
+              o.on_stream_gap(s.model, s.route->lease.endpoint(), now - s.last_body_at);
+            });
+          }
+          s.last_body_at = now;
           s.bytes += payload.size();
           s.usage.feed(payload);
           if (!host().on_body(payload)) return client_gone(now);

@@ -42,6 +42,7 @@ struct Exchange::State {
   TimePoint attempt_started{};
   TimePoint responded_at{};
   TimePoint first_body_at{};  // the first body byte relayed; valid when bytes != 0
+  TimePoint last_body_at{};   // the last body chunk relayed (an event stream's gaps)
   bool in_admission = false;  // holds a place in the router's wait
   bool counted = false;       // counted in the router's active exchanges
   bool retry_held = false;    // holds a slot of the retry budget

@@ -176,6 +176,7 @@ int Router::add_capacity_listener(std::function<void()> wake) {
 }
 
 void Router::remove_capacity_listener(int id) { impl_->hooks->admission.remove_listener(id); }
+std::uint32_t Router::queued() const noexcept { return impl_->hooks->admission.waiting(); }
 
 const Clock& Router::clock() const noexcept { return *impl_->options.clock; }
 

@@ -41,12 +41,16 @@ class AppObserver final : public Observer {
     metrics_->on_outcome(model, endpoint, outcome);
     status_->on_outcome(model, endpoint, outcome);
   }
-  void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason, unsigned attempt) override {
+  void on_retry(std::string_view model, const Endpoint& endpoint, RetryReason reason, unsigned attempt) override {
+    metrics_->on_retry(model, endpoint, reason, attempt);
     log(LogLevel::debug, "model {}: attempt {} on {} failed; trying another replica", model, attempt, endpoint.id);
   }
   void on_ejection(const Endpoint& endpoint, std::chrono::nanoseconds duration, std::uint32_t ejections) override {
     log(LogLevel::warn, "endpoint {} ejected for {} ms (ejection {})", endpoint.id,
         std::chrono::duration_cast<std::chrono::milliseconds>(duration).count(), ejections);
+  }
+  void on_stream_gap(std::string_view model, const Endpoint& endpoint, std::chrono::nanoseconds gap) override {
+    metrics_->on_stream_gap(model, endpoint, gap);
   }
   void on_exchange(const ExchangeSummary& s) override {
     metrics_->on_exchange(s);
@@ -172,7 +176,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   app->static_router_ = config.router;
   RouterConfig initial = config.router;
   if (!config.router.discovery.empty()) initial = compose_router_config(app->static_router_, {});
-  app->metrics_ = std::make_shared<Metrics>();
+  app->metrics_ = std::make_shared<Metrics>(longest_timeout_seconds(config.router, config.client_timeout_ms));
   app->status_ = std::make_shared<StatusBoard>();
   RouterOptions router_options;
   if (!config.otlp.endpoint.empty()) {
@@ -246,7 +250,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
       return true;
     }
     if (is_metrics) {
-      out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot())};
+      out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
       if (self->access_log_) self->access_log_->render_metrics(out.body);
       if (self->tracer_) out.body += trace_metrics(*self->tracer_);
     } else if (req.path == "/status") {

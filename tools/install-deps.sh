@@ -14,7 +14,10 @@ pkgs=(g++ make cmake pkg-config libcpp-httplib-dev libsimdjson-dev libfmt-dev do
       # the Helm chart's test: helm-render (Go, built offline against Debian's Go libraries)
       golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev python3-yaml
       # tests/browser: the status page in headless Chromium, with a font for its screenshot
-      chromium fonts-dejavu-core)
+      chromium fonts-dejavu-core
+      # tests/observability: promtool checks /metrics; a real Prometheus scrapes the router and
+      # evaluates every query of the Grafana dashboard (deploy/grafana)
+      prometheus)
 # Node.js runs the end-to-end test with the official openai client; keep an existing install
 # (a newer Node from elsewhere conflicts with Debian's npm package).
 if ! command -v node > /dev/null || ! command -v npm > /dev/null; then

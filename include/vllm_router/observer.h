@@ -145,6 +145,11 @@ class VLLM_ROUTER_API Observer {
   /// A client request ended (every Exchange reports once; so do requests a front end answers
   /// itself, such as 401).
   virtual void on_exchange(const ExchangeSummary& summary);
+  /// A body chunk of an event stream was relayed `gap` after the previous one (the stream's
+  /// first chunk reports nothing: ExchangeSummary::ttft covers it). Called on the data path for
+  /// every later chunk (one upstream chunk, or the part of it one read brought; chunks that one
+  /// read brought together report a gap of 0): keep it to a few atomic increments.
+  virtual void on_stream_gap(std::string_view model, const Endpoint& endpoint, std::chrono::nanoseconds gap);
 };
 
 VLLM_ROUTER_END_NAMESPACE

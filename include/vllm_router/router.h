@@ -153,6 +153,8 @@ class VLLM_ROUTER_API Router {
   /// order. Returns an id for remove_capacity_listener(). Thread-safe.
   int add_capacity_listener(std::function<void()> wake);
   void remove_capacity_listener(int id);
+  /// Requests waiting for capacity now (at most the configuration's queue_max). Thread-safe.
+  std::uint32_t queued() const noexcept;
 
   const PolicyRegistry& policies() const noexcept;
   const Clock& clock() const noexcept;

@@ -330,10 +330,19 @@ def test_two_models(tmp_path):
 def test_all_features(tmp_path):
     r = Rendered(TWO_MODELS, ALL_FEATURES, tmp_path=tmp_path)
     assert_common(r)
-    assert r.kinds() == {"Deployment": 3, "Service": 3, "ConfigMap": 1, "ServiceAccount": 1,
+    assert r.kinds() == {"Deployment": 3, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1,
                          "Role": 1, "RoleBinding": 1, "PodDisruptionBudget": 1,
                          "HorizontalPodAutoscaler": 1, "ServiceMonitor": 2, "Secret": 1,
                          "PersistentVolumeClaim": 1}
+
+    # The Grafana dashboard for the sidecar: its label, the folder asked for, and the
+    # repository's dashboard (deploy/grafana) byte for byte.
+    dash = r.get("ConfigMap", f"{FULL}-dashboard")
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dash["metadata"]["annotations"] == {"grafana_folder": "LLM"}
+    with open(os.path.join(ROOT, "deploy", "grafana", "vllm-router-dashboard.json")) as f:
+        assert dash["data"]["vllm-router.json"] == f.read()
+    assert json.loads(dash["data"]["vllm-router.json"])["uid"] == "vllm-router"
 
     # HPA owns the replica count.
     assert "replicas" not in r.router_deployment()["spec"]
@@ -465,6 +474,17 @@ def test_set_overrides_and_passthrough(tmp_path):
     ann = lambda x: x.router_deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert ann(base) != ann(r)
     check_config(r, tmp_path, with_env=True)
+
+
+def test_grafana_dashboard_namespace_and_label():
+    """Off by default; on, it may go where Grafana's sidecar looks, with the sidecar's label."""
+    assert ("ConfigMap", f"{FULL}-dashboard") not in Rendered().names()
+    r = Rendered(sets=["grafana.dashboard.enabled=true", "grafana.dashboard.namespace=monitoring",
+                       "grafana.dashboard.label=my_dashboards", "grafana.dashboard.labelValue=yes"])
+    dash = r.get("ConfigMap", f"{FULL}-dashboard")
+    assert dash["metadata"]["namespace"] == "monitoring"
+    assert dash["metadata"]["labels"]["my_dashboards"] == "yes"
+    assert "grafana_dashboard" not in dash["metadata"]["labels"]
 
 
 def test_replicas_render_identically():

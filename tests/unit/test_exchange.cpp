@@ -112,6 +112,34 @@ TEST_CASE("the summary says where the time went and what crossed: first body byt
   CHECK(f.log->summary_clients[0] == "192.0.2.1");
 }
 
+TEST_CASE("an event stream reports the gap before every chunk after the first; other answers report none") {
+  Fixture f(fleet_config(1));
+  f.start();
+  f.advance(30ms);
+  f.feed(std::string(kSseHead) + "b\r\ndata: one\n\n\r\n");  // the first event: TTFT, no gap
+  CHECK(f.log->gaps.empty());
+  f.advance(20ms);
+  f.feed("b\r\ndata: two\n\n\r\nd\r\ndata: three\n\n\r\n");  // two in one read: 20 ms, then 0
+  f.advance(35ms);
+  f.feed("c\r\ndata: fo");  // one event over two reads: two pieces relayed
+  f.advance(5ms);
+  f.feed("ur\n\n\r\n");
+  f.advance(10ms);
+  f.feed("0\r\n\r\n");  // the end is no chunk
+  CHECK(f.log->gaps == std::vector<std::string>{"m http://10.0.0.1:8000 20", "m http://10.0.0.1:8000 0",
+                                                 "m http://10.0.0.1:8000 35", "m http://10.0.0.1:8000 5"});
+  REQUIRE(f.log->summaries.size() == 1);
+  CHECK(f.log->summaries[0].ttft == 30ms);
+
+  Fixture plain(fleet_config(1));
+  plain.start();
+  plain.feed("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n");
+  plain.advance(20ms);
+  plain.feed("1\r\n}\r\n0\r\n\r\n");
+  CHECK(plain.host.body == "{}");
+  CHECK(plain.log->gaps.empty());
+}
+
 TEST_CASE("a summary without a body relayed has no first-token time") {
   Fixture f(fleet_config(1));
   f.start();

@@ -94,6 +94,7 @@ struct EventLog final : Observer {
   std::vector<std::string> summary_errors;
   std::vector<std::string> summary_paths;
   std::vector<std::string> summary_clients;
+  std::vector<std::string> gaps;  // "model endpoint milliseconds" per on_stream_gap
   void on_outcome(std::string_view model, const Endpoint& ep, const Outcome& o) override {
     events.push_back("outcome " + std::string(model) + " " + ep.id + " " + std::to_string(static_cast<int>(o.kind)) +
                      " " + std::to_string(o.status) + " bytes=" + std::to_string(o.bytes));
@@ -109,6 +110,10 @@ struct EventLog final : Observer {
     summary_paths.emplace_back(s.path);
     summary_clients.emplace_back(s.client_address);
     events.push_back("exchange " + std::to_string(s.status));
+  }
+  void on_stream_gap(std::string_view model, const Endpoint& ep, std::chrono::nanoseconds gap) override {
+    gaps.push_back(std::string(model) + " " + ep.id + " " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()));
   }
   std::size_t count(std::string_view prefix) const {
     std::size_t n = 0;
