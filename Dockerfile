@@ -16,7 +16,7 @@ COPY tools/install-deps.sh tools/install-deps.sh
 RUN bash tools/install-deps.sh --build
 COPY . .
 # Only the library, vllm-router and vllm-sim (no tests, benchmarks, bindings or examples).
-RUN bash tools/build.sh -DVLLM_ROUTER_BUILD_TESTS=OFF -DVLLM_ROUTER_BUILD_BINDINGS=OFF -DVLLM_ROUTER_BUILD_EXAMPLES=OFF
+RUN bash tools/build.sh -DVLLM_ROUTER_BUILD_TESTS=OFF -DVLLM_ROUTER_BUILD_BINDINGS=OFF -DVLLM_ROUTER_BUILD_EXAMPLES=OFF -DVLLM_ROUTER_BUILD_BENCH=OFF
 # Install, keep what runs (the two executables and the shared library they link), stripped; the
 # debug info stays in this stage (/debug, by build id) for whoever needs to read a core dump.
 RUN DESTDIR=/stage cmake --install build --prefix /usr/local \

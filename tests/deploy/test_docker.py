@@ -101,7 +101,7 @@ def test_build_stage_runs_the_readme_setup():
     assert order[2] == ("COPY", ". .")
     # Runtime targets only.
     build_cmd = [c for c in runs if c.startswith("bash tools/build.sh")][0]
-    for off in ("TESTS", "BINDINGS", "EXAMPLES"):
+    for off in ("TESTS", "BINDINGS", "EXAMPLES", "BENCH"):
         assert f"-DVLLM_ROUTER_BUILD_{off}=OFF" in build_cmd, build_cmd
     # The README's setup is tools/test.sh and tools/demo.sh: both start with the same two steps
     # (test.sh adds warnings-as-errors to the build).
