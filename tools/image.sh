@@ -63,7 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 started=$(date +%s%N)
-if podman run -d --name "$name" --network host --read-only "$IMAGE" --demo --port "$port" > /dev/null 2> "$CACHE/run.log"; then
+if podman run -d --name "$name" --network host --read-only "$IMAGE" --demo --port "$port" > /dev/null 2> "$CACHE/podman-run.log"; then
   health() { podman healthcheck run "$name"; }
   in_image() { podman exec "$name" "$@"; }
   how="podman run"
@@ -77,7 +77,7 @@ else
   inner() { local p; p=$(pgrep -P "$pid" -x vllm-router || pgrep -P "$(pgrep -P "$pid" | head -1)" -x vllm-router); echo "$p"; }
   health() { local p; p=$(inner) && [ -n "$p" ] && nsenter -t "$p" -m -p chroot --userspec=10001:10001 "$root" /usr/local/bin/vllm-router-healthcheck; }
   in_image() { local p; p=$(inner); nsenter -t "$p" -m -p chroot --userspec=10001:10001 "$root" "$@"; }
-  how="unshare + chroot (podman run: $(tail -1 "$CACHE/run.log"))"
+  how="unshare + chroot (podman run: $(tail -1 "$CACHE/podman-run.log"))"
 fi
 healthy=""
 for _ in $(seq 1 200); do
