@@ -179,15 +179,40 @@ Result<void> parse_model_discovery(od::value& value, const std::string& path, Mo
       });
 }
 
+// "model_label_names": {"label value": "served name" or ["served name", ...]}.
+Result<void> parse_label_names(od::value& value, const std::string& path,
+                               std::map<std::string, std::vector<std::string>>& out) {
+  return for_each_member(value, path, [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+    auto type = type_of(field, field_path);
+    if (!type) return std::move(type).error();
+    std::vector<std::string> names;
+    if (*type == od::json_type::string) {
+      auto name = read_string(field, field_path, true);
+      if (!name) return std::move(name).error();
+      names.push_back(std::move(name).value());
+    } else if (auto r = read_string_array(field, field_path, names); !r) {
+      return r;
+    }
+    if (names.empty()) return config_error(field_path, "expected a served name or a non-empty list of them");
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (names[i].empty()) return config_error(index_path(field_path, i), "expected a non-empty string");
+    }
+    out[std::string(key)] = std::move(names);
+    return {};
+  });
+}
+
 // One "discovery" entry. Keys are read first and checked against the entry's type afterwards
 // (the type may come last in the object).
 Result<void> parse_discovery_entry(od::value& value, const std::string& path, DiscoveryConfig& out) {
-  static const std::vector<std::string_view> kCommon = {"type", "model", "api_key", "weight", "discover_models"};
+  static const std::vector<std::string_view> kCommon = {"type", "model", "api_key", "api_key_file", "weight",
+                                                        "discover_models"};
   static const std::vector<std::string_view> kStatic = {"endpoints"};
   static const std::vector<std::string_view> kDns = {"name", "port", "interval_ms"};
   static const std::vector<std::string_view> kKube = {
       "api_url", "namespace", "label_selector", "resource", "port", "model_label", "model_annotation",
-      "token_path", "ca_path", "resync_ms", "backoff_initial_ms", "backoff_max_ms"};
+      "token_path", "ca_path", "resync_ms", "backoff_initial_ms", "backoff_max_ms", "model_label_names",
+      "address_type"};
   std::vector<std::string_view> all = kCommon;
   for (const auto* list : {&kStatic, &kDns, &kKube}) {
     for (std::string_view k : *list) {
@@ -209,6 +234,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
         }
         if (key == "model") return read_into(field, field_path, out.model);
         if (key == "api_key") return read_into(field, field_path, out.api_key);
+        if (key == "api_key_file") return read_into(field, field_path, out.api_key_file, true);
         if (key == "weight") return read_into(field, field_path, 1, out.weight);
         if (key == "discover_models") return parse_model_discovery(field, field_path, out.discover_models);
         if (key == "endpoints") return read_string_array(field, field_path, out.endpoints);
@@ -240,6 +266,14 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
         }
         if (key == "model_label") return read_into(field, field_path, out.model_label);
         if (key == "model_annotation") return read_into(field, field_path, out.model_annotation);
+        if (key == "model_label_names") return parse_label_names(field, field_path, out.model_label_names);
+        if (key == "address_type") {
+          if (auto ar = read_into(field, field_path, out.address_type, true); !ar) return ar;
+          if (out.address_type != "IPv4" && out.address_type != "IPv6") {
+            return config_error(field_path, cat("expected \"IPv4\" or \"IPv6\", got \"", out.address_type, "\""));
+          }
+          return {};
+        }
         if (key == "token_path") return read_into(field, field_path, out.token_path, true);
         if (key == "ca_path") return read_into(field, field_path, out.ca_path, true);
         if (key == "resync_ms") return read_into(field, field_path, 1, out.resync_ms);

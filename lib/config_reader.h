@@ -255,4 +255,27 @@ Result<void> for_each_field(od::value& value, const std::string& path,
   return {};
 }
 
+// Calls on_member(key, value, member_path) for each member of an object whose keys are data (a
+// map), not a schema; rejects duplicate keys.
+template <class F>
+Result<void> for_each_member(od::value& value, const std::string& path, F&& on_member) {
+  auto type = type_of(value, path);
+  if (!type) return std::move(type).error();
+  if (*type != od::json_type::object) return config_error(path, cat("expected an object, got ", describe(value)));
+  od::object object;
+  if (auto code = value.get_object().get(object); code != simdjson::SUCCESS) return json_error(code, path);
+  std::vector<std::string> seen;
+  for (auto member_result : object) {
+    od::field member;
+    if (auto code = std::move(member_result).get(member); code != simdjson::SUCCESS) return json_error(code, path);
+    std::string_view key;
+    if (auto code = member.unescaped_key().get(key); code != simdjson::SUCCESS) return json_error(code, path);
+    std::string member_path = key_path(path, key);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) return config_error(member_path, "duplicate key");
+    seen.emplace_back(key);
+    if (auto r = on_member(key, member.value(), member_path); !r) return r;
+  }
+  return {};
+}
+
 }  // namespace vllm_router::detail::config

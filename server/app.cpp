@@ -408,7 +408,9 @@ void App::watch_files() {
 
 int App::run() {
   const AppConfig& config = options_.config;
-  const std::string host = config.host == "0.0.0.0" ? "127.0.0.1" : config.host;
+  const std::string host = config.host == "0.0.0.0" || config.host == "::" ? "127.0.0.1"
+                           : config.host.find(':') != std::string::npos ? "[" + config.host + "]"
+                                                                         : config.host;
   const std::string base = (server_->tls() ? "https://" : "http://") + host + ":" + std::to_string(server_->port());
   std::printf("vllm-router listening on %s\n", base.c_str());
   if (options_.demo) std::fputs(demo_.instructions(base).c_str(), stdout);

@@ -17,7 +17,7 @@ namespace vllm_router::server {
 /// Everything the vllm-router executable is configured with.
 struct AppConfig {
   RouterConfig router;
-  std::string host = "0.0.0.0";
+  std::string host = "::";  ///< every address, IPv4 and IPv6 (dual-stack; 0.0.0.0 without IPv6)
   std::uint16_t port = 8080;
   std::vector<std::string> api_keys;   ///< accepted client keys; empty: no authentication
   /// Tenants' keys file (docs/tenants.md); empty: none. Re-read when it changes and on SIGHUP.
@@ -33,7 +33,7 @@ struct AppConfig {
   /// Kept for old configs: "epoll" is the only front end (the thread-per-connection one was
   /// removed, see docs/architecture.md).
   std::string io = "epoll";
-  std::uint32_t threads = 0;           ///< event loops; 0: one per CPU
+  std::uint32_t threads = 0;           ///< event loops; 0: one per CPU the process may use (cgroup quota)
   /// Client connections held at once; beyond it new ones get 503. 0: derived from the
   /// process's file-descriptor limit (two descriptors per proxied connection).
   std::uint32_t max_connections = 0;

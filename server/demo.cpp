@@ -21,7 +21,7 @@ struct DemoModel {
   const char* alias;
 };
 constexpr DemoModel kModels[] = {
-    {"meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"},
+    {"meta-llama/Llama-2-7B-chat-hf", "llama-2-7b"},
     {"TheBloke/Llama-2-13B-chat-GPTQ", "llama-2-13b"},
 };
 

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 bash tools/build.sh
-exec ./build/server/vllm-router --demo --host 127.0.0.1 --port "${PORT:-8080}"
+exec ./build/server/vllm-router --demo --host 127.0.0.1 --port "${PORT:-8000}"

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -130,6 +131,9 @@ struct DiscoveryConfig {
   std::string type;              ///< "static", "dns" or "kubernetes"
   std::string model;             ///< model of endpoints that name none; may be empty
   std::string api_key;           ///< the replicas' vLLM --api-key (sent upstream)
+  /// A file holding that key (e.g. a mounted Secret), read when the source is made; it wins
+  /// over api_key. Keeps the key out of the configuration itself.
+  std::string api_key_file;
   std::uint32_t weight = 1;
   std::string scheme = "http";   ///< of the endpoint URLs built from addresses
   ModelDiscoveryConfig discover_models;
@@ -148,6 +152,14 @@ struct DiscoveryConfig {
   std::string resource = "endpointslices";  ///< or "pods"
   std::string model_label = "vllm-router.io/model";
   std::string model_annotation = "vllm-router.io/served-model-names";
+  /// Served names by value of `model_label`: a label value cannot hold a served name such as
+  /// "org/model", and an EndpointSlice carries its Service's labels but not its annotations, so
+  /// this is how slices name the models they serve ({"llama-7b": ["meta-llama/Llama-2-7b-hf"]}).
+  /// A label value not listed here is the name itself.
+  std::map<std::string, std::vector<std::string>> model_label_names;
+  /// EndpointSlices of this address family only: "IPv4" or "IPv6". Empty: either family, one
+  /// address per pod (a dual-stack Service has a slice per family; the IPv4 address is kept).
+  std::string address_type;
   std::string token_path = "/var/run/secrets/kubernetes.io/serviceaccount/token";
   std::string ca_path = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
   std::uint32_t resync_ms = 300000;     ///< full relist period

@@ -44,7 +44,7 @@ struct LocalResponse {
 struct ServerOptions {
   std::string host = "0.0.0.0";  ///< address to listen on (IPv4 or IPv6 literal, or a name)
   std::uint16_t port = 8080;     ///< 0: any free port (see Server::port)
-  std::uint32_t threads = 0;     ///< event loops; 0: one per CPU
+  std::uint32_t threads = 0;     ///< event loops; 0: one per CPU the process may use (affinity, cgroup CPU quota)
   /// Client connections held at once; beyond it a new one gets 503 and is closed. 0: unbounded
   /// (the process's file-descriptor limit still applies).
   std::uint32_t max_connections = 0;

@@ -3,6 +3,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -10,18 +12,6 @@
 #include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/router.h"
-
-namespace vllm_router::detail {
-
-void normalise_set(EndpointSet& set) {
-  std::stable_sort(set.begin(), set.end(),
-                   [](const DiscoveredEndpoint& a, const DiscoveredEndpoint& b) { return a.url < b.url; });
-  set.erase(std::unique(set.begin(), set.end(),
-                        [](const DiscoveredEndpoint& a, const DiscoveredEndpoint& b) { return a.url == b.url; }),
-            set.end());
-}
-
-}  // namespace vllm_router::detail
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
@@ -88,7 +78,18 @@ std::unique_ptr<EndpointSource> make_static_source(const DiscoveryConfig& config
   return std::make_unique<StaticSource>(config);
 }
 
-Result<std::unique_ptr<EndpointSource>> make_endpoint_source(const DiscoveryConfig& config) {
+Result<std::unique_ptr<EndpointSource>> make_endpoint_source(const DiscoveryConfig& given) {
+  DiscoveryConfig config = given;
+  if (!config.api_key_file.empty()) {
+    std::ifstream in(config.api_key_file, std::ios::binary);
+    std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
+    if (!in.good() && !in.eof()) key.clear();
+    if (key.empty()) {
+      return Error{Errc::config, "api_key_file " + config.api_key_file + ": cannot read a key from it", "api_key_file"};
+    }
+    config.api_key = std::move(key);
+  }
   std::unique_ptr<EndpointSource> source;
   if (config.type == "static") {
     source = make_static_source(config);

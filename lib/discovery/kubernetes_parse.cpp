@@ -5,6 +5,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <set>
+#include <tuple>
 
 #include "../http_util.h"
 #include "source_detail.h"
@@ -40,7 +42,8 @@ std::vector<std::string> split_names(std::string_view text) {
   return out;
 }
 
-// Served names from the object's annotation (comma separated, exact names) or label.
+// Served names from the object's annotation (comma separated, exact names), else its label
+// (mapped through model_label_names: a label value cannot hold "org/model").
 template <class E>
 std::vector<std::string> names_of(E&& metadata, const DiscoveryConfig& config) {
   if (!config.model_annotation.empty()) {
@@ -53,20 +56,32 @@ std::vector<std::string> names_of(E&& metadata, const DiscoveryConfig& config) {
   if (!config.model_label.empty()) {
     std::string_view v;
     if (metadata["labels"][config.model_label].get_string().get(v) == simdjson::SUCCESS && !v.empty()) {
+      if (auto it = config.model_label_names.find(std::string(v)); it != config.model_label_names.end()) {
+        return it->second;
+      }
       return {std::string(v)};
     }
   }
   return {};
 }
 
-DiscoveredEndpoint make_endpoint(std::string_view address, std::uint16_t port, const std::vector<std::string>& names,
-                                 const DiscoveryConfig& config) {
-  return DiscoveredEndpoint{config.scheme + "://" + detail::url_host(std::string(address)) + ":" + std::to_string(port),
-                            names, {}, config.api_key, config.weight};
+detail::KubernetesEndpoint make_endpoint(std::string_view address, std::uint16_t port,
+                                         const std::vector<std::string>& names, const DiscoveryConfig& config) {
+  detail::KubernetesEndpoint out;
+  out.endpoint = DiscoveredEndpoint{
+      config.scheme + "://" + detail::url_host(std::string(address)) + ":" + std::to_string(port), names, {},
+      config.api_key, config.weight};
+  out.ipv6 = address.find(':') != std::string_view::npos;
+  out.target = out.endpoint.url;
+  return out;
 }
 
-EndpointSet slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
-  EndpointSet out;
+detail::KubernetesEndpoints slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
+  detail::KubernetesEndpoints out;
+  // FQDN slices list names, not addresses; a family the source was not asked for is skipped.
+  const std::string_view family = str(slice, "addressType");
+  if (family == "FQDN") return out;
+  if (!config.address_type.empty() && !family.empty() && family != config.address_type) return out;
   std::uint16_t port = config.port;
   if (!config.port_name.empty()) {
     port = 0;
@@ -87,15 +102,33 @@ EndpointSet slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
   if (slice["endpoints"].get_array().get(endpoints) != simdjson::SUCCESS) return out;
   for (dom::element e : endpoints) {
     // conditions.ready: absent (unknown) counts as ready, as the API documents for consumers.
+    // Not ready but serving and terminating: a fallback while nothing else is ready.
     bool ready = true;
     if (e["conditions"]["ready"].get_bool().get(ready) != simdjson::SUCCESS) ready = true;
-    if (!ready) continue;
+    bool serving = false;
+    bool terminating = false;
+    if (!ready) {
+      if (e["conditions"]["serving"].get_bool().get(serving) != simdjson::SUCCESS) serving = false;
+      if (e["conditions"]["terminating"].get_bool().get(terminating) != simdjson::SUCCESS) terminating = false;
+      if (!serving || !terminating) continue;
+    }
     dom::array addresses;
     if (e["addresses"].get_array().get(addresses) != simdjson::SUCCESS) continue;
     for (dom::element a : addresses) {
       std::string_view address;
       if (a.get_string().get(address) == simdjson::SUCCESS && !address.empty()) {
-        out.push_back(make_endpoint(address, port, names, config));
+        auto endpoint = make_endpoint(address, port, names, config);
+        endpoint.ready = ready;
+        const std::string_view uid = str(e["targetRef"], "uid");
+        const std::string_view target = str(e["targetRef"], "name");
+        // The pod and port: two slices of one dual-stack Service list the pod once per family.
+        if (!uid.empty()) {
+          endpoint.target = "uid:" + std::string(uid) + ":" + std::to_string(port);
+        } else if (!target.empty()) {
+          endpoint.target = std::string(str(e["targetRef"], "namespace")) + "/" + std::string(target) + ":" +
+                            std::to_string(port);
+        }
+        out.push_back(std::move(endpoint));
         break;  // the addresses of one endpoint are fungible: one is enough
       }
     }
@@ -103,11 +136,12 @@ EndpointSet slice_endpoints(dom::element slice, const DiscoveryConfig& config) {
   return out;
 }
 
-EndpointSet pod_endpoints(dom::element pod, const DiscoveryConfig& config) {
-  EndpointSet out;
+detail::KubernetesEndpoints pod_endpoints(dom::element pod, const DiscoveryConfig& config) {
+  detail::KubernetesEndpoints out;
   dom::element metadata;
   if (pod["metadata"].get(metadata) != simdjson::SUCCESS) return out;
-  if (!str(metadata, "deletionTimestamp").empty()) return out;  // terminating
+  // A terminating pod still Ready serves the requests it has: a fallback only.
+  const bool terminating = !str(metadata, "deletionTimestamp").empty();
   dom::element status;
   if (pod["status"].get(status) != simdjson::SUCCESS) return out;
   const std::string_view ip = str(status, "podIP");
@@ -139,11 +173,31 @@ EndpointSet pod_endpoints(dom::element pod, const DiscoveryConfig& config) {
     }
   }
   if (port == 0) return out;
-  out.push_back(make_endpoint(ip, port, names_of(metadata, config), config));
+  // podIPs: one per family on a dual-stack pod (podIP is the first); address_type picks one.
+  std::string_view address = ip;
+  if (!config.address_type.empty()) {
+    address = {};
+    dom::array ips;
+    if (status["podIPs"].get_array().get(ips) == simdjson::SUCCESS) {
+      for (dom::element i : ips) {
+        const std::string_view a = str(i, "ip");
+        const bool v6 = a.find(':') != std::string_view::npos;
+        if (address.empty() && !a.empty() && v6 == (config.address_type == "IPv6")) address = a;
+      }
+    } else if ((ip.find(':') != std::string_view::npos) == (config.address_type == "IPv6")) {
+      address = ip;
+    }
+    if (address.empty()) return out;
+  }
+  auto endpoint = make_endpoint(address, port, names_of(metadata, config), config);
+  endpoint.ready = !terminating;
+  endpoint.target = "pod:" + std::string(str(metadata, "namespace")) + "/" + std::string(str(metadata, "name")) +
+                    ":" + std::to_string(port);
+  out.push_back(std::move(endpoint));
   return out;
 }
 
-EndpointSet object_endpoints(dom::element object, const DiscoveryConfig& config) {
+detail::KubernetesEndpoints object_endpoints(dom::element object, const DiscoveryConfig& config) {
   return config.resource == "pods" ? pod_endpoints(object, config) : slice_endpoints(object, config);
 }
 
@@ -160,12 +214,39 @@ Result<EndpointSet> kubernetes_object_endpoints(std::string_view object_json, co
   if (!parse_json(parser, object_json, object)) {
     return Error{Errc::invalid_argument, "not a JSON object", ""};
   }
-  return object_endpoints(object, config);
+  detail::KubernetesObjects one;
+  one.objects.emplace(object_key(object), object_endpoints(object, config));
+  return detail::flatten_kubernetes(one);
 }
 
 VLLM_ROUTER_END_NAMESPACE
 
 namespace vllm_router::detail {
+
+EndpointSet flatten_kubernetes(const KubernetesObjects& objects) {
+  // One endpoint per pod: the IPv4 address of a dual-stack pod, the ready one of duplicates.
+  std::map<std::string, const KubernetesEndpoint*> by_target;
+  for (const auto& [key, endpoints] : objects.objects) {
+    for (const KubernetesEndpoint& e : endpoints) {
+      auto [it, added] = by_target.emplace(e.target, &e);
+      if (added) continue;
+      const KubernetesEndpoint& have = *it->second;
+      if (std::tie(e.ready, have.ipv6) > std::tie(have.ready, e.ipv6)) it->second = &e;
+    }
+  }
+  // A model (set of names) with a ready endpoint uses only those; one with none, its serving
+  // but terminating ones.
+  std::set<std::vector<std::string>> has_ready;
+  for (const auto& [target, e] : by_target) {
+    if (e->ready) has_ready.insert(e->endpoint.models);
+  }
+  EndpointSet set;
+  for (const auto& [target, e] : by_target) {
+    if (e->ready || has_ready.count(e->endpoint.models) == 0) set.push_back(e->endpoint);
+  }
+  normalise_set(set);
+  return set;
+}
 
 bool read_kubernetes_list_page(std::string_view body, const DiscoveryConfig& config, KubernetesObjects& into,
                                std::string& cont) {

@@ -11,12 +11,27 @@
 
 namespace vllm_router::detail {
 
+/// One address an object lists, with what choosing among them needs.
+struct KubernetesEndpoint {
+  DiscoveredEndpoint endpoint;
+  std::string target;  ///< the pod and port behind it (a slice's targetRef, else the URL): one each
+  bool ipv6 = false;
+  bool ready = true;   ///< false: serving but terminating (used only while its model has no ready one)
+};
+using KubernetesEndpoints = std::vector<KubernetesEndpoint>;
+
 /// What the source knows of the watched resource: the endpoints of every object by
 /// "namespace/name", and the resourceVersion a watch resumes from.
 struct KubernetesObjects {
-  std::map<std::string, EndpointSet> objects;
+  std::map<std::string, KubernetesEndpoints> objects;
   std::string resource_version;
 };
+
+/// The endpoint set the objects describe: one endpoint per pod (dual-stack slices list a pod
+/// once per family: the IPv4 address is kept unless `config.address_type` chose), and for each
+/// model (set of served names) its ready endpoints, or, when it has none, its serving but
+/// terminating ones (what kube-proxy falls back to). Sorted by URL.
+EndpointSet flatten_kubernetes(const KubernetesObjects& objects);
 
 /// Reads one page of a list response into `into`: its items by key (a later page's item replaces
 /// an earlier one of the same key) and its metadata.resourceVersion; `cont` gets

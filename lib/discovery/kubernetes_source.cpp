@@ -13,6 +13,7 @@
 
 #include "kubernetes_parse.h"
 #include "source_detail.h"
+#include "vllm_router/endpoint.h"
 #include "vllm_router/endpoint_source.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -45,10 +46,12 @@ std::string percent_encode(std::string_view text) {
 
 class KubernetesSource final : public EndpointSource {
  public:
-  KubernetesSource(const DiscoveryConfig& config, std::string base_url, std::string ns, bool in_cluster)
-      : config_(config), base_url_(std::move(base_url)), namespace_(std::move(ns)), in_cluster_(in_cluster) {
-    path_ = config_.resource == "pods" ? "/api/v1/namespaces/" + namespace_ + "/pods"
-                                       : "/apis/discovery.k8s.io/v1/namespaces/" + namespace_ + "/endpointslices";
+  KubernetesSource(const DiscoveryConfig& config, std::string base_url, Url api, std::string ns, bool in_cluster)
+      : config_(config), base_url_(std::move(base_url)), api_(std::move(api)), namespace_(std::move(ns)),
+        in_cluster_(in_cluster) {
+    path_ = api_.prefix + (config_.resource == "pods"
+                               ? "/api/v1/namespaces/" + namespace_ + "/pods"
+                               : "/apis/discovery.k8s.io/v1/namespaces/" + namespace_ + "/endpointslices");
   }
   ~KubernetesSource() override { stop(); }
 
@@ -85,17 +88,24 @@ class KubernetesSource final : public EndpointSource {
  private:
   enum class WatchEnd { ended, gone, failed, stopped };
 
-  std::unique_ptr<httplib::Client> client(std::chrono::seconds read_timeout) const {
-    auto c = std::make_unique<httplib::Client>(base_url_);
+  // By host and port, never by URL: cpp-httplib 0.11's URL parser accepts only digits and
+  // colons inside brackets, so "https://[fd00:10:96::1]:443" (an IPv6 API server) would fail.
+  // The Host header and certificate check take the bare address (IPv6 in brackets, IP SANs).
+  std::unique_ptr<httplib::ClientImpl> client(std::chrono::seconds read_timeout) const {
+    std::unique_ptr<httplib::ClientImpl> c;
+    if (uses_tls(api_)) {
+      auto tls = std::make_unique<httplib::SSLClient>(api_.host, api_.port);
+      if (!config_.ca_path.empty() && (in_cluster_ || !read_file(config_.ca_path).empty())) {
+        tls->set_ca_cert_path(config_.ca_path);
+      }
+      tls->enable_server_certificate_verification(true);
+      c = std::move(tls);
+    } else {
+      c = std::make_unique<httplib::ClientImpl>(api_.host, api_.port);
+    }
     c->set_connection_timeout(std::chrono::seconds(5));
     c->set_read_timeout(read_timeout);
     c->set_keep_alive(false);
-    if (base_url_.rfind("https://", 0) == 0) {
-      if (!config_.ca_path.empty() && (in_cluster_ || !read_file(config_.ca_path).empty())) {
-        c->set_ca_cert_path(config_.ca_path);
-      }
-      c->enable_server_certificate_verification(true);
-    }
     return c;
   }
 
@@ -119,8 +129,10 @@ class KubernetesSource final : public EndpointSource {
     std::string cont;
     auto c = client(std::chrono::seconds(30));
     for (int page = 0; page < 1000; ++page) {
+      // resourceVersion=0: served from the API server's watch cache, not a quorum read of etcd
+      // (what client-go's informers do); a continued page names its own snapshot instead.
       std::string target = path_ + query(false) + "limit=500";
-      if (!cont.empty()) target += "&continue=" + percent_encode(cont);
+      target += cont.empty() ? "&resourceVersion=0" : "&continue=" + percent_encode(cont);
       auto res = c->Get(target, headers());
       if (!res) {
         return Error{Errc::connect_failed,
@@ -140,12 +152,7 @@ class KubernetesSource final : public EndpointSource {
     return out;
   }
 
-  EndpointSet flatten_locked() const {
-    EndpointSet set;
-    for (const auto& [key, endpoints] : cache_.objects) set.insert(set.end(), endpoints.begin(), endpoints.end());
-    detail::normalise_set(set);
-    return set;
-  }
+  EndpointSet flatten_locked() const { return detail::flatten_kubernetes(cache_); }
 
   // Applies one watch event line; sets `gone` on an ERROR event (410 Gone, or any other: relist).
   bool apply_event(std::string_view line, bool& gone) {
@@ -277,13 +284,14 @@ class KubernetesSource final : public EndpointSource {
 
   DiscoveryConfig config_;
   std::string base_url_;
+  Url api_;
   std::string namespace_;
   bool in_cluster_;
   std::string path_;
   std::mutex mutex_;  // guards cache_
   detail::KubernetesObjects cache_;
   std::mutex client_mutex_;
-  httplib::Client* watch_client_ = nullptr;
+  httplib::ClientImpl* watch_client_ = nullptr;
   std::atomic<bool> stopping_{false};
   detail::Ticker ticker_;
 };
@@ -309,10 +317,12 @@ Result<std::unique_ptr<EndpointSource>> make_kubernetes_source(const DiscoveryCo
     }
   }
   while (!base.empty() && base.back() == '/') base.pop_back();
+  auto api = parse_url(base);
+  if (!api) return Error{Errc::config, "kubernetes discovery: api_url: " + api.error().message, "api_url"};
   std::string ns = config.namespace_name;
   if (ns.empty()) ns = read_file("/var/run/secrets/kubernetes.io/serviceaccount/namespace");
   if (ns.empty()) ns = "default";
-  return std::unique_ptr<EndpointSource>(std::make_unique<KubernetesSource>(config, base, ns, in_cluster));
+  return std::unique_ptr<EndpointSource>(std::make_unique<KubernetesSource>(config, base, std::move(api).value(), ns, in_cluster));
 }
 
 VLLM_ROUTER_END_NAMESPACE

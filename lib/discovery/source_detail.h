@@ -2,6 +2,8 @@
 // is the library's Ticker, lib/background.h).
 #pragma once
 
+#include <algorithm>
+
 #include <chrono>
 #include <string>
 
@@ -24,7 +26,13 @@ inline bool same_set(const EndpointSet& a, const EndpointSet& b) {
 }
 
 /// Sorts by URL and drops later duplicates, so equal sets compare equal.
-void normalise_set(EndpointSet& set);
+inline void normalise_set(EndpointSet& set) {
+  std::stable_sort(set.begin(), set.end(),
+                   [](const DiscoveredEndpoint& a, const DiscoveredEndpoint& b) { return a.url < b.url; });
+  set.erase(std::unique(set.begin(), set.end(),
+                        [](const DiscoveredEndpoint& a, const DiscoveredEndpoint& b) { return a.url == b.url; }),
+            set.end());
+}
 
 /// "host" or "[v6]" for a URL.
 inline std::string url_host(const std::string& address) {

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <thread>
 
+#include "cpu_quota.h"
 #include "loop.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -49,12 +50,24 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
                                            "cannot resolve listen address " + o.host + ": " + ::gai_strerror(rc), "host");
   }
   std::string why = "no address";
+  // "::" means every address of both families: IPV6_V6ONLY off whatever net.ipv6.bindv6only
+  // says (IPv4 clients arrive as ::ffff:a.b.c.d); on a kernel without IPv6, 0.0.0.0 instead.
+  const bool dual_stack = o.host == "::";
+  bool v6_unsupported = false;
   for (addrinfo* ai = res; ai != nullptr && shared.listen_fd < 0; ai = ai->ai_next) {
     const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      v6_unsupported = v6_unsupported || (ai->ai_family == AF_INET6 && errno == EAFNOSUPPORT);
+      why = std::strerror(errno);
+      continue;
+    }
     int yes = 1;
     // SO_REUSEADDR only: SO_REUSEPORT would let a second process silently share the port.
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (dual_stack && ai->ai_family == AF_INET6) {
+      int no = 0;
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof no);
+    }
     if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 4096) != 0) {
       why = std::strerror(errno);
       ::close(fd);
@@ -63,6 +76,11 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
     shared.listen_fd = fd;
   }
   ::freeaddrinfo(res);
+  if (shared.listen_fd < 0 && dual_stack && v6_unsupported) {
+    ServerOptions v4 = o;
+    v4.host = "0.0.0.0";
+    return create(router, std::move(v4));
+  }
   if (shared.listen_fd < 0) {
     return Result<std::unique_ptr<Server>>(Errc::config, "cannot listen on " + o.host + ":" + port + ": " + why, "port");
   }
@@ -76,7 +94,7 @@ Result<std::unique_ptr<Server>> Server::create(Router& router, ServerOptions opt
     if (k.empty()) return Result<std::unique_ptr<Server>>(Errc::config, "api_keys: an empty key would accept anyone", "api_keys");
   }
   unsigned n = o.threads;
-  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  if (n == 0) n = detail::available_cpus();  // a container's CPU limit, not the node's CPU count
   for (unsigned i = 0; i < n; ++i) shared.loops.push_back(std::make_unique<detail::Loop>(shared));
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

@@ -159,7 +159,8 @@ def assert_common(r):
         assert port["targetPort"] == "http"
         cport = [p for p in matching[0]["spec"]["template"]["spec"]["containers"][0]["ports"]
                  if p["name"] == "http"][0]
-        assert cport["containerPort"] == port["port"]
+        if matching[0] is not r.router_deployment():  # the router's Service port is its own (8000)
+            assert cport["containerPort"] == port["port"]
     # Router: probes, config volume, identity, security.
     dep = r.router_deployment()
     spec = dep["spec"]["template"]["spec"]
@@ -175,7 +176,8 @@ def assert_common(r):
     assert c["volumeMounts"][0] == {"name": "config", "mountPath": "/etc/vllm-router", "readOnly": True}
     assert spec["volumes"][0] == {"name": "config", "configMap": {"name": f"{FULL}-config"}}
     # Only the tenants' keys Secret and the TLS Secret may add a volume (in that order).
-    assert [v["name"] for v in spec["volumes"][1:]] in ([], ["tenant-keys"], ["tls"], ["tenant-keys", "tls"])
+    assert [v["name"] for v in spec["volumes"][1:] if v["name"] != "vllm-key"] in (
+        [], ["tenant-keys"], ["tls"], ["tenant-keys", "tls"])
     assert [m["name"] for m in c["volumeMounts"]] == [v["name"] for v in spec["volumes"]]
     assert ("tls" in [v["name"] for v in spec["volumes"]]) == tls
     assert spec["serviceAccountName"] == FULL
@@ -200,21 +202,48 @@ def assert_common(r):
                 svc, ns = host.group(1).split(".")[:2]
                 assert ns == NS and svc in services, url
                 assert services[svc]["spec"]["ports"][0]["port"] == int(host.group(2))
-    # RBAC: least privilege for discovery, bound to the router's ServiceAccount only.
+    # RBAC: least privilege for discovery (the watched resource only), bound to the router's
+    # ServiceAccount only; the router's token is mounted only when discovery needs it.
+    sources = [d for d in r.router_config().get("discovery", []) if d["type"] == "kubernetes"]
+    assert spec["automountServiceAccountToken"] is bool(sources)
+    if not sources:
+        assert not r.all("Role") and not r.all("RoleBinding")
     if r.all("Role"):
         role = r.get("Role", f"{FULL}-discovery")
         rules = sorted((tuple(x["apiGroups"]), tuple(x["resources"]), tuple(sorted(x["verbs"])))
                        for x in role["rules"])
-        assert rules == [(("",), ("pods",), ("get", "list", "watch")),
-                         (("discovery.k8s.io",), ("endpointslices",), ("get", "list", "watch"))]
+        group = {"pods": "", "endpointslices": "discovery.k8s.io"}
+        assert rules == [((group[sources[0]["resource"]],), (sources[0]["resource"],), ("get", "list", "watch"))]
         rb = r.get("RoleBinding", f"{FULL}-discovery")
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                  "name": f"{FULL}-discovery"}
         assert rb["subjects"] == [{"kind": "ServiceAccount", "name": FULL, "namespace": NS}]
-    # Model pods get no API token.
+    # Pod templates carry no chart or app version: a chart upgrade must not restart pods whose
+    # spec did not change (for vLLM: reload the weights).
     for dep in r.all("Deployment"):
-        if dep is not r.router_deployment():
-            assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert "helm.sh/chart" not in labels and "app.kubernetes.io/version" not in labels, labels
+    # Model pods: no API token; rollouts that keep serving and streams that finish.
+    read_s = int(r.router_env()["VLLM_ROUTER_READ_TIMEOUT_MS"]["value"]) / 1000
+    for dep in r.all("Deployment"):
+        if dep is r.router_deployment():
+            continue
+        pod = dep["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert pod["automountServiceAccountToken"] is False
+        sleep_s = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert sleep_s > 0 and pod["terminationGracePeriodSeconds"] > sleep_s + read_s
+        sp = c["startupProbe"]
+        allowance = sp.get("initialDelaySeconds", 0) + sp["periodSeconds"] * sp["failureThreshold"]
+        assert dep["spec"]["progressDeadlineSeconds"] > allowance
+        ru = dep["spec"]["strategy"].get("rollingUpdate", {})
+        if dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "RollingUpdate":
+            assert ru["maxUnavailable"] == 0 and ru["maxSurge"] >= 1  # never down while loading
+        assert c["args"][c["args"].index("--host") + 1] in ("::", "0.0.0.0")
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        cache = [v for v in pod["volumes"] if v["name"] == "cache"][0]
+        if "emptyDir" in cache:
+            assert cache["emptyDir"]["sizeLimit"]
 
 
 def model_deployment(r, name):
@@ -238,14 +267,28 @@ def test_default_values(tmp_path):
     assert "no API keys" in r.notes
     out = check_config(r, tmp_path, with_env=True)
     assert "1 model(s)" in out
+    # Pods by default: the router watches the model Services' EndpointSlices (headless: no
+    # virtual IP needed) and maps each slice's model label to the served name.
+    assert r.router_config()["discovery"] == [{
+        "type": "kubernetes", "namespace": NS, "resource": "endpointslices", "port": "http",
+        "label_selector": "app.kubernetes.io/name=vllm-router,app.kubernetes.io/instance=prod,"
+                          "app.kubernetes.io/component=model",
+        "resync_ms": 300000, "model_label_names": {"llama-2-7b-chat": "meta-llama/Llama-2-7B-chat-hf"}}]
+    assert r.router_config()["models"] == [{"name": "meta-llama/Llama-2-7B-chat-hf", "endpoints": []}]
+    svc = r.get("Service", f"{FULL}-llama-2-7b-chat")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["metadata"]["labels"]["vllm-router.io/model"] == "llama-2-7b-chat"  # copied to its slices
+    assert env["VLLM_ROUTER_HOST"]["value"] == "::"
+    assert r.get("Service", FULL)["spec"]["ports"][0]["port"] == 8000
 
 
 def test_two_models(tmp_path):
     r = Rendered(TWO_MODELS, tmp_path=tmp_path)
     assert_common(r)
     assert r.kinds() == {"Deployment": 3, "Service": 3, "ConfigMap": 1, "ServiceAccount": 1,
-                         "Role": 1, "RoleBinding": 1, "PodDisruptionBudget": 1}
+                         "Role": 1, "RoleBinding": 1, "PodDisruptionBudget": 2}
     assert r.names() == {
+        ("PodDisruptionBudget", f"{FULL}-llama-2-13b-chat-gptq"),  # 2 replicas: a model PDB
         ("Deployment", FULL), ("Service", FULL), ("ConfigMap", f"{FULL}-config"),
         ("ServiceAccount", FULL), ("Role", f"{FULL}-discovery"),
         ("RoleBinding", f"{FULL}-discovery"), ("PodDisruptionBudget", FULL),
@@ -259,11 +302,13 @@ def test_two_models(tmp_path):
     plain = {k: v["value"] for k, v in env.items() if "value" in v}
     assert plain == {
         "VLLM_ROUTER_CONFIG": "/etc/vllm-router/config.json",
-        "VLLM_ROUTER_HOST": "0.0.0.0",
+        "VLLM_ROUTER_HOST": "::",
         "VLLM_ROUTER_PORT": "8080",
         "VLLM_ROUTER_POLICY": "least_requests",
         "VLLM_ROUTER_DEFAULT_MODEL": "llama-7b",
         "VLLM_ROUTER_LOG_LEVEL": "debug",
+        "VLLM_ROUTER_LOG_FORMAT": "text",
+        "VLLM_ROUTER_ACCESS_LOG": "-",  # on by default in a cluster: kubectl logs shows it
         "VLLM_ROUTER_THREADS": "4",
         "VLLM_ROUTER_MAX_CONNECTIONS": "0",
         "VLLM_ROUTER_MAX_BODY_BYTES": "16777216",
@@ -274,17 +319,29 @@ def test_two_models(tmp_path):
     assert not r.all("Secret")  # the existing Secret is not the chart's
     assert r.router_container()["resources"]["requests"] == {"cpu": "1", "memory": "512Mi"}
 
-    # Router config: both models at their Service URLs, the alias, file-only settings.
+    # Router config: both models (found through their EndpointSlices), the alias, file-only
+    # settings; with discovery off, the models' Service URLs instead.
     cfg = r.router_config()
     assert cfg["models"] == [
+        {"name": "TheBloke/Llama-2-13B-chat-GPTQ", "endpoints": []},
+        {"name": "meta-llama/Llama-2-7B-chat-hf", "aliases": ["llama-7b"], "endpoints": []},
+    ]
+    assert cfg["discovery"][0]["model_label_names"] == {
+        "llama-2-13b-chat-gptq": "TheBloke/Llama-2-13B-chat-GPTQ", "llama-2-7b-chat": "meta-llama/Llama-2-7B-chat-hf"}
+    assert cfg["drain_timeout_ms"] == 20000 and cfg["timeouts"] == {"write_ms": 30000}
+    services = Rendered(TWO_MODELS, sets=["discovery.kubernetes.enabled=false"])
+    assert_common(services)
+    assert services.router_config()["models"] == [
         {"name": "TheBloke/Llama-2-13B-chat-GPTQ",
          "endpoints": [f"http://{FULL}-llama-2-13b-chat-gptq.{NS}.svc.cluster.local:8000"]},
         {"name": "meta-llama/Llama-2-7B-chat-hf", "aliases": ["llama-7b"],
          "endpoints": [f"http://{FULL}-llama-2-7b-chat.{NS}.svc.cluster.local:8000"]},
     ]
-    assert cfg["drain_timeout_ms"] == 20000 and cfg["timeouts"] == {"write_ms": 30000}
-    out = check_config(r, tmp_path, with_env=False)
+    assert "clusterIP" not in services.get("Service", f"{FULL}-llama-2-7b-chat")["spec"]
+    out = check_config(services, tmp_path, with_env=False)
     assert "2 model(s)" in out and "TheBloke/Llama-2-13B-chat-GPTQ: 1 endpoint(s)" in out
+    out = check_config(r, tmp_path, with_env=False)
+    assert "discovery[0]: kubernetes source" in out
     out = check_config(r, tmp_path, with_env=True)
     assert "policy least_requests" in out
 
@@ -294,7 +351,7 @@ def test_two_models(tmp_path):
     assert c["image"] == "vllm/vllm-openai:v0.6.3"
     assert c["args"] == ["--model", "TheBloke/Llama-2-13B-chat-GPTQ",
                          "--served-model-name", "TheBloke/Llama-2-13B-chat-GPTQ",
-                         "--host", "0.0.0.0", "--port", "8000",
+                         "--host", "::", "--port", "8000",
                          "--quantization", "gptq", "--max-model-len", "4096",
                          "--gpu-memory-utilization", "0.90"]
     assert c["resources"]["limits"] == {"memory": "24Gi", "nvidia.com/gpu": 1}
@@ -305,7 +362,9 @@ def test_two_models(tmp_path):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}
     assert "env" not in c
-    assert {"name": "cache", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "cache", "emptyDir": {"sizeLimit": "100Gi"}} in pod["volumes"]
+    assert r.get("PodDisruptionBudget", f"{FULL}-llama-2-13b-chat-gptq")["spec"] == {
+        "maxUnavailable": 1, "selector": dep["spec"]["selector"]}
 
     dep, c = model_deployment(r, "llama-2-7b-chat")
     assert dep["spec"]["replicas"] == 1
@@ -322,9 +381,10 @@ def test_two_models(tmp_path):
     spread = r.router_deployment()["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
     assert spread["labelSelector"] == r.router_deployment()["spec"]["selector"]
 
-    # NOTES: port-forward and an example request.
-    assert f"port-forward svc/{FULL} 8080:8080" in r.notes
+    # NOTES: port-forward and an example request per model.
+    assert f"port-forward service/{FULL} 8000:8000" in r.notes
     assert "TheBloke/Llama-2-13B-chat-GPTQ" in r.notes and "Authorization: Bearer" in r.notes
+    assert '"model":"meta-llama/Llama-2-7B-chat-hf"' in r.notes
 
 
 def test_all_features(tmp_path):
@@ -403,8 +463,23 @@ def test_all_features(tmp_path):
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["cache"]["persistentVolumeClaim"] == {"claimName": "shared-hf-cache"}
     assert vols["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
-    assert c["env"] == [{"name": "HF_TOKEN",
-                         "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}}]
+    assert c["env"] == [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vllm-key", "key": "key"}}},
+                        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}}]
+    # --lora-modules sql-lora=/adapters/sql: the volume, its mount, the init container filling it.
+    pod = dep["spec"]["template"]["spec"]
+    assert vols["adapters"] == {"name": "adapters", "emptyDir": {"sizeLimit": "1Gi"}}
+    assert {"name": "adapters", "mountPath": "/adapters", "readOnly": True} in c["volumeMounts"]
+    assert pod["initContainers"][0]["name"] == "fetch-adapters"
+    assert c["envFrom"] == [{"configMapRef": {"name": "vllm-tuning"}}]
+    assert pod["priorityClassName"] == "llm-serving"
+    # The same key reaches the router as a mounted file its discovery source reads (never the
+    # ConfigMap).
+    rpod = r.router_deployment()["spec"]["template"]["spec"]
+    assert {"name": "vllm-key", "secret": {"secretName": "vllm-key", "defaultMode": 0o440}} in rpod["volumes"]
+    assert {"name": "vllm-key", "mountPath": "/etc/vllm-router-vllm-key", "readOnly": True} in \
+        rpod["containers"][0]["volumeMounts"]
+    assert r.router_config()["discovery"][0]["api_key_file"] == "/etc/vllm-router-vllm-key/key"
+    assert "vllm-key" not in r.router_config_text().replace("/etc/vllm-router-vllm-key/", "")
     assert r.get("Service", f"{FULL}-llama-2-7b-chat")["spec"]["clusterIP"] == "None"
     assert ("Deployment", f"{FULL}-external-mistral") not in r.names()
     assert not any("disabled" in name for _, name in r.names())
@@ -418,6 +493,14 @@ def test_all_features(tmp_path):
     out = check_config(r, tmp_path, with_env=False)
     assert "3 model(s)" in out
     check_config(r, tmp_path, with_env=True)
+    # Discovery off: each deployed model's Service becomes a static source naming the key file.
+    services = Rendered(TWO_MODELS, ALL_FEATURES, sets=["discovery.kubernetes.enabled=false"])
+    assert_common(services)
+    static = [d for d in services.router_config()["discovery"] if d["type"] == "static"]
+    assert static[0] == {"type": "static", "model": "TheBloke/Llama-2-13B-chat-GPTQ",
+                         "endpoints": [f"http://{FULL}-llama-2-13b-chat-gptq.{NS}.svc.cluster.local:8000"],
+                         "api_key_file": "/etc/vllm-router-vllm-key/key"}
+    check_config(services, tmp_path, with_env=False)
 
 
 def test_tls_secret(tmp_path):
@@ -437,7 +520,7 @@ def test_tls_secret(tmp_path):
     assert vol == {"name": "tls", "secret": {"secretName": "router-tls", "defaultMode": 0o440}}
     ep = r.get("ServiceMonitor", FULL)["spec"]["endpoints"][0]
     assert ep["scheme"] == "https" and ep["tlsConfig"] == {"serverName": "router.example"}
-    assert "curl https://localhost:8080/v1/models" in r.notes
+    assert "curl https://localhost:8000/v1/models" in r.notes
     # Without it: plain HTTP everywhere.
     plain = Rendered(TWO_MODELS, sets=["router.serviceMonitor.enabled=true", "router.serviceMonitor.bearerTokenSecret.name=m",
                                        "router.serviceMonitor.bearerTokenSecret.key=t"])
@@ -469,7 +552,8 @@ def test_set_overrides_and_passthrough(tmp_path):
     assert r.router_deployment()["spec"]["replicas"] == 5
     cfg = r.router_config()
     assert cfg["max_attempts"] == 2 and cfg["max_idle_connections"] == 8
-    assert not r.all("PodDisruptionBudget") and not r.all("Role") and not r.all("ServiceAccount")
+    assert [p["metadata"]["name"] for p in r.all("PodDisruptionBudget")] == [f"{FULL}-llama-2-13b-chat-gptq"]
+    assert not r.all("Role") and not r.all("ServiceAccount")
     assert r.router_deployment()["spec"]["template"]["spec"]["serviceAccountName"] == "shared-sa"
     ann = lambda x: x.router_deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert ann(base) != ann(r)
@@ -494,6 +578,18 @@ def test_replicas_render_identically():
 
 @pytest.mark.parametrize("values,message", [
     ("models:\n  - {name: Bad_Name, model: x/y}\n", "must be a DNS label"),
+    # Objects are named <release>-vllm-router-<name> cut to 63 characters: two long names that
+    # differ only beyond the cut would share one Deployment and one Service.
+    ("models:\n  - {name: %s-a, model: x/y}\n  - {name: %s-b, model: x/z}\n" % ("m" * 50, "m" * 50),
+     "like those of model"),
+    # values.schema.json: typos and wrong types fail the render (as helm install/template/lint do).
+    ("router:\n  replica: 3\n", 'router: unknown key "replica"'),
+    ("models:\n  - {name: a, model: x/y, replica: 2}\n", 'models[0]: unknown key "replica"'),
+    ("modelDefaults:\n  strategy: {}\n  gpus: 1\n", 'modelDefaults: unknown key "gpus"'),
+    ("router:\n  policy: fastest\n", "router.policy"),
+    ("discovery:\n  kubernetes: {resource: services}\n", "discovery.kubernetes.resource"),
+    ("router:\n  port: \"8080\"\n", "router.port: expected integer"),
+    ("models:\n  - {name: a, model: x/y, progressDeadlineSeconds: 60}\n", "must exceed the startup probe"),
     ("models:\n  - {name: a, model: x/y}\n  - {name: a, model: x/z}\n", "used twice"),
     ("models:\n  - {name: a}\n", "models[0].model is required"),
     ("models:\n  - {name: a, model: x/y, deploy: false}\n", "endpoints must list"),
@@ -512,7 +608,9 @@ def test_duplicate_client_names_rejected_by_router(tmp_path):
     f = tmp_path / "clash.yaml"
     f.write_text("models:\n  - {name: a, model: x/y, aliases: [same]}\n"
                  "  - {name: b, model: x/z, aliases: [same]}\n")
-    r = Rendered(str(f))
+    # With the Service URLs (models with endpoints): --check-config validates the catalog of
+    # models that have endpoints; discovered ones are checked when they appear.
+    r = Rendered(str(f), sets=["discovery.kubernetes.enabled=false"])
     cfg = tmp_path / "config.json"
     cfg.write_text(r.router_config_text())
     proc = subprocess.run([router_binary(), "--check-config", "--config", str(cfg)],
@@ -538,14 +636,14 @@ def test_readme_example_values(tmp_path):
     assert llm.returncode == 0, llm.stderr
     docs = [d for d in yaml.safe_load_all(llm.stdout) if d]
     assert ("Service", "llm-vllm-router") in {(d["kind"], d["metadata"]["name"]) for d in docs}
-    assert "kubectl -n llm port-forward svc/llm-vllm-router 8080:8080" in readme
+    assert "kubectl -n llm port-forward service/llm-vllm-router 8000:8000" in readme
     check_config(r, tmp_path, with_env=True)
 
 
 def test_kubernetes_discovery_values(tmp_path):
-    """discovery.kubernetes.enabled: the router watches this release's model pods (no Service
-    URLs in its models), and the rendered config passes --check-config."""
-    r = Rendered(TWO_MODELS, sets=["discovery.kubernetes.enabled=true",
+    """discovery.kubernetes.resource=pods: the router watches this release's model pods (no
+    Service URLs in its models), and the rendered config passes --check-config."""
+    r = Rendered(TWO_MODELS, sets=["discovery.kubernetes.resource=pods",
                                    "discovery.kubernetes.discoverModels.enabled=true"])
     cfg = r.router_config()
     assert cfg["discovery"] == [{
@@ -567,5 +665,99 @@ def test_kubernetes_discovery_values(tmp_path):
     assert any("pods" in rule["resources"] and {"list", "watch"} <= set(rule["verbs"]) for rule in rules)
     out = check_config(r, tmp_path, with_env=True)
     assert "discovery[0]: kubernetes source" in out
-    # Off by default: no discovery key, Service URLs as before.
-    assert "discovery" not in Rendered(TWO_MODELS).router_config()
+    # Off: no discovery key, Service URLs, no Role, no token.
+    off = Rendered(TWO_MODELS, sets=["discovery.kubernetes.enabled=false"])
+    assert "discovery" not in off.router_config()
+    assert not off.all("Role")
+    assert off.router_deployment()["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_release_names_starting_with_a_digit():
+    """Service names are DNS-1035 labels (a letter first): release "1st" renders vllm-router-1st."""
+    proc = run_render(TWO_MODELS, release="1st")
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    names = {d["metadata"]["name"] for d in docs if d["kind"] in ("Service", "Deployment")}
+    assert "vllm-router-1st" in names and "vllm-router-1st-llama-2-7b-chat" in names, names
+    for n in names:
+        assert re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", n) and len(n) <= 63, n
+
+
+def test_chart_upgrade_keeps_model_pod_templates():
+    """A new chart version or appVersion changes no model pod template (no restart of vLLM)."""
+    import shutil
+    with tempfile.TemporaryDirectory() as d:
+        chart = os.path.join(d, "vllm-router")
+        shutil.copytree(CHART, chart)
+        meta = open(os.path.join(chart, "Chart.yaml")).read()
+        meta = re.sub(r"^version: .*$", "version: 9.9.9", meta, flags=re.M)
+        meta = re.sub(r"^appVersion: .*$", 'appVersion: "9.9.9"', meta, flags=re.M)
+        open(os.path.join(chart, "Chart.yaml"), "w").write(meta)
+        cmd = lambda c: [renderer(), c, "--release", RELEASE, "--namespace", NS, "-f", TWO_MODELS,
+                         "--set", "router.image.tag=0.1.0"]
+        old = [d for d in yaml.safe_load_all(subprocess.run(cmd(CHART), capture_output=True, text=True, check=True).stdout) if d]
+        new = [d for d in yaml.safe_load_all(subprocess.run(cmd(chart), capture_output=True, text=True, check=True).stdout) if d]
+    templates = lambda docs: {d["metadata"]["name"]: d["spec"]["template"] for d in docs if d["kind"] == "Deployment"}
+    a, b = templates(old), templates(new)
+    assert a.keys() == b.keys() and len(a) == 3
+    for name in a:
+        assert a[name] == b[name], name  # the router's too: its image tag is pinned here
+
+
+def values_files():
+    files = [os.path.join(CHART, "values.yaml"), TWO_MODELS, ALL_FEATURES,
+             os.path.join(CHART, "demo.values.yaml")]
+    return files
+
+
+def test_values_schema_is_valid_json_schema_and_every_values_file_meets_it():
+    """values.schema.json checked by python3-jsonschema (a real implementation, draft 7): it is a
+    valid schema, every values file of the chart and the tests meets it, and the negative
+    controls fail it (so the schema, not only helm-render's reading of it, rejects typos)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.load(open(os.path.join(CHART, "values.schema.json")))
+    jsonschema.Draft7Validator.check_schema(schema)
+    v = jsonschema.Draft7Validator(schema)
+    defaults = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+    for f in values_files():
+        merged = json.loads(json.dumps(defaults))
+        for k, val in (yaml.safe_load(open(f)) or {}).items():  # top-level keys are enough here
+            if isinstance(val, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **val}
+            else:
+                merged[k] = val
+        errors = [e.message for e in v.iter_errors(merged)]
+        assert not errors, (f, errors)
+    for bad in ({"router": {"replica": 3}}, {"models": [{"name": "a", "model": "b", "gpu": 1}]},
+                {"modelDefaults": {"strategy": {}, "typo": 1}}, {"discovery": {"kubernetes": {"addressType": "v6"}}}):
+        merged = {**defaults, **{k: ({**defaults[k], **val} if isinstance(val, dict) and isinstance(defaults.get(k), dict) else val)
+                                 for k, val in bad.items()}}
+        assert list(v.iter_errors(merged)), bad
+
+
+def test_demo_values_serve_the_seed_models(tmp_path):
+    """demo.values.yaml with release vllm-router: Service vllm-router on port 8000 (the seed's
+    `kubectl port-forward service/vllm-router 8000:8000`), the seed's two model ids, vllm-sim from
+    the router image; its simulated engines start with the rendered command and arguments."""
+    demo = os.path.join(CHART, "demo.values.yaml")
+    proc = subprocess.run([renderer(), CHART, "--release", "vllm-router", "--namespace", NS, "-f", demo],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    svc = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "vllm-router"]
+    assert svc and svc[0]["spec"]["ports"][0]["port"] == 8000
+    cfg = json.loads([d for d in docs if d["kind"] == "ConfigMap"][0]["data"]["config.json"])
+    assert [m["name"] for m in cfg["models"]] == ["TheBloke/Llama-2-13B-chat-GPTQ", "meta-llama/Llama-2-7B-chat-hf"]
+    sim = os.environ.get("VLLM_SIM") or os.path.join(ROOT, "build", "tools", "vllm-sim")
+    for dep in [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] != "vllm-router"]:
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"] == ["vllm-sim"] and c["image"] == "vllm-router:latest"
+        args = list(c["args"])
+        args[args.index("--port") + 1] = "0"
+        args[args.index("--host") + 1] = "127.0.0.1"
+        p = subprocess.Popen([sim] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            line = p.stdout.readline()
+            assert "listening" in line.lower() or "http://" in line, line
+        finally:
+            p.terminate()
+            p.wait(timeout=10)

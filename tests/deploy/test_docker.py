@@ -1,12 +1,18 @@
-"""The container image (deploy/docker/Dockerfile), checked without a container engine.
+"""The container image (./Dockerfile), checked without a container engine (tools/image.sh builds
+and runs it with podman: a release check).
 
+- no BuildKit frontend line (`# syntax=` fetches a frontend from a registry); bases from build
+  arguments (pinned by digest for a release);
 - its build stage runs the same scripts as the README's setup (tools/install-deps.sh, then
-  tools/build.sh, as tools/test.sh and tools/demo.sh do), so CI exercises the image's build;
+  tools/build.sh, as tools/test.sh and tools/demo.sh do), the packages in a layer of their own
+  before the sources are copied, and builds no tests, benchmarks, bindings or examples;
 - the runtime stage installs a Debian package for every shared library the installed binaries
   need (found with readelf/dpkg on the binaries this build produced), and the install step
   copies both binaries;
-- non-root USER, EXPOSE 8080, ENTRYPOINT vllm-router, HEALTHCHECK with the healthcheck script,
-  which is run here against a real router (exit 0) and a dead port (exit != 0);
+- the binaries it ships are stripped (the debug info stays in the build stage);
+- non-root USER, EXPOSE 8080, ENTRYPOINT vllm-router, no ENV that would override a mounted
+  config file, HEALTHCHECK with the healthcheck script, which is run here against a real router
+  (exit 0, finding its port in /proc with no hint) and a dead port (exit != 0);
 - the chart's appVersion (the default image tag) is the binary's version.
 
 Environment: VLLM_ROUTER, VLLM_SIM (binaries), VLLM_ROUTER_BUILD_DIR (the cmake build tree).
@@ -26,7 +32,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-DOCKERFILE = os.path.join(ROOT, "deploy", "docker", "Dockerfile")
+DOCKERFILE = os.path.join(ROOT, "Dockerfile")
 HEALTHCHECK = os.path.join(ROOT, "deploy", "docker", "healthcheck.sh")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
@@ -38,10 +44,12 @@ BASE_PACKAGES = {"libc6", "libstdc++6", "libgcc-s1", "zlib1g"}
 
 
 def parse_dockerfile():
-    """[(stage_from_line, [(INSTRUCTION, args), ...]), ...] with continuation lines joined."""
+    """[(stage_from_line, [(INSTRUCTION, args), ...]), ...] with continuation lines joined and
+    the global ARG defaults substituted into FROM lines."""
     text = open(DOCKERFILE).read()
     text = re.sub(r"\\\n", " ", text)
     stages = []
+    args_before = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -49,11 +57,22 @@ def parse_dockerfile():
         instr, _, args = line.partition(" ")
         instr = instr.upper()
         if instr == "FROM":
-            stages.append((args.strip(), []))
+            stages.append((re.sub(r"\$\{(\w+)\}", lambda m: args_before[m.group(1)], args.strip()), []))
+        elif not stages:
+            assert instr == "ARG", "instruction before FROM: " + line
+            name, _, default = args.partition("=")
+            args_before[name.strip()] = default.strip()
         else:
-            assert stages, "instruction before FROM: " + line
             stages[-1][1].append((instr, " ".join(args.split())))
     return stages
+
+
+def test_no_frontend_line_and_bases_from_build_args():
+    first = open(DOCKERFILE).readline()
+    assert not first.lower().startswith("# syntax="), first
+    text = open(DOCKERFILE).read()
+    assert "syntax=" not in text.split("ARG", 1)[0].lower()
+    assert "FROM ${BUILD_BASE} AS build" in text and "FROM ${RUNTIME_BASE}" in text
 
 
 def commands(run_args):
@@ -73,8 +92,17 @@ def test_build_stage_runs_the_readme_setup():
     build_from, build = stages[0]
     assert build_from == "debian:bookworm AS build"
     runs = [c for instr, args in build if instr == "RUN" for c in commands(args)]
-    steps = [c for c in runs if c.startswith("bash tools/")]
-    assert steps == ["bash tools/install-deps.sh", "bash tools/build.sh"], runs
+    steps = [c.split()[:2] for c in runs if c.startswith("bash tools/")]
+    assert steps == [["bash", "tools/install-deps.sh"], ["bash", "tools/build.sh"]], runs
+    # The dependency layer comes before the sources: only install-deps.sh is copied for it.
+    order = [(i, a) for i, a in build if i in ("COPY", "RUN")]
+    assert order[0] == ("COPY", "tools/install-deps.sh tools/install-deps.sh")
+    assert order[1] == ("RUN", "bash tools/install-deps.sh --build")
+    assert order[2] == ("COPY", ". .")
+    # Runtime targets only.
+    build_cmd = [c for c in runs if c.startswith("bash tools/build.sh")][0]
+    for off in ("TESTS", "BINDINGS", "EXAMPLES", "BENCH"):
+        assert f"-DVLLM_ROUTER_BUILD_{off}=OFF" in build_cmd, build_cmd
     # The README's setup is tools/test.sh and tools/demo.sh: both start with the same two steps
     # (test.sh adds warnings-as-errors to the build).
     readme = open(os.path.join(ROOT, "README.md")).read()
@@ -82,7 +110,6 @@ def test_build_stage_runs_the_readme_setup():
         assert f"bash {script}" in readme
         got = [s.split()[:2] for s in script_steps(script)]
         assert got[:2] == [["bash", "tools/install-deps.sh"], ["bash", "tools/build.sh"]], (script, got)
-    assert ("COPY", ". .") in build
 
 
 def installed_tree(tmp_path):
@@ -95,6 +122,7 @@ def installed_tree(tmp_path):
     assert len(install) == 1 and install[0].startswith("DESTDIR=/stage cmake --install build "), runs
     script = install[0].replace("cmake --install build ", f"cmake --install {shlex.quote(build_dir)} ")
     script = script.replace("/stage", str(tmp_path / "stage")).replace("/runtime", str(tmp_path / "runtime"))
+    script = script.replace("/debug", str(tmp_path / "debug"))
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, (script, proc.stderr[-2000:])
     return tmp_path / "runtime" / "usr" / "local"
@@ -155,6 +183,11 @@ def test_runtime_stage_has_binaries_and_their_libraries(tmp_path):
     assert version.returncode == 0 and version.stdout.startswith("vllm-router "), version
     sim = subprocess.run([str(binaries[1]), "--help"], env=env, capture_output=True, text=True, timeout=10)
     assert sim.returncode == 0, sim
+    # Stripped: no debug sections in what ships; each has its debug file (kept in the stage).
+    for f in binaries + [p for p in ours if not p.is_symlink()]:
+        sections = subprocess.run(["readelf", "-S", "-W", str(f)], capture_output=True, text=True, check=True).stdout
+        assert ".debug_info" not in sections and ".gnu_debuglink" in sections, f
+        assert (tmp_path / "debug" / (f.name + ".debug")).exists(), f
     # The runtime stage runs ldconfig (our library lives in /usr/local/lib) and smoke-tests both.
     runs = [c for instr, args in runtime if instr == "RUN" for c in commands(args)]
     assert "ldconfig" in runs
@@ -169,6 +202,8 @@ def test_runtime_stage_metadata():
     user = instr["USER"][-1].split(":")[0]
     assert user not in ("root", "0"), user
     assert instr["EXPOSE"] == ["8080"]
+    # No ENV VLLM_ROUTER_*: variables win over a mounted config file's port and host.
+    assert not any("VLLM_ROUTER_" in e for e in instr.get("ENV", [])), instr.get("ENV")
     assert json.loads(instr["ENTRYPOINT"][-1]) == ["vllm-router"]
     hc = instr["HEALTHCHECK"][-1]
     assert "CMD" in hc and "/usr/local/bin/vllm-router-healthcheck" in hc
@@ -195,6 +230,15 @@ def test_healthcheck_script_against_a_real_router():
         assert ok.returncode == 0, ok.stderr
         ok = subprocess.run(["bash", HEALTHCHECK, str(router.port)], env=env, capture_output=True, timeout=10)
         assert ok.returncode == 0, ok.stderr
+        # No argument, no variable: the port the router process listens on, read from /proc.
+        found = subprocess.run(["bash", HEALTHCHECK], env=dict(env, VLLM_ROUTER_HEALTHCHECK_PID=str(router.pid)),
+                               capture_output=True, timeout=10)
+        assert found.returncode == 0, found.stderr
+        # A wrong variable is not believed when the listener is found (a config file's port).
+        found = subprocess.run(["bash", HEALTHCHECK], env=dict(env, VLLM_ROUTER_HEALTHCHECK_PID=str(router.pid),
+                                                               VLLM_ROUTER_PORT=str(dead_port())),
+                               capture_output=True, timeout=10)
+        assert found.returncode == 0, found.stderr
         # Nothing listens: unhealthy.
         bad = subprocess.run(["bash", HEALTHCHECK, str(dead_port())], env=env, capture_output=True, timeout=10)
         assert bad.returncode != 0

@@ -67,17 +67,30 @@ void check_endpoints(const EndpointSet& set, const DiscoveryConfig& config) {
   }
 }
 
-void check_cache(const detail::KubernetesObjects& cache, const DiscoveryConfig& config) {
-  for (const auto& [key, set] : cache.objects) {
-    require(key.find('/') != std::string::npos);
-    check_endpoints(set, config);
+EndpointSet plain(const detail::KubernetesEndpoints& endpoints) {
+  EndpointSet out;
+  for (const auto& e : endpoints) {
+    require(!e.target.empty());
+    out.push_back(e.endpoint);
   }
+  return out;
+}
+
+void check_cache(const detail::KubernetesObjects& cache, const DiscoveryConfig& config) {
+  for (const auto& [key, endpoints] : cache.objects) {
+    require(key.find('/') != std::string::npos);
+    check_endpoints(plain(endpoints), config);
+  }
+  // The flattened set: one endpoint per URL, each one some object listed.
+  const EndpointSet flat = detail::flatten_kubernetes(cache);
+  check_endpoints(flat, config);
+  for (std::size_t i = 1; i < flat.size(); ++i) require(flat[i - 1].url < flat[i].url);
 }
 
 bool same_cache(const detail::KubernetesObjects& a, const detail::KubernetesObjects& b) {
   if (a.resource_version != b.resource_version || a.objects.size() != b.objects.size()) return false;
   for (auto i = a.objects.begin(), j = b.objects.begin(); i != a.objects.end(); ++i, ++j) {
-    if (i->first != j->first || !detail::same_set(i->second, j->second)) return false;
+    if (i->first != j->first || !detail::same_set(plain(i->second), plain(j->second))) return false;
   }
   return true;
 }
@@ -149,6 +162,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if ((knobs & 4) != 0) config.model_annotation.clear();
   if ((knobs & 8) != 0) config.model_label.clear();
   if ((knobs & 16) != 0) config.scheme = "https";
+  if ((knobs & 32) != 0) config.address_type = (knobs & 64) != 0 ? "IPv6" : "IPv4";
+  if ((knobs & 128) != 0) config.model_label_names["m"] = {"org/m", "m2"};
   const std::string_view rest = size > 0 ? std::string_view(input).substr(1) : std::string_view();
 
   const detail::KubernetesObjects watched = replay(rest, config);

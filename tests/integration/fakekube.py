@@ -13,7 +13,8 @@ status with `gone_as_status = True`. Lists are paged when `page_size` is set (th
 token is the offset).
 
 API:
-    FakeKube() -> started on 127.0.0.1:0; .url, .port, .stop(); context manager.
+    FakeKube(host="127.0.0.1") -> started on host:0 (an IPv6 address too); .url, .port, .stop();
+                                 context manager; .hosts_seen: the Host headers received.
     .put(kind, name, obj_dict, namespace="default")   ADDED or MODIFIED event
     .delete(kind, name, namespace="default")          DELETED event
     .fail_lists = N              answer the next N lists with 500
@@ -24,7 +25,9 @@ API:
     .requests                    [(kind, "list"|"watch", query dict)] served so far
     .open_watches                number of watch connections being served
     .rv                          the current resourceVersion (int)
-    endpoint_slice(name, endpoints=[(ip, ready)], port=8000, port_name="http", labels=, annotations=)
+    endpoint_slice(name, endpoints=[(ip, ready) | slice_endpoint(...)], port=8000, port_name="http",
+                   labels=, annotations=, address_type=)   addressType from the first address
+    slice_endpoint(ip, pod_name, ready=True, serving=, terminating=)   with a targetRef to the pod
     pod(name, ip, ready=True, port=8000, port_name="http", labels=, annotations=, phase="Running")
 """
 
@@ -35,24 +38,44 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-__all__ = ["FakeKube", "endpoint_slice", "pod"]
+__all__ = ["FakeKube", "endpoint_slice", "pod", "slice_endpoint"]
 
 KINDS = {"endpointslices": "EndpointSlice", "pods": "Pod"}
 
 
-def endpoint_slice(name, endpoints, port=8000, port_name="http", labels=None, annotations=None):
+def endpoint_slice(name, endpoints, port=8000, port_name="http", labels=None, annotations=None,
+                   address_type=None):
+    """endpoints: "ip", (ip, ready) or a full endpoint dict (conditions, targetRef...)."""
     eps = []
     for entry in endpoints:
+        if isinstance(entry, dict):
+            eps.append(entry)
+            continue
         ip, ready = entry if isinstance(entry, tuple) else (entry, True)
         ep = {"addresses": [ip], "conditions": {}}
         if ready is not None:
             ep["conditions"]["ready"] = bool(ready)
         eps.append(ep)
+    if address_type is None:
+        first = eps[0]["addresses"][0] if eps else ""
+        address_type = "IPv6" if ":" in first else "IPv4"
     return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
             "metadata": {"name": name, "labels": dict(labels or {}),
                          "annotations": dict(annotations or {})},
-            "addressType": "IPv4", "endpoints": eps,
+            "addressType": address_type, "endpoints": eps,
             "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}
+
+
+def slice_endpoint(ip, pod_name, ready=True, serving=None, terminating=None):
+    """One endpoint as the EndpointSlice controller writes it (conditions, targetRef to a pod)."""
+    cond = {"ready": ready}
+    if serving is not None:
+        cond["serving"] = serving
+    if terminating is not None:
+        cond["terminating"] = terminating
+    return {"addresses": [ip], "conditions": cond,
+            "targetRef": {"kind": "Pod", "namespace": "default", "name": pod_name,
+                          "uid": "uid-" + pod_name}}
 
 
 def pod(name, ip, ready=True, port=8000, port_name="http", labels=None, annotations=None,
@@ -76,7 +99,7 @@ def _matches(obj, selector):
 
 
 class FakeKube:
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.lock = threading.Condition()
         self.rv = 1
         self.objects = {}        # (kind, ns, name) -> obj
@@ -101,11 +124,16 @@ class FakeKube:
             def do_GET(self):
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, 0), Handler)
         self.server.daemon_threads = True
         self.server.handle_error = lambda *args: None  # cut connections are the point here
         self.port = self.server.server_address[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.host = host
+        self.url = "http://%s:%d" % ("[%s]" % host if ":" in host else host, self.port)
+        self.hosts_seen = []     # Host headers of the requests
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -188,6 +216,7 @@ class FakeKube:
         watch = query.get("watch") in ("1", "true")
         with self.lock:
             self.requests.append((kind, "watch" if watch else "list", query))
+            self.hosts_seen.append(h.headers.get("Host"))
         selector = query.get("labelSelector", "")
         if not watch:
             with self.lock:

@@ -227,8 +227,8 @@ def test_demo_serves_two_models_and_stops_cleanly():
         status, _, raw = call(r, "GET", "/v1/models")
         assert status == 200
         ids = {m["id"] for m in json.loads(raw)["data"]}
-        assert {"meta-llama/Llama-2-7b-chat-hf", "TheBloke/Llama-2-13B-chat-GPTQ"} <= ids
-        for model in ("meta-llama/Llama-2-7b-chat-hf", "TheBloke/Llama-2-13B-chat-GPTQ"):
+        assert {"meta-llama/Llama-2-7B-chat-hf", "TheBloke/Llama-2-13B-chat-GPTQ"} <= ids
+        for model in ("meta-llama/Llama-2-7B-chat-hf", "TheBloke/Llama-2-13B-chat-GPTQ"):
             status, hdrs, body = post_json(r, CHAT, {
                 "model": model, "messages": [{"role": "user", "content": "Hello"}],
                 "max_tokens": 2}, headers={"x-sim-ttft-ms": "0", "x-sim-itl-ms": "0"})

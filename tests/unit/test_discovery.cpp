@@ -6,6 +6,8 @@
 #include <map>
 #include <mutex>
 
+#include "discovery/kubernetes_parse.h"
+#include "event/cpu_quota.h"
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/router.h"
 
@@ -266,13 +268,67 @@ TEST_CASE("kubernetes objects: ready addresses, port by name, names from annotat
     "conditions":[{"type":"Ready","status":"False"}]}})";
   CHECK(kubernetes_object_endpoints(unready, pods).value().empty());
   const char* deleting = R"({"metadata":{"name":"p","deletionTimestamp":"2024-01-01T00:00:00Z"},
+    "spec":{"containers":[{"ports":[{"name":"http","containerPort":8000}]}]},
     "status":{"phase":"Running","podIP":"10.0.0.9","conditions":[{"type":"Ready","status":"True"}]}})";
-  CHECK(kubernetes_object_endpoints(deleting, pods).value().empty());
+  // Being deleted but still Ready: serving while it drains, so a fallback (alone here: used).
+  CHECK(kubernetes_object_endpoints(deleting, pods).value().size() == 1);
   // Not JSON. An empty view with no data once reached simdjson's memcpy from nullptr (undefined;
   // UBSan in tests/fuzz kube_watch reports it, this build does not).
   CHECK_FALSE(kubernetes_object_endpoints(std::string_view(), pods).ok());
   CHECK_FALSE(kubernetes_object_endpoints("", pods).ok());
   CHECK_FALSE(kubernetes_object_endpoints("{\"metadata\":", pods).ok());
+}
+
+TEST_CASE("kubernetes slices: names by label value, address families, terminating fallback") {
+  DiscoveryConfig config;
+  config.type = "kubernetes";
+  config.port_name = "http";
+  config.model_label_names["llama-7b"] = {"meta-llama/Llama-2-7B-chat-hf", "llama"};
+  // What the EndpointSlice controller makes of a model's Service: its labels, no annotations.
+  const auto slice = [](const char* name, const char* family, const std::string& endpoints) {
+    return std::string(R"({"metadata":{"name":")") + name +
+           R"(","namespace":"llm","labels":{"vllm-router.io/model":"llama-7b"}},"addressType":")" + family +
+           R"(","ports":[{"name":"http","port":8000}],"endpoints":[)" + endpoints + "]}";
+  };
+  const std::string v4 = slice("s4", "IPv4",
+                               R"({"addresses":["10.0.0.1"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","namespace":"llm","name":"p1","uid":"u1"}},
+       {"addresses":["10.0.0.2"],"conditions":{"ready":false,"serving":true,"terminating":true},"targetRef":{"kind":"Pod","name":"p2","uid":"u2"}},
+       {"addresses":["10.0.0.3"],"conditions":{"ready":false,"serving":false,"terminating":true},"targetRef":{"kind":"Pod","name":"p3","uid":"u3"}})");
+  const std::string v6 = slice("s6", "IPv6",
+                               R"({"addresses":["fd00::1"],"conditions":{"ready":true},"targetRef":{"kind":"Pod","namespace":"llm","name":"p1","uid":"u1"}},
+       {"addresses":["fd00::2"],"conditions":{"ready":false,"serving":true,"terminating":true},"targetRef":{"kind":"Pod","name":"p2","uid":"u2"}})");
+  const std::string list = R"({"metadata":{"resourceVersion":"7"},"items":[)" + v4 + "," + v6 + "]}";
+  const auto urls = [](const EndpointSet& set) {
+    std::vector<std::string> out;
+    for (const auto& e : set) out.push_back(e.url);
+    return out;
+  };
+  detail::KubernetesObjects objects;
+  std::string cont;
+  REQUIRE(detail::read_kubernetes_list_page(list, config, objects, cont));
+  // Both families list pod p1: counted once, by its IPv4 address; p2 (terminating) is not used
+  // while p1 is ready; p3 is not serving. The label value maps to the served names.
+  EndpointSet set = detail::flatten_kubernetes(objects);
+  CHECK(urls(set) == std::vector<std::string>{"http://10.0.0.1:8000"});
+  CHECK(set[0].models == std::vector<std::string>{"meta-llama/Llama-2-7B-chat-hf", "llama"});
+  config.address_type = "IPv6";
+  objects = {};
+  REQUIRE(detail::read_kubernetes_list_page(list, config, objects, cont));
+  CHECK(urls(detail::flatten_kubernetes(objects)) == std::vector<std::string>{"http://[fd00::1]:8000"});
+  // p1 gone (its successor not ready yet): the serving-terminating p2 carries the model.
+  bool gone = false;
+  CHECK(detail::apply_kubernetes_watch_event(
+      R"({"type":"MODIFIED","object":)" + slice("s6", "IPv6",
+      R"({"addresses":["fd00::2"],"conditions":{"ready":false,"serving":true,"terminating":true},"targetRef":{"kind":"Pod","name":"p2","uid":"u2"}})") + "}",
+      config, objects, gone));
+  CHECK(urls(detail::flatten_kubernetes(objects)) == std::vector<std::string>{"http://[fd00::2]:8000"});
+  // Unmapped label values are the name; FQDN slices are skipped.
+  config.address_type.clear();
+  config.model_label_names.clear();
+  auto one = kubernetes_object_endpoints(v4, config);
+  REQUIRE(one.ok());
+  CHECK(one.value()[0].models == std::vector<std::string>{"llama-7b"});
+  CHECK(kubernetes_object_endpoints(slice("f", "FQDN", R"({"addresses":["a.example"]})"), config).value().empty());
 }
 
 TEST_CASE("config: the discovery section") {
@@ -293,6 +349,12 @@ TEST_CASE("config: the discovery section") {
   CHECK(d[1].dns_name == "vllm.svc");
   CHECK(d[2].discover_models.enabled);
   CHECK(d[2].weight == 2);
+  auto mapped = parse_router_config(R"({"discovery":[{"type":"kubernetes","port":"http","address_type":"IPv6",
+    "model_label_names":{"a":"org/a","b":["org/b","b2"]}}]})");
+  REQUIRE(mapped.ok());
+  CHECK(mapped->discovery[0].address_type == "IPv6");
+  CHECK(mapped->discovery[0].model_label_names ==
+        std::map<std::string, std::vector<std::string>>{{"a", {"org/a"}}, {"b", {"org/b", "b2"}}});
 
   struct Bad {
     const char* json;
@@ -311,6 +373,12 @@ TEST_CASE("config: the discovery section") {
            Bad{R"({"discovery":[{"type":"kubernetes","port":"http","resource":"nodes"}]})", "discovery[0].resource"},
            Bad{R"({"discovery":[{"type":"kubernetes","port":"http","api_url":"x:1"}]})", "discovery[0].api_url"},
            Bad{R"({"discovery":[{"type":"kubernetes"}]})", "discovery[0].port"},
+           Bad{R"({"discovery":[{"type":"kubernetes","port":"http","address_type":"ipv4"}]})", "discovery[0].address_type"},
+           Bad{R"({"discovery":[{"type":"kubernetes","port":"http","model_label_names":{"a":[]}}]})",
+               "discovery[0].model_label_names.a"},
+           Bad{R"({"discovery":[{"type":"kubernetes","port":"http","model_label_names":{"a":1}}]})",
+               "discovery[0].model_label_names.a"},
+           Bad{R"({"discovery":[{"type":"dns","name":"x","port":1,"address_type":"IPv4"}]})", "discovery[0].address_type"},
            Bad{R"({"discovery":[{"type":"static","endpoints":["http://a:1"],"discover_models":{"x":1}}]})",
                "discovery[0].discover_models.x"},
        }) {
@@ -319,4 +387,20 @@ TEST_CASE("config: the discovery section") {
     CHECK_MESSAGE(r.error().param == bad.param, bad.json, " -> ", r.error().message);
     CHECK(r.error().code == Errc::config);
   }
+}
+
+TEST_CASE("cpu quota: cgroup v2 cpu.max and v1 cfs files, rounded up") {
+  using detail::cpus_from_cfs;
+  using detail::cpus_from_cpu_max;
+  CHECK(cpus_from_cpu_max("max 100000\n") == std::nullopt);
+  CHECK(cpus_from_cpu_max("100000 100000") == 1u);
+  CHECK(cpus_from_cpu_max("150000 100000\n") == 2u);
+  CHECK(cpus_from_cpu_max("50000 100000") == 1u);  // half a CPU: one loop
+  CHECK(cpus_from_cpu_max("800000 100000") == 8u);
+  CHECK(cpus_from_cpu_max("") == std::nullopt);
+  CHECK(cpus_from_cpu_max("x 100000") == std::nullopt);
+  CHECK(cpus_from_cpu_max("100000 0") == std::nullopt);
+  CHECK(cpus_from_cfs("-1", "100000") == std::nullopt);
+  CHECK(cpus_from_cfs("250000\n", "100000\n") == 3u);
+  CHECK(detail::available_cpus() >= 1u);
 }

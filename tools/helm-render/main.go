@@ -410,6 +410,18 @@ func main() {
 		}
 	}
 
+	// values.schema.json, like helm: the merged values must meet it.
+	if data, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json")); err == nil {
+		checker, err := loadSchema(data)
+		if err != nil {
+			die("%v", err)
+		}
+		if errs := checker.validate(vals); len(errs) > 0 {
+			die("values don't meet the specifications of the schema(s) in the following chart(s):\n%s:\n- %s",
+				chartName, strings.Join(errs, "\n- "))
+		}
+	}
+
 	// files (for .Files) and templates
 	allFiles := files{}
 	var tplNames []string
@@ -428,7 +440,7 @@ func main() {
 			name := chartName + "/" + rel
 			tplNames = append(tplNames, name)
 			tplText[name] = string(b)
-		} else if rel != "Chart.yaml" && rel != "values.yaml" && !strings.HasPrefix(rel, ".") {
+		} else if rel != "Chart.yaml" && rel != "values.yaml" && rel != "values.schema.json" && !strings.HasPrefix(rel, ".") {
 			allFiles[rel] = b
 		}
 		return nil

@@ -3,18 +3,34 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Fully qualified release name: <release>-<chart> unless the release already contains it. */}}
+{{/*
+Fully qualified release name: <release>-<chart> unless the release already contains it. Service
+names must be DNS-1035 labels (start with a letter): a release name starting with a digit gives
+<chart>-<release> instead ("1st" -> "vllm-router-1st").
+*/}}
 {{- define "vllm-router.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
-{{- else }}
+{{- $full := "" }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride }}
+{{- $full = .Values.fullnameOverride }}
+{{- else if contains $name .Release.Name }}
+{{- $full = .Release.Name }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- $full = printf "%s-%s" .Release.Name $name }}
 {{- end }}
+{{- if not (regexMatch "^[a-z]" $full) }}
+{{- $full = printf "%s-%s" $name .Release.Name }}
 {{- end }}
+{{- $full = $full | trunc 63 | trimSuffix "-" }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $full) }}
+{{- fail (printf "the object names %q are not DNS-1035 labels (lower case letters, digits, '-', starting with a letter): set fullnameOverride" $full) }}
+{{- end }}
+{{- $full }}
+{{- end }}
+
+{{/* True (non-empty) when the router discovers the model pods through the Kubernetes API. */}}
+{{- define "vllm-router.discovery" -}}
+{{- if .Values.discovery.kubernetes.enabled }}true{{ end }}
 {{- end }}
 
 {{- define "vllm-router.chart" -}}
@@ -109,16 +125,35 @@ deployed). Disabled models (enabled: false) are dropped.
 {{- if or (gt (len $name) 63) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name)) }}
 {{- fail (printf "models[%d].name %q: must be a DNS label (lower case letters, digits, '-')" $i $name) }}
 {{- end }}
-{{- if hasKey $seen $name }}
-{{- fail (printf "models[%d].name %q: used twice" $i $name) }}
-{{- end }}
-{{- $_ := set $seen $name true }}
+
 {{- $modelId := toString (required (printf "models[%d].model is required (a Hugging Face id or a path)" $i) $merged.model) }}
 {{- if not $merged.servedNames }}
 {{- $_ := set $merged "servedNames" (list $modelId) }}
 {{- end }}
 {{- $mf := printf "%s-%s" $fullname $name | trunc 63 | trimSuffix "-" }}
+{{- /* Objects are named by the truncated full name: two models must not share one. */}}
+{{- if hasKey $seen $mf }}
+{{- if eq (get $seen $mf) $name }}
+{{- fail (printf "models[%d].name %q: used twice" $i $name) }}
+{{- end }}
+{{- fail (printf "models[%d].name %q: its objects would be named %q, like those of model %q (names are cut to 63 characters): shorten one" $i $name $mf (get $seen $mf)) }}
+{{- end }}
+{{- $_ := set $seen $mf $name }}
 {{- $_ := set $merged "fullname" $mf }}
+{{- if kindIs "invalid" $merged.service.headless }}
+{{- $_ := set $merged.service "headless" (not (empty $root.Values.discovery.kubernetes.enabled)) }}
+{{- end }}
+{{- /* Rollouts: a deadline beyond the startup probe's allowance, a grace period beyond the longest stream. */}}
+{{- $sp := $merged.startupProbe }}
+{{- $startup := add (int64 (default 0 $sp.initialDelaySeconds)) (mul (int64 (default 10 $sp.periodSeconds)) (int64 (default 3 $sp.failureThreshold))) }}
+{{- if not (int64 $merged.progressDeadlineSeconds) }}
+{{- $_ := set $merged "progressDeadlineSeconds" (add $startup 600) }}
+{{- else if le (int64 $merged.progressDeadlineSeconds) $startup }}
+{{- fail (printf "models[%d] (%s): progressDeadlineSeconds %d must exceed the startup probe's allowance (%d s), or a slow load is reported as a failed rollout" $i $name (int64 $merged.progressDeadlineSeconds) $startup) }}
+{{- end }}
+{{- if not (int64 $merged.terminationGracePeriodSeconds) }}
+{{- $_ := set $merged "terminationGracePeriodSeconds" (add (int64 $merged.preStopSleepSeconds) (div (add (int64 $root.Values.router.timeouts.readMs) 999) 1000) 30) }}
+{{- end }}
 {{- if $merged.deploy }}
 {{- $_ := set $merged "url" (printf "http://%s.%s.svc.%s:%d" $mf $root.Release.Namespace $root.Values.clusterDomain (int64 $merged.port)) }}
 {{- else if not $merged.endpoints }}
@@ -143,15 +178,49 @@ app.kubernetes.io/component: model
 vllm-router.io/model: {{ .model.name }}
 {{- end }}
 
+{{/*
+Labels of a model's pods: no chart or app version, so a chart upgrade that changes nothing of a
+model does not restart its vLLM pods (and reload its weights).
+*/}}
+{{- define "vllm-router.model.podLabels" -}}
+{{ include "vllm-router.model.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of the router's pods: no chart version (the image tag says what runs). */}}
+{{- define "vllm-router.router.podLabels" -}}
+{{ include "vllm-router.router.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Where the router reads the vLLM API key (a mounted Secret), when one is set. */}}
+{{- define "vllm-router.vllmApiKeyFile" -}}
+{{- if .Values.vllmApiKey.existingSecret }}/etc/vllm-router-vllm-key/{{ .Values.vllmApiKey.secretKey }}{{ end }}
+{{- end }}
+
 {{/* The router's JSON config: the models and the settings that have no variable. */}}
 {{- define "vllm-router.routerConfig" -}}
 {{- $r := .Values.router }}
 {{- $models := list }}
-{{- range $m := (include "vllm-router.models" . | fromYaml).models }}
+{{- $keyFile := include "vllm-router.vllmApiKeyFile" . }}
+{{- $allModels := (include "vllm-router.models" . | fromYaml).models }}
+{{- $serviceSources := list }}
+{{- range $m := $allModels }}
 {{- $endpoints := list }}
 {{- /* With Kubernetes discovery the router finds the model's ready pods itself. */}}
 {{- if and $m.deploy (not $.Values.discovery.kubernetes.enabled) }}
+{{- if $keyFile }}
+{{- /* The key is read from the mounted Secret: the Service is a static source that names it. */}}
+{{- $serviceSources = append $serviceSources (dict "type" "static" "model" (first $m.servedNames) "endpoints" (list $m.url) "api_key_file" $keyFile) }}
+{{- else }}
 {{- $endpoints = append $endpoints $m.url }}
+{{- end }}
 {{- end }}
 {{- range $e := $m.endpoints }}
 {{- $endpoints = append $endpoints $e }}
@@ -187,10 +256,29 @@ vllm-router.io/model: {{ .model.name }}
 {{- $port := $k.port }}
 {{- if kindIs "float64" $port }}{{- $port = int64 $port }}{{- end }}
 {{- $src := dict "type" "kubernetes" "namespace" (default .Release.Namespace $k.namespace) "label_selector" $selector "resource" $k.resource "port" $port "resync_ms" (int64 $k.resyncMs) }}
+{{- /* EndpointSlices carry the Service's labels only: map each model's label to its served name. */}}
+{{- $names := dict }}
+{{- range $m := $allModels }}
+{{- if $m.deploy }}
+{{- $_ := set $names $m.name (first $m.servedNames) }}
+{{- end }}
+{{- end }}
+{{- if and $names (eq $k.resource "endpointslices") }}
+{{- $_ := set $src "model_label_names" $names }}
+{{- end }}
+{{- with $k.addressType }}
+{{- $_ := set $src "address_type" . }}
+{{- end }}
+{{- if $keyFile }}
+{{- $_ := set $src "api_key_file" $keyFile }}
+{{- end }}
 {{- if $k.discoverModels.enabled }}
 {{- $_ := set $src "discover_models" (dict "interval_ms" (int64 $k.discoverModels.intervalMs)) }}
 {{- end }}
 {{- $sources = append $sources $src }}
+{{- end }}
+{{- range $e := $serviceSources }}
+{{- $sources = append $sources $e }}
 {{- end }}
 {{- range $e := .Values.discovery.extra }}
 {{- $sources = append $sources $e }}
