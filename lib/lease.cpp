@@ -18,13 +18,13 @@ Lease::Lease(std::shared_ptr<const Endpoint> endpoint, std::shared_ptr<EndpointS
           std::move(endpoint), std::move(state), std::make_shared<const std::string>(std::move(model))) {}
 
 Lease::Lease(std::shared_ptr<const detail::LeaseHooks> hooks, std::shared_ptr<const Endpoint> endpoint,
-             std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model)
+             std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model, bool counted)
     : endpoint_(std::move(endpoint)),
       state_(std::move(state)),
       model_(std::move(model)),
       hooks_(std::move(hooks)),
       started_(std::chrono::steady_clock::now()) {
-  state_->in_flight.fetch_add(1, std::memory_order_relaxed);
+  if (!counted) state_->in_flight.fetch_add(1, std::memory_order_relaxed);
 }
 
 Lease::Lease(Lease&& other) noexcept

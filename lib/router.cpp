@@ -424,8 +424,22 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     if (pick >= n) pick = 0;
     slot = candidates[pick].slot;
   }
+  // Under a per-endpoint cap the place is taken atomically: two threads that both saw one free
+  // place must not both take it (the loser finds the replica full, as if it had been at the pick).
+  bool counted = false;
+  if (pool.max_in_flight != 0) {
+    std::atomic<std::int64_t>& in_flight = pool.states[slot]->in_flight;
+    std::int64_t v = in_flight.load(std::memory_order_relaxed);
+    do {
+      if (v >= static_cast<std::int64_t>(pool.max_in_flight)) {
+        return Result<Route>(Errc::overloaded,
+                             "every replica of model `" + pool.model + "` is at its request limit", "model");
+      }
+    } while (!in_flight.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
+    counted = true;
+  }
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
-                      std::shared_ptr<const std::string>(route.snapshot, &pool.model));
+                      std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};
   detail::notify_observer(observer, [&](Observer& o) { o.on_pick(pool.model, *pool.endpoints[slot], route.pick); });
   return route;

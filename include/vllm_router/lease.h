@@ -53,8 +53,9 @@ class VLLM_ROUTER_API Lease {
   friend class Router;
   // Router::route: reports to the router's shared hooks (kept alive by the lease).
   // `model` aliases the routing table that holds the name (no copy, no allocation).
+  // `counted`: the caller already took the in-flight place (under a per-endpoint cap).
   Lease(std::shared_ptr<const detail::LeaseHooks> hooks, std::shared_ptr<const Endpoint> endpoint,
-        std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model);
+        std::shared_ptr<EndpointState> state, std::shared_ptr<const std::string> model, bool counted = false);
 
   std::shared_ptr<const Endpoint> endpoint_;
   std::shared_ptr<EndpointState> state_;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -279,6 +280,44 @@ TEST_CASE("route: with max_in_flight_per_endpoint the fast paths skip full endpo
     CHECK(r->lease.endpoint().id == held[7].lease.endpoint().id);
     CHECK(f.log->last.candidates == 1);
   }
+}
+
+TEST_CASE("route: two threads that both saw an endpoint's last place cannot both take it") {
+  // Found by the integration suite as two requests overlapping behind a cap of 1. A policy that
+  // waits until both threads are inside pick() (both passed the in-flight filter with the place
+  // free) makes the race certain: one lease, one `overloaded`.
+  struct Meet final : Policy {
+    std::string_view name() const noexcept override { return "meet"; }
+    std::size_t pick(const PickContext&, std::span<const Candidate>) const override {
+      std::unique_lock<std::mutex> lock(m);
+      ++arrived;
+      cv.notify_all();
+      cv.wait(lock, [&] { return arrived >= 2; });
+      return 0;
+    }
+    mutable std::mutex m;
+    mutable std::condition_variable cv;
+    mutable int arrived = 0;
+  };
+  auto meet = std::make_shared<const Meet>();
+  auto c = pool_of(1, "meet");
+  c.models[0].max_in_flight_per_endpoint = 1;
+  RouterOptions o;
+  o.policies.add("meet", [meet] { return meet; });
+  auto made = Router::create(c, std::move(o));
+  REQUIRE(made.ok());
+  Router& router = *made.value();
+  const std::string body = R"({"model":"m"})";
+  const RequestView view = view_of(body);
+  Result<Route> results[2] = {Result<Route>(Errc::internal, "", ""), Result<Route>(Errc::internal, "", "")};
+  std::thread a([&] { results[0] = router.route(view); });
+  std::thread b([&] { results[1] = router.route(view); });
+  a.join();
+  b.join();
+  CHECK(results[0].ok() != results[1].ok());
+  const Result<Route>& lost = results[0].ok() ? results[1] : results[0];
+  CHECK(lost.code() == Errc::overloaded);
+  CHECK(router.snapshot()->pools[0].states[0]->in_flight.load() == 1);
 }
 
 TEST_CASE("route: a policy with only pick() gets the candidate list") {
