@@ -761,3 +761,120 @@ def test_demo_values_serve_the_seed_models(tmp_path):
         finally:
             p.terminate()
             p.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict validation: every rendered object against the Kubernetes schemas of npm's
+# kubernetes-models (+ @kubernetes-models/prometheus-operator, keda, gateway-api), pinned in
+# tests/deploy/validate/package-lock.json, unknown fields rejected (see validate.mjs).
+
+VALIDATE_DIR = os.path.join(HERE, "validate")
+
+
+def _lock_matches():
+    try:
+        want = json.load(open(os.path.join(VALIDATE_DIR, "package-lock.json")))["packages"]
+        have = json.load(open(os.path.join(VALIDATE_DIR, "node_modules", ".package-lock.json")))["packages"]
+    except (OSError, ValueError, KeyError):
+        return False
+    want.pop("", None)
+    return want == have
+
+
+@pytest.fixture(scope="module")
+def validate_objects(tmp_path_factory):
+    """Returns validate(objects) -> [{kind, name, ok, errors}] from validate.mjs. Installs the
+    pinned packages with `npm ci` unless node_modules already matches the lock file (then no
+    network is needed), like tests/e2e/run.sh."""
+    if not _lock_matches():
+        proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefer-offline"], cwd=VALIDATE_DIR,
+                              capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    tmp = tmp_path_factory.mktemp("validate")
+
+    def validate(objects):
+        f = tmp / "objects.json"
+        f.write_text(json.dumps(objects))
+        proc = subprocess.run(["node", os.path.join(VALIDATE_DIR, "validate.mjs"), str(f)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        results = json.loads(proc.stdout)
+        assert len(results) == len(objects)
+        return results
+    return validate
+
+
+# (values files, release): every values file of the chart and the tests, the test ones also
+# layered as test_all_features does.
+STRICT_RENDERINGS = [
+    ((), RELEASE),
+    ((TWO_MODELS,), RELEASE),
+    ((ALL_FEATURES,), RELEASE),
+    ((TWO_MODELS, ALL_FEATURES), RELEASE),
+    ((os.path.join(CHART, "demo.values.yaml"),), "vllm-router"),
+]
+
+
+def _render_docs(values, release):
+    proc = run_render(*values, release=release)
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.mark.parametrize("values,release", STRICT_RENDERINGS,
+                         ids=["+".join(os.path.basename(v) for v in vs) or "defaults" for vs, _ in STRICT_RENDERINGS])
+def test_rendered_objects_are_strictly_valid(validate_objects, values, release):
+    docs = _render_docs(values, release)
+    assert docs
+    results = validate_objects(docs)
+    bad = [r for r in results if not r["ok"]]
+    assert not bad, bad
+    counts = {}
+    for r in results:
+        counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+    print(f"strict validation {'+'.join(os.path.basename(v) for v in values) or 'defaults'}: "
+          f"{len(results)} objects {counts}")
+
+
+def _mutate(doc, path, value=None, delete=False):
+    doc = json.loads(json.dumps(doc))
+    node = doc
+    for k in path[:-1]:
+        node = node[k]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+def test_strict_validation_negative_controls(validate_objects):
+    """Broken copies of rendered objects must fail: misspelled fields at several depths, wrong
+    types, a missing required field, an unknown kind, and the same for the optional kinds."""
+    docs = _render_docs((TWO_MODELS, ALL_FEATURES), RELEASE)
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], d)
+    dep = by_kind["Deployment"]
+    pod = ["spec", "template", "spec"]
+    controls = [
+        (_mutate(dep, ["spec", "replica"], 3), "/spec/replica: unknown field"),
+        (_mutate(dep, pod + ["containers", 0, "imagee"], "x"), "containers[0]/imagee: unknown field"),
+        (_mutate(dep, pod + ["containers", 0, "livenessProbe", "httpGet", "paht"], "/"), "paht: unknown field"),
+        (_mutate(dep, pod + ["securityContext", "runAsNonroot"], True), "runAsNonroot: unknown field"),
+        (_mutate(dep, ["metadata", "label"], {"a": "b"}), "/metadata/label: unknown field"),
+        (_mutate(dep, ["spec", "replicas"], "3"), "replicas must be integer"),
+        (_mutate(dep, pod + ["containers", 0, "ports", 0, "containerPort"], "8000"), "must be integer"),
+        (_mutate(dep, pod + ["containers"], None, delete=True), "containers"),
+        (_mutate(by_kind["Service"], ["spec", "ports", 0, "port"], "http"), "must be integer"),
+        (_mutate(by_kind["Service"], ["spec", "selectors"], {}), "/spec/selectors: unknown field"),
+        (_mutate(by_kind["ConfigMap"], ["data", "config.json"], {"a": 1}), "must be string"),
+        (_mutate(by_kind["ServiceMonitor"], ["spec", "endpoints", 0, "intervall"], "30s"), "intervall: unknown field"),
+        (_mutate(by_kind["HorizontalPodAutoscaler"], ["spec", "maxReplica"], 3), "maxReplica: unknown field"),
+        (_mutate(by_kind["Role"], ["rules", 0, "verb"], ["get"]), "verb: unknown field"),
+        (_mutate(dep, ["kind"], "Deploymnet"), "no model"),
+    ]
+    results = validate_objects([c[0] for c in controls])
+    for (doc, message), r in zip(controls, results):
+        assert not r["ok"], (message, r)
+        assert any(message in e for e in r["errors"]), (message, r["errors"])
+    print(f"strict validation: {len(controls)} negative controls rejected")

@@ -21,7 +21,7 @@ if(TARGET vllm-router AND TARGET vllm-sim)
   set_tests_properties(deploy_chart PROPERTIES
     FIXTURES_REQUIRED deploy_helm_render
     ENVIRONMENT "HELM_RENDER=${VLLM_ROUTER_HELM_RENDER};VLLM_ROUTER=$<TARGET_FILE:vllm-router>;VLLM_SIM=$<TARGET_FILE:vllm-sim>"
-    TIMEOUT 120)
+    TIMEOUT 400)  # the first run installs tests/deploy/validate's pinned packages (npm ci)
   add_test(NAME deploy_docker
     COMMAND ${VLLM_ROUTER_PYTHON} -m pytest -q -p no:cacheprovider ${CMAKE_CURRENT_LIST_DIR}/test_docker.py)
   set_tests_properties(deploy_docker PROPERTIES
