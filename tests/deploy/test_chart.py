@@ -237,7 +237,7 @@ def assert_common(r):
         allowance = sp.get("initialDelaySeconds", 0) + sp["periodSeconds"] * sp["failureThreshold"]
         assert dep["spec"]["progressDeadlineSeconds"] > allowance
         ru = dep["spec"]["strategy"].get("rollingUpdate", {})
-        if dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "RollingUpdate":
+        if dep["spec"].get("replicas", 1) == 1 and dep["spec"]["strategy"]["type"] == "RollingUpdate":
             assert ru["maxUnavailable"] == 0 and ru["maxSurge"] >= 1  # never down while loading
         assert c["args"][c["args"].index("--host") + 1] in ("::", "0.0.0.0")
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
@@ -393,7 +393,36 @@ def test_all_features(tmp_path):
     assert r.kinds() == {"Deployment": 3, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1,
                          "Role": 1, "RoleBinding": 1, "PodDisruptionBudget": 1,
                          "HorizontalPodAutoscaler": 1, "ServiceMonitor": 2, "Secret": 1,
-                         "PersistentVolumeClaim": 1}
+                         "PersistentVolumeClaim": 1, "ScaledObject": 1, "Ingress": 1, "HTTPRoute": 1}
+
+    # KEDA scales the 7b model on its queue (vllm:num_requests_waiting from Prometheus) and owns
+    # its replica count; the model's keys merge over modelDefaults.keda.
+    so = r.get("ScaledObject", f"{FULL}-llama-2-7b-chat")
+    assert so["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                            "name": f"{FULL}-llama-2-7b-chat"}
+    assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (1, 6)
+    assert so["spec"]["triggers"] == [{"type": "prometheus", "metricType": "AverageValue", "metadata": {
+        "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
+        "query": 'sum(vllm:num_requests_waiting{namespace="llm",model_name="meta-llama/Llama-2-7B-chat-hf"})',
+        "threshold": "3"}}]
+    assert "replicas" not in r.get("Deployment", f"{FULL}-llama-2-7b-chat")["spec"]
+    assert r.get("Deployment", f"{FULL}-llama-2-13b-chat-gptq")["spec"]["replicas"] == 1
+    # Ingress and HTTPRoute: to the router's Service port.
+    router_port = r.get("Service", FULL)["spec"]["ports"][0]["port"]
+    ing = r.get("Ingress", FULL)
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-read-timeout": "600"}
+    assert ing["spec"]["tls"] == [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}]
+    assert ing["spec"]["rules"] == [{"host": "llm.example.com", "http": {"paths": [{
+        "path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": FULL, "port": {"number": router_port}}}}]}}]
+    route = r.get("HTTPRoute", FULL)
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"] == {
+        "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+        "hostnames": ["llm.example.com"],
+        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                   "backendRefs": [{"name": FULL, "port": router_port}]}]}
 
     # The Grafana dashboard for the sidecar: its label, the folder asked for, and the
     # repository's dashboard (deploy/grafana) byte for byte.
@@ -571,6 +600,17 @@ def test_grafana_dashboard_namespace_and_label():
     assert "grafana_dashboard" not in dash["metadata"]["labels"]
 
 
+def test_ingress_without_hosts_and_optional_objects_off_by_default():
+    """Off by default: no ScaledObject, Ingress or HTTPRoute; an Ingress without hosts has one
+    rule for any host."""
+    assert not {"ScaledObject", "Ingress", "HTTPRoute"} & set(Rendered(TWO_MODELS).kinds())
+    r = Rendered(TWO_MODELS, sets=["router.ingress.enabled=true"])
+    ing = r.get("Ingress", FULL)
+    assert ing["spec"]["rules"] == [{"http": {"paths": [{
+        "path": "/", "pathType": "Prefix", "backend": {"service": {"name": FULL, "port": {"number": 8000}}}}]}}]
+    assert "ingressClassName" not in ing["spec"] and "tls" not in ing["spec"]
+
+
 def test_replicas_render_identically():
     """No per-replica state: two renderings are byte-identical (no random or time-based values)."""
     assert run_render(TWO_MODELS).stdout == run_render(TWO_MODELS).stdout
@@ -595,6 +635,11 @@ def test_replicas_render_identically():
     ("models:\n  - {name: a, model: x/y, deploy: false}\n", "endpoints must list"),
     ("router:\n  autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}\n", "minReplicas"),
     ("router:\n  apiKeys: {keys: [k]}\n  serviceMonitor: {enabled: true}\n", "bearerTokenSecret is required"),
+    ("modelDefaults:\n  keda: {enabled: true}\n", "keda.serverAddress is required"),
+    ("modelDefaults:\n  keda: {enabled: true, serverAddress: x, minReplicas: 5, maxReplicas: 2}\n", "keda.minReplicas"),
+    ("modelDefaults:\n  keda: {enable: true}\n", 'unknown key "enable"'),
+    ("router:\n  httpRoute: {enabled: true}\n", "parentRefs is required"),
+    ("router:\n  ingress: {enabled: true, host: a.example}\n", 'unknown key "host"'),
 ])
 def test_invalid_values_fail(tmp_path, values, message):
     f = tmp_path / "bad.yaml"
@@ -873,6 +918,15 @@ def test_strict_validation_negative_controls(validate_objects):
         (_mutate(by_kind["Role"], ["rules", 0, "verb"], ["get"]), "verb: unknown field"),
         (_mutate(dep, ["kind"], "Deploymnet"), "no model"),
     ]
+    for kind, path, value, message in [
+        ("ScaledObject", ["spec", "maxReplicas"], 3, "maxReplicas: unknown field"),
+        ("ScaledObject", ["spec", "maxReplicaCount"], "3", "must be integer"),
+        ("Ingress", ["spec", "rules", 0, "http", "path"], [], "path: unknown field"),
+        ("HTTPRoute", ["spec", "parentRef"], [], "parentRef: unknown field"),
+        ("HTTPRoute", ["spec", "rules", 0, "backendRefs", 0, "port"], "8000", "must be integer"),
+    ]:
+        assert kind in by_kind, f"all-features renders no {kind}"
+        controls.append((_mutate(by_kind[kind], path, value), message))
     results = validate_objects([c[0] for c in controls])
     for (doc, message), r in zip(controls, results):
         assert not r["ok"], (message, r)

@@ -106,7 +106,7 @@ deployed). Disabled models (enabled: false) are dropped.
 {{- $merged := deepCopy $root.Values.modelDefaults }}
 {{- range $k, $v := $m }}
 {{- $d := get $merged $k }}
-{{- if and (has $k (list "image" "storage" "hfToken" "service" "shm")) (kindIs "map" $v) (kindIs "map" $d) }}
+{{- if and (has $k (list "image" "storage" "hfToken" "service" "shm" "keda")) (kindIs "map" $v) (kindIs "map" $d) }}
 {{- range $k2, $v2 := $v }}
 {{- $d2 := get $d $k2 }}
 {{- if and (kindIs "map" $v2) (kindIs "map" $d2) }}
