@@ -20,40 +20,6 @@ constexpr int kKindClient = 3;
 constexpr int kStatusUnset = 0;
 constexpr int kStatusError = 2;
 
-std::string_view outcome_name(OutcomeKind kind) {
-  switch (kind) {
-    case OutcomeKind::success: return "success";
-    case OutcomeKind::connect_failure: return "connect_failure";
-    case OutcomeKind::timeout: return "timeout";
-    case OutcomeKind::upstream_closed: return "upstream_closed";
-    case OutcomeKind::cancelled: return "cancelled";
-    case OutcomeKind::error: return "error";
-  }
-  return "error";
-}
-
-std::string_view end_name(ExchangeEnd end) {
-  switch (end) {
-    case ExchangeEnd::ok: return "ok";
-    case ExchangeEnd::rejected: return "rejected";
-    case ExchangeEnd::upstream_error: return "upstream_error";
-    case ExchangeEnd::timeout: return "timeout";
-    case ExchangeEnd::cancelled: return "cancelled";
-  }
-  return "rejected";
-}
-
-std::string_view retry_name(RetryReason reason) {
-  switch (reason) {
-    case RetryReason::connect_failure: return "connect_failure";
-    case RetryReason::connect_timeout: return "connect_timeout";
-    case RetryReason::status_503: return "status_503";
-    case RetryReason::first_byte_timeout: return "first_byte_timeout";
-    case RetryReason::reset: return "reset";
-  }
-  return "reset";
-}
-
 // gen_ai.operation.name of an OpenAI-compatible path; empty when it names none.
 std::string_view operation_of(std::string_view path) {
   if (path == "/v1/chat/completions") return "chat";
@@ -302,11 +268,11 @@ void append_request_span(JsonText& out, const OtlpTrace& t) {
     a.str_if("vllm_router.request_id", t.request_id);
     a.str_if("vllm_router.key_id", t.key_id);
     a.integer("vllm_router.attempts", t.attempts);
-    a.plain("vllm_router.outcome", end_name(t.outcome));
+    a.plain("vllm_router.outcome", to_string(t.outcome));
     if (t.stream) a.boolean("vllm_router.stream", true);
     if (t.queue_wait > 0) a.milliseconds("vllm_router.queue_wait_ms", t.queue_wait);
     if (t.ttft > 0) a.milliseconds("vllm_router.time_to_first_byte_ms", t.ttft);
-    if (t.outcome != ExchangeEnd::ok) a.plain("error.type", end_name(t.outcome));
+    if (t.outcome != ExchangeEnd::ok) a.plain("error.type", to_string(t.outcome));
   }
   // Server spans: 5xx and answers that broke are errors; a 4xx is the client's (unset).
   const bool error = t.status >= 500 || t.outcome == ExchangeEnd::upstream_error || t.outcome == ExchangeEnd::timeout;
@@ -353,10 +319,10 @@ void append_attempt_span(JsonText& out, const OtlpTrace& t, const OtlpAttempt& c
     }
     a.str("vllm_router.endpoint", c.endpoint_id);
     a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
-    a.plain("vllm_router.outcome", outcome_name(c.outcome));
-    if (c.retried) a.plain("vllm_router.retry_reason", retry_name(c.retry_reason));
+    a.plain("vllm_router.outcome", to_string(c.outcome));
+    if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
     if (c.outcome != OutcomeKind::success) {
-      a.plain("error.type", outcome_name(c.outcome));
+      a.plain("error.type", to_string(c.outcome));
     } else if (c.status >= 400) {
       char buf[8];
       const auto r = std::to_chars(buf, buf + sizeof buf, c.status);

@@ -17,17 +17,6 @@ namespace {
 // cut to this many bytes, so a line and a record stay bounded.
 constexpr std::size_t kMaxField = 256;
 
-std::string_view outcome_name(ExchangeEnd end) {
-  switch (end) {
-    case ExchangeEnd::ok: return "ok";
-    case ExchangeEnd::rejected: return "rejected";
-    case ExchangeEnd::upstream_error: return "upstream_error";
-    case ExchangeEnd::timeout: return "timeout";
-    case ExchangeEnd::cancelled: return "cancelled";
-  }
-  return "unknown";
-}
-
 std::int64_t micros(std::chrono::nanoseconds d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
@@ -188,7 +177,7 @@ void format_access_line(std::string& out, const AccessRecord& r, LogFormat forma
   VR_KEY("status");
   w.uint(static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
   VR_KEY("outcome");
-  const std::string_view outcome = outcome_name(r.end);
+  const std::string_view outcome = to_string(r.end);
   if (json) w.ch('"');
   w.raw(outcome);
   if (json) w.ch('"');

@@ -13,29 +13,6 @@
 namespace vllm_router::server {
 namespace {
 
-std::string_view kind_name(OutcomeKind kind) {
-  switch (kind) {
-    case OutcomeKind::success: return "success";
-    case OutcomeKind::connect_failure: return "connect_failure";
-    case OutcomeKind::timeout: return "timeout";
-    case OutcomeKind::upstream_closed: return "upstream_closed";
-    case OutcomeKind::cancelled: return "cancelled";
-    case OutcomeKind::error: return "error";
-  }
-  return "error";
-}
-
-std::string_view reason_name(std::size_t reason) {
-  switch (static_cast<RetryReason>(reason)) {
-    case RetryReason::connect_failure: return "connect_failure";
-    case RetryReason::connect_timeout: return "connect_timeout";
-    case RetryReason::status_503: return "status_503";
-    case RetryReason::first_byte_timeout: return "first_byte_timeout";
-    case RetryReason::reset: return "reset";
-  }
-  return "reset";
-}
-
 // The duration ladder's finite bounds, in seconds.
 constexpr double kDurationLadder[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
                                       5,     10,    30,   60,    120,  300, 600,  1200, 1800, 3600};
@@ -298,7 +275,7 @@ std::string Metrics::render(const Snapshot& snapshot, std::uint32_t queued) cons
   for (const auto& [model, c] : client_) {
     for (std::size_t r = 0; r < kReasons; ++r) {
       const std::uint64_t n = c->retries[r].load(std::memory_order_relaxed);
-      if (n != 0) fmt::format_to(it, "vllm_router_retries_total{{model=\"{}\",reason=\"{}\"}} {}\n", label(model), reason_name(r), n);
+      if (n != 0) fmt::format_to(it, "vllm_router_retries_total{{model=\"{}\",reason=\"{}\"}} {}\n", label(model), to_string(static_cast<RetryReason>(r)), n);
     }
   }
   out += "# HELP vllm_router_queue_depth Requests waiting for capacity now (every replica of their model full).\n";
@@ -315,7 +292,7 @@ std::string Metrics::render(const Snapshot& snapshot, std::uint32_t queued) cons
       const std::uint64_t n = up->by_outcome[i].load(std::memory_order_relaxed);
       if (n == 0) continue;
       fmt::format_to(it, "vllm_router_upstream_requests_total{{model=\"{}\",endpoint=\"{}\",outcome=\"{}\",status=\"{}\"}} {}\n",
-                     model, endpoint, kind_name(static_cast<OutcomeKind>(i / kStatuses)), i % kStatuses, n);
+                     model, endpoint, to_string(static_cast<OutcomeKind>(i / kStatuses)), i % kStatuses, n);
     }
   }
   // Per endpoint of every pool: load, health by both writers, ejections, vLLM's own load.

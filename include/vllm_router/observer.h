@@ -126,6 +126,12 @@ struct ExchangeSummary {
   TokenUsage usage;                        ///< tokens of the answer (zero when none came)
 };
 
+/// Stable lower-case names of the enums above (metric labels, access-log fields, span
+/// attributes): "connect_failure", "status_503", "upstream_error"...
+VLLM_ROUTER_API std::string_view to_string(OutcomeKind kind) noexcept;
+VLLM_ROUTER_API std::string_view to_string(RetryReason reason) noexcept;
+VLLM_ROUTER_API std::string_view to_string(ExchangeEnd end) noexcept;
+
 /// Receives events. Called on request threads, concurrently: implementations must be
 /// thread-safe and fast; exceptions must not escape (they are swallowed). Every method has an
 /// empty default, so an observer overrides only what it needs.

@@ -366,3 +366,12 @@ TEST_CASE("route: concurrent routes while health flags flip (the cached count st
     CHECK(bad.load() == 0);
   }
 }
+
+TEST_CASE("the observer's enums have one set of names, the ones metrics, logs and spans show") {
+  CHECK(to_string(OutcomeKind::upstream_closed) == "upstream_closed");
+  CHECK(to_string(RetryReason::status_503) == "status_503");
+  CHECK(to_string(RetryReason::first_byte_timeout) == "first_byte_timeout");
+  CHECK(to_string(ExchangeEnd::upstream_error) == "upstream_error");
+  CHECK(to_string(ExchangeEnd::cancelled) == "cancelled");
+  CHECK(to_string(static_cast<ExchangeEnd>(200)) == "rejected");  // never an empty label
+}
