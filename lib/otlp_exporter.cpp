@@ -1,13 +1,14 @@
-// OtlpExporter: sampled exchanges' spans, queued (bounded) on the request's thread, batched and
-// POSTed as OTLP/HTTP JSON to <endpoint>/v1/traces by the exporter's own thread.
+// OtlpExporter: sampled exchanges' spans, encoded (protobuf) and queued (bounded) on the request's
+// thread, batched and POSTed as OTLP/HTTP to <endpoint>/v1/traces by the exporter's own thread.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
+#include <utility>
+#include <vector>
 #include <mutex>
 #include <thread>
 
-#include "otlp_json.h"
+#include "otlp_proto.h"
 #include "vllm_router/tracing.h"
 #include "vllm_router/transport.h"
 
@@ -31,7 +32,20 @@ struct OtlpExporter::Impl {
   std::mutex mutex;
   std::condition_variable wake;      // the thread: a batch is full, a flush, the end
   std::condition_variable flushed;   // flush(): a round ended
-  std::deque<detail::OtlpTrace> queue;  // guarded by mutex
+  // Encoded spans waiting, and where each exchange's end in them (so a request can be cut at
+  // batch_size spans). Guarded by mutex; the thread swaps them with its own (capacity kept).
+  // The spans start after `headroom` bytes, where the request's head is written in place.
+  struct Queue {
+    detail::ProtoWriter spans;
+    std::vector<std::pair<std::size_t, std::size_t>> ends;  // (end offset, spans so far)
+    void clear(std::size_t headroom) {
+      spans.clear();
+      spans.extend(headroom);
+      ends.clear();
+    }
+  };
+  std::unique_ptr<detail::OtlpHeader> header;  // set before the thread starts
+  Queue queue;                          // guarded by mutex
   std::size_t queued_spans = 0;         // guarded by mutex
   std::uint64_t flush_wanted = 0;       // guarded by mutex
   std::uint64_t flush_done = 0;         // guarded by mutex
@@ -47,7 +61,7 @@ struct OtlpExporter::Impl {
   // at the next round. The thread's.
   std::string retry_body;
   std::size_t retry_spans = 0;
-  detail::JsonText text;  // the request being encoded (the thread's; its buffer is kept)
+  Queue batch;               // the thread's: the queue it took
 
   std::thread thread;
 
@@ -57,7 +71,7 @@ struct OtlpExporter::Impl {
 
   // POSTs one request body; true when the collector took it (2xx), `retryable` when worth another try.
   bool post(std::string_view body, bool& retryable) {
-    Headers headers{{"Content-Type", "application/json"}};
+    Headers headers{{"Content-Type", "application/x-protobuf"}};
     UpstreamRequest request;
     request.method = "POST";
     request.path = "/v1/traces";
@@ -91,31 +105,28 @@ struct OtlpExporter::Impl {
     }
   }
 
-  // Encodes and sends `batch`, at most batch_size spans per request.
-  void export_batch(std::deque<detail::OtlpTrace>& batch, bool last_chance) {
+  // Sends `batch`, at most batch_size spans per request (cut between exchanges).
+  void export_batch(bool last_chance) {
     if (!retry_body.empty()) {
       const std::string body = std::move(retry_body);
       retry_body.clear();
       send(body, retry_spans, true);
     }
-    std::size_t spans = 0;
-    for (const detail::OtlpTrace& t : batch) {
-      if (spans == 0) {
-        text.clear();
-        detail::otlp_request_open(text, options.service_name);
-      }
-      detail::append_spans_json(text, t, spans == 0);
-      spans += t.span_count();
-      if (spans >= options.batch_size) {
-        detail::otlp_request_close(text);
-        send(text.view(), spans, last_chance);
-        spans = 0;
-      }
+    std::size_t from = header->max_size();  // the request being cut: its first span's byte
+    std::size_t spans_before = 0;           // spans before it
+    for (std::size_t i = 0; i < batch.ends.size(); ++i) {
+      const auto [end, spans_so_far] = batch.ends[i];
+      const bool cut = spans_so_far - spans_before >= options.batch_size || i + 1 == batch.ends.size();
+      if (!cut) continue;
+      // The head goes just before the spans: over the headroom, or over spans already sent
+      // (every run of spans starts at least max_size() bytes into the buffer).
+      const std::size_t size = end - from;
+      const std::size_t n = header->write_before(batch.spans.data() + from, size);
+      send(batch.spans.view().substr(from - n, n + size), spans_so_far - spans_before, last_chance);
+      from = end;
+      spans_before = spans_so_far;
     }
-    if (spans > 0) {
-      detail::otlp_request_close(text);
-      send(text.view(), spans, last_chance);
-    }
+    batch.clear(header->max_size());
   }
 
   void log_drops() {
@@ -136,18 +147,17 @@ struct OtlpExporter::Impl {
       wake.wait_for(lock, options.interval, [this] {
         return stopping || queued_spans >= options.batch_size || flush_wanted > flush_done;
       });
-      std::deque<detail::OtlpTrace> batch;
-      batch.swap(queue);
+      std::swap(batch, queue);
       queued_spans = 0;
       const bool stop = stopping;
       const std::uint64_t ticket = flush_wanted;
       lock.unlock();
-      if (!batch.empty() || !retry_body.empty()) export_batch(batch, stop);
+      if (!batch.ends.empty() || !retry_body.empty()) export_batch(stop);
       log_drops();
       lock.lock();
       flush_done = ticket;
       flushed.notify_all();
-      if (stop && queue.empty()) return;
+      if (stop && queue.ends.empty()) return;
     }
   }
 };
@@ -169,6 +179,9 @@ Result<std::shared_ptr<OtlpExporter>> OtlpExporter::create(OtlpOptions options) 
   transport.write_timeout_ms = static_cast<std::uint32_t>(options.timeout.count());
   transport.max_idle_per_endpoint = 1;
   impl->transport = make_http_transport(transport);
+  impl->header = std::make_unique<detail::OtlpHeader>(options.service_name);
+  impl->queue.clear(impl->header->max_size());
+  impl->batch.clear(impl->header->max_size());
   impl->options = std::move(options);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->run(); });
@@ -187,10 +200,12 @@ OtlpExporter::~OtlpExporter() {
 }
 
 void OtlpExporter::on_exchange(const ExchangeSummary& summary) {
-  if (!summary.sampled || summary.trace_id.size() != 32) return;
+  if (!summary.sampled || summary.trace_id.size() != 32 || summary.span_id.size() != 16) return;
   Impl& m = *impl_;
-  detail::OtlpTrace trace = detail::capture_trace(summary);
-  const std::size_t n = trace.span_count();
+  // Encoded here, outside the lock, into this thread's buffer (kept: no allocation per request).
+  thread_local detail::ProtoWriter encoded;
+  encoded.clear();
+  const std::size_t n = detail::append_spans(encoded, summary);
   bool notify = false;
   {
     std::lock_guard<std::mutex> lock(m.mutex);
@@ -200,7 +215,9 @@ void OtlpExporter::on_exchange(const ExchangeSummary& summary) {
     }
     const std::size_t before = m.queued_spans;
     m.queued_spans += n;
-    m.queue.push_back(std::move(trace));
+    m.queue.spans.raw(encoded.view());
+    const std::size_t so_far = m.queue.ends.empty() ? n : m.queue.ends.back().second + n;
+    m.queue.ends.emplace_back(m.queue.spans.size(), so_far);
     // Wake the thread once, when a batch fills (no system call per span).
     notify = before < m.options.batch_size && m.queued_spans >= m.options.batch_size;
   }

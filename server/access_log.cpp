@@ -82,6 +82,11 @@ class LineWriter {
     std::memcpy(p_, s.data(), s.size());
     p_ += s.size();
   }
+  template <std::size_t N>
+  void lit(const char (&s)[N]) {  // a literal (its NUL not written): a constant size, inlined
+    std::memcpy(p_, s, N - 1);
+    p_ += N - 1;
+  }
   void ch(char c) { *p_++ = c; }
   void uint(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
   void ms(std::int64_t us) {  // microseconds as milliseconds with three decimals
@@ -102,11 +107,29 @@ class LineWriter {
   }
   // logfmt: bare when plain printable ASCII, else quoted with JSON's escapes.
   void logfmt(std::string_view v) {
-    for (const char ch : v) {
-      if (!kBare[static_cast<unsigned char>(ch)]) return json(v);
-    }
     if (v.empty()) return raw("\"\"");
+    if (!bare(v)) return json(v);
     raw(v);
+  }
+  // Whether every byte may stand unquoted in logfmt (kBare), eight at a time.
+  static bool bare(std::string_view v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    std::size_t i = 0;
+    constexpr std::uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+    for (; i + 8 <= v.size(); i += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      // A byte below 0x21, at or above 0x7f, or one of '"', '=', '\\' sets its high bit (or
+      // makes the word look so: then the bytes are looked at one by one).
+      const std::uint64_t special = ((w - kOnes * 0x21) | (w + kOnes * 0x01) | ((w ^ (kOnes * '"')) - kOnes) |
+                                     ((w ^ (kOnes * '=')) - kOnes) | ((w ^ (kOnes * '\\')) - kOnes) | w) &
+                                    kHigh;
+      if (special != 0) break;
+    }
+    for (; i < v.size(); ++i) {
+      if (!kBare[p[i]]) return false;
+    }
+    return true;
   }
 
  private:
@@ -133,31 +156,42 @@ struct SecondCache {
 
 }  // namespace
 
-void format_access_line(std::string& out, const AccessRecord& r, LogFormat format) {
+namespace {
+
+// One line, text (logfmt) or JSON: the keys are constants of each instantiation.
+template <bool Json>
+char* format_line(char* out, const AccessRecord& r) {
   using F = AccessRecord::Field;
   thread_local SecondCache seconds;
-  // Fixed text, quotes and numbers stay under 720 bytes; an escaped string byte takes at most 6.
-  const std::size_t at = out.size();
-  out.resize(at + 1024 + 6 * r.text.size());
-  LineWriter w(out.data() + at);
-  const bool json = format == LogFormat::json;
-  auto key = [&](std::string_view text_key, std::string_view json_key) { w.raw(json ? json_key : text_key); };
+  LineWriter w(out);
   auto str = [&](F f) {
-    if (json) {
+    if constexpr (Json) {
       w.json(r.field(f));
     } else {
       w.logfmt(r.field(f));
     }
   };
-  w.raw(json ? "{\"time\":\"" : "time=");
+  if constexpr (Json) {
+    w.lit("{\"time\":\"");
+  } else {
+    w.lit("time=");
+  }
   w.raw(seconds.of(r.unix_ms / 1000));
-  w.ch('.');
   const int millis = static_cast<int>(r.unix_ms % 1000);
-  w.ch(static_cast<char>('0' + millis / 100));
-  w.ch(static_cast<char>('0' + millis / 10 % 10));
-  w.ch(static_cast<char>('0' + millis % 10));
-  w.raw(json ? "Z\",\"level\":\"info\",\"msg\":\"access\"" : "Z level=info msg=access");
-#define VR_KEY(name) key(" " name "=", ",\"" name "\":")
+  const char frac[4] = {'.', static_cast<char>('0' + millis / 100), static_cast<char>('0' + millis / 10 % 10),
+                        static_cast<char>('0' + millis % 10)};
+  w.raw(std::string_view(frac, 4));
+  if constexpr (Json) {
+    w.lit("Z\",\"level\":\"info\",\"msg\":\"access\"");
+  } else {
+    w.lit("Z level=info msg=access");
+  }
+#define VR_KEY(name)                  \
+  if constexpr (Json) {               \
+    w.lit(",\"" name "\":");          \
+  } else {                            \
+    w.lit(" " name "=");              \
+  }
   VR_KEY("request_id");
   str(F::request_id);
   VR_KEY("trace_id");
@@ -177,14 +211,13 @@ void format_access_line(std::string& out, const AccessRecord& r, LogFormat forma
   VR_KEY("status");
   w.uint(static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
   VR_KEY("outcome");
-  const std::string_view outcome = to_string(r.end);
-  if (json) w.ch('"');
-  w.raw(outcome);
-  if (json) w.ch('"');
+  if constexpr (Json) w.ch('"');
+  w.raw(to_string(r.end));
+  if constexpr (Json) w.ch('"');
   VR_KEY("attempts");
   w.uint(r.attempts);
   VR_KEY("stream");
-  w.raw(r.stream ? "true" : "false");
+  w.raw(r.stream ? std::string_view("true") : std::string_view("false"));
   VR_KEY("queue_ms");
   w.ms(r.queue_us);
   VR_KEY("ttfb_ms");
@@ -202,13 +235,29 @@ void format_access_line(std::string& out, const AccessRecord& r, LogFormat forma
   VR_KEY("bytes_out");
   w.uint(r.bytes_out);
   VR_KEY("tokens_estimated");
-  w.raw(r.tokens_estimated ? "true" : "false");
+  w.raw(r.tokens_estimated ? std::string_view("true") : std::string_view("false"));
   VR_KEY("error");
   str(F::error);
 #undef VR_KEY
-  if (json) w.ch('}');
+  if constexpr (Json) w.ch('}');
   w.ch('\n');
-  out.resize(static_cast<std::size_t>(w.end() - out.data()));
+  return w.end();
+}
+
+}  // namespace
+
+// Fixed text, quotes and numbers stay under 720 bytes; an escaped string byte takes at most 6.
+std::size_t access_line_bound(const AccessRecord& r) noexcept { return 1024 + 6 * r.text.size(); }
+
+char* format_access_line(char* out, const AccessRecord& r, LogFormat format) {
+  return format == LogFormat::json ? format_line<true>(out, r) : format_line<false>(out, r);
+}
+
+void format_access_line(std::string& out, const AccessRecord& r, LogFormat format) {
+  const std::size_t at = out.size();
+  out.resize(at + access_line_bound(r));
+  char* end = format_access_line(out.data() + at, r, format);
+  out.resize(static_cast<std::size_t>(end - out.data()));
 }
 
 Result<std::unique_ptr<AccessLog>> AccessLog::open(AccessLogOptions options) {
@@ -222,6 +271,8 @@ Result<std::unique_ptr<AccessLog>> AccessLog::open(AccessLogOptions options) {
 
 AccessLog::AccessLog(AccessLogOptions options, Sink sink) : options_(std::move(options)), sink_(std::move(sink)) {
   if (options_.capacity == 0) options_.capacity = 1;
+  if (options_.flush_interval.count() <= 0) options_.flush_interval = std::chrono::milliseconds(1);
+  wake_at_ = std::max<std::size_t>(1, options_.capacity / 4);
   if (!sink_) {
     file_ = true;
     open_file();
@@ -260,7 +311,7 @@ bool AccessLog::open_file() {
 void AccessLog::write(const ExchangeSummary& summary) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const std::int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
-  bool first = false;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     Buffer& b = active_;
@@ -271,9 +322,9 @@ void AccessLog::write(const ExchangeSummary& summary) {
     if (b.used == b.records.size()) b.records.emplace_back();
     b.records[b.used++].assign(summary, unix_ms);
     ++queued_;
-    first = b.used == 1;
+    wake = b.used == wake_at_;  // else the writer comes at its interval: no wake-up per line
   }
-  if (first) wake_.notify_one();
+  if (wake) wake_.notify_one();
 }
 
 void AccessLog::reopen() {
@@ -285,30 +336,47 @@ void AccessLog::reopen() {
 void AccessLog::flush() {
   std::unique_lock<std::mutex> lock(mutex_);
   const std::uint64_t target = queued_;
+  if (handled_ >= target) return;
+  flush_wanted_ = true;
+  wake_.notify_one();
   drained_.wait(lock, [&] { return handled_ >= target; });
 }
 
 void AccessLog::run() {
   const LogFormat format = options_.format;
-  std::string out;
+  std::unique_ptr<char[]> out;  // the batch's lines (not zero-filled, kept between batches)
+  std::size_t out_capacity = 0;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [&] { return stop_ || active_.used != 0 || reopen_.load(std::memory_order_relaxed); });
+    wake_.wait_for(lock, options_.flush_interval, [&] {
+      return stop_ || flush_wanted_ || active_.used >= wake_at_ || reopen_.load(std::memory_order_relaxed);
+    });
     if (stop_ && active_.used == 0) return;
+    if (active_.used == 0 && !reopen_.load(std::memory_order_relaxed)) continue;  // an idle interval
+    flush_wanted_ = false;
     std::swap(active_, writing_);
     lock.unlock();
     if (reopen_.exchange(false) && file_ && options_.path != "-") open_file();
     const std::size_t n = writing_.used;
     if (n != 0) {
-      out.clear();
-      for (std::size_t i = 0; i < n; ++i) format_access_line(out, writing_.records[i], format);
-      if (sink_(out)) {
+      std::size_t bound = 0;
+      for (std::size_t i = 0; i < n; ++i) bound += access_line_bound(writing_.records[i]);
+      if (bound > out_capacity) {
+        out_capacity = std::max(bound, 2 * out_capacity);
+        out.reset(new char[out_capacity]);
+      }
+      char* end = out.get();
+      for (std::size_t i = 0; i < n; ++i) end = format_access_line(end, writing_.records[i], format);
+      if (sink_(std::string_view(out.get(), static_cast<std::size_t>(end - out.get())))) {
         written_.fetch_add(n, std::memory_order_relaxed);
       } else {
         dropped_.fetch_add(n, std::memory_order_relaxed);
       }
       // A burst's buffer is not kept for ever: a few MB after a spike go back.
-      if (out.capacity() > (1u << 20)) std::string().swap(out);
+      if (out_capacity > (1u << 22)) {
+        out.reset();
+        out_capacity = 0;
+      }
     }
     writing_.used = 0;
     lock.lock();

@@ -29,6 +29,9 @@ struct AccessLogOptions {
   std::string path;               ///< a file (appended to), or "-" for standard output
   LogFormat format = LogFormat::text;
   std::size_t capacity = 4096;    ///< lines waiting for the writer at most; more are dropped
+  /// The writer writes what waits this often, or sooner when a quarter of `capacity` waits (no
+  /// wake-up per request).
+  std::chrono::milliseconds flush_interval{100};
 };
 
 /// The facts of one line, formatted by format_access_line (exposed for tests).
@@ -51,6 +54,9 @@ struct AccessRecord {
 
 /// Appends one line (with its newline) for `r` to `out`.
 void format_access_line(std::string& out, const AccessRecord& r, LogFormat format);
+/// The same into memory of at least access_line_bound(r) bytes; returns the end of the line.
+char* format_access_line(char* out, const AccessRecord& r, LogFormat format);
+std::size_t access_line_bound(const AccessRecord& r) noexcept;
 
 class AccessLog {
  public:
@@ -98,6 +104,8 @@ class AccessLog {
   Buffer writing_;  // the writer's, outside the lock
   std::uint64_t queued_ = 0;   // records ever queued (under mutex_)
   std::uint64_t handled_ = 0;  // records ever handed to the sink or dropped there (under mutex_)
+  std::size_t wake_at_ = 1;    // records waiting that wake the writer before its interval
+  bool flush_wanted_ = false;  // under mutex_
   bool stop_ = false;
   std::atomic<bool> reopen_{false};
   std::atomic<std::uint64_t> written_{0};

@@ -419,7 +419,7 @@ int App::run() {
       vllm_router::version(), config.router.models.size(), config.host, server_->port(),
       server_->connections_per_loop().size(), config.max_connections);
   if (tracer_) {
-    log(LogLevel::info, "tracing: spans of sampled requests go to {}/v1/traces (OTLP/HTTP JSON, sampling {})",
+    log(LogLevel::info, "tracing: spans of sampled requests go to {}/v1/traces (OTLP/HTTP protobuf, sampling {})",
         config.otlp.endpoint, config.otlp.sampling);
   }
   watch_files();

@@ -70,14 +70,15 @@ struct OtlpStats {
 };
 
 /// An Observer that exports the spans of sampled exchanges (ExchangeSummary::sampled) over
-/// OTLP/HTTP, JSON encoding (`Content-Type: application/json`, ids as hex, per the OTLP JSON
-/// mapping). Per exchange: the request (kind SERVER), each routing decision (INTERNAL) and each
-/// upstream attempt (CLIENT), with OpenTelemetry HTTP and GenAI semantic-convention attributes.
+/// OTLP/HTTP, binary protobuf encoding (`Content-Type: application/x-protobuf`, an
+/// ExportTraceServiceRequest). Per exchange: the request (kind SERVER), each routing decision
+/// (INTERNAL) and each upstream attempt (CLIENT), with OpenTelemetry HTTP and GenAI
+/// semantic-convention attributes.
 ///
-/// on_exchange copies the facts into a bounded queue (never blocks on the network: when the
-/// queue is full the exchange's spans are dropped and counted); a thread of the exporter's own
-/// encodes and sends batches. Thread-safe. The destructor sends what is queued (within
-/// `timeout`) and joins the thread.
+/// on_exchange encodes the spans on the calling thread and appends them to a bounded queue
+/// (never blocks on the network: when the queue is full the exchange's spans are dropped and
+/// counted); a thread of the exporter's own sends batches. Thread-safe. The destructor sends
+/// what is queued (within `timeout`) and joins the thread.
 class VLLM_ROUTER_API OtlpExporter final : public Observer {
  public:
   /// Errc::config when the endpoint is not an http(s) URL or a size is 0.

@@ -1,6 +1,6 @@
 """vllm-router and distributed tracing: W3C traceparent continued or started and sent upstream,
-spans exported over OTLP/HTTP (JSON) to a receiver in this file that checks every payload
-against the OTLP specification (resource, scope, ids, parent links, kinds, timestamps, typed
+spans exported over OTLP/HTTP (protobuf) to a receiver in this file that decodes every payload
+strictly (otlp_proto.py) and checks it against the OTLP specification (resource, scope, ids, parent links, kinds, timestamps, typed
 attributes, status), sampling, and the bounded export queue."""
 
 import http.server
@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from routerproc import (call, chat_body, clean_env, metric_samples, post_json, router_metrics, run_router,  # noqa: E402
                         sim_stats, start_router, wait_for)
 from simproc import start_sim  # noqa: E402
+from otlp_proto import decode as decode_otlp  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -55,8 +56,8 @@ def check_attributes(attrs, where):
 
 
 def check_payload(doc, service_name):
-    """An ExportTraceServiceRequest as the OTLP/HTTP JSON encoding has it; returns its spans,
-    each a dict with the parsed attributes under "attrs"."""
+    """An ExportTraceServiceRequest in the OTLP JSON mapping (as otlp_proto.decode gives it);
+    returns its spans, each a dict with the parsed attributes under "attrs"."""
     assert set(doc) == {"resourceSpans"}, doc.keys()
     assert isinstance(doc["resourceSpans"], list) and doc["resourceSpans"]
     now_ns = time.time_ns()
@@ -76,6 +77,10 @@ def check_payload(doc, service_name):
                     assert HEX16.match(span["parentSpanId"]) and span["parentSpanId"] != "0" * 16, span
                 assert isinstance(span["name"], str) and span["name"], span
                 assert span["kind"] in (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT), span
+                # SpanFlags: sampled, and whether the parent is remote is known (bit 8); only a
+                # SERVER span continuing a client's trace has a remote parent (bit 9)
+                remote = span["kind"] == KIND_SERVER and "parentSpanId" in span
+                assert span.get("flags", 0) == 0x101 | (0x200 if remote else 0), span
                 start, end = span["startTimeUnixNano"], span["endTimeUnixNano"]
                 assert isinstance(start, str) and isinstance(end, str), span  # fixed64: strings
                 assert start.isdigit() and end.isdigit(), span
@@ -92,7 +97,7 @@ def check_payload(doc, service_name):
 
 
 class Receiver:
-    """An OTLP/HTTP collector on 127.0.0.1:0 (stdlib): accepts POST /v1/traces with JSON,
+    """An OTLP/HTTP collector on 127.0.0.1:0 (stdlib): accepts POST /v1/traces with protobuf,
     checks each payload and keeps its spans."""
 
     def __init__(self, service_name="vllm-router"):
@@ -110,8 +115,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
                     assert self.path == "/v1/traces", self.path
-                    assert self.headers.get("Content-Type") == "application/json", self.headers
-                    spans = check_payload(json.loads(body), receiver.service_name)
+                    assert self.headers.get("Content-Type") == "application/x-protobuf", self.headers
+                    spans = check_payload(decode_otlp(body), receiver.service_name)
                     with receiver.lock:
                         receiver.spans.extend(spans)
                         receiver.requests += 1

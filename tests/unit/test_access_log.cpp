@@ -3,12 +3,14 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "access_log.h"
 #include "log.h"
@@ -161,6 +163,37 @@ TEST_CASE("a stalled sink never blocks a request: lines beyond the buffer are dr
   CHECK(metrics.find("vllm_router_access_log_dropped_total 6\n") != std::string::npos);
   std::lock_guard<std::mutex> lock(m);
   CHECK(std::count(got.begin(), got.end(), '\n') == 5);
+}
+
+TEST_CASE("lines are written in batches: no wake-up of the writer per request") {
+  std::mutex m;
+  std::vector<std::string> calls;
+  AccessLogOptions o{"", LogFormat::text, 400};
+  o.flush_interval = std::chrono::hours(1);  // only a quarter of the capacity or flush() wakes it
+  AccessLog log(o, [&](std::string_view bytes) {
+    std::lock_guard<std::mutex> lock(m);
+    calls.emplace_back(bytes);
+    return true;
+  });
+  Endpoint ep;
+  for (int i = 0; i < 3; ++i) log.write(sample(ep));
+  {
+    std::lock_guard<std::mutex> lock(m);
+    CHECK(calls.empty());  // waiting for the interval
+  }
+  log.flush();
+  {
+    std::lock_guard<std::mutex> lock(m);
+    REQUIRE(calls.size() == 1);  // one write for the three lines
+    CHECK(std::count(calls[0].begin(), calls[0].end(), '\n') == 3);
+  }
+  for (int i = 0; i < 100; ++i) log.write(sample(ep));  // a quarter of 400 wakes the writer
+  log.flush();
+  std::lock_guard<std::mutex> lock(m);
+  CHECK(log.written() == 103);
+  std::size_t lines = 0;
+  for (const std::string& c : calls) lines += static_cast<std::size_t>(std::count(c.begin(), c.end(), '\n'));
+  CHECK(lines == 103);
 }
 
 TEST_CASE("a failing sink counts its lines as dropped") {

@@ -1,13 +1,16 @@
 // Tracing: traceparent parsing, ids and sampling, the exchange's trace context (upstream
-// traceparent, summary facts), and the OTLP JSON encoding.
+// traceparent, summary facts), and the OTLP protobuf encoding (read back by a small decoder here).
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <map>
 #include <set>
 
-#include "otlp_json.h"
+#include "otlp_proto.h"
 #include "support/exchange_host.h"
 #include "trace_context.h"
 #include "vllm_router/tracing.h"
+#include "vllm_router/version.h"
 
 using namespace vllm_router;
 using namespace vllm_router::testing;
@@ -49,18 +52,192 @@ std::string head_value(std::string_view head, std::string_view name, int* count 
   return found;
 }
 
-// Keeps an owned copy of every summary's trace (views die with the call).
+// ---- a protobuf reader for the tests: the wire format, read strictly.
+struct Field {
+  std::uint32_t number = 0;
+  int wire = 0;
+  std::uint64_t value = 0;  // VARINT, I64, I32
+  std::string_view bytes;   // LEN
+};
+
+std::uint64_t read_varint(std::string_view& in) {
+  std::uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    REQUIRE_FALSE(in.empty());
+    const auto b = static_cast<unsigned char>(in[0]);
+    in.remove_prefix(1);
+    v |= std::uint64_t{b & 0x7Fu} << shift;
+    if (b < 0x80) return v;
+  }
+  FAIL("varint too long");
+  return 0;
+}
+
+std::uint64_t read_fixed(std::string_view& in, std::size_t n) {
+  REQUIRE(in.size() >= n);
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n; ++i) v |= std::uint64_t{static_cast<unsigned char>(in[i])} << (8 * i);
+  in.remove_prefix(n);
+  return v;
+}
+
+std::vector<Field> fields(std::string_view in) {
+  std::vector<Field> out;
+  while (!in.empty()) {
+    const std::uint64_t key = read_varint(in);
+    Field f;
+    f.number = static_cast<std::uint32_t>(key >> 3);
+    f.wire = static_cast<int>(key & 7);
+    switch (f.wire) {
+      case 0: f.value = read_varint(in); break;
+      case 1: f.value = read_fixed(in, 8); break;
+      case 5: f.value = read_fixed(in, 4); break;
+      case 2: {
+        const std::uint64_t n = read_varint(in);
+        REQUIRE(n <= in.size());
+        f.bytes = in.substr(0, n);
+        in.remove_prefix(n);
+        break;
+      }
+      default: FAIL("wire type " << f.wire);
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : bytes) {
+    out += kHex[static_cast<unsigned char>(c) >> 4];
+    out += kHex[static_cast<unsigned char>(c) & 15];
+  }
+  return out;
+}
+
+// An AnyValue as text: "s:..." string, "b:true", "i:42", "d:12.345" (3 decimals).
+std::string any_value(std::string_view msg) {
+  const auto fs = fields(msg);
+  REQUIRE(fs.size() == 1);  // a oneof: exactly one member
+  const Field& f = fs[0];
+  switch (f.number) {
+    case 1: REQUIRE(f.wire == 2); return "s:" + std::string(f.bytes);
+    case 2: REQUIRE(f.wire == 0); return f.value ? "b:true" : "b:false";
+    case 3: REQUIRE(f.wire == 0); return "i:" + std::to_string(static_cast<std::int64_t>(f.value));
+    case 4: {
+      REQUIRE(f.wire == 1);
+      double d;
+      std::memcpy(&d, &f.value, 8);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "d:%.3f", d);
+      return buf;
+    }
+  }
+  FAIL("AnyValue field " << f.number);
+  return {};
+}
+
+std::map<std::string, std::string> attributes(const std::vector<Field>& fs, std::uint32_t number) {
+  std::map<std::string, std::string> out;
+  for (const Field& f : fs) {
+    if (f.number != number) continue;
+    REQUIRE(f.wire == 2);
+    const auto kv = fields(f.bytes);
+    REQUIRE(kv.size() == 2);
+    REQUIRE(kv[0].number == 1);
+    REQUIRE(kv[1].number == 2);
+    const std::string key(kv[0].bytes);
+    CHECK(out.count(key) == 0);  // keys unique
+    out[key] = any_value(kv[1].bytes);
+  }
+  return out;
+}
+
+struct Span {
+  std::string trace_id, span_id, parent_id, trace_state, name;
+  int kind = 0;
+  std::int64_t start = 0, end = 0;
+  std::uint32_t flags = 0;
+  std::map<std::string, std::string> attrs;
+  int status_code = 0;
+  std::string status_message;
+  std::string attr(const std::string& key) const {
+    auto it = attrs.find(key);
+    return it == attrs.end() ? std::string() : it->second;
+  }
+};
+
+Span decode_span(std::string_view msg) {
+  Span s;
+  const auto fs = fields(msg);
+  for (const Field& f : fs) {
+    switch (f.number) {
+      case 1: s.trace_id = hex(f.bytes); break;
+      case 2: s.span_id = hex(f.bytes); break;
+      case 3: s.trace_state = f.bytes; break;
+      case 4: s.parent_id = hex(f.bytes); break;
+      case 5: s.name = f.bytes; break;
+      case 6: s.kind = static_cast<int>(f.value); break;
+      case 7: REQUIRE(f.wire == 1); s.start = static_cast<std::int64_t>(f.value); break;
+      case 8: REQUIRE(f.wire == 1); s.end = static_cast<std::int64_t>(f.value); break;
+      case 9: break;
+      case 15:
+        for (const Field& st : fields(f.bytes)) {
+          if (st.number == 2) s.status_message = st.bytes;
+          else if (st.number == 3) s.status_code = static_cast<int>(st.value);
+          else FAIL("Status field " << st.number);
+        }
+        break;
+      case 16: REQUIRE(f.wire == 5); s.flags = static_cast<std::uint32_t>(f.value); break;
+      default: FAIL("Span field " << f.number);
+    }
+  }
+  s.attrs = attributes(fs, 9);
+  return s;
+}
+
+// The spans append_spans wrote (ScopeSpans' field 2, one after another).
+std::vector<Span> decode_spans(std::string_view encoded) {
+  std::vector<Span> out;
+  for (const Field& f : fields(encoded)) {
+    REQUIRE(f.number == 2);
+    REQUIRE(f.wire == 2);
+    out.push_back(decode_span(f.bytes));
+  }
+  return out;
+}
+
+// A sampled exchange's spans as the exporter encodes them (request, then route and attempt
+// spans in order), read back; none for a summary not sampled.
+struct Trace {
+  std::vector<Span> spans;
+  std::size_t encoded_count = 0;  // what append_spans said it wrote
+  const Span& request() const { return spans.at(0); }
+  std::vector<const Span*> of_kind(int kind) const {
+    std::vector<const Span*> out;
+    for (const Span& s : spans) {
+      if (s.kind == kind) out.push_back(&s);
+    }
+    return out;
+  }
+  std::vector<const Span*> routes() const { return of_kind(1); }
+  std::vector<const Span*> attempts() const { return of_kind(3); }
+};
+
+// Keeps every summary's spans, encoded and decoded (views die with the call).
 struct TraceLog final : Observer {
-  std::vector<detail::OtlpTrace> traces;
+  std::vector<Trace> traces;
   std::vector<ExchangeSummary> summaries;  // scalar fields only
   void on_exchange(const ExchangeSummary& s) override {
     summaries.push_back(s);
-    if (s.trace_id.empty()) {
-      traces.emplace_back();
-      return;
+    Trace t;
+    if (s.sampled) {
+      detail::ProtoWriter out;
+      t.encoded_count = detail::append_spans(out, s);
+      t.spans = decode_spans(out.view());
     }
-    // capture_trace wants wall-clock times: only sampled summaries have them.
-    traces.push_back(detail::capture_trace(s));
+    traces.push_back(std::move(t));
   }
 };
 
@@ -97,7 +274,7 @@ struct Fixture {
     t += 5ms;
     ex->on_upstream_data(kOk, t);
   }
-  const detail::OtlpTrace& trace() const { return log->traces.back(); }
+  const Trace& trace() const { return log->traces.back(); }
   std::string target_;
 };
 
@@ -213,37 +390,54 @@ TEST_CASE("a client's valid traceparent is continued: same trace, the router's s
   CHECK(head_value(f.host.heads[0], "tracestate") == "vendor=abc,other=1");
 
   REQUIRE(f.log->traces.size() == 1);
-  const detail::OtlpTrace& tr = f.trace();
-  CHECK(std::string_view(tr.trace_id.data(), 32) == kTrace);
-  CHECK(tr.has_parent);
-  CHECK(std::string_view(tr.parent_id.data(), 16) == kParent);
-  CHECK(tr.trace_state == "vendor=abc,other=1");
-  CHECK(tr.method == "POST");
-  CHECK(tr.path == "/v1/completions");
-  CHECK(tr.requested_model == "alias-m");
-  CHECK(tr.model == "m");
-  CHECK(tr.status == 200);
-  CHECK(tr.usage.prompt == 5);
-  CHECK(tr.usage.completion == 7);
-  CHECK(tr.start > 1'600'000'000'000'000'000);  // wall clock, Unix nanoseconds
-  CHECK(tr.end - tr.start == 5'000'000);          // the injected 5 ms
-  REQUIRE(tr.children.size() == 1);
-  const detail::OtlpAttempt& a = tr.children[0];
-  CHECK(a.routed);
-  CHECK(std::string_view(a.span.data(), 16) == up.substr(36, 16));  // the span named upstream
-  CHECK(std::string_view(a.span.data(), 16) != std::string_view(tr.span_id.data(), 16));
-  CHECK(std::string_view(a.route_span.data(), 16) != std::string_view(a.span.data(), 16));
-  CHECK(a.policy == "round_robin");
-  CHECK(a.candidates == 2);
-  CHECK(a.model == "m");  // the alias resolved: the name sent upstream
-  CHECK(a.host.rfind("10.0.0.", 0) == 0);
-  CHECK(a.port == 8000);
-  CHECK(a.outcome == OutcomeKind::success);
-  CHECK(a.status == 200);
-  CHECK(a.start == tr.start);
-  CHECK(a.end == tr.end);
-  CHECK_FALSE(a.retried);
-  CHECK(tr.span_count() == 3);
+  const Trace& tr = f.trace();
+  REQUIRE(tr.spans.size() == 3);
+  CHECK(tr.encoded_count == 3);
+  const Span& req = tr.request();
+  CHECK(req.kind == 2);
+  CHECK(req.trace_id == kTrace);
+  CHECK(req.parent_id == kParent);
+  CHECK(req.flags == (0x01 | 0x100 | 0x200));  // sampled; its parent is remote
+  CHECK(req.trace_state == "vendor=abc,other=1");
+  CHECK(req.name == "POST /v1/completions");
+  CHECK(req.attr("http.request.method") == "s:POST");
+  CHECK(req.attr("url.path") == "s:/v1/completions");
+  CHECK(req.attr("gen_ai.request.model") == "s:alias-m");
+  CHECK(req.attr("gen_ai.response.model") == "s:m");
+  CHECK(req.attr("http.response.status_code") == "i:200");
+  CHECK(req.attr("gen_ai.usage.input_tokens") == "i:5");
+  CHECK(req.attr("gen_ai.usage.output_tokens") == "i:7");
+  CHECK(req.attr("vllm_router.request_id") == "s:rid-1");
+  CHECK(req.start > 1'600'000'000'000'000'000);  // wall clock, Unix nanoseconds
+  CHECK(req.end - req.start == 5'000'000);          // the injected 5 ms
+  REQUIRE(tr.routes().size() == 1);
+  REQUIRE(tr.attempts().size() == 1);
+  const Span& route = *tr.routes()[0];
+  const Span& a = *tr.attempts()[0];
+  for (const Span& s : tr.spans) CHECK(s.trace_id == kTrace);
+  CHECK(route.parent_id == req.span_id);
+  CHECK(a.parent_id == req.span_id);
+  CHECK(route.flags == (0x01 | 0x100));  // a local parent
+  CHECK(a.span_id == up.substr(36, 16));  // the span named upstream
+  CHECK(a.span_id != req.span_id);
+  CHECK(route.span_id != a.span_id);
+  CHECK(route.name == "route");
+  CHECK(route.attr("vllm_router.policy") == "s:round_robin");
+  CHECK(route.attr("vllm_router.candidates") == "i:2");
+  CHECK(route.attr("vllm_router.panic") == "b:false");
+  CHECK(a.name == "text_completion m");
+  CHECK(a.attr("gen_ai.request.model") == "s:m");  // the alias resolved: the name sent upstream
+  CHECK(a.attr("server.address").rfind("s:10.0.0.", 0) == 0);
+  CHECK(a.attr("server.port") == "i:8000");
+  CHECK(a.attr("url.full").rfind("s:http://10.0.0.", 0) == 0);
+  CHECK(a.attr("url.full").find(":8000/v1/completions") != std::string::npos);
+  CHECK(a.attr("vllm_router.outcome") == "s:success");
+  CHECK(a.attr("http.response.status_code") == "i:200");
+  CHECK(a.start == req.start);
+  CHECK(a.end == req.end);
+  CHECK(a.attr("vllm_router.retry_reason").empty());
+  CHECK(a.status_code == 0);
+  CHECK(req.status_code == 0);
 }
 
 TEST_CASE("an invalid or doubled traceparent starts a new trace; the client's tracestate is dropped") {
@@ -265,10 +459,11 @@ TEST_CASE("an invalid or doubled traceparent starts a new trace; the client's tr
     CHECK(is_hex(up.substr(3, 32), 32));
     CHECK(up.substr(52) == "-01");  // sampling 1.0
     CHECK(head_value(f.host.heads[0], "tracestate").empty());
-    const detail::OtlpTrace& tr = f.trace();
-    CHECK(std::string_view(tr.trace_id.data(), 32) == up.substr(3, 32));
-    CHECK_FALSE(tr.has_parent);
-    CHECK(tr.trace_state.empty());
+    const Span& req = f.trace().request();
+    CHECK(req.trace_id == up.substr(3, 32));
+    CHECK(req.parent_id.empty());
+    CHECK(req.flags == (0x01 | 0x100));
+    CHECK(req.trace_state.empty());
   }
 }
 
@@ -279,27 +474,30 @@ TEST_CASE("a retry: two attempt spans, the first failed with its reason, each na
   f.answer();
   CHECK(f.host.status == 200);
   REQUIRE(f.host.heads.size() == 1);  // the failed connect sent nothing
-  const detail::OtlpTrace& tr = f.trace();
-  REQUIRE(tr.children.size() == 2);
-  CHECK(tr.attempts == 2);
-  const auto& first = tr.children[0];
-  const auto& second = tr.children[1];
-  CHECK(first.outcome == OutcomeKind::connect_failure);
-  CHECK(first.retried);
-  CHECK(first.retry_reason == RetryReason::connect_failure);
-  CHECK(first.error == "refused");
-  CHECK(second.outcome == OutcomeKind::success);
-  CHECK_FALSE(second.retried);
-  CHECK(first.endpoint_id != second.endpoint_id);
-  CHECK(std::string_view(first.span.data(), 16) != std::string_view(second.span.data(), 16));
-  CHECK(head_value(f.host.heads[0], "traceparent").substr(36, 16) == std::string_view(second.span.data(), 16));
-  CHECK(tr.span_count() == 5);
-
-  detail::JsonText text;
-  detail::append_spans_json(text, tr, true);
-  const std::string_view spans = text.view();
-  CHECK(spans.find(R"("key":"vllm_router.retry_reason","value":{"stringValue":"connect_failure"})") != std::string::npos);
-  CHECK(spans.find(R"("status":{"code":2,"message":"refused"})") != std::string::npos);
+  const Trace& tr = f.trace();
+  REQUIRE(tr.spans.size() == 5);
+  CHECK(tr.encoded_count == 5);
+  CHECK(tr.request().attr("vllm_router.attempts") == "i:2");
+  REQUIRE(tr.routes().size() == 2);
+  REQUIRE(tr.attempts().size() == 2);
+  const Span& first = *tr.attempts()[0];
+  const Span& second = *tr.attempts()[1];
+  CHECK(first.attr("vllm_router.outcome") == "s:connect_failure");
+  CHECK(first.attr("error.type") == "s:connect_failure");
+  CHECK(first.attr("vllm_router.retry_reason") == "s:connect_failure");
+  CHECK(first.attr("vllm_router.attempt") == "i:1");
+  CHECK(first.status_code == 2);
+  CHECK(first.status_message == "refused");
+  CHECK(second.attr("vllm_router.outcome") == "s:success");
+  CHECK(second.attr("vllm_router.attempt") == "i:2");
+  CHECK(second.attr("vllm_router.retry_reason").empty());
+  CHECK(second.status_code == 0);
+  CHECK(first.attr("vllm_router.endpoint") != second.attr("vllm_router.endpoint"));
+  CHECK(first.span_id != second.span_id);
+  CHECK(head_value(f.host.heads[0], "traceparent").substr(36, 16) == second.span_id);
+  // usage on the attempt that answered only
+  CHECK(first.attr("gen_ai.usage.input_tokens").empty());
+  CHECK(second.attr("gen_ai.usage.input_tokens") == "i:5");
 }
 
 TEST_CASE("sampling: 0.0 records nothing it starts; a client's sampled flag decides for its trace") {
@@ -340,16 +538,18 @@ TEST_CASE("a routing failure is a routing span in error, with no attempt span") 
   f.body = R"({"model":"nope","prompt":"hi"})";
   f.start();
   CHECK(f.host.error);
-  const detail::OtlpTrace& tr = f.trace();
-  REQUIRE(tr.children.size() == 1);
-  CHECK_FALSE(tr.children[0].routed);
-  CHECK(tr.children[0].error.find("nope") != std::string::npos);
-  CHECK(tr.span_count() == 2);
-  detail::JsonText text;
-  detail::append_spans_json(text, tr, true);
-  const std::string_view spans = text.view();
-  CHECK(spans.find(R"("name":"route")") != std::string::npos);
-  CHECK(spans.find(R"("kind":3)") == std::string::npos);  // no client span
+  const Trace& tr = f.trace();
+  REQUIRE(tr.spans.size() == 2);
+  CHECK(tr.attempts().empty());  // no client span
+  REQUIRE(tr.routes().size() == 1);
+  const Span& route = *tr.routes()[0];
+  CHECK(route.name == "route");
+  CHECK(route.status_code == 2);
+  CHECK(route.status_message.find("nope") != std::string::npos);
+  CHECK(route.attr("vllm_router.endpoint").empty());
+  CHECK(tr.request().name == "POST");  // a 404: the path is not named (the client picks it)
+  CHECK(tr.request().attr("http.route").empty());
+  CHECK(tr.request().attr("url.path") == "s:/v1/completions");
 }
 
 TEST_CASE("a reused exchange starts a fresh trace") {
@@ -362,69 +562,145 @@ TEST_CASE("a reused exchange starts a fresh trace") {
   f.start();
   f.answer();
   REQUIRE(f.log->traces.size() == 2);
-  CHECK(std::string_view(f.log->traces[1].trace_id.data(), 32) != kTrace);
-  CHECK_FALSE(f.log->traces[1].has_parent);
-  CHECK(f.log->traces[1].children.size() == 1);
+  CHECK(f.log->traces[0].request().trace_id == kTrace);
+  CHECK(f.log->traces[1].request().trace_id != kTrace);
+  CHECK(f.log->traces[1].request().parent_id.empty());
+  CHECK(f.log->traces[1].spans.size() == 3);
 }
 
-TEST_CASE("OTLP JSON: resource, scope, spans with hex ids, kinds, times as strings, typed attributes") {
-  Fixture f(true);
-  f.headers = {{"traceparent", kSampled}};
-  f.start("/v1/chat/completions");
-  f.answer();
-  detail::JsonText spans;
-  detail::append_spans_json(spans, f.trace(), true);
-  const std::string doc = detail::otlp_request_json("svc \"x\"", spans.view());
-  CHECK(doc.rfind(R"({"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc \"x\""}})", 0) == 0);
-  CHECK(doc.find(R"("scopeSpans":[{"scope":{"name":"vllm-router","version":")") != std::string::npos);
-  CHECK(doc.find(R"("traceId":")" + std::string(kTrace) + R"(","spanId":")") != std::string::npos);
-  CHECK(doc.find(R"("parentSpanId":")" + std::string(kParent) + "\"") != std::string::npos);
-  CHECK(doc.find(R"("name":"POST /v1/chat/completions","kind":2,"startTimeUnixNano":")") != std::string::npos);
-  CHECK(doc.find(R"("name":"chat m","kind":3)") != std::string::npos);
-  CHECK(doc.find(R"("name":"route","kind":1)") != std::string::npos);
-  CHECK(doc.find(R"({"key":"http.response.status_code","value":{"intValue":"200"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.usage.input_tokens","value":{"intValue":"5"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.usage.output_tokens","value":{"intValue":"7"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.request.model","value":{"stringValue":"alias-m"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.response.model","value":{"stringValue":"m"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.provider.name","value":{"stringValue":"vllm"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"gen_ai.operation.name","value":{"stringValue":"chat"}})") != std::string::npos);
-  CHECK(doc.find(R"({"key":"vllm_router.panic","value":{"boolValue":false}})") != std::string::npos);
-  CHECK(doc.find(R"("status":{"code":0}})") != std::string::npos);
-  CHECK(doc.substr(doc.size() - 6) == "]}]}]}");
-  // Balanced and free of raw control bytes.
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < doc.size(); ++i) {
-    const char c = doc[i];
-    CHECK(static_cast<unsigned char>(c) >= 0x20);
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    if (c == '{' || c == '[') ++depth;
-    if (c == '}' || c == ']') --depth;
-    CHECK(depth >= 0);
-  }
-  CHECK(depth == 0);
-}
-
-TEST_CASE("OTLP JSON strings: escapes, and invalid UTF-8 replaced by U+FFFD") {
-  auto enc = [](std::string_view s) {
-    std::string out;
-    detail::append_json_utf8(out, s);
-    return out;
+TEST_CASE("OTLP protobuf: one resource and scope around the spans, names, kinds, typed attributes") {
+  // Every exchange's spans appended to one buffer, as the exporter queues them.
+  detail::ProtoWriter spans;
+  struct Encode final : Observer {
+    detail::ProtoWriter* out;
+    std::size_t n = 0;
+    void on_exchange(const ExchangeSummary& s) override { n += detail::append_spans(*out, s); }
   };
-  CHECK(enc("plain") == "\"plain\"");
-  CHECK(enc("a\"b\\c\n\x01") == "\"a\\\"b\\\\c\\n\\u0001\"");
-  CHECK(enc("h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80") == "\"h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");  // é € 😀
-  CHECK(enc("\xC3") == "\"\xEF\xBF\xBD\"");                      // truncated
-  CHECK(enc("\xFFx") == "\"\xEF\xBF\xBDx\"");                    // never a lead byte
-  CHECK(enc("\xC0\xAF") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\"");      // overlong '/'
-  CHECK(enc("\xED\xA0\x80") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // a surrogate
-  CHECK(enc("\xF4\x90\x80\x80") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // above U+10FFFF
+  auto enc = std::make_shared<Encode>();
+  enc->out = &spans;
+  {
+    RouterOptions o;
+    o.observer = enc;
+    o.tracing.enabled = true;
+    auto r = Router::create(fleet_config(2), std::move(o));
+    REQUIRE(r.ok());
+    RecordingHost host;
+    Exchange ex(*r.value(), host);
+    ClientRequest req;
+    req.method = "POST";
+    req.target = "/v1/chat/completions";
+    std::vector<HeaderField> headers{{"traceparent", kSampled}};
+    req.headers = headers;
+    req.body = R"({"model":"alias-m","messages":[]})";
+    req.request_id = "rid-2";
+    Exchange::TimePoint t{std::chrono::seconds(5)};
+    ex.start(req, t);
+    ex.on_upstream_data(kOk, t + 2ms);
+  }
+  REQUIRE(enc->n == 3);
+  detail::ProtoWriter doc;
+  detail::otlp_request(doc, "svc \"x\"", spans.view());
+  const auto top = fields(doc.view());
+  REQUIRE(top.size() == 1);  // one ResourceSpans
+  CHECK(top[0].number == 1);
+  const auto rs = fields(top[0].bytes);
+  REQUIRE(rs.size() == 2);
+  REQUIRE(rs[0].number == 1);  // resource
+  const auto resource = attributes(fields(rs[0].bytes), 1);
+  CHECK(resource.at("service.name") == "s:svc \"x\"");
+  CHECK(resource.at("telemetry.sdk.language") == "s:cpp");
+  CHECK(resource.at("telemetry.sdk.name") == "s:vllm-router");
+  CHECK(resource.at("telemetry.sdk.version") == "s:" + std::string(version()));
+  REQUIRE(rs[1].number == 2);  // scope spans
+  const auto ss = fields(rs[1].bytes);
+  REQUIRE(ss.size() == 4);  // the scope, then three spans
+  REQUIRE(ss[0].number == 1);
+  const auto scope = fields(ss[0].bytes);
+  REQUIRE(scope.size() == 2);
+  CHECK(scope[0].bytes == "vllm-router");
+  CHECK(scope[1].bytes == version());
+  std::vector<Span> got;
+  for (std::size_t i = 1; i < ss.size(); ++i) {
+    REQUIRE(ss[i].number == 2);
+    got.push_back(decode_span(ss[i].bytes));
+  }
+  CHECK(got[0].name == "POST /v1/chat/completions");
+  CHECK(got[0].kind == 2);
+  CHECK(got[0].attr("gen_ai.operation.name") == "s:chat");
+  CHECK(got[0].attr("gen_ai.provider.name") == "s:vllm");
+  CHECK(got[0].attr("http.route") == "s:/v1/chat/completions");
+  CHECK(got[0].attr("vllm_router.time_to_first_byte_ms") == "d:2.000");
+  CHECK(got[0].attr("http.request.body.size") == "i:33");
+  CHECK(got[1].name == "route");
+  CHECK(got[1].kind == 1);
+  CHECK(got[2].name == "chat m");
+  CHECK(got[2].kind == 3);
+  CHECK(got[0].end - got[0].start == 2'000'000);
+}
+
+TEST_CASE("OTLP protobuf strings: invalid UTF-8 replaced by U+FFFD, cut on a character boundary") {
+  auto enc = [](std::string_view s, std::size_t limit = detail::kMaxString) {
+    detail::ProtoWriter out;
+    out.string_field(7, s, limit);
+    const auto fs = fields(out.view());
+    REQUIRE(fs.size() == 1);
+    CHECK(fs[0].number == 7);
+    CHECK(fs[0].wire == 2);
+    return std::string(fs[0].bytes);
+  };
+  CHECK(enc("plain \"quoted\" \n") == "plain \"quoted\" \n");  // no escaping in protobuf
+  CHECK(enc("h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80") == "h\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");  // é € 😀
+  CHECK(enc("\xC3") == "\xEF\xBF\xBD");                      // truncated
+  CHECK(enc("\xFFx") == "\xEF\xBF\xBDx");                    // never a lead byte
+  CHECK(enc("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");      // overlong '/'
+  CHECK(enc("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  CHECK(enc("\xF4\x90\x80\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // above U+10FFFF
+  CHECK(enc(std::string(600, 'a')).size() == detail::kMaxString);
+  CHECK(enc("ab\xC3\xA9", 3) == "ab");  // é does not fit: cut before it
+  CHECK(enc("abcdef", 3) == "abc");
+}
+
+TEST_CASE("ProtoWriter: varints, fixed fields, nested lengths of every size, growth") {
+  detail::ProtoWriter out;
+  out.varint_field(1, 0);
+  out.varint_field(1, 127);
+  out.varint_field(1, 128);
+  out.varint_field(1, 1796525321236031393ull);
+  out.varint_field(1, ~0ull);
+  out.fixed64_field(2, 0x0123456789abcdefull);
+  out.fixed32_field(3, 0x101);
+  out.hex_field(4, "00f067aa0ba902b7");
+  for (std::size_t len : {0u, 1u, 127u, 128u, 300u, 16383u, 16384u, 70000u}) {
+    const std::size_t m = out.open(5);
+    out.raw(std::string(len, 'x'));
+    const std::size_t inner = out.open(6);  // nested after the bytes: moved with them
+    out.raw("yz");
+    out.close(inner);
+    out.close(m);
+  }
+  const auto fs = fields(out.view());
+  REQUIRE(fs.size() == 16);
+  CHECK(fs[0].value == 0);
+  CHECK(fs[1].value == 127);
+  CHECK(fs[2].value == 128);
+  CHECK(fs[3].value == 1796525321236031393ull);
+  CHECK(fs[4].value == ~0ull);
+  CHECK(fs[5].wire == 1);
+  CHECK(fs[5].value == 0x0123456789abcdefull);
+  CHECK(fs[6].wire == 5);
+  CHECK(fs[6].value == 0x101);
+  CHECK(hex(fs[7].bytes) == "00f067aa0ba902b7");
+  std::size_t i = 8;
+  for (std::size_t len : {0u, 1u, 127u, 128u, 300u, 16383u, 16384u, 70000u}) {
+    REQUIRE(fs[i].number == 5);
+    CHECK(fs[i].bytes.size() == len + 4);
+    CHECK(fs[i].bytes.substr(0, len) == std::string(len, 'x'));
+    const auto nested = fields(fs[i].bytes.substr(len));
+    REQUIRE(nested.size() == 1);
+    CHECK(nested[0].number == 6);
+    CHECK(nested[0].bytes == "yz");
+    ++i;
+  }
 }
 
 TEST_CASE("the pick's facts: prefix_aware tells how much of the prompt the chosen replica served") {
@@ -461,28 +737,10 @@ TEST_CASE("the pick's facts: prefix_aware tells how much of the prompt the chose
   CHECK(route->pick.prefix_match == -1);
 }
 
-TEST_CASE("the encoder's numbers: hex ids, integers, milliseconds with three decimals") {
+TEST_CASE("span and trace ids as hex") {
   char hex[16];
   detail::write_hex16(hex, 0x0123456789abcdefull);
   CHECK(std::string_view(hex, 16) == "0123456789abcdef");
   detail::write_hex16(hex, 0);
   CHECK(std::string_view(hex, 16) == "0000000000000000");
-  detail::JsonText out;
-  out.integer(1796525321236031393);
-  out.ch(' ');
-  out.integer(-42);
-  out.ch(' ');
-  out.milliseconds(12'345'678);
-  out.ch(' ');
-  out.milliseconds(1'000);
-  out.ch(' ');
-  out.milliseconds(5);
-  out.ch(' ');
-  out.milliseconds(3'000'000'000);
-  CHECK(out.view() == "1796525321236031393 -42 12.345 0.001 0.000 3000.000");
-  // Growth keeps what was written.
-  detail::JsonText big;
-  for (int i = 0; i < 10000; ++i) big.lit("0123456789");
-  CHECK(big.size() == 100000);
-  CHECK(big.view().substr(99990) == "0123456789");
 }

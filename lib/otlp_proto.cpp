@@ -1,0 +1,533 @@
+// OTLP/HTTP protobuf encoding of a traced exchange's spans (opentelemetry-proto:
+// collector/trace/v1 ExportTraceServiceRequest, trace/v1 Span, common/v1 KeyValue/AnyValue), with
+// OpenTelemetry HTTP and GenAI semantic-convention attribute names. Field numbers are the .proto
+// files' (they never change: protobuf's compatibility rule).
+#include "otlp_proto.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <charconv>
+
+#include "vllm_router/endpoint.h"
+#include "vllm_router/version.h"
+
+namespace vllm_router::detail {
+namespace {
+
+// Field numbers.
+namespace request {  // ExportTraceServiceRequest / ResourceSpans / ScopeSpans / InstrumentationScope / Resource
+constexpr std::uint32_t kResourceSpans = 1;
+constexpr std::uint32_t kResource = 1, kScopeSpans = 2;
+constexpr std::uint32_t kScope = 1, kSpans = 2;
+constexpr std::uint32_t kScopeName = 1, kScopeVersion = 2;
+constexpr std::uint32_t kResourceAttributes = 1;
+}  // namespace request
+namespace span {
+constexpr std::uint32_t kTraceId = 1, kSpanId = 2, kTraceState = 3, kParentSpanId = 4, kName = 5, kKind = 6,
+                        kStart = 7, kEnd = 8, kAttributes = 9, kStatus = 15, kFlags = 16;
+constexpr std::uint32_t kStatusMessage = 2, kStatusCode = 3;
+constexpr int kKindInternal = 1, kKindServer = 2, kKindClient = 3;
+constexpr int kStatusError = 2;
+// SpanFlags: the W3C trace flags (sampled) and whether the parent is remote.
+constexpr std::uint32_t kSampled = 0x01, kHasIsRemote = 0x100, kIsRemote = 0x200;
+}  // namespace span
+namespace kv {  // KeyValue / AnyValue
+constexpr std::uint32_t kKey = 1, kValue = 2;
+constexpr std::uint32_t kString = 1, kBool = 2, kInt = 3, kDouble = 4;
+}  // namespace kv
+
+// gen_ai.operation.name of an OpenAI-compatible path; empty when it names none.
+std::string_view operation_of(std::string_view path) {
+  if (path == "/v1/chat/completions") return "chat";
+  if (path == "/v1/completions") return "text_completion";
+  if (path == "/v1/embeddings") return "embeddings";
+  return {};
+}
+
+// Length of the valid UTF-8 sequence at p[0..n) (lead byte >= 0x80), 0 when invalid: no
+// overlong form, no surrogate, nothing above U+10FFFF (RFC 3629).
+std::size_t utf8_length(const unsigned char* p, std::size_t n) {
+  const unsigned char c = p[0];
+  std::size_t len = 0;
+  std::uint32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    cp = c & 0x07;
+  }
+  if (len == 0 || len > n) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((p[k] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[k] & 0x3F);
+  }
+  if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
+  if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+  return len;
+}
+
+// Whether every byte is ASCII (eight at a time).
+bool is_ascii(std::string_view v) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  std::size_t i = 0;
+  std::uint64_t high = 0;
+  for (; i + 8 <= v.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    high |= w;
+  }
+  for (; i < v.size(); ++i) high |= p[i];
+  return (high & 0x8080808080808080ull) == 0;
+}
+
+constexpr std::array<std::int8_t, 256> kHexValue = [] {
+  std::array<std::int8_t, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'A' + 10);
+  return t;
+}();
+
+}  // namespace
+
+void ProtoWriter::grow(std::size_t more) {
+  const std::size_t cap = std::max({cap_ * 2, size_ + more, std::size_t{4096}});
+  std::unique_ptr<char[]> data(new char[cap]);  // not zero-filled
+  if (size_ != 0) std::memcpy(data.get(), data_.get(), size_);
+  data_ = std::move(data);
+  cap_ = cap;
+}
+
+void ProtoWriter::close(std::size_t mark, std::size_t reserve) {
+  const std::size_t len = size_ - mark - reserve;
+  const std::size_t n = varint_size(len);
+  if (n != reserve) {  // the length takes more (or fewer) bytes than reserved: move the message
+    room(n);
+    std::memmove(data_.get() + mark + n, data_.get() + mark + reserve, len);
+    size_ = size_ + n - reserve;
+  }
+  char* p = data_.get() + mark;
+  std::size_t v = len;
+  while (v >= 0x80) {
+    *p++ = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  *p = static_cast<char>(v);
+}
+
+void ProtoWriter::utf8(std::string_view v, std::size_t limit) {
+  if (v.size() <= limit && is_ascii(v)) return raw(v);
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  std::size_t written = 0;
+  for (std::size_t i = 0; i < v.size();) {
+    if (p[i] < 0x80) {
+      if (written + 1 > limit) break;
+      raw(v.substr(i, 1));
+      ++written;
+      ++i;
+    } else if (const std::size_t len = utf8_length(p + i, v.size() - i); len != 0) {
+      if (written + len > limit) break;
+      raw(v.substr(i, len));
+      written += len;
+      i += len;
+    } else {
+      if (written + 3 > limit) break;
+      raw("\xEF\xBF\xBD");  // U+FFFD for the lead byte; resynchronise at the next one
+      written += 3;
+      ++i;
+    }
+  }
+}
+
+void ProtoWriter::string_field(std::uint32_t field, std::string_view v, std::size_t limit) {
+  if (v.size() <= limit && is_ascii(v)) return bytes_field(field, v);
+  const std::size_t mark = open(field);
+  utf8(v, limit);
+  close(mark);
+}
+
+namespace {
+
+// Lowercase hex digits (a multiple of 16 of them) to bytes.
+void hex_to_bytes(std::string_view hex, char* out) noexcept {
+  // Eight digits at a time: each digit's value is its low nibble, plus 9 for a letter (bit 6).
+  for (std::size_t i = 0; i + 16 <= hex.size(); i += 16, out += 8) {
+    std::uint64_t w[2];
+    std::memcpy(w, hex.data() + i, 16);
+    for (int k = 0; k < 2; ++k) {
+      std::uint64_t v = (w[k] & 0x0F0F0F0F0F0F0F0Full) + 9 * ((w[k] >> 6) & 0x0101010101010101ull);
+      // digits d0 d1 d2 ... (d0 first in memory: the low byte) -> bytes (d0 << 4 | d1) ...
+      v = ((v & 0x00FF00FF00FF00FFull) << 4) | ((v >> 8) & 0x00FF00FF00FF00FFull);
+      v = (v | (v >> 8)) & 0x0000FFFF0000FFFFull;
+      v = (v | (v >> 16)) & 0x00000000FFFFFFFFull;
+      const auto four = static_cast<std::uint32_t>(v);
+      std::memcpy(out + 4 * k, &four, 4);
+    }
+  }
+}
+
+}  // namespace
+
+void ProtoWriter::hex_field(std::uint32_t field, std::string_view hex) {
+  const std::size_t n = hex.size() / 16 * 8;  // ids are 16 or 32 digits
+  tag(field, kLen);
+  varint(n);
+  hex_to_bytes(hex, extend(n));
+}
+
+namespace {
+
+// The attributes of one message: repeated KeyValue in field `field`. Keys are the router's
+// literals; each KeyValue's lengths are computed up front (values of a known size), so only a
+// string that needs repair is written through open/close.
+class Attributes {
+ public:
+  explicit Attributes(ProtoWriter& out, std::uint32_t field = span::kAttributes) : out_(out), field_(field) {}
+
+  /// A value from anywhere (checked as UTF-8, cut at kMaxString bytes).
+  template <std::size_t N>
+  void str(const char (&key)[N], std::string_view value) {
+    if (value.size() <= kMaxString && is_ascii(value)) return plain(key, value);
+    const std::size_t kv = out_.open(field_, 2);
+    write_key(key);
+    const std::size_t v = out_.open(kv::kValue, 2);
+    out_.string_field(kv::kString, value);
+    out_.close(v, 2);
+    out_.close(kv, 2);
+  }
+  /// `a` then `b` as one string value (each checked and cut like str's).
+  template <std::size_t N>
+  void str(const char (&key)[N], std::string_view a, std::string_view b) {
+    if (a.size() <= kMaxString && b.size() <= kMaxString && is_ascii(a) && is_ascii(b)) {
+      const std::size_t len = a.size() + b.size();
+      const std::size_t any = 1 + varint_size(len) + len;
+      char* p = head(key, any, any);
+      *p++ = static_cast<char>((kv::kString << 3) | ProtoWriter::kLen);
+      p = put_varint(p, len);
+      if (!a.empty()) std::memcpy(p, a.data(), a.size());
+      p += a.size();
+      if (!b.empty()) std::memcpy(p, b.data(), b.size());
+      out_.commit(p + b.size());
+      return;
+    }
+    const std::size_t kv = out_.open(field_, 2);
+    write_key(key);
+    const std::size_t v = out_.open(kv::kValue, 2);
+    const std::size_t s = out_.open(kv::kString, 2);
+    out_.utf8(a, kMaxString);
+    out_.utf8(b, kMaxString);
+    out_.close(s, 2);
+    out_.close(v, 2);
+    out_.close(kv, 2);
+  }
+  /// A value known to be valid UTF-8 and at most kMaxString bytes (the router's own text).
+  template <std::size_t N>
+  void plain(const char (&key)[N], std::string_view value) {
+    const std::size_t len = value.size();
+    const std::size_t any = 1 + varint_size(len) + len;  // AnyValue{string_value}
+    char* p = head(key, any, any);
+    *p++ = static_cast<char>((kv::kString << 3) | ProtoWriter::kLen);
+    p = put_varint(p, len);
+    if (len != 0) std::memcpy(p, value.data(), len);
+    out_.commit(p + len);
+  }
+  template <std::size_t N>
+  void str_if(const char (&key)[N], std::string_view value) {
+    if (!value.empty()) str(key, value);
+  }
+  template <std::size_t N>
+  void integer(const char (&key)[N], std::int64_t value) {
+    const auto u = static_cast<std::uint64_t>(value);
+    const std::size_t any = 1 + varint_size(u);
+    char* p = head(key, any, any);
+    *p++ = static_cast<char>((kv::kInt << 3) | ProtoWriter::kVarint);
+    out_.commit(put_varint(p, u));
+  }
+  template <std::size_t N>
+  void boolean(const char (&key)[N], bool value) {
+    char* p = head(key, 2, 2);
+    p[0] = static_cast<char>((kv::kBool << 3) | ProtoWriter::kVarint);
+    p[1] = value ? 1 : 0;  // a oneof member: written even when false
+    out_.commit(p + 2);
+  }
+  /// Nanoseconds as a double of milliseconds.
+  template <std::size_t N>
+  void milliseconds(const char (&key)[N], std::int64_t ns) {
+    char* p = head(key, 9, 9);
+    *p++ = static_cast<char>((kv::kDouble << 3) | ProtoWriter::kFixed64);
+    const auto bits = std::bit_cast<std::uint64_t>(static_cast<double>(ns < 0 ? 0 : ns) / 1e6);
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(bits >> (8 * i));
+    out_.commit(p + 8);
+  }
+
+ private:
+  // KeyValue{key, value: AnyValue of `any` bytes} up to the AnyValue's content, with room for
+  // `more` bytes after it; the caller writes the AnyValue's content and commits.
+  template <std::size_t N>
+  char* head(const char (&key)[N], std::size_t any, std::size_t more) {
+    static_assert(N - 1 < 0x80 && N + 1 < 0x80, "a key's field fits a one-byte length");
+    const std::size_t kv = (N + 1) + 1 + varint_size(any) + any;
+    char* p = out_.begin(1 + 10 + (N + 1) + 1 + 10 + more);
+    *p++ = static_cast<char>((field_ << 3) | ProtoWriter::kLen);  // fields 1 and 9: one byte
+    p = put_varint(p, kv);
+    p[0] = static_cast<char>((kv::kKey << 3) | ProtoWriter::kLen);
+    p[1] = static_cast<char>(N - 1);
+    std::memcpy(p + 2, key, N - 1);  // a constant size: inlined
+    p += N + 1;
+    *p++ = static_cast<char>((kv::kValue << 3) | ProtoWriter::kLen);
+    return put_varint(p, any);
+  }
+  template <std::size_t N>
+  void write_key(const char (&key)[N]) {
+    char* p = out_.extend(N + 1);  // tag, length, the key
+    p[0] = static_cast<char>((kv::kKey << 3) | ProtoWriter::kLen);
+    p[1] = static_cast<char>(N - 1);
+    std::memcpy(p + 2, key, N - 1);
+  }
+  ProtoWriter& out_;
+  std::uint32_t field_;
+};
+
+// A span's ids in binary (OTLP's `bytes`), each converted once per exchange.
+struct Ids {
+  char trace[16];
+  char parent[8];  // the client's span (has_parent)
+  char request[8];  // the request's span
+  bool has_parent = false;
+  std::string_view trace_id() const { return {trace, 16}; }
+  std::string_view request_id() const { return {request, 8}; }
+};
+
+// The ids and times of a span, opened in ScopeSpans' `spans`; the caller writes the
+// attributes, then close_span(). `name` and `name2` are joined by a space.
+std::size_t open_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, std::string_view id,
+                      std::string_view parent, bool remote_parent, std::string_view name, std::string_view name2,
+                      int kind, std::int64_t start, std::int64_t end) {
+  const std::size_t mark = out.open(request::kSpans, 2);  // a span: 128 bytes .. 16 KiB
+  out.bytes_field(span::kTraceId, ids.trace_id());
+  out.bytes_field(span::kSpanId, id);
+  if (!s.trace_state.empty()) out.string_field(span::kTraceState, s.trace_state);
+  if (!parent.empty()) out.bytes_field(span::kParentSpanId, parent);
+  const std::size_t n = out.open(span::kName);
+  out.utf8(name);
+  if (!name.empty() && !name2.empty()) out.raw(" ");
+  out.utf8(name2);
+  out.close(n);
+  out.varint_field(span::kKind, static_cast<std::uint64_t>(kind));
+  out.fixed64_field(span::kStart, static_cast<std::uint64_t>(start));
+  out.fixed64_field(span::kEnd, static_cast<std::uint64_t>(end < start ? start : end));
+  std::uint32_t flags = span::kSampled | span::kHasIsRemote;
+  if (remote_parent) flags |= span::kIsRemote;
+  out.fixed32_field(span::kFlags, flags);
+  return mark;
+}
+
+// The status (only an error's: an unset status is the default) and the span's end.
+void close_span(ProtoWriter& out, std::size_t mark, bool error, std::string_view message) {
+  if (error) {
+    const std::size_t st = out.open(span::kStatus);
+    if (!message.empty()) out.string_field(span::kStatusMessage, message);
+    out.varint_field(span::kStatusCode, span::kStatusError);
+    out.close(st);
+  }
+  out.close(mark, 2);
+}
+
+void gen_ai_common(Attributes& a, std::string_view operation) {
+  a.plain("gen_ai.provider.name", "vllm");
+  a.plain("gen_ai.system", "vllm");  // the name before semantic conventions 1.37
+  if (!operation.empty()) a.plain("gen_ai.operation.name", operation);
+}
+
+void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
+  const std::string_view operation = operation_of(s.path);
+  const bool routed_path = !(s.end == ExchangeEnd::rejected && s.status == 404);
+  const std::int64_t start = s.start_unix_ns;
+  // "{method} {http.route}"; an unknown path is not a name (its cardinality is the client's).
+  const std::size_t mark = open_span(out, s, ids, ids.request_id(),
+                                     ids.has_parent ? std::string_view(ids.parent, 8) : std::string_view(),
+                                     ids.has_parent, s.method,
+                                     routed_path ? s.path : std::string_view(), span::kKindServer, start,
+                                     start + s.duration.count());
+  {
+    Attributes a(out);
+    a.str("http.request.method", s.method);
+    a.str("url.path", s.path);
+    if (routed_path) a.str("http.route", s.path);
+    if (s.status > 0) a.integer("http.response.status_code", s.status);
+    a.str_if("client.address", s.client_address);
+    a.integer("http.request.body.size", static_cast<std::int64_t>(s.bytes_in));
+    a.integer("http.response.body.size", static_cast<std::int64_t>(s.bytes));
+    gen_ai_common(a, operation);
+    a.str_if("gen_ai.request.model", s.requested_model);
+    a.str_if("gen_ai.response.model", s.model);
+    if (s.usage.total() > 0) {
+      a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
+      a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
+      if (s.usage.estimated) a.boolean("vllm_router.usage.estimated", true);
+    }
+    a.str_if("vllm_router.request_id", s.request_id);
+    a.str_if("vllm_router.key_id", s.key_id);
+    a.integer("vllm_router.attempts", s.attempts);
+    a.plain("vllm_router.outcome", to_string(s.end));
+    if (s.stream) a.boolean("vllm_router.stream", true);
+    if (s.queue_wait.count() > 0) a.milliseconds("vllm_router.queue_wait_ms", s.queue_wait.count());
+    if (s.ttft.count() > 0) a.milliseconds("vllm_router.time_to_first_byte_ms", s.ttft.count());
+    if (s.end != ExchangeEnd::ok) a.plain("error.type", to_string(s.end));
+  }
+  // Server spans: 5xx and answers that broke are errors; a 4xx is the client's (unset).
+  const bool error = s.status >= 500 || s.end == ExchangeEnd::upstream_error || s.end == ExchangeEnd::timeout;
+  close_span(out, mark, error, s.error);
+}
+
+void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c) {
+  const bool routed = c.endpoint != nullptr && c.span_id.size() == 16;
+  const std::int64_t base = s.start_unix_ns;
+  char id[8]{};
+  hex_to_bytes(c.route_span_id, id);
+  const std::size_t mark = open_span(out, s, ids, std::string_view(id, 8), ids.request_id(), false, "route", "",
+                                     span::kKindInternal,
+                                     base + c.route_start.count(), base + c.route_end.count());
+  {
+    Attributes a(out);
+    a.str_if("gen_ai.request.model", c.model);
+    a.str_if("vllm_router.policy", c.policy);
+    if (routed) {
+      a.integer("vllm_router.candidates", static_cast<std::int64_t>(c.candidates));
+      a.str("vllm_router.endpoint", c.endpoint->id);
+      a.boolean("vllm_router.panic", c.panic);
+      if (c.prefix_match >= 0) a.integer("vllm_router.prefix_match_chars", c.prefix_match);
+      if (c.route_end > c.route_start) {
+        a.milliseconds("vllm_router.queue_wait_ms", (c.route_end - c.route_start).count());
+      }
+    }
+  }
+  close_span(out, mark, !routed, c.error);
+}
+
+void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c, std::size_t index,
+                  bool last) {
+  const std::string_view operation = operation_of(s.path);
+  const std::int64_t base = s.start_unix_ns;
+  // GenAI: "{gen_ai.operation.name} {gen_ai.request.model}"; else HTTP's "{method}".
+  char id[8]{};
+  hex_to_bytes(c.span_id, id);
+  const std::size_t mark =
+      open_span(out, s, ids, std::string_view(id, 8), ids.request_id(), false, operation.empty() ? s.method : operation,
+                operation.empty() ? std::string_view() : c.model, span::kKindClient, base + c.start.count(),
+                base + c.end.count());
+  const bool failed = c.outcome != OutcomeKind::success || c.status >= 400;
+  char status[8];
+  const auto status_end = std::to_chars(status, status + sizeof status, c.status).ptr;
+  {
+    const Endpoint& e = *c.endpoint;
+    Attributes a(out);
+    a.str("http.request.method", s.method);
+    a.str("server.address", e.url.host);
+    a.integer("server.port", e.url.port);
+    a.str("url.full", e.id, s.path);
+    if (c.status > 0) a.integer("http.response.status_code", c.status);
+    gen_ai_common(a, operation);
+    a.str_if("gen_ai.request.model", c.model);
+    if (last && !failed && s.usage.total() > 0) {
+      a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
+      a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
+    }
+    a.str("vllm_router.endpoint", e.id);
+    a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
+    a.plain("vllm_router.outcome", to_string(c.outcome));
+    if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
+    if (c.outcome != OutcomeKind::success) {
+      a.plain("error.type", to_string(c.outcome));
+    } else if (c.status >= 400) {
+      a.plain("error.type", std::string_view(status, static_cast<std::size_t>(status_end - status)));
+    }
+  }
+  if (failed && c.error.empty()) {
+    char message[16] = "HTTP ";
+    const auto end = std::to_chars(message + 5, message + sizeof message, c.status).ptr;
+    close_span(out, mark, true, std::string_view(message, static_cast<std::size_t>(end - message)));
+  } else {
+    close_span(out, mark, failed, c.error);
+  }
+}
+
+}  // namespace
+
+std::size_t append_spans(ProtoWriter& out, const ExchangeSummary& s) {
+  Ids ids;
+  hex_to_bytes(s.trace_id.substr(0, 32), ids.trace);
+  hex_to_bytes(s.span_id.substr(0, 16), ids.request);
+  ids.has_parent = s.parent_span_id.size() == 16;
+  if (ids.has_parent) hex_to_bytes(s.parent_span_id, ids.parent);
+  request_span(out, s, ids);
+  std::size_t spans = 1, routed = 0;
+  for (std::size_t i = 0; i < s.trace_attempts.size(); ++i) {
+    const AttemptTrace& c = s.trace_attempts[i];
+    routing_span(out, s, ids, c);
+    ++spans;
+    if (c.endpoint == nullptr || c.span_id.size() != 16) continue;
+    attempt_span(out, s, ids, c, ++routed, i + 1 == s.trace_attempts.size());
+    ++spans;
+  }
+  return spans;
+}
+
+OtlpHeader::OtlpHeader(std::string_view service_name) {
+  ProtoWriter w;
+  {
+    Attributes a(w, request::kResourceAttributes);
+    a.str("service.name", service_name);
+    a.plain("telemetry.sdk.name", "vllm-router");
+    a.plain("telemetry.sdk.language", "cpp");
+    a.str("telemetry.sdk.version", version());
+  }
+  resource_.assign(w.view());
+  w.clear();
+  w.bytes_field(request::kScopeName, "vllm-router");
+  w.string_field(request::kScopeVersion, version());
+  scope_.assign(w.view());
+}
+
+std::size_t OtlpHeader::max_size() const noexcept {
+  // three tags of one byte, three lengths of at most 10, the resource and the scope
+  return 3 + 30 + resource_.size() + scope_.size();
+}
+
+std::size_t OtlpHeader::write_before(char* spans, std::size_t spans_size) const {
+  // ExportTraceServiceRequest{resource_spans: ResourceSpans{resource: R, scope_spans:
+  // ScopeSpans{scope: S, spans...}}}: every length is known from the spans' size.
+  const std::size_t scope_field = 1 + varint_size(scope_.size()) + scope_.size();
+  const std::size_t ss = scope_field + spans_size;
+  const std::size_t resource_field = 1 + varint_size(resource_.size()) + resource_.size();
+  const std::size_t rs = resource_field + 1 + varint_size(ss) + ss;
+  ProtoWriter w;
+  w.tag(request::kResourceSpans, ProtoWriter::kLen);
+  w.varint(rs);
+  w.bytes_field(request::kResource, resource_);
+  w.tag(request::kScopeSpans, ProtoWriter::kLen);
+  w.varint(ss);
+  w.bytes_field(request::kScope, scope_);
+  std::memcpy(spans - w.size(), w.view().data(), w.size());
+  return w.size();
+}
+
+void otlp_request(ProtoWriter& out, std::string_view service_name, std::string_view spans) {
+  const OtlpHeader header(service_name);
+  out.clear();
+  out.extend(header.max_size());
+  out.raw(spans);
+  char* start = out.data() + header.max_size();
+  const std::size_t n = header.write_before(start, spans.size());
+  const std::string request(start - n, n + spans.size());
+  out.clear();
+  out.raw(request);
+}
+
+}  // namespace vllm_router::detail
