@@ -71,17 +71,22 @@ std::size_t utf8_length(const unsigned char* p, std::size_t n) {
   return len;
 }
 
-// Whether every byte is ASCII (eight at a time).
+// Whether every byte is ASCII (eight at a time; the last word overlaps the one before).
 bool is_ascii(std::string_view v) {
   const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-  std::size_t i = 0;
+  const std::size_t n = v.size();
   std::uint64_t high = 0;
-  for (; i + 8 <= v.size(); i += 8) {
+  if (n >= 8) {
     std::uint64_t w;
-    std::memcpy(&w, p + i, 8);
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+      std::memcpy(&w, p + i, 8);
+      high |= w;
+    }
+    std::memcpy(&w, p + n - 8, 8);
     high |= w;
+  } else {
+    for (std::size_t i = 0; i < n; ++i) high |= p[i];
   }
-  for (; i < v.size(); ++i) high |= p[i];
   return (high & 0x8080808080808080ull) == 0;
 }
 
@@ -261,8 +266,7 @@ class Attributes {
   void milliseconds(const char (&key)[N], std::int64_t ns) {
     char* p = head(key, 9, 9);
     *p++ = static_cast<char>((kv::kDouble << 3) | ProtoWriter::kFixed64);
-    const auto bits = std::bit_cast<std::uint64_t>(static_cast<double>(ns < 0 ? 0 : ns) / 1e6);
-    for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(bits >> (8 * i));
+    ProtoWriter::put_fixed(p, std::bit_cast<std::uint64_t>(static_cast<double>(ns < 0 ? 0 : ns) / 1e6));
     out_.commit(p + 8);
   }
 
@@ -310,21 +314,58 @@ std::size_t open_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids
                       std::string_view parent, bool remote_parent, std::string_view name, std::string_view name2,
                       int kind, std::int64_t start, std::int64_t end) {
   const std::size_t mark = out.open(request::kSpans, 2);  // a span: 128 bytes .. 16 KiB
-  out.bytes_field(span::kTraceId, ids.trace_id());
-  out.bytes_field(span::kSpanId, id);
+  {
+    // ids, kind, times and flags: 70 bytes at most, written at once
+    char* p = out.begin(80);
+    *p++ = static_cast<char>((span::kTraceId << 3) | ProtoWriter::kLen);
+    *p++ = 16;
+    std::memcpy(p, ids.trace, 16);
+    p += 16;
+    *p++ = static_cast<char>((span::kSpanId << 3) | ProtoWriter::kLen);
+    *p++ = 8;
+    std::memcpy(p, id.data(), 8);
+    p += 8;
+    if (parent.size() == 8) {
+      *p++ = static_cast<char>((span::kParentSpanId << 3) | ProtoWriter::kLen);
+      *p++ = 8;
+      std::memcpy(p, parent.data(), 8);
+      p += 8;
+    }
+    *p++ = static_cast<char>((span::kKind << 3) | ProtoWriter::kVarint);
+    *p++ = static_cast<char>(kind);  // 1..3
+    *p++ = static_cast<char>((span::kStart << 3) | ProtoWriter::kFixed64);
+    ProtoWriter::put_fixed(p, static_cast<std::uint64_t>(start));
+    p += 8;
+    *p++ = static_cast<char>((span::kEnd << 3) | ProtoWriter::kFixed64);
+    ProtoWriter::put_fixed(p, static_cast<std::uint64_t>(end < start ? start : end));
+    p += 8;
+    std::uint32_t flags = span::kSampled | span::kHasIsRemote;
+    if (remote_parent) flags |= span::kIsRemote;
+    // field 16: a two-byte tag
+    *p++ = static_cast<char>(((span::kFlags << 3) | ProtoWriter::kFixed32) | 0x80);
+    *p++ = static_cast<char>(((span::kFlags << 3) | ProtoWriter::kFixed32) >> 7);
+    ProtoWriter::put_fixed(p, flags);
+    out.commit(p + 4);
+  }
   if (!s.trace_state.empty()) out.string_field(span::kTraceState, s.trace_state);
-  if (!parent.empty()) out.bytes_field(span::kParentSpanId, parent);
+  const bool space = !name.empty() && !name2.empty();
+  if (name.size() + name2.size() < 120 && is_ascii(name) && is_ascii(name2)) {  // the usual: lengths known
+    const std::size_t len = name.size() + (space ? 1 : 0) + name2.size();
+    char* p = out.begin(2 + len);
+    *p++ = static_cast<char>((span::kName << 3) | ProtoWriter::kLen);
+    *p++ = static_cast<char>(len);
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    if (space) *p++ = ' ';
+    if (!name2.empty()) std::memcpy(p, name2.data(), name2.size());
+    out.commit(p + name2.size());
+    return mark;
+  }
   const std::size_t n = out.open(span::kName);
   out.utf8(name);
-  if (!name.empty() && !name2.empty()) out.raw(" ");
+  if (space) out.raw(" ");
   out.utf8(name2);
   out.close(n);
-  out.varint_field(span::kKind, static_cast<std::uint64_t>(kind));
-  out.fixed64_field(span::kStart, static_cast<std::uint64_t>(start));
-  out.fixed64_field(span::kEnd, static_cast<std::uint64_t>(end < start ? start : end));
-  std::uint32_t flags = span::kSampled | span::kHasIsRemote;
-  if (remote_parent) flags |= span::kIsRemote;
-  out.fixed32_field(span::kFlags, flags);
   return mark;
 }
 
@@ -339,14 +380,14 @@ void close_span(ProtoWriter& out, std::size_t mark, bool error, std::string_view
   out.close(mark, 2);
 }
 
+// The GenAI inference attributes: on the CLIENT span, the call to the engine (the SERVER span
+// is the router's own HTTP request).
 void gen_ai_common(Attributes& a, std::string_view operation) {
   a.plain("gen_ai.provider.name", "vllm");
-  a.plain("gen_ai.system", "vllm");  // the name before semantic conventions 1.37
   if (!operation.empty()) a.plain("gen_ai.operation.name", operation);
 }
 
 void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
-  const std::string_view operation = operation_of(s.path);
   const bool routed_path = !(s.end == ExchangeEnd::rejected && s.status == 404);
   const std::int64_t start = s.start_unix_ns;
   // "{method} {http.route}"; an unknown path is not a name (its cardinality is the client's).
@@ -364,7 +405,6 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
     a.str_if("client.address", s.client_address);
     a.integer("http.request.body.size", static_cast<std::int64_t>(s.bytes_in));
     a.integer("http.response.body.size", static_cast<std::int64_t>(s.bytes));
-    gen_ai_common(a, operation);
     a.str_if("gen_ai.request.model", s.requested_model);
     a.str_if("gen_ai.response.model", s.model);
     if (s.usage.total() > 0) {
@@ -439,7 +479,6 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
       a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
       a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
     }
-    a.str("vllm_router.endpoint", e.id);
     a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
     a.plain("vllm_router.outcome", to_string(c.outcome));
     if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));

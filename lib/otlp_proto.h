@@ -3,11 +3,13 @@
 // (no copy of the summary's strings), and the request that wraps a batch of them.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "vllm_router/observer.h"
@@ -60,15 +62,21 @@ class ProtoWriter {
   }
   void fixed64_field(std::uint32_t field, std::uint64_t v) {
     tag(field, kFixed64);
-    room(8);
-    for (int i = 0; i < 8; ++i) data_[size_ + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
-    size_ += 8;
+    put_fixed(extend(8), v);
   }
   void fixed32_field(std::uint32_t field, std::uint32_t v) {
     tag(field, kFixed32);
-    room(4);
-    for (int i = 0; i < 4; ++i) data_[size_ + static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
-    size_ += 4;
+    put_fixed(extend(4), v);
+  }
+  /// `v` little-endian at `p` (protobuf's fixed32/fixed64/double).
+  template <typename T>
+  static void put_fixed(char* p, T v) noexcept {
+    static_assert(std::is_unsigned_v<T>);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(p, &v, sizeof v);
+    } else {
+      for (std::size_t i = 0; i < sizeof v; ++i) p[i] = static_cast<char>(v >> (8 * i));
+    }
   }
   /// A `bytes` field, or a `string` field whose value is known to be valid UTF-8.
   void bytes_field(std::uint32_t field, std::string_view v) {

@@ -492,7 +492,8 @@ TEST_CASE("a retry: two attempt spans, the first failed with its reason, each na
   CHECK(second.attr("vllm_router.attempt") == "i:2");
   CHECK(second.attr("vllm_router.retry_reason").empty());
   CHECK(second.status_code == 0);
-  CHECK(first.attr("vllm_router.endpoint") != second.attr("vllm_router.endpoint"));
+  CHECK(first.attr("url.full") != second.attr("url.full"));
+  CHECK(tr.routes()[0]->attr("vllm_router.endpoint") != tr.routes()[1]->attr("vllm_router.endpoint"));
   CHECK(first.span_id != second.span_id);
   CHECK(head_value(f.host.heads[0], "traceparent").substr(36, 16) == second.span_id);
   // usage on the attempt that answered only
@@ -626,8 +627,10 @@ TEST_CASE("OTLP protobuf: one resource and scope around the spans, names, kinds,
   }
   CHECK(got[0].name == "POST /v1/chat/completions");
   CHECK(got[0].kind == 2);
-  CHECK(got[0].attr("gen_ai.operation.name") == "s:chat");
-  CHECK(got[0].attr("gen_ai.provider.name") == "s:vllm");
+  CHECK(got[0].attr("gen_ai.operation.name").empty());  // GenAI attributes: the CLIENT span's
+  CHECK(got[2].attr("gen_ai.operation.name") == "s:chat");
+  CHECK(got[2].attr("gen_ai.provider.name") == "s:vllm");
+  CHECK(got[2].attr("gen_ai.system").empty());  // deprecated since semantic conventions 1.37
   CHECK(got[0].attr("http.route") == "s:/v1/chat/completions");
   CHECK(got[0].attr("vllm_router.time_to_first_byte_ms") == "d:2.000");
   CHECK(got[0].attr("http.request.body.size") == "i:33");
