@@ -99,8 +99,9 @@ inline constexpr FlagSpec kFlags[] = {
      "one line per finished request to a file (reopened on SIGHUP and SIGUSR1,\n"
      "for rotation), to standard output (-), or off (docs/observability.md)"},
     {Kind::otlp_endpoint, "--otlp-endpoint", "VLLM_ROUTER_OTLP_ENDPOINT", "URL",
-     "trace requests (W3C traceparent) and export spans over OTLP/HTTP (JSON) to\n"
-     "URL/v1/traces, e.g. http://otel-collector:4318 (docs/tracing.md)"},
+     "trace requests (W3C traceparent) and export spans over OTLP/HTTP (protobuf)\n"
+     "to URL/v1/traces, e.g. http://otel-collector:4318 (docs/tracing.md); the\n"
+     "OTEL_EXPORTER_OTLP_* and OTEL_SERVICE_NAME variables are read below these"},
     {Kind::otlp_sampling, "--otlp-sampling", "VLLM_ROUTER_OTLP_SAMPLING", "RATIO",
      "share of new traces recorded, 0.0..1.0 (default 1.0); a client's traceparent\n"
      "decides for its own trace (its sampled flag)"},

@@ -370,6 +370,68 @@ Result<std::string> read_file(const std::string& path, std::string_view source) 
   return text.str();
 }
 
+// OpenTelemetry's standard exporter variables (as the OpenTelemetry Operator and SDKs set them):
+// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the full
+// .../v1/traces URL), OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED, and
+// OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, which must be http/protobuf (the one implemented).
+Result<void> apply_otel_environment(const Environment& env, Layer& layer) {
+  auto get = [&](const char* name) -> std::string_view {
+    auto it = env.find(name);
+    return it == env.end() ? std::string_view() : std::string_view(it->second);
+  };
+  if (get("OTEL_SDK_DISABLED") == "true") return {};
+  for (const char* name : {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}) {
+    const std::string_view protocol = get(name);
+    if (!protocol.empty()) {
+      if (protocol != "http/protobuf") {
+        return option_error(name, fmt::format("'{}' is not supported: the exporter speaks http/protobuf", protocol));
+      }
+      break;  // the traces variable wins over the general one
+    }
+  }
+  if (const std::string_view traces = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); !traces.empty()) {
+    constexpr std::string_view kPath = "/v1/traces";
+    std::string_view base = traces;
+    if (base.size() < kPath.size() || base.substr(base.size() - kPath.size()) != kPath) {
+      return option_error("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                          fmt::format("expected a URL ending in /v1/traces, got '{}'", traces));
+    }
+    base.remove_suffix(kPath.size());
+    if (auto url = parse_url(base); !url) return option_error("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url.error().message);
+    layer.otlp_endpoint = std::string(base);
+  } else if (const std::string_view endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT"); !endpoint.empty()) {
+    std::string_view base = endpoint;
+    while (!base.empty() && base.back() == '/') base.remove_suffix(1);
+    if (auto url = parse_url(base); !url) return option_error("OTEL_EXPORTER_OTLP_ENDPOINT", url.error().message);
+    layer.otlp_endpoint = std::string(base);
+  }
+  if (const std::string_view name = get("OTEL_SERVICE_NAME"); !name.empty()) layer.otlp_service_name = std::string(name);
+  const std::string_view sampler = get("OTEL_TRACES_SAMPLER");
+  if (sampler.empty()) return {};
+  // The router's sampling is parent based: a client's traceparent decides for its trace.
+  if (sampler == "always_on" || sampler == "parentbased_always_on") {
+    layer.otlp_sampling = 1.0;
+  } else if (sampler == "always_off" || sampler == "parentbased_always_off") {
+    layer.otlp_sampling = 0.0;
+  } else if (sampler == "traceidratio" || sampler == "parentbased_traceidratio") {
+    const std::string_view arg = get("OTEL_TRACES_SAMPLER_ARG");
+    double ratio = 1.0;  // the specification's default
+    if (!arg.empty()) {
+      const auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), ratio);
+      if (ec != std::errc{} || end != arg.data() + arg.size() || !(ratio >= 0.0 && ratio <= 1.0)) {
+        return option_error("OTEL_TRACES_SAMPLER_ARG", fmt::format("expected a number 0.0..1.0, got '{}'", arg));
+      }
+    }
+    layer.otlp_sampling = ratio;
+  } else {
+    return option_error("OTEL_TRACES_SAMPLER",
+                        fmt::format("'{}' is not supported (always_on, always_off, traceidratio and their "
+                                    "parentbased_ forms are)",
+                                    sampler));
+  }
+  return {};
+}
+
 }  // namespace
 
 Environment current_environment() {
@@ -447,7 +509,9 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
   }
 
   // 3. Environment, then flags. Empty variables count as unset (charts often render "").
+  // OpenTelemetry's own variables come first: ours, then flags, override them.
   Layer env_layer;
+  if (auto r = apply_otel_environment(env, env_layer); !r) return r.error();
   for (const FlagSpec& spec : kFlags) {
     if (spec.env.empty() || spec.kind == Kind::config) continue;
     auto it = env.find(std::string(spec.env));

@@ -50,7 +50,7 @@ def router_binary():
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ROUTER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_ROUTER_", "OTEL_"))}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -440,3 +440,55 @@ def test_tracing_options_validated_and_in_help():
                         env=clean_env(VLLM_ROUTER_OTLP_ENDPOINT="http://127.0.0.1:4318",
                                       VLLM_ROUTER_OTLP_SAMPLING="0.25"))
     assert env_ok.returncode == 0, env_ok.stderr
+
+
+def test_opentelemetry_environment_variables():
+    """OTEL_* (as the OpenTelemetry Operator injects them) configure the exporter; the router's
+    own variables and flags win over them; what the exporter cannot do is refused at start."""
+    receiver = Receiver(service_name="from-otel")
+    sim = start_sim("--model", "m")
+    cfg = config_file(interval_ms=20)
+    try:
+        env = clean_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.url + "/v1/traces",
+                        OTEL_SERVICE_NAME="overridden", VLLM_ROUTER_OTLP_SERVICE_NAME="from-otel",
+                        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                        OTEL_TRACES_SAMPLER="parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG="1.0")
+        router = start_router("--config", cfg, "--model", "m=" + sim.url, env=env)
+        try:
+            status, headers, _ = post_json(router, CHAT, chat_body("m"))
+            assert status == 200
+            trace_id, _, flags = upstream_traceparent(sim)
+            assert flags == "01"
+            assert len(receiver.trace(trace_id, 3)) == 3  # checked against service.name from-otel: ours won
+        finally:
+            assert router.stop() == 0
+        # sampler always_off: trace context only, nothing recorded
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url + "/", OTEL_TRACES_SAMPLER="always_off")
+        router = start_router("--config", cfg, "--model", "m=" + sim.url, env=env)
+        try:
+            assert post_json(router, CHAT, chat_body("m"))[0] == 200
+            assert upstream_traceparent(sim)[2] == "00"
+        finally:
+            assert router.stop() == 0
+        # OTEL_SDK_DISABLED: not a participant, the client's traceparent passes through
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_SDK_DISABLED="true")
+        router = start_router("--config", cfg, "--model", "m=" + sim.url, env=env)
+        try:
+            assert post_json(router, CHAT, chat_body("m"), headers={"traceparent": SAMPLED})[0] == 200
+            assert sim_stats(sim)["last_headers"].get("traceparent") == SAMPLED
+        finally:
+            assert router.stop() == 0
+    finally:
+        sim.stop()
+        receiver.close()
+        os.unlink(cfg)
+    for var, value, says in (("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "http/protobuf"),
+                             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json", "http/protobuf"),
+                             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318", "/v1/traces"),
+                             ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+                             ("OTEL_TRACES_SAMPLER", "jaeger_remote", "not supported"),
+                             ("OTEL_TRACES_SAMPLER_ARG", "2", "0.0..1.0")):
+        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318", OTEL_TRACES_SAMPLER="traceidratio")
+        env[var] = value
+        bad = run_router("--model", "m=http://127.0.0.1:1", "--check-config", env=env)
+        assert bad.returncode != 0 and var in bad.stderr and says in bad.stderr, (var, bad.stderr)
