@@ -5,6 +5,7 @@
 #
 #   bench/features.sh [ROUNDS] [SECONDS]      (default 5 rounds of 5 s per case)
 #   CASES="off observe" bench/features.sh     (default: off keys redis observe)
+#   OTLP_SINK=nginx ...                         (the collector: python (default) or nginx)
 #
 # Cases, alternated each round (order rotated):
 #   off      no keys, no access log, no tracing (metrics are always on)
@@ -68,9 +69,36 @@ s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 print("listening on http://127.0.0.1:%d" % s.server_port, flush=True)
 s.serve_forever()
 PY
-python3 "$TMP/otlp.py" >"$TMP/otlp.log" 2>&1 &
-pids+=($!)
-otlp_port=$(wait_line "$TMP/otlp.log" "listening on http://")
+# OTLP_SINK=nginx: an nginx that reads and discards the exports (a collector costs its own CPU:
+# on this 2-core machine a python receiver competes with the router; a real one runs elsewhere).
+if [[ ${OTLP_SINK:-python} == nginx ]]; then
+  otlp_port=$(free_port)
+  mkdir -p "$TMP/nginx"
+  cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx;
+  client_max_body_size 64m;
+  client_body_buffer_size 4m;
+  server {
+    listen 127.0.0.1:$otlp_port;
+    location /v1/traces { if (\$request_method = POST) { return 200 "{}"; } return 405; }
+  }
+}
+EOF
+  nginx -c "$TMP/nginx/nginx.conf" -g 'daemon off;' >"$TMP/otlp.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -s -o /dev/null -X POST "http://127.0.0.1:$otlp_port/v1/traces" && break; sleep 0.05; done
+else
+  python3 "$TMP/otlp.py" >"$TMP/otlp.log" 2>&1 &
+  pids+=($!)
+  otlp_port=$(wait_line "$TMP/otlp.log" "listening on http://")
+fi
+otlp_pid=${pids[-1]}
 digest=$(printf %s "$KEY" | "$ROUTER" --hash-key)
 cat >"$TMP/keys.json" <<EOF
 {"keys": [{"id": "bench", "sha256": "$digest", "models": ["facebook/*"], "rpm": 100000000, "tpm": 100000000000,
@@ -107,9 +135,13 @@ run_case() {  # run_case NAME -> requests/s
   fi
   wrk -t1 -c64 -d1s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1
   local out t0 t1
+  local c0 c1
   t0=$(cpu_ticks "$rpid")
+  c0=$(tree_ticks "$otlp_pid")
   out=$(wrk -t1 -c64 -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" 2>&1)
   t1=$(cpu_ticks "$rpid")
+  c1=$(tree_ticks "$otlp_pid")
+  [[ $1 == observe ]] && echo "$((c1 - c0))" >>"$TMP/collector_ticks"
   kill "$rpid"
   wait "$rpid" 2>/dev/null || true
   if [[ -n $scraper ]]; then
@@ -126,6 +158,11 @@ run_case() {  # run_case NAME -> requests/s
     END {printf "%s %.1f\n", rps, ticks / hz * 1e6 / n}' <<<"$out"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tree_ticks() {  # a process and its children (nginx's worker)
+  local t=0 p
+  for p in $1 $(pgrep -P "$1"); do t=$((t + $(cpu_ticks "$p"))); done
+  echo $t
+}
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
 read -r -a cases <<<"${CASES:-off keys redis observe}"
@@ -151,3 +188,8 @@ for c in "${cases[@]}"; do
   u=$(median <<<"${cpu[$c]}")
   echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
 done
+if [[ -s $TMP/collector_ticks ]]; then
+  c=$(median <"$TMP/collector_ticks")
+  echo
+  echo "OTLP collector (${OTLP_SINK:-python}) during observe rounds: $(awk -v t="$c" -v hz="$(getconf CLK_TCK)" -v s="$SECS" 'BEGIN{printf "%.0f", t / hz / s * 100}') % of a core (median)"
+fi
