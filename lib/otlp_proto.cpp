@@ -90,14 +90,6 @@ bool is_ascii(std::string_view v) {
   return (high & 0x8080808080808080ull) == 0;
 }
 
-constexpr std::array<std::int8_t, 256> kHexValue = [] {
-  std::array<std::int8_t, 256> t{};
-  for (auto& v : t) v = -1;
-  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
-  for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
-  for (int c = 'A'; c <= 'F'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'A' + 10);
-  return t;
-}();
 
 }  // namespace
 
@@ -564,9 +556,8 @@ void otlp_request(ProtoWriter& out, std::string_view service_name, std::string_v
   out.raw(spans);
   char* start = out.data() + header.max_size();
   const std::size_t n = header.write_before(start, spans.size());
-  const std::string request(start - n, n + spans.size());
-  out.clear();
-  out.raw(request);
+  std::memmove(out.data(), start - n, n + spans.size());  // the request from the buffer's start
+  out.commit(out.data() + n + spans.size());
 }
 
 }  // namespace vllm_router::detail
