@@ -84,6 +84,11 @@ bool is_ascii(std::string_view v) {
     }
     std::memcpy(&w, p + n - 8, 8);
     high |= w;
+  } else if (n >= 4) {  // two overlapping words
+    std::uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    high = a | b;
   } else {
     for (std::size_t i = 0; i < n; ++i) high |= p[i];
   }
@@ -395,8 +400,6 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
     if (routed_path) a.str("http.route", s.path);
     if (s.status > 0) a.integer("http.response.status_code", s.status);
     a.str_if("client.address", s.client_address);
-    a.integer("http.request.body.size", static_cast<std::int64_t>(s.bytes_in));
-    a.integer("http.response.body.size", static_cast<std::int64_t>(s.bytes));
     a.str_if("gen_ai.request.model", s.requested_model);
     a.str_if("gen_ai.response.model", s.model);
     if (s.usage.total() > 0) {
@@ -406,8 +409,9 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
     }
     a.str_if("vllm_router.request_id", s.request_id);
     a.str_if("vllm_router.key_id", s.key_id);
-    a.integer("vllm_router.attempts", s.attempts);
-    a.plain("vllm_router.outcome", to_string(s.end));
+    // Facts a reader gets from the span itself are left out (the cost is per request): the
+    // outcome when ok (error.type names any other), attempts when one (the child spans count).
+    if (s.attempts > 1) a.integer("vllm_router.attempts", s.attempts);
     if (s.stream) a.boolean("vllm_router.stream", true);
     if (s.queue_wait.count() > 0) a.milliseconds("vllm_router.queue_wait_ms", s.queue_wait.count());
     if (s.ttft.count() > 0) a.milliseconds("vllm_router.time_to_first_byte_ms", s.ttft.count());
@@ -428,12 +432,12 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
                                      base + c.route_start.count(), base + c.route_end.count());
   {
     Attributes a(out);
-    a.str_if("gen_ai.request.model", c.model);
+    if (!routed) a.str_if("gen_ai.request.model", c.model);  // else the attempt span has it
     a.str_if("vllm_router.policy", c.policy);
     if (routed) {
       a.integer("vllm_router.candidates", static_cast<std::int64_t>(c.candidates));
       a.str("vllm_router.endpoint", c.endpoint->id);
-      a.boolean("vllm_router.panic", c.panic);
+      if (c.panic) a.boolean("vllm_router.panic", true);
       if (c.prefix_match >= 0) a.integer("vllm_router.prefix_match_chars", c.prefix_match);
       if (c.route_end > c.route_start) {
         a.milliseconds("vllm_router.queue_wait_ms", (c.route_end - c.route_start).count());
@@ -471,8 +475,7 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
       a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
       a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
     }
-    a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
-    a.plain("vllm_router.outcome", to_string(c.outcome));
+    if (s.attempts > 1) a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
     if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
     if (c.outcome != OutcomeKind::success) {
       a.plain("error.type", to_string(c.outcome));

@@ -113,6 +113,37 @@ TEST_CASE("a client's bytes cannot break or forge a line, and fields are bounded
   CHECK(bounded.find(" model=" + std::string(256, 'a') + " ") != std::string::npos);
 }
 
+TEST_CASE("logfmt quotes a value for any special byte at any position (word-wise scans)") {
+  // The bare-value scan works on 16- and 8-byte words with an overlapping tail: every length
+  // around those sizes, every position, every kind of byte that needs quotes.
+  Endpoint ep;
+  ExchangeSummary s = sample(ep);
+  const std::string specials = std::string("\x00\x01\x1f \"=\\\x7f\x80\xc3\xff", 12);
+  for (std::size_t len = 1; len <= 40; ++len) {
+    std::string v(len, 'a');
+    s.requested_model = v;
+    REQUIRE(line_of(s, LogFormat::text).find(" model=" + v + " ") != std::string::npos);
+    for (std::size_t at = 0; at < len; ++at) {
+      for (const char c : specials) {
+        v.assign(len, 'a');
+        v[at] = c;
+        s.requested_model = v;
+        const std::string line = line_of(s, LogFormat::text);
+        INFO("length ", len, " position ", at, " byte ", static_cast<int>(static_cast<unsigned char>(c)));
+        REQUIRE(line.find(" model=\"") != std::string::npos);  // quoted
+        REQUIRE(line.find(" model=" + v + " ") == std::string::npos);
+      }
+    }
+  }
+  // Every printable byte but the three is bare.
+  std::string printable;
+  for (int c = 0x21; c < 0x7f; ++c) {
+    if (c != '"' && c != '=' && c != '\\') printable += static_cast<char>(c);
+  }
+  s.requested_model = printable;
+  CHECK(line_of(s, LogFormat::text).find(" model=" + printable + " ") != std::string::npos);
+}
+
 TEST_CASE("JSON strings: valid UTF-8 passes, everything else is escaped") {
   auto js = [](std::string_view s) {
     std::string out;
