@@ -14,6 +14,9 @@
 #   redis    the same with the counts in a local redis-server
 #   observe  access log to a file, tracing with sampling 1.0 to a local OTLP receiver, /metrics
 #            scraped every second (issue 13: observe >= 0.95 x off)
+# On a shared machine run it under a real-time priority, which every process it starts inherits
+# (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
+#   CASES="off observe" chrt -r 10 bench/features.sh 10 4
 # Prints each round and the medians with the ratio to off. Builds nothing; needs
 # build/server/vllm-router, build/tools/vllm-sim, wrk, python3 and (redis) redis-server.
 set -euo pipefail
