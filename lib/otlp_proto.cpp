@@ -473,6 +473,7 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
     }
     a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
     a.plain("vllm_router.outcome", to_string(c.outcome));
+    if (!c.leg.empty()) a.plain("vllm_router.leg", c.leg);
     if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
     if (c.outcome != OutcomeKind::success) {
       a.plain("error.type", to_string(c.outcome));
