@@ -226,10 +226,10 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
     }
   } else if (a.workload == "mixed") {
     // Long prompts interleaved with long generations (bench/fleet/pd.sh): every other request
-    // is a 3,000-token prompt asking for 8 tokens, the others a 100-token prompt asking for 200.
+    // is a 2,000-token prompt asking for 8 tokens, the others a 100-token prompt asking for 200.
     // No prefix is shared.
-    const int total = q ? 48 : 240;
-    const double rate = a.rate > 0 ? a.rate : 4.0;
+    const int total = q ? 48 : 480;
+    const double rate = a.rate > 0 ? a.rate : 12.0;
     rate_out = rate;
     double t = 0;
     for (int k = 0; k < total; ++k) {
@@ -237,7 +237,7 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
       t += exp_gap(r, rate);
       s.start_s = t;
       const bool long_prompt = k % 2 == 0;
-      s.turns.push_back(Turn{chat_body({{"user", "mixed " + std::to_string(k) + " " + words(r, long_prompt ? 12000 : 400)}},
+      s.turns.push_back(Turn{chat_body({{"user", "mixed " + std::to_string(k) + " " + words(r, long_prompt ? 8000 : 400)}},
                                        "", long_prompt ? 8 : 200)});
       out.push_back(std::move(s));
     }

@@ -11,7 +11,7 @@
 # (build/bench/fleet/fleet_bench). "4C": 4 colocated engines (--kv-role both, no prefill pool);
 # "1P3D": 1 prefill + 3 decode engines (--kv-role prefill / decode, the model's prefill pool);
 # "2P2D": 2 + 2. Prints a Markdown table of TTFT and inter-token latency p50/p99 per config.
-# Full: 240 requests at 4/s per config (about 70 s each); --quick: 48 (about 15 s each).
+# Full: 480 requests at 12/s per config (about 45 s each); --quick: 48 (about 8 s each).
 # Every run is bounded (fleet_bench --max-seconds, timeout) and stops its engines by PID.
 # Environment: VLLM_SIM, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
 # Exit: 0 when every run completed, 1 when one could not run, 2 on bad usage.
@@ -52,7 +52,7 @@ fi
 
 if (( QUICK )); then QUICK_ARG=--quick; RUN_LIMIT=40; else QUICK_ARG=""; RUN_LIMIT=150; fi
 MAX_NUM_SEQS=16
-PREFILL_US=50   # per uncached prompt token: a 3,000-token prompt costs 150 ms
+PREFILL_US=50   # per uncached prompt token: a 2,000-token prompt costs 100 ms
 ITL_MS=10
 SIM_ARGS=(--batch-queue --max-num-seqs "$MAX_NUM_SEQS" --prefill-us-per-token "$PREFILL_US" --itl-ms "$ITL_MS"
           --prefill-stalls-decode --max-model-len 65536 --threads 256)

@@ -404,3 +404,44 @@ TEST_CASE("cpu quota: cgroup v2 cpu.max and v1 cfs files, rounded up") {
   CHECK(cpus_from_cfs("250000\n", "100000\n") == 3u);
   CHECK(detail::available_cpus() >= 1u);
 }
+
+TEST_CASE("prefill/decode roles: a pod's role label puts it in its model's prefill pool") {
+  DiscoveryConfig pods;
+  pods.type = "kubernetes";
+  pods.resource = "pods";
+  pods.port = 8000;
+  const char* prefill_pod = R"({"metadata":{"name":"p","labels":{"vllm-router.io/model":"m","vllm-router.io/role":"prefill"}},
+    "status":{"phase":"Running","podIP":"10.0.0.7","conditions":[{"type":"Ready","status":"True"}]}})";
+  auto set = kubernetes_object_endpoints(prefill_pod, pods);
+  REQUIRE(set.ok());
+  REQUIRE(set->size() == 1);
+  CHECK(set.value()[0].role == "prefill");
+  pods.role_label.clear();  // not read: a plain endpoint
+  CHECK(kubernetes_object_endpoints(prefill_pod, pods).value()[0].role.empty());
+
+  DiscoveredEndpoint p = ep("http://p:1", {"m"});
+  p.role = "prefill";
+  DiscoveredEndpoint d = ep("http://d:1", {"m"});
+  d.role = "decode";
+  RouterConfig out = compose_router_config(RouterConfig{}, {{p, d}});
+  const ModelConfig* m = find(out, "m");
+  REQUIRE(m != nullptr);
+  CHECK(urls(*m) == std::vector<std::string>{"http://d:1"});
+  REQUIRE(m->prefill);
+  REQUIRE(m->prefill->endpoints.size() == 1);
+  CHECK(m->prefill->endpoints[0].url == "http://p:1");
+  auto router = Router::create(out);
+  REQUIRE(router.ok());
+  CHECK(router.value()->snapshot()->disaggregated);
+
+  // A configured prefill pool with no endpoint yet: the model is colocated until one appears.
+  RouterConfig base;
+  base.models.push_back(ModelConfig{"m", {}, {}, {}, "", {}, 0, PrefillConfig{{}, "prefix_aware", true}});
+  out = compose_router_config(base, {{d}});
+  REQUIRE(find(out, "m") != nullptr);
+  CHECK_FALSE(find(out, "m")->prefill);
+  out = compose_router_config(base, {{d, p}});
+  REQUIRE(find(out, "m")->prefill);
+  CHECK(find(out, "m")->prefill->policy == "prefix_aware");
+  CHECK(find(out, "m")->prefill->endpoints.size() == 1);
+}
