@@ -77,6 +77,11 @@ def test_non_streamed_runs_both_legs_with_one_request_id(tmp):
                   if labels.get("model") == "m"]
         assert counts == [1.0], counts
         assert not metric_samples(text, "vllm_router_pd_fallbacks_total")
+        status, _, raw = call(router, "GET", "/status.json")
+        assert status == 200
+        pools = json.loads(raw)["models"]
+        assert [(m["name"], m.get("role")) for m in pools] == [("m", None), ("m", "prefill")]
+        assert [e["id"] for e in pools[1]["endpoints"]] == [p.url]
 
 
 def test_streamed_answer_relayed_from_decode_and_generated_id_shared(tmp):
