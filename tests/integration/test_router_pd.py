@@ -196,3 +196,57 @@ def test_sim_rejects_forged_and_foreign_params():
         status, _, raw = call(d, "POST", CHAT, chat(kv_transfer_params=missing))
         assert status == 400 and "remote_block_ids" in assert_openai_error(raw, 400)["message"]
         assert call(foreign, "POST", CHAT, chat(kv_transfer_params=params))[0] == 400
+
+
+def _max_gap_while_prefilling(sim, prompt_chars):
+    """Streams 40 tokens from `sim`; once it runs, another request's prompt is prefilled there.
+    Returns the longest gap between the stream's events, in seconds."""
+    import socket
+    import threading
+    import time
+    body = json.dumps(chat(stream=True, max_tokens=40)).encode()
+    s = socket.create_connection((sim.host, sim.port), timeout=10)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    arrivals, buf, started = [], b"", None
+    while b"[DONE]" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, buf[-200:]
+        buf += chunk
+        if b"data: " in buf:  # gaps between events, not the wait for the stream's own first one
+            arrivals.append(time.monotonic())
+        if started is None and buf.count(b"data: ") >= 3:
+            long_prompt = {"model": "m", "prompt": "x" * prompt_chars, "max_tokens": 1}
+            started = threading.Thread(target=post_json, args=(sim, COMPLETIONS, long_prompt), kwargs={"timeout": 10})
+            started.start()
+    s.close()
+    started.join()
+    return max(b - a for a, b in zip(arrivals, arrivals[1:]))
+
+
+def test_sim_prefill_stalls_decode_only_when_asked():
+    # 200 tokens x 2 ms of prefill = 400 ms during which the running stream's tokens wait.
+    engine = ("--served-model-name", "m", "--prefill-us-per-token", "2000", "--itl-ms", "10")
+    with start_sim(*engine, "--prefill-stalls-decode") as stalled:
+        assert _max_gap_while_prefilling(stalled, 800) >= 0.35
+    with start_sim(*engine) as free:
+        assert _max_gap_while_prefilling(free, 800) < 0.2
+
+
+def test_sim_decode_with_transferred_blocks_skips_the_prefill_cost():
+    import time
+    engine = ("--prefill-us-per-token", "2000")  # PROMPT: ~130 tokens, 260 ms of prefill
+    with prefill_sim(*engine) as p, decode_sim(*engine) as d:
+        status, _, doc = post_json(p, CHAT, chat(max_tokens=1, kv_transfer_params={"do_remote_decode": True}))
+        assert status == 200
+        params = doc["kv_transfer_params"]
+        other = "another long prompt with nothing cached " * 13
+        t0 = time.monotonic()
+        assert post_json(d, CHAT, chat(kv_transfer_params=params))[0] == 200
+        transferred = time.monotonic() - t0
+        colocated_body = chat()
+        colocated_body["messages"][0]["content"] = other
+        t0 = time.monotonic()
+        assert post_json(d, CHAT, colocated_body)[0] == 200
+        colocated = time.monotonic() - t0
+        assert transferred < 0.15 and colocated >= 0.24, (transferred, colocated)
