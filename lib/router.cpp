@@ -383,7 +383,7 @@ std::size_t count_candidates(const PoolView& view, std::size_t healthy) {
 
 namespace {
 
-Result<void> resolve(const Snapshot& snap, const RequestView& request, Resolution& out) {
+[[gnu::always_inline]] inline Result<void> resolve(const Snapshot& snap, const RequestView& request, Resolution& out) {
   if (!request.has_model) {
     if (!snap.catalog.resolve_default(out)) {
       return Result<void>(Errc::missing_model, "you must provide a model parameter", "model");
@@ -400,8 +400,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   Route route;
   route.snapshot = snapshot();
   if (auto r = resolve(*route.snapshot, request, route.resolution); !r) return r.error();
-  const std::size_t pool = route.resolution.pool;
-  return impl_->pick(std::move(route), pool, request, exclude);
+  return impl_->pick(route, route.resolution.pool, request, exclude);
 }
 
 Result<Route> Router::Impl::route_prefill(const RequestView& request, std::span<const std::string_view> exclude) {
@@ -412,11 +411,11 @@ Result<Route> Router::Impl::route_prefill(const RequestView& request, std::span<
   if (decode.prefill == Pool::kNoPrefill) {
     return Result<Route>(Errc::no_endpoint, "model `" + decode.model + "` has no prefill pool", "model");
   }
-  const std::size_t pool = decode.prefill;
-  return pick(std::move(route), pool, request, exclude);
+  return pick(route, decode.prefill, request, exclude);
 }
 
-Result<Route> Router::Impl::pick(Route route, std::size_t pool_index, const RequestView& request,
+// `route` (resolved) is moved into the result once picked, as the one local it was before.
+Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const RequestView& request,
                                  std::span<const std::string_view> exclude) {
   const Snapshot& snap = *route.snapshot;
   const Pool& pool = snap.pools[pool_index];
@@ -500,7 +499,7 @@ Result<Route> Router::Impl::pick(Route route, std::size_t pool_index, const Requ
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};
   detail::notify_observer(observer, [&](Observer& o) { o.on_pick(pool.model, *pool.endpoints[slot], route.pick); });
-  return route;
+  return std::move(route);
 }
 
 VLLM_ROUTER_END_NAMESPACE

@@ -101,8 +101,9 @@ struct Router::Impl {
 
   Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
   /// Router::route's pick in `snapshot->pools[pool]` for a resolved `route`.
-  Result<Route> pick(Route route, std::size_t pool, const RequestView& request,
-                     std::span<const std::string_view> exclude);
+  /// Inlined into both callers: route() is the hot one and costs what it did as one function.
+  [[gnu::always_inline]] inline Result<Route> pick(Route& route, std::size_t pool, const RequestView& request,
+                                                   std::span<const std::string_view> exclude);
   /// Like Router::route, in the resolved model's prefill pool (no_endpoint when it has none).
   Result<Route> route_prefill(const RequestView& request, std::span<const std::string_view> exclude);
 
