@@ -115,9 +115,35 @@ Result<void> parse_policy_options(od::value& value, const std::string& path, Pol
       });
 }
 
+Result<void> parse_endpoints(od::value& field, const std::string& field_path, std::vector<EndpointConfig>& out) {
+  std::vector<EndpointConfig> endpoints;
+  auto r = for_each_element(field, field_path, "an array of endpoints",
+                            [&](od::value& element, const std::string& element_path) -> Result<void> {
+                              EndpointConfig endpoint;
+                              if (auto er = parse_endpoint(element, element_path, endpoint); !er) return er;
+                              endpoints.push_back(std::move(endpoint));
+                              return {};
+                            });
+  if (!r) return r;
+  out = std::move(endpoints);
+  return {};
+}
+
+// "prefill": {"endpoints": [...], "policy": "...", "colocated_fallback": true}
+Result<void> parse_prefill(od::value& value, const std::string& path, PrefillConfig& out) {
+  return for_each_field(value, path, {"endpoints", "policy", "colocated_fallback"},
+                        [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+                          if (key == "policy") return read_into(field, field_path, out.policy);
+                          if (key == "colocated_fallback") return read_bool(field, field_path, out.colocated_fallback);
+                          return parse_endpoints(field, field_path, out.endpoints);
+                        });
+}
+
 Result<void> parse_model(od::value& value, const std::string& path, ModelConfig& out) {
   return for_each_field(
-      value, path, {"name", "aliases", "loras", "policy", "endpoints", "health_check", "max_in_flight_per_endpoint"},
+      value, path,
+      {"name", "aliases", "loras", "policy", "endpoints", "health_check", "max_in_flight_per_endpoint", "prefill",
+       "decode"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "name") return read_into(field, field_path, out.name, true);
         if (key == "health_check") {
@@ -128,18 +154,18 @@ Result<void> parse_model(od::value& value, const std::string& path, ModelConfig&
         if (key == "aliases") return read_string_array(field, field_path, out.aliases);
         if (key == "loras") return read_string_array(field, field_path, out.loras);
         if (key == "policy") return read_into(field, field_path, out.policy);
-        std::vector<EndpointConfig> endpoints;
-        auto r = for_each_element(
-            field, field_path, "an array of endpoints",
-            [&](od::value& element, const std::string& element_path) -> Result<void> {
-              EndpointConfig endpoint;
-              if (auto er = parse_endpoint(element, element_path, endpoint); !er) return er;
-              endpoints.push_back(std::move(endpoint));
-              return {};
-            });
-        if (!r) return r;
-        out.endpoints = std::move(endpoints);
-        return {};
+        if (key == "prefill") {
+          out.prefill.emplace();
+          return parse_prefill(field, field_path, *out.prefill);
+        }
+        if (key == "decode") {
+          // "decode": {"policy": "..."}: the decode pool is the model's own (`endpoints`).
+          return for_each_field(field, field_path, {"policy"},
+                                [&](std::string_view, od::value& member, const std::string& member_path) {
+                                  return read_into(member, member_path, out.policy);
+                                });
+        }
+        return parse_endpoints(field, field_path, out.endpoints);
       });
 }
 
@@ -210,7 +236,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
   static const std::vector<std::string_view> kStatic = {"endpoints"};
   static const std::vector<std::string_view> kDns = {"name", "port", "interval_ms"};
   static const std::vector<std::string_view> kKube = {
-      "api_url", "namespace", "label_selector", "resource", "port", "model_label", "model_annotation",
+      "api_url", "namespace", "label_selector", "resource", "port", "model_label", "model_annotation", "role_label",
       "token_path", "ca_path", "resync_ms", "backoff_initial_ms", "backoff_max_ms", "model_label_names",
       "address_type"};
   std::vector<std::string_view> all = kCommon;
@@ -265,6 +291,7 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
           return {};
         }
         if (key == "model_label") return read_into(field, field_path, out.model_label);
+        if (key == "role_label") return read_into(field, field_path, out.role_label);
         if (key == "model_annotation") return read_into(field, field_path, out.model_annotation);
         if (key == "model_label_names") return parse_label_names(field, field_path, out.model_label_names);
         if (key == "address_type") {

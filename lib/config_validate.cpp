@@ -75,30 +75,39 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
       return config_error(path + ".endpoints",
                           cat("model '", model.name, "' needs at least one endpoint"));
     }
-    std::vector<std::string> ids;
-    for (std::size_t j = 0; j < model.endpoints.size(); ++j) {
-      const EndpointConfig& endpoint = model.endpoints[j];
-      const std::string endpoint_path = index_path(path + ".endpoints", j);
-      if (endpoint.url.empty()) {
-        return config_error(endpoint_path + ".url",
-                            "expected a URL like http://host:port[/prefix], got \"\"");
-      }
-      auto url = parse_url(endpoint.url);
-      if (!url) {
-        return config_error(endpoint_path + ".url", url.error().message);
-      }
-      const std::string id = endpoint_id(url.value());
-      for (std::size_t k = 0; k < ids.size(); ++k) {
-        if (ids[k] == id) {
-          return config_error(endpoint_path + ".url",
-                              cat("'", endpoint.url, "' is the same endpoint as ",
-                                  index_path(path + ".endpoints", k), ".url"));
+    const auto check_endpoints = [&](const std::vector<EndpointConfig>& endpoints, const std::string& list_path) -> Result<void> {
+      std::vector<std::string> ids;
+      for (std::size_t j = 0; j < endpoints.size(); ++j) {
+        const EndpointConfig& endpoint = endpoints[j];
+        const std::string endpoint_path = index_path(list_path, j);
+        if (endpoint.url.empty()) {
+          return config_error(endpoint_path + ".url", "expected a URL like http://host:port[/prefix], got \"\"");
         }
+        auto url = parse_url(endpoint.url);
+        if (!url) return config_error(endpoint_path + ".url", url.error().message);
+        const std::string id = endpoint_id(url.value());
+        for (std::size_t k = 0; k < ids.size(); ++k) {
+          if (ids[k] == id) {
+            return config_error(endpoint_path + ".url", cat("'", endpoint.url, "' is the same endpoint as ",
+                                                            index_path(list_path, k), ".url"));
+          }
+        }
+        ids.push_back(id);
+        if (endpoint.weight < 1) return config_error(endpoint_path + ".weight", "expected an integer >= 1, got 0");
       }
-      ids.push_back(id);
-      if (endpoint.weight < 1) {
-        return config_error(endpoint_path + ".weight", "expected an integer >= 1, got 0");
+      return {};
+    };
+    if (auto r = check_endpoints(model.endpoints, path + ".endpoints"); !r) return r;
+    if (model.prefill) {
+      const PrefillConfig& prefill = *model.prefill;
+      if (!prefill.policy.empty() && !known_policy(prefill.policy)) {
+        return unknown_policy(path + ".prefill.policy", prefill.policy);
       }
+      if (prefill.endpoints.empty()) {
+        return config_error(path + ".prefill.endpoints",
+                            cat("model '", model.name, "' needs at least one prefill endpoint (or no \"prefill\")"));
+      }
+      if (auto r = check_endpoints(prefill.endpoints, path + ".prefill.endpoints"); !r) return r;
     }
   }
 

@@ -10,6 +10,7 @@ namespace {
 
 using Phase = Exchange::State::Phase;
 using Step = detail::ResponseReader::Step;
+using detail::PdLeg;
 
 constexpr std::chrono::milliseconds kDefaultClientStall{60000};
 
@@ -82,6 +83,11 @@ struct Rules {
     s.final_usage = s.usage.result(s.event_stream, s.request.body.size());
     sum.usage = s.final_usage;
     sum.method = s.request.method;
+    if (s.pd_on) {
+      sum.prefill_endpoint = s.pd->prefill_endpoint.get();
+      sum.prefill = s.pd->leg == PdLeg::prefill ? now - s.pd->started : s.pd->prefill_time;
+      sum.colocated_fallback = s.pd->fell_back;
+    }
     if (s.trace.on) s.trace_summary(sum, now, error);
     detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_exchange(sum); });
   }
@@ -124,7 +130,8 @@ struct Rules {
   void attempt(TimePoint now) {
     if (s.trace.sampled) s.trace_routing(now);
     std::vector<std::string_view> exclude(s.tried.begin(), s.tried.end());
-    auto route = s.router.route(*s.view, exclude);
+    const bool prefill = s.pd_on && s.pd->leg == PdLeg::prefill;
+    auto route = prefill ? s.impl.route_prefill(*s.view, exclude) : s.router.route(*s.view, exclude);
     if (!route && route.code() == Errc::overloaded) {
       if (s.phase == Phase::waiting) return;  // still full: keep the place and the deadline
       if (cfg().queue_max > 0 && s.impl.hooks->admission.enter(cfg().queue_max)) {
@@ -146,6 +153,7 @@ struct Rules {
     }
     if (!route) {
       Error e = route.error();
+      if (prefill) return prefill_unavailable(std::move(e), now);
       if (s.attempts > 0 && e.code == Errc::no_endpoint) {
         e = s.last_error;  // every replica was tried: say what went wrong on the last one
         if (e.code == Errc::connect_failed || e.code == Errc::timeout) {
@@ -158,6 +166,7 @@ struct Rules {
     s.route.emplace(std::move(route.value()));
     s.last_endpoint = s.route->lease.endpoint_ptr();
     s.model = s.route->lease.model();
+    if (prefill) s.pd->prefill_endpoint = s.last_endpoint;
     if (s.route->resolution.rewrite && s.view->has_model && s.rewritten.empty()) {
       s.rewritten = rewrite_model(s.request.body, *s.view, s.route->resolution.upstream);
       s.body = s.rewritten;
@@ -226,6 +235,7 @@ struct Rules {
   void attempt_failed(Error e, TimePoint now) {
     drop_connection();
     if (s.responded) return broken_answer(e, now);
+    if (s.pd_on && s.pd->leg == PdLeg::prefill) return prefill_failed(std::move(e), OutcomeKind::success, 0, now);
     const Endpoint& ep = s.route->lease.endpoint();
     complete_lease(outcome_of(e.code), 0, now, e.message);
     s.tried.push_back(ep.id);
@@ -233,7 +243,7 @@ struct Rules {
     const bool connect_phase = s.phase == Phase::connecting;
     const RetryConfig& rc = cfg().retry;
     std::optional<RetryReason> reason;
-    if (total_left && s.attempts < std::max<unsigned>(1, cfg().max_attempts)) {
+    if (total_left && s.attempts - s.leg_base < std::max<unsigned>(1, cfg().max_attempts)) {
       if (connect_phase && e.code == Errc::connect_failed) {
         reason = RetryReason::connect_failure;  // nothing was sent: always safe
       } else if (connect_phase && e.code == Errc::timeout) {
@@ -258,6 +268,76 @@ struct Rules {
     attempt(now);
   }
 
+  // ---- prefill/decode disaggregation (docs/disaggregation.md) ----
+
+  // A prefill attempt failed before the decode leg began: another prefill endpoint when one is
+  // left (as a retry of any attempt), else the fallback.
+  void prefill_failed(Error e, OutcomeKind kind, int status, TimePoint now) {
+    drop_connection();
+    s.pd->reading = false;
+    const Endpoint& ep = s.route->lease.endpoint();
+    complete_lease(status == 0 ? outcome_of(e.code) : kind, status, now, e.message);
+    s.tried.push_back(ep.id);
+    const bool connect_phase = s.phase == Phase::connecting;
+    const bool safe = connect_phase && (e.code == Errc::connect_failed || e.code == Errc::timeout);
+    if (now < s.total_deadline && s.attempts - s.leg_base < std::max<unsigned>(1, cfg().max_attempts) &&
+        s.route->pool->endpoints.size() > s.tried.size() && (safe || take_retry())) {
+      const RetryReason reason = connect_phase ? (e.code == Errc::timeout ? RetryReason::connect_timeout
+                                                                          : RetryReason::connect_failure)
+                                 : status == 503             ? RetryReason::status_503
+                                 : e.code == Errc::timeout   ? RetryReason::first_byte_timeout
+                                                             : RetryReason::reset;
+      s.trace_retry(reason);
+      detail::notify_observer(s.impl.observer(), [&](Observer& o) { o.on_retry(s.model, ep, reason, s.attempts); });
+      s.last_error = std::move(e);
+      s.route.reset();
+      return attempt(now);
+    }
+    s.last_error = e;
+    s.route.reset();
+    prefill_unavailable(std::move(e), now);
+  }
+
+  // No prefill endpoint is left for the request: a decode endpoint runs all of it (colocated),
+  // or the client gets 503 when the model's fallback is off.
+  void prefill_unavailable(Error e, TimePoint now) {
+    if (s.attempts > s.leg_base && e.code == Errc::no_endpoint) e = s.last_error;
+    s.pd->prefill_time = now - s.pd->started;
+    if (!s.pd->fallback_allowed || now >= s.total_deadline) {
+      return fail(Error{Errc::no_endpoint, "no prefill endpoint could take the request: " + e.message, "model"}, now);
+    }
+    s.pd->fell_back = true;
+    next_leg(PdLeg::colocated, s.rewritten.empty() ? s.request.body : std::string_view(s.rewritten), now);
+  }
+
+  // The prefill answer is in: its kv_transfer_params go to the decode leg.
+  void prefill_done(TimePoint now) {
+    s.pd->reading = false;
+    const bool reusable = s.reader.reusable() && !s.paused;
+    s.has_connection = false;
+    host().release(reusable);
+    auto params = detail::pd_transfer_params(s.pd->answer);
+    if (!params) return prefill_failed(std::move(params).error(), OutcomeKind::error, 200, now);
+    const std::string_view client_body = s.rewritten.empty() ? s.request.body : std::string_view(s.rewritten);
+    if (auto r = detail::pd_decode_body(client_body, params.value(), s.pd->decode_body); !r) {
+      return prefill_failed(r.error(), OutcomeKind::error, 200, now);
+    }
+    complete_lease(OutcomeKind::success, 200, now);
+    s.pd->prefill_time = now - s.pd->started;
+    s.route.reset();
+    next_leg(PdLeg::decode, s.pd->decode_body, now);
+  }
+
+  void next_leg(PdLeg leg, std::string_view body, TimePoint now) {
+    s.pd->leg = leg;
+    s.body = body;
+    s.leg_base = s.attempts;
+    s.tried.clear();
+    s.route.reset();
+    s.last_error = Error{};
+    attempt(now);
+  }
+
   // The answer started and cannot be completed: report in band the way vLLM does when the
   // client speaks SSE and the body is at an event boundary; otherwise cut it so the client
   // cannot mistake a truncated body for a complete one.
@@ -274,6 +354,7 @@ struct Rules {
   }
 
   void finished(TimePoint now) {
+    if (s.pd_on && s.pd->reading) return prefill_done(now);
     const bool reusable = s.reader.reusable() && !s.paused;
     s.has_connection = false;
     host().release(reusable);
@@ -300,8 +381,26 @@ struct Rules {
         case Step::error:
           return attempt_failed(Error{Errc::upstream_protocol, s.reader.error(), ""}, now);
         case Step::head:
+          if (s.pd_on && s.pd->leg == PdLeg::prefill) {
+            const int status = s.reader.head().status;
+            if (status == 200) {  // read whole, never relayed
+              s.pd->reading = true;
+              s.pd->answer.clear();
+              s.phase = Phase::relaying;
+              arm(ms(cfg().timeouts.idle()), now);
+              break;
+            }
+            if (status >= 500) {
+              return prefill_failed(Error{Errc::upstream_protocol, "the prefill endpoint answered " + std::to_string(status), ""},
+                                    OutcomeKind::success, status, now);
+            }
+            // Any other status is vLLM's verdict on the request itself (400: a bad parameter):
+            // the client's answer, relayed as it came.
+            s.pd->prefill_time = now - s.pd->started;
+            s.pd->leg = PdLeg::decode;
+          }
           if (s.reader.head().status == 503 && cfg().retry.on_503 && others_left() &&
-              s.attempts < std::max<unsigned>(1, cfg().max_attempts) && now < s.total_deadline && take_retry()) {
+              s.attempts - s.leg_base < std::max<unsigned>(1, cfg().max_attempts) && now < s.total_deadline && take_retry()) {
             // vLLM overloaded or stopping: another replica may answer. Its 503 body is not needed.
             const Endpoint& ep = s.route->lease.endpoint();
             drop_connection();
@@ -325,6 +424,13 @@ struct Rules {
           break;
         case Step::body:
           if (payload.empty()) break;
+          if (s.pd_on && s.pd->reading) {
+            if (s.pd->answer.size() + payload.size() > detail::kMaxPrefillAnswer) {
+              return attempt_failed(Error{Errc::upstream_protocol, "the prefill answer is too large", ""}, now);
+            }
+            s.pd->answer.append(payload);
+            break;
+          }
           if (s.bytes == 0) {
             s.first_body_at = now;
           } else if (s.event_stream) {
@@ -361,7 +467,8 @@ void Exchange::start(const ClientRequest& request, TimePoint now) {
   Rules r{s};
   s.request = request;
   s.started = now;
-  s.config = s.router.snapshot()->config;
+  const std::shared_ptr<const Snapshot> snap = s.router.snapshot();
+  s.config = snap->config;
   s.body = request.body;
   s.impl.active_exchanges.fetch_add(1, std::memory_order_relaxed);
   s.counted = true;
@@ -376,6 +483,10 @@ void Exchange::start(const ClientRequest& request, TimePoint now) {
   if (auto e = s.check_headers()) return r.fail(*e, now);
   if (auto e = s.parse_body()) return r.fail(*e, now);
   if (auto e = s.check_scope()) return r.fail(*e, now);
+  if (snap->disaggregated) {
+    if (auto e = s.pd_begin(*snap)) return r.fail(*e, now);
+    if (s.pd_on) s.pd->started = now;
+  }
   r.attempt(now);
 }
 
@@ -534,6 +645,8 @@ void Exchange::reset() {
   s.usage.reset();
   s.final_usage = TokenUsage{};
   s.model.clear();
+  s.pd_on = false;
+  s.leg_base = 0;
   if (s.trace.on) {
     s.trace.on = s.trace.sampled = s.trace.continued = s.trace.routing = false;
     s.trace.state = {};

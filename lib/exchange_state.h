@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "disaggregation.h"
 #include "http_util.h"
 #include "response_reader.h"
 #include "router_impl.h"
@@ -67,6 +68,12 @@ struct Exchange::State {
   std::string model;        // the resolved pool's model
   std::shared_ptr<const Endpoint> last_endpoint;  // for the summary (the route may be gone)
 
+  // Prefill/decode disaggregation (lib/disaggregation.*): `pd` is made at the first request of a
+  // model with a prefill pool and kept for the next; `pd_on` says this request runs in legs.
+  std::unique_ptr<detail::PdState> pd;
+  bool pd_on = false;
+  unsigned leg_base = 0;  // attempts before the current leg (max_attempts counts per leg)
+
   // Tracing (RouterOptions::tracing): the ids whenever it is on, the spans' facts when sampled.
   struct TraceAttempt {
     AttemptTrace facts;                        // its views are set when reported
@@ -108,6 +115,11 @@ struct Exchange::State {
   void trace_attempt_end(OutcomeKind kind, int status, TimePoint now, std::string_view error);
   /// The exchange leaves the current attempt for another endpoint (sampled).
   void trace_retry(RetryReason reason);
+
+  // disaggregation.cpp
+  /// A completion for a model with a prefill pool (`snap` has some): prepares the legs and
+  /// sets pd_on; the body goes to the prefill leg first. An error for a body it cannot split.
+  std::optional<Error> pd_begin(const Snapshot& snap);
 
   // exchange_http.cpp
   /// The upstream request head for the current route into upstream_head.

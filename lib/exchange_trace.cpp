@@ -107,6 +107,7 @@ void Exchange::State::trace_routed(TimePoint now) {
   f.candidates = r.pick.candidates;
   f.panic = r.pick.panic;
   f.prefix_match = r.pick.prefix_match;
+  if (pd_on) f.leg = detail::pd_leg_name(pd->leg);
   f.route_start = trace.route_started - started;
   f.route_end = f.start = now - started;
 }

@@ -447,6 +447,7 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
   close_span(out, mark, !routed, c.error);
 }
 
+// `index`: the attempt's number (1, 2, ...), written when the request made several (0: one).
 void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c, std::size_t index,
                   bool last) {
   const std::string_view operation = operation_of(s.path);
@@ -475,7 +476,8 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
       a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
       a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
     }
-    if (s.attempts > 1) a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
+    if (index != 0) a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
+    if (!c.leg.empty()) a.plain("vllm_router.leg", c.leg);
     if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
     if (c.outcome != OutcomeKind::success) {
       a.plain("error.type", to_string(c.outcome));
@@ -501,13 +503,16 @@ std::size_t append_spans(ProtoWriter& out, const ExchangeSummary& s) {
   ids.has_parent = s.parent_span_id.size() == 16;
   if (ids.has_parent) hex_to_bytes(s.parent_span_id, ids.parent);
   request_span(out, s, ids);
+  const auto sent = [](const AttemptTrace& c) { return c.endpoint != nullptr && c.span_id.size() == 16; };
+  const bool numbered = std::count_if(s.trace_attempts.begin(), s.trace_attempts.end(), sent) > 1;
   std::size_t spans = 1, routed = 0;
   for (std::size_t i = 0; i < s.trace_attempts.size(); ++i) {
     const AttemptTrace& c = s.trace_attempts[i];
     routing_span(out, s, ids, c);
     ++spans;
-    if (c.endpoint == nullptr || c.span_id.size() != 16) continue;
-    attempt_span(out, s, ids, c, ++routed, i + 1 == s.trace_attempts.size());
+    if (!sent(c)) continue;
+    ++routed;
+    attempt_span(out, s, ids, c, numbered ? routed : 0, i + 1 == s.trace_attempts.size());
     ++spans;
   }
   return spans;

@@ -43,13 +43,17 @@ class StateSlab {
 std::size_t count_new_endpoints(const RouterConfig& config,
                                 const std::unordered_map<std::string, std::shared_ptr<EndpointState>>& states) {
   std::unordered_set<std::string> added;
-  for (const ModelConfig& mc : config.models) {
-    for (const EndpointConfig& ec : mc.endpoints) {
+  const auto count = [&](const std::vector<EndpointConfig>& endpoints) {
+    for (const EndpointConfig& ec : endpoints) {
       auto url = parse_url(ec.url);
       if (!url) continue;
       std::string id = endpoint_id(url.value());
       if (states.find(id) == states.end()) added.insert(std::move(id));
     }
+  };
+  for (const ModelConfig& mc : config.models) {
+    count(mc.endpoints);
+    if (mc.prefill) count(mc.prefill->endpoints);
   }
   return added.size();
 }
@@ -127,6 +131,9 @@ Result<std::shared_ptr<const detail::TlsContext>> Router::Impl::prepare_upstream
   bool https = !tls.ca_file.empty();
   for (const ModelConfig& model : config.models) {
     for (const EndpointConfig& endpoint : model.endpoints) https = https || endpoint.url.rfind("https://", 0) == 0;
+    if (model.prefill) {
+      for (const EndpointConfig& endpoint : model.prefill->endpoints) https = https || endpoint.url.rfind("https://", 0) == 0;
+    }
   }
   if (!https) return std::shared_ptr<const detail::TlsContext>();  // made at first use, if ever
   return detail::TlsContext::client(tls.ca_file, !tls.insecure_skip_verify);
@@ -187,27 +194,29 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
   snap->config = std::make_shared<const RouterConfig>(config);
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> next_states;
   StateSlab slab(count_new_endpoints(config, states));
-  for (std::size_t m = 0; m < config.models.size(); ++m) {
-    const ModelConfig& mc = config.models[m];
+  // One pool: a model's (decode) pool, or its prefill pool (prefill/decode disaggregation).
+  const auto build_pool = [&](const ModelConfig& mc, const std::vector<EndpointConfig>& endpoints,
+                              const std::string& policy_name, bool prefill_role,
+                              const std::string& base) -> Result<Pool> {
     Pool pool;
     pool.model = mc.name;
-    const std::string& policy_name = mc.policy.empty() ? config.policy : mc.policy;
+    pool.prefill_role = prefill_role;
     auto policy = options.policies.create(policy_name, config.policy_options);
     if (!policy) {
       Error e = policy.error();
-      e.param = "models[" + std::to_string(m) + "].policy";
+      e.param = base + ".policy";
       return e;
     }
     pool.policy = std::move(policy.value());
     pool.health_check = mc.health_check ? *mc.health_check : config.health_check;
     pool.max_in_flight = mc.max_in_flight_per_endpoint;
     std::vector<const Endpoint*> raw;
-    for (std::size_t i = 0; i < mc.endpoints.size(); ++i) {
-      const EndpointConfig& ec = mc.endpoints[i];
+    for (std::size_t i = 0; i < endpoints.size(); ++i) {
+      const EndpointConfig& ec = endpoints[i];
       auto url = parse_url(ec.url);
       if (!url) {
         Error e = url.error();
-        e.param = "models[" + std::to_string(m) + "].endpoints[" + std::to_string(i) + "].url";
+        e.param = base + ".endpoints[" + std::to_string(i) + "].url";
         return e;
       }
       auto ep = std::make_shared<Endpoint>();
@@ -232,11 +241,12 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
       raw.push_back(ep.get());
       pool.endpoints.push_back(std::move(ep));
     }
-    // The model's pool in the table being replaced (same policy): its scratch carries over.
+    // The model's pool in the table being replaced (same role and policy): its scratch carries over.
     const Pool* previous_pool = nullptr;
     if (previous) {
       for (const Pool& old : previous->pools) {
-        if (old.model == mc.name && old.scratch && old.policy->name() == pool.policy->name()) {
+        if (old.model == mc.name && old.prefill_role == prefill_role && old.scratch &&
+            old.policy->name() == pool.policy->name()) {
           previous_pool = &old;
           break;
         }
@@ -258,6 +268,14 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
       pool_index->slot_of.emplace(std::string_view(pool.endpoints[i]->id), i);
     }
     pool.index = std::move(pool_index);
+    return pool;
+  };
+  for (std::size_t m = 0; m < config.models.size(); ++m) {
+    const ModelConfig& mc = config.models[m];
+    const std::string& policy_name = mc.policy.empty() ? config.policy : mc.policy;
+    auto built = build_pool(mc, mc.endpoints, policy_name, false, "models[" + std::to_string(m) + "]");
+    if (!built) return built.error();
+    Pool pool = std::move(built).value();
     const std::size_t index = snap->pools.size();
     snap->pools.push_back(std::move(pool));
     const auto add = [&](const std::string& name, NameKind kind, const std::string& upstream,
@@ -283,6 +301,20 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
         return r.error();
       }
     }
+  }
+  // Prefill pools after every model's own, so catalog indices stay the models' (a model at m is
+  // pools[m]).
+  for (std::size_t m = 0; m < config.models.size(); ++m) {
+    const ModelConfig& mc = config.models[m];
+    if (!mc.prefill) continue;
+    const std::string& decode_policy = mc.policy.empty() ? config.policy : mc.policy;
+    auto built = build_pool(mc, mc.prefill->endpoints, mc.prefill->policy.empty() ? decode_policy : mc.prefill->policy,
+                            true, "models[" + std::to_string(m) + "].prefill");
+    if (!built) return built.error();
+    snap->pools[m].prefill = snap->pools.size();
+    snap->pools[m].colocated_fallback = mc.prefill->colocated_fallback;
+    snap->pools.push_back(std::move(built).value());
+    snap->disaggregated = true;
   }
   if (!config.default_model.empty() && !snap->catalog.set_default(config.default_model)) {
     return Error{Errc::config, "default_model '" + config.default_model + "' is not a model",
@@ -349,24 +381,49 @@ std::size_t count_candidates(const PoolView& view, std::size_t healthy) {
 
 }  // namespace
 
+namespace {
+
+[[gnu::always_inline]] inline Result<void> resolve(const Snapshot& snap, const RequestView& request, Resolution& out) {
+  if (!request.has_model) {
+    if (!snap.catalog.resolve_default(out)) {
+      return Result<void>(Errc::missing_model, "you must provide a model parameter", "model");
+    }
+  } else if (!snap.catalog.resolve(request.model, out)) {
+    return Result<void>(Errc::unknown_model, "The model `" + request.model + "` does not exist.", "model");
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<Route> Router::route(const RequestView& request, std::span<const std::string_view> exclude) {
   Route route;
   route.snapshot = snapshot();
-  const Snapshot& snap = *route.snapshot;
-  if (!request.has_model) {
-    if (!snap.catalog.resolve_default(route.resolution)) {
-      return Result<Route>(Errc::missing_model, "you must provide a model parameter", "model");
-    }
-  } else if (!snap.catalog.resolve(request.model, route.resolution)) {
-    return Result<Route>(Errc::unknown_model,
-                         "The model `" + request.model + "` does not exist.", "model");
+  if (auto r = resolve(*route.snapshot, request, route.resolution); !r) return r.error();
+  return impl_->pick(route, route.resolution.pool, request, exclude);
+}
+
+Result<Route> Router::Impl::route_prefill(const RequestView& request, std::span<const std::string_view> exclude) {
+  Route route;
+  route.snapshot = std::atomic_load(&snapshot);
+  if (auto r = resolve(*route.snapshot, request, route.resolution); !r) return r.error();
+  const Pool& decode = route.snapshot->pools[route.resolution.pool];
+  if (decode.prefill == Pool::kNoPrefill) {
+    return Result<Route>(Errc::no_endpoint, "model `" + decode.model + "` has no prefill pool", "model");
   }
-  const Pool& pool = snap.pools[route.resolution.pool];
+  return pick(route, decode.prefill, request, exclude);
+}
+
+// `route` (resolved) is moved into the result once picked, as the one local it was before.
+Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const RequestView& request,
+                                 std::span<const std::string_view> exclude) {
+  const Snapshot& snap = *route.snapshot;
+  const Pool& pool = snap.pools[pool_index];
   route.pool = &pool;
   detail::PoolIndex& index = *pool.index;
   const std::span<const Candidate> all(index.endpoints);
   const std::size_t size = all.size();
-  const Impl& impl = *impl_;
+  const Impl& impl = *this;
   const std::int64_t now_ns = impl.options.clock->now().time_since_epoch().count();
   // Cached: exact, and O(1) until a health flag changes or an ejection ends.
   const std::size_t healthy = size == 0 ? 0 : index.health.get(all, now_ns);
@@ -379,7 +436,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   filter.max_in_flight = pool.max_in_flight;
   filter.excluded = excluded.span();
   const PoolView view(all, filter);
-  Rng& rng = thread_rng(impl.options.seed, impl_->seed_counter);
+  Rng& rng = thread_rng(impl.options.seed, seed_counter);
   PickNotes notes;
   PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes};
   Observer* observer = impl.observer();
@@ -442,7 +499,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};
   detail::notify_observer(observer, [&](Observer& o) { o.on_pick(pool.model, *pool.endpoints[slot], route.pick); });
-  return route;
+  return std::move(route);
 }
 
 VLLM_ROUTER_END_NAMESPACE

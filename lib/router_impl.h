@@ -100,6 +100,12 @@ struct Router::Impl {
   std::unique_ptr<detail::Resolver> resolver_;
 
   Result<std::shared_ptr<const Snapshot>> build(const RouterConfig& config);
+  /// Router::route's pick in `snapshot->pools[pool]` for a resolved `route`.
+  /// Inlined into both callers: route() is the hot one and costs what it did as one function.
+  [[gnu::always_inline]] inline Result<Route> pick(Route& route, std::size_t pool, const RequestView& request,
+                                                   std::span<const std::string_view> exclude);
+  /// Like Router::route, in the resolved model's prefill pool (no_endpoint when it has none).
+  Result<Route> route_prefill(const RequestView& request, std::span<const std::string_view> exclude);
 
   /// The TLS context new connections to https:// endpoints use, as the applied upstream_tls
   /// says (built when a configuration names a CA file or an https endpoint, else at first

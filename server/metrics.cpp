@@ -183,6 +183,8 @@ void Metrics::on_exchange(const ExchangeSummary& summary) {
   }
   // A non-streamed answer's first byte comes with its last token: only streams have a TTFT.
   if (summary.stream && summary.ttft.count() != 0) c.ttft.observe(std::chrono::duration<double>(summary.ttft).count());
+  if (summary.prefill_endpoint != nullptr) c.prefill.observe(std::chrono::duration<double>(summary.prefill).count());
+  if (summary.colocated_fallback) c.pd_fallbacks.fetch_add(1, std::memory_order_relaxed);
   // Requests that reached routing; those that never waited count as zero.
   if (summary.attempts != 0 || summary.queue_wait.count() != 0) {
     queue_wait_.observe(std::chrono::duration<double>(summary.queue_wait).count());
@@ -219,6 +221,15 @@ void Metrics::render_histograms(std::string& out) const {
   per_model("vllm_router_inter_token_latency_seconds",
             "Streamed requests: time between relayed chunks (one event each, usually one token), by model.",
             [](const Client& c) -> const Histogram& { return c.gaps; });
+  per_model("vllm_router_pd_prefill_seconds",
+            "Prefill/decode disaggregation: the prefill leg (its retries included), by model.",
+            [](const Client& c) -> const Histogram& { return c.prefill; });
+  out += "# HELP vllm_router_pd_fallbacks_total Requests of a disaggregated model that ran colocated on a decode "
+         "endpoint because no prefill endpoint could take them, by model.\n# TYPE vllm_router_pd_fallbacks_total counter\n";
+  for (const auto& [model, c] : client_) {
+    const std::uint64_t n = c->pd_fallbacks.load(std::memory_order_relaxed);
+    if (n != 0) fmt::format_to(std::back_inserter(out), "vllm_router_pd_fallbacks_total{{model=\"{}\"}} {}\n", label(model), n);
+  }
   out += "# HELP vllm_router_queue_wait_seconds Time routed requests waited for capacity (0 for most).\n";
   out += "# TYPE vllm_router_queue_wait_seconds histogram\n";
   queue_wait_.render(out, "vllm_router_queue_wait_seconds", "");

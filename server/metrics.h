@@ -100,11 +100,13 @@ class Metrics final : public Observer {
     Histogram latency;
   };
   struct Client {  // per resolved model ("" for requests that resolved none)
-    explicit Client(const Metrics& m) : latency(m.durations_), ttft(m.durations_), gaps(m.gaps_) {}
+    explicit Client(const Metrics& m) : latency(m.durations_), ttft(m.durations_), gaps(m.gaps_), prefill(m.durations_) {}
     std::array<std::atomic<std::uint64_t>, kStatuses> by_status{};
     Histogram latency;
     Histogram ttft;  // streams only: start to the first event
     Histogram gaps;  // streams only: between relayed chunks
+    Histogram prefill;  // prefill/decode disaggregation: the prefill leg
+    std::atomic<std::uint64_t> pd_fallbacks{0};  // ran colocated: no prefill endpoint could
     std::array<std::atomic<std::uint64_t>, kReasons> retries{};
     std::atomic<std::uint64_t> prompt_tokens{0};
     std::atomic<std::uint64_t> completion_tokens{0};

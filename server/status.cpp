@@ -316,6 +316,7 @@ std::string StatusBoard::render_json(const Snapshot& snapshot, const StatusConte
     append_json_string(out, pool.model);
     out += R"(,"policy":)";
     append_json_string(out, pool.policy ? pool.policy->name() : std::string_view("?"));
+    if (pool.prefill_role) out += R"(,"role":"prefill")";  // a model's prefill pool (docs/disaggregation.md)
     for (const NameKind kind : {NameKind::alias, NameKind::lora}) {
       out += kind == NameKind::alias ? R"(,"aliases":[)" : R"(,"adapters":[)";
       bool first = true;

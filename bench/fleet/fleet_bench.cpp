@@ -36,13 +36,30 @@ struct Args {
   int max_seconds = 180;  // hard bound of one run
   std::uint32_t scrape_ms = 200;
   std::uint32_t max_tokens = 16;
+  // Prefill/decode disaggregation (bench/fleet/pd.sh): the model's prefill pool; --sims are then
+  // its decode pool.
+  std::vector<std::string> prefill_sims;
+  std::string prefill_policy;
 };
+
+std::vector<std::string> split_urls(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t p = 0;
+  while (p <= s.size()) {
+    const std::size_t c = s.find(',', p);
+    const std::string part = s.substr(p, c == std::string::npos ? std::string::npos : c - p);
+    if (!part.empty()) out.push_back(part);
+    if (c == std::string::npos) break;
+    p = c + 1;
+  }
+  return out;
+}
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "fleet_bench: %s\nusage: fleet_bench --sims URL[,URL...] --policy NAME --workload "
-               "shared|multiturn|random|skewed [--quick] [--seed N] [--rate R] [--threads N] "
-               "[--max-seconds N] [--scrape-ms N]\n",
+               "shared|multiturn|random|skewed|mixed [--quick] [--seed N] [--rate R] [--threads N] "
+               "[--max-seconds N] [--scrape-ms N] [--prefill-sims URL[,URL...] [--prefill-policy NAME]]\n",
                msg);
   std::exit(2);
 }
@@ -74,6 +91,8 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--max-seconds") a.max_seconds = std::stoi(v());
     else if (k == "--scrape-ms") a.scrape_ms = static_cast<std::uint32_t>(std::stoul(v()));
     else if (k == "--max-tokens") a.max_tokens = static_cast<std::uint32_t>(std::stoul(v()));
+    else if (k == "--prefill-sims") a.prefill_sims = split_urls(v());
+    else if (k == "--prefill-policy") a.prefill_policy = v();
     else usage(("unknown argument " + k).c_str());
   }
   if (a.sims.empty()) usage("--sims is required");
@@ -205,6 +224,23 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
                                        "", a.max_tokens)});
       out.push_back(std::move(s));
     }
+  } else if (a.workload == "mixed") {
+    // Long prompts interleaved with long generations (bench/fleet/pd.sh): every other request
+    // is a 2,000-token prompt asking for 8 tokens, the others a 100-token prompt asking for 200.
+    // No prefix is shared.
+    const int total = q ? 48 : 480;
+    const double rate = a.rate > 0 ? a.rate : 12.0;
+    rate_out = rate;
+    double t = 0;
+    for (int k = 0; k < total; ++k) {
+      Session s;
+      t += exp_gap(r, rate);
+      s.start_s = t;
+      const bool long_prompt = k % 2 == 0;
+      s.turns.push_back(Turn{chat_body({{"user", "mixed " + std::to_string(k) + " " + words(r, long_prompt ? 8000 : 400)}},
+                                       "", long_prompt ? 8 : 200)});
+      out.push_back(std::move(s));
+    }
   } else {
     usage(("unknown workload " + a.workload).c_str());
   }
@@ -223,15 +259,21 @@ struct StringSink final : BodySink {
 
 struct TimingSink final : BodySink {
   SteadyTime::time_point first{};
+  SteadyTime::time_point last{};
+  std::vector<double> gaps_ms;  // between writes after the first (one relayed read each)
   bool got = false;
   std::size_t bytes = 0;
   bool done = false;
   std::string tail;
   bool write(const char* d, std::size_t n) override {
+    const auto now = SteadyTime::now();
     if (!got) {
-      first = SteadyTime::now();
+      first = now;
       got = true;
+    } else {
+      gaps_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
     }
+    last = now;
     bytes += n;
     tail.append(d, n);
     if (tail.size() > 64) tail.erase(0, tail.size() - 64);
@@ -297,6 +339,11 @@ int main(int argc, char** argv) {
   ModelConfig m;
   m.name = kModel;
   for (const auto& url : args.sims) m.endpoints.push_back(EndpointConfig{url, 1, ""});
+  if (!args.prefill_sims.empty()) {
+    m.prefill.emplace();
+    for (const auto& url : args.prefill_sims) m.prefill->endpoints.push_back(EndpointConfig{url, 1, ""});
+    m.prefill->policy = args.prefill_policy;
+  }
   cfg.models.push_back(m);
   cfg.max_attempts = 1;
   cfg.policy_options.scrape_interval_ms = args.scrape_ms;
@@ -318,6 +365,10 @@ int main(int argc, char** argv) {
   // Fresh engines: counters and prefix caches zeroed.
   auto metrics_transport = make_http_transport(HttpTransportOptions{});
   for (const auto& ep : pool.endpoints) simple_call(*metrics_transport, *ep, "POST", "/sim/reset", "{}");
+  const Pool* prefill_pool = pool.prefill != Pool::kNoPrefill ? &snap->pools.at(pool.prefill) : nullptr;
+  if (prefill_pool != nullptr) {
+    for (const auto& ep : prefill_pool->endpoints) simple_call(*metrics_transport, *ep, "POST", "/sim/reset", "{}");
+  }
 
   LoadScraper scraper(*router, metrics_transport, std::make_shared<SteadyClock>(), cfg.policy_options);
   scraper.start();
@@ -327,6 +378,7 @@ int main(int argc, char** argv) {
     std::string endpoint;
     bool ok = false;
     std::size_t session = 0;
+    std::vector<double> gaps_ms;
   };
   std::mutex rec_mu;
   std::vector<Record> records;
@@ -365,6 +417,7 @@ int main(int argc, char** argv) {
             auto relayed = ex->relay(sink);
             rec.ok = ex->status() == 200 && relayed && sink.tail.find("[DONE]") != std::string::npos;
             if (sink.got) rec.ttft_ms = std::chrono::duration<double, std::milli>(sink.first - scheduled).count();
+            rec.gaps_ms = std::move(sink.gaps_ms);
           }
         }
         {
@@ -384,6 +437,7 @@ int main(int argc, char** argv) {
 
   // Results.
   std::vector<double> ttfts;
+  std::vector<double> itls;
   std::map<std::string, int> per_engine;
   for (const auto& ep : pool.endpoints) per_engine[ep->id] = 0;
   std::size_t ok = 0;
@@ -393,6 +447,7 @@ int main(int argc, char** argv) {
     if (r.ok) {
       ++ok;
       ttfts.push_back(r.ttft_ms);
+      itls.insert(itls.end(), r.gaps_ms.begin(), r.gaps_ms.end());
     }
     if (!sessions[r.session].id.empty() && !r.endpoint.empty()) by_session[r.session][r.endpoint]++;
   }
@@ -414,7 +469,9 @@ int main(int argc, char** argv) {
     turns_home += static_cast<std::size_t>(top);
   }
   double queries = 0, hits = 0, queue_s = 0, queue_n = 0;
-  for (const auto& ep : pool.endpoints) {
+  std::vector<std::shared_ptr<const Endpoint>> engines(pool.endpoints.begin(), pool.endpoints.end());
+  if (prefill_pool != nullptr) engines.insert(engines.end(), prefill_pool->endpoints.begin(), prefill_pool->endpoints.end());
+  for (const auto& ep : engines) {
     const std::string text = simple_call(*metrics_transport, *ep, "GET", "/metrics");
     queries += metric_sum(text, "vllm:prefix_cache_queries_total");
     hits += metric_sum(text, "vllm:prefix_cache_hits_total");
@@ -429,7 +486,8 @@ int main(int argc, char** argv) {
       "\"errors\":%zu,\"expired\":%s,\"offered_rate\":%.2f,\"wall_s\":%.3f,\"rps\":%.3f,"
       "\"ttft_p50_ms\":%.2f,\"ttft_p99_ms\":%.2f,\"ttft_mean_ms\":%.2f,\"hit_rate\":%.4f,"
       "\"cv\":%.4f,\"per_engine\":%s,\"sessions\":%zu,\"sticky_sessions\":%zu,"
-      "\"turns_on_home\":%.4f,\"queue_mean_ms\":%.2f,\"scrape_rounds\":%llu}\n",
+      "\"turns_on_home\":%.4f,\"queue_mean_ms\":%.2f,\"scrape_rounds\":%llu,\"prefill_engines\":%zu,"
+      "\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f}\n",
       args.policy.c_str(), args.workload.c_str(), pool.endpoints.size(), records.size(), ok,
       records.size() - ok, expired ? "true" : "false", rate, wall,
       static_cast<double>(ok) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.99),
@@ -437,6 +495,7 @@ int main(int argc, char** argv) {
       queries > 0 ? hits / queries : 0.0, cv, engines_json.c_str(), by_session.size(), sticky,
       turns_total ? static_cast<double>(turns_home) / static_cast<double>(turns_total) : 0.0,
       queue_n > 0 ? 1000.0 * queue_s / queue_n : 0.0,
-      static_cast<unsigned long long>(scraper.rounds()));
+      static_cast<unsigned long long>(scraper.rounds()), prefill_pool != nullptr ? prefill_pool->endpoints.size() : 0,
+      percentile(itls, 0.5), percentile(itls, 0.99));
   return ok == records.size() && !expired ? 0 : 3;
 }

@@ -79,6 +79,16 @@ struct PolicyOptions {
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored
 };
 
+/// Prefill/decode disaggregation of a model (docs/disaggregation.md): its prefill pool. The
+/// model's own `endpoints` are then the decode pool.
+struct PrefillConfig {
+  std::vector<EndpointConfig> endpoints;
+  std::string policy;  ///< empty: the model's policy
+  /// With no prefill endpoint left (down, or every one failed the request), a decode endpoint
+  /// runs the whole request (colocated); false: 503.
+  bool colocated_fallback = true;
+};
+
 /// One model: the name clients send, other names that resolve to it, and its replicas.
 struct ModelConfig {
   std::string name;                    ///< served model name (sent upstream unchanged)
@@ -89,6 +99,9 @@ struct ModelConfig {
   std::optional<HealthCheckConfig> health_check;  ///< empty: RouterConfig::health_check
   /// Requests in flight per endpoint of this model before it counts as full; 0: unbounded.
   std::uint32_t max_in_flight_per_endpoint = 0;
+  /// Prefill/decode disaggregation: a completion first runs its prompt on a prefill endpoint,
+  /// then generates on one of `endpoints` (docs/disaggregation.md). Empty: colocated.
+  std::optional<PrefillConfig> prefill;
 };
 
 /// Upstream timeouts, in milliseconds.
@@ -152,6 +165,9 @@ struct DiscoveryConfig {
   std::string resource = "endpointslices";  ///< or "pods"
   std::string model_label = "vllm-router.io/model";
   std::string model_annotation = "vllm-router.io/served-model-names";
+  /// Prefill/decode disaggregation: the label whose value "prefill" puts an endpoint in its
+  /// model's prefill pool (a pod's label, or a slice's: its Service's); empty: not read.
+  std::string role_label = "vllm-router.io/role";
   /// Served names by value of `model_label`: a label value cannot hold a served name such as
   /// "org/model", and an EndpointSlice carries its Service's labels but not its annotations, so
   /// this is how slices name the models they serve ({"llama-7b": ["meta-llama/Llama-2-7b-hf"]}).

@@ -29,6 +29,9 @@ struct DiscoveredEndpoint {
   std::vector<std::string> loras;   ///< LoRA adapter names the endpoint serves
   std::string api_key;              ///< the replica's own vLLM --api-key; empty for none
   std::uint32_t weight = 1;         ///< >= 1
+  /// Prefill/decode disaggregation (docs/disaggregation.md): "prefill" puts the endpoint in its
+  /// models' prefill pools; anything else (usually empty or "decode"): their own endpoints.
+  std::string role;
 };
 
 /// A source's complete answer: every endpoint it knows now (never a delta).

@@ -89,6 +89,9 @@ struct AttemptTrace {
   bool retried = false;            ///< the exchange went on to another endpoint, for `retry_reason`
   RetryReason retry_reason = RetryReason::connect_failure;
   std::string_view error;          ///< why the attempt (or the routing) failed; empty otherwise
+  /// Prefill/decode disaggregation: "prefill", "decode" or "colocated" (a fallback); empty for
+  /// a model without a prefill pool.
+  std::string_view leg;
 };
 
 /// The facts of one finished client request. Views are valid during the call only.
@@ -124,6 +127,12 @@ struct ExchangeSummary {
   std::string_view error;                  ///< why it failed; empty when end == ok
   std::string_view key_id;                 ///< the client's API key id; empty without keys
   TokenUsage usage;                        ///< tokens of the answer (zero when none came)
+  /// Prefill/decode disaggregation (docs/disaggregation.md): the prefill leg's endpoint (null:
+  /// the request was not split), the prefill leg's time (its retries included) and whether
+  /// the request ran colocated on a decode endpoint because no prefill endpoint could take it.
+  const Endpoint* prefill_endpoint = nullptr;
+  std::chrono::nanoseconds prefill{0};
+  bool colocated_fallback = false;
 };
 
 /// Stable lower-case names of the enums above (metric labels, access-log fields, span

@@ -31,6 +31,12 @@ struct Pool {
   /// Internal to the Router that built the pool: every endpoint as a Candidate, endpoint id ->
   /// slot, and the cached count of healthy endpoints (so route() need not scan the pool).
   std::shared_ptr<detail::PoolIndex> index;
+  static constexpr std::size_t kNoPrefill = static_cast<std::size_t>(-1);
+  /// Prefill/decode disaggregation: Snapshot::pools index of this model's prefill pool (this
+  /// pool is then its decode pool); kNoPrefill: none.
+  std::size_t prefill = kNoPrefill;
+  bool prefill_role = false;       ///< a model's prefill pool (no name resolves to it)
+  bool colocated_fallback = true;  ///< PrefillConfig::colocated_fallback (decode pools)
 };
 
 /// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it
@@ -42,6 +48,7 @@ struct Snapshot {
   std::shared_ptr<const RouterConfig> config;
   ModelCatalog catalog;
   std::vector<Pool> pools;
+  bool disaggregated = false;  ///< some pool has a prefill pool
 };
 
 VLLM_ROUTER_END_NAMESPACE

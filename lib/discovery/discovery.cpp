@@ -46,6 +46,10 @@ std::string signature(const RouterConfig& config) {
     for (const auto& l : m.loras) out += l + ",";
     out += "|";
     for (const auto& e : m.endpoints) out += e.url + " " + std::to_string(e.weight) + " " + e.api_key + ",";
+    if (m.prefill) {
+      out += "|prefill " + m.prefill->policy + (m.prefill->colocated_fallback ? " 1|" : " 0|");
+      for (const auto& e : m.prefill->endpoints) out += e.url + " " + std::to_string(e.weight) + " " + e.api_key + ",";
+    }
     out += "\n";
   }
   return out;
@@ -55,7 +59,7 @@ class StaticSource final : public EndpointSource {
  public:
   explicit StaticSource(const DiscoveryConfig& config) : model_(config.model) {
     for (const std::string& url : config.endpoints) {
-      set_.push_back(DiscoveredEndpoint{url, {}, {}, config.api_key, config.weight});
+      set_.push_back(DiscoveredEndpoint{url, {}, {}, config.api_key, config.weight, ""});
     }
     detail::normalise_set(set_);
   }
@@ -137,13 +141,19 @@ RouterConfig compose_router_config(const RouterConfig& base, const std::vector<E
     for (const auto& a : out.models[i].aliases) reserved.insert(a);
     for (const auto& l : out.models[i].loras) reserved.insert(l);
   }
-  std::map<std::string, Members> served, loras;
+  std::map<std::string, Members> served, loras, prefill;  // prefill: endpoints with role "prefill"
   std::map<std::string, std::set<std::string>> lora_parents;
   for (const EndpointSet& set : sets) {
     for (const DiscoveredEndpoint& e : set) {
       if (e.models.empty()) continue;
       const std::string key = url_key(e.url);
       if (key.empty()) continue;  // not a usable URL: never let one bad address block the rest
+      if (e.role == "prefill") {
+        for (const std::string& name : e.models) {
+          if (!name.empty()) prefill[name].add(e, key);
+        }
+        continue;
+      }
       for (const std::string& name : e.models) {
         if (!name.empty()) served[name].add(e, key);
       }
@@ -188,6 +198,19 @@ RouterConfig compose_router_config(const RouterConfig& base, const std::vector<E
     discovered.emplace(name, std::move(model));
   }
   for (auto& [name, model] : discovered) out.models.push_back(std::move(model));
+  // Discovered prefill endpoints join their model's prefill pool; a prefill pool with no
+  // endpoint (none discovered yet) leaves the model colocated until one is.
+  for (ModelConfig& model : out.models) {
+    if (auto it = prefill.find(model.name); it != prefill.end()) {
+      if (!model.prefill) model.prefill.emplace();
+      std::set<std::string> have;
+      for (const auto& e : model.prefill->endpoints) have.insert(url_key(e.url));
+      for (const auto& e : it->second.endpoints) {
+        if (have.insert(url_key(e.url)).second) model.prefill->endpoints.push_back(e);
+      }
+    }
+    if (model.prefill && model.prefill->endpoints.empty()) model.prefill.reset();
+  }
   out.models.erase(std::remove_if(out.models.begin(), out.models.end(),
                                   [](const ModelConfig& m) { return m.endpoints.empty(); }),
                    out.models.end());

@@ -58,7 +58,7 @@ class DnsSource final : public EndpointSource {
     for (const std::string& address : addresses.value()) {
       set.push_back(DiscoveredEndpoint{
           config_.scheme + "://" + detail::url_host(address) + ":" + std::to_string(config_.port), {}, {},
-          config_.api_key, config_.weight});
+          config_.api_key, config_.weight, ""});
     }
     detail::normalise_set(set);
     return set;

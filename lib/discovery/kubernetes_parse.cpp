@@ -65,12 +65,22 @@ std::vector<std::string> names_of(E&& metadata, const DiscoveryConfig& config) {
   return {};
 }
 
+// The prefill/decode role from the object's `role_label` label ("" when absent).
+template <class E>
+std::string role_of(E&& metadata, const DiscoveryConfig& config) {
+  std::string_view v;
+  if (config.role_label.empty() || metadata["labels"][config.role_label].get_string().get(v) != simdjson::SUCCESS) {
+    return {};
+  }
+  return std::string(v);
+}
+
 detail::KubernetesEndpoint make_endpoint(std::string_view address, std::uint16_t port,
                                          const std::vector<std::string>& names, const DiscoveryConfig& config) {
   detail::KubernetesEndpoint out;
   out.endpoint = DiscoveredEndpoint{
       config.scheme + "://" + detail::url_host(std::string(address)) + ":" + std::to_string(port), names, {},
-      config.api_key, config.weight};
+      config.api_key, config.weight, ""};
   out.ipv6 = address.find(':') != std::string_view::npos;
   out.target = out.endpoint.url;
   return out;
@@ -98,6 +108,7 @@ detail::KubernetesEndpoints slice_endpoints(dom::element slice, const DiscoveryC
   }
   if (port == 0) return out;  // the slice does not expose the named port
   const auto names = names_of(slice["metadata"], config);
+  const std::string role = role_of(slice["metadata"], config);
   dom::array endpoints;
   if (slice["endpoints"].get_array().get(endpoints) != simdjson::SUCCESS) return out;
   for (dom::element e : endpoints) {
@@ -118,6 +129,7 @@ detail::KubernetesEndpoints slice_endpoints(dom::element slice, const DiscoveryC
       std::string_view address;
       if (a.get_string().get(address) == simdjson::SUCCESS && !address.empty()) {
         auto endpoint = make_endpoint(address, port, names, config);
+        endpoint.endpoint.role = role;
         endpoint.ready = ready;
         const std::string_view uid = str(e["targetRef"], "uid");
         const std::string_view target = str(e["targetRef"], "name");
@@ -190,6 +202,7 @@ detail::KubernetesEndpoints pod_endpoints(dom::element pod, const DiscoveryConfi
     if (address.empty()) return out;
   }
   auto endpoint = make_endpoint(address, port, names_of(metadata, config), config);
+  endpoint.endpoint.role = role_of(metadata, config);
   endpoint.ready = !terminating;
   endpoint.target = "pod:" + std::string(str(metadata, "namespace")) + "/" + std::string(str(metadata, "name")) +
                     ":" + std::to_string(port);

@@ -932,3 +932,34 @@ def test_strict_validation_negative_controls(validate_objects):
         assert not r["ok"], (message, r)
         assert any(message in e for e in r["errors"]), (message, r["errors"])
     print(f"strict validation: {len(controls)} negative controls rejected")
+
+
+def test_prefill_decode_roles(tmp_path):
+    """role: prefill makes an entry the prefill pool of the entry with the same served name; both
+    Deployments' pods and Services carry vllm-router.io/role; with Kubernetes discovery the pods
+    join the pools by that label."""
+    pd_values = os.path.join(HERE, "pd.values.yaml")
+    r = Rendered(pd_values, sets=["discovery.kubernetes.enabled=false"])
+    models = r.router_config()["models"]
+    assert [m["name"] for m in models] == ["llama"]
+    llama = models[0]
+    assert llama["policy"] == "load_aware"
+    assert llama["endpoints"] == [f"http://{FULL}-llama-decode.{NS}.svc.cluster.local:8000"]
+    assert llama["prefill"] == {"endpoints": [f"http://{FULL}-llama-prefill.{NS}.svc.cluster.local:8000"],
+                                "policy": "prefix_aware"}
+    for name, role in (("llama-decode", "decode"), ("llama-prefill", "prefill")):
+        dep = r.get("Deployment", f"{FULL}-{name}")
+        assert dep["spec"]["template"]["metadata"]["labels"]["vllm-router.io/role"] == role
+        assert "vllm-router.io/role" not in dep["spec"]["selector"]["matchLabels"]  # selectors stay as they were
+        assert r.get("Service", f"{FULL}-{name}")["metadata"]["labels"]["vllm-router.io/role"] == role
+    check_config(r, tmp_path, with_env=False)
+
+    d = Rendered(pd_values, sets=["discovery.kubernetes.enabled=true", "discovery.kubernetes.resource=pods"])
+    llama = d.router_config()["models"][0]
+    assert llama["endpoints"] == [] and llama["prefill"] == {"endpoints": [], "policy": "prefix_aware"}
+    check_config(d, tmp_path, with_env=False)
+
+    plain = Rendered(TWO_MODELS)
+    for dep in plain.all("Deployment"):
+        assert "vllm-router.io/role" not in dep["spec"]["template"]["metadata"]["labels"]
+    assert all("prefill" not in m for m in plain.router_config()["models"])

@@ -493,3 +493,35 @@ def test_opentelemetry_environment_variables():
         env[var] = value
         bad = run_router("--model", "m=http://127.0.0.1:1", "--check-config", env=env)
         assert bad.returncode != 0 and var in bad.stderr and says in bad.stderr, (var, bad.stderr)
+
+
+def test_prefill_and_decode_legs_are_attempts_with_their_leg():
+    """Prefill/decode disaggregation (docs/disaggregation.md): the prefill and decode legs are
+    two attempt spans of one request, named by vllm_router.leg; both engines saw one trace."""
+    receiver = Receiver()
+    prefill = start_sim("--model", "m", "--kv-role", "prefill", "--id", "p")
+    decode = start_sim("--model", "m", "--kv-role", "decode", "--id", "d")
+    f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump({"otlp": {"interval_ms": 20}, "health_check": {"enabled": False},
+               "outlier_detection": {"enabled": False},
+               "models": [{"name": "m", "endpoints": [decode.url], "prefill": {"endpoints": [prefill.url]}}]}, f)
+    f.close()
+    router = start_router("--config", f.name, "--otlp-endpoint", receiver.url)
+    try:
+        trace = "%032x" % 0xdd0001
+        status, _, _ = post_json(router, CHAT, chat_body("m"), headers={"traceparent": "00-%s-%s-01" % (trace, PARENT)})
+        assert status == 200
+        spans = receiver.trace(trace, 5)  # request, two routing decisions, two attempts
+        attempts = sorted((s for s in spans if s["kind"] == KIND_CLIENT), key=lambda s: int(s["startTimeUnixNano"]))
+        assert [s["attrs"]["vllm_router.leg"] for s in attempts] == ["prefill", "decode"]
+        assert [s["attrs"]["url.full"] for s in attempts] == [prefill.url + CHAT, decode.url + CHAT]
+        assert [s["attrs"]["vllm_router.attempt"] for s in attempts] == [1, 2]
+        assert "vllm_router.retry_reason" not in attempts[0]["attrs"]  # a leg, not a retry
+        assert one(spans, KIND_SERVER)["attrs"]["vllm_router.attempts"] == 2
+        assert upstream_traceparent(prefill)[0] == trace == upstream_traceparent(decode)[0]
+    finally:
+        assert router.stop() == 0
+        prefill.stop()
+        decode.stop()
+        receiver.close()
+        os.unlink(f.name)

@@ -16,7 +16,7 @@ using namespace vllm_router;
 namespace {
 
 DiscoveredEndpoint ep(std::string url, std::vector<std::string> models, std::vector<std::string> loras = {}) {
-  return DiscoveredEndpoint{std::move(url), std::move(models), std::move(loras), "", 1};
+  return DiscoveredEndpoint{std::move(url), std::move(models), std::move(loras), "", 1, ""};
 }
 
 const ModelConfig* find(const RouterConfig& c, const std::string& name) {
@@ -95,8 +95,8 @@ TEST_CASE("compose: every served name routes to every endpoint serving it") {
 
 TEST_CASE("compose: configured models are extended, their aliases and LoRAs kept, empty ones dropped") {
   RouterConfig base;
-  base.models.push_back(ModelConfig{"m", {"alias"}, {"lora"}, {{"http://static:1", 1, ""}}, "least_requests", {}, 0});
-  base.models.push_back(ModelConfig{"waiting", {}, {}, {}, "", {}, 0});
+  base.models.push_back(ModelConfig{"m", {"alias"}, {"lora"}, {{"http://static:1", 1, ""}}, "least_requests", {}, 0, {}});
+  base.models.push_back(ModelConfig{"waiting", {}, {}, {}, "", {}, 0, {}});
   base.default_model = "waiting";
   const RouterConfig out = compose_router_config(
       base, {{ep("http://a:1", {"m"}), ep("http://static:1/", {"m"}), ep("http://b:1", {"alias", "lora", "x"})}});
@@ -131,7 +131,7 @@ TEST_CASE("compose: a LoRA sits under its parent only when exactly the parent's 
 
 TEST_CASE("Discovery: sources fill models; a failing source keeps its last set; set_static re-applies") {
   RouterConfig base;
-  base.models.push_back(ModelConfig{"s", {}, {}, {{"http://s:1", 1, ""}}, "", {}, 0});
+  base.models.push_back(ModelConfig{"s", {}, {}, {{"http://s:1", 1, ""}}, "", {}, 0, {}});
   auto router = Router::create(base);
   REQUIRE(router.ok());
   Discovery discovery(*router.value(), base);
@@ -152,7 +152,7 @@ TEST_CASE("Discovery: sources fill models; a failing source keeps its last set; 
   CHECK(router.value()->snapshot()->version == version);  // nothing changed: no update
 
   RouterConfig reloaded;
-  reloaded.models.push_back(ModelConfig{"s2", {}, {}, {{"http://s:2", 1, ""}}, "", {}, 0});
+  reloaded.models.push_back(ModelConfig{"s2", {}, {}, {{"http://s:2", 1, ""}}, "", {}, 0, {}});
   REQUIRE(discovery.set_static(reloaded).ok());
   CHECK(find(discovery.composed(), "s") == nullptr);
   CHECK(find(discovery.composed(), "s2") != nullptr);
@@ -403,4 +403,45 @@ TEST_CASE("cpu quota: cgroup v2 cpu.max and v1 cfs files, rounded up") {
   CHECK(cpus_from_cfs("-1", "100000") == std::nullopt);
   CHECK(cpus_from_cfs("250000\n", "100000\n") == 3u);
   CHECK(detail::available_cpus() >= 1u);
+}
+
+TEST_CASE("prefill/decode roles: a pod's role label puts it in its model's prefill pool") {
+  DiscoveryConfig pods;
+  pods.type = "kubernetes";
+  pods.resource = "pods";
+  pods.port = 8000;
+  const char* prefill_pod = R"({"metadata":{"name":"p","labels":{"vllm-router.io/model":"m","vllm-router.io/role":"prefill"}},
+    "status":{"phase":"Running","podIP":"10.0.0.7","conditions":[{"type":"Ready","status":"True"}]}})";
+  auto set = kubernetes_object_endpoints(prefill_pod, pods);
+  REQUIRE(set.ok());
+  REQUIRE(set->size() == 1);
+  CHECK(set.value()[0].role == "prefill");
+  pods.role_label.clear();  // not read: a plain endpoint
+  CHECK(kubernetes_object_endpoints(prefill_pod, pods).value()[0].role.empty());
+
+  DiscoveredEndpoint p = ep("http://p:1", {"m"});
+  p.role = "prefill";
+  DiscoveredEndpoint d = ep("http://d:1", {"m"});
+  d.role = "decode";
+  RouterConfig out = compose_router_config(RouterConfig{}, {{p, d}});
+  const ModelConfig* m = find(out, "m");
+  REQUIRE(m != nullptr);
+  CHECK(urls(*m) == std::vector<std::string>{"http://d:1"});
+  REQUIRE(m->prefill);
+  REQUIRE(m->prefill->endpoints.size() == 1);
+  CHECK(m->prefill->endpoints[0].url == "http://p:1");
+  auto router = Router::create(out);
+  REQUIRE(router.ok());
+  CHECK(router.value()->snapshot()->disaggregated);
+
+  // A configured prefill pool with no endpoint yet: the model is colocated until one appears.
+  RouterConfig base;
+  base.models.push_back(ModelConfig{"m", {}, {}, {}, "", {}, 0, PrefillConfig{{}, "prefix_aware", true}});
+  out = compose_router_config(base, {{d}});
+  REQUIRE(find(out, "m") != nullptr);
+  CHECK_FALSE(find(out, "m")->prefill);
+  out = compose_router_config(base, {{d, p}});
+  REQUIRE(find(out, "m")->prefill);
+  CHECK(find(out, "m")->prefill->policy == "prefix_aware");
+  CHECK(find(out, "m")->prefill->endpoints.size() == 1);
 }

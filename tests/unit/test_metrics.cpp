@@ -257,3 +257,32 @@ TEST_CASE("this process's figures from /proc: descriptors, limit, memory, start 
   CHECK(out.find("process_open_fds " + std::to_string(during->open_fds) + "\n") != std::string::npos);
   CHECK(out.find("# TYPE process_cpu_seconds_total counter\n") != std::string::npos);
 }
+
+TEST_CASE("metrics: prefill/decode disaggregation's prefill leg and fallbacks, by model") {
+  auto router = one_model_router();
+  Metrics metrics(600);
+  const Endpoint& ep = *router->snapshot()->pools[0].endpoints[0];
+  ExchangeSummary split;
+  split.model = "org/m";
+  split.endpoint = &ep;
+  split.status = 200;
+  split.duration = 1s;
+  split.prefill_endpoint = &ep;
+  split.prefill = 120ms;
+  metrics.on_exchange(split);
+  ExchangeSummary fell_back = split;
+  fell_back.colocated_fallback = true;
+  metrics.on_exchange(fell_back);
+  ExchangeSummary colocated;  // a model without a prefill pool: neither family gets a sample
+  colocated.model = "org/other";
+  colocated.status = 200;
+  metrics.on_exchange(colocated);
+  const std::string text = metrics.render(*router->snapshot());
+  CHECK(text.find("# TYPE vllm_router_pd_prefill_seconds histogram\n") != std::string::npos);
+  CHECK(text.find("vllm_router_pd_prefill_seconds_count{model=\"org/m\"} 2\n") != std::string::npos);
+  CHECK(text.find("vllm_router_pd_prefill_seconds_bucket{model=\"org/m\",le=\"0.1\"} 0\n") != std::string::npos);
+  CHECK(text.find("# TYPE vllm_router_pd_fallbacks_total counter\n") != std::string::npos);
+  CHECK(text.find("vllm_router_pd_fallbacks_total{model=\"org/m\"} 1\n") != std::string::npos);
+  CHECK(text.find("vllm_router_pd_prefill_seconds_count{model=\"org/other\"}") == std::string::npos);
+  CHECK(text.find("vllm_router_pd_fallbacks_total{model=\"org/other\"}") == std::string::npos);
+}

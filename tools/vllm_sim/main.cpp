@@ -37,6 +37,12 @@ const char *kUsage =
     "                            wait in a FIFO queue (reported as vllm:num_requests_waiting)\n"
     "  --prefill-us-per-token F  engine model: prefill costs F us per uncached prompt token;\n"
     "                            prefills run one at a time (default 0: free)\n"
+    "  --kv-role ROLE            prefill/decode disaggregation: none|prefill|decode|both\n"
+    "                            (default none: kv_transfer_params are ignored)\n"
+    "  --kv-secret S             derives the KV block ids a prefill issues; a decode accepts\n"
+    "                            only ids made with the same secret (default vllm-sim)\n"
+    "  --prefill-stalls-decode   engine model: a streamed token due while the engine runs a\n"
+    "                            prefill waits for its end (colocated interference)\n"
     "  --backlog N               listen backlog (default 4096)\n"
     "  --tls-cert FILE           serve HTTPS with this PEM certificate (threads mode only;\n"
     "                            with --tls-key; cpp-httplib's SSLServer)\n"
@@ -90,6 +96,10 @@ int main(int argc, char **argv) {
       o.batch_queue = true;
       continue;
     }
+    if (arg == "--prefill-stalls-decode") {
+      o.prefill_stalls_decode = true;
+      continue;
+    }
     auto value = [&]() -> std::string {
       if (has_inline) return val;
       if (i + 1 >= argc) die("missing value for " + arg);
@@ -120,6 +130,8 @@ int main(int argc, char **argv) {
       o.io = value();
       if (o.io != "threads" && o.io != "epoll") die("--io must be threads or epoll");
     } else if (arg == "--backlog") o.backlog = static_cast<int>(to_int(arg, value()));
+    else if (arg == "--kv-role") o.kv_role = value();
+    else if (arg == "--kv-secret") o.kv_secret = value();
     else if (arg == "--tls-cert") o.tls_cert = value();
     else if (arg == "--tls-key") o.tls_key = value();
     else die("unknown option " + arg);

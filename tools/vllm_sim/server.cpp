@@ -25,6 +25,7 @@
 
 #include "engine.h"
 #include "front.h"
+#include "pd.h"
 #include "task_pool.h"
 
 namespace vsim {
@@ -87,6 +88,11 @@ struct State {
   std::mutex lora_mu;
   std::map<std::string, int64_t> lora_running;
   PrefixCache prefix;
+  // Prefill/decode disaggregation (pd.h): --kv-role, and the prefills that stall decode.
+  KvRole kv_role = KvRole::None;
+  PrefillTimeline timeline;
+  int bound_port = 0;
+  std::atomic<int64_t> kv_prefills{0}, kv_transfers{0};  // /sim/stats
 
   // Engine model (--batch-queue, --prefill-us-per-token): batch slots handed out in FIFO order,
   // and one prefill at a time.
@@ -131,6 +137,7 @@ struct State {
     std::lock_guard<std::mutex> lk(sched_mu);
     const auto begin = std::max(ready, prefill_free_at);
     prefill_free_at = begin + cost;
+    if (opt.prefill_stalls_decode) timeline.add(begin, prefill_free_at);
     return prefill_free_at;
   }
 
@@ -326,8 +333,10 @@ struct Stream final : TimedBody {
   Clock::duration itl{};
   std::string buf;
   int64_t k = 0;  // the next token step
+  PrefillTimeline *stall = nullptr;  // --prefill-stalls-decode: tokens wait out running prefills
+  Clock::time_point next{};          // with `stall`: when token k is due
 
-  Clock::time_point due() const override { return first + itl * k; }
+  Clock::time_point due() const override { return stall ? next : first + itl * k; }
 
   Status step(const Emit &emit) override {
     auto put = [&]() -> bool {
@@ -335,6 +344,13 @@ struct Stream final : TimedBody {
       buf.clear();
       return ok;
     };
+    if (stall != nullptr && k > 0) {
+      const Clock::time_point until = stall->busy_until(next);
+      if (until > next) {  // the engine is running a prefill: this token waits for its end
+        next = until;
+        return Status::More;
+      }
+    }
     const bool cont = req.continuous_usage;
     Usage u{req.prompt_tokens, 0};
     if (k == 0) {
@@ -360,6 +376,7 @@ struct Stream final : TimedBody {
       if (!put()) return Status::Failed;
     }
     ++k;
+    next += itl;
     if (!last) return Status::More;
     if (req.include_usage) {
       event_usage(buf, ctx, chat, Usage{req.prompt_tokens, plan.tokens * req.n});
@@ -451,6 +468,26 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
                       st.opt.max_model_len, pr.prompt_tokens + want, pr.prompt_tokens, want));
     }
   }
+  // Prefill/decode disaggregation (pd.h): a prefill request gets kv_transfer_params back; a
+  // decode request with valid ones skips its prompt's prefill, with forged ones it gets a 400.
+  bool kv_prefill = false, kv_transferred = false;
+  if (st.kv_role != KvRole::None && (kind == Kind::Chat || kind == Kind::Completion)) {
+    KvParams kv;
+    std::string why;
+    if (parse_kv_params(req.body, kv, why) && kv.present && kv.do_remote_prefill &&
+        (st.kv_role == KvRole::Decode || st.kv_role == KvRole::Both)) {
+      why = kv_verify(kv, st.opt.kv_secret, pr.prompt_text);
+      kv_transferred = why.empty();
+      if (kv_transferred) st.kv_transfers.fetch_add(1);
+    } else if (why.empty() && kv.present && kv.do_remote_decode &&
+               (st.kv_role == KvRole::Prefill || st.kv_role == KvRole::Both)) {
+      kv_prefill = !pr.stream;
+    }
+    if (!why.empty()) {
+      st.errors.fetch_add(1);
+      return set_error(res, 400, "BadRequestError", why);
+    }
+  }
   if (mode == FailMode::Drop && !(pr.stream && (kind == Kind::Chat || kind == Kind::Completion))) {
     st.dropped.fetch_add(1);
     if (EventIo *io = current_event_io()) io->drop = true;
@@ -480,6 +517,7 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   int64_t hits = 0;
   if (engine_work) {
     hits = std::min(st.prefix.lookup_insert(pr.prompt_text), pr.prompt_tokens);
+    if (kv_transferred) hits = pr.prompt_tokens;  // the prefill engine's blocks arrived
     st.prefix_queries.fetch_add(pr.prompt_tokens);
     st.prefix_hits.fetch_add(hits);
     if (st.opt.prefix_speedup && pr.prompt_tokens > 0)
@@ -489,7 +527,7 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
   // TTFT = queueing (above) + waiting for the prefill unit + uncached tokens x prefill cost
   // + the fixed --ttft-ms.
   Clock::time_point prefilled = slot ? admitted : t0;
-  if (engine_work && st.opt.prefill_us_per_token > 0) {
+  if (engine_work && st.opt.prefill_us_per_token > 0 && !kv_transferred) {
     const double cost_us = static_cast<double>(pr.prompt_tokens - hits) * st.opt.prefill_us_per_token;
     prefilled = st.schedule_prefill(admitted, std::chrono::microseconds(static_cast<int64_t>(cost_us)));
   }
@@ -523,6 +561,8 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
     s->drop = mode == FailMode::Drop;
     s->first = first_at;
     s->itl = us(itl_ms);
+    s->next = first_at;
+    if (st.opt.prefill_stalls_decode) s->stall = &st.timeline;
     s->req = std::move(pr);
     res.status = 200;
     if (EventIo *io = current_event_io()) io->stream = s;  // epoll mode: the loop drives it
@@ -555,6 +595,11 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
     case Kind::Detokenize: body = render_detokenize(pr); break;
     case Kind::Score: body = render_score(ctx, pr); break;
     case Kind::Rerank: body = render_rerank(ctx, pr); break;
+  }
+  if (kv_prefill) {
+    st.kv_prefills.fetch_add(1);
+    add_member(body, kv_params_member(st.opt.id, kv_block_ids(st.opt.kv_secret, st.opt.id, pr.prompt_text),
+                                      st.opt.host, st.bound_port));
   }
   flight->succeed(plan, pr.prompt_tokens, generates ? pr.n : 0);
   set_json(res, 200, std::move(body));
@@ -699,6 +744,10 @@ std::string stats_json(State &st) {
                  "\"in_flight\":{},\"fail_mode\":\"{}\"",
                  st.requests.load(), st.completed.load(), st.cancelled.load(), st.errors.load(),
                  st.dropped.load(), st.in_flight.load(), fail_mode_name(st.fail_mode()));
+  if (st.kv_role != KvRole::None) {
+    fmt::format_to(std::back_inserter(out), ",\"kv_prefills\":{},\"kv_transfers\":{}", st.kv_prefills.load(),
+                   st.kv_transfers.load());
+  }
   std::lock_guard<std::mutex> lk(st.last_mu);
   out += ",\"last_path\":";
   out += st.last_path.empty() ? "null" : json_str(st.last_path);
@@ -762,6 +811,10 @@ int run_server(const Options &opt_in) {
   if (st->opt.served_names.empty()) st->opt.served_names.push_back(st->opt.model);
   st->primary = st->opt.served_names.front();
   st->primary_label = prom_escape(st->primary);
+  if (!parse_kv_role(st->opt.kv_role, st->kv_role)) {
+    std::fprintf(stderr, "vllm-sim: unknown --kv-role '%s' (none|prefill|decode|both)\n", st->opt.kv_role.c_str());
+    return 2;
+  }
   FailMode fm;
   if (!parse_fail_mode(st->opt.fail, fm)) {
     std::fprintf(stderr, "vllm-sim: unknown --fail mode '%s'\n", st->opt.fail.c_str());
@@ -888,6 +941,7 @@ int run_server(const Options &opt_in) {
     cfg.stopping = &g_stopping;
     cfg.on_listening = [&S](int port) {
       if (S.opt.id.empty()) S.opt.id = fmt::format("sim-{}", port);
+      S.bound_port = port;
       std::printf("vllm-sim listening on http://%s:%d\n", S.opt.host.c_str(), port);
       std::fflush(stdout);
       return httplib::Headers{{"x-sim-id", S.opt.id}};
@@ -948,6 +1002,7 @@ int serve_threads(Svr &svr, State &S, Routes &R, const sigset_t &sigs, const cha
   }
   svr.widen_backlog(S.opt.backlog);
   if (S.opt.id.empty()) S.opt.id = fmt::format("sim-{}", port);
+  S.bound_port = port;
   svr.set_default_headers({{"x-sim-id", S.opt.id}});
 
   std::atomic<bool> done{false};

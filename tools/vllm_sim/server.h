@@ -34,6 +34,10 @@ struct Options {
   bool batch_queue = false;         // beyond max_num_seqs running, requests wait (FIFO)
   double prefill_us_per_token = 0;  // prefill cost per uncached prompt token; prefills run one
                                     // at a time per engine (TTFT = queue + prefill wait + cost)
+  // Prefill/decode disaggregation (pd.h).
+  std::string kv_role = "none";     // none|prefill|decode|both
+  std::string kv_secret = "vllm-sim";  // block ids are derived from it: sims that share it trust each other
+  bool prefill_stalls_decode = false;  // a streamed token due during a prefill waits for its end
   int backlog = 4096;
   std::string io = "threads";  // "threads" (cpp-httplib, thread per connection) or "epoll"
   std::string tls_cert;        // HTTPS (threads mode): PEM certificate and key files

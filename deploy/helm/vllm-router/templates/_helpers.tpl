@@ -176,6 +176,9 @@ vllm-router.io/model: {{ .model.name }}
 {{ include "vllm-router.labels" .root }}
 app.kubernetes.io/component: model
 vllm-router.io/model: {{ .model.name }}
+{{- with .model.role }}
+vllm-router.io/role: {{ . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -185,6 +188,9 @@ model does not restart its vLLM pods (and reload its weights).
 {{- define "vllm-router.model.podLabels" -}}
 {{ include "vllm-router.model.selectorLabels" . }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .model.role }}
+vllm-router.io/role: {{ . }}
+{{- end }}
 {{- with .root.Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
@@ -211,7 +217,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $keyFile := include "vllm-router.vllmApiKeyFile" . }}
 {{- $allModels := (include "vllm-router.models" . | fromYaml).models }}
 {{- $serviceSources := list }}
+{{- /* Prefill/decode disaggregation: role "prefill" entries become the prefill pool of the model
+     with the same served name (with discovery, their pods join it by their role label). */}}
+{{- $prefill := dict }}
 {{- range $m := $allModels }}
+{{- if eq (toString $m.role) "prefill" }}
+{{- $pe := list }}
+{{- if and $m.deploy (not $.Values.discovery.kubernetes.enabled) }}
+{{- $pe = append $pe $m.url }}
+{{- end }}
+{{- range $e := $m.endpoints }}
+{{- $pe = append $pe $e }}
+{{- end }}
+{{- $p := dict "endpoints" $pe }}
+{{- if $m.policy }}
+{{- $_ := set $p "policy" $m.policy }}
+{{- end }}
+{{- $_ := set $prefill (first $m.servedNames) $p }}
+{{- end }}
+{{- end }}
+{{- range $m := $allModels }}
+{{- if ne (toString $m.role) "prefill" }}
 {{- $endpoints := list }}
 {{- /* With Kubernetes discovery the router finds the model's ready pods itself. */}}
 {{- if and $m.deploy (not $.Values.discovery.kubernetes.enabled) }}
@@ -236,8 +262,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if $m.policy }}
 {{- $_ := set $entry "policy" $m.policy }}
 {{- end }}
+{{- with get $prefill (first $m.servedNames) }}
+{{- $_ := set $entry "prefill" . }}
+{{- end }}
 {{- $entry = mergeOverwrite $entry (deepCopy (default dict $m.routerConfig)) }}
 {{- $models = append $models $entry }}
+{{- end }}
 {{- end }}
 {{- $cfg := dict
   "client_timeout_ms" (int64 $r.clientTimeoutMs)
