@@ -258,6 +258,7 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
       pool_index->slot_of.emplace(std::string_view(pool.endpoints[i]->id), i);
     }
     pool.index = std::move(pool_index);
+    if (mc.lora) pool.lora = make_lora_pool(mc, pool);
     const std::size_t index = snap->pools.size();
     snap->pools.push_back(std::move(pool));
     const auto add = [&](const std::string& name, NameKind kind, const std::string& upstream,
@@ -384,8 +385,10 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
   PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes};
   Observer* observer = impl.observer();
 
+  // LoRA-aware placement (lib/lora.h): an adapter's request picks among the replicas with it.
+  const detail::LoraPool* lora = pool.lora && pool.lora->is_adapter(route.resolution.upstream) ? pool.lora.get() : nullptr;
   // The policy's fast path first (O(1) for the sampling and walking policies).
-  std::size_t slot = size == 0 ? Policy::kNoPick : pool.policy->pick_from_pool(ctx, view);
+  std::size_t slot = size == 0 || lora != nullptr ? Policy::kNoPick : pool.policy->pick_from_pool(ctx, view);
   std::size_t n = 0;
   if (slot < size && view.usable(slot)) {
     if (observer != nullptr) n = count_candidates(view, healthy);
@@ -419,6 +422,11 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     } else if (size == 0) {
       return Result<Route>(Errc::no_endpoint, "no endpoint available for model `" + pool.model + "`", "model");
     }
+    if (lora != nullptr) {
+      auto placed = detail::place_lora(*impl.lora, pool, *lora, route.resolution.upstream, candidates);
+      if (!placed) return placed.error();
+      candidates = placed.value();
+    }
     n = candidates.size();
     std::size_t pick = pool.policy->pick(ctx, candidates);
     if (pick >= n) pick = 0;
@@ -438,6 +446,7 @@ Result<Route> Router::route(const RequestView& request, std::span<const std::str
     } while (!in_flight.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
     counted = true;
   }
+  if (lora != nullptr) lora->slots[slot]->touch(route.resolution.upstream, now_ns);
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};

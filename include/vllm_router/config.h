@@ -79,6 +79,20 @@ struct PolicyOptions {
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored
 };
 
+/// LoRA-aware placement of one model's adapters (issue 14; docs/configuration.md, "lora"): a
+/// request for an adapter goes to the replicas that have it loaded.
+struct LoraConfig {
+  /// When no replica has the adapter: load it on the least loaded one through vLLM's runtime
+  /// API (POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), the
+  /// least recently used adapter unloaded first on a replica at max_lora. Off: any replica.
+  bool dynamic_loading = false;
+  std::map<std::string, std::string> paths;  ///< adapter -> lora_path (names join `loras`)
+  /// lora_path of an adapter without a `paths` entry: "{name}" becomes the adapter's name;
+  /// empty: only adapters in `paths` can be loaded.
+  std::string path_template;
+  std::uint32_t load_timeout_ms = 60000;  ///< one load (or unload) call
+};
+
 /// One model: the name clients send, other names that resolve to it, and its replicas.
 struct ModelConfig {
   std::string name;                    ///< served model name (sent upstream unchanged)
@@ -89,6 +103,7 @@ struct ModelConfig {
   std::optional<HealthCheckConfig> health_check;  ///< empty: RouterConfig::health_check
   /// Requests in flight per endpoint of this model before it counts as full; 0: unbounded.
   std::uint32_t max_in_flight_per_endpoint = 0;
+  std::optional<LoraConfig> lora;  ///< absent: adapters go to any replica of the model
 };
 
 /// Upstream timeouts, in milliseconds.

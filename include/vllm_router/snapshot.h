@@ -15,6 +15,7 @@
 
 namespace vllm_router::detail {
 struct PoolIndex;  // the router's per-pool routing aids (lib/pool_index.h)
+struct LoraPool;   // LoRA-aware placement of the pool's adapters (lib/lora.h)
 }  // namespace vllm_router::detail
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -31,6 +32,8 @@ struct Pool {
   /// Internal to the Router that built the pool: every endpoint as a Candidate, endpoint id ->
   /// slot, and the cached count of healthy endpoints (so route() need not scan the pool).
   std::shared_ptr<detail::PoolIndex> index;
+  /// Internal: set when the model's configuration has `lora` (issue 14); null otherwise.
+  std::shared_ptr<const detail::LoraPool> lora;
 };
 
 /// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it
