@@ -318,8 +318,9 @@ Result<bool> LoraManager::ensure_loaded(const Pool& pool, const LoraPool& lora, 
                  "model"};
   }
   if (candidates.empty()) return Error{Errc::no_endpoint, "no endpoint available for model `" + pool.model + "`", "model"};
-  // The least loaded candidate (router in flight + vLLM's waiting); ties: the one with the most
-  // free adapter places, then the lowest slot.
+  // The least loaded candidate (router in flight + vLLM's waiting) among those with a free
+  // adapter place (loads on their way count as taken); when none has one, the least loaded of
+  // all (it unloads its least recently used adapter). Ties: the most free places, the lowest slot.
   const Candidate* best = nullptr;
   std::int64_t best_load = 0;
   std::int64_t best_free = 0;
@@ -328,13 +329,18 @@ Result<bool> LoraManager::ensure_loaded(const Pool& pool, const LoraPool& lora, 
                               std::max<std::int32_t>(0, c.state->waiting.load(std::memory_order_relaxed));
     const LoraEndpoint& le = *lora.slots[c.slot];
     const std::int32_t max = le.max_lora();
-    const std::int64_t free_places = max < 0 ? 1 : static_cast<std::int64_t>(max) - static_cast<std::int64_t>(le.count());
-    if (best == nullptr || load < best_load || (load == best_load && free_places > best_free)) {
+    const std::int64_t taken = static_cast<std::int64_t>(le.count()) + le.pending.load(std::memory_order_relaxed);
+    const std::int64_t free_places = max < 0 ? 1 : std::max<std::int64_t>(0, max - taken);
+    bool better = true;
+    if (best != nullptr && (free_places > 0) != (best_free > 0)) better = free_places > 0;
+    else if (best != nullptr) better = load < best_load || (load == best_load && free_places > best_free);
+    if (better) {
       best = &c;
       best_load = load;
       best_free = free_places;
     }
   }
+  lora.slots[best->slot]->pending.fetch_add(1, std::memory_order_relaxed);
   flight.running = true;
   flight.failed_at_ns = 0;
   Job job{std::move(key), pool.endpoints[best->slot], lora.slots[best->slot], std::string(adapter), std::move(path),
@@ -371,21 +377,27 @@ void LoraManager::run(Job job) {
   }
   Result<void> result = Error{Errc::no_endpoint, "no LoRA loader", "model"};
   if (loader) {
-    // At max_lora: unload the least recently used adapter first (vLLM would evict from its
-    // cache on its own; making room here keeps what the router believes loaded true).
-    const std::int32_t max = job.state->max_lora();
-    while (max > 0 && static_cast<std::int64_t>(job.state->count()) >= max) {
-      const std::string victim = job.state->lru(job.adapter);
-      if (victim.empty()) break;
-      if (auto r = loader->unload(*job.endpoint, victim, job.timeout_ms); !r) break;
-      job.state->remove(victim);
-      counters.unloads.fetch_add(1, std::memory_order_relaxed);
+    {
+      // At max_lora: unload the least recently used adapters until this load and the others on
+      // their way here fit (vLLM would evict from its cache on its own; making room here keeps
+      // what the router believes loaded true). One endpoint's unload decisions one at a time;
+      // the loads themselves run in parallel.
+      std::lock_guard<std::mutex> one_at_a_time(job.state->load_mutex);
+      const std::int32_t max = job.state->max_lora();
+      while (max > 0 && static_cast<std::int64_t>(job.state->count()) + job.state->pending.load() > max) {
+        const std::string victim = job.state->lru(job.adapter);
+        if (victim.empty()) break;
+        if (auto r = loader->unload(*job.endpoint, victim, job.timeout_ms); !r) break;
+        job.state->remove(victim);
+        counters.unloads.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     result = loader->load(*job.endpoint, job.adapter, job.path, job.timeout_ms);
+    if (result) job.state->add(job.adapter, now_ns());
   }
   const std::int64_t now = now_ns();
+  job.state->pending.fetch_sub(1, std::memory_order_relaxed);
   if (result) {
-    job.state->add(job.adapter, now);
     counters.loads.fetch_add(1, std::memory_order_relaxed);
   } else {
     counters.load_failures.fetch_add(1, std::memory_order_relaxed);

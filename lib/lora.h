@@ -51,6 +51,11 @@ class LoraEndpoint {
   /// The least recently used adapter other than `keep`; empty when there is none.
   std::string lru(std::string_view keep) const;
   std::vector<std::string> names() const;
+  /// Loads headed here and not done yet (counted as taken places when choosing a target).
+  std::atomic<std::int32_t> pending{0};
+  /// Held while a load makes room (unloads): one endpoint's decisions one at a time, so two
+  /// loads never both count the same free place.
+  std::mutex load_mutex;
 
  private:
   struct Entry {

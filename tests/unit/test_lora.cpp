@@ -253,3 +253,20 @@ TEST_CASE("lora: configuration") {
   CHECK(bad.error().param == "models[0].lora.dynamic");
   CHECK_FALSE(parse_router_config(R"({"models":[{"name":"m","endpoints":[],"lora":{"paths":{"y":""}}}]})"));
 }
+
+TEST_CASE("lora: loads fill free adapter places before unloading, and count loads on their way") {
+  Fixture f(2);
+  f.lora.slots[0]->set_max_lora(1);
+  f.lora.slots[1]->set_max_lora(1);
+  f.pool.states[1]->in_flight = 3;  // busier, but the only one with a free place after e0's load
+  f.loader->hold = true;
+  REQUIRE(f.manager.ensure_loaded(f.pool, f.lora, "a", f.candidates));
+  CHECK(f.loader->wait_calls(1) == 1);
+  // e0's place is taken by the load on its way: b goes to e1, though e1 is busier.
+  REQUIRE(f.manager.ensure_loaded(f.pool, f.lora, "b", f.candidates));
+  f.loader->release();
+  REQUIRE(f.wakes.wait(2));
+  CHECK(f.lora.slots[0]->has("a"));
+  CHECK(f.lora.slots[1]->has("b"));
+  CHECK(f.manager.counters.unloads.load() == 0);
+}
