@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from routerproc import (assert_openai_error, call, chat_body, metric_samples, post_json,  # noqa: E402
-                        router_metrics, start_router)
+                        router_metrics, start_router, wait_for)
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
@@ -118,3 +118,29 @@ def test_replica_at_max_lora_unloads_its_least_recently_used_adapter(single):
     assert st["loads"] == 3 and st["unloads"] == 1 and st["rejected_loads"] == 0, st
     assert sorted(st["loaded"]) == ["a", "c"]
     assert lora_counter(router, "vllm_router_lora_unloads_total") == 1
+
+
+def test_static_adapters_found_in_v1_models_without_dynamic_loading():
+    """An adapter loaded at start (--lora) on one replica only: the load scraper's /v1/models
+    listing tells the router, and its requests go there; nothing is loaded."""
+    with_a = start_sim("--model", BASE, "--lora", "a=/static/a", "--id", "with-a", "--output-tokens", "1")
+    without = start_sim("--model", BASE, "--max-lora", "2", "--id", "without", "--output-tokens", "1")
+    cfg = write_config({
+        "policy": "round_robin", "policy_options": {"scrape_interval_ms": 50},
+        "models": [{"name": BASE, "loras": ["a"], "endpoints": [with_a.url, without.url],
+                    "lora": {"dynamic_loading": False}}],
+    })
+    router = start_router("--config", cfg)
+    try:
+        # Known once a decision found it loaded (the scraper's first rounds run at start).
+        assert wait_for(lambda: post_json(router, CHAT, chat_body("a"))[0] == 200 and
+                        (lora_counter(router, "vllm_router_lora_placement_total", result="loaded") or 0) >= 1)
+        for _ in range(8):
+            status, hdrs, _ = post_json(router, CHAT, chat_body("a"))
+            assert status == 200 and hdrs["x-sim-id"] == "with-a"
+        assert lora_counter(router, "vllm_router_lora_loads_total") == 0
+    finally:
+        assert router.stop() == 0
+        with_a.stop()
+        without.stop()
+        os.unlink(cfg)
