@@ -434,7 +434,8 @@ Result<std::span<const Candidate>> place_lora(LoraManager& manager, const Pool& 
   auto started = manager.ensure_loaded(pool, lora, adapter, candidates);
   if (!started) return started.error();
   manager.counters.placed_load.fetch_add(1, std::memory_order_relaxed);
-  return Error{Errc::overloaded, "waiting for LoRA adapter `" + std::string(adapter) + "` to load", "model"};
+  // param "lora": the exchange names the load if the wait times out (lib/exchange.cpp).
+  return Error{Errc::overloaded, "waiting for LoRA adapter `" + std::string(adapter) + "` to load", "lora"};
 }
 
 }  // namespace vllm_router::detail

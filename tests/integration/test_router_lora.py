@@ -144,3 +144,25 @@ def test_static_adapters_found_in_v1_models_without_dynamic_loading():
         with_a.stop()
         without.stop()
         os.unlink(cfg)
+
+
+def test_a_load_longer_than_the_queue_timeout_answers_503_naming_it():
+    sim = start_sim("--model", BASE, "--enable-runtime-lora", "--max-lora", "2", "--lora-load-ms", "1500",
+                    "--output-tokens", "1")
+    cfg = write_config({
+        "queue_timeout_ms": 200, "policy_options": {"scrape_interval_ms": 50},
+        "models": [{"name": BASE, "loras": ["a"], "endpoints": [sim.url],
+                    "lora": {"dynamic_loading": True, "path_template": "/adapters/{name}"}}],
+    })
+    router = start_router("--config", cfg)
+    try:
+        status, _, body = post_json(router, CHAT, chat_body("a"))
+        err = assert_openai_error(body, 503)
+        assert err["message"].startswith("waiting for LoRA adapter `a` to load"), err
+        # The load went on: once it is done the adapter is served.
+        assert wait_for(lambda: post_json(router, CHAT, chat_body("a"))[0] == 200, timeout=5)
+        assert sim_lora(sim)["loads"] == 1
+    finally:
+        assert router.stop() == 0
+        sim.stop()
+        os.unlink(cfg)
