@@ -166,3 +166,18 @@ def test_a_load_longer_than_the_queue_timeout_answers_503_naming_it():
         assert router.stop() == 0
         sim.stop()
         os.unlink(cfg)
+
+
+def test_lora_loading_flag_turns_dynamic_loading_on():
+    sim = start_sim("--model", BASE, "--enable-runtime-lora", "--max-lora", "2", "--output-tokens", "1")
+    router = start_router("--model", "%s=%s" % (BASE, sim.url), "--lora", "a=" + BASE,
+                          "--lora-loading", BASE + "=/adapters/{name}")
+    try:
+        status, _, body = post_json(router, CHAT, chat_body("a"))
+        assert status == 200, body
+        st = sim_lora(sim)
+        assert st["loads"] == 1 and st["loaded"] == ["a"]
+        assert json.loads(call(sim, "GET", "/v1/models")[2])["data"][1]["root"] == "/adapters/a"
+    finally:
+        assert router.stop() == 0
+        sim.stop()
