@@ -117,11 +117,12 @@ Result<void> parse_policy_options(od::value& value, const std::string& path, Pol
 
 Result<void> parse_lora(od::value& value, const std::string& path, LoraConfig& out) {
   return for_each_field(
-      value, path, {"dynamic_loading", "paths", "path_template", "load_timeout_ms"},
+      value, path, {"dynamic_loading", "paths", "path_template", "load_timeout_ms", "replicate_margin"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "dynamic_loading") return read_bool(field, field_path, out.dynamic_loading);
         if (key == "path_template") return read_into(field, field_path, out.path_template, true);
         if (key == "load_timeout_ms") return read_into(field, field_path, 1, out.load_timeout_ms);
+        if (key == "replicate_margin") return read_into(field, field_path, 0, out.replicate_margin);
         return for_each_member(field, field_path,
                                [&](std::string_view name, od::value& member, const std::string& member_path) -> Result<void> {
                                  std::string lora_path;

@@ -425,6 +425,27 @@ Result<std::span<const Candidate>> place_lora(LoraManager& manager, const Pool& 
   }
   if (!with.empty()) {
     manager.counters.placed_loaded.fetch_add(1, std::memory_order_relaxed);
+    if (lora.config.dynamic_loading && lora.config.replicate_margin > 0 && with.size() < candidates.size()) {
+      // A hot adapter: every replica with it is busier than one without it by the margin: load
+      // it there too (in the background; this request goes where it is loaded now).
+      auto load_of = [](const Candidate& c) {
+        return c.state->in_flight.load(std::memory_order_relaxed) +
+               std::max<std::int32_t>(0, c.state->waiting.load(std::memory_order_relaxed));
+      };
+      std::int64_t least_with = std::numeric_limits<std::int64_t>::max();
+      for (const Candidate& c : with) least_with = std::min(least_with, load_of(c));
+      thread_local std::vector<Candidate> without;
+      without.clear();
+      std::int64_t least_without = std::numeric_limits<std::int64_t>::max();
+      for (const Candidate& c : candidates) {
+        if (std::find_if(with.begin(), with.end(), [&](const Candidate& w) { return w.slot == c.slot; }) != with.end()) continue;
+        without.push_back(c);
+        least_without = std::min(least_without, load_of(c));
+      }
+      if (least_with >= least_without + static_cast<std::int64_t>(lora.config.replicate_margin)) {
+        (void)manager.ensure_loaded(pool, lora, adapter, without);  // joined or held: nothing to do
+      }
+    }
     return std::span<const Candidate>(with);
   }
   if (!lora.config.dynamic_loading) {

@@ -40,6 +40,7 @@ struct Args {
   bool lora_aware = false;  // workload lora: the model gets "lora" (dynamic loading)
   int adapters = 16;        // workload lora: adapters lora-0..lora-(n-1), Zipf popularity
   double zipf_s = 1.0;
+  std::uint32_t replicate_margin = 0;  // lora.replicate_margin of the aware run
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -79,6 +80,7 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--scrape-ms") a.scrape_ms = static_cast<std::uint32_t>(std::stoul(v()));
     else if (k == "--max-tokens") a.max_tokens = static_cast<std::uint32_t>(std::stoul(v()));
     else if (k == "--lora-aware") a.lora_aware = true;
+    else if (k == "--replicate-margin") a.replicate_margin = static_cast<std::uint32_t>(std::stoul(v()));
     else if (k == "--adapters") a.adapters = std::stoi(v());
     else if (k == "--zipf") a.zipf_s = std::stod(v());
     else usage(("unknown argument " + k).c_str());
@@ -334,6 +336,7 @@ int main(int argc, char** argv) {
       m.lora->dynamic_loading = true;
       m.lora->path_template = "/adapters/{name}";
       m.lora->load_timeout_ms = 10000;
+      m.lora->replicate_margin = args.replicate_margin;
     }
   }
   cfg.models.push_back(m);

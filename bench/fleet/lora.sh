@@ -10,7 +10,8 @@
 # that have the adapter, single-flight loads, LRU unload at max_lora); "round_robin" = adapter-blind
 # round robin (the engines load on demand). Prints adapter loads per 1,000 requests, the share of
 # requests whose adapter was already loaded, TTFT p50/p99. Full: 2,000 requests at 40/s per run
-# (~2 min in all); --quick: 600 (~40 s). Environment: VLLM_SIM, FLEET_BENCH, LORA_LOAD_MS (300).
+# (~2 min in all); --quick: 600 (~40 s). Environment: VLLM_SIM, FLEET_BENCH, LORA_LOAD_MS (300),
+# LORA_RATE (40 requests/s), LORA_REPLICATE_MARGIN (0: the aware run's lora.replicate_margin).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,7 +21,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK_ARG=--quick ;;
     --out) OUT="${2:?--out needs a file}"; shift ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lora.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -81,10 +82,11 @@ log "$N engines: ${SIM_ARGS[*]}"
 for mode in aware round_robin; do
   start_sims
   extra=()
-  [[ $mode == aware ]] && extra=(--lora-aware)
+  [[ $mode == aware ]] && extra=(--lora-aware --replicate-margin "${LORA_REPLICATE_MARGIN:-0}")
   log "run: $mode"
   # shellcheck disable=SC2086
   if ! timeout 200 "$FLEET_BENCH" --sims "$SIMS" --policy round_robin --workload lora --max-seconds 150 \
+       ${LORA_RATE:+--rate "$LORA_RATE"} \
        $QUICK_ARG "${extra[@]}" >>"$RESULTS" 2>"$TMP/bench.err"; then
     log "run $mode did not complete cleanly: $(tail -2 "$TMP/bench.err")"
     FAILED=1

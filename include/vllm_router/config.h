@@ -91,6 +91,10 @@ struct LoraConfig {
   /// empty: only adapters in `paths` can be loaded.
   std::string path_template;
   std::uint32_t load_timeout_ms = 60000;  ///< one load (or unload) call
+  /// With dynamic loading: when every replica with the adapter has at least this many more
+  /// requests (router in flight + vLLM's waiting) than the least loaded replica without it, the
+  /// adapter is also loaded there (the request is not held for it). 0: never.
+  std::uint32_t replicate_margin = 0;
 };
 
 /// One model: the name clients send, other names that resolve to it, and its replicas.

@@ -239,7 +239,7 @@ TEST_CASE("lora: placement picks among the replicas with the adapter, else waits
 
 TEST_CASE("lora: configuration") {
   auto c = parse_router_config(R"({"models":[{"name":"m","loras":["x"],"endpoints":[{"url":"http://127.0.0.1:1"}],
-    "lora":{"dynamic_loading":true,"paths":{"y":"/a/y"},"path_template":"/a/{name}","load_timeout_ms":500}}]})");
+    "lora":{"dynamic_loading":true,"paths":{"y":"/a/y"},"path_template":"/a/{name}","load_timeout_ms":500,"replicate_margin":8}}]})");
   REQUIRE(c);
   const ModelConfig& m = c.value().models[0];
   REQUIRE(m.lora);
@@ -247,6 +247,7 @@ TEST_CASE("lora: configuration") {
   CHECK(m.lora->paths.at("y") == "/a/y");
   CHECK(m.lora->path_template == "/a/{name}");
   CHECK(m.lora->load_timeout_ms == 500);
+  CHECK(m.lora->replicate_margin == 8);
   CHECK(m.loras == std::vector<std::string>{"x", "y"});  // names in paths are adapters
   auto bad = parse_router_config(R"({"models":[{"name":"m","endpoints":[],"lora":{"dynamic":true}}]})");
   REQUIRE_FALSE(bad);
@@ -269,4 +270,27 @@ TEST_CASE("lora: loads fill free adapter places before unloading, and count load
   CHECK(f.lora.slots[0]->has("a"));
   CHECK(f.lora.slots[1]->has("b"));
   CHECK(f.manager.counters.unloads.load() == 0);
+}
+
+TEST_CASE("lora: a hot adapter is also loaded on a replica without it, beyond the margin") {
+  Fixture f(2);
+  f.lora.config.replicate_margin = 4;
+  f.lora.slots[0]->add("a", 1);
+  f.pool.states[0]->in_flight = 3;  // 3 >= 0 + 4 is false: no replication
+  auto placed = detail::place_lora(f.manager, f.pool, f.lora, "a", f.candidates);
+  REQUIRE(placed);
+  CHECK(placed.value().size() == 1);
+  CHECK(f.manager.loading() == 0);
+  CHECK(f.loader->calls.empty());
+  f.pool.states[0]->in_flight = 4;  // the margin is reached: e1 loads it, this request stays on e0
+  placed = detail::place_lora(f.manager, f.pool, f.lora, "a", f.candidates);
+  REQUIRE(placed);
+  REQUIRE(placed.value().size() == 1);
+  CHECK(placed.value()[0].slot == 0);
+  REQUIRE(f.wakes.wait(1));
+  CHECK(f.loader->calls == std::vector<std::string>{"load e1 a /adapters/a"});
+  CHECK(f.lora.slots[1]->has("a"));
+  placed = detail::place_lora(f.manager, f.pool, f.lora, "a", f.candidates);
+  REQUIRE(placed);
+  CHECK(placed.value().size() == 2);  // now balanced among both
 }
