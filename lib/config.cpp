@@ -139,13 +139,35 @@ Result<void> parse_prefill(od::value& value, const std::string& path, PrefillCon
                         });
 }
 
-Result<void> parse_model(od::value& value, const std::string& path, ModelConfig& out) {
+Result<void> parse_lora(od::value& value, const std::string& path, LoraConfig& out) {
   return for_each_field(
+      value, path, {"dynamic_loading", "paths", "path_template", "load_timeout_ms", "replicate_margin"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "dynamic_loading") return read_bool(field, field_path, out.dynamic_loading);
+        if (key == "path_template") return read_into(field, field_path, out.path_template, true);
+        if (key == "load_timeout_ms") return read_into(field, field_path, 1, out.load_timeout_ms);
+        if (key == "replicate_margin") return read_into(field, field_path, 0, out.replicate_margin);
+        return for_each_member(field, field_path,
+                               [&](std::string_view name, od::value& member, const std::string& member_path) -> Result<void> {
+                                 std::string lora_path;
+                                 if (auto r = read_into(member, member_path, lora_path, true); !r) return r;
+                                 out.paths.emplace(std::string(name), std::move(lora_path));
+                                 return {};
+                               });
+      });
+}
+
+Result<void> parse_model(od::value& value, const std::string& path, ModelConfig& out) {
+  auto parsed = for_each_field(
       value, path,
-      {"name", "aliases", "loras", "policy", "endpoints", "health_check", "max_in_flight_per_endpoint", "prefill",
-       "decode"},
+      {"name", "aliases", "loras", "lora", "policy", "endpoints", "health_check", "max_in_flight_per_endpoint",
+       "prefill", "decode"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "name") return read_into(field, field_path, out.name, true);
+        if (key == "lora") {
+          out.lora.emplace();
+          return parse_lora(field, field_path, *out.lora);
+        }
         if (key == "health_check") {
           out.health_check.emplace();
           return parse_health_check(field, field_path, *out.health_check);
@@ -167,6 +189,13 @@ Result<void> parse_model(od::value& value, const std::string& path, ModelConfig&
         }
         return parse_endpoints(field, field_path, out.endpoints);
       });
+  if (!parsed) return parsed;
+  if (out.lora) {  // adapters named in lora.paths are adapters of the model
+    for (const auto& [name, lora_path] : out.lora->paths) {
+      if (std::find(out.loras.begin(), out.loras.end(), name) == out.loras.end()) out.loras.push_back(name);
+    }
+  }
+  return {};
 }
 
 Result<void> parse_timeouts(od::value& value, const std::string& path, TimeoutConfig& out) {

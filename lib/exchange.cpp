@@ -133,6 +133,7 @@ struct Rules {
     const bool prefill = s.pd_on && s.pd->leg == PdLeg::prefill;
     auto route = prefill ? s.impl.route_prefill(*s.view, exclude) : s.router.route(*s.view, exclude);
     if (!route && route.code() == Errc::overloaded) {
+      if (route.error().param == "lora") s.wait_reason = route.error().message;
       if (s.phase == Phase::waiting) return;  // still full: keep the place and the deadline
       if (cfg().queue_max > 0 && s.impl.hooks->admission.enter(cfg().queue_max)) {
         s.in_admission = true;
@@ -551,6 +552,9 @@ void Exchange::on_timer(TimePoint now) {
     case Phase::waiting:
       if (now >= s.total_deadline || now >= s.phase_deadline) {
         s.queue_wait += now - s.wait_started;
+        if (!s.wait_reason.empty()) {  // a LoRA adapter's load outlasted queue_timeout_ms
+          return r.fail(Error{Errc::overloaded, s.wait_reason + ": not done within the wait; retry later", "model"}, now);
+        }
         return r.fail(Error{Errc::overloaded,
                             "every replica of model `" + s.view->model + "` stayed at its request limit; retry later",
                             "model"},

@@ -40,6 +40,7 @@ struct Exchange::State {
   TimePoint phase_deadline = TimePoint::max();
   TimePoint stall_deadline = TimePoint::max();
   TimePoint wait_started{};
+  std::string wait_reason;  // set while the wait is for a LoRA adapter's load (lib/lora.h)
   TimePoint attempt_started{};
   TimePoint responded_at{};
   TimePoint first_body_at{};  // the first body byte relayed; valid when bytes != 0

@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "background.h"
+#include "lora.h"
 #include "vllm_router/router.h"
 #include "vllm_router/snapshot.h"
 
@@ -39,6 +40,7 @@ struct LoadScraper::Impl {
   Impl(const Router& r, std::shared_ptr<Transport> t, std::shared_ptr<const Clock> c, const PolicyOptions& o)
       : router(r), transport(std::move(t)), clock(std::move(c)), options(o), pool(kMaxParallel) {}
   bool scrape_endpoint(const Endpoint& endpoint, EndpointState& state);
+  void list_lora_models(const Endpoint& endpoint);
 
   const Router& router;
   std::shared_ptr<Transport> transport;
@@ -78,6 +80,7 @@ bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState&
   CollectSink sink(body, deadline);
   const auto relayed = upstream.relay(sink);
   if (upstream.status() != 200 || !relayed) return false;
+  detail::observe_lora_metrics(router, endpoint, body);  // no-op without a `lora` model
   const ScrapedLoad load = parse_vllm_load(body);
   if (load.waiting < 0 && load.running < 0) return false;  // not a vLLM /metrics
   state.waiting.store(std::max<std::int32_t>(0, load.waiting), std::memory_order_relaxed);
@@ -90,15 +93,43 @@ bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState&
   return true;
 }
 
+// LoRA-aware placement: the adapters an endpoint lists (GET /v1/models), for pools with `lora`.
+void LoadScraper::Impl::list_lora_models(const Endpoint& endpoint) {
+  if (!transport) return;
+  const auto started = clock->now().time_since_epoch();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::max<std::uint32_t>(1, options.scrape_timeout_ms));
+  const AliveCheck alive = [this, deadline] {
+    return !stopping.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline;
+  };
+  UpstreamRequest request;
+  request.method = "GET";
+  request.path = "/v1/models";
+  const Headers headers;
+  request.headers = &headers;
+  auto response = transport->send(endpoint, request, alive);
+  if (!response) return;
+  std::string body;
+  CollectSink sink(body, deadline);
+  if (!response.value()->relay(sink) || response.value()->status() != 200) return;
+  detail::observe_lora_models(router, endpoint, body,
+                              std::chrono::duration_cast<std::chrono::nanoseconds>(started).count());
+}
+
 ScrapeStats LoadScraper::scrape_once() {
   Impl& m = *impl_;
   ScrapeStats stats;
   const std::shared_ptr<const Snapshot> snap = m.router.snapshot();
   std::unordered_set<const EndpointState*> done;  // one state may be listed by several pools
   std::vector<std::pair<const Endpoint*, EndpointState*>> targets;
+  std::vector<const Endpoint*> lora_targets;  // endpoints of pools with `lora`: also /v1/models
+  std::unordered_set<const EndpointState*> lora_done;
   for (const Pool& pool : snap->pools) {
     for (std::size_t i = 0; i < pool.endpoints.size() && i < pool.states.size(); ++i) {
       EndpointState* state = pool.states[i].get();
+      if (state != nullptr && detail::pool_has_lora(pool) && lora_done.insert(state).second) {
+        lora_targets.push_back(pool.endpoints[i].get());
+      }
       if (state == nullptr || !done.insert(state).second) continue;
       targets.emplace_back(pool.endpoints[i].get(), state);
     }
@@ -108,6 +139,11 @@ ScrapeStats LoadScraper::scrape_once() {
     if (m.stopping.load(std::memory_order_relaxed)) return;
     if (m.scrape_endpoint(*targets[i].first, *targets[i].second)) succeeded.fetch_add(1);
   });
+  if (!lora_targets.empty()) {
+    m.pool.run(lora_targets.size(), [&m, &lora_targets](std::size_t i) {
+      if (!m.stopping.load(std::memory_order_relaxed)) m.list_lora_models(*lora_targets[i]);
+    });
+  }
   stats.endpoints = targets.size();
   stats.succeeded = succeeded.load();
   stats.failed = stats.endpoints - stats.succeeded;

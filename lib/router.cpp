@@ -276,6 +276,8 @@ Result<std::shared_ptr<const Snapshot>> Router::Impl::build(const RouterConfig& 
     auto built = build_pool(mc, mc.endpoints, policy_name, false, "models[" + std::to_string(m) + "]");
     if (!built) return built.error();
     Pool pool = std::move(built).value();
+    // LoRA-aware placement on the model's own (decode) pool; a prefill pool places no adapters.
+    if (mc.lora) pool.lora = make_lora_pool(mc, pool);
     const std::size_t index = snap->pools.size();
     snap->pools.push_back(std::move(pool));
     const auto add = [&](const std::string& name, NameKind kind, const std::string& upstream,
@@ -441,8 +443,10 @@ Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const Req
   PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes};
   Observer* observer = impl.observer();
 
+  // LoRA-aware placement (lib/lora.h): an adapter's request picks among the replicas with it.
+  const detail::LoraPool* lora_pool = pool.lora && pool.lora->is_adapter(route.resolution.upstream) ? pool.lora.get() : nullptr;
   // The policy's fast path first (O(1) for the sampling and walking policies).
-  std::size_t slot = size == 0 ? Policy::kNoPick : pool.policy->pick_from_pool(ctx, view);
+  std::size_t slot = size == 0 || lora_pool != nullptr ? Policy::kNoPick : pool.policy->pick_from_pool(ctx, view);
   std::size_t n = 0;
   if (slot < size && view.usable(slot)) {
     if (observer != nullptr) n = count_candidates(view, healthy);
@@ -476,6 +480,11 @@ Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const Req
     } else if (size == 0) {
       return Result<Route>(Errc::no_endpoint, "no endpoint available for model `" + pool.model + "`", "model");
     }
+    if (lora_pool != nullptr) {
+      auto placed = detail::place_lora(*impl.lora, pool, *lora_pool, route.resolution.upstream, candidates);
+      if (!placed) return placed.error();
+      candidates = placed.value();
+    }
     n = candidates.size();
     std::size_t pick = pool.policy->pick(ctx, candidates);
     if (pick >= n) pick = 0;
@@ -495,6 +504,7 @@ Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const Req
     } while (!in_flight.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
     counted = true;
   }
+  if (lora_pool != nullptr) lora_pool->slots[slot]->touch(route.resolution.upstream, now_ns);
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};

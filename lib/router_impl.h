@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "blocking_io.h"
+#include "lora.h"
 #include "resolver.h"
 #include "tls.h"
 #include "vllm_router/router.h"
@@ -92,6 +93,10 @@ struct Router::Impl {
   std::atomic<std::int64_t> retries_in_flight{0};
   std::atomic<std::int64_t> active_exchanges{0};  // for the retry budget
   std::unique_ptr<detail::SocketPool> socket_pool;  // keep-alive sockets of blocking forwards
+  /// LoRA-aware placement (lib/lora.h): made by the first configuration with a `lora` model.
+  std::shared_ptr<detail::LoraManager> lora;
+  /// The LoraPool of a model with `lora` (lib/lora_router.cpp); makes `lora` first if needed.
+  std::shared_ptr<const detail::LoraPool> make_lora_pool(const ModelConfig& model, const Pool& pool);
 
   /// The data path's name resolver (started at first use; its servers are the configuration's
   /// dns_servers at that time). Thread-safe.

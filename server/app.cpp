@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "log.h"
+#include "lora_metrics.h"
 #include "vllm_router/version.h"
 
 namespace vllm_router::server {
@@ -253,6 +254,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
       out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
       if (self->access_log_) self->access_log_->render_metrics(out.body);
       if (self->tracer_) out.body += trace_metrics(*self->tracer_);
+      render_lora_metrics(*self->router_, out.body);
     } else if (req.path == "/status") {
       out = LocalResponse{200, "text/html; charset=utf-8", std::string(status_page_html())};
     } else {

@@ -13,6 +13,7 @@ enum class Kind {
   model,
   alias,
   lora,
+  lora_loading,
   config,
   api_key,
   keys_file,
@@ -61,6 +62,10 @@ inline constexpr FlagSpec kFlags[] = {
     {Kind::lora, "--lora", "VLLM_ROUTER_LORAS", "ADAPTER=MODEL",
      "a LoRA adapter served by MODEL's replicas; repeatable.\n"
      "Env syntax: ADAPTER=MODEL;ADAPTER2=MODEL2"},
+    {Kind::lora_loading, "--lora-loading", "VLLM_ROUTER_LORA_LOADING", "MODEL=PATH_TEMPLATE",
+     "LoRA-aware placement with dynamic loading for MODEL's adapters, each loaded from\n"
+     "PATH_TEMPLATE with {name} replaced (docs/configuration.md, \"lora\"); repeatable.\n"
+     "Env syntax: MODEL=TEMPLATE;MODEL2=TEMPLATE2"},
     {Kind::api_key, "--api-key", "VLLM_ROUTER_API_KEYS", "KEY",
      "accepted client API key; repeatable (env: comma separated).\n"
      "Keys given at a higher level replace the lower level's keys"},

@@ -86,6 +86,7 @@ struct Layer {
   std::vector<ModelConfig> models;
   std::vector<Named> aliases;
   std::vector<Named> loras;
+  std::vector<Named> lora_loading;  // name: the path template
   std::optional<std::vector<std::string>> api_keys;
   std::optional<std::string> keys_file;
   std::optional<std::string> rate_limit_redis;
@@ -193,6 +194,18 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       }
       return {};
     }
+    case Kind::lora_loading:
+      for (std::string_view item : from_env ? split(value, ';') : std::vector<std::string_view>{value}) {
+        if (trim(item).empty() && from_env) continue;
+        const auto eq = item.find('=');
+        const std::string_view model = eq == std::string_view::npos ? "" : trim(item.substr(0, eq));
+        const std::string_view path = eq == std::string_view::npos ? "" : trim(item.substr(eq + 1));
+        if (model.empty() || path.empty()) {
+          return option_error(source, fmt::format("expected MODEL=PATH_TEMPLATE, got '{}'", item));
+        }
+        layer.lora_loading.push_back(Layer::Named{std::string(path), std::string(model), std::string(source)});
+      }
+      return {};
     case Kind::api_key:
       if (!layer.api_keys) layer.api_keys.emplace();
       if (!from_env) {
@@ -527,6 +540,15 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
   for (const Layer* layer : {&env_layer, &flag_layer}) {
     if (auto r = attach_names(layer->aliases, false, options.config); !r) return r.error();
     if (auto r = attach_names(layer->loras, true, options.config); !r) return r.error();
+    for (const Layer::Named& named : layer->lora_loading) {
+      ModelConfig* model = find_model(options.config, named.model);
+      if (model == nullptr) {
+        return option_error(named.source, fmt::format("--lora-loading refers to unknown model '{}'", named.model));
+      }
+      if (!model->lora) model->lora.emplace();
+      model->lora->dynamic_loading = true;
+      model->lora->path_template = named.name;
+    }
   }
   // Each level may give one of the pair; together they must give both.
   const AppConfig& c = options.config;

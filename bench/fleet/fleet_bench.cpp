@@ -14,6 +14,7 @@
 
 #include "vllm_router/clock.h"
 #include "vllm_router/load_scraper.h"
+#include "vllm_router/lora.h"
 #include "vllm_router/random.h"
 #include "vllm_router/request.h"
 #include "vllm_router/router.h"
@@ -40,6 +41,10 @@ struct Args {
   // its decode pool.
   std::vector<std::string> prefill_sims;
   std::string prefill_policy;
+  bool lora_aware = false;  // workload lora: the model gets "lora" (dynamic loading)
+  int adapters = 16;        // workload lora: adapters lora-0..lora-(n-1), Zipf popularity
+  double zipf_s = 1.0;
+  std::uint32_t replicate_margin = 0;  // lora.replicate_margin of the aware run
 };
 
 std::vector<std::string> split_urls(const std::string& s) {
@@ -93,6 +98,10 @@ Args parse_args(int argc, char** argv) {
     else if (k == "--max-tokens") a.max_tokens = static_cast<std::uint32_t>(std::stoul(v()));
     else if (k == "--prefill-sims") a.prefill_sims = split_urls(v());
     else if (k == "--prefill-policy") a.prefill_policy = v();
+    else if (k == "--lora-aware") a.lora_aware = true;
+    else if (k == "--replicate-margin") a.replicate_margin = static_cast<std::uint32_t>(std::stoul(v()));
+    else if (k == "--adapters") a.adapters = std::stoi(v());
+    else if (k == "--zipf") a.zipf_s = std::stod(v());
     else usage(("unknown argument " + k).c_str());
   }
   if (a.sims.empty()) usage("--sims is required");
@@ -241,6 +250,28 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
                                        "", long_prompt ? 8 : 200)});
       out.push_back(std::move(s));
     }
+  } else if (a.workload == "lora") {
+    // Issue 14: short prompts, each naming one of `adapters` LoRA adapters; adapter k is chosen
+    // with probability proportional to 1 / (k + 1)^zipf_s.
+    const int total = q ? 600 : 2000;
+    const double rate = a.rate > 0 ? a.rate : 40.0;
+    rate_out = rate;
+    std::vector<double> cdf;
+    double sum = 0;
+    for (int k = 0; k < a.adapters; ++k) cdf.push_back(sum += 1.0 / std::pow(k + 1.0, a.zipf_s));
+    double t = 0;
+    for (int k = 0; k < total; ++k) {
+      Session s;
+      t += exp_gap(r, rate);
+      s.start_s = t;
+      const double u = (static_cast<double>(r.next() >> 11) + 0.5) / 9007199254740992.0 * sum;
+      const auto adapter = std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin();
+      s.turns.push_back(Turn{"{\"model\":\"lora-" + std::to_string(adapter) +
+                             "\",\"stream\":true,\"max_tokens\":" + std::to_string(a.max_tokens) +
+                             ",\"messages\":[{\"role\":\"user\",\"content\":\"request " + std::to_string(k) + " " +
+                             words(r, 400) + "\"}]}"});
+      out.push_back(std::move(s));
+    }
   } else {
     usage(("unknown workload " + a.workload).c_str());
   }
@@ -344,6 +375,17 @@ int main(int argc, char** argv) {
     for (const auto& url : args.prefill_sims) m.prefill->endpoints.push_back(EndpointConfig{url, 1, ""});
     m.prefill->policy = args.prefill_policy;
   }
+  const bool lora_workload = args.workload == "lora";
+  if (lora_workload) {
+    for (int k = 0; k < args.adapters; ++k) m.loras.push_back("lora-" + std::to_string(k));
+    if (args.lora_aware) {
+      m.lora.emplace();
+      m.lora->dynamic_loading = true;
+      m.lora->path_template = "/adapters/{name}";
+      m.lora->load_timeout_ms = 10000;
+      m.lora->replicate_margin = args.replicate_margin;
+    }
+  }
   cfg.models.push_back(m);
   cfg.max_attempts = 1;
   cfg.policy_options.scrape_interval_ms = args.scrape_ms;
@@ -385,6 +427,7 @@ int main(int argc, char** argv) {
   records.reserve(4096);
   std::atomic<std::size_t> next{0};
   std::atomic<bool> expired{false};
+  std::atomic<std::size_t> lora_hits{0};  // aware: some replica had the adapter when it was sent
   const auto t0 = SteadyTime::now() + std::chrono::milliseconds(300);
   const auto deadline = t0 + std::chrono::seconds(args.max_seconds);
   auto at = [&](double s) { return t0 + std::chrono::microseconds(static_cast<std::int64_t>(s * 1e6)); };
@@ -409,6 +452,15 @@ int main(int argc, char** argv) {
         req.path = "/v1/chat/completions";
         req.headers = &headers;
         req.body = turn.body;
+        if (view && lora_workload && args.lora_aware) {
+          for (const auto& ep : pool.endpoints) {
+            const auto loaded = lora_loaded(*router, ep->id);
+            if (std::find(loaded.begin(), loaded.end(), view.value().model) != loaded.end()) {
+              lora_hits.fetch_add(1);
+              break;
+            }
+          }
+        }
         if (view) {
           auto ex = router->forward(view.value(), req);
           if (ex) {
@@ -477,6 +529,47 @@ int main(int argc, char** argv) {
     hits += metric_sum(text, "vllm:prefix_cache_hits_total");
     queue_s += metric_sum(text, "vllm:request_queue_time_seconds_sum");
     queue_n += metric_sum(text, "vllm:request_queue_time_seconds_count");
+  }
+  // LoRA: loads = the router's (aware) + the engines' own auto-loads (adapter-blind baseline:
+  // each auto-load is one request that found its adapter missing on its replica).
+  double sim_loads = 0, sim_auto = 0, sim_unloads = 0;
+  auto json_num = [](const std::string& text, const std::string& key) {
+    const std::size_t at = text.find("\"" + key + "\":");
+    return at == std::string::npos ? 0.0 : std::strtod(text.c_str() + at + key.size() + 3, nullptr);
+  };
+  if (lora_workload) {
+    for (const auto& ep : pool.endpoints) {
+      const std::string text = simple_call(*metrics_transport, *ep, "GET", "/sim/lora");
+      sim_loads += json_num(text, "loads");
+      sim_auto += json_num(text, "auto_loads");
+      sim_unloads += json_num(text, "unloads");
+    }
+    const LoraStats ls = lora_stats(*router);
+    // Warm: requests scheduled after the first 5 s (every adapter's first load is behind them).
+    std::vector<double> warm;
+    for (const auto& r : records) {
+      if (r.ok && sessions[r.session].start_s >= 5.0) warm.push_back(r.ttft_ms);
+    }
+    const double n = static_cast<double>(records.size());
+    const double hit = args.lora_aware ? static_cast<double>(lora_hits.load()) / n : (n - sim_auto) / n;
+    std::fprintf(stdout,
+                 "{\"lora\":true,\"policy\":\"%s\",\"aware\":%s,\"requests\":%zu,\"ok\":%zu,"
+                 "\"ttft_p50_ms\":%.2f,\"ttft_p99_ms\":%.2f,\"ttft_p99_warm_ms\":%.2f,\"loads\":%.0f,\"loads_per_1000\":%.2f,"
+                 "\"already_loaded\":%.4f,\"router_loads\":%llu,\"router_unloads\":%llu,"
+                 "\"router_load_failures\":%llu,\"sim_runtime_loads\":%.0f,\"sim_auto_loads\":%.0f,"
+                 "\"sim_unloads\":%.0f,\"per_engine\":%s,\"offered_rate\":%.2f,\"wall_s\":%.3f}\n",
+                 args.policy.c_str(), args.lora_aware ? "true" : "false", records.size(), ok,
+                 percentile(ttfts, 0.5), percentile(ttfts, 0.99), percentile(warm, 0.99), sim_loads + sim_auto,
+                 n > 0 ? 1000.0 * (sim_loads + sim_auto) / n : 0.0, hit,
+                 static_cast<unsigned long long>(ls.loads), static_cast<unsigned long long>(ls.unloads),
+                 static_cast<unsigned long long>(ls.load_failures), sim_loads, sim_auto, sim_unloads,
+                 [&] {
+                   std::string e = "[";
+                   for (auto& [id, cnt] : per_engine) e += (e.size() > 1 ? "," : "") + std::to_string(cnt);
+                   return e + "]";
+                 }().c_str(),
+                 rate, wall);
+    return ok == records.size() && !expired ? 0 : 3;
   }
   std::string engines_json = "[";
   for (auto& [id, n] : per_engine) engines_json += (engines_json.size() > 1 ? "," : "") + std::to_string(n);

@@ -89,6 +89,24 @@ struct PrefillConfig {
   bool colocated_fallback = true;
 };
 
+/// LoRA-aware placement of one model's adapters (issue 14; docs/configuration.md, "lora"): a
+/// request for an adapter goes to the replicas that have it loaded.
+struct LoraConfig {
+  /// When no replica has the adapter: load it on the least loaded one through vLLM's runtime
+  /// API (POST /v1/load_lora_adapter; vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), the
+  /// least recently used adapter unloaded first on a replica at max_lora. Off: any replica.
+  bool dynamic_loading = false;
+  std::map<std::string, std::string> paths;  ///< adapter -> lora_path (names join `loras`)
+  /// lora_path of an adapter without a `paths` entry: "{name}" becomes the adapter's name;
+  /// empty: only adapters in `paths` can be loaded.
+  std::string path_template;
+  std::uint32_t load_timeout_ms = 60000;  ///< one load (or unload) call
+  /// With dynamic loading: when every replica with the adapter has at least this many more
+  /// requests (router in flight + vLLM's waiting) than the least loaded replica without it, the
+  /// adapter is also loaded there (the request is not held for it). 0: never.
+  std::uint32_t replicate_margin = 0;
+};
+
 /// One model: the name clients send, other names that resolve to it, and its replicas.
 struct ModelConfig {
   std::string name;                    ///< served model name (sent upstream unchanged)
@@ -102,6 +120,7 @@ struct ModelConfig {
   /// Prefill/decode disaggregation: a completion first runs its prompt on a prefill endpoint,
   /// then generates on one of `endpoints` (docs/disaggregation.md). Empty: colocated.
   std::optional<PrefillConfig> prefill;
+  std::optional<LoraConfig> lora;  ///< absent: adapters go to any replica of the model
 };
 
 /// Upstream timeouts, in milliseconds.

@@ -15,6 +15,7 @@
 
 namespace vllm_router::detail {
 struct PoolIndex;  // the router's per-pool routing aids (lib/pool_index.h)
+struct LoraPool;   // LoRA-aware placement of the pool's adapters (lib/lora.h)
 }  // namespace vllm_router::detail
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -37,6 +38,8 @@ struct Pool {
   std::size_t prefill = kNoPrefill;
   bool prefill_role = false;       ///< a model's prefill pool (no name resolves to it)
   bool colocated_fallback = true;  ///< PrefillConfig::colocated_fallback (decode pools)
+  /// Internal: set when the model's configuration has `lora` (issue 14); null otherwise.
+  std::shared_ptr<const detail::LoraPool> lora;
 };
 
 /// Immutable routing table. Shared by shared_ptr<const Snapshot>; a request holds the one it

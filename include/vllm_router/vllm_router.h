@@ -13,6 +13,7 @@
 #include "vllm_router/header_field.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
+#include "vllm_router/lora.h"
 #include "vllm_router/lease.h"
 #include "vllm_router/model_catalog.h"
 #include "vllm_router/observer.h"

@@ -123,7 +123,7 @@ TEST_CASE("config: omitted fields keep the base's values; given ones replace the
   base.port = 1234;
   base.api_keys = {"old"};
   base.router.timeouts.read_ms = 7;
-  base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}, {}, 0, {}});
+  base.router.models.push_back({"base-model", {}, {}, {{"http://h:1", 1, {}}}, {}, {}, 0, {}, {}});
   auto result =
       parse_app_config(R"({"api_keys": ["new"], "timeouts": {"connect_ms": 9}})", base);
   REQUIRE(result.ok());

@@ -95,8 +95,8 @@ TEST_CASE("compose: every served name routes to every endpoint serving it") {
 
 TEST_CASE("compose: configured models are extended, their aliases and LoRAs kept, empty ones dropped") {
   RouterConfig base;
-  base.models.push_back(ModelConfig{"m", {"alias"}, {"lora"}, {{"http://static:1", 1, ""}}, "least_requests", {}, 0, {}});
-  base.models.push_back(ModelConfig{"waiting", {}, {}, {}, "", {}, 0, {}});
+  base.models.push_back(ModelConfig{"m", {"alias"}, {"lora"}, {{"http://static:1", 1, ""}}, "least_requests", {}, 0, {}, {}});
+  base.models.push_back(ModelConfig{"waiting", {}, {}, {}, "", {}, 0, {}, {}});
   base.default_model = "waiting";
   const RouterConfig out = compose_router_config(
       base, {{ep("http://a:1", {"m"}), ep("http://static:1/", {"m"}), ep("http://b:1", {"alias", "lora", "x"})}});
@@ -131,7 +131,7 @@ TEST_CASE("compose: a LoRA sits under its parent only when exactly the parent's 
 
 TEST_CASE("Discovery: sources fill models; a failing source keeps its last set; set_static re-applies") {
   RouterConfig base;
-  base.models.push_back(ModelConfig{"s", {}, {}, {{"http://s:1", 1, ""}}, "", {}, 0, {}});
+  base.models.push_back(ModelConfig{"s", {}, {}, {{"http://s:1", 1, ""}}, "", {}, 0, {}, {}});
   auto router = Router::create(base);
   REQUIRE(router.ok());
   Discovery discovery(*router.value(), base);
@@ -152,7 +152,7 @@ TEST_CASE("Discovery: sources fill models; a failing source keeps its last set; 
   CHECK(router.value()->snapshot()->version == version);  // nothing changed: no update
 
   RouterConfig reloaded;
-  reloaded.models.push_back(ModelConfig{"s2", {}, {}, {{"http://s:2", 1, ""}}, "", {}, 0, {}});
+  reloaded.models.push_back(ModelConfig{"s2", {}, {}, {{"http://s:2", 1, ""}}, "", {}, 0, {}, {}});
   REQUIRE(discovery.set_static(reloaded).ok());
   CHECK(find(discovery.composed(), "s") == nullptr);
   CHECK(find(discovery.composed(), "s2") != nullptr);
@@ -436,7 +436,7 @@ TEST_CASE("prefill/decode roles: a pod's role label puts it in its model's prefi
 
   // A configured prefill pool with no endpoint yet: the model is colocated until one appears.
   RouterConfig base;
-  base.models.push_back(ModelConfig{"m", {}, {}, {}, "", {}, 0, PrefillConfig{{}, "prefix_aware", true}});
+  base.models.push_back(ModelConfig{"m", {}, {}, {}, "", {}, 0, PrefillConfig{{}, "prefix_aware", true}, {}});
   out = compose_router_config(base, {{d}});
   REQUIRE(find(out, "m") != nullptr);
   CHECK_FALSE(find(out, "m")->prefill);

@@ -451,3 +451,15 @@ TEST_CASE("options: the TLS certificate and key come from any level, and never o
   CHECK(fails({"--config", dir.write("bad.json", R"({"tls_cert_file": ""})")}).message.find("tls_cert_file") !=
         std::string::npos);
 }
+
+TEST_CASE("options: --lora-loading and VLLM_ROUTER_LORA_LOADING turn on dynamic LoRA loading") {
+  ProgramOptions o = ok({"--model", "m=http://h:1", "--lora", "a=m", "--lora-loading", "m=/adapters/{name}"});
+  REQUIRE(model(o, "m")->lora);
+  CHECK(model(o, "m")->lora->dynamic_loading);
+  CHECK(model(o, "m")->lora->path_template == "/adapters/{name}");
+  ProgramOptions e = ok({"--model", "m=http://h:1"}, {{"VLLM_ROUTER_LORA_LOADING", " m = /p/{name} ;"}});
+  REQUIRE(model(e, "m")->lora);
+  CHECK(model(e, "m")->lora->path_template == "/p/{name}");
+  CHECK(fails({"--model", "m=http://h:1", "--lora-loading", "m="}).param == "--lora-loading");
+  CHECK(fails({"--lora-loading", "missing=/p"}).param == "--lora-loading");
+}

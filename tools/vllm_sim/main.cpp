@@ -16,6 +16,15 @@ const char *kUsage =
     "  --model NAME              model (default facebook/opt-125m); the 'root' in /v1/models\n"
     "  --served-model-name NAME  served name, repeatable; the first is the primary id\n"
     "  --lora NAME[=PATH]        LoRA adapter entry (parent = primary served name), repeatable\n"
+    "  --max-lora N              adapters loaded at once (vLLM --max-loras; default: the\n"
+    "                            number of --lora entries); a load beyond it is refused\n"
+    "  --enable-runtime-lora     serve POST /v1/load_lora_adapter and /v1/unload_lora_adapter\n"
+    "                            (vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)\n"
+    "  --lora-load-ms N          time one adapter load takes (default 0)\n"
+    "  --lora-prefill-ms N       extra TTFT of a request naming an adapter (default 0)\n"
+    "  --lora-auto-load          a request naming an unknown adapter loads it first (path = its\n"
+    "                            name; its TTFT pays --lora-load-ms), evicting the least\n"
+    "                            recently used adapter at --max-lora (vLLM's LoRA resolver)\n"
     "  --id ID                   value of the x-sim-id response header (default sim-<port>)\n"
     "  --ttft-ms N               time to first token in ms (default 0)\n"
     "  --itl-ms N                inter-token latency in ms (default 0)\n"
@@ -92,6 +101,14 @@ int main(int argc, char **argv) {
       o.prefix_speedup = true;
       continue;
     }
+    if (arg == "--enable-runtime-lora") {
+      o.lora.runtime = true;
+      continue;
+    }
+    if (arg == "--lora-auto-load") {
+      o.lora.auto_load = true;
+      continue;
+    }
     if (arg == "--batch-queue") {
       o.batch_queue = true;
       continue;
@@ -114,7 +131,10 @@ int main(int argc, char **argv) {
       auto eq = v.find('=');
       if (eq == std::string::npos) o.loras.push_back({v, v});
       else o.loras.push_back({v.substr(0, eq), v.substr(eq + 1)});
-    } else if (arg == "--id") o.id = value();
+    } else if (arg == "--max-lora") o.lora.max_lora = to_int(arg, value());
+    else if (arg == "--lora-load-ms") o.lora.load_ms = to_double(arg, value());
+    else if (arg == "--lora-prefill-ms") o.lora.prefill_ms = to_double(arg, value());
+    else if (arg == "--id") o.id = value();
     else if (arg == "--ttft-ms") o.ttft_ms = to_double(arg, value());
     else if (arg == "--itl-ms") o.itl_ms = to_double(arg, value());
     else if (arg == "--output-tokens") o.output_tokens = to_int(arg, value());

@@ -85,8 +85,7 @@ struct State {
   std::atomic<int64_t> engine_in_flight{0}, kv_tokens{0}, prompt_tokens_total{0},
       generation_tokens_total{0}, success_stop{0}, success_length{0},
       prefix_queries{0}, prefix_hits{0};
-  std::mutex lora_mu;
-  std::map<std::string, int64_t> lora_running;
+  LoraRegistry loras;  // static (--lora) and runtime-loaded adapters, the LoRA gauge
   PrefixCache prefix;
   // Prefill/decode disaggregation (pd.h): --kv-role, and the prefills that stall decode.
   KvRole kv_role = KvRole::None;
@@ -148,11 +147,7 @@ struct State {
       if (n == m) return true;
     return is_lora(m);
   }
-  bool is_lora(const std::string &m) const {
-    for (auto &l : opt.loras)
-      if (l.name == m) return true;
-    return false;
-  }
+  bool is_lora(const std::string &m) const { return loras.has(m); }
 };
 
 // ------------------------------------------------------------------ helpers
@@ -288,8 +283,7 @@ struct Flight {
     }
     if (!model.empty() && st.is_lora(model)) {
       lora = model;
-      std::lock_guard<std::mutex> lk(st.lora_mu);
-      st.lora_running[lora]++;
+      st.loras.begin(lora, false);
     }
   }
   ~Flight() {
@@ -297,10 +291,7 @@ struct Flight {
     if (finished) st.completed.fetch_add(1);
     else if (dropped) st.dropped.fetch_add(1);
     else st.cancelled.fetch_add(1);  // the client left early (or the sim is stopping)
-    if (!lora.empty()) {
-      std::lock_guard<std::mutex> lk(st.lora_mu);
-      if (--st.lora_running[lora] <= 0) st.lora_running.erase(lora);
-    }
+    if (!lora.empty()) st.loras.end(lora, false);
     if (engine) {
       st.kv_tokens.fetch_sub(kv);
       st.engine_in_flight.fetch_sub(1);
@@ -445,10 +436,15 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
     st.errors.fetch_add(1);
     return set_error(res, err.status, err.type, err.message);
   }
+  // LoRA: an unknown adapter is loaded first when auto-load is on (its load time adds to TTFT);
+  // a request naming an adapter costs --lora-prefill-ms more prefill.
+  double lora_extra_ms = 0;
+  if (!st.is_served(pr.model) && st.loras.auto_load(pr.model)) lora_extra_ms += st.opt.lora.load_ms;
   if (!st.is_served(pr.model)) {
     st.errors.fetch_add(1);
     return set_error(res, 404, "NotFoundError", fmt::format("The model `{}` does not exist.", pr.model));
   }
+  if (!pr.model.empty() && st.loras.touch(pr.model)) lora_extra_ms += st.opt.lora.prefill_ms;
   if (pr.n > 128) {
     st.errors.fetch_add(1);
     return set_error(res, 400, "BadRequestError", "n must be at most 128 in vllm-sim.");
@@ -498,7 +494,7 @@ void handle_inference(State &st, const httplib::Request &req, httplib::Response 
 
   // Pacing.
   const auto t0 = Clock::now();
-  double ttft = header_ms(req, "x-sim-ttft-ms", st.opt.ttft_ms);
+  double ttft = header_ms(req, "x-sim-ttft-ms", st.opt.ttft_ms) + lora_extra_ms;
   const double itl_ms = header_ms(req, "x-sim-itl-ms", st.opt.itl_ms);
   if (mode == FailMode::Slow) ttft *= 10;
   const bool engine_work = generates && is_engine_kind(kind);
@@ -649,7 +645,7 @@ std::string models_json(const State &st) {
         "\"parent\":null,\"max_model_len\":{},\"permission\":{}}}",
         json_str(name), created, json_str(st.opt.model), st.opt.max_model_len, perm());
   }
-  for (auto &l : st.opt.loras) {
+  for (auto &l : st.loras.list()) {
     out += fmt::format(
         ",{{\"id\":{},\"object\":\"model\",\"created\":{},\"owned_by\":\"vllm\",\"root\":{},"
         "\"parent\":{},\"max_model_len\":null,\"permission\":{}}}",
@@ -716,23 +712,7 @@ std::string metrics_text(State &st) {
     fmt::format_to(std::back_inserter(out),
                    "vllm:request_success_total{{engine=\"0\",finished_reason=\"{}\",model_name=\"{}\"}} {}\n",
                    reason, st.primary_label, prom_num(static_cast<double>(v)));
-  if (!st.opt.loras.empty()) {
-    std::string running_loras;
-    {
-      std::lock_guard<std::mutex> lk(st.lora_mu);
-      for (auto &[name, n] : st.lora_running) {
-        if (!running_loras.empty()) running_loras += ',';
-        running_loras += name;
-      }
-    }
-    fmt::format_to(std::back_inserter(out),
-                   "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
-                   "# TYPE vllm:lora_requests_info gauge\n"
-                   "vllm:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\","
-                   "waiting_lora_adapters=\"\"}} {}\n",
-                   st.opt.loras.size(), prom_escape(running_loras),
-                   prom_num(static_cast<double>(std::time(nullptr))));
-  }
+  out += st.loras.gauge_text();
   return out;
 }
 
@@ -822,6 +802,11 @@ int run_server(const Options &opt_in) {
   }
   st->fail.store(static_cast<int>(fm));
   State &S = *st;
+  {
+    std::vector<LoraRegistry::Adapter> statics;
+    for (auto &l : S.opt.loras) statics.push_back({l.name, l.path});
+    S.loras.init(S.opt.lora, statics);
+  }
   S.prefix.set_capacity(static_cast<size_t>(
       S.opt.kv_cache_blocks >= 0 ? S.opt.kv_cache_blocks : S.opt.kv_cache_tokens / 16));
 
@@ -878,6 +863,18 @@ int run_server(const Options &opt_in) {
                         "/v1/responses", "/pooling", "/classify"})
     post(p, handle_inference);
   post("/v1/audio/transcriptions", handle_transcription);
+  if (S.opt.lora.runtime) {  // vLLM registers these only with VLLM_ALLOW_RUNTIME_LORA_UPDATING
+    auto lora_answer = [](httplib::Response &res, const LoraRegistry::Answer &a) {
+      res.status = a.status;
+      res.set_content(a.body, a.json ? "application/json" : "text/plain; charset=utf-8");
+    };
+    post("/v1/load_lora_adapter", [lora_answer](State &s, const httplib::Request &req, httplib::Response &res) {
+      lora_answer(res, s.loras.load(req.body));
+    });
+    post("/v1/unload_lora_adapter", [lora_answer](State &s, const httplib::Request &req, httplib::Response &res) {
+      lora_answer(res, s.loras.unload(req.body));
+    });
+  }
 
   route("GET", "/v1/models", [&S](const httplib::Request &req, httplib::Response &res) {
     if (!authorized(S, req)) return set_error(res, 401, "Unauthorized", "Unauthorized");
@@ -898,7 +895,11 @@ int run_server(const Options &opt_in) {
   route("GET", "/sim/stats", [&S](const httplib::Request &, httplib::Response &res) {
     set_json(res, 200, stats_json(S));
   });
+  route("GET", "/sim/lora", [&S](const httplib::Request &, httplib::Response &res) {
+    set_json(res, 200, S.loras.stats_json());
+  });
   route("POST", "/sim/reset", [&S](const httplib::Request &, httplib::Response &res) {
+    S.loras.reset_counters();
     for (auto *c : {&S.requests, &S.completed, &S.cancelled, &S.errors, &S.dropped,
                     &S.prompt_tokens_total, &S.generation_tokens_total, &S.success_stop,
                     &S.success_length, &S.prefix_queries, &S.prefix_hits, &S.queue_us_total,

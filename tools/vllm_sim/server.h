@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lora.h"
+
 namespace vsim {
 
 struct LoraModule {
@@ -18,6 +20,7 @@ struct Options {
   std::string model = "facebook/opt-125m";
   std::vector<std::string> served_names;  // empty: {model}
   std::vector<LoraModule> loras;
+  LoraOptions lora;  // --max-lora, --lora-load-ms, --lora-prefill-ms, --enable-runtime-lora, --lora-auto-load
   std::string id;                         // empty: "sim-<port>"
   double ttft_ms = 0;
   double itl_ms = 0;
