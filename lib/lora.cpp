@@ -439,10 +439,15 @@ Result<std::span<const Candidate>> place_lora(LoraManager& manager, const Pool& 
       std::int64_t least_without = std::numeric_limits<std::int64_t>::max();
       for (const Candidate& c : candidates) {
         if (std::find_if(with.begin(), with.end(), [&](const Candidate& w) { return w.slot == c.slot; }) != with.end()) continue;
+        // Only into a free place (max_lora known, loads on their way counted): replicating by
+        // unloading another adapter made the fleet thrash (bench/fleet/RESULTS.md, issue 14).
+        const LoraEndpoint& le = *lora.slots[c.slot];
+        const std::int32_t max = le.max_lora();
+        if (max < 0 || static_cast<std::int64_t>(le.count()) + le.pending.load(std::memory_order_relaxed) >= max) continue;
         without.push_back(c);
         least_without = std::min(least_without, load_of(c));
       }
-      if (least_with >= least_without + static_cast<std::int64_t>(lora.config.replicate_margin)) {
+      if (!without.empty() && least_with >= least_without + static_cast<std::int64_t>(lora.config.replicate_margin)) {
         (void)manager.ensure_loaded(pool, lora, adapter, without);  // joined or held: nothing to do
       }
     }

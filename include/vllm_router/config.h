@@ -103,7 +103,8 @@ struct LoraConfig {
   std::uint32_t load_timeout_ms = 60000;  ///< one load (or unload) call
   /// With dynamic loading: when every replica with the adapter has at least this many more
   /// requests (router in flight + vLLM's waiting) than the least loaded replica without it, the
-  /// adapter is also loaded there (the request is not held for it). 0: never.
+  /// adapter is also loaded there if it has a free adapter place (the request is not held for
+  /// it; nothing is unloaded for it). 0: never.
   std::uint32_t replicate_margin = 0;
 };
 

@@ -276,6 +276,13 @@ TEST_CASE("lora: a hot adapter is also loaded on a replica without it, beyond th
   Fixture f(2);
   f.lora.config.replicate_margin = 4;
   f.lora.slots[0]->add("a", 1);
+  f.lora.slots[1]->set_max_lora(1);
+  f.lora.slots[1]->add("b", 1);  // e1 is full: no replication into it, whatever the load
+  f.pool.states[0]->in_flight = 9;
+  REQUIRE(detail::place_lora(f.manager, f.pool, f.lora, "a", f.candidates));
+  CHECK(f.manager.loading() == 0);
+  CHECK(f.loader->calls.empty());
+  f.lora.slots[1]->set_max_lora(2);  // a free place
   f.pool.states[0]->in_flight = 3;  // 3 >= 0 + 4 is false: no replication
   auto placed = detail::place_lora(f.manager, f.pool, f.lora, "a", f.candidates);
   REQUIRE(placed);
