@@ -20,16 +20,27 @@ namespace policies {
 /// Each pool keeps an index chain-hash -> endpoints that recently served it: an LRU bounded by
 /// PolicyOptions::prefix_max_entries entries (oldest forgotten first; memory stays bounded).
 ///
-/// pick: the candidate with the longest matching chain wins (ties: lower load, then the session
-/// key by rendezvous hashing when the request has one, else random)
+/// pick: among the candidates with the longest matching chain, the key's rendezvous winner
+/// (the session key when the request has one, else the chain hash of its first
+/// PolicyOptions::prefix_affinity_chars characters; without either, lower load then random)
 /// unless
 ///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
 ///     system prompt alone should not herd everyone onto one replica), or
-///   - the winner's load score exceeds the least-loaded candidate's by more than
-///     PolicyOptions::prefix_load_margin (in requests),
-/// in which case it picks like load_aware (the same tie rule). The chosen endpoint's chain is
-/// then recorded. With the session key deciding ties, a new conversation whose prompt matches
-/// only a shared head (a tool prompt) goes where `session` would keep it, not to a random one.
+///   - the chosen match's load score exceeds the least-loaded candidate's by more than
+///     PolicyOptions::prefix_load_margin (in requests); then the least loaded of the longest
+///     matches, if within the margin.
+/// Otherwise (no usable match: a cold prefix, or a router replica that has not seen it yet) the
+/// request goes to its **home**: the rendezvous winner of the key over all candidates, the same
+/// endpoint in every router process with no shared state:
+///   - keyed (a session key): kept like `session` keeps a session: while the home has fewer than
+///     session_min_capacity in flight and no fresh scraped waiting requests, or stays under
+///     session_load_factor x the average in flight;
+///   - from the prompt's head: kept while its load score is within
+///     PolicyOptions::prefix_home_load_bound of the least loaded's (a small bound: unrelated
+///     prompts still go where the load is least);
+/// else the least loaded (ties by the key's rendezvous order). The chosen endpoint's chain is
+/// then recorded. So N routers behind a round-robin balancer send a prefix or a session where
+/// one router would.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
@@ -56,11 +67,18 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   static std::size_t index_size(const PolicyScratch* scratch);
 
  private:
+  // `session`'s bound: whether a session's home keeps a new request (fresh scraped waiting =
+  // full; else below session_min_capacity in flight or session_load_factor x the average).
+  bool keeps_session(const Candidate& home, std::span<const Candidate> candidates, std::int64_t now_ns) const noexcept;
   std::uint32_t chunk_chars_;
   std::uint32_t window_chars_;
   std::uint32_t max_entries_;
   double load_margin_;
   std::uint32_t stale_ms_;
+  std::uint32_t affinity_chars_;
+  double home_bound_;
+  double session_load_factor_;
+  std::uint32_t session_min_capacity_;
 };
 
 }  // namespace policies
