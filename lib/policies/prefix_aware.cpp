@@ -279,23 +279,25 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     };
     const bool usable_match =
         n_matched > 0 && static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size());
-    if (usable_match && keyed && key_load - least_load <= load_margin_) {
-      chosen = key_pick;  // a session stays where its history is, the same in every router
+    // A session's home: the key's rendezvous winner over all candidates (every router agrees).
+    const std::size_t home = has_key ? by_key(nullptr, n, least_ties) : 0;
+    if (keyed && keeps_session(candidates[home], candidates, now)) {
+      // A session stays on its home like `session` keeps it, whatever else matches: a match
+      // elsewhere is mostly a head shared with other sessions (a tool prompt), and following it
+      // herds sessions while each router sees only its own share of the load.
+      chosen = home;
+    } else if (usable_match && keyed && key_load - least_load <= load_margin_) {
+      chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);
     } else if (!has_key) {
       chosen = least_ties.draw(n_least, ctx.rng);
     } else {
-      // No usable match here (a cold prefix, or this router has not seen it): the home.
-      const std::size_t home = by_key(nullptr, n, least_ties);
+      // No usable match here (a cold prefix, or this router has not seen it): the home, while
+      // within the bound of the least loaded.
       const Candidate& h = candidates[home];
-      bool keep = false;
-      if (keyed && !usable_match) {
-        keep = keeps_session(h, candidates, now);
-      } else {
-        const double home_load = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_);
-        keep = home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
-      }
+      const double home_load = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_);
+      const bool keep = !keyed && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
       chosen = keep ? home : by_key(least, n_least, least_ties);
     }
     if (ctx.notes != nullptr) {

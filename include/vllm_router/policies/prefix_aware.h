@@ -20,27 +20,25 @@ namespace policies {
 /// Each pool keeps an index chain-hash -> endpoints that recently served it: an LRU bounded by
 /// PolicyOptions::prefix_max_entries entries (oldest forgotten first; memory stays bounded).
 ///
-/// pick: among the candidates with the longest matching chain, the key's rendezvous winner
-/// (the session key when the request has one, else the chain hash of its first
-/// PolicyOptions::prefix_affinity_chars characters; without either, lower load then random)
-/// unless
+/// pick: a request with a session key goes to its **home** (the key's rendezvous winner over
+/// all candidates: the same endpoint in every router process, no shared state) while `session`
+/// would keep it there: fewer than session_min_capacity in flight and no fresh scraped waiting
+/// requests, or under session_load_factor x the average in flight. A match elsewhere is then
+/// mostly a head shared with other sessions (a tool prompt); following it would herd sessions,
+/// worse with N routers each seeing a share of the load. Otherwise the candidate with the
+/// longest matching chain wins (among them: a keyed request's rendezvous winner, else the least
+/// loaded, ties by the key of the prompt's head below, else random) unless
 ///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
 ///     system prompt alone should not herd everyone onto one replica), or
-///   - the chosen match's load score exceeds the least-loaded candidate's by more than
-///     PolicyOptions::prefix_load_margin (in requests); then the least loaded of the longest
-///     matches, if within the margin.
-/// Otherwise (no usable match: a cold prefix, or a router replica that has not seen it yet) the
-/// request goes to its **home**: the rendezvous winner of the key over all candidates, the same
-/// endpoint in every router process with no shared state:
-///   - keyed (a session key): kept like `session` keeps a session: while the home has fewer than
-///     session_min_capacity in flight and no fresh scraped waiting requests, or stays under
-///     session_load_factor x the average in flight;
-///   - from the prompt's head: kept while its load score is within
-///     PolicyOptions::prefix_home_load_bound of the least loaded's (a small bound: unrelated
-///     prompts still go where the load is least);
-/// else the least loaded (ties by the key's rendezvous order). The chosen endpoint's chain is
-/// then recorded. So N routers behind a round-robin balancer send a prefix or a session where
-/// one router would.
+///   - its load score exceeds the least-loaded candidate's by more than
+///     PolicyOptions::prefix_load_margin (in requests).
+/// Then (no usable match: a cold prefix, or a router replica that has not seen it) an unkeyed
+/// request goes to the rendezvous winner of the chain hash of its first
+/// PolicyOptions::prefix_affinity_chars characters while that home's load score is within
+/// PolicyOptions::prefix_home_load_bound of the least loaded's (a small bound: unrelated prompts
+/// still go where the load is least), else (and a keyed request whose home is full) to the least
+/// loaded, ties by the key. The chosen endpoint's chain is then recorded. So N routers behind a
+/// round-robin balancer send a prefix or a session where one router would.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
