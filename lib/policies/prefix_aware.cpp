@@ -279,25 +279,33 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     };
     const bool usable_match =
         n_matched > 0 && static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size());
-    // A session's home: the key's rendezvous winner over all candidates (every router agrees).
+    // The home: the key's rendezvous winner over all candidates (every router agrees).
     const std::size_t home = has_key ? by_key(nullptr, n, least_ties) : 0;
-    if (keyed && keeps_session(candidates[home], candidates, now)) {
+    const Candidate& h = candidates[home];
+    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) : 0.0;
+    const std::size_t home_depth = depth_of[h.slot % 64];
+    const bool head_home = has_key && !keyed;  // a home from the prompt's head
+    if (keyed && keeps_session(h, candidates, now)) {
       // A session stays on its home like `session` keeps it, whatever else matches: a match
       // elsewhere is mostly a head shared with other sessions (a tool prompt), and following it
       // herds sessions while each router sees only its own share of the load.
       chosen = home;
     } else if (usable_match && keyed && key_load - least_load <= load_margin_) {
       chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
+    } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
+      chosen = home;  // the home holds the longest match: it first, as every router does
+    } else if (head_home && home_depth == 0 && home_load - least_load <= home_bound_ + detail::kScoreEpsilon) {
+      // This router never sent this head to its home (a cold prefix; or it went elsewhere while
+      // the home was busy, and other routers keep sending it home): the home, while within the
+      // bound of the least loaded. So the routers converge on one engine per prefix.
+      chosen = home;
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);
     } else if (!has_key) {
       chosen = least_ties.draw(n_least, ctx.rng);
     } else {
-      // No usable match here (a cold prefix, or this router has not seen it): the home, while
-      // within the bound of the least loaded.
-      const Candidate& h = candidates[home];
-      const double home_load = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_);
-      const bool keep = !keyed && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
+      // The home, while within the bound of the least loaded, else the least loaded.
+      const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
       chosen = keep ? home : by_key(least, n_least, least_ties);
     }
     if (ctx.notes != nullptr) {

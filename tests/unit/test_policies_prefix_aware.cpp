@@ -88,6 +88,7 @@ TEST_CASE("prefix_aware: new prefix groups go to the least loaded, so groups spr
   PaFleet f(4);
   PolicyOptions o = opts();
   o.prefix_home_load_bound = 0;  // plain least loaded: exactly even (the default allows one more)
+  o.prefix_affinity_chars = 0;   // no homes: a group placed off its home would go back there
   PrefixAware p(o);
   auto scratch = p.make_scratch(f.raw);
   Rng rng(3);
@@ -213,6 +214,7 @@ TEST_CASE("prefix_aware: the index carries over to a new table, following endpoi
   testing::TestFleet before(ids);
   PolicyOptions o = opts();
   o.prefix_home_load_bound = 0;  // exactly two groups per endpoint
+  o.prefix_affinity_chars = 0;   // the index alone (a home would take a group back once free)
   PrefixAware p(o);
   auto scratch = p.make_scratch(before.raw);
   Rng rng(5);
@@ -452,4 +454,41 @@ TEST_CASE("prefix_aware: the home's options are read from policy_options and che
   auto bad = parse_router_config(R"({"policy_options": {"prefix_affinity_chars": "256"}})");
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().param == "policy_options.prefix_affinity_chars");
+}
+
+TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes, not on the tool prompt's engine") {
+  // 40 agents share a 4.5 KB tool prompt; their turns alternate between two routers (each its
+  // own index and in-flight counts). Following the tool prompt's match would herd them onto the
+  // engine that served it first; the session key keeps each on its home, in both routers.
+  const auto ids = testing::fleet_ids(4, "10.0.6");
+  testing::TestFleet fa(ids), fb(ids);
+  PrefixAware a(opts(256)), b(opts(256));
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  Rng ra(3), rb(4);
+  const std::string tools = text(998, 4500);
+  constexpr int kConversations = 40, kTurns = 6;
+  std::vector<std::set<std::size_t>> served(kConversations);
+  for (int turn = 0; turn < kTurns; ++turn) {
+    std::vector<std::pair<testing::TestFleet*, std::size_t>> running;
+    for (int c = 0; c < kConversations; ++c) {
+      const bool via_a = (c + turn) % 2 == 0;
+      auto& f = via_a ? fa : fb;
+      const std::size_t k = pick_keyed(via_a ? a : b, f, via_a ? sa.get() : sb.get(), conversation(tools, c, turn),
+                                       "agent-" + std::to_string(c), via_a ? ra : rb);
+      served[static_cast<std::size_t>(c)].insert(k);
+      f.states[k]->in_flight++;
+      running.emplace_back(&f, k);
+    }
+    for (auto& [f, k] : running) f->states[k]->in_flight--;
+  }
+  std::map<std::size_t, int> per_endpoint;
+  int sticky = 0;
+  for (const auto& s : served) {
+    sticky += s.size() == 1 ? 1 : 0;
+    for (std::size_t e : s) ++per_endpoint[e];
+  }
+  CHECK(sticky == kConversations);
+  REQUIRE(per_endpoint.size() == 4);
+  for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }
