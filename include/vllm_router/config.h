@@ -80,7 +80,7 @@ struct PolicyOptions {
   std::uint32_t prefix_affinity_chars = 256;
   /// A home chosen from the prompt's head is kept while its load score exceeds the least
   /// loaded's by at most this; 0: plain least loaded (the home only breaks ties).
-  double prefix_home_load_bound = 1.0;
+  double prefix_home_load_bound = 0.5;
   std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)
   std::uint32_t scrape_timeout_ms = 500;
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored

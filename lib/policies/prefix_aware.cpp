@@ -30,8 +30,12 @@ struct PrefixIndex final : PolicyScratch {
     map.reserve(std::min<std::size_t>(max, 1u << 16) + 1);
     weights.assign(pool);
     id_hashes.reserve(pool.size());
-    for (const Endpoint* ep : pool) id_hashes.push_back(detail::stable_hash(ep->id));
+    for (const Endpoint* ep : pool) {
+      id_hashes.push_back(detail::stable_hash(ep->id));
+      uniform_weights = uniform_weights && ep->weight == pool.front()->weight;
+    }
   }
+  bool uniform_weights = true;  // every endpoint of the pool has the same weight
   detail::SlotWeights weights;  // the pool's, by slot (read-only)
   std::vector<std::uint64_t> id_hashes;  // stable_hash(Endpoint::id) by slot (read-only)
   std::uint64_t id_hash(const Candidate& c) const noexcept {
@@ -67,10 +71,12 @@ std::uint64_t slot_bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64
 
 // Rendezvous (highest random weight) rank of an endpoint for `key`: the highest rank wins; the
 // same in every process. Weighted like Resch's logarithmic method: weight / -ln(u), u uniform
-// in (0, 1) from the hash, so an endpoint of weight 2 is the home of twice as many keys.
-double rendezvous_rank(std::uint64_t key, std::uint64_t id_hash, std::uint32_t weight) noexcept {
+// in (0, 1) from the hash, so an endpoint of weight 2 is the home of twice as many keys. In a
+// pool of equal weights the order is u's own (no logarithm per candidate).
+double rendezvous_rank(std::uint64_t key, std::uint64_t id_hash, std::uint32_t weight, bool uniform) noexcept {
   const std::uint64_t h = detail::mix64(key ^ id_hash);
   const double u = (static_cast<double>(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);  // (0, 1)
+  if (uniform) return u;
   return static_cast<double>(std::max<std::uint32_t>(weight, 1)) / -std::log(u);
 }
 
@@ -250,7 +256,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       matched[n_matched] = static_cast<std::uint32_t>(i);
       n_matched += load <= best_load + detail::kScoreEpsilon ? 1 : 0;
       if (keyed) {
-        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c));
+        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c), index->uniform_weights);
         if (r > key_rank) {
           key_rank = r;
           key_pick = i;
@@ -269,7 +275,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       for (std::size_t j = 0; j < count; ++j) {
         const std::size_t i = at != nullptr ? at[j] : j;
         const Candidate& c = candidates[i];
-        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c));
+        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c), index->uniform_weights);
         if (r > best_rank) {
           best_rank = r;
           best = i;
@@ -294,10 +300,13 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
     } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
       chosen = home;  // the home holds the longest match: it first, as every router does
-    } else if (head_home && home_depth == 0 && home_load - least_load <= home_bound_ + detail::kScoreEpsilon) {
-      // This router never sent this head to its home (a cold prefix; or it went elsewhere while
-      // the home was busy, and other routers keep sending it home): the home, while within the
-      // bound of the least loaded. So the routers converge on one engine per prefix.
+    } else if (head_home && home_depth == 0 &&
+               home_load - least_load <= (usable_match ? load_margin_ : home_bound_) + detail::kScoreEpsilon) {
+      // This router never sent this head to its home. A cold prefix: the home while within the
+      // small bound of the least loaded (an unrelated prompt should still go where the load is
+      // least). A prefix this router served elsewhere while the home was busy, which the other
+      // routers keep sending home: back home within the load margin, as a match would be. So
+      // the routers converge on one engine per prefix.
       chosen = home;
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);

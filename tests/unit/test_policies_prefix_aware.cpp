@@ -389,7 +389,9 @@ TEST_CASE("prefix_aware: a home is abandoned over its bound") {
   Rng rng(9);
   const std::string prompt = text(800, 1000);
   SUBCASE("a home from the prompt's head: prefix_home_load_bound") {
-    PrefixAware p(opts());  // default bound: 1
+    PolicyOptions o1 = opts();
+    o1.prefix_home_load_bound = 1;
+    PrefixAware p(o1);
     const std::size_t home = pick(p, f, p.make_scratch(f.raw).get(), prompt, rng);
     f.states[home]->in_flight = 1;  // within the bound: still home (for every router)
     CHECK(pick(p, f, p.make_scratch(f.raw).get(), prompt, rng) == home);
@@ -423,7 +425,7 @@ TEST_CASE("prefix_aware: a home is abandoned over its bound") {
 
 TEST_CASE("prefix_aware: requests with random heads still go to the least loaded") {
   PaFleet f(4);
-  PrefixAware p(opts());  // default home bound: 1
+  PrefixAware p(opts());  // default home bound: 0.5
   auto scratch = p.make_scratch(f.raw);
   Rng rng(10);
   f.states[0]->in_flight = 2;
@@ -443,7 +445,7 @@ TEST_CASE("prefix_aware: requests with random heads still go to the least loaded
 TEST_CASE("prefix_aware: the home's options are read from policy_options and checked") {
   const PolicyOptions defaults;
   CHECK(defaults.prefix_affinity_chars == 256u);
-  CHECK(defaults.prefix_home_load_bound == doctest::Approx(1.0));
+  CHECK(defaults.prefix_home_load_bound == doctest::Approx(0.5));
   auto parsed = parse_router_config(R"({"policy_options": {"prefix_affinity_chars": 512, "prefix_home_load_bound": 0.5}})");
   REQUIRE(parsed.ok());
   CHECK(parsed->policy_options.prefix_affinity_chars == 512u);

@@ -26,8 +26,9 @@ namespace policies {
 /// requests, or under session_load_factor x the average in flight. A match elsewhere is then
 /// mostly a head shared with other sessions (a tool prompt); following it would herd sessions,
 /// worse with N routers each seeing a share of the load. Otherwise the candidate with the
-/// longest matching chain wins (among them: a keyed request's rendezvous winner, else the least
-/// loaded, ties by the key of the prompt's head below, else random) unless
+/// longest matching chain wins (among them: a keyed request's rendezvous winner, else the home
+/// of the prompt's head below when it is one of them, else the least loaded, ties by that
+/// home's key) unless
 ///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
 ///     system prompt alone should not herd everyone onto one replica), or
 ///   - its load score exceeds the least-loaded candidate's by more than
@@ -37,8 +38,10 @@ namespace policies {
 /// PolicyOptions::prefix_affinity_chars characters while that home's load score is within
 /// PolicyOptions::prefix_home_load_bound of the least loaded's (a small bound: unrelated prompts
 /// still go where the load is least), else (and a keyed request whose home is full) to the least
-/// loaded, ties by the key. The chosen endpoint's chain is then recorded. So N routers behind a
-/// round-robin balancer send a prefix or a session where one router would.
+/// loaded, ties by the key. A prompt this router served elsewhere while its home was busy goes
+/// back home once the home is within prefix_load_margin (the other routers kept sending it
+/// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
+/// balancer send a prefix or a session where one router would.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
