@@ -13,8 +13,8 @@
 # --routers N (N >= 1): N real vllm-router processes (build/server/vllm-router, copied) in front
 # of the same engines, started per run with that policy; the driver sends round robin across
 # them over HTTP. 0 or absent: the in-process Router. A list ("1 3") runs each count in turn.
-# Full: 8 engines, about 10 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
-# Environment: VLLM_SIM, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
+# Full: 8 engines, about 13 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
+# Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
 # Exit: 0 when every run completed, 1 when one could not run, 2 on bad usage.
 set -uo pipefail
 
@@ -22,7 +22,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 QUICK=0
 OUT=""
 POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
-WORKLOADS="shared multiturn random skewed"
+WORKLOADS="shared multiturn random skewed agentic"
 ROUTERS=0
 usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
