@@ -1,11 +1,13 @@
 // fleet_bench: replays one workload through an in-process vllm_router::Router (+ LoadScraper)
-// against running vllm-sim engines and prints one JSON line of results. Driven by run.sh.
+// against running vllm-sim engines, or over HTTP through running vllm-router processes
+// (--routers, round robin across them), and prints one JSON line of results. Driven by run.sh.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <strings.h>
 #include <map>
 #include <mutex>
 #include <string>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "vllm_router/clock.h"
+#include "vllm_router/endpoint.h"
 #include "vllm_router/load_scraper.h"
 #include "vllm_router/lora.h"
 #include "vllm_router/random.h"
@@ -28,6 +31,7 @@ constexpr const char* kModel = "facebook/opt-125m";
 
 struct Args {
   std::vector<std::string> sims;  // base URLs
+  std::vector<std::string> routers;  // vllm-router base URLs; empty: an in-process Router
   std::string policy = "round_robin";
   std::string workload = "shared";
   bool quick = false;
@@ -63,8 +67,10 @@ std::vector<std::string> split_urls(const std::string& s) {
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "fleet_bench: %s\nusage: fleet_bench --sims URL[,URL...] --policy NAME --workload "
-               "shared|multiturn|random|skewed|mixed [--quick] [--seed N] [--rate R] [--threads N] "
-               "[--max-seconds N] [--scrape-ms N] [--prefill-sims URL[,URL...] [--prefill-policy NAME]]\n",
+               "shared|multiturn|random|skewed|agentic|mixed|lora [--routers URL[,URL...]] [--quick] "
+               "[--seed N] [--rate R] [--threads N] [--max-seconds N] [--scrape-ms N] "
+               "[--prefill-sims URL[,URL...] [--prefill-policy NAME]] [--lora-aware] [--adapters N] "
+               "[--zipf S] [--replicate-margin N]\n",
                msg);
   std::exit(2);
 }
@@ -77,13 +83,14 @@ Args parse_args(int argc, char** argv) {
       if (i + 1 >= argc) usage(("missing value for " + k).c_str());
       return argv[++i];
     };
-    if (k == "--sims") {
+    if (k == "--sims" || k == "--routers") {
       std::string s = v();
+      auto& list = k == "--sims" ? a.sims : a.routers;
       std::size_t p = 0;
       while (p <= s.size()) {
         const std::size_t c = s.find(',', p);
         const std::string part = s.substr(p, c == std::string::npos ? std::string::npos : c - p);
-        if (!part.empty()) a.sims.push_back(part);
+        if (!part.empty()) list.push_back(part);
         if (c == std::string::npos) break;
         p = c + 1;
       }
@@ -213,6 +220,31 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
       std::vector<std::pair<std::string, std::string>> history = {{"system", system}};
       for (int k = 0; k < turns; ++k) {
         history.emplace_back("user", "turn " + std::to_string(k) + " of " + s.id + " " + words(r, 600));
+        s.turns.push_back(Turn{chat_body(history, s.id, a.max_tokens)});
+        history.emplace_back("assistant", sim_reply(a.max_tokens));
+      }
+      out.push_back(std::move(s));
+    }
+  } else if (a.workload == "agentic") {
+    // Agents: one shared ~4,500-character tool/system prompt, then each conversation's own
+    // growing history (every turn resends it all: the tool prompt, earlier messages, the sim's
+    // answers, plus a new 500-character message). Conversations start staggered and think
+    // between turns, so many are in progress at once, interleaved.
+    const int conversations = q ? 16 : 40;
+    const int turns = 10;
+    const double start_rate = a.rate > 0 ? a.rate : (q ? 4.0 : 2.0);  // conversations started / s
+    rate_out = start_rate;
+    const std::string tools = "You are an agent. Tools: " + words(r, 4500);
+    double t = 0;
+    for (int c = 0; c < conversations; ++c) {
+      Session s;
+      t += exp_gap(r, start_rate);
+      s.start_s = t;
+      s.think_s = q ? 0.3 : 0.5;
+      s.id = "agent-" + std::to_string(c);
+      std::vector<std::pair<std::string, std::string>> history = {{"system", tools}};
+      for (int k = 0; k < turns; ++k) {
+        history.emplace_back("user", "step " + std::to_string(k) + " of " + s.id + " " + words(r, 500));
         s.turns.push_back(Turn{chat_body(history, s.id, a.max_tokens)});
         history.emplace_back("assistant", sim_reply(a.max_tokens));
       }
@@ -362,10 +394,13 @@ int main(int argc, char** argv) {
 
   RouterConfig cfg;
   cfg.policy = args.policy;
-  // "session@1" = the session policy with session_load_factor 1 (bound off), a second row.
+  // "session@1" = the session policy with session_load_factor 1 (bound off), a second row;
+  // "prefix_aware@0" = prefix_aware with prefix_home_load_bound 0.
   if (const auto at_sign = args.policy.find('@'); at_sign != std::string::npos) {
     cfg.policy = args.policy.substr(0, at_sign);
-    cfg.policy_options.session_load_factor = std::stod(args.policy.substr(at_sign + 1));
+    const double value = std::stod(args.policy.substr(at_sign + 1));
+    if (cfg.policy == "prefix_aware") cfg.policy_options.prefix_home_load_bound = value;
+    else cfg.policy_options.session_load_factor = value;
   }
   ModelConfig m;
   m.name = kModel;
@@ -412,8 +447,44 @@ int main(int argc, char** argv) {
     for (const auto& ep : prefill_pool->endpoints) simple_call(*metrics_transport, *ep, "POST", "/sim/reset", "{}");
   }
 
+  // Through vllm-router processes (--routers): the engine that served a request is named by the
+  // sim's x-sim-id response header, relayed by the router; map it to the engine's URL id.
+  std::vector<Endpoint> router_eps;
+  std::map<std::string, std::string> engine_of_sim_id;
+  std::shared_ptr<Transport> client;
+  if (!args.routers.empty()) {
+    for (const auto& url : args.routers) {
+      auto parsed = parse_url(url);
+      if (!parsed) usage(("bad router URL " + url).c_str());
+      router_eps.push_back(Endpoint{endpoint_id(parsed.value()), parsed.value(), 1, ""});
+    }
+    for (const auto& ep : pool.endpoints) {
+      const Headers headers;
+      UpstreamRequest req;
+      req.method = "GET";
+      req.path = "/v1/models";
+      req.headers = &headers;
+      auto resp = metrics_transport->send(*ep, req, {});
+      if (!resp) continue;
+      for (const auto& h : resp.value()->headers()) {
+        if (strcasecmp(h.name.c_str(), "x-sim-id") == 0) engine_of_sim_id[h.value] = ep->id;
+      }
+      StringSink drain;
+      (void)resp.value()->relay(drain);
+    }
+    if (engine_of_sim_id.size() != pool.endpoints.size()) {
+      std::fprintf(stderr, "fleet_bench: could not read every engine's x-sim-id\n");
+      return 1;
+    }
+    HttpTransportOptions co;
+    co.read_timeout_ms = 120000;
+    co.max_idle_per_endpoint = 512;
+    client = make_http_transport(co);
+  }
+  std::atomic<std::size_t> next_router{0};
+
   LoadScraper scraper(*router, metrics_transport, std::make_shared<SteadyClock>(), cfg.policy_options);
-  scraper.start();
+  if (router_eps.empty()) scraper.start();  // the router processes scrape for themselves
 
   struct Record {
     double ttft_ms = 0;
@@ -461,7 +532,22 @@ int main(int argc, char** argv) {
             }
           }
         }
-        if (view) {
+        if (!router_eps.empty()) {
+          const Endpoint& via = router_eps[next_router.fetch_add(1) % router_eps.size()];
+          auto resp = client->send(via, req, {});
+          if (resp) {
+            for (const auto& h : resp.value()->headers()) {
+              if (strcasecmp(h.name.c_str(), "x-sim-id") == 0) {
+                const auto it = engine_of_sim_id.find(h.value);
+                if (it != engine_of_sim_id.end()) rec.endpoint = it->second;
+              }
+            }
+            TimingSink sink;
+            auto relayed = resp.value()->relay(sink);
+            rec.ok = resp.value()->status() == 200 && relayed && sink.tail.find("[DONE]") != std::string::npos;
+            if (sink.got) rec.ttft_ms = std::chrono::duration<double, std::milli>(sink.first - scheduled).count();
+          }
+        } else if (view) {
           auto ex = router->forward(view.value(), req);
           if (ex) {
             rec.endpoint = ex->endpoint().id;
@@ -485,11 +571,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < nthreads; ++i) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
   const double wall = std::chrono::duration<double>(SteadyTime::now() - t0).count();
-  scraper.stop();
+  if (router_eps.empty()) scraper.stop();
 
   // Results.
   std::vector<double> ttfts;
   std::vector<double> itls;
+  std::map<std::string, std::vector<double>> ttfts_of_engine;
   std::map<std::string, int> per_engine;
   for (const auto& ep : pool.endpoints) per_engine[ep->id] = 0;
   std::size_t ok = 0;
@@ -500,6 +587,7 @@ int main(int argc, char** argv) {
       ++ok;
       ttfts.push_back(r.ttft_ms);
       itls.insert(itls.end(), r.gaps_ms.begin(), r.gaps_ms.end());
+      ttfts_of_engine[r.endpoint].push_back(r.ttft_ms);
     }
     if (!sessions[r.session].id.empty() && !r.endpoint.empty()) by_session[r.session][r.endpoint]++;
   }
@@ -571,6 +659,28 @@ int main(int argc, char** argv) {
                  rate, wall);
     return ok == records.size() && !expired ? 0 : 3;
   }
+  // Per-engine TTFT p99 (engines in id order, like per_engine) and the worst one against the
+  // median of the others: one engine left with a long queue shows here.
+  std::vector<double> engine_p99;
+  std::string engine_p99_json = "[";
+  for (auto& [id, n] : per_engine) {
+    const auto it = ttfts_of_engine.find(id);
+    const double p = it == ttfts_of_engine.end() ? 0.0 : percentile(it->second, 0.99);
+    engine_p99.push_back(p);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.1f", engine_p99_json.size() > 1 ? "," : "", p);
+    engine_p99_json += buf;
+  }
+  engine_p99_json += "]";
+  double engine_p99_ratio = 0;
+  if (engine_p99.size() > 1) {
+    const auto worst = std::max_element(engine_p99.begin(), engine_p99.end());
+    const double max_p99 = *worst;
+    std::vector<double> others(engine_p99.begin(), engine_p99.end());
+    others.erase(others.begin() + (worst - engine_p99.begin()));
+    const double median_others = percentile(others, 0.5);
+    engine_p99_ratio = median_others > 0 ? max_p99 / median_others : 0.0;
+  }
   std::string engines_json = "[";
   for (auto& [id, n] : per_engine) engines_json += (engines_json.size() > 1 ? "," : "") + std::to_string(n);
   engines_json += "]";
@@ -580,7 +690,7 @@ int main(int argc, char** argv) {
       "\"ttft_p50_ms\":%.2f,\"ttft_p99_ms\":%.2f,\"ttft_mean_ms\":%.2f,\"hit_rate\":%.4f,"
       "\"cv\":%.4f,\"per_engine\":%s,\"sessions\":%zu,\"sticky_sessions\":%zu,"
       "\"turns_on_home\":%.4f,\"queue_mean_ms\":%.2f,\"scrape_rounds\":%llu,\"prefill_engines\":%zu,"
-      "\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f}\n",
+      "\"itl_p50_ms\":%.2f,\"itl_p99_ms\":%.2f,\"routers\":%zu,\"engine_p99_ms\":%s,\"engine_p99_ratio\":%.3f}\n",
       args.policy.c_str(), args.workload.c_str(), pool.endpoints.size(), records.size(), ok,
       records.size() - ok, expired ? "true" : "false", rate, wall,
       static_cast<double>(ok) / wall, percentile(ttfts, 0.5), percentile(ttfts, 0.99),
@@ -589,6 +699,6 @@ int main(int argc, char** argv) {
       turns_total ? static_cast<double>(turns_home) / static_cast<double>(turns_total) : 0.0,
       queue_n > 0 ? 1000.0 * queue_s / queue_n : 0.0,
       static_cast<unsigned long long>(scraper.rounds()), prefill_pool != nullptr ? prefill_pool->endpoints.size() : 0,
-      percentile(itls, 0.5), percentile(itls, 0.99));
+      percentile(itls, 0.5), percentile(itls, 0.99), router_eps.size(), engine_p99_json.c_str(), engine_p99_ratio);
   return ok == records.size() && !expired ? 0 : 3;
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Fleet benchmark report: reads fleet_bench JSON lines, prints a Markdown table, checks the
-issue-6 targets, writes a PNG chart (python3-matplotlib from apt; skipped with a note if absent)."""
+issue-6 targets (and issue 14's: the agentic workload, 3 router processes vs 1), writes a PNG chart (python3-matplotlib from apt; skipped with a note if absent)."""
 import argparse
 import json
 import sys
 
-ORDER_W = ["shared", "multiturn", "random", "skewed"]
+ORDER_W = ["shared", "multiturn", "random", "skewed", "agentic"]
 TITLE = {"shared": "shared-prefix groups", "multiturn": "multi-turn chat",
-         "random": "no sharing (random, mixed lengths)", "skewed": "skewed (one hot group)"}
+         "random": "no sharing (random, mixed lengths)", "skewed": "skewed (one hot group)",
+         "agentic": "agentic (shared tool prompt, 10 growing turns)"}
 
 
 def load(path):
@@ -21,23 +22,26 @@ def load(path):
 
 
 def table(rows):
-    out = ["| workload | policy | hit rate | TTFT p50 ms | TTFT p99 ms | completed req/s | imbalance (CV) | "
-           "requests per engine | sessions on one replica | errors |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    out = ["| workload | policy | routers | hit rate | TTFT p50 ms | TTFT p99 ms | completed req/s | imbalance (CV) | "
+           "requests per engine | worst engine p99 / median | sessions on one replica | errors |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
     for w in ORDER_W:
         for r in [r for r in rows if r["workload"] == w]:
             sticky = ("%d/%d" % (r["sticky_sessions"], r["sessions"])) if r["sessions"] else "-"
-            out.append("| %s | %s | %.1f %% | %.0f | %.0f | %.1f | %.3f | %s | %s | %d |" % (
-                w, r["policy"], 100 * r["hit_rate"], r["ttft_p50_ms"], r["ttft_p99_ms"], r["rps"],
-                r["cv"], " ".join(str(x) for x in r["per_engine"]), sticky, r["errors"]))
+            routers = str(r["routers"]) if r.get("routers") else "in-process"
+            out.append("| %s | %s | %s | %.1f %% | %.0f | %.0f | %.1f | %.3f | %s | %s | %s | %d |" % (
+                w, r["policy"], routers, 100 * r["hit_rate"], r["ttft_p50_ms"], r["ttft_p99_ms"], r["rps"],
+                r["cv"], " ".join(str(x) for x in r["per_engine"]),
+                ("%.2f" % r["engine_p99_ratio"]) if "engine_p99_ratio" in r else "-", sticky, r["errors"]))
     return "\n".join(out)
 
 
-def get(rows, w, p):
-    for r in rows:
-        if r["workload"] == w and r["policy"] == p:
-            return r
-    return None
+def get(rows, w, p, routers=None):
+    """The row of workload w and policy p; routers None: the in-process one, else the fewest routers."""
+    found = [r for r in rows if r["workload"] == w and r["policy"] == p and
+             (routers is None or r.get("routers", 0) == routers)]
+    found.sort(key=lambda r: r.get("routers", 0))
+    return found[0] if found else None
 
 
 def targets(rows):
@@ -73,6 +77,40 @@ def targets(rows):
               s["sticky_sessions"] == s["sessions"],
               "%d of %d sessions, %.1f %% of turns on their home replica" % (
                   s["sticky_sessions"], s["sessions"], 100 * s["turns_on_home"]))
+    # Issue 14: the agentic workload (any router count: the rows of the fewest routers).
+    pa, se, rr = get(rows, "agentic", "prefix_aware"), get(rows, "agentic", "session"), get(rows, "agentic", "round_robin")
+    if pa and se:
+        check("agentic: prefix_aware hit rate >= session", pa["hit_rate"] >= se["hit_rate"] - 0.0005,
+              "%.1f %% vs %.1f %%" % (100 * pa["hit_rate"], 100 * se["hit_rate"]))
+        check("agentic: prefix_aware TTFT p99 <= session", pa["ttft_p99_ms"] <= se["ttft_p99_ms"] + 0.5,
+              "%.0f ms vs %.0f ms" % (pa["ttft_p99_ms"], se["ttft_p99_ms"]))
+    if rr:
+        for r in (pa, se):
+            if not r:
+                continue
+            check("agentic: %s well above round_robin (hit rate >= +10 points, TTFT p99 lower)" % r["policy"],
+                  r["hit_rate"] >= rr["hit_rate"] + 0.10 and r["ttft_p99_ms"] < rr["ttft_p99_ms"],
+                  "%.1f %% / %.0f ms vs %.1f %% / %.0f ms" % (100 * r["hit_rate"], r["ttft_p99_ms"],
+                                                             100 * rr["hit_rate"], rr["ttft_p99_ms"]))
+    for r in (pa, se):
+        if r and "engine_p99_ratio" in r:
+            check("agentic: %s: no engine's TTFT p99 above 2x the others' (max / median of the others)" % r["policy"],
+                  r["engine_p99_ratio"] <= 2.0, "%.2f (%s ms)" % (r["engine_p99_ratio"],
+                                                                  " ".join("%.0f" % x for x in r["engine_p99_ms"])))
+    # Issue 14: 3 router processes vs 1 (both real processes).
+    for w in ("shared", "multiturn", "agentic"):
+        for p in ("prefix_aware", "session"):
+            one, three = get(rows, w, p, 1), get(rows, w, p, 3)
+            if not one or not three:
+                continue
+            check("%s/%s: 3 routers' hit rate within 5 %% of 1 router's" % (w, p),
+                  three["hit_rate"] >= 0.95 * one["hit_rate"],
+                  "%.1f %% vs %.1f %% (%+.1f %%)" % (100 * three["hit_rate"], 100 * one["hit_rate"],
+                                                    100 * (three["hit_rate"] / one["hit_rate"] - 1) if one["hit_rate"] else 0))
+            check("%s/%s: 3 routers' TTFT p99 within 10 %% of 1 router's" % (w, p),
+                  three["ttft_p99_ms"] <= 1.10 * one["ttft_p99_ms"],
+                  "%.0f ms vs %.0f ms (%+.1f %%)" % (three["ttft_p99_ms"], one["ttft_p99_ms"],
+                                                    100 * (three["ttft_p99_ms"] / one["ttft_p99_ms"] - 1) if one["ttft_p99_ms"] else 0))
     errs = sum(r["errors"] for r in rows)
     check("no failed requests", errs == 0, "%d errors over %d requests" % (errs, sum(r["requests"] for r in rows)))
     return "\n".join(lines), ok_all
@@ -129,7 +167,7 @@ def main():
     t = table(rows)
     checks, ok = targets(rows)
     note = chart(rows, a.png) if a.png else ""
-    text = "Setup: %s\n\n%s\n\nTargets (issue 6):\n%s\n\n%s\n" % (a.setup, t, checks, note)
+    text = "Setup: %s\n\n%s\n\nTargets (issues 6 and 14):\n%s\n\n%s\n" % (a.setup, t, checks, note)
     print(text)
     if a.out:
         with open(a.out, "w") as f:

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Fleet benchmark: the routing policies on a simulated vLLM fleet, one command.
 #
-#   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"]
+#   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"] [--routers "N ..."]
 #
 # Starts N vllm-sim engines with the engine model (KV cache of B blocks with LRU prefix reuse,
 # --max-num-seqs batch with a FIFO waiting queue, serialized prefill priced per uncached token,
 # decode pacing), then for each workload x policy runs build/bench/fleet/fleet_bench: an
 # in-process vllm_router::Router with that policy and a LoadScraper, replaying the workload over
 # HTTP to the engines. Prints a Markdown table (and the target checks), writes a PNG chart.
-# Policy "session@1" is session with session_load_factor 1: the load bound off (pure hashing).
-# Full: 8 engines, about 10 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
-# Environment: VLLM_SIM, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
+# Policy "session@1" is session with session_load_factor 1: the load bound off (pure hashing);
+# "prefix_aware@B" is prefix_aware with prefix_home_load_bound B.
+# --routers N (N >= 1): N real vllm-router processes (build/server/vllm-router, copied) in front
+# of the same engines, started per run with that policy; the driver sends round robin across
+# them over HTTP. 0 or absent: the in-process Router. A list ("1 3") runs each count in turn.
+# Full: 8 engines, about 13 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
+# Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
 # Exit: 0 when every run completed, 1 when one could not run, 2 on bad usage.
 set -uo pipefail
 
@@ -18,14 +22,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 QUICK=0
 OUT=""
 POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
-WORKLOADS="shared multiturn random skewed"
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+WORKLOADS="shared multiturn random skewed agentic"
+ROUTERS=0
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --out) OUT="${2:?--out needs a file}"; shift ;;
     --policies) POLICIES="${2:?}"; shift ;;
     --workloads) WORKLOADS="${2:?}"; shift ;;
+    --routers) ROUTERS="${2:?}"; shift; [[ "$ROUTERS" =~ ^[0-9]+( [0-9]+)*$ ]] || { echo "run.sh: --routers needs numbers" >&2; exit 2; } ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -42,10 +48,20 @@ TMP=$(mktemp -d /tmp/vllm-fleet.XXXXXX)
 # private copy of build/lib (and of the sim), so a rebuild of the tree during the run (another
 # developer, CI) cannot swap them under the running benchmark.
 cp "$VLLM_SIM" "$TMP/vllm-sim" && VLLM_SIM="$TMP/vllm-sim"
-if [[ -z "${FLEET_BENCH:-}" ]]; then
+MAX_ROUTERS=0
+for r in $ROUTERS; do (( r > MAX_ROUTERS )) && MAX_ROUTERS=$r; done
+if (( MAX_ROUTERS > 0 )); then
+  VLLM_ROUTER_BIN=${VLLM_ROUTER:-$ROOT/build/server/vllm-router}
+  [[ -x "$VLLM_ROUTER_BIN" ]] || die "vllm-router not found at $VLLM_ROUTER_BIN (build the project first)"
   [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
   mkdir -p "$TMP/lib"
   cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
+  cp "$VLLM_ROUTER_BIN" "$TMP/vllm-router" && VLLM_ROUTER_BIN="$TMP/vllm-router"
+fi
+if [[ -z "${FLEET_BENCH:-}" ]]; then
+  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
+  mkdir -p "$TMP/lib"
+  [[ -e "$TMP/lib/libvllm_router.so" ]] || cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
   FLEET_BENCH="$TMP/fleet_bench"
   log "building fleet_bench against a copy of build/lib"
   g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
@@ -66,8 +82,16 @@ SIM_ARGS=(--batch-queue --max-num-seqs "$MAX_NUM_SEQS" --prefill-us-per-token "$
           --itl-ms "$ITL_MS" --kv-cache-blocks "$KV_BLOCKS" --max-model-len 65536 --threads 512)
 
 PIDS=()
+ROUTER_PIDS=()
+stop_routers() {
+  local p
+  for p in "${ROUTER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${ROUTER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  ROUTER_PIDS=()
+}
 cleanup() {
   local p
+  stop_routers
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   if [[ -n "${FLEET_KEEP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
@@ -92,19 +116,71 @@ done
 SIMS=$(IFS=,; echo "${URLS[*]}")
 log "$N engines: ${SIM_ARGS[*]}"
 
+# $2 vllm-router processes with policy $1 (NAME or NAME@VALUE) in front of the engines; sets
+# ROUTER_URLS. Each must announce its port and answer /ready within 10 s.
+start_routers() {
+  local policy=${1%@*} value="" extra="" cfg="$TMP/router.json" i out line ok count=$2
+  [[ "$1" == *@* ]] && value=${1#*@}
+  if [[ -n "$value" ]]; then
+    case "$policy" in
+      prefix_aware) extra=", \"prefix_home_load_bound\": $value" ;;
+      *) extra=", \"session_load_factor\": $value" ;;
+    esac
+  fi
+  local eps
+  eps=$(printf '"%s",' "${URLS[@]}")
+  cat >"$cfg" <<JSON
+{"policy": "$policy", "log_level": "warn", "threads": 1, "max_attempts": 1, "max_idle_connections": 512,
+ "timeouts": {"read_ms": 120000},
+ "policy_options": {"scrape_interval_ms": 200, "scrape_timeout_ms": 500, "scrape_stale_ms": 2000$extra},
+ "models": [{"name": "facebook/opt-125m", "endpoints": [${eps%,}]}]}
+JSON
+  ROUTER_URLS=()
+  for i in $(seq 1 "$count"); do
+    out="$TMP/router$i.out"
+    LD_LIBRARY_PATH="$TMP/lib" "$VLLM_ROUTER_BIN" --config "$cfg" --host 127.0.0.1 --port 0 \
+      >"$out" 2>"$TMP/router$i.err" </dev/null &
+    ROUTER_PIDS+=($!)
+    line=""
+    for _ in $(seq 400); do
+      line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
+      [[ -n "$line" ]] && break
+      sleep 0.025
+    done
+    [[ -n "$line" ]] || { log "vllm-router $i did not start: $(tail -2 "$TMP/router$i.err")"; return 1; }
+    ROUTER_URLS+=("${line##*listening on }")
+  done
+  for url in "${ROUTER_URLS[@]}"; do
+    ok=0
+    for _ in $(seq 200); do
+      if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url/ready") == 200 ]]; then ok=1; break; fi
+      sleep 0.05
+    done
+    (( ok )) || { log "vllm-router at $url not ready within 10 s"; return 1; }
+  done
+}
+
 RESULTS="$TMP/results.jsonl"
 : >"$RESULTS"
 FAILED=0
 T0=$SECONDS
 for w in $WORKLOADS; do
   for p in $POLICIES; do
-    log "workload $w, policy $p"
+   for nr in $ROUTERS; do
+    log "workload $w, policy $p, routers $nr (0: in-process)"
+    ROUTER_ARG=()
+    if (( nr > 0 )); then
+      if ! start_routers "$p" "$nr"; then stop_routers; FAILED=1; continue; fi
+      ROUTER_ARG=(--routers "$(IFS=,; echo "${ROUTER_URLS[*]}")")
+    fi
     # shellcheck disable=SC2086
     if ! timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" --workload "$w" \
-         --max-seconds "$RUN_LIMIT" $QUICK_ARG >>"$RESULTS" 2>"$TMP/bench.err"; then
+         --max-seconds "$RUN_LIMIT" $QUICK_ARG "${ROUTER_ARG[@]}" >>"$RESULTS" 2>"$TMP/bench.err"; then
       log "run $w/$p did not complete cleanly: $(tail -2 "$TMP/bench.err")"
       FAILED=1
     fi
+    stop_routers
+   done
   done
 done
 log "runs took $((SECONDS - T0)) s"
@@ -114,7 +190,7 @@ PNG=${PNG:-$TMP/fleet.png}
 [[ -n "$OUT" ]] || PNG="$ROOT/build/bench/fleet/fleet.png"
 mkdir -p "$(dirname "$PNG")"
 /usr/bin/python3 "$ROOT/bench/fleet/report.py" "$RESULTS" --png "$PNG" \
-  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK" \
+  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK routers=$ROUTERS" \
   ${OUT:+--out "$OUT"} || FAILED=1
 [[ -n "$OUT" ]] && cp "$RESULTS" "${OUT%.*}.jsonl"
 exit $FAILED

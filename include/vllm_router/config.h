@@ -74,6 +74,13 @@ struct PolicyOptions {
   std::uint32_t prefix_window_chars = 1u << 20;
   std::uint32_t prefix_max_entries = 65536;     ///< cap of the per-pool prefix index
   double prefix_load_margin = 4.0;  ///< leave the best prefix match when its load exceeds the least loaded by this
+  /// Characters of the prompt's head whose chain hash picks a request's home endpoint
+  /// (rendezvous hashing) when prefix_aware has no usable match: every router replica picks the
+  /// same home. 0: no home from the prompt (the session key still gives one).
+  std::uint32_t prefix_affinity_chars = 256;
+  /// A home chosen from the prompt's head is kept while its load score exceeds the least
+  /// loaded's by at most this; 0: plain least loaded (the home only breaks ties).
+  double prefix_home_load_bound = 0.5;
   std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)
   std::uint32_t scrape_timeout_ms = 500;
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored

@@ -2,6 +2,7 @@
 #include "vllm_router/policies/prefix_aware.h"
 
 #include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <limits>
 #include <list>
@@ -28,8 +29,18 @@ struct PrefixIndex final : PolicyScratch {
   PrefixIndex(std::size_t max, std::span<const Endpoint* const> pool) : max_entries(max) {
     map.reserve(std::min<std::size_t>(max, 1u << 16) + 1);
     weights.assign(pool);
+    id_hashes.reserve(pool.size());
+    for (const Endpoint* ep : pool) {
+      id_hashes.push_back(detail::stable_hash(ep->id));
+      uniform_weights = uniform_weights && ep->weight == pool.front()->weight;
+    }
   }
+  bool uniform_weights = true;  // every endpoint of the pool has the same weight
   detail::SlotWeights weights;  // the pool's, by slot (read-only)
+  std::vector<std::uint64_t> id_hashes;  // stable_hash(Endpoint::id) by slot (read-only)
+  std::uint64_t id_hash(const Candidate& c) const noexcept {
+    return c.slot < id_hashes.size() ? id_hashes[c.slot] : detail::stable_hash(c.endpoint->id);
+  }
   std::mutex mutex;
   std::size_t max_entries;
   std::list<Entry> lru;  // front: most recently used
@@ -58,6 +69,17 @@ struct PrefixIndex final : PolicyScratch {
 
 std::uint64_t slot_bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64); }
 
+// Rendezvous (highest random weight) rank of an endpoint for `key`: the highest rank wins; the
+// same in every process. Weighted like Resch's logarithmic method: weight / -ln(u), u uniform
+// in (0, 1) from the hash, so an endpoint of weight 2 is the home of twice as many keys. In a
+// pool of equal weights the order is u's own (no logarithm per candidate).
+double rendezvous_rank(std::uint64_t key, std::uint64_t id_hash, std::uint32_t weight, bool uniform) noexcept {
+  const std::uint64_t h = detail::mix64(key ^ id_hash);
+  const double u = (static_cast<double>(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);  // (0, 1)
+  if (uniform) return u;
+  return static_cast<double>(std::max<std::uint32_t>(weight, 1)) / -std::log(u);
+}
+
 }  // namespace
 
 PrefixAware::PrefixAware(const PolicyOptions& options)
@@ -65,7 +87,11 @@ PrefixAware::PrefixAware(const PolicyOptions& options)
       window_chars_(std::max<std::uint32_t>(1, options.prefix_window_chars)),
       max_entries_(options.prefix_max_entries),
       load_margin_(options.prefix_load_margin),
-      stale_ms_(options.scrape_stale_ms) {}
+      stale_ms_(options.scrape_stale_ms),
+      affinity_chars_(options.prefix_affinity_chars),
+      home_bound_(options.prefix_home_load_bound),
+      session_load_factor_(options.session_load_factor),
+      session_min_capacity_(options.session_min_capacity) {}
 
 namespace {
 
@@ -153,20 +179,30 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
   const std::size_t n = candidates.size();
   auto* index = dynamic_cast<PrefixIndex*>(ctx.scratch);
   if (index == nullptr) return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_);
-  const Chain hashes(ctx.request.prompt_prefix.substr(0, window_chars_), chunk_chars_);  // chunk_chars_ >= 1
+  const std::string_view prompt = ctx.request.prompt_prefix.substr(0, window_chars_);
+  const Chain hashes(prompt, chunk_chars_);  // chunk_chars_ >= 1
   const std::span<const std::uint64_t> chain = hashes.span();
-  if (chain.empty()) {  // shorter than a chunk: nothing to match
-    if (ctx.notes != nullptr) ctx.notes->prefix_match = 0;
-    return n <= 1 ? 0 : detail::least_loaded(ctx, candidates, stale_ms_, &index->weights);
+
+  // The request's affinity key: its session key, else the chain hash of its head (none when
+  // the prompt is shorter than prefix_affinity_chars).
+  const bool keyed = !ctx.request.session_key.empty();
+  bool has_key = keyed;
+  std::uint64_t key = 0;
+  if (keyed) {
+    key = detail::stable_hash(ctx.request.session_key);
+  } else if (affinity_chars_ > 0 && prompt.size() >= affinity_chars_) {
+    key = detail::mix64(detail::chain_chunk(prompt.substr(0, affinity_chars_), detail::kFnvOffset));
+    has_key = true;
   }
 
-  std::lock_guard<std::mutex> lock(index->mutex);
+  std::unique_lock<std::mutex> lock(index->mutex, std::defer_lock);
+  if (!chain.empty()) lock.lock();  // shorter than a chunk: nothing to match or record
   std::size_t chosen = 0;
+  std::size_t depth_of[64] = {};
   if (n > 1) {
     // Longest contiguous match per candidate: cumulative AND of the slot sets down the chain.
-    std::size_t depth_of[64] = {};
-    std::uint64_t cum = ~std::uint64_t{0};
     std::size_t depth = 0;
+    std::uint64_t cum = ~std::uint64_t{0};
     for (; depth < chain.size(); ++depth) {
       auto it = index->map.find(chain[depth]);
       const std::uint64_t slots = it == index->map.end() ? 0 : it->second->slots;
@@ -176,8 +212,8 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       cum = next;
     }
 
-    // One pass: the longest match (ties: lower load, then random) and the least loaded (ties:
-    // random), each drawn once at the end.
+    // One pass: the least loaded (ties kept), and among the longest matches the least loaded
+    // (ties kept) and the key's rendezvous winner.
     const std::int64_t now = detail::pick_now_ns(ctx);
     detail::TieBuffer<0> least_ties(n);
     detail::TieBuffer<1> matched_ties(depth > 0 ? n : 0);
@@ -190,6 +226,9 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     double least_tie = 0.0;    // a load up to this ties it
     std::size_t best_len = 0;
     double best_load = 0.0;
+    double key_rank = -1.0;  // ranks are > 0
+    std::size_t key_pick = 0;
+    double key_load = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
       const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
@@ -204,41 +243,103 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       if (depth == 0) continue;
       const std::size_t len = depth_of[c.slot % 64];
       if (len == 0 || len < best_len) continue;
-      if (len > best_len || load < best_load - detail::kScoreEpsilon) {
+      if (len > best_len) {
         best_len = len;
+        best_load = std::numeric_limits<double>::infinity();
+        n_matched = 0;
+        key_rank = -1.0;
+      }
+      if (load < best_load - detail::kScoreEpsilon) {
         best_load = load;
         n_matched = 0;
       }
       matched[n_matched] = static_cast<std::uint32_t>(i);
       n_matched += load <= best_load + detail::kScoreEpsilon ? 1 : 0;
+      if (keyed) {
+        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c), index->uniform_weights);
+        if (r > key_rank) {
+          key_rank = r;
+          key_pick = i;
+          key_load = load;
+        }
+      }
     }
-    const bool use_match = n_matched > 0 &&
-                           static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size()) &&
-                           best_load - least_load <= load_margin_;
-    // Ties: the session key decides when there is one (rendezvous hashing: the same endpoint in
-    // every router process, and only its own keys move when the tied set changes).
-    const auto tie_break = [&](auto& ties, std::size_t count) -> std::size_t {
-      if (ctx.request.session_key.empty() || count <= 1) return ties.draw(count, ctx.rng);
-      const std::uint64_t key = detail::stable_hash(ctx.request.session_key);
-      const std::uint32_t* tied = ties.data();
-      std::size_t best = tied[0];
-      std::uint64_t best_weight = 0;
+
+    // The key's rendezvous winner among `count` candidates at `at` (all when at == nullptr):
+    // the same endpoint in every router process, and only its own keys move when the set
+    // changes. Without a key: one of them at random.
+    const auto by_key = [&](const std::uint32_t* at, std::size_t count, auto& ties) -> std::size_t {
+      if (!has_key) return ties.draw(count, ctx.rng);
+      std::size_t best = 0;
+      double best_rank = -1.0;
       for (std::size_t j = 0; j < count; ++j) {
-        const std::uint64_t w = detail::mix64(key ^ detail::stable_hash(candidates[tied[j]].endpoint->id));
-        if (j == 0 || w > best_weight) {
-          best_weight = w;
-          best = tied[j];
+        const std::size_t i = at != nullptr ? at[j] : j;
+        const Candidate& c = candidates[i];
+        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c), index->uniform_weights);
+        if (r > best_rank) {
+          best_rank = r;
+          best = i;
         }
       }
       return best;
     };
-    chosen = use_match ? tie_break(matched_ties, n_matched) : tie_break(least_ties, n_least);
+    const bool usable_match =
+        n_matched > 0 && static_cast<double>(best_len) >= kMinMatchRatio * static_cast<double>(chain.size());
+    // The home: the key's rendezvous winner over all candidates (every router agrees).
+    const std::size_t home = has_key ? by_key(nullptr, n, least_ties) : 0;
+    const Candidate& h = candidates[home];
+    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) : 0.0;
+    const std::size_t home_depth = depth_of[h.slot % 64];
+    const bool head_home = has_key && !keyed;  // a home from the prompt's head
+    if (keyed && keeps_session(h, candidates, now)) {
+      // A session stays on its home like `session` keeps it, whatever else matches: a match
+      // elsewhere is mostly a head shared with other sessions (a tool prompt), and following it
+      // herds sessions while each router sees only its own share of the load.
+      chosen = home;
+    } else if (usable_match && keyed && key_load - least_load <= load_margin_) {
+      chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
+    } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
+      chosen = home;  // the home holds the longest match: it first, as every router does
+    } else if (head_home && home_depth == 0 &&
+               home_load - least_load <= (usable_match ? load_margin_ : home_bound_) + detail::kScoreEpsilon) {
+      // This router never sent this head to its home. A cold prefix: the home while within the
+      // small bound of the least loaded (an unrelated prompt should still go where the load is
+      // least). A prefix this router served elsewhere while the home was busy, which the other
+      // routers keep sending home: back home within the load margin, as a match would be. So
+      // the routers converge on one engine per prefix.
+      chosen = home;
+    } else if (usable_match && best_load - least_load <= load_margin_) {
+      chosen = by_key(matched, n_matched, matched_ties);
+    } else if (!has_key) {
+      chosen = least_ties.draw(n_least, ctx.rng);
+    } else {
+      // The home, while within the bound of the least loaded, else the least loaded.
+      const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
+      chosen = keep ? home : by_key(least, n_least, least_ties);
+    }
     if (ctx.notes != nullptr) {
       ctx.notes->prefix_match = static_cast<std::int64_t>(depth_of[candidates[chosen].slot % 64] * chunk_chars_);
     }
   }
-  index->record(chain, slot_bit(candidates[chosen].slot));
+  if (!chain.empty()) index->record(chain, slot_bit(candidates[chosen].slot));
   return chosen;
+}
+
+bool PrefixAware::keeps_session(const Candidate& home, std::span<const Candidate> candidates,
+                                std::int64_t now_ns) const noexcept {
+  if (session_load_factor_ <= 1.0) return true;  // session's bound off: pure hashing
+  const std::int64_t in_flight = home.state->in_flight.load(std::memory_order_relaxed);
+  LoadSample s;
+  s.sampled_ns = home.state->sampled_ns.load(std::memory_order_relaxed);
+  s.waiting = home.state->waiting.load(std::memory_order_relaxed);
+  const bool queued = s.sampled_ns != 0 && s.waiting > 0 && detail::sample_fresh(s, now_ns, stale_ms_);
+  if (!queued && in_flight < static_cast<std::int64_t>(session_min_capacity_)) return true;
+  std::int64_t total = 0;
+  for (const Candidate& c : candidates) total += std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed));
+  const auto fair = static_cast<std::int64_t>(
+      std::ceil(session_load_factor_ * static_cast<double>(total + 1) / static_cast<double>(candidates.size())));
+  const std::int64_t cap = queued ? fair : std::max<std::int64_t>(session_min_capacity_, fair);
+  return in_flight < cap;
 }
 
 }  // namespace policies

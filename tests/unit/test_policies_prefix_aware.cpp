@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "support/fleet.h"
+#include "vllm_router/config.h"
 #include "vllm_router/policies/prefix_aware.h"
 #include "vllm_router/policy.h"
 
@@ -85,7 +86,10 @@ TEST_CASE("prefix_aware: prompts sharing a long prefix stick to the endpoint tha
 
 TEST_CASE("prefix_aware: new prefix groups go to the least loaded, so groups spread") {
   PaFleet f(4);
-  PrefixAware p(opts());
+  PolicyOptions o = opts();
+  o.prefix_home_load_bound = 0;  // plain least loaded: exactly even (the default allows one more)
+  o.prefix_affinity_chars = 0;   // no homes: a group placed off its home would go back there
+  PrefixAware p(o);
   auto scratch = p.make_scratch(f.raw);
   Rng rng(3);
   std::map<std::size_t, std::set<int>> groups_on;
@@ -166,8 +170,11 @@ TEST_CASE("prefix_aware: the index never exceeds prefix_max_entries and forgets 
   f.states[home]->in_flight = 3;
   CHECK(pick(p, f, scratch.get(), recent, rng) == home);
   f.states[home]->in_flight = 0;
-  // ... the first one was forgotten: it goes wherever load says (all equal: spread at random).
-  PrefixAware fresh(opts(64, 100));
+  // ... the first one was forgotten: it goes wherever load says (all equal: spread at random;
+  // no home from the prompt's head, which would send it back to the same place by hashing).
+  PolicyOptions no_home = opts(64, 100);
+  no_home.prefix_affinity_chars = 0;
+  PrefixAware fresh(no_home);
   int same = 0;
   for (int rep = 0; rep < 40; ++rep) {
     auto s = fresh.make_scratch(f.raw);
@@ -205,7 +212,10 @@ TEST_CASE("prefix_aware: concurrent picks from several threads keep the index co
 TEST_CASE("prefix_aware: the index carries over to a new table, following endpoints by id") {
   const auto ids = testing::fleet_ids(4, "10.0.3");
   testing::TestFleet before(ids);
-  PrefixAware p(opts());
+  PolicyOptions o = opts();
+  o.prefix_home_load_bound = 0;  // exactly two groups per endpoint
+  o.prefix_affinity_chars = 0;   // the index alone (a home would take a group back once free)
+  PrefixAware p(o);
   auto scratch = p.make_scratch(before.raw);
   Rng rng(5);
   std::map<int, std::string> served_by;  // group -> endpoint id
@@ -333,4 +343,154 @@ TEST_CASE("prefix_aware: ties are broken by the session key, the same way in eve
     used.insert(x);
   }
   CHECK(used.size() == 4);
+}
+
+namespace {
+
+std::size_t pick_keyed(const PrefixAware& p, testing::TestFleet& f, PolicyScratch* scratch, std::string_view prompt,
+                       std::string_view user, Rng& rng, std::int64_t now_ns = 1) {
+  RequestView view;
+  view.prompt_prefix = prompt;
+  view.session_key = std::string(user);
+  PickContext ctx{view, rng, scratch, f.endpoints.size(), now_ns};
+  return p.pick(ctx, f.candidates);
+}
+
+}  // namespace
+
+TEST_CASE("prefix_aware: two router replicas send a cold prefix and a session to the same endpoint") {
+  // Two routers: each its own policy instance, index, in-flight counts and random stream, in
+  // front of the same four engines.
+  const auto ids = testing::fleet_ids(4, "10.0.5");
+  testing::TestFleet fa(ids), fb(ids);
+  PrefixAware a(opts()), b(opts());
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  Rng ra(1), rb(2);
+  std::set<std::size_t> used;
+  for (int g = 0; g < 32; ++g) {
+    CAPTURE(g);
+    const std::string group = text(static_cast<std::uint64_t>(600 + g), 2000);
+    // The group's first request reaches router A, its second router B (which never saw it).
+    const std::size_t x = pick(a, fa, sa.get(), group + text(1, 100), ra);
+    CHECK(pick(b, fb, sb.get(), group + text(2, 100), rb) == x);
+    used.insert(x);
+    // A conversation: turn 1 through A, turn 2 through B.
+    const std::string user = "conversation-" + std::to_string(g);
+    const std::string turn1 = text(static_cast<std::uint64_t>(700 + g), 900);
+    const std::size_t y = pick_keyed(a, fa, sa.get(), turn1, user, ra);
+    CHECK(pick_keyed(b, fb, sb.get(), turn1 + text(3, 400), user, rb) == y);
+  }
+  CHECK(used.size() == 4);  // homes spread over the engines
+}
+
+TEST_CASE("prefix_aware: a home is abandoned over its bound") {
+  PaFleet f(4);
+  Rng rng(9);
+  const std::string prompt = text(800, 1000);
+  SUBCASE("a home from the prompt's head: prefix_home_load_bound") {
+    PolicyOptions o1 = opts();
+    o1.prefix_home_load_bound = 1;
+    PrefixAware p(o1);
+    const std::size_t home = pick(p, f, p.make_scratch(f.raw).get(), prompt, rng);
+    f.states[home]->in_flight = 1;  // within the bound: still home (for every router)
+    CHECK(pick(p, f, p.make_scratch(f.raw).get(), prompt, rng) == home);
+    f.states[home]->in_flight = 2;  // over it: the least loaded
+    CHECK(pick(p, f, p.make_scratch(f.raw).get(), prompt, rng) != home);
+    PolicyOptions o = opts();
+    o.prefix_home_load_bound = 0;  // plain least loaded
+    PrefixAware strict(o);
+    f.states[home]->in_flight = 1;
+    CHECK(pick(strict, f, strict.make_scratch(f.raw).get(), prompt, rng) != home);
+    f.states[home]->in_flight = 0;
+    CHECK(pick(strict, f, strict.make_scratch(f.raw).get(), prompt, rng) == home);  // ties: the home
+  }
+  SUBCASE("a session's home: session's capacity bound") {
+    PrefixAware p(opts());  // session_min_capacity 16, session_load_factor 1.25
+    const std::size_t home = pick_keyed(p, f, p.make_scratch(f.raw).get(), prompt, "u", rng);
+    f.states[home]->in_flight = 15;  // below session_min_capacity: a session stays home
+    CHECK(pick_keyed(p, f, p.make_scratch(f.raw).get(), prompt, "u", rng) == home);
+    f.states[home]->in_flight = 16;  // at the floor and above 1.25 x the average
+    CHECK(pick_keyed(p, f, p.make_scratch(f.raw).get(), prompt, "u", rng) != home);
+    // The engine reports queued requests (a fresh scrape): full at its real batch size.
+    const std::int64_t now = 1000 * kMs;
+    f.states[home]->in_flight = 1;
+    f.states[home]->waiting = 2;
+    f.states[home]->sampled_ns = now - 100 * kMs;
+    CHECK(pick_keyed(p, f, p.make_scratch(f.raw).get(), prompt, "u", rng, now) != home);
+    f.states[home]->waiting = 0;
+    CHECK(pick_keyed(p, f, p.make_scratch(f.raw).get(), prompt, "u", rng, now) == home);
+  }
+}
+
+TEST_CASE("prefix_aware: requests with random heads still go to the least loaded") {
+  PaFleet f(4);
+  PrefixAware p(opts());  // default home bound: 0.5
+  auto scratch = p.make_scratch(f.raw);
+  Rng rng(10);
+  f.states[0]->in_flight = 2;
+  f.states[2]->in_flight = 3;
+  f.states[3]->in_flight = 2;
+  for (int q = 0; q < 100; ++q) {  // their homes are everywhere; only slot 1 is within the bound
+    CHECK(pick(p, f, scratch.get(), text(static_cast<std::uint64_t>(900 + q), 700), rng) == 1);
+  }
+  // Equal loads: spread by their homes.
+  for (auto& st : f.states) st->in_flight = 0;
+  std::map<std::size_t, int> counts;
+  for (int q = 0; q < 400; ++q) counts[pick(p, f, scratch.get(), text(static_cast<std::uint64_t>(2000 + q), 700), rng)]++;
+  REQUIRE(counts.size() == 4);
+  for (auto& [k, c] : counts) CHECK(c > 60);
+}
+
+TEST_CASE("prefix_aware: the home's options are read from policy_options and checked") {
+  const PolicyOptions defaults;
+  CHECK(defaults.prefix_affinity_chars == 256u);
+  CHECK(defaults.prefix_home_load_bound == doctest::Approx(0.5));
+  auto parsed = parse_router_config(R"({"policy_options": {"prefix_affinity_chars": 512, "prefix_home_load_bound": 0.5}})");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->policy_options.prefix_affinity_chars == 512u);
+  CHECK(parsed->policy_options.prefix_home_load_bound == doctest::Approx(0.5));
+  auto negative = parse_router_config(R"({"policy_options": {"prefix_home_load_bound": -1}})");
+  REQUIRE_FALSE(negative.ok());
+  CHECK(negative.error().param == "policy_options.prefix_home_load_bound");
+  auto bad = parse_router_config(R"({"policy_options": {"prefix_affinity_chars": "256"}})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().param == "policy_options.prefix_affinity_chars");
+}
+
+TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes, not on the tool prompt's engine") {
+  // 40 agents share a 4.5 KB tool prompt; their turns alternate between two routers (each its
+  // own index and in-flight counts). Following the tool prompt's match would herd them onto the
+  // engine that served it first; the session key keeps each on its home, in both routers.
+  const auto ids = testing::fleet_ids(4, "10.0.6");
+  testing::TestFleet fa(ids), fb(ids);
+  PrefixAware a(opts(256)), b(opts(256));
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  Rng ra(3), rb(4);
+  const std::string tools = text(998, 4500);
+  constexpr int kConversations = 40, kTurns = 6;
+  std::vector<std::set<std::size_t>> served(kConversations);
+  for (int turn = 0; turn < kTurns; ++turn) {
+    std::vector<std::pair<testing::TestFleet*, std::size_t>> running;
+    for (int c = 0; c < kConversations; ++c) {
+      const bool via_a = (c + turn) % 2 == 0;
+      auto& f = via_a ? fa : fb;
+      const std::size_t k = pick_keyed(via_a ? a : b, f, via_a ? sa.get() : sb.get(), conversation(tools, c, turn),
+                                       "agent-" + std::to_string(c), via_a ? ra : rb);
+      served[static_cast<std::size_t>(c)].insert(k);
+      f.states[k]->in_flight++;
+      running.emplace_back(&f, k);
+    }
+    for (auto& [f, k] : running) f->states[k]->in_flight--;
+  }
+  std::map<std::size_t, int> per_endpoint;
+  int sticky = 0;
+  for (const auto& s : served) {
+    sticky += s.size() == 1 ? 1 : 0;
+    for (std::size_t e : s) ++per_endpoint[e];
+  }
+  CHECK(sticky == kConversations);
+  REQUIRE(per_endpoint.size() == 4);
+  for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }

@@ -20,16 +20,28 @@ namespace policies {
 /// Each pool keeps an index chain-hash -> endpoints that recently served it: an LRU bounded by
 /// PolicyOptions::prefix_max_entries entries (oldest forgotten first; memory stays bounded).
 ///
-/// pick: the candidate with the longest matching chain wins (ties: lower load, then the session
-/// key by rendezvous hashing when the request has one, else random)
-/// unless
+/// pick: a request with a session key goes to its **home** (the key's rendezvous winner over
+/// all candidates: the same endpoint in every router process, no shared state) while `session`
+/// would keep it there: fewer than session_min_capacity in flight and no fresh scraped waiting
+/// requests, or under session_load_factor x the average in flight. A match elsewhere is then
+/// mostly a head shared with other sessions (a tool prompt); following it would herd sessions,
+/// worse with N routers each seeing a share of the load. Otherwise the candidate with the
+/// longest matching chain wins (among them: a keyed request's rendezvous winner, else the home
+/// of the prompt's head below when it is one of them, else the least loaded, ties by that
+/// home's key) unless
 ///   - the match covers less than kMinMatchRatio (a quarter) of the request's chunks (a shared
 ///     system prompt alone should not herd everyone onto one replica), or
-///   - the winner's load score exceeds the least-loaded candidate's by more than
-///     PolicyOptions::prefix_load_margin (in requests),
-/// in which case it picks like load_aware (the same tie rule). The chosen endpoint's chain is
-/// then recorded. With the session key deciding ties, a new conversation whose prompt matches
-/// only a shared head (a tool prompt) goes where `session` would keep it, not to a random one.
+///   - its load score exceeds the least-loaded candidate's by more than
+///     PolicyOptions::prefix_load_margin (in requests).
+/// Then (no usable match: a cold prefix, or a router replica that has not seen it) an unkeyed
+/// request goes to the rendezvous winner of the chain hash of its first
+/// PolicyOptions::prefix_affinity_chars characters while that home's load score is within
+/// PolicyOptions::prefix_home_load_bound of the least loaded's (a small bound: unrelated prompts
+/// still go where the load is least), else (and a keyed request whose home is full) to the least
+/// loaded, ties by the key. A prompt this router served elsewhere while its home was busy goes
+/// back home once the home is within prefix_load_margin (the other routers kept sending it
+/// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
+/// balancer send a prefix or a session where one router would.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
@@ -56,11 +68,18 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   static std::size_t index_size(const PolicyScratch* scratch);
 
  private:
+  // `session`'s bound: whether a session's home keeps a new request (fresh scraped waiting =
+  // full; else below session_min_capacity in flight or session_load_factor x the average).
+  bool keeps_session(const Candidate& home, std::span<const Candidate> candidates, std::int64_t now_ns) const noexcept;
   std::uint32_t chunk_chars_;
   std::uint32_t window_chars_;
   std::uint32_t max_entries_;
   double load_margin_;
   std::uint32_t stale_ms_;
+  std::uint32_t affinity_chars_;
+  double home_bound_;
+  double session_load_factor_;
+  std::uint32_t session_min_capacity_;
 };
 
 }  // namespace policies
