@@ -39,6 +39,7 @@ class CollectSink final : public BodySink {
 struct LoadScraper::Impl {
   Impl(const Router& r, std::shared_ptr<Transport> t, std::shared_ptr<const Clock> c, const PolicyOptions& o)
       : router(r), transport(std::move(t)), clock(std::move(c)), options(o), pool(kMaxParallel) {}
+  bool get(const Endpoint& endpoint, const char* path, std::string& body);
   bool scrape_endpoint(const Endpoint& endpoint, EndpointState& state);
   void list_lora_models(const Endpoint& endpoint);
 
@@ -60,7 +61,8 @@ LoadScraper::~LoadScraper() { stop(); }
 
 std::uint64_t LoadScraper::rounds() const noexcept { return impl_->rounds.load(std::memory_order_relaxed); }
 
-bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
+// GET `path` of `endpoint` into `body` within scrape_timeout_ms; false unless a whole 200.
+bool LoadScraper::Impl::get(const Endpoint& endpoint, const char* path, std::string& body) {
   if (!transport) return false;
   // A real deadline (not the injected clock): it bounds how long a dead endpoint holds the round.
   const auto deadline = std::chrono::steady_clock::now() +
@@ -70,16 +72,20 @@ bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState&
   };
   UpstreamRequest request;
   request.method = "GET";
-  request.path = "/metrics";
+  request.path = path;
   const Headers headers;
   request.headers = &headers;
   auto response = transport->send(endpoint, request, alive);
   if (!response) return false;
   auto& upstream = *response.value();
-  std::string body;
   CollectSink sink(body, deadline);
   const auto relayed = upstream.relay(sink);
-  if (upstream.status() != 200 || !relayed) return false;
+  return upstream.status() == 200 && relayed;
+}
+
+bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
+  std::string body;
+  if (!get(endpoint, "/metrics", body)) return false;
   detail::observe_lora_metrics(router, endpoint, body);  // no-op without a `lora` model
   const ScrapedLoad load = parse_vllm_load(body);
   if (load.waiting < 0 && load.running < 0) return false;  // not a vLLM /metrics
@@ -95,23 +101,9 @@ bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState&
 
 // LoRA-aware placement: the adapters an endpoint lists (GET /v1/models), for pools with `lora`.
 void LoadScraper::Impl::list_lora_models(const Endpoint& endpoint) {
-  if (!transport) return;
   const auto started = clock->now().time_since_epoch();
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(std::max<std::uint32_t>(1, options.scrape_timeout_ms));
-  const AliveCheck alive = [this, deadline] {
-    return !stopping.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline;
-  };
-  UpstreamRequest request;
-  request.method = "GET";
-  request.path = "/v1/models";
-  const Headers headers;
-  request.headers = &headers;
-  auto response = transport->send(endpoint, request, alive);
-  if (!response) return;
   std::string body;
-  CollectSink sink(body, deadline);
-  if (!response.value()->relay(sink) || response.value()->status() != 200) return;
+  if (!get(endpoint, "/v1/models", body)) return;
   detail::observe_lora_models(router, endpoint, body,
                               std::chrono::duration_cast<std::chrono::nanoseconds>(started).count());
 }

@@ -169,6 +169,20 @@ double exp_gap(Rng& r, double rate) {
   return -std::log(u) / rate;
 }
 
+// `total` one-turn sessions with Poisson arrivals at `rate`; turn(k) makes request k (drawing
+// from `r` after its arrival time, so every policy gets the same requests at the same times).
+template <typename MakeTurn>
+void single_turns(std::vector<Session>& out, Rng& r, int total, double rate, MakeTurn turn) {
+  double t = 0;
+  for (int k = 0; k < total; ++k) {
+    Session s;
+    t += exp_gap(r, rate);
+    s.start_s = t;
+    s.turns.push_back(turn(k));
+    out.push_back(std::move(s));
+  }
+}
+
 std::vector<Session> make_workload(const Args& a, double& rate_out) {
   Rng r(a.seed);
   std::vector<Session> out;
@@ -192,16 +206,11 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
       for (int k = 0; k < total; ++k)
         order.push_back(r.below(100) < 30 ? 0 : 1 + static_cast<int>(r.below(static_cast<std::uint64_t>(groups - 1))));
     }
-    double t = 0;
-    for (int k = 0; k < total; ++k) {
-      Session s;
-      t += exp_gap(r, rate);
-      s.start_s = t;
-      s.turns.push_back(Turn{chat_body({{"system", prefixes[static_cast<std::size_t>(order[k])]},
-                                        {"user", "question " + std::to_string(k) + " " + words(r, 400)}},
-                                       "", a.max_tokens)});
-      out.push_back(std::move(s));
-    }
+    single_turns(out, r, total, rate, [&](int k) {
+      return Turn{chat_body({{"system", prefixes[static_cast<std::size_t>(order[k])]},
+                             {"user", "question " + std::to_string(k) + " " + words(r, 400)}},
+                            "", a.max_tokens)};
+    });
   } else if (a.workload == "multiturn") {
     // Users hold conversations: each turn resends the whole history plus a new 300-token message.
     const int users = q ? 24 : 96;
@@ -272,16 +281,11 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
     const int total = q ? 48 : 480;
     const double rate = a.rate > 0 ? a.rate : 12.0;
     rate_out = rate;
-    double t = 0;
-    for (int k = 0; k < total; ++k) {
-      Session s;
-      t += exp_gap(r, rate);
-      s.start_s = t;
+    single_turns(out, r, total, rate, [&](int k) {
       const bool long_prompt = k % 2 == 0;
-      s.turns.push_back(Turn{chat_body({{"user", "mixed " + std::to_string(k) + " " + words(r, long_prompt ? 8000 : 400)}},
-                                       "", long_prompt ? 8 : 200)});
-      out.push_back(std::move(s));
-    }
+      return Turn{chat_body({{"user", "mixed " + std::to_string(k) + " " + words(r, long_prompt ? 8000 : 400)}}, "",
+                            long_prompt ? 8 : 200)};
+    });
   } else if (a.workload == "lora") {
     // Issue 14: short prompts, each naming one of `adapters` LoRA adapters; adapter k is chosen
     // with probability proportional to 1 / (k + 1)^zipf_s.
@@ -291,19 +295,13 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
     std::vector<double> cdf;
     double sum = 0;
     for (int k = 0; k < a.adapters; ++k) cdf.push_back(sum += 1.0 / std::pow(k + 1.0, a.zipf_s));
-    double t = 0;
-    for (int k = 0; k < total; ++k) {
-      Session s;
-      t += exp_gap(r, rate);
-      s.start_s = t;
+    single_turns(out, r, total, rate, [&](int k) {
       const double u = (static_cast<double>(r.next() >> 11) + 0.5) / 9007199254740992.0 * sum;
       const auto adapter = std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin();
-      s.turns.push_back(Turn{"{\"model\":\"lora-" + std::to_string(adapter) +
-                             "\",\"stream\":true,\"max_tokens\":" + std::to_string(a.max_tokens) +
-                             ",\"messages\":[{\"role\":\"user\",\"content\":\"request " + std::to_string(k) + " " +
-                             words(r, 400) + "\"}]}"});
-      out.push_back(std::move(s));
-    }
+      return Turn{"{\"model\":\"lora-" + std::to_string(adapter) + "\",\"stream\":true,\"max_tokens\":" +
+                  std::to_string(a.max_tokens) + ",\"messages\":[{\"role\":\"user\",\"content\":\"request " +
+                  std::to_string(k) + " " + words(r, 400) + "\"}]}"};
+    });
   } else {
     usage(("unknown workload " + a.workload).c_str());
   }

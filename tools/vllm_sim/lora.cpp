@@ -14,23 +14,11 @@
 #include <thread>
 
 #include "engine.h"
+#include "server.h"
 
 namespace vsim {
 
 namespace {
-
-std::string esc_label(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
 
 LoraRegistry::Answer error(int status, std::string_view type, std::string_view msg) {
   return {status, error_json(status, type, msg), true};
@@ -194,7 +182,7 @@ std::string LoraRegistry::gauge_text() const {
       "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
       "# TYPE vllm:lora_requests_info gauge\n"
       "vllm:lora_requests_info{{max_lora=\"{}\",running_lora_adapters=\"{}\",waiting_lora_adapters=\"{}\"}} {:.1f}\n",
-      max_lora_, esc_label(running), esc_label(waiting), static_cast<double>(std::time(nullptr)));
+      max_lora_, prom_escape(running), prom_escape(waiting), static_cast<double>(std::time(nullptr)));
 }
 
 std::string LoraRegistry::stats_json() const {

@@ -61,6 +61,19 @@ const char *fail_mode_name(FailMode m) {
   return "none";
 }
 
+std::string prom_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 namespace {
 
 // ------------------------------------------------------------------ shared state
@@ -164,19 +177,6 @@ void set_error(httplib::Response &res, int status, std::string_view type, std::s
 std::string lower(std::string s) {
   for (auto &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string prom_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
 }
 
 std::string json_str(std::string_view s) {

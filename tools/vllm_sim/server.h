@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lora.h"
@@ -50,6 +51,9 @@ struct Options {
 // Fail modes, also settable at runtime with POST /sim/fail.
 enum class FailMode { None, Error500, Error503, Drop, Slow, Hang };
 bool parse_fail_mode(const std::string &s, FailMode &out);
+
+/// A Prometheus label value escaped (backslash, quote, newline).
+std::string prom_escape(std::string_view s);
 const char *fail_mode_name(FailMode m);
 
 // Binds, prints "vllm-sim listening on http://HOST:PORT", serves until SIGTERM/SIGINT.
