@@ -81,6 +81,7 @@ struct Exchange::State {
     std::shared_ptr<const Snapshot> snapshot;  // keeps the endpoint, policy and model names
     char route_span[16];
     char span[16];
+    std::uint64_t route_span_bits = 0, span_bits = 0;  // the same ids as numbers
     bool ended = false;
     std::string error;
   };
@@ -93,6 +94,9 @@ struct Exchange::State {
     char span_id[16];        // the request's span
     char parent_id[16];      // the client's span (continued traces)
     char attempt_span[16];   // the current attempt's span: the parent id sent upstream
+    // the same ids as numbers (for the OTLP encoder: no hex parsing)
+    detail::TraceIdBits trace_bits;
+    std::uint64_t span_bits = 0, parent_bits = 0, attempt_span_bits = 0;
     std::string_view state;  // the client's tracestate (continued traces)
     std::int64_t start_unix_ns = 0;
     TimePoint route_started{};

@@ -34,13 +34,15 @@ void Exchange::State::start_trace() {
   if (tp) {
     std::copy(tp->trace_id.begin(), tp->trace_id.end(), trace.trace_id);
     std::copy(tp->parent_id.begin(), tp->parent_id.end(), trace.parent_id);
+    trace.trace_bits = {detail::hex16_value(trace.trace_id), detail::hex16_value(trace.trace_id + 16)};
+    trace.parent_bits = detail::hex16_value(trace.parent_id);
     trace.sampled = tp->sampled();
   } else {
     trace.state = {};  // it belongs to a trace we do not continue
-    detail::new_trace_id(trace.trace_id);
+    trace.trace_bits = detail::new_trace_id(trace.trace_id);
     trace.sampled = detail::ratio_sampled(trace.trace_id, options.sampling);
   }
-  detail::new_span_id(trace.span_id);
+  trace.span_bits = detail::new_span_id(trace.span_id);
   if (trace.sampled) {
     trace.start_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
@@ -53,7 +55,13 @@ void Exchange::State::trace_summary(ExchangeSummary& sum, TimePoint now, std::st
   Trace& t = trace;
   sum.trace_id = std::string_view(t.trace_id, 32);
   sum.span_id = std::string_view(t.span_id, 16);
-  if (t.continued) sum.parent_span_id = std::string_view(t.parent_id, 16);
+  sum.trace_id_high = t.trace_bits.high;
+  sum.trace_id_low = t.trace_bits.low;
+  sum.span_id_bits = t.span_bits;
+  if (t.continued) {
+    sum.parent_span_id = std::string_view(t.parent_id, 16);
+    sum.parent_span_id_bits = t.parent_bits;
+  }
   sum.trace_state = t.state;
   sum.sampled = t.sampled;
   if (!t.sampled) return;
@@ -63,7 +71,11 @@ void Exchange::State::trace_summary(ExchangeSummary& sum, TimePoint now, std::st
   for (TraceAttempt& a : t.attempts) {
     AttemptTrace v = a.facts;
     v.route_span_id = std::string_view(a.route_span, 16);
-    if (v.endpoint != nullptr) v.span_id = std::string_view(a.span, 16);
+    v.route_span_bits = a.route_span_bits;
+    if (v.endpoint != nullptr) {
+      v.span_id = std::string_view(a.span, 16);
+      v.span_bits = a.span_bits;
+    }
     v.error = a.error;
     t.views.push_back(v);
   }
@@ -82,7 +94,7 @@ void Exchange::State::trace_routing_failed(TimePoint now, std::string_view error
   if (!trace.routing) return;
   trace.routing = false;
   TraceAttempt& a = trace.attempts.emplace_back();
-  detail::new_span_id(a.route_span);
+  a.route_span_bits = detail::new_span_id(a.route_span);
   a.facts.route_start = trace.route_started - started;
   a.facts.route_end = a.facts.start = a.facts.end = now - started;
   if (view != nullptr) a.facts.model = view->model;  // the request's own copy
@@ -92,13 +104,14 @@ void Exchange::State::trace_routing_failed(TimePoint now, std::string_view error
 
 // The route was taken: a routing span and the attempt's span begin.
 void Exchange::State::trace_routed(TimePoint now) {
-  detail::new_span_id(trace.attempt_span);
+  trace.attempt_span_bits = detail::new_span_id(trace.attempt_span);
   if (!trace.sampled) return;
   trace.routing = false;
   const Route& r = *route;
   TraceAttempt& a = trace.attempts.emplace_back();
-  detail::new_span_id(a.route_span);
+  a.route_span_bits = detail::new_span_id(a.route_span);
   std::copy_n(trace.attempt_span, 16, a.span);
+  a.span_bits = trace.attempt_span_bits;
   a.snapshot = r.snapshot;
   AttemptTrace& f = a.facts;
   f.endpoint = &r.lease.endpoint();

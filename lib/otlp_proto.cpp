@@ -174,6 +174,21 @@ void hex_to_bytes(std::string_view hex, char* out) noexcept {
   }
 }
 
+// Eight bytes of an id, big-endian (the first hex digits first).
+void put_id(char* out, std::uint64_t bits) noexcept {
+  bits = __builtin_bswap64(bits);
+  std::memcpy(out, &bits, 8);
+}
+
+// A span id: `bits` (the number) when given, else its hex digits parsed.
+void id_bytes(std::uint64_t bits, std::string_view hex, char* out) noexcept {
+  if (bits != 0) {
+    put_id(out, bits);
+  } else {
+    hex_to_bytes(hex.substr(0, 16), out);
+  }
+}
+
 }  // namespace
 
 void ProtoWriter::hex_field(std::uint32_t field, std::string_view hex) {
@@ -426,7 +441,7 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
   const bool routed = c.endpoint != nullptr && c.span_id.size() == 16;
   const std::int64_t base = s.start_unix_ns;
   char id[8]{};
-  hex_to_bytes(c.route_span_id, id);
+  id_bytes(c.route_span_bits, c.route_span_id, id);
   const std::size_t mark = open_span(out, s, ids, std::string_view(id, 8), ids.request_id(), false, "route", "",
                                      span::kKindInternal,
                                      base + c.route_start.count(), base + c.route_end.count());
@@ -454,7 +469,7 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
   const std::int64_t base = s.start_unix_ns;
   // GenAI: "{gen_ai.operation.name} {gen_ai.request.model}"; else HTTP's "{method}".
   char id[8]{};
-  hex_to_bytes(c.span_id, id);
+  id_bytes(c.span_bits, c.span_id, id);
   const std::size_t mark =
       open_span(out, s, ids, std::string_view(id, 8), ids.request_id(), false, operation.empty() ? s.method : operation,
                 operation.empty() ? std::string_view() : c.model, span::kKindClient, base + c.start.count(),
@@ -498,10 +513,15 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
 
 std::size_t append_spans(ProtoWriter& out, const ExchangeSummary& s) {
   Ids ids;
-  hex_to_bytes(s.trace_id.substr(0, 32), ids.trace);
-  hex_to_bytes(s.span_id.substr(0, 16), ids.request);
+  if (s.trace_id_high != 0 || s.trace_id_low != 0) {
+    put_id(ids.trace, s.trace_id_high);
+    put_id(ids.trace + 8, s.trace_id_low);
+  } else {
+    hex_to_bytes(s.trace_id.substr(0, 32), ids.trace);
+  }
+  id_bytes(s.span_id_bits, s.span_id, ids.request);
   ids.has_parent = s.parent_span_id.size() == 16;
-  if (ids.has_parent) hex_to_bytes(s.parent_span_id, ids.parent);
+  if (ids.has_parent) id_bytes(s.parent_span_id_bits, s.parent_span_id, ids.parent);
   request_span(out, s, ids);
   const auto sent = [](const AttemptTrace& c) { return c.endpoint != nullptr && c.span_id.size() == 16; };
   const bool numbered = std::count_if(s.trace_attempts.begin(), s.trace_attempts.end(), sent) > 1;

@@ -14,8 +14,6 @@
 namespace vllm_router::detail {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
-
 int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -52,33 +50,50 @@ Rng& thread_generator() noexcept {
 
 std::uint64_t trace_random() noexcept { return thread_generator().next(); }
 
-void write_hex16(char* out, std::uint64_t v) noexcept {
-  static constexpr auto kPairs = [] {  // byte -> two hex digits
-    std::array<char, 512> t{};
-    for (int b = 0; b < 256; ++b) {
-      t[static_cast<std::size_t>(2 * b)] = kHex[b >> 4];
-      t[static_cast<std::size_t>(2 * b + 1)] = kHex[b & 15];
-    }
-    return t;
-  }();
-  for (int i = 7; i >= 0; --i) {
-    std::memcpy(out + 2 * i, &kPairs[2 * (v & 0xff)], 2);
-    v >>= 8;
-  }
+namespace {
+
+// The eight nibbles of `x` as eight hex digits, most significant first in memory (SWAR: no
+// table, no loop).
+std::uint64_t hex8(std::uint32_t x) noexcept {
+  std::uint64_t y = x;
+  y = (y | (y << 16)) & 0x0000FFFF0000FFFFull;
+  y = (y | (y << 8)) & 0x00FF00FF00FF00FFull;
+  y = (y | (y << 4)) & 0x0F0F0F0F0F0F0F0Full;  // byte k (from the low one) = nibble k
+  const std::uint64_t letter = ((y + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;  // nibble >= 10
+  y += 0x3030303030303030ull + letter * ('a' - '0' - 10);
+  return __builtin_bswap64(y);  // the most significant nibble first
 }
 
-void new_trace_id(char* out32) noexcept {
+}  // namespace
+
+void write_hex16(char* out, std::uint64_t v) noexcept {
+  const std::uint64_t hi = hex8(static_cast<std::uint32_t>(v >> 32));
+  const std::uint64_t lo = hex8(static_cast<std::uint32_t>(v));
+  std::memcpy(out, &hi, 8);
+  std::memcpy(out + 8, &lo, 8);
+}
+
+std::uint64_t hex16_value(const char* hex) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 16; ++i) v = (v << 4) | static_cast<std::uint64_t>(hex_value(hex[i]) & 15);
+  return v;
+}
+
+TraceIdBits new_trace_id(char* out32) noexcept {
   Rng& rng = thread_generator();
   std::uint64_t hi = rng.next();
   std::uint64_t lo = rng.next();
   if (hi == 0 && lo == 0) lo = 1;
   write_hex16(out32, hi);
   write_hex16(out32 + 16, lo);
+  return {hi, lo};
 }
 
-void new_span_id(char* out16) noexcept {
+std::uint64_t new_span_id(char* out16) noexcept {
   std::uint64_t v = thread_generator().next();
-  write_hex16(out16, v == 0 ? 1 : v);
+  if (v == 0) v = 1;
+  write_hex16(out16, v);
+  return v;
 }
 
 bool ratio_sampled(const char* trace_id32, double ratio) noexcept {

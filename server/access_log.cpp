@@ -1,4 +1,4 @@
-// Access log: records copied on the request's thread, formatted and written on the writer's.
+// Access log: lines formatted on the request's thread, written on the writer's.
 #include "access_log.h"
 
 #include <fcntl.h>
@@ -68,6 +68,42 @@ void AccessRecord::assign(const ExchangeSummary& s, std::int64_t now_unix_ms) {
 }
 
 namespace {
+
+// The facts of a line viewed in the summary (no copy): AccessLog::write formats from this.
+struct SummaryFacts {
+  std::int64_t unix_ms;
+  ExchangeEnd end;
+  int status;
+  unsigned attempts;
+  bool stream, tokens_estimated;
+  std::int64_t queue_us, ttfb_us, ttft_us, duration_us;
+  std::uint64_t prompt_tokens, completion_tokens, bytes_in, bytes_out;
+  std::string_view fields[AccessRecord::kFields];
+  std::size_t text_size = 0;  // the fields' bytes
+  SummaryFacts(const ExchangeSummary& s, std::int64_t now_unix_ms)
+      : unix_ms(now_unix_ms),
+        end(s.end),
+        status(s.status),
+        attempts(s.attempts),
+        stream(s.stream),
+        tokens_estimated(s.usage.estimated),
+        queue_us(micros(s.queue_wait)),
+        ttfb_us(micros(s.ttfb)),
+        ttft_us(micros(s.ttft)),
+        duration_us(micros(s.duration)),
+        prompt_tokens(s.usage.prompt),
+        completion_tokens(s.usage.completion),
+        bytes_in(s.bytes_in),
+        bytes_out(s.bytes),
+        fields{s.request_id, s.trace_id, s.client_address, s.key_id, s.requested_model, s.model, s.path,
+               s.endpoint != nullptr ? std::string_view(s.endpoint->id) : std::string_view{}, s.error} {
+    for (std::string_view& f : fields) {
+      f = f.substr(0, kMaxField);
+      text_size += f.size();
+    }
+  }
+  std::string_view field(AccessRecord::Field f) const { return fields[f]; }
+};
 
 // Bytes a logfmt value may hold unquoted: printable ASCII but space, '"', '=' and '\\'.
 constexpr auto kBare = [] {
@@ -182,9 +218,10 @@ struct SecondCache {
 
 namespace {
 
-// One line, text (logfmt) or JSON: the keys are constants of each instantiation.
-template <bool Json>
-char* format_line(char* out, const AccessRecord& r) {
+// One line, text (logfmt) or JSON: the keys are constants of each instantiation. `Facts`: an
+// AccessRecord or SummaryFacts.
+template <bool Json, class Facts>
+char* format_line(char* out, const Facts& r) {
   using F = AccessRecord::Field;
   thread_local SecondCache seconds;
   LineWriter w(out);
@@ -277,6 +314,25 @@ char* format_access_line(char* out, const AccessRecord& r, LogFormat format) {
   return format == LogFormat::json ? format_line<true>(out, r) : format_line<false>(out, r);
 }
 
+namespace {
+
+// The line of `s`, formatted into this thread's buffer (not zero-filled, kept: no allocation
+// once warm); valid until the thread's next line.
+std::string_view format_summary_line(const SummaryFacts& s, LogFormat format) {
+  thread_local std::unique_ptr<char[]> buffer;
+  thread_local std::size_t capacity = 0;
+  const std::size_t bound = 1024 + 6 * s.text_size;  // access_line_bound's
+  if (bound > capacity) {
+    capacity = std::max<std::size_t>(bound, 4096);
+    buffer.reset(new char[capacity]);
+  }
+  char* p = buffer.get();
+  char* end = format == LogFormat::json ? format_line<true>(p, s) : format_line<false>(p, s);
+  return {p, static_cast<std::size_t>(end - p)};
+}
+
+}  // namespace
+
 void format_access_line(std::string& out, const AccessRecord& r, LogFormat format) {
   const std::size_t at = out.size();
   out.resize(at + access_line_bound(r));
@@ -335,6 +391,9 @@ bool AccessLog::open_file() {
 void AccessLog::write(const ExchangeSummary& summary) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const std::int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
+  // Formatted here, outside the lock, straight from the summary (no record copied): the writer
+  // thread only writes. The thread's line buffer is kept (no allocation once warm).
+  const std::string_view line = format_summary_line(SummaryFacts(summary, unix_ms), options_.format);
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -343,8 +402,8 @@ void AccessLog::write(const ExchangeSummary& summary) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    if (b.used == b.records.size()) b.records.emplace_back();
-    b.records[b.used++].assign(summary, unix_ms);
+    b.bytes.append(line);
+    ++b.used;
     ++queued_;
     wake = b.used == wake_at_;  // else the writer comes at its interval: no wake-up per line
   }
@@ -367,9 +426,6 @@ void AccessLog::flush() {
 }
 
 void AccessLog::run() {
-  const LogFormat format = options_.format;
-  std::unique_ptr<char[]> out;  // the batch's lines (not zero-filled, kept between batches)
-  std::size_t out_capacity = 0;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     wake_.wait_for(lock, options_.flush_interval, [&] {
@@ -383,26 +439,16 @@ void AccessLog::run() {
     if (reopen_.exchange(false) && file_ && options_.path != "-") open_file();
     const std::size_t n = writing_.used;
     if (n != 0) {
-      std::size_t bound = 0;
-      for (std::size_t i = 0; i < n; ++i) bound += access_line_bound(writing_.records[i]);
-      if (bound > out_capacity) {
-        out_capacity = std::max(bound, 2 * out_capacity);
-        out.reset(new char[out_capacity]);
-      }
-      char* end = out.get();
-      for (std::size_t i = 0; i < n; ++i) end = format_access_line(end, writing_.records[i], format);
-      if (sink_(std::string_view(out.get(), static_cast<std::size_t>(end - out.get())))) {
+      if (sink_(writing_.bytes)) {
         written_.fetch_add(n, std::memory_order_relaxed);
       } else {
         dropped_.fetch_add(n, std::memory_order_relaxed);
       }
-      // A burst's buffer is not kept for ever: a few MB after a spike go back.
-      if (out_capacity > (1u << 22)) {
-        out.reset();
-        out_capacity = 0;
-      }
     }
     writing_.used = 0;
+    writing_.bytes.clear();
+    // A burst's buffer is not kept for ever: a few MB after a spike go back.
+    if (writing_.bytes.capacity() > (1u << 22)) std::string().swap(writing_.bytes);
     lock.lock();
     handled_ += n;
     drained_.notify_all();

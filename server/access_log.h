@@ -1,7 +1,8 @@
 // AccessLog: one line per finished request, written off the data path.
 //
-// A request's loop thread copies the summary's facts into a preallocated record (no allocation
-// once warm) under a short lock; a writer thread formats a batch of records and writes it. When
+// A request's loop thread formats its line straight from the summary into a buffer of its own
+// (no allocation once warm, no record copied) and appends it to the shared batch under a short
+// lock; a writer thread writes each batch with one system call (no write on the data path). When
 // the sink cannot keep up the buffer fills and further lines are dropped and counted: a request
 // never waits for the log. reopen() (SIGHUP, SIGUSR1) makes the writer reopen the file, for
 // log rotation.
@@ -86,8 +87,8 @@ class AccessLog {
 
  private:
   struct Buffer {
-    std::vector<AccessRecord> records;
-    std::size_t used = 0;
+    std::string bytes;     // the lines, formatted
+    std::size_t used = 0;  // lines in `bytes`
   };
   void run();
   bool open_file();  // on the writer thread or before it starts

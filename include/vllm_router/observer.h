@@ -92,6 +92,10 @@ struct AttemptTrace {
   /// Prefill/decode disaggregation: "prefill", "decode" or "colocated" (a fallback); empty for
   /// a model without a prefill pool.
   std::string_view leg;
+  /// The same span ids as numbers (the hex digits read big-endian), 0 when not given: the OTLP
+  /// encoder writes these without parsing the hex.
+  std::uint64_t route_span_bits = 0;
+  std::uint64_t span_bits = 0;
 };
 
 /// The facts of one finished client request. Views are valid during the call only.
@@ -104,6 +108,9 @@ struct ExchangeSummary {
   std::string_view span_id;          ///< the request's own span (16 hex digits) when traced
   std::string_view parent_span_id;   ///< the client's span (16 hex) when it sent a valid traceparent
   std::string_view trace_state;      ///< the client's `tracestate` when its trace was continued
+  /// The ids above as numbers (the hex digits read big-endian: trace_id's first 16 are
+  /// trace_id_high), 0 when not given (ids are never all zeros): encoders use them as they are.
+  std::uint64_t trace_id_high = 0, trace_id_low = 0, span_id_bits = 0, parent_span_id_bits = 0;
   bool sampled = false;              ///< the trace is recorded (exporters export only these)
   std::int64_t start_unix_ns = 0;    ///< wall-clock start (Unix nanoseconds) when sampled, else 0
   std::string_view method;           ///< the request's method

@@ -275,3 +275,38 @@ TEST_CASE("an access log that cannot be opened is a configuration error naming t
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.error().message.find("/nonexistent-dir/x/access.log") != std::string::npos);
 }
+
+TEST_CASE("AccessLog::write formats on the request's thread the same line as the record's") {
+  // write() formats from the summary (no AccessRecord); its lines match format_access_line's,
+  // field cuts and escaping included (the time aside: write() takes the clock's).
+  Endpoint ep;
+  ep.id = "http://10.0.0.1:8000";
+  ExchangeSummary odd = sample(ep);
+  const std::string long_model(1000, 'm');
+  odd.requested_model = long_model;  // cut at the bound
+  odd.request_id = "a b\"c\\d\n\xff";  // quoted and escaped
+  odd.end = ExchangeEnd::upstream_error;
+  odd.error = "upstream reset";
+  for (const LogFormat f : {LogFormat::text, LogFormat::json}) {
+    std::mutex m;
+    std::string got;
+    {
+      AccessLog log(AccessLogOptions{"", f, 16}, [&](std::string_view bytes) {
+        std::lock_guard<std::mutex> lock(m);
+        got.append(bytes);
+        return true;
+      });
+      log.write(sample(ep));
+      log.write(odd);
+      log.flush();
+      CHECK(log.written() == 2);
+    }
+    const auto after_time = [](const std::string& text) {
+      std::string out;
+      std::istringstream in(text);
+      for (std::string line; std::getline(in, line);) out += line.substr(line.find("level")) + "\n";
+      return out;
+    };
+    CHECK(after_time(got) == after_time(line_of(sample(ep), f) + line_of(odd, f)));
+  }
+}

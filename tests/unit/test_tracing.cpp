@@ -2,6 +2,7 @@
 // traceparent, summary facts), and the OTLP protobuf encoding (read back by a small decoder here).
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <set>
@@ -197,6 +198,8 @@ Span decode_span(std::string_view msg) {
   return s;
 }
 
+int id_bits_checked = 0;  // summaries check_id_bits saw
+
 // The spans append_spans wrote (ScopeSpans' field 2, one after another).
 std::vector<Span> decode_spans(std::string_view encoded) {
   std::vector<Span> out;
@@ -225,6 +228,29 @@ struct Trace {
   std::vector<const Span*> attempts() const { return of_kind(3); }
 };
 
+// The ids' numbers in the summary (what the encoder writes) are its hex ids, and encoding
+// from the hex alone (a summary from elsewhere: numbers 0) gives the same bytes.
+void check_id_bits(const ExchangeSummary& s, std::string_view encoded) {
+  REQUIRE(s.trace_id.size() == 32);
+  CHECK(s.trace_id_high == detail::hex16_value(s.trace_id.data()));
+  CHECK(s.trace_id_low == detail::hex16_value(s.trace_id.data() + 16));
+  CHECK(s.span_id_bits == detail::hex16_value(s.span_id.data()));
+  CHECK(s.parent_span_id_bits == (s.parent_span_id.empty() ? 0 : detail::hex16_value(s.parent_span_id.data())));
+  ExchangeSummary hex = s;
+  hex.trace_id_high = hex.trace_id_low = hex.span_id_bits = hex.parent_span_id_bits = 0;
+  std::vector<AttemptTrace> attempts(s.trace_attempts.begin(), s.trace_attempts.end());
+  for (AttemptTrace& a : attempts) {
+    CHECK(a.route_span_bits == detail::hex16_value(a.route_span_id.data()));
+    CHECK(a.span_bits == (a.span_id.empty() ? 0 : detail::hex16_value(a.span_id.data())));
+    a.route_span_bits = a.span_bits = 0;
+  }
+  hex.trace_attempts = attempts;
+  detail::ProtoWriter out;
+  detail::append_spans(out, hex);
+  CHECK(out.view() == encoded);
+  ++id_bits_checked;
+}
+
 // Keeps every summary's spans, encoded and decoded (views die with the call).
 struct TraceLog final : Observer {
   std::vector<Trace> traces;
@@ -236,6 +262,7 @@ struct TraceLog final : Observer {
       detail::ProtoWriter out;
       t.encoded_count = detail::append_spans(out, s);
       t.spans = decode_spans(out.view());
+      check_id_bits(s, out.view());
     }
     traces.push_back(std::move(t));
   }
@@ -762,4 +789,44 @@ TEST_CASE("span and trace ids as hex") {
   CHECK(std::string_view(hex, 16) == "0123456789abcdef");
   detail::write_hex16(hex, 0);
   CHECK(std::string_view(hex, 16) == "0000000000000000");
+}
+
+TEST_CASE("span and trace ids as hex: every value, both ways") {
+  std::uint64_t v = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < 2000; ++i) {
+    v = v * 6364136223846793005ull + 1442695040888963407ull;
+    const std::uint64_t x = i < 16 ? (std::uint64_t{0xF} << (4 * i)) : v;  // each nibble alone, then random
+    char hex[16];
+    detail::write_hex16(hex, x);
+    char want[17];
+    std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(x));
+    REQUIRE(std::string_view(hex, 16) == std::string_view(want, 16));
+    REQUIRE(detail::hex16_value(hex) == x);
+  }
+  char trace[32];
+  const detail::TraceIdBits bits = detail::new_trace_id(trace);
+  CHECK(bits.high == detail::hex16_value(trace));
+  CHECK(bits.low == detail::hex16_value(trace + 16));
+  char span[16];
+  const std::uint64_t id = detail::new_span_id(span);
+  CHECK(id == detail::hex16_value(span));
+}
+
+TEST_CASE("OTLP ids: the exchange's id numbers encode byte-exact as its hex ids") {
+  const int before = id_bits_checked;
+  {
+    Fixture f(true);  // a new trace
+    f.start();
+    f.answer();
+  }
+  {
+    Fixture f(true);  // a continued one, with a retry
+    f.headers = {{"traceparent", kSampled}};
+    f.host.connects = {ExchangeHost::Connect::failed, ExchangeHost::Connect::connected};
+    f.start();
+    f.answer();
+    REQUIRE(f.trace().spans.size() == 5);
+    CHECK(f.trace().request().parent_id == kParent);
+  }
+  CHECK(id_bits_checked == before + 2);
 }
