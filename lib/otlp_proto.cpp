@@ -176,7 +176,7 @@ void hex_to_bytes(std::string_view hex, char* out) noexcept {
 
 // Eight bytes of an id, big-endian (the first hex digits first).
 void put_id(char* out, std::uint64_t bits) noexcept {
-  bits = __builtin_bswap64(bits);
+  if constexpr (std::endian::native == std::endian::little) bits = __builtin_bswap64(bits);
   std::memcpy(out, &bits, 8);
 }
 
