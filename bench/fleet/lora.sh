@@ -26,21 +26,11 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-VLLM_SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
-log() { printf '[lora %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf 'bench/fleet/lora.sh: %s\n' "$*" >&2; exit 1; }
-[[ -x "$VLLM_SIM" ]] || die "vllm-sim not found at $VLLM_SIM (build the project first)"
-TMP=$(mktemp -d /tmp/vllm-lora.XXXXXX)
-cp "$VLLM_SIM" "$TMP/vllm-sim" && VLLM_SIM="$TMP/vllm-sim"
-if [[ -z "${FLEET_BENCH:-}" ]]; then  # compiled against a private copy of build/lib (see run.sh)
-  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib"
-  mkdir -p "$TMP/lib"
-  cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
-  FLEET_BENCH="$TMP/fleet_bench"
-  log "building fleet_bench against a copy of build/lib"
-  g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
-    -L"$TMP/lib" -lvllm_router -Wl,-rpath,"$TMP/lib" -pthread || die "could not build fleet_bench"
-fi
+FLEET_NAME=lora
+FLEET_SCRIPT=lora.sh
+# shellcheck source=bench/fleet/common.sh
+source "$ROOT/bench/fleet/common.sh"
+build_fleet_bench
 
 N=4
 LOAD_MS=${LORA_LOAD_MS:-300}
@@ -58,19 +48,10 @@ trap 'stop_sims; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
 start_sims() {
-  local i out line urls=()
+  local i urls=()
   for i in $(seq 1 "$N"); do
-    out="$TMP/sim$i.out"
-    "$VLLM_SIM" --port 0 --id "engine-$i" "${SIM_ARGS[@]}" >"$out" 2>"$TMP/sim$i.err" &
-    PIDS+=($!)
-    line=""
-    for _ in $(seq 200); do
-      line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
-      [[ -n "$line" ]] && break
-      sleep 0.025
-    done
-    [[ -n "$line" ]] || die "vllm-sim $i did not start"
-    urls+=("${line##*listening on }")
+    start_sim "engine-$i" "${SIM_ARGS[@]}"
+    urls+=("$URL")
   done
   SIMS=$(IFS=,; echo "${urls[*]}")
 }

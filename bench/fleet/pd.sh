@@ -33,22 +33,11 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-VLLM_SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
-log() { printf '[pd %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf 'bench/fleet/pd.sh: %s\n' "$*" >&2; exit 1; }
-
-[[ -x "$VLLM_SIM" ]] || die "vllm-sim not found at $VLLM_SIM (build the project first)"
-TMP=$(mktemp -d /tmp/vllm-pd.XXXXXX)
-cp "$VLLM_SIM" "$TMP/vllm-sim" && VLLM_SIM="$TMP/vllm-sim"
-if [[ -z "${FLEET_BENCH:-}" ]]; then
-  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
-  mkdir -p "$TMP/lib"
-  cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
-  FLEET_BENCH="$TMP/fleet_bench"
-  log "building fleet_bench against a copy of build/lib"
-  g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
-    -L"$TMP/lib" -lvllm_router -Wl,-rpath,"$TMP/lib" -pthread || die "could not build fleet_bench"
-fi
+FLEET_NAME=pd
+FLEET_SCRIPT=pd.sh
+# shellcheck source=bench/fleet/common.sh
+source "$ROOT/bench/fleet/common.sh"
+build_fleet_bench
 
 if (( QUICK )); then QUICK_ARG=--quick; RUN_LIMIT=40; else QUICK_ARG=""; RUN_LIMIT=150; fi
 MAX_NUM_SEQS=16
@@ -71,20 +60,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_engine NAME ROLE: prints the engine's URL.
-start_engine() {
-  local out="$TMP/$1.out"
-  "$VLLM_SIM" --port 0 --id "$1" --kv-role "$2" "${SIM_ARGS[@]}" >"$out" 2>"$TMP/$1.err" &
-  PIDS+=($!)
-  local line="" _
-  for _ in $(seq 200); do
-    line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
-    [[ -n "$line" ]] && break
-    sleep 0.025
-  done
-  [[ -n "$line" ]] || die "vllm-sim $1 did not start: $(tail -2 "$TMP/$1.err")"
-  URL="${line##*listening on }"
-}
+# start_engine NAME ROLE: its URL into URL.
+start_engine() { start_sim "$1" --kv-role "$2" "${SIM_ARGS[@]}"; }
 
 RESULTS="$TMP/results.jsonl"
 : >"$RESULTS"

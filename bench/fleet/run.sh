@@ -38,36 +38,19 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-VLLM_SIM=${VLLM_SIM:-$ROOT/build/tools/vllm-sim}
-log() { printf '[fleet %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { printf 'bench/fleet/run.sh: %s\n' "$*" >&2; exit 1; }
-
-[[ -x "$VLLM_SIM" ]] || die "vllm-sim not found at $VLLM_SIM (build the project: cmake -S . -B build && cmake --build build -j2)"
-TMP=$(mktemp -d /tmp/vllm-fleet.XXXXXX)
-# The driver links the library. Unless FLEET_BENCH names a binary, it is compiled here against a
-# private copy of build/lib (and of the sim), so a rebuild of the tree during the run (another
-# developer, CI) cannot swap them under the running benchmark.
-cp "$VLLM_SIM" "$TMP/vllm-sim" && VLLM_SIM="$TMP/vllm-sim"
+FLEET_NAME=fleet
+FLEET_SCRIPT=run.sh
+# shellcheck source=bench/fleet/common.sh
+source "$ROOT/bench/fleet/common.sh"
 MAX_ROUTERS=0
 for r in $ROUTERS; do (( r > MAX_ROUTERS )) && MAX_ROUTERS=$r; done
 if (( MAX_ROUTERS > 0 )); then
   VLLM_ROUTER_BIN=${VLLM_ROUTER:-$ROOT/build/server/vllm-router}
   [[ -x "$VLLM_ROUTER_BIN" ]] || die "vllm-router not found at $VLLM_ROUTER_BIN (build the project first)"
-  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
-  mkdir -p "$TMP/lib"
-  cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
+  copy_library
   cp "$VLLM_ROUTER_BIN" "$TMP/vllm-router" && VLLM_ROUTER_BIN="$TMP/vllm-router"
 fi
-if [[ -z "${FLEET_BENCH:-}" ]]; then
-  [[ -e "$ROOT/build/lib/libvllm_router.so" ]] || die "no built library in build/lib (build the project first)"
-  mkdir -p "$TMP/lib"
-  [[ -e "$TMP/lib/libvllm_router.so" ]] || cp -a "$ROOT"/build/lib/libvllm_router.so* "$TMP/lib/"
-  FLEET_BENCH="$TMP/fleet_bench"
-  log "building fleet_bench against a copy of build/lib"
-  g++ -std=c++20 -O2 -I"$ROOT/include" "$ROOT/bench/fleet/fleet_bench.cpp" -o "$FLEET_BENCH" \
-    -L"$TMP/lib" -lvllm_router -Wl,-rpath,"$TMP/lib" -pthread || die "could not build fleet_bench"
-fi
-[[ -x "$FLEET_BENCH" ]] || die "fleet_bench not found at $FLEET_BENCH"
+build_fleet_bench
 
 # ---- the fleet -------------------------------------------------------------------------------
 if (( QUICK )); then
@@ -101,17 +84,8 @@ trap 'exit 130' INT TERM
 
 URLS=()
 for i in $(seq 1 "$N"); do
-  out="$TMP/sim$i.out"
-  "$VLLM_SIM" --port 0 --id "engine-$i" "${SIM_ARGS[@]}" >"$out" 2>"$TMP/sim$i.err" &
-  PIDS+=($!)
-  line=""
-  for _ in $(seq 200); do
-    line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
-    [[ -n "$line" ]] && break
-    sleep 0.025
-  done
-  [[ -n "$line" ]] || die "vllm-sim $i did not start: $(tail -2 "$TMP/sim$i.err")"
-  URLS+=("${line##*listening on }")
+  start_sim "engine-$i" "${SIM_ARGS[@]}"
+  URLS+=("$URL")
 done
 SIMS=$(IFS=,; echo "${URLS[*]}")
 log "$N engines: ${SIM_ARGS[*]}"
@@ -119,7 +93,7 @@ log "$N engines: ${SIM_ARGS[*]}"
 # $2 vllm-router processes with policy $1 (NAME or NAME@VALUE) in front of the engines; sets
 # ROUTER_URLS. Each must announce its port and answer /ready within 10 s.
 start_routers() {
-  local policy=${1%@*} value="" extra="" cfg="$TMP/router.json" i out line ok count=$2
+  local policy=${1%@*} value="" extra="" cfg="$TMP/router.json" i out ok count=$2
   [[ "$1" == *@* ]] && value=${1#*@}
   if [[ -n "$value" ]]; then
     case "$policy" in
@@ -141,14 +115,8 @@ JSON
     LD_LIBRARY_PATH="$TMP/lib" "$VLLM_ROUTER_BIN" --config "$cfg" --host 127.0.0.1 --port 0 \
       >"$out" 2>"$TMP/router$i.err" </dev/null &
     ROUTER_PIDS+=($!)
-    line=""
-    for _ in $(seq 400); do
-      line=$(grep -m1 'listening on http://' "$out" 2>/dev/null || true)
-      [[ -n "$line" ]] && break
-      sleep 0.025
-    done
-    [[ -n "$line" ]] || { log "vllm-router $i did not start: $(tail -2 "$TMP/router$i.err")"; return 1; }
-    ROUTER_URLS+=("${line##*listening on }")
+    wait_listening "$out" 400 || { log "vllm-router $i did not start: $(tail -2 "$TMP/router$i.err")"; return 1; }
+    ROUTER_URLS+=("$LISTEN_URL")
   done
   for url in "${ROUTER_URLS[@]}"; do
     ok=0
