@@ -38,23 +38,28 @@ class StateSlab {
   std::size_t left_;  // states still expected in this build
 };
 
+// Calls `f` with every endpoint `config` lists: each model's own and its prefill pool's.
+template <class F>
+void for_each_endpoint_config(const RouterConfig& config, F f) {
+  for (const ModelConfig& mc : config.models) {
+    for (const EndpointConfig& ec : mc.endpoints) f(ec);
+    if (mc.prefill) {
+      for (const EndpointConfig& ec : mc.prefill->endpoints) f(ec);
+    }
+  }
+}
+
 // Distinct endpoint ids in `config` that have no live state yet (URLs that do not parse are
 // left to the build, which rejects them).
 std::size_t count_new_endpoints(const RouterConfig& config,
                                 const std::unordered_map<std::string, std::shared_ptr<EndpointState>>& states) {
   std::unordered_set<std::string> added;
-  const auto count = [&](const std::vector<EndpointConfig>& endpoints) {
-    for (const EndpointConfig& ec : endpoints) {
-      auto url = parse_url(ec.url);
-      if (!url) continue;
-      std::string id = endpoint_id(url.value());
-      if (states.find(id) == states.end()) added.insert(std::move(id));
-    }
-  };
-  for (const ModelConfig& mc : config.models) {
-    count(mc.endpoints);
-    if (mc.prefill) count(mc.prefill->endpoints);
-  }
+  for_each_endpoint_config(config, [&](const EndpointConfig& ec) {
+    auto url = parse_url(ec.url);
+    if (!url) return;
+    std::string id = endpoint_id(url.value());
+    if (states.find(id) == states.end()) added.insert(std::move(id));
+  });
   return added.size();
 }
 
@@ -129,12 +134,7 @@ Result<std::shared_ptr<const detail::TlsContext>> Router::Impl::prepare_upstream
     if (tls_context && tls == tls_config) return tls_context;  // unchanged: keep it
   }
   bool https = !tls.ca_file.empty();
-  for (const ModelConfig& model : config.models) {
-    for (const EndpointConfig& endpoint : model.endpoints) https = https || endpoint.url.rfind("https://", 0) == 0;
-    if (model.prefill) {
-      for (const EndpointConfig& endpoint : model.prefill->endpoints) https = https || endpoint.url.rfind("https://", 0) == 0;
-    }
-  }
+  for_each_endpoint_config(config, [&](const EndpointConfig& ec) { https = https || ec.url.rfind("https://", 0) == 0; });
   if (!https) return std::shared_ptr<const detail::TlsContext>();  // made at first use, if ever
   return detail::TlsContext::client(tls.ca_file, !tls.insecure_skip_verify);
 }
