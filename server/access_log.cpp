@@ -41,33 +41,10 @@ bool write_all(int fd, std::string_view bytes) {
 
 }  // namespace
 
-void AccessRecord::assign(const ExchangeSummary& s, std::int64_t now_unix_ms) {
-  unix_ms = now_unix_ms;
-  end = s.end;
-  status = s.status;
-  attempts = s.attempts;
-  stream = s.stream;
-  tokens_estimated = s.usage.estimated;
-  queue_us = micros(s.queue_wait);
-  ttfb_us = micros(s.ttfb);
-  ttft_us = micros(s.ttft);
-  duration_us = micros(s.duration);
-  prompt_tokens = s.usage.prompt;
-  completion_tokens = s.usage.completion;
-  bytes_in = s.bytes_in;
-  bytes_out = s.bytes;
-  text.clear();  // keeps its capacity: no allocation once warm
-  const std::string_view replica = s.endpoint != nullptr ? std::string_view(s.endpoint->id) : std::string_view{};
-  const std::string_view fields[kFields] = {s.request_id,      s.trace_id, s.client_address, s.key_id, s.requested_model,
-                                            s.model,           s.path,     replica,          s.error};
-  for (int f = 0; f < kFields; ++f) {
-    offset[f] = static_cast<std::uint32_t>(text.size());
-    text.append(fields[f].substr(0, kMaxField));
-  }
-  offset[kFields] = static_cast<std::uint32_t>(text.size());
-}
-
 namespace {
+
+// The string fields of a line, in order.
+enum Field { request_id, trace_id, client, key_id, requested_model, model, path, upstream, error, kFields };
 
 // The facts of a line viewed in the summary (no copy): AccessLog::write formats from this.
 struct SummaryFacts {
@@ -78,7 +55,7 @@ struct SummaryFacts {
   bool stream, tokens_estimated;
   std::int64_t queue_us, ttfb_us, ttft_us, duration_us;
   std::uint64_t prompt_tokens, completion_tokens, bytes_in, bytes_out;
-  std::string_view fields[AccessRecord::kFields];
+  std::string_view fields[kFields];
   std::size_t text_size = 0;  // the fields' bytes
   SummaryFacts(const ExchangeSummary& s, std::int64_t now_unix_ms)
       : unix_ms(now_unix_ms),
@@ -102,7 +79,7 @@ struct SummaryFacts {
       text_size += f.size();
     }
   }
-  std::string_view field(AccessRecord::Field f) const { return fields[f]; }
+  std::string_view field(Field f) const { return fields[f]; }
 };
 
 // Bytes a logfmt value may hold unquoted: printable ASCII but space, '"', '=' and '\\'.
@@ -218,11 +195,10 @@ struct SecondCache {
 
 namespace {
 
-// One line, text (logfmt) or JSON: the keys are constants of each instantiation. `Facts`: an
-// AccessRecord or SummaryFacts.
-template <bool Json, class Facts>
-char* format_line(char* out, const Facts& r) {
-  using F = AccessRecord::Field;
+// One line, text (logfmt) or JSON: the keys are constants of each instantiation.
+template <bool Json>
+char* format_line(char* out, const SummaryFacts& r) {
+  using F = Field;
   thread_local SecondCache seconds;
   LineWriter w(out);
   auto str = [&](F f) {
@@ -307,13 +283,6 @@ char* format_line(char* out, const Facts& r) {
 
 }  // namespace
 
-// Fixed text, quotes and numbers stay under 720 bytes; an escaped string byte takes at most 6.
-std::size_t access_line_bound(const AccessRecord& r) noexcept { return 1024 + 6 * r.text.size(); }
-
-char* format_access_line(char* out, const AccessRecord& r, LogFormat format) {
-  return format == LogFormat::json ? format_line<true>(out, r) : format_line<false>(out, r);
-}
-
 namespace {
 
 // The line of `s`, formatted into this thread's buffer (not zero-filled, kept: no allocation
@@ -321,7 +290,8 @@ namespace {
 std::string_view format_summary_line(const SummaryFacts& s, LogFormat format) {
   thread_local std::unique_ptr<char[]> buffer;
   thread_local std::size_t capacity = 0;
-  const std::size_t bound = 1024 + 6 * s.text_size;  // access_line_bound's
+  // Fixed text, quotes and numbers stay under 720 bytes; an escaped string byte takes at most 6.
+  const std::size_t bound = 1024 + 6 * s.text_size;
   if (bound > capacity) {
     capacity = std::max<std::size_t>(bound, 4096);
     buffer.reset(new char[capacity]);
@@ -333,11 +303,8 @@ std::string_view format_summary_line(const SummaryFacts& s, LogFormat format) {
 
 }  // namespace
 
-void format_access_line(std::string& out, const AccessRecord& r, LogFormat format) {
-  const std::size_t at = out.size();
-  out.resize(at + access_line_bound(r));
-  char* end = format_access_line(out.data() + at, r, format);
-  out.resize(static_cast<std::size_t>(end - out.data()));
+void format_access_line(std::string& out, const ExchangeSummary& s, std::int64_t unix_ms, LogFormat format) {
+  out.append(format_summary_line(SummaryFacts(s, unix_ms), format));
 }
 
 Result<std::unique_ptr<AccessLog>> AccessLog::open(AccessLogOptions options) {

@@ -35,29 +35,9 @@ struct AccessLogOptions {
   std::chrono::milliseconds flush_interval{100};
 };
 
-/// The facts of one line, formatted by format_access_line (exposed for tests).
-struct AccessRecord {
-  std::int64_t unix_ms = 0;  ///< when the request ended
-  ExchangeEnd end = ExchangeEnd::ok;
-  int status = 0;
-  unsigned attempts = 0;
-  bool stream = false;
-  bool tokens_estimated = false;
-  std::int64_t queue_us = 0, ttfb_us = 0, ttft_us = 0, duration_us = 0;
-  std::uint64_t prompt_tokens = 0, completion_tokens = 0, bytes_in = 0, bytes_out = 0;
-  // The strings, one after another in `text`; each field is [offset, offset + length).
-  enum Field { request_id, trace_id, client, key_id, requested_model, model, path, upstream, error, kFields };
-  std::string text;
-  std::uint32_t offset[kFields + 1] = {};
-  std::string_view field(Field f) const { return std::string_view(text).substr(offset[f], offset[f + 1] - offset[f]); }
-  void assign(const ExchangeSummary& s, std::int64_t unix_ms);
-};
-
-/// Appends one line (with its newline) for `r` to `out`.
-void format_access_line(std::string& out, const AccessRecord& r, LogFormat format);
-/// The same into memory of at least access_line_bound(r) bytes; returns the end of the line.
-char* format_access_line(char* out, const AccessRecord& r, LogFormat format);
-std::size_t access_line_bound(const AccessRecord& r) noexcept;
+/// Appends the line (with its newline) AccessLog::write queues for `s` ended at `unix_ms`, in
+/// `format` (exposed for tests).
+void format_access_line(std::string& out, const ExchangeSummary& s, std::int64_t unix_ms, LogFormat format);
 
 class AccessLog {
  public:

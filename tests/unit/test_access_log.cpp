@@ -47,10 +47,8 @@ ExchangeSummary sample(const Endpoint& ep) {
 }
 
 std::string line_of(const ExchangeSummary& s, LogFormat f, std::int64_t ms = 1765015200123) {
-  AccessRecord r;
-  r.assign(s, ms);
   std::string out;
-  format_access_line(out, r, f);
+  format_access_line(out, s, ms, f);
   return out;
 }
 
@@ -276,8 +274,8 @@ TEST_CASE("an access log that cannot be opened is a configuration error naming t
   CHECK(opened.error().message.find("/nonexistent-dir/x/access.log") != std::string::npos);
 }
 
-TEST_CASE("AccessLog::write formats on the request's thread the same line as the record's") {
-  // write() formats from the summary (no AccessRecord); its lines match format_access_line's,
+TEST_CASE("AccessLog::write queues the lines format_access_line makes, in order") {
+  // write() formats on the request's thread; its lines match format_access_line's,
   // field cuts and escaping included (the time aside: write() takes the clock's).
   Endpoint ep;
   ep.id = "http://10.0.0.1:8000";
