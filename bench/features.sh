@@ -13,7 +13,9 @@
 #            load, local limiter (issue 12: keys >= 0.95 x off)
 #   redis    the same with the counts in a local redis-server
 #   observe  access log to a file, tracing with sampling 1.0 to a local OTLP receiver, /metrics
-#            scraped every second (issue 13: observe >= 0.95 x off)
+#            scraped every second over one kept-alive connection (issue 13: observe >= 0.95 x off)
+#   access   the access log alone; tracing: tracing alone; scrape: /metrics scraped alone
+#            (observe's parts, to see where its cost goes)
 # On a shared machine run it under a real-time priority, which every process it starts inherits
 # (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
 #   CASES="off observe" chrt -r 10 bench/features.sh 10 4
@@ -71,6 +73,19 @@ class H(http.server.BaseHTTPRequestHandler):
 s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 print("listening on http://127.0.0.1:%d" % s.server_port, flush=True)
 s.serve_forever()
+PY
+# A scraper like Prometheus': one kept-alive connection, GET /metrics every second (a curl per
+# scrape costs a process start, ~1 % of this machine, which no real scraper pays).
+cat >"$TMP/scrape.py" <<'PY'
+import http.client, sys, time
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+while True:
+    time.sleep(1)
+    try:
+        conn.request("GET", "/metrics")
+        conn.getresponse().read()
+    except Exception:
+        conn.close()
 PY
 # OTLP_SINK=nginx: an nginx that reads and discards the exports (a collector costs its own CPU:
 # on this 2-core machine a python receiver competes with the router; a real one runs elsewhere).
@@ -130,10 +145,13 @@ run_case() {  # run_case NAME -> requests/s
     redis) start_router redis --keys-file "$TMP/keys.json" --rate-limit-redis "127.0.0.1:$redis_port" ;;
     observe) start_router observe --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
       --otlp-sampling 1.0 ;;
+    access) start_router access --access-log "$TMP/access.log" ;;
+    tracing) start_router tracing --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0 ;;
+    scrape) start_router scrape ;;
   esac
   local scraper=""
-  if [[ $1 == observe ]]; then
-    (while sleep 1; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; done) &
+  if [[ $1 == observe || $1 == scrape ]]; then
+    python3 "$TMP/scrape.py" "$port" &
     scraper=$!
   fi
   wrk -t1 -c64 -d1s -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >/dev/null 2>&1
