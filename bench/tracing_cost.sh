@@ -10,7 +10,8 @@
 # Cases: off (no --otlp-endpoint), on (--otlp-endpoint to a local receiver that answers 200,
 # sampling 1.0, every request traced: no client traceparent), tenth (sampling 0.1), unsampled
 # (sampling 0: trace context and propagation only), base (BASE_ROUTER=path: another build
-# without the flag, e.g. the commit before tracing). Needs valgrind, python3,
+# without the flag, e.g. the commit before tracing), access (the access log to a file, no
+# tracing), observe (access log and tracing at 1.0). Needs valgrind, python3,
 # build/server/vllm-router and build/tools/vllm-sim.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -81,6 +82,8 @@ instructions() {  # instructions CASE N -> total Ir of the router
     on) args=(--otlp-endpoint "http://127.0.0.1:$receiver_port") ;;
     unsampled) args=(--otlp-endpoint "http://127.0.0.1:$receiver_port" --otlp-sampling 0) ;;
     tenth) args=(--otlp-endpoint "http://127.0.0.1:$receiver_port" --otlp-sampling 0.1) ;;
+    access) args=(--access-log "$TMP/access.log") ;;
+    observe) args=(--access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$receiver_port") ;;
     base) router=${BASE_ROUTER:?set BASE_ROUTER to the other build}; ;;
   esac
   local out="$TMP/cg.$1.$2"

@@ -310,6 +310,70 @@ class Attributes {
   std::uint32_t field_;
 };
 
+
+// A run of attributes that depends only on a few strings and one number (a route's method,
+// path, models, endpoint): encoded once per thread and copied while they stay the same, as they
+// do from one request to the next. The inputs are compared by content, so a copy is the bytes a
+// fresh encoding would write. Inputs above kMaxKey bytes in all are encoded every time (the
+// memo's memory stays bounded whatever clients send).
+template <std::size_t N>
+class AttributeMemo {
+ public:
+  static constexpr std::size_t kMaxKey = 1024;
+  using Parts = std::array<std::string_view, N>;
+
+  /// Appends the attributes for `parts` and `number` to `out`: the stored bytes when they match,
+  /// else what `encode(Attributes&)` writes (kept for the next call).
+  template <typename Encode>
+  void write(ProtoWriter& out, const Parts& parts, std::int64_t number, Encode encode) {
+    if (matches(parts, number)) return out.raw(block_);
+    std::size_t total = 0;
+    for (std::string_view p : parts) total += p.size();
+    if (total > kMaxKey) {
+      Attributes a(out);
+      encode(a);
+      return;
+    }
+    const std::size_t from = out.size();
+    {
+      Attributes a(out);
+      encode(a);
+    }
+    block_.assign(out.view().substr(from));
+    key_.clear();
+    for (std::size_t i = 0; i < N; ++i) {
+      key_.append(parts[i]);
+      sizes_[i] = parts[i].size();
+    }
+    number_ = number;
+    valid_ = true;
+  }
+
+ private:
+  bool matches(const Parts& parts, std::int64_t number) const noexcept {
+    if (!valid_ || number != number_) return false;
+    const char* k = key_.data();
+    for (std::size_t i = 0; i < N; ++i) {
+      const std::size_t n = parts[i].size();
+      if (n != sizes_[i] || (n != 0 && std::memcmp(k, parts[i].data(), n) != 0)) return false;
+      k += n;
+    }
+    return true;
+  }
+  bool valid_ = false;
+  std::int64_t number_ = 0;
+  std::array<std::size_t, N> sizes_{};
+  std::string key_;    // the parts, one after another
+  std::string block_;  // their attributes, encoded
+};
+
+// The memos of one thread's spans.
+struct SpanMemos {
+  AttributeMemo<4> request;  // method, path, requested model, model (+ whether the path is a route)
+  AttributeMemo<2> route;    // policy, endpoint (+ candidates)
+  AttributeMemo<5> attempt;  // method, host, endpoint, path, model (+ port)
+};
+
 // A span's ids in binary (OTLP's `bytes`), each converted once per exchange.
 struct Ids {
   char trace[16];
@@ -399,7 +463,7 @@ void gen_ai_common(Attributes& a, std::string_view operation) {
   if (!operation.empty()) a.plain("gen_ai.operation.name", operation);
 }
 
-void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
+void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, AttributeMemo<4>& memo) {
   const bool routed_path = !(s.end == ExchangeEnd::rejected && s.status == 404);
   const std::int64_t start = s.start_unix_ns;
   // "{method} {http.route}"; an unknown path is not a name (its cardinality is the client's).
@@ -409,14 +473,16 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
                                      routed_path ? s.path : std::string_view(), span::kKindServer, start,
                                      start + s.duration.count());
   {
+    memo.write(out, {s.method, s.path, s.requested_model, s.model}, routed_path ? 1 : 0, [&](Attributes& a) {
+      a.str("http.request.method", s.method);
+      a.str("url.path", s.path);
+      if (routed_path) a.str("http.route", s.path);
+      a.str_if("gen_ai.request.model", s.requested_model);
+      a.str_if("gen_ai.response.model", s.model);
+    });
     Attributes a(out);
-    a.str("http.request.method", s.method);
-    a.str("url.path", s.path);
-    if (routed_path) a.str("http.route", s.path);
     if (s.status > 0) a.integer("http.response.status_code", s.status);
     a.str_if("client.address", s.client_address);
-    a.str_if("gen_ai.request.model", s.requested_model);
-    a.str_if("gen_ai.response.model", s.model);
     if (s.usage.total() > 0) {
       a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
       a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
@@ -437,7 +503,8 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids) {
   close_span(out, mark, error, s.error);
 }
 
-void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c) {
+void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c,
+                  AttributeMemo<2>& memo) {
   const bool routed = c.endpoint != nullptr && c.span_id.size() == 16;
   const std::int64_t base = s.start_unix_ns;
   char id[8]{};
@@ -446,12 +513,18 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
                                      span::kKindInternal,
                                      base + c.route_start.count(), base + c.route_end.count());
   {
-    Attributes a(out);
-    if (!routed) a.str_if("gen_ai.request.model", c.model);  // else the attempt span has it
-    a.str_if("vllm_router.policy", c.policy);
     if (routed) {
-      a.integer("vllm_router.candidates", static_cast<std::int64_t>(c.candidates));
-      a.str("vllm_router.endpoint", c.endpoint->id);
+      memo.write(out, {c.policy, c.endpoint->id}, static_cast<std::int64_t>(c.candidates), [&](Attributes& a) {
+        a.str_if("vllm_router.policy", c.policy);
+        a.integer("vllm_router.candidates", static_cast<std::int64_t>(c.candidates));
+        a.str("vllm_router.endpoint", c.endpoint->id);
+      });
+    }
+    Attributes a(out);
+    if (!routed) {
+      a.str_if("gen_ai.request.model", c.model);  // else the attempt span has it
+      a.str_if("vllm_router.policy", c.policy);
+    } else {
       if (c.panic) a.boolean("vllm_router.panic", true);
       if (c.prefix_match >= 0) a.integer("vllm_router.prefix_match_chars", c.prefix_match);
       if (c.route_end > c.route_start) {
@@ -464,7 +537,7 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
 
 // `index`: the attempt's number (1, 2, ...), written when the request made several (0: one).
 void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, const AttemptTrace& c, std::size_t index,
-                  bool last) {
+                  bool last, AttributeMemo<5>& memo) {
   const std::string_view operation = operation_of(s.path);
   const std::int64_t base = s.start_unix_ns;
   // GenAI: "{gen_ai.operation.name} {gen_ai.request.model}"; else HTTP's "{method}".
@@ -479,14 +552,16 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
   const auto status_end = std::to_chars(status, status + sizeof status, c.status).ptr;
   {
     const Endpoint& e = *c.endpoint;
+    memo.write(out, {s.method, e.url.host, e.id, s.path, c.model}, e.url.port, [&](Attributes& a) {
+      a.str("http.request.method", s.method);
+      a.str("server.address", e.url.host);
+      a.integer("server.port", e.url.port);
+      a.str("url.full", e.id, s.path);
+      gen_ai_common(a, operation);
+      a.str_if("gen_ai.request.model", c.model);
+    });
     Attributes a(out);
-    a.str("http.request.method", s.method);
-    a.str("server.address", e.url.host);
-    a.integer("server.port", e.url.port);
-    a.str("url.full", e.id, s.path);
     if (c.status > 0) a.integer("http.response.status_code", c.status);
-    gen_ai_common(a, operation);
-    a.str_if("gen_ai.request.model", c.model);
     if (last && !failed && s.usage.total() > 0) {
       a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
       a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
@@ -522,17 +597,19 @@ std::size_t append_spans(ProtoWriter& out, const ExchangeSummary& s) {
   id_bytes(s.span_id_bits, s.span_id, ids.request);
   ids.has_parent = s.parent_span_id.size() == 16;
   if (ids.has_parent) id_bytes(s.parent_span_id_bits, s.parent_span_id, ids.parent);
-  request_span(out, s, ids);
+  thread_local SpanMemos memos;
+  SpanMemos& m = memos;
+  request_span(out, s, ids, m.request);
   const auto sent = [](const AttemptTrace& c) { return c.endpoint != nullptr && c.span_id.size() == 16; };
   const bool numbered = std::count_if(s.trace_attempts.begin(), s.trace_attempts.end(), sent) > 1;
   std::size_t spans = 1, routed = 0;
   for (std::size_t i = 0; i < s.trace_attempts.size(); ++i) {
     const AttemptTrace& c = s.trace_attempts[i];
-    routing_span(out, s, ids, c);
+    routing_span(out, s, ids, c, m.route);
     ++spans;
     if (!sent(c)) continue;
     ++routed;
-    attempt_span(out, s, ids, c, numbered ? routed : 0, i + 1 == s.trace_attempts.size());
+    attempt_span(out, s, ids, c, numbered ? routed : 0, i + 1 == s.trace_attempts.size(), m.attempt);
     ++spans;
   }
   return spans;

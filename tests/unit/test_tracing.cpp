@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "otlp_proto.h"
 #include "support/exchange_host.h"
@@ -829,4 +830,78 @@ TEST_CASE("OTLP ids: the exchange's id numbers encode byte-exact as its hex ids"
     CHECK(f.trace().request().parent_id == kParent);
   }
   CHECK(id_bits_checked == before + 2);
+}
+
+TEST_CASE("OTLP attribute memos: a repeated route's attributes are the bytes a fresh encoding writes") {
+  // append_spans keeps each thread's last route (method, path, models, endpoint) encoded; a
+  // change of any of them must not leave stale attributes behind.
+  Endpoint e1, e2;
+  e1.url = parse_url("http://10.0.0.1:8000").value();
+  e1.id = endpoint_id(e1.url);
+  e2.url = parse_url("http://10.0.0.2:9001").value();
+  e2.id = endpoint_id(e2.url);
+  struct Case {
+    std::string method, path, requested, model, policy;
+    const Endpoint* endpoint;
+    std::size_t candidates;
+  };
+  const std::vector<Case> cases{
+      {"POST", "/v1/chat/completions", "alias", "m1", "round_robin", &e1, 2},
+      {"POST", "/v1/chat/completions", "alias", "m1", "round_robin", &e1, 2},  // the same again
+      {"POST", "/v1/completions", "alias", "m1", "round_robin", &e1, 2},       // path
+      {"POST", "/v1/completions", "alias", "m2", "round_robin", &e1, 2},       // model
+      {"POST", "/v1/completions", "alias", "m2", "round_robin", &e2, 2},       // endpoint
+      {"POST", "/v1/completions", "alias", "m2", "prefix_aware", &e2, 3},      // policy, candidates
+      {"GET", "/v1/completions", "other", "m2", "prefix_aware", &e2, 3},       // method, requested model
+      {"POST", "/v1/chat/completions", "alias", "m1", "round_robin", &e1, 2},  // back to the first
+      {"POST", std::string(1500, 'p'), "alias", "m1", "round_robin", &e1, 2},  // too long to keep
+      {"POST", std::string(1500, 'p'), "alias", "m1", "round_robin", &e1, 2},
+  };
+  const char* trace = "0af7651916cd43dd8448eb211c80319c";
+  const char* span = "b7ad6b7169203331";
+  const char* route = "00f067aa0ba902b7";
+  const char* attempt = "53995c3f42cd8ad8";
+  const auto summary = [&](const Case& c, AttemptTrace& a) {
+    ExchangeSummary s;
+    s.sampled = true;
+    s.trace_id = trace;
+    s.span_id = span;
+    s.method = c.method;
+    s.path = c.path;
+    s.requested_model = c.requested;
+    s.model = c.model;
+    s.status = 200;
+    s.start_unix_ns = 1'700'000'000'000'000'000;
+    a.route_span_id = route;
+    a.span_id = attempt;
+    a.endpoint = c.endpoint;
+    a.model = c.model;
+    a.policy = c.policy;
+    a.candidates = c.candidates;
+    a.status = 200;
+    s.trace_attempts = std::span<const AttemptTrace>(&a, 1);
+    return s;
+  };
+  for (const Case& c : cases) {
+    AttemptTrace a;
+    const ExchangeSummary s = summary(c, a);
+    detail::ProtoWriter here;
+    detail::append_spans(here, s);  // this thread's memos: what the cases before left
+    detail::ProtoWriter fresh;
+    std::thread([&] { detail::append_spans(fresh, s); }).join();  // a new thread's: empty
+    CHECK(here.view() == fresh.view());
+    const auto spans = decode_spans(here.view());
+    REQUIRE(spans.size() == 3);
+    CHECK(spans[0].attr("http.request.method") == "s:" + c.method);
+    CHECK(spans[0].attr("url.path") == "s:" + c.path.substr(0, detail::kMaxString));
+    CHECK(spans[0].attr("gen_ai.request.model") == "s:" + c.requested);
+    CHECK(spans[0].attr("gen_ai.response.model") == "s:" + c.model);
+    CHECK(spans[1].attr("vllm_router.policy") == "s:" + c.policy);
+    CHECK(spans[1].attr("vllm_router.endpoint") == "s:" + c.endpoint->id);
+    CHECK(spans[1].attr("vllm_router.candidates") == "i:" + std::to_string(c.candidates));
+    CHECK(spans[2].attr("server.address") == "s:" + c.endpoint->url.host);
+    CHECK(spans[2].attr("server.port") == "i:" + std::to_string(c.endpoint->url.port));
+    CHECK(spans[2].attr("gen_ai.request.model") == "s:" + c.model);
+    CHECK(spans[2].attr("http.request.method") == "s:" + c.method);
+  }
 }
