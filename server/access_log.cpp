@@ -44,7 +44,7 @@ bool write_all(int fd, std::string_view bytes) {
 namespace {
 
 // The string fields of a line, in order.
-enum Field { request_id, trace_id, client, key_id, requested_model, model, path, upstream, error, kFields };
+enum Field { request_id, trace_id, client, key_id, requested_model, model, path, upstream, error, prefill, kFields };
 
 // The facts of a line viewed in the summary (no copy): AccessLog::write formats from this.
 struct SummaryFacts {
@@ -52,8 +52,8 @@ struct SummaryFacts {
   ExchangeEnd end;
   int status;
   unsigned attempts;
-  bool stream, tokens_estimated;
-  std::int64_t queue_us, ttfb_us, ttft_us, duration_us;
+  bool stream, tokens_estimated, colocated_fallback;
+  std::int64_t queue_us, ttfb_us, ttft_us, duration_us, prefill_us;
   std::uint64_t prompt_tokens, completion_tokens, bytes_in, bytes_out;
   std::string_view fields[kFields];
   std::size_t text_size = 0;  // the fields' bytes
@@ -64,16 +64,19 @@ struct SummaryFacts {
         attempts(s.attempts),
         stream(s.stream),
         tokens_estimated(s.usage.estimated),
+        colocated_fallback(s.colocated_fallback),
         queue_us(micros(s.queue_wait)),
         ttfb_us(micros(s.ttfb)),
         ttft_us(micros(s.ttft)),
         duration_us(micros(s.duration)),
+        prefill_us(micros(s.prefill)),
         prompt_tokens(s.usage.prompt),
         completion_tokens(s.usage.completion),
         bytes_in(s.bytes_in),
         bytes_out(s.bytes),
         fields{s.request_id, s.trace_id, s.client_address, s.key_id, s.requested_model, s.model, s.path,
-               s.endpoint != nullptr ? std::string_view(s.endpoint->id) : std::string_view{}, s.error} {
+               s.endpoint != nullptr ? std::string_view(s.endpoint->id) : std::string_view{}, s.error,
+               s.prefill_endpoint != nullptr ? std::string_view(s.prefill_endpoint->id) : std::string_view{}} {
     for (std::string_view& f : fields) {
       f = f.substr(0, kMaxField);
       text_size += f.size();
@@ -245,6 +248,16 @@ char* format_line(char* out, const SummaryFacts& r) {
   str(F::path);
   VR_KEY("upstream");
   str(F::upstream);
+  if (!r.field(F::prefill).empty()) {  // prefill/decode disaggregation: the request was split
+    VR_KEY("prefill_upstream");
+    str(F::prefill);
+    VR_KEY("prefill_ms");
+    w.ms(r.prefill_us);
+  }
+  if (r.colocated_fallback) {
+    VR_KEY("colocated_fallback");
+    w.lit("true");
+  }
   VR_KEY("status");
   w.uint(static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
   VR_KEY("outcome");

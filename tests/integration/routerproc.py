@@ -248,3 +248,37 @@ def open_stream(target, path, body, headers=None, timeout=5.0):
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
     return s, head.decode(errors="replace"), rest
+
+
+# Access-log lines (--access-log PATH), read back.
+def read_lines(path):
+    """The lines of an access log written so far."""
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        return [line for line in f.read().decode().split("\n") if line]
+
+
+def wait_lines(path, n, timeout=5.0):
+    lines = wait_for(lambda: len(read_lines(path)) >= n and read_lines(path), timeout=timeout)
+    assert lines and len(lines) >= n, "expected %d access lines in %s, got %r" % (n, path, read_lines(path))
+    return lines
+
+
+def logfmt(line):
+    """Parses one logfmt line (bare values, or quoted with JSON escapes)."""
+    out, i = {}, 0
+    while i < len(line):
+        eq = line.index("=", i)
+        key = line[i:eq]
+        i = eq + 1
+        if line[i] == '"':
+            value, end = json.JSONDecoder().raw_decode(line, i)
+            i = end
+        else:
+            end = line.find(" ", i)
+            end = len(line) if end < 0 else end
+            value, i = line[i:end], end
+        out[key] = value
+        i += 1  # the space
+    return out

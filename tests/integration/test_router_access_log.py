@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from routerproc import call, chat_body, metric_samples, open_stream, post_json, router_metrics, start_router, wait_for
+from routerproc import (call, chat_body, logfmt, metric_samples, open_stream, post_json, read_lines,  # noqa: E402
+                        router_metrics, start_router, wait_for, wait_lines)
 from simproc import start_sim
 
 MODEL = "facebook/opt-125m"
@@ -28,38 +29,6 @@ def logdir():
     d = tempfile.mkdtemp(prefix="vr-access-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def read_lines(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb") as f:
-        return [line for line in f.read().decode().split("\n") if line]
-
-
-def wait_lines(path, n, timeout=5.0):
-    lines = wait_for(lambda: len(read_lines(path)) >= n and read_lines(path), timeout=timeout)
-    assert lines and len(lines) >= n, "expected %d access lines in %s, got %r" % (n, path, read_lines(path))
-    return lines
-
-
-def logfmt(line):
-    """Parses one logfmt line (bare values, or quoted with JSON escapes)."""
-    out, i = {}, 0
-    while i < len(line):
-        eq = line.index("=", i)
-        key = line[i:eq]
-        i = eq + 1
-        if line[i] == '"':
-            value, end = json.JSONDecoder().raw_decode(line, i)
-            i = end
-        else:
-            end = line.find(" ", i)
-            end = len(line) if end < 0 else end
-            value, i = line[i:end], end
-        out[key] = value
-        i += 1  # the space
-    return out
 
 
 def test_text_line_for_a_completion_has_every_field(sim, logdir):

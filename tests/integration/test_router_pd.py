@@ -11,8 +11,8 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, dead_port, metric_samples, post_json,  # noqa: E402
-                        router_metrics, sim_stats, start_router)
+from routerproc import (assert_openai_error, call, dead_port, logfmt, metric_samples, post_json,  # noqa: E402
+                        router_metrics, sim_stats, start_router, wait_lines)
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
@@ -27,7 +27,7 @@ def chat(stream=False, max_tokens=5, **kw):
     return body
 
 
-def start_router_pd(decode, prefill, tmp, fallback=None, prefill_policy="round_robin", extra=None):
+def start_router_pd(decode, prefill, tmp, fallback=None, prefill_policy="round_robin", extra=None, args=()):
     model = {"name": "m", "endpoints": [s if isinstance(s, str) else s.url for s in decode],
              "policy": "round_robin",
              "prefill": {"endpoints": [s if isinstance(s, str) else s.url for s in prefill],
@@ -40,7 +40,7 @@ def start_router_pd(decode, prefill, tmp, fallback=None, prefill_policy="round_r
     path = os.path.join(tmp, "router.json")
     with open(path, "w") as f:
         json.dump(doc, f)
-    return start_router("--config", path, "--log-level", "error")
+    return start_router("--config", path, "--log-level", "error", *args)
 
 
 @pytest.fixture
@@ -142,6 +142,26 @@ def test_no_prefill_endpoint_left_runs_colocated(tmp):
         assert ds["completed"] == 1 and ds["kv_transfers"] == 0  # it computed the prompt itself
         fallbacks = metric_samples(router_metrics(router), "vllm_router_pd_fallbacks_total")
         assert fallbacks == [({"model": "m"}, 1.0)], fallbacks
+
+
+def test_access_log_names_both_legs_and_a_colocated_fallback(tmp):
+    log = os.path.join(tmp, "access.log")
+    dead = "http://127.0.0.1:%d" % dead_port()
+    with prefill_sim() as p, decode_sim() as d:
+        with start_router_pd([d], [p], tmp, args=("--access-log", log)) as router:
+            status, _, doc = post_json(router, CHAT, chat())
+            assert status == 200, doc
+            line = logfmt(wait_lines(log, 1)[0])
+        assert line["upstream"] == d.url and line["prefill_upstream"] == p.url, line
+        assert float(line["prefill_ms"]) > 0 and "colocated_fallback" not in line
+        os.remove(log)
+        with start_router_pd([d], [dead], tmp, args=("--access-log", log)) as router:
+            status, _, doc = post_json(router, CHAT, chat())
+            assert status == 200, doc
+            line = logfmt(wait_lines(log, 1)[0])
+        assert line["upstream"] == d.url and line["colocated_fallback"] == "true", line
+        assert line["prefill_upstream"] == dead, line  # the prefill replica that failed
+        assert line["attempts"] == "2"
 
 
 def test_no_prefill_endpoint_left_without_fallback_is_503(tmp):

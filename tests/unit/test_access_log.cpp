@@ -74,6 +74,27 @@ TEST_CASE("an access line in text (logfmt) carries every fact of the request") {
         "tokens_estimated=false error=\"\"\n");
 }
 
+TEST_CASE("a split request's line names its prefill leg; a colocated fallback says so") {
+  Endpoint decode, prefill;
+  decode.id = "http://10.0.0.5:8000";
+  prefill.id = "http://10.0.1.9:8000";
+  ExchangeSummary s = sample(decode);
+  CHECK(line_of(s, LogFormat::text).find("prefill") == std::string::npos);  // not split: no fields
+  CHECK(line_of(s, LogFormat::text).find("colocated") == std::string::npos);
+  s.prefill_endpoint = &prefill;
+  s.prefill = 81250us;
+  CHECK(line_of(s, LogFormat::text).find(" upstream=http://10.0.0.5:8000 prefill_upstream=http://10.0.1.9:8000 "
+                                         "prefill_ms=81.250 status=200 ") != std::string::npos);
+  CHECK(line_of(s, LogFormat::json).find(",\"upstream\":\"http://10.0.0.5:8000\",\"prefill_upstream\":"
+                                         "\"http://10.0.1.9:8000\",\"prefill_ms\":81.250,\"status\":200,") != std::string::npos);
+  s.prefill_endpoint = nullptr;
+  s.prefill = 0us;
+  s.colocated_fallback = true;
+  CHECK(line_of(s, LogFormat::text).find(" upstream=http://10.0.0.5:8000 colocated_fallback=true status=200 ") !=
+        std::string::npos);
+  CHECK(line_of(s, LogFormat::json).find(",\"colocated_fallback\":true,\"status\":200,") != std::string::npos);
+}
+
 TEST_CASE("an access line in JSON has typed fields") {
   Endpoint ep;
   ep.id = "http://10.0.0.5:8000";
