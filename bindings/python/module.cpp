@@ -289,9 +289,17 @@ class PyRouter {
     for (const vr::Pool& pool : snap->pools) {
       for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
         const auto load = pool.states[i]->sample();
+        // role: "prefill" for a model's prefill pool (disaggregation), "decode" for the pool
+        // beside it, None for a pool that runs requests whole.
+        py::object role = py::none();
+        if (pool.prefill_role) {
+          role = py::str("prefill");
+        } else if (pool.prefill != vr::Pool::kNoPrefill) {
+          role = py::str("decode");
+        }
         out.append(py::dict("model"_a = pool.model, "id"_a = pool.endpoints[i]->id,
                             "weight"_a = pool.endpoints[i]->weight, "in_flight"_a = load.in_flight,
-                            "requests"_a = load.requests, "failures"_a = load.failures));
+                            "requests"_a = load.requests, "failures"_a = load.failures, "role"_a = role));
       }
     }
     return out;
@@ -427,5 +435,5 @@ PYBIND11_MODULE(vllm_router, m) {
       .def_property_readonly("policy_names", &PyRouter::policy_names)
       .def_property_readonly("version", &PyRouter::version, "Routing table version (grows on update).")
       .def("models", &PyRouter::models, "Every name the router resolves (models, aliases, LoRAs).")
-      .def("endpoints", &PyRouter::endpoints, "Endpoints per pool with their live counters.");
+      .def("endpoints", &PyRouter::endpoints, "Endpoints per pool with their live counters and role (prefill, decode or None).");
 }

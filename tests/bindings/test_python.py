@@ -143,6 +143,15 @@ def test_policy_errors_propagate():
     assert r.endpoints()[0]["in_flight"] == 0  # a failed pick leaves no lease behind
 
 
+def test_endpoints_name_the_prefill_and_decode_pools():
+    cfg = config_for("http://127.0.0.1:9001", prefill={"endpoints": ["http://127.0.0.1:9002"]})
+    r = vllm_router.Router.from_config(cfg)
+    assert sorted((e["id"], e["role"]) for e in r.endpoints()) == [
+        ("http://127.0.0.1:9001", "decode"), ("http://127.0.0.1:9002", "prefill")]
+    plain = vllm_router.Router.from_config(config_for("http://127.0.0.1:9001"))
+    assert [e["role"] for e in plain.endpoints()] == [None]
+
+
 def test_update_swaps_the_table_and_keeps_it_on_error():
     r = vllm_router.Router.from_config(config_for("http://127.0.0.1:9001"))
     v1 = r.version
