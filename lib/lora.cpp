@@ -32,6 +32,36 @@ void LoraEndpoint::touch(std::string_view name, std::int64_t now_ns) {
   }
 }
 
+std::shared_ptr<const void> LoraEndpoint::use(const std::shared_ptr<LoraEndpoint>& self, std::string_view name,
+                                               std::int64_t now_ns) {
+  {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    auto it = std::find_if(self->entries_.begin(), self->entries_.end(), [&](const Entry& e) { return e.name == name; });
+    if (it == self->entries_.end()) return nullptr;
+    it->used_ns = std::max(it->used_ns, now_ns);
+    ++it->users;
+  }
+  class Hold {
+   public:
+    Hold(std::shared_ptr<LoraEndpoint> endpoint, std::string_view name) : endpoint_(std::move(endpoint)), name_(name) {}
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    ~Hold() { endpoint_->release(name_); }
+
+   private:
+    std::shared_ptr<LoraEndpoint> endpoint_;
+    std::string name_;
+  };
+  return std::make_shared<const Hold>(self, name);
+}
+
+void LoraEndpoint::release(std::string_view name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Entry& e : entries_) {
+    if (e.name == name && e.users > 0) --e.users;  // gone or reloaded meanwhile: nothing held
+  }
+}
+
 void LoraEndpoint::add(std::string_view name, std::int64_t now_ns) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (Entry& e : entries_) {
@@ -71,7 +101,7 @@ std::string LoraEndpoint::lru(std::string_view keep) const {
   std::lock_guard<std::mutex> lock(mutex_);
   const Entry* best = nullptr;
   for (const Entry& e : entries_) {
-    if (e.name == keep) continue;
+    if (e.name == keep || e.users > 0) continue;
     if (best == nullptr || e.used_ns < best->used_ns) best = &e;
   }
   return best == nullptr ? std::string() : best->name;

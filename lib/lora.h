@@ -39,6 +39,11 @@ class LoraEndpoint {
   std::size_t count() const;
   /// Marks `name` used at `now_ns` (a request was placed there). No-op when not loaded.
   void touch(std::string_view name, std::int64_t now_ns);
+  /// touch(), and `name` is in use by one more request until the returned hold is destroyed:
+  /// lru() passes over adapters in use, so making room never unloads an adapter a request
+  /// routed here is running on. Null when `name` is not loaded on `self`.
+  static std::shared_ptr<const void> use(const std::shared_ptr<LoraEndpoint>& self, std::string_view name,
+                                         std::int64_t now_ns);
   /// `name` is loaded (the router loaded it, or the gauge saw it running or waiting).
   void add(std::string_view name, std::int64_t now_ns);
   void remove(std::string_view name);
@@ -48,7 +53,8 @@ class LoraEndpoint {
   /// vLLM's max_lora (from the gauge); -1: unknown (never unloads to make room).
   void set_max_lora(std::int32_t n);
   std::int32_t max_lora() const;
-  /// The least recently used adapter other than `keep`; empty when there is none.
+  /// The least recently used adapter other than `keep` and not in use (use()); empty when
+  /// there is none.
   std::string lru(std::string_view keep) const;
   std::vector<std::string> names() const;
   /// Loads headed here and not done yet (counted as taken places when choosing a target).
@@ -62,7 +68,9 @@ class LoraEndpoint {
     std::string name;
     std::int64_t used_ns = 0;
     std::int64_t added_ns = 0;
+    std::int32_t users = 0;  // requests placed here with it and not finished (use())
   };
+  void release(std::string_view name);
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;
   std::int32_t max_lora_ = -1;

@@ -504,7 +504,9 @@ Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const Req
     } while (!in_flight.compare_exchange_weak(v, v + 1, std::memory_order_relaxed));
     counted = true;
   }
-  if (lora_pool != nullptr) lora_pool->slots[slot]->touch(route.resolution.upstream, now_ns);
+  if (lora_pool != nullptr) {
+    route.hold = detail::LoraEndpoint::use(lora_pool->slots[slot], route.resolution.upstream, now_ns);
+  }
   route.lease = Lease(impl.hooks, pool.endpoints[slot], pool.states[slot],
                       std::shared_ptr<const std::string>(route.snapshot, &pool.model), counted);
   route.pick = PickEvent{pool.policy->name(), n, panic, notes.prefix_match};

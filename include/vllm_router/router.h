@@ -47,6 +47,9 @@ struct Route {
   Resolution resolution;
   Lease lease;
   PickEvent pick;  ///< how it was chosen (what Observer::on_pick got); views into `snapshot`
+  /// Placement state held while the route lives: a LoRA adapter marked in use on the chosen
+  /// replica, so it is not unloaded to make room under this request. Null for most routes.
+  std::shared_ptr<const void> hold;
 };
 
 /// Cancels a forward from any thread (Router::forward, Response::relay). Thread-safe. Owns a

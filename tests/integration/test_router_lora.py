@@ -12,8 +12,8 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from routerproc import (assert_openai_error, call, chat_body, metric_samples, post_json,  # noqa: E402
-                        router_metrics, start_router, wait_for)
+from routerproc import (assert_openai_error, call, chat_body, metric_samples, open_stream,  # noqa: E402
+                        post_json, router_metrics, start_router, wait_for)
 from simproc import start_sim  # noqa: E402
 
 CHAT = "/v1/chat/completions"
@@ -181,3 +181,30 @@ def test_lora_loading_flag_turns_dynamic_loading_on():
     finally:
         assert router.stop() == 0
         sim.stop()
+
+
+def test_an_adapter_a_request_runs_on_is_not_unloaded_to_make_room(single):
+    router, sim = single
+    status, _, body = post_json(router, CHAT, chat_body("a"))
+    assert status == 200, body
+    # A long stream on a (x-sim-itl-ms paces it), then b twice: a is the least recently used
+    # but in use, so loading c must unload b.
+    sock, head, _ = open_stream(router, CHAT, chat_body("a", stream=True, max_tokens=40),
+                                headers={"x-sim-itl-ms": "50"})
+    try:
+        assert " 200 " in head.split("\r\n")[0], head
+        for name in ("b", "b"):
+            status, _, body = post_json(router, CHAT, chat_body(name))
+            assert status == 200, body
+        status, _, body = post_json(router, CHAT, chat_body("c"))
+        assert status == 200, body
+        st = sim_lora(sim)
+        assert sorted(st["loaded"]) == ["a", "c"] and st["unloads"] == 1, (st, router_metrics(router))
+        rest = b""
+        while b"data: [DONE]" not in rest:  # the stream on a ran to its end
+            chunk = sock.recv(65536)
+            assert chunk, rest[-300:]
+            rest += chunk
+        assert b'"error"' not in rest
+    finally:
+        sock.close()

@@ -182,6 +182,31 @@ TEST_CASE("lora: a replica at max_lora unloads its least recently used adapter f
   CHECK(f.manager.counters.unloads.load() == 1);
 }
 
+TEST_CASE("lora: making room never unloads an adapter a request is running on") {
+  Fixture f(1);
+  auto& ep = *f.lora.slots[0];
+  ep.set_max_lora(2);
+  ep.add("a", 1);
+  ep.add("b", 2);
+  auto held = LoraEndpoint::use(f.lora.slots[0], "a", 3);  // a request runs on a, the least recently used
+  REQUIRE(held != nullptr);
+  CHECK(LoraEndpoint::use(f.lora.slots[0], "zzz", 3) == nullptr);  // not loaded there: nothing held
+  ep.touch("b", 10);         // a is the least recently used...
+  CHECK(ep.lru("") == "b");  // ...but in use: passed over while held
+  REQUIRE(f.manager.ensure_loaded(f.pool, f.lora, "c", f.candidates));
+  REQUIRE(f.wakes.wait(1));
+  CHECK(f.loader->calls == std::vector<std::string>{"unload e0 b", "load e0 c /adapters/c"});
+  CHECK(ep.has("a"));
+  {
+    auto second = LoraEndpoint::use(f.lora.slots[0], "a", 20);  // two requests on a, then one
+    auto c = LoraEndpoint::use(f.lora.slots[0], "c", 20);
+    CHECK(ep.lru("") == "");  // everything in use: nothing to unload
+  }
+  CHECK(ep.lru("") == "c");  // c released; a still held by the first request
+  held.reset();
+  CHECK(ep.lru("") == "a");
+}
+
 TEST_CASE("lora: a failed load is answered for a second, then tried again") {
   Fixture f(1);
   f.loader->fail = Error{Errc::unknown_model, "loading LoRA adapter `a` failed (404): No adapter found", "model"};
