@@ -58,9 +58,14 @@ if [[ " ${CASES:-off keys redis observe} " == *" redis "* ]]; then
 fi
 # A local OTLP/HTTP receiver: answers every POST with 200.
 cat >"$TMP/otlp.py" <<'PY'
-import http.server
+import http.server, socket
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        # As collectors do (Go's default): else the answer's body waits for the router's delayed
+        # ACK behind Nagle, ~40 ms per export, and the router's span queue overflows.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
@@ -162,6 +167,12 @@ run_case() {  # run_case NAME -> requests/s
   out=$(wrk -t1 -c64 -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$port/v1/chat/completions" 2>&1)
   t1=$(cpu_ticks "$rpid")
   c1=$(tree_ticks "$otlp_pid")
+  # What the router dropped (a full span queue or access-log buffer would understate the cost).
+  curl -s "http://127.0.0.1:$port/metrics" | awk -v c="$1" '
+    /^vllm_router_trace_spans_total\{result="dropped"\}/ {s = $2}
+    /^vllm_router_trace_spans_total\{result="exported"\}/ {e = $2}
+    /^vllm_router_access_log_dropped_total/ {a = $2}
+    END {print c, s + 0, e + 0, a + 0}' >>"$TMP/drops"
   [[ $1 == observe ]] && echo "$((c1 - c0))" >>"$TMP/collector_ticks"
   kill "$rpid"
   wait "$rpid" 2>/dev/null || true
@@ -209,6 +220,7 @@ for c in "${cases[@]}"; do
   u=$(median <<<"${cpu[$c]}")
   echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
 done
+awk '{s += $2; e += $3; a += $4} END {printf "\nDropped by the router in all rounds: %d spans (of %d exported), %d access-log lines\n", s, e, a}' "$TMP/drops"
 if [[ -s $TMP/collector_ticks ]]; then
   c=$(median <"$TMP/collector_ticks")
   echo
