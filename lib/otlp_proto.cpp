@@ -310,7 +310,6 @@ class Attributes {
   std::uint32_t field_;
 };
 
-
 // Whether a[0..n) == b[0..n), eight bytes at a time inline (the memos' inputs are short: a
 // call to memcmp per input cost more than the compare).
 inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
