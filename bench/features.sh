@@ -15,7 +15,7 @@
 #   observe  access log to a file, tracing with sampling 1.0 to a local OTLP receiver, /metrics
 #            scraped every second over one kept-alive connection (issue 13: observe >= 0.95 x off)
 #   access   the access log alone; tracing: tracing alone; scrape: /metrics scraped alone
-#            (observe's parts, to see where its cost goes)
+#            (observe's parts, to see where its cost goes); observe10: observe at sampling 0.1
 # On a shared machine run it under a real-time priority, which every process it starts inherits
 # (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
 #   CASES="off observe" chrt -r 10 bench/features.sh 10 4
@@ -156,12 +156,14 @@ run_case() {  # run_case NAME -> requests/s
     redis) start_router redis --keys-file "$TMP/keys.json" --rate-limit-redis "127.0.0.1:$redis_port" ;;
     observe) start_router observe --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
       --otlp-sampling 1.0 ;;
+    observe10) start_router observe10 --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
+      --otlp-sampling 0.1 ;;
     access) start_router access --access-log "$TMP/access.log" ;;
     tracing) start_router tracing --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0 ;;
     scrape) start_router scrape ;;
   esac
   local scraper=""
-  if [[ $1 == observe || $1 == scrape ]]; then
+  if [[ $1 == observe || $1 == observe10 || $1 == scrape ]]; then
     python3 "$TMP/scrape.py" "$port" &
     scraper=$!
   fi
