@@ -1,6 +1,7 @@
 // The load score shared by load_aware and prefix_aware (and the staleness rule of scraped samples).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -49,20 +50,41 @@ struct SlotWeights {
   }
 };
 
-/// Load of one endpoint of weight `weight`: requests this router has in flight on it, plus,
-/// from a fresh scrape, vLLM's waiting queue (the main backpressure signal; it also sees other
-/// routers' requests) and kKvCacheWeight x KV usage. A stale or missing sample counts in-flight
-/// only. Divided by the weight, so a weight-2 replica takes twice the load for the score.
-/// (Reads only the four numbers it needs: the same as scoring state->sample().)
+/// The requests on one endpoint as this router can best tell at `now` from a fresh sample `s`
+/// (vLLM's running + waiting, and this router's in_flight when it was taken): the engine's
+/// count at the scrape plus this router's change since, never less than `in_flight`. With
+/// several router replicas in front of the same engines the scrape carries the other routers'
+/// requests, which `in_flight` alone misses (each router would see only its share of the load);
+/// with one router the engine's count is this router's own, and the estimate is `in_flight`.
+/// `in_flight` when the sample did not record this router's count (sampled_in_flight < 0).
+inline double fleet_in_flight(std::int64_t in_flight, const LoadSample& s) noexcept {
+  if (s.sampled_in_flight < 0) return static_cast<double>(in_flight);
+  const std::int64_t engine = std::max<std::int32_t>(0, s.running) + std::max<std::int32_t>(0, s.waiting);
+  const std::int64_t others = engine - s.sampled_in_flight;  // the other routers' at the scrape
+  return static_cast<double>(in_flight + std::max<std::int64_t>(0, others));
+}
+
+/// Load of one endpoint of weight `weight`: requests in flight on it (this router's, plus from
+/// a fresh scrape the other routers': fleet_in_flight), plus, from a fresh scrape, vLLM's
+/// waiting queue (the main backpressure signal) and kKvCacheWeight x KV usage. A stale or
+/// missing sample counts this router's in-flight only. Divided by the weight, so a weight-2
+/// replica takes twice the load for the score. (Reads only the numbers it needs: the same as
+/// scoring state->sample().)
 inline double load_score(const EndpointState& st, std::uint32_t weight, std::int64_t now_ns,
                          std::uint32_t stale_ms) noexcept {
-  double load = static_cast<double>(st.in_flight.load(std::memory_order_relaxed));
+  const std::int64_t in_flight = st.in_flight.load(std::memory_order_relaxed);
+  double load = static_cast<double>(in_flight);
   const std::int64_t sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
   if (sampled_ns != 0) {
     LoadSample s;
     s.sampled_ns = sampled_ns;
     s.waiting = st.waiting.load(std::memory_order_relaxed);
     if (sample_fresh(s, now_ns, stale_ms)) {
+      s.sampled_in_flight = st.sampled_in_flight.load(std::memory_order_relaxed);
+      if (s.sampled_in_flight >= 0) {
+        s.running = st.running.load(std::memory_order_relaxed);
+        load = fleet_in_flight(in_flight, s);
+      }
       load += static_cast<double>(s.waiting);
       const float kv = st.kv_cache_usage.load(std::memory_order_relaxed);
       if (kv > 0.0F) load += kKvCacheWeight * static_cast<double>(kv);

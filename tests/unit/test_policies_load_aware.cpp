@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "policies/load_detail.h"
 #include "support/fleet.h"
 #include "vllm_router/policies/load_aware.h"
 #include "vllm_router/policy.h"
@@ -23,6 +24,14 @@ struct LaFleet : testing::TestFleet {
     states[i]->running = running;
     states[i]->kv_cache_usage = kv;
     states[i]->sampled_ns = at_ns;
+  }
+  // A scrape as the LoadScraper writes it: with this router's in-flight count at that time.
+  void scraped_with(std::size_t i, int waiting, int running, std::int64_t own_at_scrape, std::int64_t at_ns) {
+    scraped(i, waiting, running, 0.0F, at_ns);
+    states[i]->sampled_in_flight = own_at_scrape;
+  }
+  double score(std::size_t i, std::int64_t now_ns) const {
+    return policies::detail::load_score(*states[i], 1, now_ns, 5000);
   }
 };
 
@@ -129,4 +138,66 @@ TEST_CASE("load_aware: pick_from_pool scores only the usable endpoints, like pic
   f.scraped(1, 10, 1, 0.5F, now - 10 * kMs);
   CHECK(p.pick_from_pool(ctx, pool) == 2);
   CHECK(rest[p.pick(ctx, rest)].slot == 2);
+}
+
+TEST_CASE("load score: a fresh scrape adds the other routers' requests to this router's own") {
+  // Three routers in front of one engine: the engine runs 5 (2 of them this router's) and
+  // queues 1 when scraped at t0. Since then this router started 1 more: 3 in flight here.
+  LaFleet f(1);
+  const std::int64_t t0 = 10000 * kMs;
+  f.states[0]->in_flight = 3;
+  f.scraped_with(0, 1, 5, 2, t0);
+  // In flight: 6 at the scrape less this router's 2 = 4 others', plus this router's 3 now = 7;
+  // plus the waiting queue (1), as before.
+  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(7.0 + 1.0));
+  // This router's own change since the scrape moves the estimate one for one: 2 ended.
+  f.states[0]->in_flight = 1;
+  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(5.0 + 1.0));
+  // The sample is stale (stale_ms 5000): this router's own in-flight only.
+  CHECK(f.score(0, t0 + 6000 * kMs) == doctest::Approx(1.0));
+  // A sample without this router's count (not from the LoadScraper): in flight + waiting.
+  f.states[0]->sampled_in_flight = -1;
+  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(1.0 + 1.0));
+}
+
+TEST_CASE("load score: with one router the estimate is its own in-flight count") {
+  LaFleet f(1);
+  const std::int64_t t0 = 10000 * kMs;
+  LoadSample s;
+  s.sampled_ns = t0;
+  // The engine's count at the scrape is this router's: the estimate follows in_flight.
+  s.running = 4;
+  s.waiting = 0;
+  s.sampled_in_flight = 4;
+  for (std::int64_t now : {0, 1, 4, 9}) CHECK(policies::detail::fleet_in_flight(now, s) == doctest::Approx(static_cast<double>(now)));
+  // The engine had not seen one of this router's requests yet (or already ended one): never
+  // below in_flight, never counted as another router's.
+  s.running = 3;
+  CHECK(policies::detail::fleet_in_flight(4, s) == doctest::Approx(4.0));
+  CHECK(policies::detail::fleet_in_flight(2, s) == doctest::Approx(2.0));
+  // Running and waiting both count (a queue at the engine is requests on it).
+  s.running = 8;
+  s.waiting = 3;
+  s.sampled_in_flight = 5;
+  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(11.0));
+  // Not recorded: in_flight.
+  s.sampled_in_flight = -1;
+  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(5.0));
+}
+
+TEST_CASE("load_aware: the other routers' requests from a fresh scrape count (several router replicas)") {
+  // e0 is idle for this router but runs 4 of another router's requests; e1 runs this router's 2.
+  LaFleet f(2);
+  policies::LoadAware p(opts());
+  Rng rng(6);
+  RequestView view;
+  const std::int64_t now = 10000 * kMs;
+  PickContext ctx{view, rng, nullptr, 2, now};
+  f.scraped_with(0, 0, 4, 0, now - 50 * kMs);
+  f.states[1]->in_flight = 2;
+  f.scraped_with(1, 0, 2, 2, now - 50 * kMs);
+  for (int i = 0; i < 20; ++i) CHECK(p.pick(ctx, f.candidates) == 1);
+  // Once the sample is stale, only this router's own requests count.
+  const PickContext late{view, rng, nullptr, 2, now + 6000 * kMs};
+  for (int i = 0; i < 20; ++i) CHECK(p.pick(late, f.candidates) == 0);
 }

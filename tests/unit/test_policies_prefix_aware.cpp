@@ -494,3 +494,42 @@ TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes,
   REQUIRE(per_endpoint.size() == 4);
   for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }
+
+TEST_CASE("prefix_aware: router replicas count each other's requests from the scrape, so they spill a busy home alike") {
+  // Router A has 2 requests on a cold prefix's home; router B none. The engines' fresh scrape
+  // shows them to B. Both leave the home (over the 0.5 bound) for the same least loaded engine;
+  // from its own in-flight counts alone B would send the prefix home, and the prefix would
+  // start cold on two engines.
+  const auto ids = testing::fleet_ids(4, "10.0.7");
+  testing::TestFleet fa(ids), fb(ids);
+  PrefixAware a(opts()), b(opts());  // default prefix_home_load_bound: 0.5
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  Rng ra(11), rb(12);
+  const std::int64_t now = 5000 * kMs;
+  for (int g = 0; g < 16; ++g) {
+    CAPTURE(g);
+    const std::string prompt = text(static_cast<std::uint64_t>(1300 + g), 1000);
+    for (testing::TestFleet* f : {&fa, &fb}) {
+      for (auto& st : f->states) {
+        st->in_flight = 0;
+        st->sampled_ns = 0;
+      }
+    }
+    PrefixAware probe(opts());
+    const std::size_t home = pick(probe, fa, probe.make_scratch(fa.raw).get(), prompt, ra, now);  // idle: home
+    for (testing::TestFleet* f : {&fa, &fb}) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        f->states[i]->waiting = 0;
+        f->states[i]->running = i == home ? 2 : 0;
+        f->states[i]->sampled_in_flight = 0;
+        f->states[i]->sampled_ns = now - 50 * kMs;
+      }
+    }
+    fa.states[home]->in_flight = 2;
+    fa.states[home]->sampled_in_flight = 2;
+    const std::size_t x = pick(a, fa, sa.get(), prompt + text(1, 100), ra, now);
+    CHECK(x != home);
+    CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == x);
+  }
+}
