@@ -70,8 +70,10 @@ inline double fleet_in_flight(std::int64_t in_flight, const LoadSample& s) noexc
 /// missing sample counts this router's in-flight only. Divided by the weight, so a weight-2
 /// replica takes twice the load for the score. (Reads only the numbers it needs: the same as
 /// scoring state->sample().)
+/// `others` false: this router's own requests only (in_flight, not fleet_in_flight), the rest
+/// as above.
 inline double load_score(const EndpointState& st, std::uint32_t weight, std::int64_t now_ns,
-                         std::uint32_t stale_ms) noexcept {
+                         std::uint32_t stale_ms, bool others = true) noexcept {
   const std::int64_t in_flight = st.in_flight.load(std::memory_order_relaxed);
   double load = static_cast<double>(in_flight);
   const std::int64_t sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
@@ -81,7 +83,7 @@ inline double load_score(const EndpointState& st, std::uint32_t weight, std::int
     s.waiting = st.waiting.load(std::memory_order_relaxed);
     if (sample_fresh(s, now_ns, stale_ms)) {
       s.sampled_in_flight = st.sampled_in_flight.load(std::memory_order_relaxed);
-      if (s.sampled_in_flight >= 0) {
+      if (others && s.sampled_in_flight >= 0) {
         s.running = st.running.load(std::memory_order_relaxed);
         load = fleet_in_flight(in_flight, s);
       }

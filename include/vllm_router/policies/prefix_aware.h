@@ -42,13 +42,24 @@ namespace policies {
 /// back home once the home is within prefix_load_margin (the other routers kept sending it
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
-/// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
+/// Router replicas: when the fresh scrape shows other routers' requests on the pool (at least
+/// kReplicaLoad in load score), an unkeyed request without a usable match judges its home by
+/// this router's own requests (each replica's first sight of a prefix is mostly not the fleet's
+/// first: the others sent it home), and past prefix_home_load_bound goes to the first of the
+/// head's rendezvous order within prefix_load_margin of the least loaded (by its own requests),
+/// so every replica spills a busy home's prefix to the same engine. One router alone (nothing
+/// else in the scrape) spills to the least loaded and remembers where.
+/// Load scores are load_aware's (in flight, with the other routers' requests from a fresh
+/// scrape, + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
 class VLLM_ROUTER_API PrefixAware final : public Policy {
  public:
   /// A match must cover at least this share of the request's chunks to count.
   static constexpr double kMinMatchRatio = 0.25;
+  /// Other routers' requests on the pool (load score, from fresh scrapes) from which this
+  /// router counts as one of several replicas.
+  static constexpr double kReplicaLoad = 0.5;
 
   explicit PrefixAware(const PolicyOptions& options = {});
   std::string_view name() const noexcept override { return "prefix_aware"; }
