@@ -495,7 +495,7 @@ TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes,
   for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }
 
-TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix home up to the margin and spill it alike") {
+TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix home up to the margin of their own requests and spill it alike") {
   // Two routers in front of the same four engines, each with its own index and in-flight
   // counts; a fresh scrape (running, and each router's own in-flight count at the scrape) shows
   // each the other's requests.
@@ -532,21 +532,23 @@ TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix
     REQUIRE(second != home);
     std::vector<int> running(4, 1), own_a(4, 0);
     for (std::size_t i = 0; i < 4; ++i) own_a[i] = i % 2 == 0 ? 1 : 0;
-    // The home runs 2 more than the others, both router A's: within the margin, both routers
-    // send the prefix home (one router alone, over its 0.5 bound, would spill it).
+    // The home runs 2 more than the others, both router A's: within the margin of A's own
+    // requests, both routers send the prefix home (one router alone, over its 0.5 bound, would
+    // spill it).
     running[home] = 3;
     own_a[home] = 2;
     scrape(running, own_a);
     CHECK(pick(a, fa, sa.get(), prompt + text(1, 100), ra, now) == home);
     CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == home);
-    // The home runs 6 more: over the margin both spill it to the next in its rendezvous order,
-    // even though router A has just started one more request there (its view differs from B's).
+    // The home runs 12 more, 6 of each router's: over the margin of each router's own requests
+    // both spill it to the next in its rendezvous order, even though router A has just started
+    // one more request there (its view differs from B's).
     const std::string cold = text(static_cast<std::uint64_t>(1300 + g), 1000);  // same head, unseen
     PrefixAware a2(opts()), b2(opts());
     auto sa2 = a2.make_scratch(fa.raw);
     auto sb2 = b2.make_scratch(fb.raw);
-    running[home] = 7;
-    own_a[home] = 3;
+    running[home] = 13;
+    own_a[home] = 6;
     scrape(running, own_a);
     fa.states[second]->in_flight++;
     const std::size_t x = pick(a2, fa, sa2.get(), cold + text(3, 100), ra, now);

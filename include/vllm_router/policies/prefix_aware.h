@@ -43,12 +43,12 @@ namespace policies {
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
 /// Router replicas: when the fresh scrape shows other routers' requests on the pool (at least
-/// kReplicaLoad in load score), an unkeyed request without a usable match judges its home by
-/// this router's own requests (each replica's first sight of a prefix is mostly not the fleet's
-/// first: the others sent it home), and past prefix_home_load_bound goes to the first of the
-/// head's rendezvous order within prefix_load_margin of the least loaded (by its own requests),
-/// so every replica spills a busy home's prefix to the same engine. One router alone (nothing
-/// else in the scrape) spills to the least loaded and remembers where.
+/// kReplicaLoad in load score), an unkeyed request without a usable match goes home while this
+/// router's own requests there exceed its least loaded's by at most prefix_load_margin (each
+/// replica's first sight of a prefix is mostly not the fleet's first: the others sent it home;
+/// each bounds its own share of the home), else to the first of the head's rendezvous order
+/// within that margin, so every replica spills a busy home's prefix to the same engine. One
+/// router alone (nothing else in the scrape) keeps prefix_home_load_bound and the least loaded.
 /// Load scores are load_aware's (in flight, with the other routers' requests from a fresh
 /// scrape, + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
