@@ -236,7 +236,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
       const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
-      if (head_home) others += load - detail::load_score(*c.state, index->weights.of(c), now, stale_ms_, false);
+      if (head_home) others += detail::others_in_flight(*c.state, now, stale_ms_);
       if (load < least_below) {  // loads are finite
         least_load = load;
         least_below = load - detail::kScoreEpsilon;
@@ -310,9 +310,9 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       least_own = std::numeric_limits<double>::infinity();
       for (std::size_t i = 0; i < n; ++i) {
         const Candidate& c = candidates[i];
-        least_own = std::min(least_own, detail::load_score(*c.state, index->weights.of(c), now, stale_ms_, false));
+        least_own = std::min(least_own, detail::load_score(*c.state, index->weights.of(c), now, stale_ms_));
       }
-      home_cold = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_, false) - least_own;
+      home_cold = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) - least_own;
     }
     const double cold_bound = replicas ? load_margin_ : home_bound_;
     if (keyed && keeps_session(h, candidates, now)) {
@@ -344,7 +344,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       double best_rank = -1.0;
       for (std::size_t i = 0; i < n; ++i) {
         const Candidate& c = candidates[i];
-        if (detail::load_score(*c.state, index->weights.of(c), now, stale_ms_, false) - least_own >
+        if (detail::load_score(*c.state, index->weights.of(c), now, stale_ms_) - least_own >
             load_margin_ + detail::kScoreEpsilon) {
           continue;
         }

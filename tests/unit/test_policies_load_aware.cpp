@@ -140,23 +140,27 @@ TEST_CASE("load_aware: pick_from_pool scores only the usable endpoints, like pic
   CHECK(rest[p.pick(ctx, rest)].slot == 2);
 }
 
-TEST_CASE("load score: a fresh scrape adds the other routers' requests to this router's own") {
+TEST_CASE("others_in_flight: a fresh scrape's running + waiting less this router's count at the scrape") {
   // Three routers in front of one engine: the engine runs 5 (2 of them this router's) and
   // queues 1 when scraped at t0. Since then this router started 1 more: 3 in flight here.
   LaFleet f(1);
   const std::int64_t t0 = 10000 * kMs;
   f.states[0]->in_flight = 3;
   f.scraped_with(0, 1, 5, 2, t0);
-  // In flight: 6 at the scrape less this router's 2 = 4 others', plus this router's 3 now = 7;
-  // plus the waiting queue (1), as before.
-  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(7.0 + 1.0));
-  // This router's own change since the scrape moves the estimate one for one: 2 ended.
+  // 6 on the engine at the scrape less this router's 2: 4 are the other routers'.
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
+  // This router's own change since the scrape does not move the others' share.
   f.states[0]->in_flight = 1;
-  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(5.0 + 1.0));
-  // The sample is stale (stale_ms 5000): this router's own in-flight only.
-  CHECK(f.score(0, t0 + 6000 * kMs) == doctest::Approx(1.0));
-  // A sample without this router's count (not from the LoadScraper): in flight + waiting.
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
+  // Stale (stale_ms 5000), never scraped, or without this router's count: none.
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 6000 * kMs, 5000) == doctest::Approx(0.0));
   f.states[0]->sampled_in_flight = -1;
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
+  f.states[0]->sampled_in_flight = 2;
+  f.states[0]->sampled_ns = 0;
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
+  // The load score stays this router's own in-flight + waiting (see load_detail.h for why).
+  f.states[0]->sampled_ns = t0;
   CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(1.0 + 1.0));
 }
 
@@ -183,21 +187,4 @@ TEST_CASE("load score: with one router the estimate is its own in-flight count")
   // Not recorded: in_flight.
   s.sampled_in_flight = -1;
   CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(5.0));
-}
-
-TEST_CASE("load_aware: the other routers' requests from a fresh scrape count (several router replicas)") {
-  // e0 is idle for this router but runs 4 of another router's requests; e1 runs this router's 2.
-  LaFleet f(2);
-  policies::LoadAware p(opts());
-  Rng rng(6);
-  RequestView view;
-  const std::int64_t now = 10000 * kMs;
-  PickContext ctx{view, rng, nullptr, 2, now};
-  f.scraped_with(0, 0, 4, 0, now - 50 * kMs);
-  f.states[1]->in_flight = 2;
-  f.scraped_with(1, 0, 2, 2, now - 50 * kMs);
-  for (int i = 0; i < 20; ++i) CHECK(p.pick(ctx, f.candidates) == 1);
-  // Once the sample is stale, only this router's own requests count.
-  const PickContext late{view, rng, nullptr, 2, now + 6000 * kMs};
-  for (int i = 0; i < 20; ++i) CHECK(p.pick(late, f.candidates) == 0);
 }
