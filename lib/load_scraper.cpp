@@ -85,13 +85,20 @@ bool LoadScraper::Impl::get(const Endpoint& endpoint, const char* path, std::str
 
 bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState& state) {
   std::string body;
+  // This router's in-flight count around the GET: the engine's gauges were taken somewhere in
+  // between. The larger of the two is recorded, so a request that started or ended during the
+  // GET is never counted as another router's (with one router the estimate stays in_flight).
+  const std::int64_t in_flight_before = state.in_flight.load(std::memory_order_relaxed);
   if (!get(endpoint, "/metrics", body)) return false;
+  const std::int64_t in_flight_after = state.in_flight.load(std::memory_order_relaxed);
   detail::observe_lora_metrics(router, endpoint, body);  // no-op without a `lora` model
   const ScrapedLoad load = parse_vllm_load(body);
   if (load.waiting < 0 && load.running < 0) return false;  // not a vLLM /metrics
   state.waiting.store(std::max<std::int32_t>(0, load.waiting), std::memory_order_relaxed);
   state.running.store(std::max<std::int32_t>(0, load.running), std::memory_order_relaxed);
   state.kv_cache_usage.store(load.kv_cache_usage, std::memory_order_relaxed);
+  state.sampled_in_flight.store(std::max<std::int64_t>(0, std::max(in_flight_before, in_flight_after)),
+                                std::memory_order_relaxed);
   const auto now_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(clock->now().time_since_epoch()).count();
   // Written last: a reader that sees the new time also sees numbers at least this fresh.

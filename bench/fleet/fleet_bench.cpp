@@ -124,6 +124,7 @@ struct Session {
   double start_s = 0;          // scheduled start of the first turn
   double think_s = 0;          // pause between a turn's end and the next one
   std::string id;              // user / session id ("" for one-shot requests)
+  int group = -1;              // shared/skewed: the prefix group (FLEET_TRACE)
   std::vector<Turn> turns;
 };
 
@@ -211,6 +212,7 @@ std::vector<Session> make_workload(const Args& a, double& rate_out) {
                              {"user", "question " + std::to_string(k) + " " + words(r, 400)}},
                             "", a.max_tokens)};
     });
+    for (int k = 0; k < total; ++k) out[static_cast<std::size_t>(k)].group = order[static_cast<std::size_t>(k)];
   } else if (a.workload == "multiturn") {
     // Users hold conversations: each turn resends the whole history plus a new 300-token message.
     const int users = q ? 24 : 96;
@@ -486,6 +488,8 @@ int main(int argc, char** argv) {
 
   struct Record {
     double ttft_ms = 0;
+    double sent_s = 0;  // since t0
+    std::size_t via = 0;  // router process (--routers)
     std::string endpoint;
     bool ok = false;
     std::size_t session = 0;
@@ -515,6 +519,7 @@ int main(int argc, char** argv) {
         }
         Record rec;
         rec.session = i;
+        rec.sent_s = std::chrono::duration<double>(SteadyTime::now() - t0).count();
         auto view = parse_request(turn.body);
         const Headers headers = {{"Content-Type", "application/json"}};
         UpstreamRequest req;
@@ -531,7 +536,8 @@ int main(int argc, char** argv) {
           }
         }
         if (!router_eps.empty()) {
-          const Endpoint& via = router_eps[next_router.fetch_add(1) % router_eps.size()];
+          rec.via = next_router.fetch_add(1) % router_eps.size();
+          const Endpoint& via = router_eps[rec.via];
           auto resp = client->send(via, req, {});
           if (resp) {
             for (const auto& h : resp.value()->headers()) {
@@ -570,6 +576,21 @@ int main(int argc, char** argv) {
   for (auto& t : threads) t.join();
   const double wall = std::chrono::duration<double>(SteadyTime::now() - t0).count();
   if (router_eps.empty()) scraper.stop();
+
+  // FLEET_TRACE=FILE: one line per request (sent at s, router, engine, prefix group, TTFT ms, ok).
+  if (const char* trace = std::getenv("FLEET_TRACE"); trace != nullptr && *trace != '\0') {
+    if (FILE* f = std::fopen(trace, "a")) {
+      std::map<std::string, std::size_t> engine_index;
+      for (std::size_t e = 0; e < pool.endpoints.size(); ++e) engine_index[pool.endpoints[e]->id] = e;
+      for (const auto& r : records) {
+        const auto e = engine_index.find(r.endpoint);
+        std::fprintf(f, "%s %zu %.4f %zu %d %d %.2f %d\n", args.policy.c_str(), router_eps.size(), r.sent_s, r.via,
+                     e == engine_index.end() ? -1 : static_cast<int>(e->second), sessions[r.session].group, r.ttft_ms,
+                     r.ok ? 1 : 0);
+      }
+      std::fclose(f);
+    }
+  }
 
   // Results.
   std::vector<double> ttfts;

@@ -19,6 +19,9 @@ struct LoadSample {
   std::int32_t running = -1;          ///< vllm:num_requests_running
   float kv_cache_usage = -1.0F;       ///< vllm:kv_cache_usage_perc, 0..1
   std::int64_t sampled_ns = 0;        ///< steady-clock time of that scrape (0: never)
+  /// This router's in_flight when that scrape was taken (-1: not recorded). The engine's
+  /// running + waiting minus this is the other routers' share of its load at that time.
+  std::int64_t sampled_in_flight = -1;
 };
 
 /// A process-wide counter bumped after every change of a health flag (EndpointState's
@@ -71,6 +74,10 @@ class EndpointState {
   std::atomic<std::int32_t> waiting{-1};
   std::atomic<float> kv_cache_usage{-1.0F};
   std::atomic<std::int32_t> running{-1};
+  /// in_flight when the scrape at sampled_ns was taken (-1: not recorded; written by the
+  /// LoadScraper with the sample). See policies' load score: the engine's running + waiting
+  /// minus this is what the other routers had on it.
+  std::atomic<std::int64_t> sampled_in_flight{-1};
 
   std::atomic<std::uint32_t> ejections{0};  ///< times ejected (drives the growing back-off)
   /// Active health: the last probes' verdict. True until a checker says otherwise, except for
@@ -91,6 +98,7 @@ class EndpointState {
     s.running = running.load(std::memory_order_relaxed);
     s.kv_cache_usage = kv_cache_usage.load(std::memory_order_relaxed);
     s.sampled_ns = sampled_ns.load(std::memory_order_relaxed);
+    s.sampled_in_flight = sampled_in_flight.load(std::memory_order_relaxed);
     return s;
   }
 

@@ -229,9 +229,14 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     double key_rank = -1.0;  // ranks are > 0
     std::size_t key_pick = 0;
     double key_load = 0.0;
+    // A home from the prompt's head: also whether the scrape shows other routers' requests on
+    // the pool (the load score with them less this router's own).
+    const bool head_home = has_key && !keyed;
+    double others = 0.0;
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
       const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
+      if (head_home) others += detail::others_in_flight(*c.state, now, stale_ms_);
       if (load < least_below) {  // loads are finite
         least_load = load;
         least_below = load - detail::kScoreEpsilon;
@@ -290,7 +295,26 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     const Candidate& h = candidates[home];
     const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) : 0.0;
     const std::size_t home_depth = depth_of[h.slot % 64];
-    const bool head_home = has_key && !keyed;  // a home from the prompt's head
+    // Other routers share these engines (their requests show in the scrape): they see this
+    // head too, and only the hash makes them agree where it goes.
+    const bool replicas = head_home && others >= kReplicaLoad;
+    // A cold head (no usable match here): one router alone goes home within the small bound of
+    // the least loaded (it remembers where it spilled a prefix, and an unrelated prompt should
+    // go where the load is least). Replicas judge the home by their own requests within the load
+    // margin a match gets: a replica's first sight of a prefix is mostly not the fleet's first
+    // (the others sent it home), a spill would start it cold where no other replica sends it,
+    // and each replica bounds only its own share of the home's load (the others bound theirs).
+    double least_own = least_load;
+    double home_cold = home_load - least_load;
+    if (replicas) {
+      least_own = std::numeric_limits<double>::infinity();
+      for (std::size_t i = 0; i < n; ++i) {
+        const Candidate& c = candidates[i];
+        least_own = std::min(least_own, detail::load_score(*c.state, index->weights.of(c), now, stale_ms_));
+      }
+      home_cold = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) - least_own;
+    }
+    const double cold_bound = replicas ? load_margin_ : home_bound_;
     if (keyed && keeps_session(h, candidates, now)) {
       // A session stays on its home like `session` keeps it, whatever else matches: a match
       // elsewhere is mostly a head shared with other sessions (a tool prompt), and following it
@@ -301,10 +325,11 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
       chosen = home;  // the home holds the longest match: it first, as every router does
     } else if (head_home && home_depth == 0 &&
-               home_load - least_load <= (usable_match ? load_margin_ : home_bound_) + detail::kScoreEpsilon) {
+               (usable_match ? home_load - least_load <= load_margin_ + detail::kScoreEpsilon
+                             : home_cold <= cold_bound + detail::kScoreEpsilon)) {
       // This router never sent this head to its home. A cold prefix: the home while within the
       // small bound of the least loaded (an unrelated prompt should still go where the load is
-      // least). A prefix this router served elsewhere while the home was busy, which the other
+      // least); with router replicas, within the load margin by its own requests (home_cold). A prefix this router served elsewhere while the home was busy, which the other
       // routers keep sending home: back home within the load margin, as a match would be. So
       // the routers converge on one engine per prefix.
       chosen = home;
@@ -312,6 +337,23 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       chosen = by_key(matched, n_matched, matched_ties);
     } else if (!has_key) {
       chosen = least_ties.draw(n_least, ctx.rng);
+    } else if (replicas) {
+      // The home is over the margin (by this router's own requests): the first of the head's
+      // rendezvous order within the margin, so every replica spills it to the same engine (one
+      // router alone would remember where it sent it).
+      double best_rank = -1.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const Candidate& c = candidates[i];
+        if (detail::load_score(*c.state, index->weights.of(c), now, stale_ms_) - least_own >
+            load_margin_ + detail::kScoreEpsilon) {
+          continue;
+        }
+        const double r = rendezvous_rank(key, index->id_hash(c), index->weights.of(c), index->uniform_weights);
+        if (r > best_rank) {
+          best_rank = r;
+          chosen = i;
+        }
+      }
     } else {
       // The home, while within the bound of the least loaded, else the least loaded.
       const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;

@@ -1,6 +1,7 @@
 // LoadScraper: Prometheus parsing (old and new names, label sets) and scrape rounds on a fake.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <thread>
 
 #include <map>
@@ -34,9 +35,11 @@ struct MetricsTransport final : Transport {
   std::map<std::string, int> status;          // endpoint id -> status (default 200)
   std::map<std::string, std::string> paths;   // endpoint id -> last path asked
   std::map<std::string, std::string> keys;    // endpoint id -> api key of the endpoint
+  std::function<void(const std::string&)> on_send;  // called with the endpoint id (under the lock)
   Result<std::unique_ptr<UpstreamResponse>> send(const Endpoint& ep, const UpstreamRequest& req,
                                                  const AliveCheck&) override {
     std::lock_guard<std::mutex> lock(mutex);
+    if (on_send) on_send(ep.id);
     paths[ep.id] = std::string(req.method) + " " + std::string(req.path);
     keys[ep.id] = ep.api_key;
     auto it = bodies.find(ep.id);
@@ -192,4 +195,38 @@ TEST_CASE("LoadScraper: start/stop run rounds on a thread and stop promptly") {
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   CHECK(scraper.rounds() >= 3);
   CHECK(router->snapshot()->pools[0].states[0]->sample().waiting == 4);
+}
+
+TEST_CASE("LoadScraper: a sample records this router's in-flight count at the scrape (the larger around the GET)") {
+  auto t = std::make_shared<MetricsTransport>();
+  RouterConfig c;
+  ModelConfig a;
+  a.name = "m";
+  a.endpoints = {{"http://127.0.0.1:7101", 1, ""}, {"http://127.0.0.1:7102", 1, ""}, {"http://127.0.0.1:7103", 1, ""}};
+  c.models = {a};
+  auto created = Router::create(c, RouterOptions{});
+  REQUIRE(created.ok());
+  auto router = std::move(created).value();
+  const auto snap = router->snapshot();
+  const Pool& pool = snap->pools.at(0);
+  REQUIRE(pool.endpoints.size() == 3);
+  for (const auto& ep : pool.endpoints) t->bodies[ep->id] = "vllm:num_requests_running 5\nvllm:num_requests_waiting 1\n";
+  t->bodies.erase(pool.endpoints[2]->id);  // refused: nothing recorded
+  pool.states[0]->in_flight = 2;
+  pool.states[1]->in_flight = 4;
+  pool.states[2]->in_flight = 1;
+  // A request of this router ends on the second endpoint while its /metrics is read.
+  const std::string second = pool.endpoints[1]->id;
+  EndpointState* second_state = pool.states[1].get();
+  t->on_send = [&](const std::string& id) {
+    if (id == second) second_state->in_flight = 3;
+  };
+  auto clock = std::make_shared<ManualClock>();
+  clock->advance(std::chrono::seconds(10));
+  LoadScraper scraper(*router, t, clock, PolicyOptions{});
+  CHECK(scraper.scrape_once().succeeded == 2);
+  CHECK(pool.states[0]->sample().sampled_in_flight == 2);
+  CHECK(pool.states[1]->sample().sampled_in_flight == 4);  // 4 before, 3 after: the larger
+  CHECK(pool.states[2]->sample().sampled_in_flight == -1);
+  CHECK(pool.states[0]->sample().running == 5);
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "policies/load_detail.h"
 #include "support/fleet.h"
 #include "vllm_router/policies/load_aware.h"
 #include "vllm_router/policy.h"
@@ -23,6 +24,14 @@ struct LaFleet : testing::TestFleet {
     states[i]->running = running;
     states[i]->kv_cache_usage = kv;
     states[i]->sampled_ns = at_ns;
+  }
+  // A scrape as the LoadScraper writes it: with this router's in-flight count at that time.
+  void scraped_with(std::size_t i, int waiting, int running, std::int64_t own_at_scrape, std::int64_t at_ns) {
+    scraped(i, waiting, running, 0.0F, at_ns);
+    states[i]->sampled_in_flight = own_at_scrape;
+  }
+  double score(std::size_t i, std::int64_t now_ns) const {
+    return policies::detail::load_score(*states[i], 1, now_ns, 5000);
   }
 };
 
@@ -129,4 +138,53 @@ TEST_CASE("load_aware: pick_from_pool scores only the usable endpoints, like pic
   f.scraped(1, 10, 1, 0.5F, now - 10 * kMs);
   CHECK(p.pick_from_pool(ctx, pool) == 2);
   CHECK(rest[p.pick(ctx, rest)].slot == 2);
+}
+
+TEST_CASE("others_in_flight: a fresh scrape's running + waiting less this router's count at the scrape") {
+  // Three routers in front of one engine: the engine runs 5 (2 of them this router's) and
+  // queues 1 when scraped at t0. Since then this router started 1 more: 3 in flight here.
+  LaFleet f(1);
+  const std::int64_t t0 = 10000 * kMs;
+  f.states[0]->in_flight = 3;
+  f.scraped_with(0, 1, 5, 2, t0);
+  // 6 on the engine at the scrape less this router's 2: 4 are the other routers'.
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
+  // This router's own change since the scrape does not move the others' share.
+  f.states[0]->in_flight = 1;
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
+  // Stale (stale_ms 5000), never scraped, or without this router's count: none.
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 6000 * kMs, 5000) == doctest::Approx(0.0));
+  f.states[0]->sampled_in_flight = -1;
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
+  f.states[0]->sampled_in_flight = 2;
+  f.states[0]->sampled_ns = 0;
+  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
+  // The load score stays this router's own in-flight + waiting (see load_detail.h for why).
+  f.states[0]->sampled_ns = t0;
+  CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(1.0 + 1.0));
+}
+
+TEST_CASE("load score: with one router the estimate is its own in-flight count") {
+  LaFleet f(1);
+  const std::int64_t t0 = 10000 * kMs;
+  LoadSample s;
+  s.sampled_ns = t0;
+  // The engine's count at the scrape is this router's: the estimate follows in_flight.
+  s.running = 4;
+  s.waiting = 0;
+  s.sampled_in_flight = 4;
+  for (std::int64_t now : {0, 1, 4, 9}) CHECK(policies::detail::fleet_in_flight(now, s) == doctest::Approx(static_cast<double>(now)));
+  // The engine had not seen one of this router's requests yet (or already ended one): never
+  // below in_flight, never counted as another router's.
+  s.running = 3;
+  CHECK(policies::detail::fleet_in_flight(4, s) == doctest::Approx(4.0));
+  CHECK(policies::detail::fleet_in_flight(2, s) == doctest::Approx(2.0));
+  // Running and waiting both count (a queue at the engine is requests on it).
+  s.running = 8;
+  s.waiting = 3;
+  s.sampled_in_flight = 5;
+  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(11.0));
+  // Not recorded: in_flight.
+  s.sampled_in_flight = -1;
+  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(5.0));
 }

@@ -494,3 +494,85 @@ TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes,
   REQUIRE(per_endpoint.size() == 4);
   for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }
+
+TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix home up to the margin of their own requests and spill it alike") {
+  // Two routers in front of the same four engines, each with its own index and in-flight
+  // counts; a fresh scrape (running, and each router's own in-flight count at the scrape) shows
+  // each the other's requests.
+  const auto ids = testing::fleet_ids(4, "10.0.7");
+  testing::TestFleet fa(ids), fb(ids);
+  PrefixAware a(opts()), b(opts());  // prefix_home_load_bound 0.5, prefix_load_margin 4
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  Rng ra(11), rb(12);
+  const std::int64_t now = 5000 * kMs;
+  // The engines run `running[i]`, `own_a[i]` of them router A's at the scrape, the rest B's.
+  const auto scrape = [&](const std::vector<int>& running, const std::vector<int>& own_a) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      fa.states[i]->in_flight = own_a[i];
+      fb.states[i]->in_flight = running[i] - own_a[i];
+      for (testing::TestFleet* f : {&fa, &fb}) {
+        f->states[i]->running = running[i];
+        f->states[i]->waiting = 0;
+        f->states[i]->sampled_in_flight = f->states[i]->in_flight.load();
+        f->states[i]->sampled_ns = now - 50 * kMs;
+      }
+    }
+  };
+  std::set<std::size_t> spilled_to;
+  for (int g = 0; g < 16; ++g) {
+    CAPTURE(g);
+    const std::string prompt = text(static_cast<std::uint64_t>(1300 + g), 1000);
+    // Its home and the next in its rendezvous order, from a router that sees nothing else.
+    testing::TestFleet idle(ids);
+    PrefixAware probe(opts());
+    const std::size_t home = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, ra, now);
+    idle.states[home]->in_flight = 10;
+    const std::size_t second = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, ra, now);
+    REQUIRE(second != home);
+    std::vector<int> running(4, 1), own_a(4, 0);
+    for (std::size_t i = 0; i < 4; ++i) own_a[i] = i % 2 == 0 ? 1 : 0;
+    // The home runs 2 more than the others, both router A's: within the margin of A's own
+    // requests, both routers send the prefix home (one router alone, over its 0.5 bound, would
+    // spill it).
+    running[home] = 3;
+    own_a[home] = 2;
+    scrape(running, own_a);
+    CHECK(pick(a, fa, sa.get(), prompt + text(1, 100), ra, now) == home);
+    CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == home);
+    // The home runs 12 more, 6 of each router's: over the margin of each router's own requests
+    // both spill it to the next in its rendezvous order, even though router A has just started
+    // one more request there (its view differs from B's).
+    const std::string cold = text(static_cast<std::uint64_t>(1300 + g), 1000);  // same head, unseen
+    PrefixAware a2(opts()), b2(opts());
+    auto sa2 = a2.make_scratch(fa.raw);
+    auto sb2 = b2.make_scratch(fb.raw);
+    running[home] = 13;
+    own_a[home] = 6;
+    scrape(running, own_a);
+    fa.states[second]->in_flight++;
+    const std::size_t x = pick(a2, fa, sa2.get(), cold + text(3, 100), ra, now);
+    CHECK(x == second);
+    CHECK(pick(b2, fb, sb2.get(), cold + text(4, 100), rb, now) == x);
+    spilled_to.insert(x);
+  }
+  CHECK(spilled_to.size() >= 3);  // the spills follow each prefix's order, spread
+}
+
+TEST_CASE("prefix_aware: one router (nothing else in the scrape) keeps the small cold bound") {
+  PaFleet f(4);
+  PrefixAware p(opts());
+  Rng rng(13);
+  const std::int64_t now = 5000 * kMs;
+  const std::string prompt = text(1400, 1000);
+  const std::size_t home = pick(p, f, p.make_scratch(f.raw).get(), prompt, rng, now);
+  for (std::size_t i = 0; i < 4; ++i) {
+    f.states[i]->in_flight = i == home ? 2 : 0;
+    f.states[i]->running = static_cast<std::int32_t>(f.states[i]->in_flight.load());
+    f.states[i]->waiting = 0;
+    f.states[i]->sampled_in_flight = f.states[i]->in_flight.load();
+    f.states[i]->sampled_ns = now - 50 * kMs;
+  }
+  // The scrape holds only this router's requests: 2 over the least is over the 0.5 bound.
+  CHECK(pick(p, f, p.make_scratch(f.raw).get(), prompt, rng, now) != home);
+}

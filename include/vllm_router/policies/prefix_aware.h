@@ -42,6 +42,13 @@ namespace policies {
 /// back home once the home is within prefix_load_margin (the other routers kept sending it
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
+/// Router replicas: when the fresh scrape shows other routers' requests on the pool (at least
+/// kReplicaLoad), an unkeyed request without a usable match goes home while this
+/// router's own requests there exceed its least loaded's by at most prefix_load_margin (each
+/// replica's first sight of a prefix is mostly not the fleet's first: the others sent it home;
+/// each bounds its own share of the home), else to the first of the head's rendezvous order
+/// within that margin, so every replica spills a busy home's prefix to the same engine. One
+/// router alone (nothing else in the scrape) keeps prefix_home_load_bound and the least loaded.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
@@ -49,6 +56,10 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
  public:
   /// A match must cover at least this share of the request's chunks to count.
   static constexpr double kMinMatchRatio = 0.25;
+  /// Other routers' requests on the pool (from fresh scrapes: detail::others_in_flight) from
+  /// which this router counts as one of several replicas. Above one: a lone router can see one
+  /// request of its own as another's (it ended here while the engine still counted it).
+  static constexpr double kReplicaLoad = 2.0;
 
   explicit PrefixAware(const PolicyOptions& options = {});
   std::string_view name() const noexcept override { return "prefix_aware"; }
