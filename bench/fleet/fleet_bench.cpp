@@ -396,9 +396,17 @@ int main(int argc, char** argv) {
   cfg.policy = args.policy;
   // "session@1" = the session policy with session_load_factor 1 (bound off), a second row;
   // "prefix_aware@0" = prefix_aware with prefix_home_load_bound 0.
-  if (const auto at_sign = args.policy.find('@'); at_sign != std::string::npos) {
-    cfg.policy = args.policy.substr(0, at_sign);
-    const double value = std::stod(args.policy.substr(at_sign + 1));
+  // "...+replicas": prefix_replica_affinity on.
+  std::string name = args.policy;
+  if (constexpr std::string_view kReplicas = "+replicas";
+      name.size() > kReplicas.size() && name.ends_with(kReplicas)) {
+    name.resize(name.size() - kReplicas.size());
+    cfg.policy = name;
+    cfg.policy_options.prefix_replica_affinity = true;
+  }
+  if (const auto at_sign = name.find('@'); at_sign != std::string::npos) {
+    cfg.policy = name.substr(0, at_sign);
+    const double value = std::stod(name.substr(at_sign + 1));
     if (cfg.policy == "prefix_aware") cfg.policy_options.prefix_home_load_bound = value;
     else cfg.policy_options.session_load_factor = value;
   }

@@ -9,7 +9,8 @@
 # in-process vllm_router::Router with that policy and a LoadScraper, replaying the workload over
 # HTTP to the engines. Prints a Markdown table (and the target checks), writes a PNG chart.
 # Policy "session@1" is session with session_load_factor 1: the load bound off (pure hashing);
-# "prefix_aware@B" is prefix_aware with prefix_home_load_bound B.
+# "prefix_aware@B" is prefix_aware with prefix_home_load_bound B; a "+replicas" suffix
+# ("prefix_aware+replicas", "prefix_aware@2+replicas") sets prefix_replica_affinity.
 # --routers N (N >= 1): N real vllm-router processes (build/server/vllm-router, copied) in front
 # of the same engines, started per run with that policy; the driver sends round robin across
 # them over HTTP. 0 or absent: the in-process Router. A list ("1 3") runs each count in turn.
@@ -93,12 +94,14 @@ log "$N engines: ${SIM_ARGS[*]}"
 # $2 vllm-router processes with policy $1 (NAME or NAME@VALUE) in front of the engines; sets
 # ROUTER_URLS. Each must announce its port and answer /ready within 10 s.
 start_routers() {
-  local policy=${1%@*} value="" extra="" cfg="$TMP/router.json" i out ok count=$2
-  [[ "$1" == *@* ]] && value=${1#*@}
+  local name=${1%+replicas} value="" extra="" cfg="$TMP/router.json" i out ok count=$2
+  local policy=${name%@*}
+  [[ "$name" == *@* ]] && value=${name#*@}
+  [[ "$1" == *+replicas ]] && extra=", \"prefix_replica_affinity\": true"
   if [[ -n "$value" ]]; then
     case "$policy" in
-      prefix_aware) extra=", \"prefix_home_load_bound\": $value" ;;
-      *) extra=", \"session_load_factor\": $value" ;;
+      prefix_aware) extra+=", \"prefix_home_load_bound\": $value" ;;
+      *) extra+=", \"session_load_factor\": $value" ;;
     esac
   fi
   local eps

@@ -81,6 +81,8 @@ struct PolicyOptions {
   /// A home chosen from the prompt's head is kept while its load score exceeds the least
   /// loaded's by at most this; 0: plain least loaded (the home only breaks ties).
   double prefix_home_load_bound = 0.5;
+  /// prefix_aware among router replicas (docs/configuration.md): off by default.
+  bool prefix_replica_affinity = false;
   std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)
   std::uint32_t scrape_timeout_ms = 500;
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored

@@ -90,6 +90,7 @@ PrefixAware::PrefixAware(const PolicyOptions& options)
       stale_ms_(options.scrape_stale_ms),
       affinity_chars_(options.prefix_affinity_chars),
       home_bound_(options.prefix_home_load_bound),
+      replica_affinity_(options.prefix_replica_affinity),
       session_load_factor_(options.session_load_factor),
       session_min_capacity_(options.session_min_capacity) {}
 
@@ -236,7 +237,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
       const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
-      if (head_home) others += detail::others_in_flight(*c.state, now, stale_ms_);
+      if (head_home && replica_affinity_) others += detail::others_in_flight(*c.state, now, stale_ms_);
       if (load < least_below) {  // loads are finite
         least_load = load;
         least_below = load - detail::kScoreEpsilon;

@@ -501,7 +501,10 @@ TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix
   // each the other's requests.
   const auto ids = testing::fleet_ids(4, "10.0.7");
   testing::TestFleet fa(ids), fb(ids);
-  PrefixAware a(opts()), b(opts());  // prefix_home_load_bound 0.5, prefix_load_margin 4
+  PolicyOptions on = opts();  // prefix_home_load_bound 0.5, prefix_load_margin 4
+  on.prefix_replica_affinity = true;
+  PrefixAware a(on), b(on);
+  PrefixAware off(opts());  // the default: replicas decide like a router alone
   auto sa = a.make_scratch(fa.raw);
   auto sb = b.make_scratch(fb.raw);
   Rng ra(11), rb(12);
@@ -540,11 +543,12 @@ TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix
     scrape(running, own_a);
     CHECK(pick(a, fa, sa.get(), prompt + text(1, 100), ra, now) == home);
     CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == home);
+    CHECK(pick(off, fa, off.make_scratch(fa.raw).get(), prompt + text(5, 100), ra, now) != home);
     // The home runs 12 more, 6 of each router's: over the margin of each router's own requests
     // both spill it to the next in its rendezvous order, even though router A has just started
     // one more request there (its view differs from B's).
     const std::string cold = text(static_cast<std::uint64_t>(1300 + g), 1000);  // same head, unseen
-    PrefixAware a2(opts()), b2(opts());
+    PrefixAware a2(on), b2(on);
     auto sa2 = a2.make_scratch(fa.raw);
     auto sb2 = b2.make_scratch(fb.raw);
     running[home] = 13;

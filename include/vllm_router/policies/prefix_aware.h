@@ -42,7 +42,7 @@ namespace policies {
 /// back home once the home is within prefix_load_margin (the other routers kept sending it
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
-/// Router replicas: when the fresh scrape shows other routers' requests on the pool (at least
+/// Router replicas (PolicyOptions::prefix_replica_affinity, off by default): when the fresh scrape shows other routers' requests on the pool (at least
 /// kReplicaLoad), an unkeyed request without a usable match goes home while this
 /// router's own requests there exceed its least loaded's by at most prefix_load_margin (each
 /// replica's first sight of a prefix is mostly not the fleet's first: the others sent it home;
@@ -89,6 +89,7 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   std::uint32_t stale_ms_;
   std::uint32_t affinity_chars_;
   double home_bound_;
+  bool replica_affinity_;
   double session_load_factor_;
   std::uint32_t session_min_capacity_;
 };
