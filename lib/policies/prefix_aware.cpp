@@ -330,9 +330,10 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
                              : home_cold <= cold_bound + detail::kScoreEpsilon)) {
       // This router never sent this head to its home. A cold prefix: the home while within the
       // small bound of the least loaded (an unrelated prompt should still go where the load is
-      // least); with router replicas, within the load margin by its own requests (home_cold). A prefix this router served elsewhere while the home was busy, which the other
-      // routers keep sending home: back home within the load margin, as a match would be. So
-      // the routers converge on one engine per prefix.
+      // least); with router replicas (prefix_replica_affinity), within the load margin by its
+      // own requests (home_cold). A prefix this router served elsewhere while the home was
+      // busy, which the other routers keep sending home: back home within the load margin, as
+      // a match would be. So the routers converge on one engine per prefix.
       chosen = home;
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);
