@@ -301,20 +301,11 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     const bool replicas = head_home && others >= kReplicaLoad;
     // A cold head (no usable match here): one router alone goes home within the small bound of
     // the least loaded (it remembers where it spilled a prefix, and an unrelated prompt should
-    // go where the load is least). Replicas judge the home by their own requests within the load
-    // margin a match gets: a replica's first sight of a prefix is mostly not the fleet's first
-    // (the others sent it home), a spill would start it cold where no other replica sends it,
-    // and each replica bounds only its own share of the home's load (the others bound theirs).
-    double least_own = least_load;
-    double home_cold = home_load - least_load;
-    if (replicas) {
-      least_own = std::numeric_limits<double>::infinity();
-      for (std::size_t i = 0; i < n; ++i) {
-        const Candidate& c = candidates[i];
-        least_own = std::min(least_own, detail::load_score(*c.state, index->weights.of(c), now, stale_ms_));
-      }
-      home_cold = detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) - least_own;
-    }
+    // go where the load is least). Replicas judge the home by their own requests (the load
+    // score counts this router's) within the load margin a match gets: a replica's first sight
+    // of a prefix is mostly not the fleet's first (the others sent it home), a spill would start
+    // it cold where no other replica sends it, and each replica bounds only its own share of
+    // the home's load (the others bound theirs).
     const double cold_bound = replicas ? load_margin_ : home_bound_;
     if (keyed && keeps_session(h, candidates, now)) {
       // A session stays on its home like `session` keeps it, whatever else matches: a match
@@ -326,14 +317,13 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
       chosen = home;  // the home holds the longest match: it first, as every router does
     } else if (head_home && home_depth == 0 &&
-               (usable_match ? home_load - least_load <= load_margin_ + detail::kScoreEpsilon
-                             : home_cold <= cold_bound + detail::kScoreEpsilon)) {
+               home_load - least_load <= (usable_match ? load_margin_ : cold_bound) + detail::kScoreEpsilon) {
       // This router never sent this head to its home. A cold prefix: the home while within the
       // small bound of the least loaded (an unrelated prompt should still go where the load is
-      // least); with router replicas (prefix_replica_affinity), within the load margin by its
-      // own requests (home_cold). A prefix this router served elsewhere while the home was
-      // busy, which the other routers keep sending home: back home within the load margin, as
-      // a match would be. So the routers converge on one engine per prefix.
+      // least); with router replicas (prefix_replica_affinity), within the load margin. A
+      // prefix this router served elsewhere while the home was busy, which the other routers
+      // keep sending home: back home within the load margin, as a match would be. So the
+      // routers converge on one engine per prefix.
       chosen = home;
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);
@@ -346,7 +336,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       double best_rank = -1.0;
       for (std::size_t i = 0; i < n; ++i) {
         const Candidate& c = candidates[i];
-        if (detail::load_score(*c.state, index->weights.of(c), now, stale_ms_) - least_own >
+        if (detail::load_score(*c.state, index->weights.of(c), now, stale_ms_) - least_load >
             load_margin_ + detail::kScoreEpsilon) {
           continue;
         }

@@ -42,9 +42,10 @@ namespace policies {
 /// back home once the home is within prefix_load_margin (the other routers kept sending it
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
-/// Router replicas (PolicyOptions::prefix_replica_affinity, off by default): when the fresh scrape shows other routers' requests on the pool (at least
-/// kReplicaLoad), an unkeyed request without a usable match goes home while this
-/// router's own requests there exceed its least loaded's by at most prefix_load_margin (each
+/// Router replicas (PolicyOptions::prefix_replica_affinity, off by default): when the fresh
+/// scrape shows other routers' requests on the pool (at least kReplicaLoad), an unkeyed request
+/// without a usable match goes home while this router's own requests there exceed its least
+/// loaded's by at most prefix_load_margin (each
 /// replica's first sight of a prefix is mostly not the fleet's first: the others sent it home;
 /// each bounds its own share of the home), else to the first of the head's rendezvous order
 /// within that margin, so every replica spills a busy home's prefix to the same engine. One
