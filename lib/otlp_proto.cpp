@@ -310,34 +310,6 @@ class Attributes {
   std::uint32_t field_;
 };
 
-// Whether a[0..n) == b[0..n), eight bytes at a time inline (the memos' inputs are short: a
-// call to memcmp per input cost more than the compare).
-inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
-  if (n >= 8) {
-    std::uint64_t x, y, diff = 0;
-    for (std::size_t i = 0; i + 8 <= n; i += 8) {
-      std::memcpy(&x, a + i, 8);
-      std::memcpy(&y, b + i, 8);
-      diff |= x ^ y;
-    }
-    std::memcpy(&x, a + n - 8, 8);  // the last bytes, overlapping the word before
-    std::memcpy(&y, b + n - 8, 8);
-    return (diff | (x ^ y)) == 0;
-  }
-  if (n >= 4) {
-    std::uint32_t x0, y0, x1, y1;
-    std::memcpy(&x0, a, 4);
-    std::memcpy(&y0, b, 4);
-    std::memcpy(&x1, a + n - 4, 4);
-    std::memcpy(&y1, b + n - 4, 4);
-    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (a[i] != b[i]) return false;
-  }
-  return true;
-}
-
 // A run of attributes that depends only on a few strings and one number (a route's method,
 // path, models, endpoint): encoded once per thread and copied while they stay the same, as they
 // do from one request to the next. The inputs are compared by content, so a copy is the bytes a
@@ -354,18 +326,14 @@ class AttributeMemo {
   template <typename Encode>
   void write(ProtoWriter& out, const Parts& parts, std::int64_t number, Encode encode) {
     if (matches(parts, number)) return out.raw(block_);
-    std::size_t total = 0;
-    for (std::string_view p : parts) total += p.size();
-    if (total > kMaxKey) {
-      Attributes a(out);
-      encode(a);
-      return;
-    }
     const std::size_t from = out.size();
     {
       Attributes a(out);
       encode(a);
     }
+    std::size_t total = 0;
+    for (std::string_view p : parts) total += p.size();
+    if (total > kMaxKey) return;  // not kept
     block_.assign(out.view().substr(from));
     key_.clear();
     for (std::size_t i = 0; i < N; ++i) {
@@ -382,7 +350,7 @@ class AttributeMemo {
     const char* k = key_.data();
     for (std::size_t i = 0; i < N; ++i) {
       const std::size_t n = parts[i].size();
-      if (n != sizes_[i] || !same_bytes(k, parts[i].data(), n)) return false;
+      if (n != sizes_[i] || (n != 0 && std::memcmp(k, parts[i].data(), n) != 0)) return false;
       k += n;
     }
     return true;
