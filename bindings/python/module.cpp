@@ -287,16 +287,16 @@ class PyRouter {
     py::list out;
     auto snap = router_->snapshot();
     for (const vr::Pool& pool : snap->pools) {
+      // role: "prefill" for a model's prefill pool (disaggregation), "decode" for the pool
+      // beside it, None for a pool that runs requests whole.
+      py::object role = py::none();
+      if (pool.prefill_role) {
+        role = py::str("prefill");
+      } else if (pool.prefill != vr::Pool::kNoPrefill) {
+        role = py::str("decode");
+      }
       for (std::size_t i = 0; i < pool.endpoints.size(); ++i) {
         const auto load = pool.states[i]->sample();
-        // role: "prefill" for a model's prefill pool (disaggregation), "decode" for the pool
-        // beside it, None for a pool that runs requests whole.
-        py::object role = py::none();
-        if (pool.prefill_role) {
-          role = py::str("prefill");
-        } else if (pool.prefill != vr::Pool::kNoPrefill) {
-          role = py::str("decode");
-        }
         out.append(py::dict("model"_a = pool.model, "id"_a = pool.endpoints[i]->id,
                             "weight"_a = pool.endpoints[i]->weight, "in_flight"_a = load.in_flight,
                             "requests"_a = load.requests, "failures"_a = load.failures, "role"_a = role));
