@@ -5,7 +5,8 @@
 #
 #   bench/features.sh [ROUNDS] [SECONDS]      (default 5 rounds of 5 s per case)
 #   CASES="off observe" bench/features.sh     (default: off keys redis observe)
-#   OTLP_SINK=python ...                        (the collector: nginx (default when installed) or python)
+#   OTLP_SINK=nginx ...                         (the collector: sink (build/bench/otlp_sink, the
+#                                                 default when built), nginx or python)
 #
 # Cases, alternated each round (order rotated):
 #   off      no keys, no access log, no tracing (metrics are always on)
@@ -92,15 +93,22 @@ while True:
     except Exception:
         conn.close()
 PY
-# The collector: an nginx that reads and discards the exports (default when nginx is installed),
-# or OTLP_SINK=python. A collector costs its own CPU, which on this 2-core machine comes out of the
-# router's throughput though a real one runs elsewhere: the python receiver takes ~3.5 us per
-# request (4 % of the machine's work per request), nginx ~1 us. Its share is printed at the end.
+# The collector: bench/otlp_sink (default when built: reads and discards in 1 MiB reads), an nginx
+# that reads and discards (OTLP_SINK=nginx), or OTLP_SINK=python. A collector costs its own CPU,
+# which on this 2-core machine comes out of the router's throughput though a real one runs
+# elsewhere: the python receiver takes ~3.5 us per request (4 % of the machine's work per
+# request), nginx ~1.3 us (it discards a body in 4 KiB reads). Its share is printed at the end.
+SINK=${OTLP_SINK_BIN:-$ROOT/build/bench/otlp_sink}
 if [[ -z ${OTLP_SINK:-} ]]; then
   OTLP_SINK=python
   command -v nginx >/dev/null && OTLP_SINK=nginx
+  [[ -x $SINK ]] && OTLP_SINK=sink
 fi
-if [[ $OTLP_SINK == nginx ]]; then
+if [[ $OTLP_SINK == sink ]]; then
+  "$SINK" 0 >"$TMP/otlp.log" 2>&1 &
+  pids+=($!)
+  otlp_port=$(wait_line "$TMP/otlp.log" "listening on http://")
+elif [[ $OTLP_SINK == nginx ]]; then
   otlp_port=$(free_port)
   mkdir -p "$TMP/nginx"
   cat >"$TMP/nginx/nginx.conf" <<EOF

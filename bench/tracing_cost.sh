@@ -12,7 +12,8 @@
 # (sampling 0: trace context and propagation only), base (BASE_ROUTER=path: another build
 # without the flag, e.g. the commit before tracing), access (the access log to a file, no
 # tracing), observe (access log and tracing at 1.0). Needs valgrind, python3,
-# build/server/vllm-router and build/tools/vllm-sim.
+# build/server/vllm-router and build/tools/vllm-sim. CG_ARGS adds valgrind options (e.g.
+# CG_ARGS=--cache-sim=yes: first-level misses per function; KEEP=1 keeps the profiles).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUTER=${VLLM_ROUTER:-$ROOT/build/server/vllm-router}
@@ -87,7 +88,7 @@ instructions() {  # instructions CASE N -> total Ir of the router
     base) router=${BASE_ROUTER:?set BASE_ROUTER to the other build}; ;;
   esac
   local out="$TMP/cg.$1.$2"
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$router" --host 127.0.0.1 --port 0 --threads 1 \
+  valgrind --tool=callgrind ${CG_ARGS:-} --callgrind-out-file="$out" "$router" --host 127.0.0.1 --port 0 --threads 1 \
     --model "$MODEL=http://127.0.0.1:$sim_port" --log-level warn "${args[@]}" >"$TMP/router.log" 2>"$TMP/router.err" &
   local rpid=$!
   local port
