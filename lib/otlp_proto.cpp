@@ -522,9 +522,7 @@ void routing_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
     } else {
       if (c.panic) a.boolean("vllm_router.panic", true);
       if (c.prefix_match >= 0) a.integer("vllm_router.prefix_match_chars", c.prefix_match);
-      if (c.route_end > c.route_start) {
-        a.milliseconds("vllm_router.queue_wait_ms", (c.route_end - c.route_start).count());
-      }
+      // A wait for capacity is the span's own duration (the request span has queue_wait_ms).
     }
   }
   close_span(out, mark, !routed, c.error);
