@@ -60,7 +60,7 @@ struct AppConfig {
     std::string service_name = "vllm-router";  ///< the resource's service.name
     std::uint32_t batch_size = 512;           ///< spans per export request
     std::uint32_t interval_ms = 5000;         ///< longest wait before queued spans are sent
-    std::uint32_t queue_size = 2048;          ///< spans held at most; more are dropped and counted
+    std::uint32_t queue_size = 8192;          ///< spans held at most; more are dropped and counted
     std::uint32_t timeout_ms = 10000;         ///< per export request
   } otlp;
 

@@ -55,7 +55,7 @@ struct OtlpOptions {
   std::string service_name = "vllm-router";  ///< the resource's service.name
   std::uint32_t batch_size = 512;            ///< spans per request; a batch is sent when this many wait
   std::chrono::milliseconds interval{5000};  ///< ...or this long after the first one waited
-  std::uint32_t queue_size = 2048;           ///< spans held at most; beyond, new ones are dropped
+  std::uint32_t queue_size = 8192;           ///< spans held at most; beyond, new ones are dropped
   std::chrono::milliseconds timeout{10000};  ///< per export request
   /// Log sink (level 0 error .. 3 debug, as ServerOptions::log): failed exports and, at most
   /// every 10 s, spans dropped. Optional; called on the exporter's thread.
