@@ -92,7 +92,11 @@ struct State {
   std::mutex last_mu;
   std::string last_path;
   std::string last_body;  // hashed only when /sim/stats is read
+  // The last request's headers as received (names lowered and duplicates joined only when
+  // /sim/stats is read); the strings keep their capacity, so recording allocates nothing once
+  // warm (the sim is half of a benchmark machine's CPU, and a header more must not cost it much).
   std::vector<std::pair<std::string, std::string>> last_headers;
+  std::size_t last_header_count = 0;
 
   // /metrics
   std::atomic<int64_t> engine_in_flight{0}, kv_tokens{0}, prompt_tokens_total{0},
@@ -734,8 +738,16 @@ std::string stats_json(State &st) {
   fmt::format_to(std::back_inserter(out), ",\"last_body_bytes\":{},\"last_body_fnv1a64\":\"{:016x}\"",
                  st.last_body.size(), fnv1a64(st.last_body));
   out += ",\"last_headers\":{";
+  std::vector<std::pair<std::string, std::string>> hs;
+  for (std::size_t i = 0; i < st.last_header_count; ++i) {
+    const auto &[k, v] = st.last_headers[i];
+    std::string name = lower(k);
+    auto it = std::find_if(hs.begin(), hs.end(), [&](auto &p) { return p.first == name; });
+    if (it != hs.end()) it->second += ", " + v;  // duplicates are joined, so tests can see them
+    else hs.emplace_back(std::move(name), v);
+  }
   bool first = true;
-  for (auto &[k, v] : st.last_headers) {
+  for (auto &[k, v] : hs) {
     if (!first) out += ',';
     first = false;
     out += json_str(k);
@@ -748,18 +760,18 @@ std::string stats_json(State &st) {
 
 void record_request(State &st, const httplib::Request &req) {
   st.requests.fetch_add(1);
-  std::vector<std::pair<std::string, std::string>> hs;
-  for (auto &[k, v] : req.headers) {
-    if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT") continue;
-    std::string name = lower(k);
-    auto it = std::find_if(hs.begin(), hs.end(), [&](auto &p) { return p.first == name; });
-    if (it != hs.end()) it->second += ", " + v;  // duplicates are joined, so tests can see them
-    else hs.emplace_back(std::move(name), v);
-  }
   std::lock_guard<std::mutex> lk(st.last_mu);
   st.last_path = req.path;
   st.last_body.assign(req.body);
-  st.last_headers.swap(hs);
+  std::size_t n = 0;
+  for (auto &[k, v] : req.headers) {
+    if (k == "REMOTE_ADDR" || k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT") continue;
+    if (n == st.last_headers.size()) st.last_headers.emplace_back();
+    st.last_headers[n].first.assign(k);
+    st.last_headers[n].second.assign(v);
+    ++n;
+  }
+  st.last_header_count = n;
 }
 
 bool authorized(const State &st, const httplib::Request &req) {
@@ -909,7 +921,7 @@ int run_server(const Options &opt_in) {
       std::lock_guard<std::mutex> lk(S.last_mu);
       S.last_path.clear();
       S.last_body.clear();
-      S.last_headers.clear();
+      S.last_header_count = 0;
     }
     S.prefix.clear();
     set_json(res, 200, "{\"ok\":true}");
