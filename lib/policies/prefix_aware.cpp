@@ -212,9 +212,8 @@ namespace {
 // on the same scale in every replica and for a lone router (share 1), so N replicas behind a
 // balancer make one router's decisions in expectation, and a busy home's prefixes spill along
 // their own orders (the same second home in every replica, not everyone's least loaded).
-std::size_t bounded_home(std::span<const Candidate> candidates, PrefixIndex& index, std::uint64_t key, double factor) {
-  for (const Candidate& c : candidates) index.observe(c);
-  const double scale = 1.0 / index.share();
+std::size_t bounded_home(std::span<const Candidate> candidates, const PrefixIndex& index, std::uint64_t key,
+                         double factor, double scale) {
   double total = 0.0;
   double weights = 0.0;
   for (const Candidate& c : candidates) {
@@ -301,9 +300,20 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     double key_load = 0.0;
     // A home from the prompt's head.
     const bool head_home = has_key && !keyed;
+    // prefix_replica_affinity: this router's requests count for 1 / its share of the engines'
+    // requests in the load scores of an unkeyed prompt (1 for a lone router), so the margins and
+    // the bound judge the fleet's load in every replica alike: judged by its own requests, each
+    // of 3 replicas kept a busy home's warm prefixes there up to prefix_load_margin of *its*
+    // requests, 3 times one router's, and queued them past the engine's batch (stop 24).
+    double scale = 1.0;
+    if (replica_affinity_ && head_home) {
+      if (!lock.owns_lock()) lock.lock();  // the share estimate is the index's (a head shorter than a chunk)
+      for (const Candidate& c : candidates) index->observe(c);
+      scale = 1.0 / index->share();
+    }
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
-      const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
+      const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_, scale);
       if (load < least_below) {  // loads are finite
         least_load = load;
         least_below = load - detail::kScoreEpsilon;
@@ -360,7 +370,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     // The home: the key's rendezvous winner over all candidates (every router agrees).
     const std::size_t home = has_key ? by_key(nullptr, n, least_ties) : 0;
     const Candidate& h = candidates[home];
-    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) : 0.0;
+    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_, scale) : 0.0;
     const std::size_t home_depth = depth_of[h.slot % 64];
     if (keyed && keeps_session(h, candidates, now)) {
       // A session stays on its home like `session` keeps it, whatever else matches: a match
@@ -370,7 +380,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     } else if (usable_match && keyed && key_load - least_load <= load_margin_) {
       chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
     } else if (replica_affinity_ && head_home && !usable_match) {
-      chosen = bounded_home(candidates, *index, key, replica_load_factor_);
+      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale);
     } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
       chosen = home;  // the home holds the longest match: it first, as every router does
     } else if (head_home && home_depth == 0 &&
