@@ -395,6 +395,11 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       chosen = by_key(matched, n_matched, matched_ties);
     } else if (!has_key) {
       chosen = least_ties.draw(n_least, ctx.rng);
+    } else if (replica_affinity_ && head_home) {
+      // The matched home is over the margin: along the head's rendezvous order below the bound
+      // (the same second home in every replica; each one's least loaded would start the
+      // prefix cold on a different engine: 3 routers' hit rate 79 % -> 70 %, stop 24).
+      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale);
     } else {
       // The home, while within the bound of the least loaded, else the least loaded.
       const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
