@@ -62,11 +62,9 @@ struct SlotWeights {
 /// next scrape (load_aware's TTFT p99 on the random workload 283 -> 369 ms), and prefix_aware
 /// spilled cold prefixes three times as often (hit rate 75 % -> 64 %). prefix_aware's
 /// prefix_replica_affinity scales this router's own count by its share instead (stop 24).
-/// `in_flight_scale`: what one request of this router's counts for (prefix_replica_affinity's
-/// fleet estimate: 1 / this router's share of the engines' requests).
 inline double load_score(const EndpointState& st, std::uint32_t weight, std::int64_t now_ns,
-                         std::uint32_t stale_ms, double in_flight_scale = 1.0) noexcept {
-  double load = static_cast<double>(st.in_flight.load(std::memory_order_relaxed)) * in_flight_scale;
+                         std::uint32_t stale_ms) noexcept {
+  double load = static_cast<double>(st.in_flight.load(std::memory_order_relaxed));
   const std::int64_t sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
   if (sampled_ns != 0) {
     LoadSample s;

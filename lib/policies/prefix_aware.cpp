@@ -300,11 +300,10 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     double key_load = 0.0;
     // A home from the prompt's head.
     const bool head_home = has_key && !keyed;
-    // prefix_replica_affinity: this router's requests count for 1 / its share of the engines'
-    // requests in the load scores of an unkeyed prompt (1 for a lone router), so the margins and
-    // the bound judge the fleet's load in every replica alike: judged by its own requests, each
-    // of 3 replicas kept a busy home's warm prefixes there up to prefix_load_margin of *its*
-    // requests, 3 times one router's, and queued them past the engine's batch (stop 24).
+    // prefix_replica_affinity: what one of this router's requests counts for in the cold
+    // bound (1 / its share of the engines' requests; 1 for a lone router). Only there: counting
+    // the fleet's load in the match margins too made each of 3 replicas spill warm prefixes
+    // three times as often (hit rate 79 % -> 70-72 %, TTFT p99 no better; stop 24).
     double scale = 1.0;
     if (replica_affinity_ && head_home) {
       if (!lock.owns_lock()) lock.lock();  // the share estimate is the index's (a head shorter than a chunk)
@@ -313,7 +312,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     }
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
-      const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_, scale);
+      const double load = detail::load_score(*c.state, index->weights.of(c), now, stale_ms_);
       if (load < least_below) {  // loads are finite
         least_load = load;
         least_below = load - detail::kScoreEpsilon;
@@ -370,7 +369,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     // The home: the key's rendezvous winner over all candidates (every router agrees).
     const std::size_t home = has_key ? by_key(nullptr, n, least_ties) : 0;
     const Candidate& h = candidates[home];
-    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_, scale) : 0.0;
+    const double home_load = has_key ? detail::load_score(*h.state, index->weights.of(h), now, stale_ms_) : 0.0;
     const std::size_t home_depth = depth_of[h.slot % 64];
     if (keyed && keeps_session(h, candidates, now)) {
       // A session stays on its home like `session` keeps it, whatever else matches: a match
@@ -395,11 +394,6 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       chosen = by_key(matched, n_matched, matched_ties);
     } else if (!has_key) {
       chosen = least_ties.draw(n_least, ctx.rng);
-    } else if (replica_affinity_ && head_home) {
-      // The matched home is over the margin: along the head's rendezvous order below the bound
-      // (the same second home in every replica; each one's least loaded would start the
-      // prefix cold on a different engine: 3 routers' hit rate 79 % -> 70 %, stop 24).
-      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale);
     } else {
       // The home, while within the bound of the least loaded, else the least loaded.
       const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;

@@ -591,42 +591,6 @@ TEST_CASE("prefix_aware: prefix_replica_affinity scales this router's requests b
   CHECK(spilled == 16);
 }
 
-TEST_CASE("prefix_aware: prefix_replica_affinity judges a matched home's margin by the fleet's load (this router's scaled by its share)") {
-  // A replica whose scrapes show it sends a third of the engines' requests, and a lone router.
-  const auto ids = testing::fleet_ids(4, "10.0.9");
-  testing::TestFleet fa(ids), lone(ids);
-  PolicyOptions on = opts();  // prefix_load_margin 4
-  on.prefix_replica_affinity = true;
-  PrefixAware a(on), one(on);
-  Rng ra(31), r1(32);
-  std::int64_t now = 5000 * kMs;
-  for (int g = 0; g < 8; ++g) {
-    CAPTURE(g);
-    now += 200 * kMs;
-    auto sa = a.make_scratch(fa.raw);
-    auto s1 = one.make_scratch(lone.raw);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      for (testing::TestFleet* f : {&fa, &lone}) {
-        f->states[i]->in_flight = 0;
-        f->states[i]->running = f == &fa ? 3 : 1;
-        f->states[i]->waiting = 0;
-        f->states[i]->sampled_in_flight = 1;
-        f->states[i]->sampled_ns = now - 50 * kMs;
-      }
-    }
-    const std::string group = text(static_cast<std::uint64_t>(1700 + g), 2000);
-    const std::size_t served = pick(a, fa, sa.get(), group + text(1, 100), ra, now);
-    REQUIRE(pick(one, lone, s1.get(), group + text(1, 100), r1, now) == served);  // the same home
-    // 2 of this router's requests on the endpoint that holds the prefix, none elsewhere: the
-    // lone router's 2 are within the margin (4): it stays; the replica's 2 are the fleet's 6:
-    // over the margin, it leaves.
-    fa.states[served]->in_flight = 2;
-    lone.states[served]->in_flight = 2;
-    CHECK(pick(one, lone, s1.get(), group + text(2, 100), r1, now) == served);
-    CHECK(pick(a, fa, sa.get(), group + text(3, 100), ra, now) != served);
-  }
-}
-
 TEST_CASE("prefix_aware: one router (nothing else in the scrape) keeps the small cold bound") {
   PaFleet f(4);
   PrefixAware p(opts());
