@@ -205,26 +205,15 @@ std::size_t PrefixAware::index_size(const PolicyScratch* scratch) {
 
 namespace {
 
-// Whether a fresh scrape of `c` shows requests waiting (vLLM's batch is full).
-bool queued(const Candidate& c, std::int64_t now_ns, std::uint32_t stale_ms) noexcept {
-  LoadSample s;
-  s.sampled_ns = c.state->sampled_ns.load(std::memory_order_acquire);
-  s.waiting = c.state->waiting.load(std::memory_order_relaxed);
-  return s.waiting > 0 && detail::sample_fresh(s, now_ns, stale_ms);
-}
-
 // prefix_replica_affinity's home of a cold head (bounded-load consistent hashing, Mirrokni,
 // Thorup and Zadimoghaddam 2017): the first endpoint in `key`'s rendezvous order whose load is
-// below `factor` x the pool's average + 1 request, past engines whose
-// fresh scrape shows a queue (when some has none). The load is this router's in-flight count
+// below `factor` x the pool's average + 1 request. The load is this router's in-flight count
 // scaled to the fleet (divided by its share of the engines' requests, from the scrapes): fresh,
 // on the same scale in every replica and for a lone router (share 1), so N replicas behind a
 // balancer make one router's decisions in expectation, and a busy home's prefixes spill along
 // their own orders (the same second home in every replica, not everyone's least loaded).
 std::size_t bounded_home(std::span<const Candidate> candidates, const PrefixIndex& index, std::uint64_t key,
-                         double factor, double scale, std::int64_t now_ns, std::uint32_t stale_ms) {
-  std::size_t unqueued = 0;
-  for (const Candidate& c : candidates) unqueued += queued(c, now_ns, stale_ms) ? 0 : 1;
+                         double factor, double scale) {
   double total = 0.0;
   double weights = 0.0;
   for (const Candidate& c : candidates) {
@@ -234,22 +223,17 @@ std::size_t bounded_home(std::span<const Candidate> candidates, const PrefixInde
   const double bound = factor * total * scale / weights + 1.0;  // per unit of weight
   std::size_t chosen = 0;
   double best_rank = -1.0;
-  // Past queued engines first; when every one under the bound queues, among all of them.
-  for (const bool skip_queued : {unqueued > 0, false}) {
-    for (std::size_t i = 0; i < candidates.size(); ++i) {
-      const Candidate& c = candidates[i];
-      const double w = static_cast<double>(std::max<std::uint32_t>(1, index.weights.of(c)));
-      const double load =
-          static_cast<double>(std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed))) * scale / w;
-      if (load >= bound) continue;  // the least loaded is always below: average <= bound - 1
-      if (skip_queued && queued(c, now_ns, stale_ms)) continue;
-      const double r = rendezvous_rank(key, index.id_hash(c), index.weights.of(c), index.uniform_weights);
-      if (r > best_rank) {
-        best_rank = r;
-        chosen = i;
-      }
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const Candidate& c = candidates[i];
+    const double w = static_cast<double>(std::max<std::uint32_t>(1, index.weights.of(c)));
+    const double load =
+        static_cast<double>(std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed))) * scale / w;
+    if (load >= bound) continue;  // the least loaded is always below: average <= bound - 1
+    const double r = rendezvous_rank(key, index.id_hash(c), index.weights.of(c), index.uniform_weights);
+    if (r > best_rank) {
+      best_rank = r;
+      chosen = i;
     }
-    if (best_rank >= 0.0) break;
   }
   return chosen;
 }
@@ -395,7 +379,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     } else if (usable_match && keyed && key_load - least_load <= load_margin_) {
       chosen = key_pick;  // the home is full: where the session's history is (spilled earlier)
     } else if (replica_affinity_ && head_home && !usable_match) {
-      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale, now, stale_ms_);
+      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale);
     } else if (head_home && usable_match && home_depth == best_len && home_load - least_load <= load_margin_) {
       chosen = home;  // the home holds the longest match: it first, as every router does
     } else if (head_home && home_depth == 0 &&
@@ -414,11 +398,6 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       // The home, while within the bound of the least loaded, else the least loaded.
       const bool keep = head_home && home_load - least_load <= home_bound_ + detail::kScoreEpsilon;
       chosen = keep ? home : by_key(least, n_least, least_ties);
-    }
-    if (replica_affinity_ && head_home && usable_match && queued(candidates[chosen], now, stale_ms_)) {
-      // The engine holding the match queues requests (a fresh scrape, the same in every
-      // replica): along the head's rendezvous order below the bound, past queued engines.
-      chosen = bounded_home(candidates, *index, key, replica_load_factor_, scale, now, stale_ms_);
     }
     if (ctx.notes != nullptr) {
       ctx.notes->prefix_match = static_cast<std::int64_t>(depth_of[candidates[chosen].slot % 64] * chunk_chars_);

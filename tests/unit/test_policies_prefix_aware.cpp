@@ -591,37 +591,6 @@ TEST_CASE("prefix_aware: prefix_replica_affinity scales this router's requests b
   CHECK(spilled == 16);
 }
 
-TEST_CASE("prefix_aware: prefix_replica_affinity moves a warm head off a home whose scrape shows a queue, along its rendezvous order") {
-  const auto ids = testing::fleet_ids(4, "10.0.9");
-  PolicyOptions on = opts();  // prefix_load_margin 4
-  on.prefix_replica_affinity = true;
-  PrefixAware rule(on);
-  PrefixAware off(opts());
-  Rng rng(41);
-  const std::int64_t now = 5000 * kMs;
-  for (int g = 0; g < 8; ++g) {
-    CAPTURE(g);
-    const std::string group = text(static_cast<std::uint64_t>(1900 + g), 2000);
-    const auto [home, second] = home_and_second(ids, group, now);
-    testing::TestFleet f(ids);
-    auto s_on = rule.make_scratch(f.raw);
-    auto s_off = off.make_scratch(f.raw);
-    REQUIRE(pick(rule, f, s_on.get(), group + text(1, 100), rng, now) == home);
-    REQUIRE(pick(off, f, s_off.get(), group + text(1, 100), rng, now) == home);
-    // The home's batch is full: 2 requests wait (a fresh scrape, what every replica reads).
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      f.states[i]->running = 0;
-      f.states[i]->waiting = i == home ? 2 : 0;
-      f.states[i]->sampled_in_flight = 0;
-      f.states[i]->sampled_ns = now - 50 * kMs;
-    }
-    // The default keeps the match (2 over the least loaded, within the margin of 4); the rule
-    // sends the head to the next of its rendezvous order, the same engine in every replica.
-    CHECK(pick(off, f, s_off.get(), group + text(2, 100), rng, now) == home);
-    CHECK(pick(rule, f, s_on.get(), group + text(3, 100), rng, now) == second);
-  }
-}
-
 TEST_CASE("prefix_aware: one router (nothing else in the scrape) keeps the small cold bound") {
   PaFleet f(4);
   PrefixAware p(opts());
