@@ -101,6 +101,7 @@ Result<void> parse_policy_options(od::value& value, const std::string& path, Pol
       value, path,
       {"session_header", "session_load_factor", "session_min_capacity", "prefix_chunk_chars", "prefix_window_chars", "prefix_max_entries", "prefix_load_margin",
        "prefix_affinity_chars", "prefix_home_load_bound", "prefix_replica_affinity",
+       "prefix_replica_load_factor",
        "scrape_interval_ms", "scrape_timeout_ms", "scrape_stale_ms"},
       [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
         if (key == "session_header") return read_into(field, field_path, out.session_header, true);
@@ -113,6 +114,7 @@ Result<void> parse_policy_options(od::value& value, const std::string& path, Pol
         if (key == "prefix_affinity_chars") return read_into(field, field_path, 0, out.prefix_affinity_chars);
         if (key == "prefix_home_load_bound") return read_double(field, field_path, 0.0, out.prefix_home_load_bound);
         if (key == "prefix_replica_affinity") return read_bool(field, field_path, out.prefix_replica_affinity);
+        if (key == "prefix_replica_load_factor") return read_double(field, field_path, 1.0, out.prefix_replica_load_factor);
         if (key == "scrape_interval_ms") return read_into(field, field_path, 1, out.scrape_interval_ms);
         if (key == "scrape_timeout_ms") return read_into(field, field_path, 1, out.scrape_timeout_ms);
         return read_into(field, field_path, 1, out.scrape_stale_ms);

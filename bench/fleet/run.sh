@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fleet benchmark: the routing policies on a simulated vLLM fleet, one command.
 #
-#   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"] [--routers "N ..."]
+#   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"] [--routers "N ..."] [--draw D]
 #
 # Starts N vllm-sim engines with the engine model (KV cache of B blocks with LRU prefix reuse,
 # --max-num-seqs batch with a FIFO waiting queue, serialized prefill priced per uncached token,
@@ -14,8 +14,13 @@
 # --routers N (N >= 1): N real vllm-router processes (build/server/vllm-router, copied) in front
 # of the same engines, started per run with that policy; the driver sends round robin across
 # them over HTTP. 0 or absent: the in-process Router. A list ("1 3") runs each count in turn.
+# --draw D (1..99): the engines listen on fixed ports 20000 + 100 x D + i instead of free ones.
+# Endpoint ids carry the port and every home is a rendezvous hash of them, so each draw is one
+# placement of the prefixes and sessions on the engines, the same in every run of that draw
+# (compare configurations on the same draws; several draws for a mean). Default: free ports.
 # Full: 8 engines, about 13 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
-# Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory.
+# Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory,
+# FLEET_POLICY_OPTIONS='"key": value, ...' adds policy options to the router processes' config.
 # Exit: 0 when every run completed, 1 when one could not run, 2 on bad usage.
 set -uo pipefail
 
@@ -25,7 +30,8 @@ OUT=""
 POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
 WORKLOADS="shared multiturn random skewed agentic"
 ROUTERS=0
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+DRAW=0
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -33,6 +39,7 @@ while [[ $# -gt 0 ]]; do
     --policies) POLICIES="${2:?}"; shift ;;
     --workloads) WORKLOADS="${2:?}"; shift ;;
     --routers) ROUTERS="${2:?}"; shift; [[ "$ROUTERS" =~ ^[0-9]+( [0-9]+)*$ ]] || { echo "run.sh: --routers needs numbers" >&2; exit 2; } ;;
+    --draw) DRAW="${2:?}"; shift; [[ "$DRAW" =~ ^[0-9]+$ ]] && (( DRAW <= 99 )) || { echo "run.sh: --draw needs 0..99" >&2; exit 2; } ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -85,7 +92,9 @@ trap 'exit 130' INT TERM
 
 URLS=()
 for i in $(seq 1 "$N"); do
-  start_sim "engine-$i" "${SIM_ARGS[@]}"
+  PORT_ARG=()
+  (( DRAW > 0 )) && PORT_ARG=(--port $((20000 + 100 * DRAW + i)))
+  start_sim "engine-$i" "${SIM_ARGS[@]}" "${PORT_ARG[@]}"
   URLS+=("$URL")
 done
 SIMS=$(IFS=,; echo "${URLS[*]}")
@@ -98,6 +107,7 @@ start_routers() {
   local policy=${name%@*}
   [[ "$name" == *@* ]] && value=${name#*@}
   [[ "$1" == *+replicas ]] && extra=", \"prefix_replica_affinity\": true"
+  [[ -n "${FLEET_POLICY_OPTIONS:-}" ]] && extra+=", $FLEET_POLICY_OPTIONS"
   if [[ -n "$value" ]]; then
     case "$policy" in
       prefix_aware) extra+=", \"prefix_home_load_bound\": $value" ;;
@@ -161,7 +171,7 @@ PNG=${PNG:-$TMP/fleet.png}
 [[ -n "$OUT" ]] || PNG="$ROOT/build/bench/fleet/fleet.png"
 mkdir -p "$(dirname "$PNG")"
 /usr/bin/python3 "$ROOT/bench/fleet/report.py" "$RESULTS" --png "$PNG" \
-  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK routers=$ROUTERS" \
+  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK routers=$ROUTERS draw=$DRAW" \
   ${OUT:+--out "$OUT"} || FAILED=1
 [[ -n "$OUT" ]] && cp "$RESULTS" "${OUT%.*}.jsonl"
 exit $FAILED

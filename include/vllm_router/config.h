@@ -81,8 +81,12 @@ struct PolicyOptions {
   /// A home chosen from the prompt's head is kept while its load score exceeds the least
   /// loaded's by at most this; 0: plain least loaded (the home only breaks ties).
   double prefix_home_load_bound = 0.5;
-  /// prefix_aware among router replicas (docs/configuration.md): off by default.
+  /// prefix_aware's bounded-load home for a cold prompt head (docs/configuration.md), for
+  /// router replicas in front of the same engines and for one router alike: off by default.
   bool prefix_replica_affinity = false;
+  /// With prefix_replica_affinity: a cold head goes to the first endpoint of its rendezvous
+  /// order whose estimated fleet load is below this x the pool's average + 1 (>= 1).
+  double prefix_replica_load_factor = 1.25;
   std::uint32_t scrape_interval_ms = 1000;      ///< LoadScraper period (/metrics)
   std::uint32_t scrape_timeout_ms = 500;
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored

@@ -50,30 +50,18 @@ struct SlotWeights {
   }
 };
 
-/// The requests on one endpoint as this router can best tell at `now` from a fresh sample `s`
-/// (vLLM's running + waiting, and this router's in_flight when it was taken): the engine's
-/// count at the scrape plus this router's change since, never less than `in_flight`. With
-/// several router replicas in front of the same engines the scrape carries the other routers'
-/// requests, which `in_flight` alone misses (each router would see only its share of the load);
-/// with one router the engine's count is this router's own, and the estimate is `in_flight`.
-/// `in_flight` when the sample did not record this router's count (sampled_in_flight < 0).
-inline double fleet_in_flight(std::int64_t in_flight, const LoadSample& s) noexcept {
-  if (s.sampled_in_flight < 0) return static_cast<double>(in_flight);
-  const std::int64_t engine = std::max<std::int32_t>(0, s.running) + std::max<std::int32_t>(0, s.waiting);
-  const std::int64_t others = engine - s.sampled_in_flight;  // the other routers' at the scrape
-  return static_cast<double>(in_flight + std::max<std::int64_t>(0, others));
-}
-
 /// Load of one endpoint of weight `weight`: requests this router has in flight on it, plus,
 /// from a fresh scrape, vLLM's waiting queue (the main backpressure signal; it also sees other
 /// routers' requests) and kKvCacheWeight x KV usage. A stale or missing sample counts in-flight
 /// only. Divided by the weight, so a weight-2 replica takes twice the load for the score.
 /// (Reads only the four numbers it needs: the same as scoring state->sample().)
-/// The other routers' running requests (others_in_flight) are deliberately not added: measured
-/// with 3 router processes (bench/fleet/RESULTS.md, issue 14, stop 23) every router then saw the
-/// same scrape-old least loaded engine and sent it more than its share until the next scrape
-/// (load_aware's TTFT p99 on the random workload 283 -> 369 ms), and prefix_aware spilled cold
-/// prefixes three times as often (hit rate 75 % -> 64 %).
+/// The other routers' running requests (the scrape's running + waiting less this router's
+/// in-flight count at the scrape, LoadSample::sampled_in_flight) are deliberately not added:
+/// measured with 3 router processes (bench/fleet/RESULTS.md, issue 14, stop 23) every router
+/// then saw the same scrape-old least loaded engine and sent it more than its share until the
+/// next scrape (load_aware's TTFT p99 on the random workload 283 -> 369 ms), and prefix_aware
+/// spilled cold prefixes three times as often (hit rate 75 % -> 64 %). prefix_aware's
+/// prefix_replica_affinity scales this router's own count by its share instead (stop 24).
 inline double load_score(const EndpointState& st, std::uint32_t weight, std::int64_t now_ns,
                          std::uint32_t stale_ms) noexcept {
   double load = static_cast<double>(st.in_flight.load(std::memory_order_relaxed));
@@ -89,19 +77,6 @@ inline double load_score(const EndpointState& st, std::uint32_t weight, std::int
     }
   }
   return weight > 1 ? load / static_cast<double>(weight) : load;  // x / 1.0 == x: skip the division
-}
-
-/// The other routers' requests on an endpoint from a fresh sample (0 without one):
-/// fleet_in_flight less this router's in_flight. prefix_aware reads it to know it has replicas.
-inline double others_in_flight(const EndpointState& st, std::int64_t now_ns, std::uint32_t stale_ms) noexcept {
-  LoadSample s;
-  s.sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
-  s.waiting = st.waiting.load(std::memory_order_relaxed);
-  if (s.sampled_ns == 0 || !sample_fresh(s, now_ns, stale_ms)) return 0.0;
-  s.sampled_in_flight = st.sampled_in_flight.load(std::memory_order_relaxed);
-  s.running = st.running.load(std::memory_order_relaxed);
-  const std::int64_t in_flight = st.in_flight.load(std::memory_order_relaxed);
-  return fleet_in_flight(in_flight, s) - static_cast<double>(in_flight);
 }
 
 /// load_score of a candidate, its weight read from its Endpoint.

@@ -460,7 +460,7 @@ TEST_CASE("config: resilience, policy options and queue sections") {
                           "max_ejection_percent": 100},
     "panic_threshold_percent": 0,
     "policy_options": {"session_header": "x-user", "session_load_factor": 1.5, "prefix_chunk_chars": 64,
-                       "prefix_replica_affinity": true},
+                       "prefix_replica_affinity": true, "prefix_replica_load_factor": 1.5},
     "timeouts": {"first_byte_ms": 100, "idle_ms": 200, "total_ms": 300},
     "queue_max": 7, "queue_timeout_ms": 70, "watch_config": true,
     "models": [{"name": "m", "endpoints": ["http://h:1"], "max_in_flight_per_endpoint": 4,
@@ -478,6 +478,7 @@ TEST_CASE("config: resilience, policy options and queue sections") {
   CHECK(r.policy_options.session_load_factor == doctest::Approx(1.5));
   CHECK(r.policy_options.prefix_replica_affinity);
   CHECK_FALSE(vllm_router::PolicyOptions{}.prefix_replica_affinity);  // off unless asked for
+  CHECK(r.policy_options.prefix_replica_load_factor == doctest::Approx(1.5));
   CHECK(r.timeouts.first_byte() == 100u);
   CHECK(r.timeouts.idle() == 200u);
   CHECK(r.timeouts.total_ms == 300u);
@@ -496,6 +497,8 @@ TEST_CASE("config: resilience, policy options and queue sections") {
         "policy_options.session_load_factor");
   CHECK(parse_app_config(R"({"policy_options": {"prefix_replica_affinity": 1}})").error().param ==
         "policy_options.prefix_replica_affinity");
+  CHECK(parse_app_config(R"({"policy_options": {"prefix_replica_load_factor": 0.9}})").error().param ==
+        "policy_options.prefix_replica_load_factor");
 }
 
 TEST_CASE("config: routes: the default is vLLM's inference routes; a deployment's own list is checked") {

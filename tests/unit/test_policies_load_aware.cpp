@@ -140,51 +140,13 @@ TEST_CASE("load_aware: pick_from_pool scores only the usable endpoints, like pic
   CHECK(rest[p.pick(ctx, rest)].slot == 2);
 }
 
-TEST_CASE("others_in_flight: a fresh scrape's running + waiting less this router's count at the scrape") {
+TEST_CASE("load score: other routers' requests in the scrape are not added") {
   // Three routers in front of one engine: the engine runs 5 (2 of them this router's) and
-  // queues 1 when scraped at t0. Since then this router started 1 more: 3 in flight here.
+  // queues 1 when scraped at t0; this router has 1 in flight now.
   LaFleet f(1);
   const std::int64_t t0 = 10000 * kMs;
-  f.states[0]->in_flight = 3;
-  f.scraped_with(0, 1, 5, 2, t0);
-  // 6 on the engine at the scrape less this router's 2: 4 are the other routers'.
-  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
-  // This router's own change since the scrape does not move the others' share.
   f.states[0]->in_flight = 1;
-  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(4.0));
-  // Stale (stale_ms 5000), never scraped, or without this router's count: none.
-  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 6000 * kMs, 5000) == doctest::Approx(0.0));
-  f.states[0]->sampled_in_flight = -1;
-  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
-  f.states[0]->sampled_in_flight = 2;
-  f.states[0]->sampled_ns = 0;
-  CHECK(policies::detail::others_in_flight(*f.states[0], t0 + 100 * kMs, 5000) == doctest::Approx(0.0));
-  // The load score stays this router's own in-flight + waiting (see load_detail.h for why).
-  f.states[0]->sampled_ns = t0;
+  f.scraped_with(0, 1, 5, 2, t0);
+  // This router's own in-flight + the engine's waiting (see load_detail.h for why).
   CHECK(f.score(0, t0 + 100 * kMs) == doctest::Approx(1.0 + 1.0));
-}
-
-TEST_CASE("load score: with one router the estimate is its own in-flight count") {
-  LaFleet f(1);
-  const std::int64_t t0 = 10000 * kMs;
-  LoadSample s;
-  s.sampled_ns = t0;
-  // The engine's count at the scrape is this router's: the estimate follows in_flight.
-  s.running = 4;
-  s.waiting = 0;
-  s.sampled_in_flight = 4;
-  for (std::int64_t now : {0, 1, 4, 9}) CHECK(policies::detail::fleet_in_flight(now, s) == doctest::Approx(static_cast<double>(now)));
-  // The engine had not seen one of this router's requests yet (or already ended one): never
-  // below in_flight, never counted as another router's.
-  s.running = 3;
-  CHECK(policies::detail::fleet_in_flight(4, s) == doctest::Approx(4.0));
-  CHECK(policies::detail::fleet_in_flight(2, s) == doctest::Approx(2.0));
-  // Running and waiting both count (a queue at the engine is requests on it).
-  s.running = 8;
-  s.waiting = 3;
-  s.sampled_in_flight = 5;
-  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(11.0));
-  // Not recorded: in_flight.
-  s.sampled_in_flight = -1;
-  CHECK(policies::detail::fleet_in_flight(5, s) == doctest::Approx(5.0));
 }

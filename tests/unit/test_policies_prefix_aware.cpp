@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/fleet.h"
@@ -495,72 +496,99 @@ TEST_CASE("prefix_aware: agent sessions through two routers stay on their homes,
   for (const auto& [e, n] : per_endpoint) CHECK(n <= 20);  // hashing spreads them (10 on average)
 }
 
-TEST_CASE("prefix_aware: router replicas (seen in the scrape) keep a cold prefix home up to the margin of their own requests and spill it alike") {
-  // Two routers in front of the same four engines, each with its own index and in-flight
-  // counts; a fresh scrape (running, and each router's own in-flight count at the scrape) shows
-  // each the other's requests.
+namespace {
+
+// A cold head's home and the next endpoint of its rendezvous order (from a router that sees
+// nothing else, with the default rule: the home is over its bound with 10 in flight).
+std::pair<std::size_t, std::size_t> home_and_second(const std::vector<std::string>& ids, const std::string& prompt,
+                                                    std::int64_t now) {
+  testing::TestFleet idle(ids);
+  PrefixAware probe(opts());
+  Rng rng(1);
+  const std::size_t home = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, rng, now);
+  idle.states[home]->in_flight = 10;
+  const std::size_t second = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, rng, now);
+  return {home, second};
+}
+
+}  // namespace
+
+TEST_CASE("prefix_aware: prefix_replica_affinity keeps a cold head home below the bounded load and spills it along its rendezvous order") {
   const auto ids = testing::fleet_ids(4, "10.0.7");
-  testing::TestFleet fa(ids), fb(ids);
-  PolicyOptions on = opts();  // prefix_home_load_bound 0.5, prefix_load_margin 4
+  PolicyOptions on = opts();  // prefix_home_load_bound 0.5; prefix_replica_load_factor 1.25
   on.prefix_replica_affinity = true;
-  PrefixAware a(on), b(on);
-  PrefixAware off(opts());  // the default: replicas decide like a router alone
-  auto sa = a.make_scratch(fa.raw);
-  auto sb = b.make_scratch(fb.raw);
-  Rng ra(11), rb(12);
+  PrefixAware rule(on);
+  PrefixAware off(opts());
+  Rng rng(11);
   const std::int64_t now = 5000 * kMs;
-  // The engines run `running[i]`, `own_a[i]` of them router A's at the scrape, the rest B's.
-  const auto scrape = [&](const std::vector<int>& running, const std::vector<int>& own_a) {
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      fa.states[i]->in_flight = own_a[i];
-      fb.states[i]->in_flight = running[i] - own_a[i];
-      for (testing::TestFleet* f : {&fa, &fb}) {
-        f->states[i]->running = running[i];
-        f->states[i]->waiting = 0;
-        f->states[i]->sampled_in_flight = f->states[i]->in_flight.load();
-        f->states[i]->sampled_ns = now - 50 * kMs;
-      }
-    }
-  };
   std::set<std::size_t> spilled_to;
   for (int g = 0; g < 16; ++g) {
     CAPTURE(g);
     const std::string prompt = text(static_cast<std::uint64_t>(1300 + g), 1000);
-    // Its home and the next in its rendezvous order, from a router that sees nothing else.
-    testing::TestFleet idle(ids);
-    PrefixAware probe(opts());
-    const std::size_t home = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, ra, now);
-    idle.states[home]->in_flight = 10;
-    const std::size_t second = pick(probe, idle, probe.make_scratch(idle.raw).get(), prompt, ra, now);
+    const auto [home, second] = home_and_second(ids, prompt, now);
     REQUIRE(second != home);
-    std::vector<int> running(4, 1), own_a(4, 0);
-    for (std::size_t i = 0; i < 4; ++i) own_a[i] = i % 2 == 0 ? 1 : 0;
-    // The home runs 2 more than the others, both router A's: within the margin of A's own
-    // requests, both routers send the prefix home (one router alone, over its 0.5 bound, would
-    // spill it).
-    running[home] = 3;
-    own_a[home] = 2;
-    scrape(running, own_a);
-    CHECK(pick(a, fa, sa.get(), prompt + text(1, 100), ra, now) == home);
-    CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == home);
-    CHECK(pick(off, fa, off.make_scratch(fa.raw).get(), prompt + text(5, 100), ra, now) != home);
-    // The home runs 12 more, 6 of each router's: over the margin of each router's own requests
-    // both spill it to the next in its rendezvous order, even though router A has just started
-    // one more request there (its view differs from B's).
-    const std::string cold = text(static_cast<std::uint64_t>(1300 + g), 1000);  // same head, unseen
-    PrefixAware a2(on), b2(on);
-    auto sa2 = a2.make_scratch(fa.raw);
-    auto sb2 = b2.make_scratch(fb.raw);
-    running[home] = 13;
-    own_a[home] = 6;
-    scrape(running, own_a);
-    fa.states[second]->in_flight++;
-    const std::size_t x = pick(a2, fa, sa2.get(), cold + text(3, 100), ra, now);
+    testing::TestFleet f(ids);  // one router, no scrape: its share is 1
+    // The home runs 1, the others 0: the average is 0.25, the bound 1.25 x 0.25 + 1 = 1.31:
+    // home. The default rule (0.5 over the least loaded) leaves it.
+    f.states[home]->in_flight = 1;
+    CHECK(pick(rule, f, rule.make_scratch(f.raw).get(), prompt, rng, now) == home);
+    CHECK(pick(off, f, off.make_scratch(f.raw).get(), prompt, rng, now) != home);
+    // The home runs 2 (bound 1.625): the next of the head's order takes it, although it runs
+    // one more than the two least loaded (the default rule picks one of those).
+    f.states[home]->in_flight = 2;
+    f.states[second]->in_flight = 1;
+    const std::size_t x = pick(rule, f, rule.make_scratch(f.raw).get(), prompt, rng, now);
     CHECK(x == second);
-    CHECK(pick(b2, fb, sb2.get(), cold + text(4, 100), rb, now) == x);
+    CHECK(pick(off, f, off.make_scratch(f.raw).get(), prompt, rng, now) != second);
     spilled_to.insert(x);
   }
   CHECK(spilled_to.size() >= 3);  // the spills follow each prefix's order, spread
+}
+
+TEST_CASE("prefix_aware: prefix_replica_affinity scales this router's requests by its share of the engines' (from the scrapes)") {
+  // Two routers in front of the same four engines, each with its own index and in-flight
+  // counts; the scrapes show each engine running 3 requests while each router had 1 there
+  // (the third router is elsewhere): each router's share is a third.
+  const auto ids = testing::fleet_ids(4, "10.0.8");
+  testing::TestFleet fa(ids), fb(ids), lone(ids);
+  PolicyOptions on = opts();
+  on.prefix_replica_affinity = true;
+  PrefixAware a(on), b(on), one(on);
+  auto sa = a.make_scratch(fa.raw);
+  auto sb = b.make_scratch(fb.raw);
+  auto s1 = one.make_scratch(lone.raw);
+  Rng ra(21), rb(22), r1(23);
+  std::int64_t now = 5000 * kMs;
+  const auto scrape = [&](testing::TestFleet& f, int running, int own) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      f.states[i]->running = running;
+      f.states[i]->waiting = 0;
+      f.states[i]->sampled_in_flight = own;
+      f.states[i]->sampled_ns = now - 50 * kMs;
+    }
+  };
+  int spilled = 0;
+  for (int g = 0; g < 16; ++g) {
+    CAPTURE(g);
+    now += 200 * kMs;  // a new scrape for each group: every sample counts once
+    scrape(fa, 3, 1);
+    scrape(fb, 3, 1);
+    scrape(lone, 1, 1);  // a lone router: the engines run its requests only
+    const std::string prompt = text(static_cast<std::uint64_t>(1500 + g), 1000);
+    const auto [home, second] = home_and_second(ids, prompt, now);
+    for (testing::TestFleet* f : {&fa, &fb, &lone}) {
+      for (std::size_t i = 0; i < ids.size(); ++i) f->states[i]->in_flight = i == home ? 1 : 0;
+    }
+    // This router's 1 request on the home is 3 of the fleet's (average 0.75, bound 1.94):
+    // both replicas spill the head to the same next home. The lone router's 1 is 1 (bound
+    // 1.31): home.
+    const std::size_t x = pick(a, fa, sa.get(), prompt + text(1, 100), ra, now);
+    CHECK(x == second);
+    CHECK(pick(b, fb, sb.get(), prompt + text(2, 100), rb, now) == x);
+    CHECK(pick(one, lone, s1.get(), prompt + text(3, 100), r1, now) == home);
+    spilled += x == second ? 1 : 0;
+  }
+  CHECK(spilled == 16);
 }
 
 TEST_CASE("prefix_aware: one router (nothing else in the scrape) keeps the small cold bound") {

@@ -42,14 +42,12 @@ namespace policies {
 /// back home once the home is within prefix_load_margin (the other routers kept sending it
 /// there). The chosen endpoint's chain is then recorded. So N routers behind a round-robin
 /// balancer send a prefix or a session where one router would.
-/// Router replicas (PolicyOptions::prefix_replica_affinity, off by default): when the fresh
-/// scrape shows other routers' requests on the pool (at least kReplicaLoad), an unkeyed request
-/// without a usable match goes home while this router's own requests there exceed its least
-/// loaded's by at most prefix_load_margin (each
-/// replica's first sight of a prefix is mostly not the fleet's first: the others sent it home;
-/// each bounds its own share of the home), else to the first of the head's rendezvous order
-/// within that margin, so every replica spills a busy home's prefix to the same engine. One
-/// router alone (nothing else in the scrape) keeps prefix_home_load_bound and the least loaded.
+/// Router replicas (PolicyOptions::prefix_replica_affinity, off by default): an unkeyed
+/// request without a usable match goes to the first endpoint of its head's rendezvous order
+/// whose estimated fleet load (this router's in-flight count divided by its share of the
+/// engines' requests, estimated from the scrapes; 1 for a lone router) is below
+/// prefix_replica_load_factor x the pool's average + 1 (bounded-load consistent hashing): every
+/// replica computes the same home and the same spill, and one router decides by the same rule.
 /// Load scores are load_aware's (in flight + fresh scraped waiting + 4 x KV usage).
 /// Thread-safe: the index (the pool's scratch) has its own mutex, held only for the lookup and
 /// the record (no allocation beyond the new entries).
@@ -57,10 +55,13 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
  public:
   /// A match must cover at least this share of the request's chunks to count.
   static constexpr double kMinMatchRatio = 0.25;
-  /// Other routers' requests on the pool (from fresh scrapes: detail::others_in_flight) from
-  /// which this router counts as one of several replicas. Above one: a lone router can see one
-  /// request of its own as another's (it ended here while the engine still counted it).
-  static constexpr double kReplicaLoad = 2.0;
+  /// prefix_replica_affinity's estimate of this router's share of the engines' requests:
+  /// each scraped sample decays the sums by this (8 engines scraped every 200 ms: ~1 s).
+  static constexpr double kShareDecay = 0.98;
+  /// The share stays 1 until the decayed sum of the engines' requests reaches this.
+  static constexpr double kShareMinRequests = 4.0;
+  /// The smallest share believed (at most 20 replicas' worth of scaling).
+  static constexpr double kMinShare = 0.05;
 
   explicit PrefixAware(const PolicyOptions& options = {});
   std::string_view name() const noexcept override { return "prefix_aware"; }
@@ -91,6 +92,7 @@ class VLLM_ROUTER_API PrefixAware final : public Policy {
   std::uint32_t affinity_chars_;
   double home_bound_;
   bool replica_affinity_;
+  double replica_load_factor_;
   double session_load_factor_;
   std::uint32_t session_min_capacity_;
 };
