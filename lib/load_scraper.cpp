@@ -87,7 +87,7 @@ bool LoadScraper::Impl::scrape_endpoint(const Endpoint& endpoint, EndpointState&
   std::string body;
   // This router's in-flight count around the GET: the engine's gauges were taken somewhere in
   // between. The larger of the two is recorded, so a request that started or ended during the
-  // GET is never counted as another router's (with one router the estimate stays in_flight).
+  // GET is never counted as another router's (a lone router's share stays 1).
   const std::int64_t in_flight_before = state.in_flight.load(std::memory_order_relaxed);
   if (!get(endpoint, "/metrics", body)) return false;
   const std::int64_t in_flight_after = state.in_flight.load(std::memory_order_relaxed);

@@ -75,8 +75,8 @@ class EndpointState {
   std::atomic<float> kv_cache_usage{-1.0F};
   std::atomic<std::int32_t> running{-1};
   /// in_flight when the scrape at sampled_ns was taken (-1: not recorded; written by the
-  /// LoadScraper with the sample). See policies' load score: the engine's running + waiting
-  /// minus this is what the other routers had on it.
+  /// LoadScraper with the sample). Against the engine's running + waiting it gives this
+  /// router's share of the engine's requests (prefix_aware's prefix_replica_affinity).
   std::atomic<std::int64_t> sampled_in_flight{-1};
 
   std::atomic<std::uint32_t> ejections{0};  ///< times ejected (drives the growing back-off)

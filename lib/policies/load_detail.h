@@ -1,7 +1,6 @@
 // The load score shared by load_aware and prefix_aware (and the staleness rule of scraped samples).
 #pragma once
 
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>

@@ -386,9 +386,9 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
                home_load - least_load <= (usable_match ? load_margin_ : home_bound_) + detail::kScoreEpsilon) {
       // This router never sent this head to its home. A cold prefix: the home while within the
       // small bound of the least loaded (an unrelated prompt should still go where the load is
-      // least). A prefix this router served elsewhere while the home was busy, which the other routers
-      // keep sending home: back home within the load margin, as a match would be. So the
-      // routers converge on one engine per prefix.
+      // least). A prefix this router served elsewhere while the home was busy, which the other
+      // routers keep sending home: back home within the load margin, as a match would be. So
+      // the routers converge on one engine per prefix.
       chosen = home;
     } else if (usable_match && best_load - least_load <= load_margin_) {
       chosen = by_key(matched, n_matched, matched_ties);
