@@ -9,6 +9,7 @@
 #include <bit>
 #include <charconv>
 
+#include "json_writer.h"
 #include "vllm_router/endpoint.h"
 #include "vllm_router/version.h"
 
@@ -43,32 +44,6 @@ std::string_view operation_of(std::string_view path) {
   if (path == "/v1/completions") return "text_completion";
   if (path == "/v1/embeddings") return "embeddings";
   return {};
-}
-
-// Length of the valid UTF-8 sequence at p[0..n) (lead byte >= 0x80), 0 when invalid: no
-// overlong form, no surrogate, nothing above U+10FFFF (RFC 3629).
-std::size_t utf8_length(const unsigned char* p, std::size_t n) {
-  const unsigned char c = p[0];
-  std::size_t len = 0;
-  std::uint32_t cp = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    cp = c & 0x07;
-  }
-  if (len == 0 || len > n) return 0;
-  for (std::size_t k = 1; k < len; ++k) {
-    if ((p[k] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (p[k] & 0x3F);
-  }
-  if (len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-  if (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-  return len;
 }
 
 // Whether every byte is ASCII (eight at a time; the last word overlaps the one before).

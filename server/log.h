@@ -27,7 +27,8 @@ bool log_enabled(LogLevel level);
 void log_line(LogLevel level, std::string_view message);
 
 /// Appends `s` as a JSON string (quoted; control characters, quotes, backslashes and bytes that
-/// are not valid UTF-8 escaped, so a client's bytes cannot break or forge a line).
+/// are not valid UTF-8 escaped, so a client's bytes cannot break or forge a line): the library's
+/// detail::append_json_string (lib/json_writer.h), which its error bodies use too.
 void append_json_string(std::string& out, std::string_view s);
 /// Appends `unix_ms` as ISO-8601 UTC with milliseconds: 2026-12-06T10:00:00.123Z.
 void append_utc_time(std::string& out, std::int64_t unix_ms);

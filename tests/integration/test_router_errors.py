@@ -3,6 +3,8 @@ replicas, upstream timeouts, and upstream errors passed through untouched."""
 
 import json
 import os
+import re
+import socket
 import sys
 import time
 
@@ -106,6 +108,39 @@ def test_unknown_get_path_404_json(router):
         assert hdrs["content-type"].startswith("application/json")
         err = assert_openai_error(body, 404, "NotFoundError")
         assert path in err["message"]
+
+
+def raw_call(router, head):
+    """Sends `head` (bytes: a request without a body) on a raw socket, as http.client cannot
+    (it refuses bytes outside ASCII in a target); returns (status, body bytes)."""
+    with socket.create_connection((router.host, router.port), timeout=5) as s:
+        s.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        head_bytes, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head_bytes).group(1))
+        while len(body) < length:
+            chunk = s.recv(65536)
+            assert chunk, body
+            body += chunk
+        return int(head_bytes.split(b" ")[1]), body
+
+
+def test_error_body_is_valid_utf8_whatever_the_target_holds(router, live):
+    """A target's bytes that are not UTF-8 come back in the message as their code points
+    (json.loads of bytes rejects invalid UTF-8): the body stays valid JSON."""
+    sim_reset(live)
+    for method, target, shown in ((b"GET", b"/v1/\xff\xfe", "/v1/\u00ff\u00fe"),
+                                  (b"POST", b"/v1/\xc3(x", "/v1/\u00c3(x"),
+                                  (b"GET", b"/caf\xc3\xa9", "/caf\u00e9")):
+        status, body = raw_call(router, method + b" " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert status == 404, target
+        err = assert_openai_error(body, 404, "NotFoundError")
+        assert shown in err["message"], (target, err)
+    assert sim_stats(live)["last_path"] is None
 
 
 def test_admin_and_odd_targets_never_reach_an_engine(router, live):

@@ -1,9 +1,11 @@
-// Tests for RequestView parsing and model rewriting.
+// Tests for RequestView parsing and model rewriting, and the OpenAI error body.
 #include <doctest/doctest.h>
+#include <simdjson.h>
 
 #include <string>
 #include <vector>
 
+#include "vllm_router/error.h"
 #include "vllm_router/request.h"
 
 using namespace vllm_router;
@@ -168,4 +170,54 @@ TEST_CASE("parse_form_request reads Content-Disposition parameters as a standard
   CHECK(parse_form_request(part(R"(form-data; name="model")", "m") + "--B--\r\n",
                            "multipart/form-data; boundary=B; boundary=C")
             .code() == Errc::invalid_argument);
+}
+
+// An error's message quotes what the client sent (a request target, a header): the body must stay
+// valid JSON in valid UTF-8 whatever the bytes (a 404 for "GET /v1/\xff" was not). simdjson
+// validates UTF-8 before it parses.
+TEST_CASE("to_openai_json: every byte in a message or param gives valid JSON in valid UTF-8") {
+  auto parse = [](const std::string& json, std::string& message, std::string& param) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(json).get(doc) != simdjson::SUCCESS) return false;
+    std::string_view m, p;
+    if (doc["error"]["message"].get(m) != simdjson::SUCCESS) return false;
+    if (doc["error"]["param"].get(p) != simdjson::SUCCESS) return false;
+    message.assign(m);
+    param.assign(p);
+    return true;
+  };
+  // The code point of a byte that is not UTF-8 (U+0080..U+00FF), as UTF-8.
+  auto latin1 = [](unsigned char b) {
+    std::string s;
+    if (b < 0x80) {
+      s.push_back(static_cast<char>(b));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (b >> 6)));
+      s.push_back(static_cast<char>(0x80 | (b & 0x3F)));
+    }
+    return s;
+  };
+  for (int b = 0; b < 256; ++b) {
+    const auto byte = static_cast<unsigned char>(b);
+    const std::string text = "GET /v1/" + std::string(1, static_cast<char>(byte)) + "x";
+    const std::string json = to_openai_json(Error{Errc::not_found, "Not Found: " + text, text});
+    std::string message, param;
+    INFO("byte " << b);
+    REQUIRE(parse(json, message, param));
+    CHECK(message == "Not Found: GET /v1/" + latin1(byte) + "x");
+    CHECK(param == "GET /v1/" + latin1(byte) + "x");
+  }
+  // Valid UTF-8 passes as it is; broken sequences (overlong, surrogate, cut, above U+10FFFF)
+  // are read back byte by byte.
+  const std::string valid = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  for (const std::string& broken : {std::string("\xc0\xaf"), std::string("\xed\xa0\x80"), std::string("\xe2\x82"),
+                                    std::string("\xf4\x90\x80\x80"), std::string("\xff\xfe")}) {
+    std::string message, param;
+    const std::string json = to_openai_json(Error{Errc::not_found, valid + broken, "p"});
+    REQUIRE(parse(json, message, param));
+    std::string want = valid;
+    for (const char c : broken) want += latin1(static_cast<unsigned char>(c));
+    CHECK(message == want);
+  }
 }
