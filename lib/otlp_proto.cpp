@@ -164,17 +164,6 @@ void id_bytes(std::uint64_t bits, std::string_view hex, char* out) noexcept {
   }
 }
 
-}  // namespace
-
-void ProtoWriter::hex_field(std::uint32_t field, std::string_view hex) {
-  const std::size_t n = hex.size() / 16 * 8;  // ids are 16 or 32 digits
-  tag(field, kLen);
-  varint(n);
-  hex_to_bytes(hex, extend(n));
-}
-
-namespace {
-
 // The attributes of one message: repeated KeyValue in field `field`. Keys are the router's
 // literals; each KeyValue's lengths are computed up front (values of a known size), so only a
 // string that needs repair is written through open/close.

@@ -89,8 +89,6 @@ class ProtoWriter {
   void string_field(std::uint32_t field, std::string_view v, std::size_t limit = kMaxString);
   /// The bytes of string_field's value alone (no tag, no length).
   void utf8(std::string_view v, std::size_t limit = kMaxString);
-  /// A `bytes` field of the binary form of `hex` (lowercase hex digits, 16 or 32 of them).
-  void hex_field(std::uint32_t field, std::string_view hex);
 
   /// Opens a nested message (field `field`, wire type LEN); close() with the returned mark.
   /// `reserve`: bytes kept for its length (1: under 128 bytes needs no move; 2: under 16 KiB).

@@ -716,7 +716,7 @@ TEST_CASE("ProtoWriter: varints, fixed fields, nested lengths of every size, gro
   out.varint_field(1, ~0ull);
   out.fixed64_field(2, 0x0123456789abcdefull);
   out.fixed32_field(3, 0x101);
-  out.hex_field(4, "00f067aa0ba902b7");
+  out.bytes_field(4, std::string_view("\x00\xf0\x67\xaa\x0b\xa9\x02\xb7", 8));
   for (std::size_t len : {0u, 1u, 127u, 128u, 300u, 16383u, 16384u, 70000u}) {
     const std::size_t m = out.open(5);
     out.raw(std::string(len, 'x'));
