@@ -412,14 +412,11 @@ void AccessLog::run() {
       return stop_ || flush_wanted_ || active_.used >= wake_at_ || reopen_.load(std::memory_order_relaxed);
     });
     if (stop_ && active_.used == 0) return;
-    if (active_.used == 0 && !reopen_.load(std::memory_order_relaxed)) {
-      // An idle interval, or a flush() that asked after its lines were taken (they are written:
-      // handled_ caught up before this look). The request is answered here too; left set, the
-      // predicate would stay true and this loop would spin holding the mutex.
-      flush_wanted_ = false;
-      continue;
-    }
+    // A flush() is answered by this round whatever it finds: one that asked after its lines were
+    // taken finds nothing (they are written, handled_ caught up), and left set the predicate
+    // would stay true and this loop would spin holding the mutex.
     flush_wanted_ = false;
+    if (active_.used == 0 && !reopen_.load(std::memory_order_relaxed)) continue;  // an idle interval
     std::swap(active_, writing_);
     lock.unlock();
     if (reopen_.exchange(false) && file_ && options_.path != "-") open_file();
