@@ -92,6 +92,26 @@ struct PolicyOptions {
   std::uint32_t scrape_stale_ms = 5000;         ///< older samples are ignored
 };
 
+/// Replica sync (docs/configuration.md, "replica_sync"): router processes in front of the same
+/// engines tell each other, over UDP datagrams off the request path, how many requests each has
+/// in flight on every engine and where each placed which prompt prefixes, so that every replica
+/// routes as one router would (load scores count the fleet's requests; prefix_aware's index
+/// learns the peers' placements). Off while `listen` is empty.
+struct ReplicaSyncConfig {
+  /// "HOST:PORT" of the UDP socket peers send to (e.g. "0.0.0.0:7071"); empty: off.
+  std::string listen;
+  /// "HOST:PORT" of every peer (this router's own address may be listed: it ignores itself).
+  /// A name is resolved every resolve_interval_ms and every address it has is a peer (a
+  /// Kubernetes headless Service names all router pods).
+  std::vector<std::string> peers;
+  std::uint32_t interval_ms = 10;          ///< this router's in-flight counts sent this often
+  std::uint32_t peer_timeout_ms = 1000;    ///< a peer silent this long no longer counts
+  std::uint32_t resolve_interval_ms = 5000;  ///< peer names resolved again this often
+  /// Shared key: datagrams are signed (HMAC-SHA256) and unsigned or forged ones dropped.
+  /// Empty: unsigned (only where the network is trusted).
+  std::string secret;
+};
+
 /// Prefill/decode disaggregation of a model (docs/disaggregation.md): its prefill pool. The
 /// model's own `endpoints` are then the decode pool.
 struct PrefillConfig {
@@ -258,6 +278,8 @@ struct RouterConfig {
   /// Endpoint sources merged with `models` by a Discovery (static, DNS, Kubernetes,
   /// /v1/models); the Router itself does not read it.
   std::vector<DiscoveryConfig> discovery;
+  /// Router replicas' sync (ReplicaSync); the Router itself does not read it.
+  ReplicaSyncConfig replica_sync;
 };
 
 class ConfigField;
