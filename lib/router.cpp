@@ -440,7 +440,8 @@ Result<Route> Router::Impl::pick(Route& route, std::size_t pool_index, const Req
   const PoolView view(all, filter);
   Rng& rng = thread_rng(impl.options.seed, seed_counter);
   PickNotes notes;
-  PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes};
+  PickContext ctx{request, rng, pool.scratch.get(), size, now_ns, &notes,
+                  impl.replica.load(std::memory_order_acquire)};
   Observer* observer = impl.observer();
 
   // LoRA-aware placement (lib/lora.h): an adapter's request picks among the replicas with it.

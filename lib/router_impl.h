@@ -14,6 +14,7 @@
 
 #include "blocking_io.h"
 #include "lora.h"
+#include "replica_channel.h"
 #include "resolver.h"
 #include "tls.h"
 #include "vllm_router/router.h"
@@ -92,6 +93,10 @@ struct Router::Impl {
   std::atomic<int> health_checkers{0};
   std::atomic<std::int64_t> retries_in_flight{0};
   std::atomic<std::int64_t> active_exchanges{0};  // for the retry budget
+  /// Replica sync (ReplicaSync): made when one attaches to this router, kept for its lifetime;
+  /// `replica` is what picks read (null: off).
+  std::shared_ptr<detail::ReplicaChannel> replica_channel;
+  std::atomic<detail::ReplicaChannel*> replica{nullptr};
   std::unique_ptr<detail::SocketPool> socket_pool;  // keep-alive sockets of blocking forwards
   /// LoRA-aware placement (lib/lora.h): made by the first configuration with a `lora` model.
   std::shared_ptr<detail::LoraManager> lora;

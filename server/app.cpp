@@ -86,6 +86,32 @@ std::string trace_metrics(const OtlpExporter& tracer) {
       s.exported, s.dropped, s.failed);
 }
 
+// Replica sync's counters in the Prometheus text format.
+std::string replica_sync_metrics(const ReplicaSyncStats& s) {
+  return fmt::format(
+      "# HELP vllm_router_replica_sync_peers Router replicas heard from within replica_sync.peer_timeout_ms.\n"
+      "# TYPE vllm_router_replica_sync_peers gauge\n"
+      "vllm_router_replica_sync_peers {}\n"
+      "# HELP vllm_router_replica_sync_datagrams_total Replica sync datagrams: sent to peers, received (accepted) "
+      "from peers, rejected (malformed, unsigned or forged).\n"
+      "# TYPE vllm_router_replica_sync_datagrams_total counter\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"sent\"}} {}\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"received\"}} {}\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"rejected\"}} {}\n"
+      "# HELP vllm_router_replica_sync_send_errors_total Datagrams a peer address could not be sent.\n"
+      "# TYPE vllm_router_replica_sync_send_errors_total counter\n"
+      "vllm_router_replica_sync_send_errors_total {}\n"
+      "# HELP vllm_router_replica_sync_placements_total Prefix placements (chain hashes) sent to and received from peers.\n"
+      "# TYPE vllm_router_replica_sync_placements_total counter\n"
+      "vllm_router_replica_sync_placements_total{{direction=\"sent\"}} {}\n"
+      "vllm_router_replica_sync_placements_total{{direction=\"received\"}} {}\n"
+      "# HELP vllm_router_replica_sync_placements_dropped_total Prefix placements not sent: sending fell behind.\n"
+      "# TYPE vllm_router_replica_sync_placements_dropped_total counter\n"
+      "vllm_router_replica_sync_placements_dropped_total {}\n",
+      s.peers, s.datagrams_sent, s.datagrams_received, s.datagrams_rejected, s.send_errors, s.placements_sent,
+      s.placements_received, s.placements_dropped);
+}
+
 // What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
 // Secret or ConfigMap update swaps a symlink: the inode changes). Empty when it cannot be read.
 std::string file_stamp(const std::string& path) {
@@ -254,6 +280,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
       out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
       if (self->access_log_) self->access_log_->render_metrics(out.body);
       if (self->tracer_) out.body += trace_metrics(*self->tracer_);
+      if (self->sync_) out.body += replica_sync_metrics(self->sync_->stats());
       render_lora_metrics(*self->router_, out.body);
     } else if (req.path == "/status") {
       out = LocalResponse{200, "text/html; charset=utf-8", std::string(status_page_html())};
@@ -278,6 +305,14 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
   vllm_router::Server* srv = app->server_.get();
   app->metrics_->set_connection_source([srv] { return srv->connections_per_loop(); });
   if (srv->tls()) app->metrics_->set_tls_failure_source([srv] { return srv->tls_handshake_failures(); });
+  if (!config.router.replica_sync.listen.empty()) {
+    auto sync = ReplicaSync::open(*app->router_, config.router.replica_sync, std::make_shared<SteadyClock>());
+    if (!sync) {
+      exit_code = 1;
+      return sync.error();
+    }
+    app->sync_ = std::move(sync).value();
+  }
   exit_code = 0;
   return app;
 }
@@ -436,6 +471,11 @@ int App::run() {
   scraper_ = std::make_unique<LoadScraper>(*router_, make_http_transport(probe_options),
                                            std::make_shared<SteadyClock>(), config.router.policy_options);
   scraper_->start();
+  if (sync_) {
+    sync_->start();
+    log(LogLevel::info, "replica sync: UDP port {}, {} peer name(s), every {} ms", sync_->port(),
+        config.router.replica_sync.peers.size(), config.router.replica_sync.interval_ms);
+  }
   if (discovery_) discovery_->start([](const Error& e) { log(LogLevel::warn, "discovery: {}", e.message); });
 
   // Signals are blocked in every thread (main blocks them before anything starts); one thread
@@ -461,6 +501,7 @@ int App::run() {
   server_->run();
   signals.join();
   if (discovery_) discovery_->stop();
+  if (sync_) sync_->stop();
   scraper_->stop();
   health_->stop();
   if (tracer_) tracer_->flush();  // the last requests' spans

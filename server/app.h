@@ -22,6 +22,7 @@
 #include "vllm_router/endpoint_source.h"
 #include "vllm_router/health_checker.h"
 #include "vllm_router/load_scraper.h"
+#include "vllm_router/replica_sync.h"
 #include "vllm_router/router.h"
 #include "vllm_router/server.h"
 #include "vllm_router/tracing.h"
@@ -75,6 +76,7 @@ class App {
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<LoadScraper> scraper_;
+  std::unique_ptr<ReplicaSync> sync_;  // null: replica sync off
   std::unique_ptr<vllm_router::Server> server_;
   std::mutex reload_mutex_;
   std::thread watcher_;

@@ -321,6 +321,9 @@ std::string Metrics::render(const Snapshot& snapshot, std::uint32_t queued) cons
   };
   per_endpoint("vllm_router_endpoint_in_flight", "gauge", "Requests open on an endpoint now.",
                [](const EndpointState& st) { return static_cast<double>(st.in_flight.load()); });
+  per_endpoint("vllm_router_endpoint_peer_in_flight", "gauge",
+               "Requests the router's replica-sync peers report open on an endpoint (0 without replica sync).",
+               [](const EndpointState& st) { return static_cast<double>(st.peer_in_flight.load()); });
   per_endpoint("vllm_router_endpoint_healthy", "gauge", "1 when active checks pass and the endpoint is not ejected.",
                [&](const EndpointState& st) { return st.healthy(now_ns) ? 1.0 : 0.0; });
   per_endpoint("vllm_router_endpoint_ejections_total", "counter",

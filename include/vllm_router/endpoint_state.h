@@ -67,6 +67,9 @@ class EndpointState {
   // flight, health, scraped load) shares the object's first cache line; the rest follows.
 
   std::atomic<std::int64_t> in_flight{0};
+  /// Requests the router's peers (ReplicaSync) reported in flight on it, summed over the peers
+  /// heard from within their timeout; 0 without replica sync. Written by the ReplicaSync only.
+  std::atomic<std::int64_t> peer_in_flight{0};
   /// Passive health: ejected while the steady clock is below this (ns since its epoch).
   HealthAtomic<std::int64_t> ejected_until_ns{0};
 
@@ -87,6 +90,12 @@ class EndpointState {
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> consecutive_failures{0};
+
+  /// Requests in flight on the endpoint from this router and its peers (what the load-based
+  /// policies count).
+  std::int64_t fleet_in_flight() const noexcept {
+    return in_flight.load(std::memory_order_relaxed) + peer_in_flight.load(std::memory_order_relaxed);
+  }
 
   LoadSample sample() const noexcept {
     LoadSample s;

@@ -18,6 +18,10 @@
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
 
+namespace vllm_router::detail {
+class ReplicaChannel;  // replica sync's hand-over (lib/replica_channel.h)
+}  // namespace vllm_router::detail
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 /// One endpoint a policy may choose. `slot` is the endpoint's position in its pool (stable for
@@ -98,6 +102,9 @@ struct PickContext {
   std::size_t pool_size = 0;         ///< endpoints in the pool (candidates may be fewer)
   std::int64_t now_ns = 0;           ///< steady-clock time of the pick (injected in tests)
   PickNotes* notes = nullptr;        ///< where a policy may note what it saw; may be null
+  /// Replica sync (ReplicaSync) between this router and its peers; null when off. Internal:
+  /// prefix_aware publishes its placements there and learns the peers'.
+  detail::ReplicaChannel* replica = nullptr;
 };
 
 /// A load-balancing policy. `pick` must be a pure function of the context and candidates (plus

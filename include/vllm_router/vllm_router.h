@@ -26,6 +26,7 @@
 #include "vllm_router/policies/session.h"
 #include "vllm_router/policy.h"
 #include "vllm_router/random.h"
+#include "vllm_router/replica_sync.h"
 #include "vllm_router/request.h"
 #include "vllm_router/result.h"
 #include "vllm_router/router.h"

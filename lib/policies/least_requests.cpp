@@ -19,7 +19,7 @@ std::size_t fewest_in_flight(const PickContext& ctx, const Candidate* entries, s
   std::int64_t best_load = std::numeric_limits<std::int64_t>::max();
   for (std::size_t i = 0; i < count; ++i) {
     if (!usable(i)) continue;
-    const std::int64_t load = entries[i].state->in_flight.load(std::memory_order_relaxed);
+    const std::int64_t load = entries[i].state->fleet_in_flight();
     if (load < best_load) {
       best_load = load;
       n = 0;

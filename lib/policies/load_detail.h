@@ -49,21 +49,23 @@ struct SlotWeights {
   }
 };
 
-/// Load of one endpoint of weight `weight`: requests this router has in flight on it, plus,
-/// from a fresh scrape, vLLM's waiting queue (the main backpressure signal; it also sees other
-/// routers' requests) and kKvCacheWeight x KV usage. A stale or missing sample counts in-flight
-/// only. Divided by the weight, so a weight-2 replica takes twice the load for the score.
-/// (Reads only the four numbers it needs: the same as scoring state->sample().)
-/// The other routers' running requests (the scrape's running + waiting less this router's
-/// in-flight count at the scrape, LoadSample::sampled_in_flight) are deliberately not added:
-/// measured with 3 router processes (bench/fleet/RESULTS.md, issue 14, stop 23) every router
-/// then saw the same scrape-old least loaded engine and sent it more than its share until the
-/// next scrape (load_aware's TTFT p99 on the random workload 283 -> 369 ms), and prefix_aware
-/// spilled cold prefixes three times as often (hit rate 75 % -> 64 %). prefix_aware's
-/// prefix_replica_affinity scales this router's own count by its share instead (stop 24).
+/// Load of one endpoint of weight `weight`: requests in flight on it (this router's and, with
+/// replica sync, its peers': EndpointState::fleet_in_flight), plus, from a fresh scrape, vLLM's
+/// waiting queue (the main backpressure signal; it also sees other routers' requests) and
+/// kKvCacheWeight x KV usage. A stale or missing sample counts in-flight only. Divided by the
+/// weight, so a weight-2 replica takes twice the load for the score.
+/// (Reads only the numbers it needs: the same as scoring state->sample().)
+/// Without replica sync, the other routers' running requests as scraped (running + waiting less
+/// this router's in-flight count at the scrape, LoadSample::sampled_in_flight) are deliberately
+/// not added: measured with 3 router processes (bench/fleet/RESULTS.md, issue 14, stop 23)
+/// every router then saw the same scrape-old least loaded engine and sent it more than its share
+/// until the next scrape (load_aware's TTFT p99 on the random workload 283 -> 369 ms), and
+/// prefix_aware spilled cold prefixes three times as often (hit rate 75 % -> 64 %).
+/// prefix_replica_affinity scales this router's own count by its share instead (stop 24);
+/// replica sync's counts are milliseconds old, not a scrape interval (stop 26).
 inline double load_score(const EndpointState& st, std::uint32_t weight, std::int64_t now_ns,
                          std::uint32_t stale_ms) noexcept {
-  double load = static_cast<double>(st.in_flight.load(std::memory_order_relaxed));
+  double load = static_cast<double>(st.fleet_in_flight());
   const std::int64_t sampled_ns = st.sampled_ns.load(std::memory_order_relaxed);
   if (sampled_ns != 0) {
     LoadSample s;

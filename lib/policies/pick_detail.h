@@ -78,8 +78,8 @@ inline std::size_t power_of_two_from_pool(const PickContext& ctx, const PoolView
       b = static_cast<std::size_t>(ctx.rng.below(n));
     } while (b == a || !pool.usable(b));
   }
-  const std::int64_t la = pool[a].state->in_flight.load(std::memory_order_relaxed);
-  const std::int64_t lb = pool[b].state->in_flight.load(std::memory_order_relaxed);
+  const std::int64_t la = pool[a].state->fleet_in_flight();
+  const std::int64_t lb = pool[b].state->fleet_in_flight();
   return lb < la ? b : a;
 }
 

@@ -12,8 +12,8 @@ std::size_t PowerOfTwo::pick(const PickContext& ctx, std::span<const Candidate> 
   const auto a = static_cast<std::size_t>(ctx.rng.below(n));
   auto b = static_cast<std::size_t>(ctx.rng.below(n - 1));
   if (b >= a) ++b;  // distinct from a, uniform over the others
-  const std::int64_t la = candidates[a].state->in_flight.load(std::memory_order_relaxed);
-  const std::int64_t lb = candidates[b].state->in_flight.load(std::memory_order_relaxed);
+  const std::int64_t la = candidates[a].state->fleet_in_flight();
+  const std::int64_t lb = candidates[b].state->fleet_in_flight();
   return lb < la ? b : a;
 }
 

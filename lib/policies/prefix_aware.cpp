@@ -12,10 +12,13 @@
 #include "policies/hash_detail.h"
 #include "policies/load_detail.h"
 #include "policies/pick_detail.h"
+#include "replica_channel.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace policies {
 namespace {
+
+using ::vllm_router::detail::ReplicaChannel;
 
 // Which endpoints (by pool slot, as bits) recently served one chain hash. Pools above 64
 // endpoints share bits (slot mod 64): matches there are approximate, never wrong enough to break
@@ -75,23 +78,70 @@ struct PrefixIndex final : PolicyScratch {
   }
 
   // Marks `bit` as a server of every hash of `chain` (deepest first, so the shallow entries,
-  // shared by more requests, are the most recent) and evicts past the cap.
-  void record(std::span<const std::uint64_t> chain, std::uint64_t bit) {
+  // shared by more requests, are the most recent) and evicts past the cap. With replica sync
+  // (`channel`), the hashes new for `bit` are published for the peers, in the same order.
+  void record(std::span<const std::uint64_t> chain, std::uint64_t bit, std::size_t slot,
+              ReplicaChannel* channel) {
     if (max_entries == 0) return;
-    for (auto h = chain.rbegin(); h != chain.rend(); ++h) {
-      auto it = map.find(*h);
-      if (it != map.end()) {
-        it->second->slots |= bit;
-        lru.splice(lru.begin(), lru, it->second);
-      } else {
-        lru.push_front(Entry{*h, bit});
-        map.emplace(*h, lru.begin());
-      }
+    std::uint64_t fresh_inline[64];
+    std::vector<std::uint64_t> fresh_heap;
+    std::uint64_t* fresh = fresh_inline;
+    if (channel != nullptr && chain.size() > 64) {
+      fresh_heap.resize(chain.size());
+      fresh = fresh_heap.data();
     }
+    std::size_t n_fresh = 0;
+    for (auto h = chain.rbegin(); h != chain.rend(); ++h) {
+      if (!mark(*h, bit)) continue;
+      if (channel != nullptr) fresh[n_fresh++] = *h;
+    }
+    evict();
+    if (n_fresh != 0 && slot < id_hashes.size()) channel->publish(id_hashes[slot], {fresh, n_fresh});
+  }
+  // Marks `bit` as a server of `hash` (the most recent entry); true when it was not one.
+  bool mark(std::uint64_t hash, std::uint64_t bit) {
+    auto it = map.find(hash);
+    if (it != map.end()) {
+      const bool fresh = (it->second->slots & bit) == 0;
+      it->second->slots |= bit;
+      lru.splice(lru.begin(), lru, it->second);
+      return fresh;
+    }
+    lru.push_front(Entry{hash, bit});
+    map.emplace(hash, lru.begin());
+    return true;
+  }
+  void evict() {
     while (map.size() > max_entries) {
       map.erase(lru.back().hash);
       lru.pop_back();
     }
+  }
+
+  // Replica sync: the peers' placements since the last pick, applied in their order (those of
+  // endpoints outside this pool are skipped). Under mutex.
+  std::uint64_t inbound_cursor = 0;
+  std::vector<ReplicaChannel::Inbound> inbound;
+  void learn(const ReplicaChannel& channel) {
+    if (channel.inbound_end() == inbound_cursor || max_entries == 0) return;
+    inbound.clear();
+    inbound_cursor = channel.read(inbound_cursor, inbound);
+    std::uint64_t last_endpoint = 0;
+    std::uint64_t bit = 0;
+    for (const ReplicaChannel::Inbound& p : inbound) {
+      if (p.endpoint != last_endpoint || bit == 0) {
+        last_endpoint = p.endpoint;
+        bit = 0;
+        for (std::size_t s = 0; s < id_hashes.size(); ++s) {
+          if (id_hashes[s] == p.endpoint) {
+            bit = std::uint64_t{1} << (s % 64);
+            break;
+          }
+        }
+      }
+      if (bit != 0) mark(p.hash, bit);
+    }
+    evict();
   }
 };
 
@@ -217,7 +267,7 @@ std::size_t bounded_home(std::span<const Candidate> candidates, const PrefixInde
   double total = 0.0;
   double weights = 0.0;
   for (const Candidate& c : candidates) {
-    total += static_cast<double>(std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed)));
+    total += static_cast<double>(std::max<std::int64_t>(0, c.state->fleet_in_flight()));
     weights += static_cast<double>(std::max<std::uint32_t>(1, index.weights.of(c)));
   }
   const double bound = factor * total * scale / weights + 1.0;  // per unit of weight
@@ -227,7 +277,7 @@ std::size_t bounded_home(std::span<const Candidate> candidates, const PrefixInde
     const Candidate& c = candidates[i];
     const double w = static_cast<double>(std::max<std::uint32_t>(1, index.weights.of(c)));
     const double load =
-        static_cast<double>(std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed))) * scale / w;
+        static_cast<double>(std::max<std::int64_t>(0, c.state->fleet_in_flight())) * scale / w;
     if (load >= bound) continue;  // the least loaded is always below: average <= bound - 1
     const double r = rendezvous_rank(key, index.id_hash(c), index.weights.of(c), index.uniform_weights);
     if (r > best_rank) {
@@ -266,6 +316,8 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
 
   std::unique_lock<std::mutex> lock(index->mutex, std::defer_lock);
   if (!chain.empty()) lock.lock();  // shorter than a chunk: nothing to match or record
+  ReplicaChannel* const channel = ctx.replica;
+  if (channel != nullptr && lock.owns_lock()) index->learn(*channel);
   std::size_t chosen = 0;
   std::size_t depth_of[64] = {};
   if (n > 1) {
@@ -308,7 +360,8 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
     if (replica_affinity_ && head_home) {
       if (!lock.owns_lock()) lock.lock();  // the share estimate is the index's (a head shorter than a chunk)
       for (const Candidate& c : candidates) index->observe(c);
-      scale = 1.0 / index->share();
+      // With replica sync the load scores already hold the peers' requests.
+      scale = channel != nullptr && channel->peers() ? 1.0 : 1.0 / index->share();
     }
     for (std::size_t i = 0; i < n; ++i) {
       const Candidate& c = candidates[i];
@@ -403,21 +456,21 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       ctx.notes->prefix_match = static_cast<std::int64_t>(depth_of[candidates[chosen].slot % 64] * chunk_chars_);
     }
   }
-  if (!chain.empty()) index->record(chain, slot_bit(candidates[chosen].slot));
+  if (!chain.empty()) index->record(chain, slot_bit(candidates[chosen].slot), candidates[chosen].slot, channel);
   return chosen;
 }
 
 bool PrefixAware::keeps_session(const Candidate& home, std::span<const Candidate> candidates,
                                 std::int64_t now_ns) const noexcept {
   if (session_load_factor_ <= 1.0) return true;  // session's bound off: pure hashing
-  const std::int64_t in_flight = home.state->in_flight.load(std::memory_order_relaxed);
+  const std::int64_t in_flight = home.state->fleet_in_flight();
   LoadSample s;
   s.sampled_ns = home.state->sampled_ns.load(std::memory_order_relaxed);
   s.waiting = home.state->waiting.load(std::memory_order_relaxed);
   const bool queued = s.sampled_ns != 0 && s.waiting > 0 && detail::sample_fresh(s, now_ns, stale_ms_);
   if (!queued && in_flight < static_cast<std::int64_t>(session_min_capacity_)) return true;
   std::int64_t total = 0;
-  for (const Candidate& c : candidates) total += std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed));
+  for (const Candidate& c : candidates) total += std::max<std::int64_t>(0, c.state->fleet_in_flight());
   const auto fair = static_cast<std::int64_t>(
       std::ceil(session_load_factor_ * static_cast<double>(total + 1) / static_cast<double>(candidates.size())));
   const std::int64_t cap = queued ? fair : std::max<std::int64_t>(session_min_capacity_, fair);

@@ -181,7 +181,7 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
   if (index_of.size() < ring->pool_size) index_of.resize(ring->pool_size, kNone);
   for (std::size_t i = 0; i < n; ++i) index_of[candidates[i].slot] = i;
   const auto in_flight = [&](std::size_t slot) {
-    return candidates[index_of[slot]].state->in_flight.load(std::memory_order_relaxed);
+    return candidates[index_of[slot]].state->fleet_in_flight();
   };
   const std::int64_t now = detail::pick_now_ns(ctx);
   const std::size_t slot = walk_ring(
@@ -191,7 +191,7 @@ std::size_t Session::pick(const PickContext& ctx, std::span<const Candidate> can
       [&] {
         std::int64_t total = 0;
         for (const auto& c : candidates) {
-          total += std::max<std::int64_t>(0, c.state->in_flight.load(std::memory_order_relaxed));
+          total += std::max<std::int64_t>(0, c.state->fleet_in_flight());
         }
         return Stats{n, total};
       });
@@ -212,14 +212,14 @@ std::size_t Session::pick_from_pool(const PickContext& ctx, const PoolView& pool
   constexpr std::size_t kHomeLimit = 64;
   const std::size_t slot = walk_ring(
       *ring, detail::stable_hash(ctx.request.session_key), load_factor_, min_capacity_, kHomeLimit, usable,
-      [&](std::size_t s) { return pool[s].state->in_flight.load(std::memory_order_relaxed); },
+      [&](std::size_t s) { return pool[s].state->fleet_in_flight(); },
       [&, now = detail::pick_now_ns(ctx)](std::size_t s) { return queued(*pool[s].state, now); },
       [&] {
         Stats stats{0, 0};
         for (std::size_t s = 0; s < pool.size(); ++s) {
           if (!usable(s)) continue;
           ++stats.count;
-          stats.total += std::max<std::int64_t>(0, pool[s].state->in_flight.load(std::memory_order_relaxed));
+          stats.total += std::max<std::int64_t>(0, pool[s].state->fleet_in_flight());
         }
         return stats;
       });

@@ -1,0 +1,498 @@
+// ReplicaSync: UDP datagrams between router replicas (loads and prefix placements).
+#include "vllm_router/replica_sync.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "policies/hash_detail.h"
+#include "replica_channel.h"
+#include "router_impl.h"
+#include "vllm_router/router.h"
+#include "vllm_router/snapshot.h"
+
+VLLM_ROUTER_BEGIN_NAMESPACE
+
+namespace {
+
+using Time = Clock::time_point;
+using detail::ReplicaChannel;
+
+constexpr char kMagic[4] = {'V', 'R', 'S', '1'};
+constexpr std::uint8_t kLoads = 1, kPlacements = 2;
+constexpr std::uint8_t kSigned = 1;
+constexpr std::size_t kHeader = 16;    // magic, kind, flags, count, sender
+constexpr std::size_t kMac = 32;       // HMAC-SHA256
+constexpr std::size_t kLoadEntry = 12;  // endpoint u64, in-flight i32
+
+void put64(std::string& out, std::uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  out.append(b, 8);
+}
+void put32(std::string& out, std::uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
+  out.append(b, 4);
+}
+void put16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v & 0xFF));
+  out.push_back(static_cast<char>(v >> 8));
+}
+std::uint64_t get64(const unsigned char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+std::uint32_t get32(const unsigned char* p) {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
+         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
+}
+std::uint16_t get16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
+
+// "HOST:PORT" or "[V6]:PORT" -> host, port text; false when malformed.
+bool split_host_port(std::string_view text, std::string& host, std::string& port) {
+  std::size_t colon;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    host.assign(text.substr(1, close - 1));
+    colon = close + 1;
+  } else {
+    colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return false;
+    host.assign(text.substr(0, colon));
+  }
+  port.assign(text.substr(colon + 1));
+  if (host.empty() || port.empty() || port.size() > 5) return false;
+  return std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+         std::stoul(port) <= 65535;
+}
+
+struct Address {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+// Every address of "HOST:PORT" in `family` (AF_UNSPEC: any).
+std::vector<Address> resolve(std::string_view text, int family, bool passive) {
+  std::string host, port;
+  if (!split_host_port(text, host, port)) return {};
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* list = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &list) != 0) return {};
+  std::vector<Address> out;
+  for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
+    Address x;
+    std::memcpy(&x.addr, a->ai_addr, a->ai_addrlen);
+    x.len = static_cast<socklen_t>(a->ai_addrlen);
+    const bool dup = std::any_of(out.begin(), out.end(), [&](const Address& y) {
+      return y.len == x.len && std::memcmp(&y.addr, &x.addr, x.len) == 0;
+    });
+    if (!dup) out.push_back(x);
+  }
+  ::freeaddrinfo(list);
+  return out;
+}
+
+}  // namespace
+
+struct ReplicaSync::Impl {
+  Router& router;
+  ReplicaSyncConfig config;
+  std::shared_ptr<const Clock> clock;
+  std::shared_ptr<ReplicaChannel> channel;
+  int fd = -1;
+  int family = AF_INET;
+  std::uint16_t port = 0;
+  std::uint64_t sender = 0;
+
+  // Peer addresses (the sending side), resolved when due.
+  std::vector<Address> addresses;
+  Time resolved_at{};
+  bool resolved = false;
+
+  // What each peer reported, with when (the receiving side).
+  struct Count {
+    std::int64_t value = 0;
+    Time seen{};
+    std::shared_ptr<EndpointState> state;  // the state the value was added to
+  };
+  struct Peer {
+    Time seen{};
+    std::unordered_map<std::uint64_t, Count> counts;  // by endpoint hash
+  };
+  std::unordered_map<std::uint64_t, Peer> peers;  // by sender id
+  std::uint64_t placements_in = 0;  // chain hashes received (the receiving side's own count)
+
+  // The router's endpoints by hash, rebuilt when the snapshot changes.
+  std::uint64_t snapshot_version = 0;
+  std::unordered_map<std::uint64_t, std::shared_ptr<EndpointState>> states;
+
+  mutable std::mutex stats_mutex;
+  ReplicaSyncStats counters;
+
+  std::mutex thread_mutex;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+
+  Impl(Router& r, ReplicaSyncConfig c, std::shared_ptr<const Clock> k)
+      : router(r), config(std::move(c)), clock(std::move(k)) {}
+
+  void refresh_states() {
+    const std::shared_ptr<const Snapshot> snap = router.snapshot();
+    if (snap == nullptr || snap->version == snapshot_version) return;
+    snapshot_version = snap->version;
+    states.clear();
+    for (const Pool& pool : snap->pools) {
+      for (std::size_t i = 0; i < pool.endpoints.size() && i < pool.states.size(); ++i) {
+        if (pool.states[i] != nullptr) states.emplace(policies::detail::stable_hash(pool.endpoints[i]->id), pool.states[i]);
+      }
+    }
+  }
+
+  std::string header(std::uint8_t kind, std::uint16_t count) const {
+    std::string d(kMagic, 4);
+    d.push_back(static_cast<char>(kind));
+    d.push_back(static_cast<char>(config.secret.empty() ? 0 : kSigned));
+    put16(d, count);
+    put64(d, sender);
+    return d;
+  }
+  void sign(std::string& d) const {
+    if (config.secret.empty()) return;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), config.secret.data(), static_cast<int>(config.secret.size()),
+         reinterpret_cast<const unsigned char*>(d.data()), d.size(), mac, &len);
+    d.append(reinterpret_cast<const char*>(mac), kMac);
+  }
+  std::size_t room() const { return ReplicaSync::kMaxDatagram - kHeader - (config.secret.empty() ? 0 : kMac); }
+
+  // The datagrams of one round: loads, then placements.
+  std::vector<std::string> encode(const std::vector<std::pair<std::uint64_t, std::int64_t>>& loads,
+                                  const std::vector<ReplicaChannel::Placement>& placements) const {
+    std::vector<std::string> out;
+    const std::size_t per = room() / kLoadEntry;
+    for (std::size_t at = 0; at < loads.size(); at += per) {
+      const std::size_t n = std::min(per, loads.size() - at);
+      std::string d = header(kLoads, static_cast<std::uint16_t>(n));
+      for (std::size_t i = at; i < at + n; ++i) {
+        put64(d, loads[i].first);
+        put32(d, static_cast<std::uint32_t>(static_cast<std::int32_t>(
+                     std::clamp<std::int64_t>(loads[i].second, 0, INT32_MAX))));
+      }
+      sign(d);
+      out.push_back(std::move(d));
+    }
+    std::string d;
+    std::uint16_t groups = 0;
+    const auto flush = [&] {
+      if (groups == 0) return;
+      d[6] = static_cast<char>(groups & 0xFF);
+      d[7] = static_cast<char>(groups >> 8);
+      sign(d);
+      out.push_back(std::move(d));
+      groups = 0;
+    };
+    for (const ReplicaChannel::Placement& p : placements) {
+      for (std::size_t at = 0; at < p.hashes.size();) {
+        if (groups == 0) d = header(kPlacements, 0);
+        const std::size_t used = d.size() - kHeader;
+        if (used + 10 + 8 > room()) {
+          flush();
+          continue;
+        }
+        const std::size_t n = std::min<std::size_t>({(room() - used - 10) / 8, p.hashes.size() - at, 0xFFFF});
+        put64(d, p.endpoint);
+        put16(d, static_cast<std::uint16_t>(n));
+        for (std::size_t i = at; i < at + n; ++i) put64(d, p.hashes[i]);
+        ++groups;
+        at += n;
+      }
+    }
+    flush();
+    return out;
+  }
+
+  enum class Verdict { accepted, rejected, own };
+  // Applies one datagram: rejected when malformed, unsigned or forged; own when it is this
+  // router's (listed among its peers).
+  Verdict apply(const unsigned char* p, std::size_t size, Time now) {
+    const Verdict ok = Verdict::accepted;
+    if (size < kHeader || std::memcmp(p, kMagic, 4) != 0) return Verdict::rejected;
+    const std::uint8_t kind = p[4];
+    const bool is_signed = (p[5] & kSigned) != 0;
+    const std::uint16_t count = get16(p + 6);
+    const std::uint64_t from = get64(p + 8);
+    if (!config.secret.empty()) {
+      if (!is_signed || size < kHeader + kMac) return Verdict::rejected;
+      unsigned char mac[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      HMAC(EVP_sha256(), config.secret.data(), static_cast<int>(config.secret.size()), p, size - kMac, mac, &len);
+      if (CRYPTO_memcmp(mac, p + size - kMac, kMac) != 0) return Verdict::rejected;
+      size -= kMac;
+    } else if (is_signed) {
+      size -= std::min(size, kMac);  // a signing peer and an unsigned one: the signature is not checked
+    }
+    if (from == sender) return Verdict::own;
+    const unsigned char* q = p + kHeader;
+    const unsigned char* end = p + size;
+    if (kind == kLoads) {
+      if (static_cast<std::size_t>(end - q) != std::size_t{count} * kLoadEntry) return Verdict::rejected;
+      Peer& peer = peers[from];
+      peer.seen = now;
+      refresh_states();
+      for (std::uint16_t i = 0; i < count; ++i, q += kLoadEntry) {
+        const std::uint64_t ep = get64(q);
+        const auto value = static_cast<std::int64_t>(static_cast<std::int32_t>(get32(q + 8)));
+        Count& c = peer.counts[ep];
+        const auto it = states.find(ep);
+        std::shared_ptr<EndpointState> state = it == states.end() ? nullptr : it->second;
+        if (c.state != state) {  // first report, or the endpoint's state was replaced
+          if (c.state != nullptr) c.state->peer_in_flight.fetch_sub(c.value, std::memory_order_relaxed);
+          c.state = std::move(state);
+          c.value = 0;
+        }
+        if (c.state != nullptr) c.state->peer_in_flight.fetch_add(value - c.value, std::memory_order_relaxed);
+        c.value = value;
+        c.seen = now;
+      }
+      return ok;
+    }
+    if (kind == kPlacements) {
+      // Checked whole before any is applied.
+      const unsigned char* r = q;
+      for (std::uint16_t i = 0; i < count; ++i) {
+        if (end - r < 10) return Verdict::rejected;
+        const std::size_t n = get16(r + 8);
+        r += 10;
+        if (static_cast<std::size_t>(end - r) < n * 8) return Verdict::rejected;
+        r += n * 8;
+      }
+      if (r != end) return Verdict::rejected;
+      peers[from].seen = now;
+      std::vector<std::uint64_t> hashes;
+      for (std::uint16_t i = 0; i < count; ++i) {
+        const std::uint64_t ep = get64(q);
+        const std::size_t n = get16(q + 8);
+        q += 10;
+        hashes.clear();
+        for (std::size_t k = 0; k < n; ++k, q += 8) hashes.push_back(get64(q));
+        channel->deliver(ep, hashes);
+        placements_in += hashes.size();
+      }
+      return ok;
+    }
+    return Verdict::rejected;
+  }
+
+  // Takes off the counts of peers (and of single endpoints) not heard from within the timeout.
+  void expire(Time now) {
+    const auto timeout = std::chrono::milliseconds(config.peer_timeout_ms);
+    for (auto it = peers.begin(); it != peers.end();) {
+      Peer& peer = it->second;
+      for (auto c = peer.counts.begin(); c != peer.counts.end();) {
+        if (now - c->second.seen > timeout) {
+          if (c->second.state != nullptr) c->second.state->peer_in_flight.fetch_sub(c->second.value, std::memory_order_relaxed);
+          c = peer.counts.erase(c);
+        } else {
+          ++c;
+        }
+      }
+      if (now - peer.seen > timeout && peer.counts.empty()) {
+        it = peers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const bool any = std::any_of(peers.begin(), peers.end(), [&](const auto& p) { return now - p.second.seen <= timeout; });
+    channel->set_peers(any);
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    counters.peers = static_cast<std::size_t>(
+        std::count_if(peers.begin(), peers.end(), [&](const auto& p) { return now - p.second.seen <= timeout; }));
+  }
+
+  void forget_all() {
+    for (auto& [id, peer] : peers) {
+      for (auto& [ep, c] : peer.counts) {
+        if (c.state != nullptr) c.state->peer_in_flight.fetch_sub(c.value, std::memory_order_relaxed);
+      }
+    }
+    peers.clear();
+    channel->set_peers(false);
+  }
+
+  void run() {
+    const auto interval = std::chrono::milliseconds(std::max<std::uint32_t>(1, config.interval_ms));
+    Time next = clock->now();
+    while (!stopping.load(std::memory_order_relaxed)) {
+      const Time now = clock->now();
+      if (now >= next) {
+        send_round();
+        next = now + interval;
+      }
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock->now()).count();
+      receive(static_cast<int>(std::clamp<std::int64_t>(wait, 0, 50)));
+    }
+  }
+
+  std::size_t send_round();
+  std::size_t receive(int timeout_ms);
+};
+
+std::size_t ReplicaSync::Impl::send_round() {
+  const Time now = clock->now();
+  if (!resolved || now - resolved_at >= std::chrono::milliseconds(config.resolve_interval_ms)) {
+    std::vector<Address> next;
+    for (const std::string& peer : config.peers) {
+      for (Address& a : resolve(peer, family, false)) next.push_back(a);
+    }
+    // A name that fails to resolve keeps its old addresses until it resolves again.
+    if (!next.empty() || config.peers.empty()) addresses = std::move(next);
+    resolved_at = now;
+    resolved = true;
+  }
+  refresh_states();
+  std::vector<std::pair<std::uint64_t, std::int64_t>> loads;
+  loads.reserve(states.size());
+  for (const auto& [ep, state] : states) loads.emplace_back(ep, state->in_flight.load(std::memory_order_relaxed));
+  const std::vector<ReplicaChannel::Placement> placements = channel->take_outbound();
+  std::uint64_t hashes = 0;
+  for (const ReplicaChannel::Placement& p : placements) hashes += p.hashes.size();
+  const std::vector<std::string> datagrams = encode(loads, placements);
+  std::size_t sent = 0, errors = 0;
+  for (const std::string& d : datagrams) {
+    for (const Address& a : addresses) {
+      const ssize_t n = ::sendto(fd, d.data(), d.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                                 reinterpret_cast<const sockaddr*>(&a.addr), a.len);
+      if (n == static_cast<ssize_t>(d.size())) {
+        ++sent;
+      } else {
+        ++errors;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(stats_mutex);
+  counters.datagrams_sent += sent;
+  counters.send_errors += errors;
+  counters.peer_addresses = addresses.size();
+  counters.placements_sent += hashes;
+  counters.placements_dropped = channel->dropped();
+  return sent;
+}
+
+std::size_t ReplicaSync::Impl::receive(int timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  std::size_t accepted = 0, rejected = 0;
+  if (::poll(&p, 1, timeout_ms) > 0) {
+    unsigned char buffer[65536];
+    for (;;) {
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+      if (n < 0) break;  // EAGAIN: none left (or an error: the next round tries again)
+      const Verdict v = apply(buffer, static_cast<std::size_t>(n), clock->now());
+      accepted += v == Verdict::accepted ? 1 : 0;
+      rejected += v == Verdict::rejected ? 1 : 0;
+    }
+  }
+  expire(clock->now());
+  std::lock_guard<std::mutex> lock(stats_mutex);
+  counters.datagrams_received += accepted;
+  counters.datagrams_rejected += rejected;
+  counters.placements_received = placements_in;
+  return accepted;
+}
+
+Result<std::unique_ptr<ReplicaSync>> ReplicaSync::open(Router& router, ReplicaSyncConfig config,
+                                                        std::shared_ptr<const Clock> clock) {
+  if (clock == nullptr) clock = std::make_shared<SteadyClock>();
+  const std::vector<Address> listen = resolve(config.listen, AF_UNSPEC, true);
+  if (listen.empty()) {
+    return Error{Errc::config, "replica_sync.listen: expected HOST:PORT, got \"" + config.listen + "\"",
+                 "replica_sync.listen"};
+  }
+  auto impl = std::make_unique<Impl>(router, std::move(config), std::move(clock));
+  const Address& a = listen.front();
+  impl->family = a.addr.ss_family;
+  impl->fd = ::socket(impl->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (impl->fd < 0 || ::bind(impl->fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
+    const std::string why = std::strerror(errno);
+    if (impl->fd >= 0) ::close(impl->fd);
+    impl->fd = -1;
+    return Error{Errc::config, "replica_sync.listen: cannot bind " + impl->config.listen + ": " + why,
+                 "replica_sync.listen"};
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(impl->fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  impl->port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  std::random_device device;
+  impl->sender = (std::uint64_t{device()} << 32) ^ device();
+  Router::Impl& r = detail::RouterAccess::impl(router);
+  {
+    std::lock_guard<std::mutex> lock(r.update_mutex);
+    if (r.replica_channel == nullptr) r.replica_channel = std::make_shared<ReplicaChannel>();
+    impl->channel = r.replica_channel;
+  }
+  r.replica.store(impl->channel.get(), std::memory_order_release);
+  return std::unique_ptr<ReplicaSync>(new ReplicaSync(std::move(impl)));
+}
+
+ReplicaSync::ReplicaSync(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ReplicaSync::~ReplicaSync() {
+  stop();
+  detail::RouterAccess::impl(impl_->router).replica.store(nullptr, std::memory_order_release);
+  impl_->forget_all();
+  if (impl_->fd >= 0) ::close(impl_->fd);
+}
+
+std::uint16_t ReplicaSync::port() const noexcept { return impl_->port; }
+
+void ReplicaSync::start() {
+  std::lock_guard<std::mutex> lock(impl_->thread_mutex);
+  if (impl_->thread.joinable()) return;
+  impl_->stopping.store(false);
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+void ReplicaSync::stop() {
+  std::lock_guard<std::mutex> lock(impl_->thread_mutex);
+  if (!impl_->thread.joinable()) return;
+  impl_->stopping.store(true);
+  impl_->thread.join();
+}
+
+std::size_t ReplicaSync::send_once() { return impl_->send_round(); }
+
+std::size_t ReplicaSync::receive_once(int timeout_ms) { return impl_->receive(timeout_ms); }
+
+ReplicaSyncStats ReplicaSync::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mutex);
+  ReplicaSyncStats s = impl_->counters;
+  s.placements_dropped = impl_->channel->dropped();
+  return s;
+}
+
+VLLM_ROUTER_END_NAMESPACE

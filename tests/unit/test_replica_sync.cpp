@@ -1,0 +1,237 @@
+// ReplicaSync: two routers in one process exchange real UDP datagrams on 127.0.0.1 (each sync
+// driven by hand: send_once / receive_once, injected clocks, no thread, no sleep).
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "support/routing.h"
+#include "vllm_router/replica_sync.h"
+#include "vllm_router/router.h"
+#include "vllm_router/snapshot.h"
+
+using namespace vllm_router;
+using namespace vllm_router::testing;
+
+namespace {
+
+RouterConfig fleet_config(std::string policy = "least_requests") {
+  RouterConfig c;
+  ModelConfig m;
+  m.name = "m";
+  m.endpoints = {{"http://127.0.0.1:1001", 1, ""}, {"http://127.0.0.1:1002", 1, ""}};
+  c.models = {m};
+  c.policy = std::move(policy);
+  c.policy_options.prefix_affinity_chars = 0;  // no home from the prompt: ties are drawn
+  c.policy_options.prefix_chunk_chars = 16;
+  return c;
+}
+
+std::unique_ptr<ReplicaSync> open_sync(Router& router, std::vector<std::string> peers,
+                                       std::shared_ptr<ManualClock> clock, std::string secret = "") {
+  ReplicaSyncConfig c;
+  c.listen = "127.0.0.1:0";
+  c.peers = std::move(peers);
+  c.secret = std::move(secret);
+  auto s = ReplicaSync::open(router, c, std::move(clock));
+  REQUIRE(s.ok());
+  return std::move(s).value();
+}
+
+int free_udp_port() {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string at(const ReplicaSync& s) { return "127.0.0.1:" + std::to_string(s.port()); }
+
+// peer_in_flight of each endpoint of model "m", in configuration order.
+std::vector<std::int64_t> peer_counts(const Router& r) {
+  std::vector<std::int64_t> out;
+  for (const auto& st : r.snapshot()->pools.at(0).states) out.push_back(st->peer_in_flight.load());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("replica sync: a peer's in-flight counts join this router's, and leave when it falls silent") {
+  auto a = make_router(fleet_config());
+  auto b = make_router(fleet_config());
+  auto clock_a = std::make_shared<ManualClock>();
+  auto clock_b = std::make_shared<ManualClock>();
+  auto sync_b = open_sync(*b, {}, clock_b);
+  auto sync_a = open_sync(*a, {at(*sync_b)}, clock_a);
+  CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
+
+  // Two requests held on A (least_requests: one per endpoint), then a third.
+  const RequestView v = view_of(R"({"model":"m"})");
+  auto r1 = a->route(v);
+  auto r2 = a->route(v);
+  auto r3 = a->route(v);
+  REQUIRE((r1.ok() && r2.ok() && r3.ok()));
+  CHECK(sync_a->send_once() >= 1);
+  CHECK(sync_b->receive_once(2000) >= 1);
+  std::vector<std::int64_t> seen = peer_counts(*b);
+  CHECK(seen[0] + seen[1] == 3);
+  CHECK(sync_b->stats().peers == 1);
+
+  // B's own picks now count A's requests: least_requests sends each of B's (ended at once) to
+  // the endpoint A has fewer on (without the peers' counts: a coin toss each, 1 in 256).
+  const std::size_t less = seen[0] < seen[1] ? 0 : 1;
+  for (int i = 0; i < 8; ++i) {
+    auto mine = b->route(v);
+    REQUIRE(mine.ok());
+    CHECK(mine.value().lease.endpoint().id == b->snapshot()->pools[0].endpoints[less]->id);
+    mine.value().lease.complete(Outcome{});
+  }
+
+  // Leases end on A: the next datagram says so.
+  r1.value().lease.complete(Outcome{});
+  r2.value().lease.complete(Outcome{});
+  sync_a->send_once();
+  sync_b->receive_once(2000);
+  seen = peer_counts(*b);
+  CHECK(seen[0] + seen[1] == 1);
+
+  // A falls silent: after peer_timeout_ms its counts are taken off.
+  clock_b->advance(std::chrono::milliseconds(999));
+  sync_b->receive_once(0);
+  seen = peer_counts(*b);
+  CHECK(seen[0] + seen[1] == 1);
+  clock_b->advance(std::chrono::milliseconds(2));
+  sync_b->receive_once(0);
+  CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
+  CHECK(sync_b->stats().peers == 0);
+  r3.value().lease.complete(Outcome{});
+}
+
+TEST_CASE("replica sync: prefix_aware learns where a peer placed each prompt") {
+  auto a = make_router(fleet_config("prefix_aware"), nullptr, 1);
+  auto b = make_router(fleet_config("prefix_aware"), nullptr, 2);
+  auto clock = std::make_shared<ManualClock>();
+  auto sync_b = open_sync(*b, {}, clock);
+  auto sync_a = open_sync(*a, {at(*sync_b)}, clock);
+
+  // Cold prompts on idle endpoints: each router draws among the tied endpoints; B follows A's
+  // draw only by learning it (16 prompts: 1 in 65,536 by chance).
+  std::vector<std::string> bodies, chosen;
+  for (int i = 0; i < 16; ++i) {
+    // Distinct from the first chunk on (a shared first chunk would be a match).
+    bodies.push_back(R"({"model":"m","prompt":")" + std::to_string(100 + i) +
+                     R"(: a prompt shared by nobody else, long enough for a few chunks"})");
+  }
+  for (const std::string& body : bodies) {
+    auto r = a->route(view_of(body));
+    REQUIRE(r.ok());
+    chosen.push_back(r.value().lease.endpoint().id);
+    r.value().lease.complete(Outcome{});
+  }
+  CHECK(sync_a->send_once() >= 2);  // loads and placements
+  CHECK(sync_b->receive_once(2000) >= 2);
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    auto r = b->route(view_of(bodies[i]));
+    REQUIRE(r.ok());
+    CHECK(r.value().lease.endpoint().id == chosen[i]);
+    r.value().lease.complete(Outcome{});
+  }
+  // Placements already known are not sent again: A repeating its prompts publishes nothing.
+  for (const std::string& body : bodies) {
+    auto r = a->route(view_of(body));
+    REQUIRE(r.ok());
+    r.value().lease.complete(Outcome{});
+  }
+  CHECK(sync_a->send_once() == 1);  // the loads only
+}
+
+TEST_CASE("replica sync: with a secret, unsigned, forged and foreign datagrams are rejected") {
+  auto a = make_router(fleet_config());
+  auto b = make_router(fleet_config());
+  auto clock = std::make_shared<ManualClock>();
+  auto sync_b = open_sync(*b, {}, clock, "shared-secret");
+  const RequestView v = view_of(R"({"model":"m"})");
+  auto held = a->route(v);
+  REQUIRE(held.ok());
+
+  SUBCASE("another key") {
+    auto sync_a = open_sync(*a, {at(*sync_b)}, clock, "other-secret");
+    sync_a->send_once();
+  }
+  SUBCASE("no key") {
+    auto sync_a = open_sync(*a, {at(*sync_b)}, clock);
+    sync_a->send_once();
+  }
+  SUBCASE("not a datagram of ours") {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(sync_b->port());
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const std::string junk = "VRS1\x01\x00\x01\x00 not a well-formed load";
+    CHECK(::sendto(fd, junk.data(), junk.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) > 0);
+    ::close(fd);
+  }
+  CHECK(sync_b->receive_once(2000) == 0);
+  CHECK(sync_b->stats().datagrams_rejected >= 1);
+  CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
+  held.value().lease.complete(Outcome{});
+}
+
+TEST_CASE("replica sync: the same key signs and verifies; a router listed among its peers ignores itself") {
+  auto a = make_router(fleet_config());
+  auto b = make_router(fleet_config());
+  auto clock = std::make_shared<ManualClock>();
+  auto sync_b = open_sync(*b, {}, clock, "k");
+  auto sync_a = open_sync(*a, {at(*sync_b)}, clock, "k");
+  const RequestView v = view_of(R"({"model":"m"})");
+  auto held = a->route(v);
+  REQUIRE(held.ok());
+  sync_a->send_once();
+  CHECK(sync_b->receive_once(2000) == 1);
+  std::vector<std::int64_t> seen = peer_counts(*b);
+  CHECK(seen[0] + seen[1] == 1);
+
+  // A router listed among its own peers (a headless Service names every replica): it hears
+  // itself and counts nothing.
+  auto c = make_router(fleet_config());
+  auto held_c = c->route(v);
+  REQUIRE(held_c.ok());
+  ReplicaSyncConfig loop;
+  loop.listen = "127.0.0.1:" + std::to_string(free_udp_port());
+  loop.peers = {loop.listen};
+  loop.secret = "k";
+  auto looped = ReplicaSync::open(*c, loop, clock);
+  REQUIRE(looped.ok());
+  CHECK(looped.value()->send_once() == 1);
+  CHECK(looped.value()->receive_once(2000) == 0);
+  const ReplicaSyncStats st = looped.value()->stats();
+  CHECK(st.datagrams_rejected == 0);
+  CHECK(st.peers == 0);
+  CHECK(peer_counts(*c) == std::vector<std::int64_t>{0, 0});
+  held_c.value().lease.complete(Outcome{});
+  held.value().lease.complete(Outcome{});
+}
+
+TEST_CASE("replica sync: a bad listen address is a configuration error") {
+  auto a = make_router(fleet_config());
+  ReplicaSyncConfig c;
+  for (const char* listen : {"", "127.0.0.1", "127.0.0.1:99999", "nohost.invalid.:7071", "[::1:7071"}) {
+    CAPTURE(listen);
+    c.listen = listen;
+    auto s = ReplicaSync::open(*a, c, nullptr);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.code() == Errc::config);
+  }
+}
