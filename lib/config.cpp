@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config_reader.h"
+#include "host_port.h"
 #include "vllm_router/endpoint.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -375,11 +376,44 @@ Result<void> parse_discovery_entry(od::value& value, const std::string& path, Di
   return {};
 }
 
+// "replica_sync": {"listen": "HOST:PORT", "peers": ["HOST:PORT", ...], "interval_ms", ...}. Each
+// address is checked here, where its path is known; validate() checks the cross-field rules.
+Result<void> parse_replica_sync(od::value& value, const std::string& path, ReplicaSyncConfig& out) {
+  return for_each_field(
+      value, path, {"listen", "peers", "interval_ms", "peer_timeout_ms", "resolve_interval_ms", "secret"},
+      [&](std::string_view key, od::value& field, const std::string& field_path) -> Result<void> {
+        if (key == "listen") {
+          if (auto r = read_into(field, field_path, out.listen); !r) return r;
+          if (out.listen.empty()) return {};  // off
+          if (auto hp = detail::split_host_port(out.listen, 0); !hp) return config_error(field_path, hp.error().message);
+          return {};
+        }
+        if (key == "peers") {
+          if (auto r = read_string_array(field, field_path, out.peers); !r) return r;
+          for (std::size_t i = 0; i < out.peers.size(); ++i) {
+            if (auto hp = detail::split_host_port(out.peers[i]); !hp) {
+              return config_error(index_path(field_path, i), hp.error().message);
+            }
+          }
+          return {};
+        }
+        if (key == "interval_ms") {
+          auto n = read_integer(field, field_path, 1, 10000);
+          if (!n) return std::move(n).error();
+          out.interval_ms = static_cast<std::uint32_t>(*n);
+          return {};
+        }
+        if (key == "peer_timeout_ms") return read_into(field, field_path, 1, out.peer_timeout_ms);
+        if (key == "resolve_interval_ms") return read_into(field, field_path, 100, out.resolve_interval_ms);
+        return read_into(field, field_path, out.secret);
+      });
+}
+
 // The keys of the router's part of a document.
 const std::vector<std::string_view> kRouterKeys = {
     "policy", "default_model", "timeouts", "max_attempts", "max_idle_connections", "models", "retry",
     "health_check", "outlier_detection", "panic_threshold_percent", "policy_options", "queue_max",
-    "queue_timeout_ms", "discovery", "dns_servers", "routes", "admin_routes", "upstream_tls"};
+    "queue_timeout_ms", "discovery", "dns_servers", "routes", "admin_routes", "upstream_tls", "replica_sync"};
 
 Result<void> parse_router_key(std::string_view key, od::value& field, const std::string& path, RouterConfig& router) {
   if (key == "policy") return read_into(field, path, router.policy, true);
@@ -398,6 +432,7 @@ Result<void> parse_router_key(std::string_view key, od::value& field, const std:
   }
   if (key == "dns_servers") return read_string_array(field, path, router.dns_servers);
   if (key == "upstream_tls") return parse_upstream_tls(field, path, router.upstream_tls);
+  if (key == "replica_sync") return parse_replica_sync(field, path, router.replica_sync);
   if (key == "routes") return read_string_array(field, path, router.routes);
   if (key == "admin_routes") return read_string_array(field, path, router.admin_routes);
   if (key == "queue_max") return read_into(field, path, 0, router.queue_max);

@@ -1,15 +1,51 @@
 // validate(): the cross-field rules of a RouterConfig (names unique across models, aliases and
-// adapters; endpoints parse and are not listed twice; known policies; the default model exists).
+// adapters; endpoints parse and are not listed twice; known policies; the default model exists;
+// replica_sync's addresses, ranges and peers only with a listen address).
 #include <map>
 #include <string>
 
 #include "config_reader.h"
+#include "host_port.h"
 #include "vllm_router/config.h"
 #include "vllm_router/endpoint.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 
 using namespace detail::config;  // NOLINT: the readers' error helpers
+
+namespace {
+
+// The parser checks each key where it is read; these rules hold whatever set the fields (the
+// file, VLLM_ROUTER_REPLICA_SYNC_* and flags layered over it, or a program).
+Result<void> validate_replica_sync(const ReplicaSyncConfig& sync) {
+  if (!sync.listen.empty()) {
+    if (auto hp = detail::split_host_port(sync.listen, 0); !hp) return config_error("replica_sync.listen", hp.error().message);
+  }
+  for (std::size_t i = 0; i < sync.peers.size(); ++i) {
+    if (auto hp = detail::split_host_port(sync.peers[i]); !hp) {
+      return config_error(index_path("replica_sync.peers", i), hp.error().message);
+    }
+  }
+  if (!sync.peers.empty() && sync.listen.empty()) {
+    return config_error("replica_sync.listen",
+                        "peers are given but no listen address: set listen to this router's HOST:PORT (e.g. "
+                        "\"0.0.0.0:7071\"), or give no peers");
+  }
+  if (sync.interval_ms < 1 || sync.interval_ms > 10000) {
+    return config_error("replica_sync.interval_ms", cat("expected an integer 1..10000, got ", sync.interval_ms));
+  }
+  if (sync.peer_timeout_ms < sync.interval_ms) {
+    return config_error("replica_sync.peer_timeout_ms", cat("expected an integer >= interval_ms (", sync.interval_ms,
+                                                            "), got ", sync.peer_timeout_ms));
+  }
+  if (sync.resolve_interval_ms < 100) {
+    return config_error("replica_sync.resolve_interval_ms",
+                        cat("expected an integer >= 100, got ", sync.resolve_interval_ms));
+  }
+  return {};
+}
+
+}  // namespace
 
 Result<void> validate(const RouterConfig& config, const std::vector<std::string>& policy_names) {
   auto known_policy = [&](const std::string& name) {
@@ -110,6 +146,8 @@ Result<void> validate(const RouterConfig& config, const std::vector<std::string>
       if (auto r = check_endpoints(prefill.endpoints, path + ".prefill.endpoints"); !r) return r;
     }
   }
+
+  if (auto r = validate_replica_sync(config.replica_sync); !r) return r;
 
   if (!config.default_model.empty() && names.find(config.default_model) == names.end()) {
     return config_error("default_model", cat("'", config.default_model,

@@ -34,6 +34,8 @@ enum class Kind {
   otlp_endpoint,
   otlp_sampling,
   otlp_service_name,
+  replica_sync_listen,
+  replica_sync_peers,
   io,
   check_config,
   demo,
@@ -112,6 +114,16 @@ inline constexpr FlagSpec kFlags[] = {
      "decides for its own trace (its sampled flag)"},
     {Kind::otlp_service_name, "--otlp-service-name", "VLLM_ROUTER_OTLP_SERVICE_NAME", "NAME",
      "service.name of the exported spans (default vllm-router)"},
+    {Kind::replica_sync_listen, "--replica-sync-listen", "VLLM_ROUTER_REPLICA_SYNC_LISTEN", "HOST:PORT",
+     "replica sync: the UDP address this router receives its peers' in-flight counts\n"
+     "and prefix placements on, e.g. 0.0.0.0:7071 (port 0: any free port); router\n"
+     "replicas in front of the same engines then route as one (docs/configuration.md,\n"
+     "\"replica_sync\"; the shared secret comes from VLLM_ROUTER_REPLICA_SYNC_SECRET)"},
+    {Kind::replica_sync_peers, "--replica-sync-peers", "VLLM_ROUTER_REPLICA_SYNC_PEERS", "HOST:PORT[,...]",
+     "replica sync: the peers' UDP addresses, comma separated; a name stands for all its\n"
+     "addresses, resolved again every resolve_interval_ms (a Kubernetes headless Service\n"
+     "names every router pod; this router ignores itself). Needs --replica-sync-listen.\n"
+     "Peers given at a higher level replace the lower level's"},
     {Kind::check_config, "--check-config", "", "",
      "validate the configuration, print a summary and exit"},
     {Kind::demo, "--demo", "", "", "start two simulated engines and route to them"},

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "host_port.h"
 #include "http_util.h"
 #include "option_flags.h"
 #include "vllm_router/endpoint.h"
@@ -106,6 +107,9 @@ struct Layer {
   std::optional<std::string> otlp_endpoint;
   std::optional<double> otlp_sampling;
   std::optional<std::string> otlp_service_name;
+  std::optional<std::string> replica_sync_listen;
+  std::optional<std::vector<std::string>> replica_sync_peers;
+  std::optional<std::string> replica_sync_secret;  // environment only
 };
 
 // "NAME=URL[,URL...]" -> a model with those replicas, appended to `layer.models`.
@@ -299,6 +303,23 @@ Result<void> apply_setting(const FlagSpec& spec, std::string_view source, std::s
       if (value.empty()) return option_error(source, "expected a service name, got ''");
       layer.otlp_service_name = std::string(value);
       return {};
+    case Kind::replica_sync_listen: {
+      const std::string_view listen = trim(value);
+      if (auto hp = detail::split_host_port(listen, 0); !hp) return option_error(source, hp.error().message);
+      layer.replica_sync_listen = std::string(listen);
+      return {};
+    }
+    case Kind::replica_sync_peers:
+      // Repeated flags add to the list; the list replaces a lower level's peers as a whole.
+      if (!layer.replica_sync_peers) layer.replica_sync_peers.emplace();
+      for (std::string_view item : split(value, ',')) {
+        const std::string_view peer = trim(item);
+        if (peer.empty()) continue;  // "a:1,b:1," as templated values often end so
+        if (auto hp = detail::split_host_port(peer); !hp) return option_error(source, hp.error().message);
+        layer.replica_sync_peers->emplace_back(peer);
+      }
+      if (layer.replica_sync_peers->empty()) return option_error(source, "expected HOST:PORT[,HOST:PORT...], got no peer");
+      return {};
     case Kind::config:
     case Kind::check_config:
     case Kind::hash_key:
@@ -344,6 +365,9 @@ void merge_layer(const Layer& layer, AppConfig& config) {
   if (layer.otlp_endpoint) config.otlp.endpoint = *layer.otlp_endpoint;
   if (layer.otlp_sampling) config.otlp.sampling = *layer.otlp_sampling;
   if (layer.otlp_service_name) config.otlp.service_name = *layer.otlp_service_name;
+  if (layer.replica_sync_listen) config.router.replica_sync.listen = *layer.replica_sync_listen;
+  if (layer.replica_sync_peers) config.router.replica_sync.peers = *layer.replica_sync_peers;
+  if (layer.replica_sync_secret) config.router.replica_sync.secret = *layer.replica_sync_secret;
   for (const ModelConfig& model : layer.models) {
     // A same-named model keeps its aliases, adapters and policy; only the replicas change.
     if (ModelConfig* existing = find_model(config, model.name)) {
@@ -530,6 +554,10 @@ Result<ProgramOptions> parse_options(const std::vector<std::string>& args, const
     auto it = env.find(std::string(spec.env));
     if (it == env.end() || it->second.empty()) continue;
     if (auto r = apply_setting(spec, spec.env, it->second, true, env_layer); !r) return r.error();
+  }
+  // Secrets stay out of command lines: the replica sync's key has a variable and no flag.
+  if (auto it = env.find("VLLM_ROUTER_REPLICA_SYNC_SECRET"); it != env.end() && !it->second.empty()) {
+    env_layer.replica_sync_secret = it->second;
   }
   Layer flag_layer;
   for (const auto& [spec, value] : flags) {

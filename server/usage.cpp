@@ -43,6 +43,8 @@ std::string usage() {
         return "1.0";
       case Kind::otlp_service_name:
         return defaults.otlp.service_name;
+      case Kind::replica_sync_listen:
+        return "none (replica sync off)";
       case Kind::api_key:
         return "none (no authentication)";
       case Kind::model:
@@ -90,6 +92,9 @@ std::string usage() {
       "Environment only (secrets stay out of command lines):\n"
       "  Redis password of --rate-limit-redis\n"
       "      env: VLLM_ROUTER_REDIS_PASSWORD\n"
+      "  Replica sync's shared key: datagrams signed with HMAC-SHA256, unsigned or forged\n"
+      "  ones dropped (default: none, unsigned: only on a trusted network)\n"
+      "      env: VLLM_ROUTER_REPLICA_SYNC_SECRET\n"
       "\n"
       "Examples:\n"
       "  vllm-router --port 8080 \\\n"

@@ -396,14 +396,21 @@ int main(int argc, char** argv) {
   cfg.policy = args.policy;
   // "session@1" = the session policy with session_load_factor 1 (bound off), a second row;
   // "prefix_aware@0" = prefix_aware with prefix_home_load_bound 0.
-  // "...+replicas": prefix_replica_affinity on.
+  // "...+replicas": prefix_replica_affinity on. "...+sync" (either order with +replicas): the
+  // router processes' replica sync (run.sh writes it into their configs); nothing in-process,
+  // where there is one router.
   std::string name = args.policy;
-  if (constexpr std::string_view kReplicas = "+replicas";
-      name.size() > kReplicas.size() && name.ends_with(kReplicas)) {
-    name.resize(name.size() - kReplicas.size());
-    cfg.policy = name;
-    cfg.policy_options.prefix_replica_affinity = true;
+  for (bool stripped = true; stripped;) {
+    stripped = false;
+    for (const std::string_view suffix : {std::string_view("+replicas"), std::string_view("+sync")}) {
+      if (name.size() > suffix.size() && name.ends_with(suffix)) {
+        name.resize(name.size() - suffix.size());
+        if (suffix == "+replicas") cfg.policy_options.prefix_replica_affinity = true;
+        stripped = true;
+      }
+    }
   }
+  cfg.policy = name;
   if (const auto at_sign = name.find('@'); at_sign != std::string::npos) {
     cfg.policy = name.substr(0, at_sign);
     const double value = std::stod(name.substr(at_sign + 1));

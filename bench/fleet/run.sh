@@ -10,11 +10,15 @@
 # HTTP to the engines. Prints a Markdown table (and the target checks), writes a PNG chart.
 # Policy "session@1" is session with session_load_factor 1: the load bound off (pure hashing);
 # "prefix_aware@B" is prefix_aware with prefix_home_load_bound B; a "+replicas" suffix
-# ("prefix_aware+replicas", "prefix_aware@2+replicas") sets prefix_replica_affinity.
+# ("prefix_aware+replicas", "prefix_aware@2+replicas") sets prefix_replica_affinity; a "+sync"
+# suffix (also combined: "prefix_aware+replicas+sync") gives the router processes replica sync
+# (docs/configuration.md, "replica_sync": each listens on its own 127.0.0.1 UDP port, all N
+# ports are its peers; no effect in-process, where there is one router).
 # --routers N (N >= 1): N real vllm-router processes (build/server/vllm-router, copied) in front
 # of the same engines, started per run with that policy; the driver sends round robin across
 # them over HTTP. 0 or absent: the in-process Router. A list ("1 3") runs each count in turn.
-# --draw D (1..99): the engines listen on fixed ports 20000 + 100 x D + i instead of free ones.
+# --draw D (1..99): the engines listen on fixed ports 20000 + 100 x D + i instead of free ones
+# (and +sync routers on UDP ports 21000 + 100 x D + i).
 # Endpoint ids carry the port and every home is a rendezvous hash of them, so each draw is one
 # placement of the prefixes and sessions on the engines, the same in every run of that draw
 # (compare configurations on the same draws; several draws for a mean). Default: free ports.
@@ -31,7 +35,7 @@ POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
 WORKLOADS="shared multiturn random skewed agentic"
 ROUTERS=0
 DRAW=0
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -72,6 +76,16 @@ ITL_MS=10          # decode: one token every 10 ms
 SIM_ARGS=(--batch-queue --max-num-seqs "$MAX_NUM_SEQS" --prefill-us-per-token "$PREFILL_US"
           --itl-ms "$ITL_MS" --kv-cache-blocks "$KV_BLOCKS" --max-model-len 65536 --threads 512)
 
+# $1 distinct UDP ports free on 127.0.0.1 now, space separated (bound at once, then released).
+free_udp_ports() {
+  /usr/bin/python3 -c '
+import socket, sys
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
 PIDS=()
 ROUTER_PIDS=()
 stop_routers() {
@@ -100,13 +114,20 @@ done
 SIMS=$(IFS=,; echo "${URLS[*]}")
 log "$N engines: ${SIM_ARGS[*]}"
 
-# $2 vllm-router processes with policy $1 (NAME or NAME@VALUE) in front of the engines; sets
-# ROUTER_URLS. Each must announce its port and answer /ready within 10 s.
+# $2 vllm-router processes with policy $1 (NAME or NAME@VALUE, then +replicas and/or +sync) in
+# front of the engines; sets ROUTER_URLS. Each must announce its port and answer /ready within 10 s.
 start_routers() {
-  local name=${1%+replicas} value="" extra="" cfg="$TMP/router.json" i out ok count=$2
+  local name=$1 value="" extra="" i out ok count=$2 replicas=0 sync=0
+  while :; do
+    case "$name" in
+      *+replicas) name=${name%+replicas}; replicas=1 ;;
+      *+sync) name=${name%+sync}; sync=1 ;;
+      *) break ;;
+    esac
+  done
   local policy=${name%@*}
   [[ "$name" == *@* ]] && value=${name#*@}
-  [[ "$1" == *+replicas ]] && extra=", \"prefix_replica_affinity\": true"
+  (( replicas )) && extra=", \"prefix_replica_affinity\": true"
   [[ -n "${FLEET_POLICY_OPTIONS:-}" ]] && extra+=", $FLEET_POLICY_OPTIONS"
   if [[ -n "$value" ]]; then
     case "$policy" in
@@ -116,16 +137,33 @@ start_routers() {
   fi
   local eps
   eps=$(printf '"%s",' "${URLS[@]}")
-  cat >"$cfg" <<JSON
+  # +sync: router i listens on sync_ports[i-1]; every router lists all of them as peers (its
+  # own address too: a router ignores its own datagrams), so each needs its own config file.
+  local -a sync_ports=()
+  if (( sync )); then
+    if (( DRAW > 0 )); then
+      for i in $(seq 1 "$count"); do sync_ports+=($((21000 + 100 * DRAW + i))); done
+    else
+      read -r -a sync_ports <<<"$(free_udp_ports "$count")" || return 1
+      (( ${#sync_ports[@]} == count )) || { log "no $count free UDP ports for +sync"; return 1; }
+    fi
+  fi
+  local peers="" sync_json=""
+  (( sync )) && peers=$(printf '"127.0.0.1:%s",' "${sync_ports[@]}")
+  for i in $(seq 1 "$count"); do
+    (( sync )) && sync_json="
+ \"replica_sync\": {\"listen\": \"127.0.0.1:${sync_ports[i-1]}\", \"peers\": [${peers%,}]},"
+    cat >"$TMP/router$i.json" <<JSON
 {"policy": "$policy", "log_level": "warn", "threads": 1, "max_attempts": 1, "max_idle_connections": 512,
  "timeouts": {"read_ms": 120000},
- "policy_options": {"scrape_interval_ms": 200, "scrape_timeout_ms": 500, "scrape_stale_ms": 2000$extra},
+ "policy_options": {"scrape_interval_ms": 200, "scrape_timeout_ms": 500, "scrape_stale_ms": 2000$extra},$sync_json
  "models": [{"name": "facebook/opt-125m", "endpoints": [${eps%,}]}]}
 JSON
+  done
   ROUTER_URLS=()
   for i in $(seq 1 "$count"); do
     out="$TMP/router$i.out"
-    LD_LIBRARY_PATH="$TMP/lib" "$VLLM_ROUTER_BIN" --config "$cfg" --host 127.0.0.1 --port 0 \
+    LD_LIBRARY_PATH="$TMP/lib" "$VLLM_ROUTER_BIN" --config "$TMP/router$i.json" --host 127.0.0.1 --port 0 \
       >"$out" 2>"$TMP/router$i.err" </dev/null &
     ROUTER_PIDS+=($!)
     wait_listening "$out" 400 || { log "vllm-router $i did not start: $(tail -2 "$TMP/router$i.err")"; return 1; }
@@ -150,6 +188,7 @@ for w in $WORKLOADS; do
    for nr in $ROUTERS; do
     log "workload $w, policy $p, routers $nr (0: in-process)"
     ROUTER_ARG=()
+    [[ "$p" == *+sync* ]] && (( nr == 0 )) && log "$p: +sync has no effect in-process (one router)"
     if (( nr > 0 )); then
       if ! start_routers "$p" "$nr"; then stop_routers; FAILED=1; continue; fi
       ROUTER_ARG=(--routers "$(IFS=,; echo "${ROUTER_URLS[*]}")")

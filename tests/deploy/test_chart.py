@@ -156,6 +156,10 @@ def assert_common(r):
         matching = [dep for dep, labels in pods if sel.items() <= labels.items()]
         assert len(matching) == 1, (svc["metadata"]["name"], [d["metadata"]["name"] for d in matching])
         port = svc["spec"]["ports"][0]
+        if svc["metadata"]["name"] == f"{FULL}-sync":  # replica sync: UDP between router pods
+            assert matching[0] is r.router_deployment()
+            assert port["targetPort"] == "replica-sync" and port["protocol"] == "UDP"
+            continue
         assert port["targetPort"] == "http"
         cport = [p for p in matching[0]["spec"]["template"]["spec"]["containers"][0]["ports"]
                  if p["name"] == "http"][0]
@@ -169,9 +173,14 @@ def assert_common(r):
     scheme = {"scheme": "HTTPS"} if tls else {}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http", **scheme}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http", **scheme}
-    assert c["ports"] == [{"name": "http", "containerPort": int(r.router_env()["VLLM_ROUTER_PORT"]["value"]),
-                           "protocol": "TCP"}]
     env = r.router_env()
+    ports = [{"name": "http", "containerPort": int(env["VLLM_ROUTER_PORT"]["value"]), "protocol": "TCP"}]
+    if "VLLM_ROUTER_REPLICA_SYNC_LISTEN" in env:
+        sync_port = int(env["VLLM_ROUTER_REPLICA_SYNC_LISTEN"]["value"].rsplit(":", 1)[1])
+        ports.append({"name": "replica-sync", "containerPort": sync_port, "protocol": "UDP"})
+        assert r.get("Service", f"{FULL}-sync")["spec"]["ports"][0]["port"] == sync_port
+    assert c["ports"] == ports
+    assert ("VLLM_ROUTER_REPLICA_SYNC_LISTEN" in env) == (("Service", f"{FULL}-sync") in r.names())
     assert env["VLLM_ROUTER_CONFIG"]["value"] == "/etc/vllm-router/config.json"
     assert c["volumeMounts"][0] == {"name": "config", "mountPath": "/etc/vllm-router", "readOnly": True}
     assert spec["volumes"][0] == {"name": "config", "configMap": {"name": f"{FULL}-config"}}
@@ -390,7 +399,7 @@ def test_two_models(tmp_path):
 def test_all_features(tmp_path):
     r = Rendered(TWO_MODELS, ALL_FEATURES, tmp_path=tmp_path)
     assert_common(r)
-    assert r.kinds() == {"Deployment": 3, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1,
+    assert r.kinds() == {"Deployment": 3, "Service": 4, "ConfigMap": 2, "ServiceAccount": 1,
                          "Role": 1, "RoleBinding": 1, "PodDisruptionBudget": 1,
                          "HorizontalPodAutoscaler": 1, "ServiceMonitor": 2, "Secret": 1,
                          "PersistentVolumeClaim": 1, "ScaledObject": 1, "Ingress": 1, "HTTPRoute": 1}
@@ -570,6 +579,45 @@ def test_tls_secret(tmp_path):
     assert proc.returncode != 0 and "is not the PEM private key" in proc.stderr, proc.stderr
 
 
+def test_replica_sync(tmp_path):
+    """router.replicaSync: off by default; on, a headless Service (UDP, not-ready pods published)
+    naming the router pods, a UDP containerPort, the listen and peers variables (the secret's from
+    a Secret when named), and the router accepts that environment (--check-config)."""
+    off = Rendered(TWO_MODELS)
+    assert ("Service", f"{FULL}-sync") not in off.names()
+    assert not [k for k in off.router_env() if k.startswith("VLLM_ROUTER_REPLICA_SYNC_")]
+    assert [p["name"] for p in off.router_container()["ports"]] == ["http"]
+
+    r = Rendered(TWO_MODELS, sets=["router.replicaSync.enabled=true", "router.replicaSync.port=7171",
+                                   "router.replicaSync.secretName=sync-key"], tmp_path=tmp_path)
+    assert_common(r)
+    svc = r.get("Service", f"{FULL}-sync")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["ports"] == [{"name": "replica-sync", "port": 7171, "targetPort": "replica-sync",
+                                     "protocol": "UDP"}]
+    assert svc["spec"]["selector"] == r.router_deployment()["spec"]["selector"]["matchLabels"]
+    assert svc["metadata"]["labels"]["app.kubernetes.io/component"] == "router"
+    assert r.router_container()["ports"][1] == {"name": "replica-sync", "containerPort": 7171, "protocol": "UDP"}
+    env = r.router_env()
+    assert env["VLLM_ROUTER_REPLICA_SYNC_LISTEN"] == {"name": "VLLM_ROUTER_REPLICA_SYNC_LISTEN", "value": "0.0.0.0:7171"}
+    assert env["VLLM_ROUTER_REPLICA_SYNC_PEERS"]["value"] == f"{FULL}-sync.{NS}.svc.cluster.local:7171"
+    assert env["VLLM_ROUTER_REPLICA_SYNC_SECRET"]["valueFrom"] == {
+        "secretKeyRef": {"name": "sync-key", "key": "replica-sync-secret"}}
+    # The clients' Service is unchanged: TCP to the http port only.
+    assert [p["name"] for p in r.get("Service", FULL)["spec"]["ports"]] == ["http"]
+    check_config(r, tmp_path, with_env=True)
+
+    # Defaults: port 7071, no Secret (unsigned), the cluster's own domain.
+    d = Rendered(TWO_MODELS, sets=["router.replicaSync.enabled=true", "clusterDomain=k8s.example"])
+    assert_common(d)
+    denv = d.router_env()
+    assert denv["VLLM_ROUTER_REPLICA_SYNC_LISTEN"]["value"] == "0.0.0.0:7071"
+    assert denv["VLLM_ROUTER_REPLICA_SYNC_PEERS"]["value"] == f"{FULL}-sync.{NS}.svc.k8s.example:7071"
+    assert "VLLM_ROUTER_REPLICA_SYNC_SECRET" not in denv
+    assert d.get("Service", f"{FULL}-sync")["spec"]["ports"][0]["port"] == 7071
+
+
 def test_set_overrides_and_passthrough(tmp_path):
     """--set like helm; extraConfig reaches the file; a changed config changes the pod checksum."""
     base = Rendered(TWO_MODELS)
@@ -640,6 +688,8 @@ def test_replicas_render_identically():
     ("modelDefaults:\n  keda: {enable: true}\n", 'unknown key "enable"'),
     ("router:\n  httpRoute: {enabled: true}\n", "parentRefs is required"),
     ("router:\n  ingress: {enabled: true, host: a.example}\n", 'unknown key "host"'),
+    ("router:\n  replicaSync: {enable: true}\n", 'unknown key "enable"'),
+    ("router:\n  replicaSync: {enabled: true, port: 70000}\n", "router.replicaSync.port"),
 ])
 def test_invalid_values_fail(tmp_path, values, message):
     f = tmp_path / "bad.yaml"

@@ -20,13 +20,14 @@ CHAT = "/v1/chat/completions"
 FLAGS = ["--config", "--host", "--port", "--model", "--alias", "--lora", "--api-key", "--policy",
          "--default-model", "--max-body-bytes", "--connect-timeout-ms", "--read-timeout-ms",
          "--threads", "--max-connections", "--tls-cert", "--tls-key", "--log-level", "--check-config", "--demo",
-         "--help", "--version"]
+         "--replica-sync-listen", "--replica-sync-peers", "--help", "--version"]
 ENV_VARS = ["VLLM_ROUTER_CONFIG", "VLLM_ROUTER_HOST", "VLLM_ROUTER_PORT", "VLLM_ROUTER_MODELS",
             "VLLM_ROUTER_ALIASES", "VLLM_ROUTER_LORAS", "VLLM_ROUTER_API_KEYS",
             "VLLM_ROUTER_POLICY", "VLLM_ROUTER_DEFAULT_MODEL", "VLLM_ROUTER_MAX_BODY_BYTES",
             "VLLM_ROUTER_CONNECT_TIMEOUT_MS", "VLLM_ROUTER_READ_TIMEOUT_MS", "VLLM_ROUTER_THREADS",
             "VLLM_ROUTER_MAX_CONNECTIONS", "VLLM_ROUTER_TLS_CERT_FILE", "VLLM_ROUTER_TLS_KEY_FILE",
-            "VLLM_ROUTER_LOG_LEVEL"]
+            "VLLM_ROUTER_LOG_LEVEL", "VLLM_ROUTER_REPLICA_SYNC_LISTEN", "VLLM_ROUTER_REPLICA_SYNC_PEERS",
+            "VLLM_ROUTER_REPLICA_SYNC_SECRET"]
 
 
 @pytest.fixture
@@ -126,6 +127,12 @@ def test_check_config_valid(sims, tmpdir_path):
     ({"default_model": "nope", "models": [{"name": "m", "endpoints": ["http://127.0.0.1:9"]}]},
      "default_model"),
     ('{"models": [', "invalid JSON"),
+    ({"replica_sync": {"peers": ["router-sync:7071"]}, "models": [{"name": "m", "endpoints": ["http://127.0.0.1:9"]}]},
+     "replica_sync.listen"),
+    ({"replica_sync": {"listen": "0.0.0.0:7071", "peers": ["router-sync"]},
+      "models": [{"name": "m", "endpoints": ["http://127.0.0.1:9"]}]}, "replica_sync.peers[0]"),
+    ({"replica_sync": {"listen": "0.0.0.0:7071", "interval_ms": 100, "peer_timeout_ms": 50},
+      "models": [{"name": "m", "endpoints": ["http://127.0.0.1:9"]}]}, "replica_sync.peer_timeout_ms"),
 ])
 def test_check_config_invalid_names_the_field(tmpdir_path, doc, field):
     cfg = write(tmpdir_path, "bad.json", doc)
@@ -143,11 +150,29 @@ def test_check_config_invalid_names_the_field(tmpdir_path, doc, field):
     ([], {"VLLM_ROUTER_MODELS": "m"}, "VLLM_ROUTER_MODELS"),
     (["--bogus"], {}, "--bogus"),
     ([], {}, "no models configured"),
+    (["--model", "m=http://127.0.0.1:9", "--replica-sync-listen", "7071"], {}, "--replica-sync-listen"),
+    ([], {"VLLM_ROUTER_MODELS": "m=http://127.0.0.1:9", "VLLM_ROUTER_REPLICA_SYNC_PEERS": "a:1,http://b:2"},
+     "VLLM_ROUTER_REPLICA_SYNC_PEERS"),
+    # Peers without a listen address, whatever level gave them.
+    (["--model", "m=http://127.0.0.1:9", "--replica-sync-peers", "a:7071"], {}, "replica_sync.listen"),
 ])
 def test_bad_flags_and_variables_are_named(args, env, name):
     res = run_router("--check-config", *args, env=clean_env(**env))
     assert res.returncode != 0
     assert name in res.stderr, res.stderr
+
+
+def test_check_config_accepts_replica_sync_from_the_environment():
+    """The Helm chart's variables (listen, a headless Service's name as peers, the secret)."""
+    res = run_router("--check-config", env=clean_env(
+        VLLM_ROUTER_MODELS="m=http://127.0.0.1:9", VLLM_ROUTER_REPLICA_SYNC_LISTEN="0.0.0.0:7071",
+        VLLM_ROUTER_REPLICA_SYNC_PEERS="prod-vllm-router-sync.llm.svc.cluster.local:7071",
+        VLLM_ROUTER_REPLICA_SYNC_SECRET="s3cret"))
+    assert res.returncode == 0, res.stderr
+    assert "configuration OK" in res.stdout
+    assert "s3cret" not in res.stdout + res.stderr
+    res = run_router("--check-config", "--model", "m=http://127.0.0.1:9", "--replica-sync-secret", "x")
+    assert res.returncode != 0 and "unknown flag '--replica-sync-secret'" in res.stderr, res.stderr
 
 
 # ---------------------------------------------------------------- environment and precedence

@@ -463,3 +463,73 @@ TEST_CASE("options: --lora-loading and VLLM_ROUTER_LORA_LOADING turn on dynamic 
   CHECK(fails({"--model", "m=http://h:1", "--lora-loading", "m="}).param == "--lora-loading");
   CHECK(fails({"--lora-loading", "missing=/p"}).param == "--lora-loading");
 }
+
+TEST_CASE("options: replica sync: listen and peers from flags and variables, the secret from the environment only") {
+  TempDir dir;
+  const std::string file = dir.write("sync.json", R"({"replica_sync": {"listen": "0.0.0.0:7000",
+      "peers": ["file:7000"], "interval_ms": 20, "secret": "file-secret"}})");
+  SUBCASE("the file alone") {
+    const auto s = ok({"--config", file}).config.router.replica_sync;
+    CHECK(s.listen == "0.0.0.0:7000");
+    CHECK(s.peers == std::vector<std::string>{"file:7000"});
+    CHECK(s.interval_ms == 20);
+    CHECK(s.secret == "file-secret");
+  }
+  SUBCASE("variables over the file; the file's other keys stay") {
+    const auto s = ok({"--config", file}, {{"VLLM_ROUTER_REPLICA_SYNC_LISTEN", " [::]:7071 "},
+                                             {"VLLM_ROUTER_REPLICA_SYNC_PEERS", "router-sync.llm.svc.cluster.local:7071, 10.0.0.7:7071,"},
+                                             {"VLLM_ROUTER_REPLICA_SYNC_SECRET", "env-secret"}})
+                        .config.router.replica_sync;
+    CHECK(s.listen == "[::]:7071");
+    CHECK(s.peers == std::vector<std::string>{"router-sync.llm.svc.cluster.local:7071", "10.0.0.7:7071"});
+    CHECK(s.interval_ms == 20);
+    CHECK(s.secret == "env-secret");
+  }
+  SUBCASE("flags over variables; repeated peer flags add up") {
+    const auto s = ok({"--config", file, "--replica-sync-listen=127.0.0.1:0", "--replica-sync-peers", "a:1,b:2",
+                        "--replica-sync-peers", "[::1]:3"},
+                       {{"VLLM_ROUTER_REPLICA_SYNC_LISTEN", "0.0.0.0:7071"}, {"VLLM_ROUTER_REPLICA_SYNC_PEERS", "env:7071"}})
+                        .config.router.replica_sync;
+    CHECK(s.listen == "127.0.0.1:0");
+    CHECK(s.peers == std::vector<std::string>{"a:1", "b:2", "[::1]:3"});
+    CHECK(s.secret == "file-secret");
+  }
+  SUBCASE("an empty secret variable counts as unset") {
+    CHECK(ok({"--config", file}, {{"VLLM_ROUTER_REPLICA_SYNC_SECRET", ""}}).config.router.replica_sync.secret ==
+          "file-secret");
+  }
+  SUBCASE("no flag for the secret") {
+    CHECK(fails({"--replica-sync-secret", "x"}).message.find("unknown flag '--replica-sync-secret'") != std::string::npos);
+  }
+  SUBCASE("off without any") {
+    const auto s = ok({}).config.router.replica_sync;
+    CHECK(s.listen.empty());
+    CHECK(s.peers.empty());
+    CHECK(s.secret.empty());
+  }
+  SUBCASE("bad values name the flag or variable") {
+    auto e = fails({"--replica-sync-listen", "7071"});
+    CHECK(e.param == "--replica-sync-listen");
+    CHECK(e.message.find("expected HOST:PORT") != std::string::npos);
+    e = fails({}, {{"VLLM_ROUTER_REPLICA_SYNC_LISTEN", "::1:7071"}});
+    CHECK(e.param == "VLLM_ROUTER_REPLICA_SYNC_LISTEN");
+    CHECK(e.message.find("brackets") != std::string::npos);
+    e = fails({"--replica-sync-peers", "a:1,b:0"});
+    CHECK(e.param == "--replica-sync-peers");
+    CHECK(e.message.find("got \"b:0\"") != std::string::npos);
+    e = fails({}, {{"VLLM_ROUTER_REPLICA_SYNC_PEERS", " , "}});
+    CHECK(e.param == "VLLM_ROUTER_REPLICA_SYNC_PEERS");
+    CHECK(e.message.find("no peer") != std::string::npos);
+  }
+}
+
+TEST_CASE("options: usage lists the replica sync flags and variables") {
+  const std::string text = usage();
+  for (const char* needle : {"--replica-sync-listen HOST:PORT", "VLLM_ROUTER_REPLICA_SYNC_LISTEN",
+                             "--replica-sync-peers HOST:PORT[,...]", "VLLM_ROUTER_REPLICA_SYNC_PEERS",
+                             "VLLM_ROUTER_REPLICA_SYNC_SECRET", "default: none (replica sync off)"}) {
+    CAPTURE(needle);
+    CHECK(text.find(needle) != std::string::npos);
+  }
+  CHECK(text.find("--replica-sync-secret") == std::string::npos);
+}

@@ -69,6 +69,11 @@ app.kubernetes.io/component: router
 {{- printf "%s:%s" $img.repository (default .Chart.AppVersion (toString (default "" $img.tag))) }}
 {{- end }}
 
+{{/* The headless Service naming every router pod, for replica sync (router.replicaSync). */}}
+{{- define "vllm-router.replicaSyncServiceName" -}}
+{{- printf "%s-sync" (include "vllm-router.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "vllm-router.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "vllm-router.fullname" .) .Values.serviceAccount.name }}
