@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "host_port.h"
 #include "policies/hash_detail.h"
 #include "replica_channel.h"
 #include "router_impl.h"
@@ -67,25 +68,6 @@ std::uint32_t get32(const unsigned char* p) {
 }
 std::uint16_t get16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
 
-// "HOST:PORT" or "[V6]:PORT" -> host, port text; false when malformed.
-bool split_host_port(std::string_view text, std::string& host, std::string& port) {
-  std::size_t colon;
-  if (!text.empty() && text.front() == '[') {
-    const std::size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
-    host.assign(text.substr(1, close - 1));
-    colon = close + 1;
-  } else {
-    colon = text.rfind(':');
-    if (colon == std::string_view::npos || text.find(':') != colon) return false;
-    host.assign(text.substr(0, colon));
-  }
-  port.assign(text.substr(colon + 1));
-  if (host.empty() || port.empty() || port.size() > 5) return false;
-  return std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-         std::stoul(port) <= 65535;
-}
-
 struct Address {
   sockaddr_storage addr{};
   socklen_t len = 0;
@@ -93,14 +75,15 @@ struct Address {
 
 // Every address of "HOST:PORT" in `family` (AF_UNSPEC: any).
 std::vector<Address> resolve(std::string_view text, int family, bool passive) {
-  std::string host, port;
-  if (!split_host_port(text, host, port)) return {};
+  const Result<detail::HostPort> hp = detail::split_host_port(text, passive ? 0 : 1);
+  if (!hp) return {};
+  const std::string port = std::to_string(hp.value().port);
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = SOCK_DGRAM;
   hints.ai_flags = passive ? AI_PASSIVE : 0;
   addrinfo* list = nullptr;
-  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &list) != 0) return {};
+  if (::getaddrinfo(hp.value().host.c_str(), port.c_str(), &hints, &list) != 0) return {};
   std::vector<Address> out;
   for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
     Address x;

@@ -88,15 +88,16 @@ def test_a_replica_sends_a_prompt_where_its_peer_placed_it(sims):
     routers, configs = start_pair(sims, "prefix_aware")
     a, b = routers
     try:
-        wait_for(lambda: metric(a, "vllm_router_replica_sync_peers") == 1 and
-                 metric(b, "vllm_router_replica_sync_peers") == 1, timeout=10)
+        assert wait_for(lambda: metric(a, "vllm_router_replica_sync_peers") == 1 and
+                        metric(b, "vllm_router_replica_sync_peers") == 1, timeout=10)
         prompts = [prompt(i) for i in range(12)]
         first = [served(a, p) for p in prompts]
         assert len(set(first)) == 2, "idle engines: A's draws should use both (1 in 2,048 otherwise)"
-        sent = metric(a, "vllm_router_replica_sync_placements_total", direction="sent")
-        assert sent >= 24  # two chunks per prompt
-        wait_for(lambda: metric(b, "vllm_router_replica_sync_placements_total", direction="received") >= 24,
-                 timeout=10)
+        # Two chunks per prompt, sent within an interval of their placement.
+        assert wait_for(lambda: metric(a, "vllm_router_replica_sync_placements_total", direction="sent") >= 24,
+                        timeout=10)
+        assert wait_for(lambda: metric(b, "vllm_router_replica_sync_placements_total", direction="received") >= 24,
+                        timeout=10)
         # Without the placements B draws again for every prompt: 1 in 4,096 to match by chance.
         assert [served(b, p) for p in prompts] == first
         assert metric(b, "vllm_router_replica_sync_datagrams_total", result="rejected") == 0
@@ -108,7 +109,7 @@ def test_a_replica_counts_its_peers_requests_as_load(sims):
     routers, configs = start_pair(sims, "least_requests")
     a, b = routers
     try:
-        wait_for(lambda: metric(b, "vllm_router_replica_sync_peers") == 1, timeout=10)
+        assert wait_for(lambda: metric(b, "vllm_router_replica_sync_peers") == 1, timeout=10)
         # Three slow streams held open through A on e0 ("solo" is served by e0 alone).
         socks = []
         try:
@@ -138,7 +139,8 @@ def test_replicas_with_different_secrets_ignore_each_other(sims):
     routers, configs = start_pair(sims, "prefix_aware", secrets=("one key", "another key"))
     a, b = routers
     try:
-        wait_for(lambda: metric(b, "vllm_router_replica_sync_datagrams_total", result="rejected") >= 1, timeout=10)
+        assert wait_for(lambda: metric(b, "vllm_router_replica_sync_datagrams_total", result="rejected") >= 1,
+                        timeout=10)
         assert metric(b, "vllm_router_replica_sync_peers") == 0
         assert metric(b, "vllm_router_replica_sync_datagrams_total", result="received") == 0
     finally:
