@@ -73,13 +73,14 @@ struct Address {
   socklen_t len = 0;
 };
 
-// Every address of "HOST:PORT" in `family` (AF_UNSPEC: any).
-std::vector<Address> resolve(std::string_view text, int family, bool passive) {
+// Every address of "HOST:PORT" in `family` (AF_UNSPEC: any). `v4_mapped`: for an IPv6 socket
+// (dual-stack): IPv4 addresses too, as ::ffff:a.b.c.d.
+std::vector<Address> resolve(std::string_view text, int family, bool passive, bool v4_mapped = false) {
   const Result<detail::HostPort> hp = detail::split_host_port(text, passive ? 0 : 1);
   if (!hp) return {};
   const std::string port = std::to_string(hp.value().port);
   addrinfo hints{};
-  hints.ai_family = family;
+  hints.ai_family = v4_mapped ? AF_UNSPEC : family;
   hints.ai_socktype = SOCK_DGRAM;
   hints.ai_flags = passive ? AI_PASSIVE : 0;
   addrinfo* list = nullptr;
@@ -87,8 +88,19 @@ std::vector<Address> resolve(std::string_view text, int family, bool passive) {
   std::vector<Address> out;
   for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
     Address x;
-    std::memcpy(&x.addr, a->ai_addr, a->ai_addrlen);
-    x.len = static_cast<socklen_t>(a->ai_addrlen);
+    if (v4_mapped && a->ai_family == AF_INET) {  // an IPv4 peer of a dual-stack socket
+      sockaddr_in6 six{};
+      six.sin6_family = AF_INET6;
+      six.sin6_port = reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_port;
+      six.sin6_addr.s6_addr[10] = 0xFF;
+      six.sin6_addr.s6_addr[11] = 0xFF;
+      std::memcpy(&six.sin6_addr.s6_addr[12], &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, 4);
+      std::memcpy(&x.addr, &six, sizeof six);
+      x.len = sizeof six;
+    } else {
+      std::memcpy(&x.addr, a->ai_addr, a->ai_addrlen);
+      x.len = static_cast<socklen_t>(a->ai_addrlen);
+    }
     const bool dup = std::any_of(out.begin(), out.end(), [&](const Address& y) {
       return y.len == x.len && std::memcmp(&y.addr, &x.addr, x.len) == 0;
     });
@@ -291,7 +303,11 @@ struct ReplicaSync::Impl {
   }
 
   // Takes off the counts of peers (and of single endpoints) not heard from within the timeout.
-  void expire(Time now) {
+  // At most once an interval (a pass is O(peers x endpoints)), and always when a test drives it.
+  Time expired_at{};
+  void expire(Time now, bool always) {
+    if (!always && now - expired_at < std::chrono::milliseconds(config.interval_ms)) return;
+    expired_at = now;
     const auto timeout = std::chrono::milliseconds(config.peer_timeout_ms);
     for (auto it = peers.begin(); it != peers.end();) {
       Peer& peer = it->second;
@@ -336,12 +352,13 @@ struct ReplicaSync::Impl {
         next = now + interval;
       }
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock->now()).count();
-      receive(static_cast<int>(std::clamp<std::int64_t>(wait, 0, 50)));
+      receive(static_cast<int>(std::clamp<std::int64_t>(wait, 0, 50)), false);
     }
   }
 
   std::size_t send_round();
-  std::size_t receive(int timeout_ms);
+  // `expire_always`: forget silent peers now (tests), else at most once an interval.
+  std::size_t receive(int timeout_ms, bool expire_always);
 };
 
 std::size_t ReplicaSync::Impl::send_round() {
@@ -349,7 +366,7 @@ std::size_t ReplicaSync::Impl::send_round() {
   if (!resolved || now - resolved_at >= std::chrono::milliseconds(config.resolve_interval_ms)) {
     std::vector<Address> next;
     for (const std::string& peer : config.peers) {
-      for (Address& a : resolve(peer, family, false)) next.push_back(a);
+      for (Address& a : resolve(peer, family, false, family == AF_INET6)) next.push_back(a);
     }
     // A name that fails to resolve keeps its old addresses until it resolves again.
     if (!next.empty() || config.peers.empty()) addresses = std::move(next);
@@ -385,7 +402,7 @@ std::size_t ReplicaSync::Impl::send_round() {
   return sent;
 }
 
-std::size_t ReplicaSync::Impl::receive(int timeout_ms) {
+std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always) {
   pollfd p{fd, POLLIN, 0};
   std::size_t accepted = 0, rejected = 0;
   if (::poll(&p, 1, timeout_ms) > 0) {
@@ -398,7 +415,7 @@ std::size_t ReplicaSync::Impl::receive(int timeout_ms) {
       rejected += v == Verdict::rejected ? 1 : 0;
     }
   }
-  expire(clock->now());
+  expire(clock->now(), expire_always);
   std::lock_guard<std::mutex> lock(stats_mutex);
   counters.datagrams_received += accepted;
   counters.datagrams_rejected += rejected;
@@ -418,6 +435,10 @@ Result<std::unique_ptr<ReplicaSync>> ReplicaSync::open(Router& router, ReplicaSy
   const Address& a = listen.front();
   impl->family = a.addr.ss_family;
   impl->fd = ::socket(impl->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (impl->fd >= 0 && impl->family == AF_INET6) {  // "[::]:PORT" takes IPv4 peers too
+    const int off = 0;
+    ::setsockopt(impl->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  }
   if (impl->fd < 0 || ::bind(impl->fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
     const std::string why = std::strerror(errno);
     if (impl->fd >= 0) ::close(impl->fd);
@@ -469,7 +490,7 @@ void ReplicaSync::stop() {
 
 std::size_t ReplicaSync::send_once() { return impl_->send_round(); }
 
-std::size_t ReplicaSync::receive_once(int timeout_ms) { return impl_->receive(timeout_ms); }
+std::size_t ReplicaSync::receive_once(int timeout_ms) { return impl_->receive(timeout_ms, true); }
 
 ReplicaSyncStats ReplicaSync::stats() const {
   std::lock_guard<std::mutex> lock(impl_->stats_mutex);

@@ -224,6 +224,39 @@ TEST_CASE("replica sync: the same key signs and verifies; a router listed among 
   held.value().lease.complete(Outcome{});
 }
 
+TEST_CASE("replica sync: a dual-stack listen address ([::]) exchanges with IPv4 peers") {
+  auto a = make_router(fleet_config());
+  auto b = make_router(fleet_config());
+  auto clock = std::make_shared<ManualClock>();
+  const std::string v4 = "127.0.0.1:" + std::to_string(free_udp_port());
+  const int dual_port = free_udp_port();
+  ReplicaSyncConfig dual_config;
+  dual_config.listen = "[::]:" + std::to_string(dual_port);
+  dual_config.peers = {v4};  // an IPv4 peer of the IPv6 socket: sent to as ::ffff:127.0.0.1
+  auto dual = ReplicaSync::open(*b, dual_config, clock);
+  REQUIRE(dual.ok());
+  ReplicaSyncConfig v4_config;
+  v4_config.listen = v4;
+  v4_config.peers = {"127.0.0.1:" + std::to_string(dual_port)};
+  auto plain = ReplicaSync::open(*a, v4_config, clock);
+  REQUIRE(plain.ok());
+
+  const RequestView v = view_of(R"({"model":"m"})");
+  auto held_a = a->route(v);
+  auto held_b = b->route(v);
+  REQUIRE((held_a.ok() && held_b.ok()));
+  CHECK(plain.value()->send_once() == 1);
+  CHECK(dual.value()->receive_once(2000) == 1);
+  std::vector<std::int64_t> seen = peer_counts(*b);
+  CHECK(seen[0] + seen[1] == 1);
+  CHECK(dual.value()->send_once() == 1);
+  CHECK(plain.value()->receive_once(2000) == 1);
+  seen = peer_counts(*a);
+  CHECK(seen[0] + seen[1] == 1);
+  held_a.value().lease.complete(Outcome{});
+  held_b.value().lease.complete(Outcome{});
+}
+
 TEST_CASE("replica sync: a bad listen address is a configuration error") {
   auto a = make_router(fleet_config());
   ReplicaSyncConfig c;
