@@ -3,6 +3,9 @@
 // peers made come in, and every prefix index reads them at its next pick. Thread-safe.
 #pragma once
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -30,17 +33,39 @@ class ReplicaChannel {
   /// Outbound hashes waiting for the sync thread; past this, new ones are dropped (counted).
   static constexpr std::size_t kOutboundCapacity = 1u << 16;
 
-  /// A policy recorded `hashes` for `endpoint` (only the ones new for it). Any thread.
+  /// A policy recorded `hashes` for `endpoint` (only the ones new for it). Any thread. The
+  /// first placement after the sync thread took the last ones wakes it (one eventfd write):
+  /// placements go out at once, not at the next interval, so replicas that receive the same
+  /// cold prefix a moment apart agree on its engine.
   void publish(std::uint64_t endpoint, std::span<const std::uint64_t> hashes) {
     if (hashes.empty()) return;
-    std::lock_guard<std::mutex> lock(out_mutex_);
-    if (outbound_size_ + hashes.size() > kOutboundCapacity) {
-      dropped_.fetch_add(hashes.size(), std::memory_order_relaxed);
-      return;
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(out_mutex_);
+      if (outbound_size_ + hashes.size() > kOutboundCapacity) {
+        dropped_.fetch_add(hashes.size(), std::memory_order_relaxed);
+        return;
+      }
+      first = outbound_size_ == 0;
+      outbound_size_ += hashes.size();
+      outbound_.push_back(Placement{endpoint, std::vector<std::uint64_t>(hashes.begin(), hashes.end())});
     }
-    outbound_size_ += hashes.size();
-    outbound_.push_back(Placement{endpoint, std::vector<std::uint64_t>(hashes.begin(), hashes.end())});
+    if (first && wake_on_.load(std::memory_order_relaxed) && wake_fd_ >= 0) {
+      const std::uint64_t one = 1;
+      [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);  // full counter: already woken
+    }
   }
+  ReplicaChannel() : wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~ReplicaChannel() {
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+  }
+  ReplicaChannel(const ReplicaChannel&) = delete;
+  ReplicaChannel& operator=(const ReplicaChannel&) = delete;
+  /// The eventfd publish() signals while a sync thread waits on it (set_wake(true)); owned by
+  /// the channel, which outlives every pick. -1 when it could not be made (the sync thread then
+  /// sends at its interval only).
+  int wake_fd() const noexcept { return wake_fd_; }
+  void set_wake(bool on) noexcept { wake_on_.store(on, std::memory_order_relaxed); }
   /// Everything published since the last call (the sync thread sends it).
   std::vector<Placement> take_outbound() {
     std::lock_guard<std::mutex> lock(out_mutex_);
@@ -84,6 +109,8 @@ class ReplicaChannel {
   std::vector<Inbound> inbound_;  // a ring of kInboundCapacity (sized at the first delivery)
   std::atomic<std::uint64_t> end_{0};
   std::atomic<bool> peers_{false};
+  int wake_fd_;
+  std::atomic<bool> wake_on_{false};
   std::atomic<std::uint64_t> dropped_{0};
 };
 

@@ -118,6 +118,7 @@ struct ReplicaSync::Impl {
   std::shared_ptr<const Clock> clock;
   std::shared_ptr<ReplicaChannel> channel;
   int fd = -1;
+  int wake = -1;  // the channel's eventfd: placements are waiting (ReplicaChannel::publish)
   int family = AF_INET;
   std::uint16_t port = 0;
   std::uint64_t sender = 0;
@@ -348,20 +349,24 @@ struct ReplicaSync::Impl {
     while (!stopping.load(std::memory_order_relaxed)) {
       const Time now = clock->now();
       if (now >= next) {
-        send_round();
+        send_round(true);
         next = now + interval;
       }
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock->now()).count();
-      receive(static_cast<int>(std::clamp<std::int64_t>(wait, 0, 50)), false);
+      bool placements = false;
+      receive(static_cast<int>(std::clamp<std::int64_t>(wait, 0, 50)), false, &placements);
+      if (placements) send_round(false);  // woken by publish(): the placements alone, now
     }
   }
 
-  std::size_t send_round();
+  // `loads`: this router's in-flight counts too (every interval), else only placements.
+  std::size_t send_round(bool loads);
   // `expire_always`: forget silent peers now (tests), else at most once an interval.
-  std::size_t receive(int timeout_ms, bool expire_always);
+  // `woken`, when given, is set when publish() signalled placements to send.
+  std::size_t receive(int timeout_ms, bool expire_always, bool* woken = nullptr);
 };
 
-std::size_t ReplicaSync::Impl::send_round() {
+std::size_t ReplicaSync::Impl::send_round(bool with_loads) {
   const Time now = clock->now();
   if (!resolved || now - resolved_at >= std::chrono::milliseconds(config.resolve_interval_ms)) {
     std::vector<Address> next;
@@ -376,7 +381,9 @@ std::size_t ReplicaSync::Impl::send_round() {
   refresh_states();
   std::vector<std::pair<std::uint64_t, std::int64_t>> loads;
   loads.reserve(states.size());
-  for (const auto& [ep, state] : states) loads.emplace_back(ep, state->in_flight.load(std::memory_order_relaxed));
+  if (with_loads) {
+    for (const auto& [ep, state] : states) loads.emplace_back(ep, state->in_flight.load(std::memory_order_relaxed));
+  }
   const std::vector<ReplicaChannel::Placement> placements = channel->take_outbound();
   std::uint64_t hashes = 0;
   for (const ReplicaChannel::Placement& p : placements) hashes += p.hashes.size();
@@ -402,10 +409,16 @@ std::size_t ReplicaSync::Impl::send_round() {
   return sent;
 }
 
-std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always) {
-  pollfd p{fd, POLLIN, 0};
+std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always, bool* woken) {
+  pollfd p[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
   std::size_t accepted = 0, rejected = 0;
-  if (::poll(&p, 1, timeout_ms) > 0) {
+  const int ready = ::poll(p, woken != nullptr && wake >= 0 ? 2 : 1, timeout_ms);
+  if (ready > 0 && (p[1].revents & POLLIN) != 0) {
+    std::uint64_t n = 0;
+    [[maybe_unused]] const auto r = ::read(wake, &n, sizeof n);
+    *woken = true;
+  }
+  if (ready > 0 && (p[0].revents & POLLIN) != 0) {
     unsigned char buffer[65536];
     for (;;) {
       const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
@@ -459,6 +472,8 @@ Result<std::unique_ptr<ReplicaSync>> ReplicaSync::open(Router& router, ReplicaSy
     if (r.replica_channel == nullptr) r.replica_channel = std::make_shared<ReplicaChannel>();
     impl->channel = r.replica_channel;
   }
+  impl->wake = impl->channel->wake_fd();
+  impl->channel->set_wake(true);
   r.replica.store(impl->channel.get(), std::memory_order_release);
   return std::unique_ptr<ReplicaSync>(new ReplicaSync(std::move(impl)));
 }
@@ -469,6 +484,7 @@ ReplicaSync::~ReplicaSync() {
   stop();
   detail::RouterAccess::impl(impl_->router).replica.store(nullptr, std::memory_order_release);
   impl_->forget_all();
+  impl_->channel->set_wake(false);
   if (impl_->fd >= 0) ::close(impl_->fd);
 }
 
@@ -488,7 +504,7 @@ void ReplicaSync::stop() {
   impl_->thread.join();
 }
 
-std::size_t ReplicaSync::send_once() { return impl_->send_round(); }
+std::size_t ReplicaSync::send_once() { return impl_->send_round(true); }
 
 std::size_t ReplicaSync::receive_once(int timeout_ms) { return impl_->receive(timeout_ms, true); }
 

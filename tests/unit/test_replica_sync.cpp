@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/routing.h"
@@ -255,6 +257,35 @@ TEST_CASE("replica sync: a dual-stack listen address ([::]) exchanges with IPv4 
   CHECK(seen[0] + seen[1] == 1);
   held_a.value().lease.complete(Outcome{});
   held_b.value().lease.complete(Outcome{});
+}
+
+TEST_CASE("replica sync: running, a placement goes out at once, not at the next interval") {
+  auto a = make_router(fleet_config("prefix_aware"));
+  auto b = make_router(fleet_config("prefix_aware"));
+  ReplicaSyncConfig config;
+  config.listen = "127.0.0.1:0";
+  config.interval_ms = 10000;  // loads once at start, then not within this test
+  config.peer_timeout_ms = 20000;
+  auto sync_b = ReplicaSync::open(*b, config, nullptr);
+  REQUIRE(sync_b.ok());
+  config.peers = {at(*sync_b.value())};
+  auto sync_a = ReplicaSync::open(*a, config, nullptr);
+  REQUIRE(sync_a.ok());
+  sync_b.value()->start();
+  sync_a.value()->start();
+  const auto arrived = [&](auto done) {  // waits for a datagram's effect, at most 5 s
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    return done();
+  };
+  CHECK(arrived([&] { return sync_b.value()->stats().peers == 1; }));  // the first round's loads
+  CHECK(sync_b.value()->stats().placements_received == 0);
+  auto r = a->route(view_of(R"({"model":"m","prompt":"a cold prompt of three chunks, here it is"})"));
+  REQUIRE(r.ok());
+  r.value().lease.complete(Outcome{});
+  CHECK(arrived([&] { return sync_b.value()->stats().placements_received >= 2; }));
+  sync_a.value()->stop();
+  sync_b.value()->stop();
 }
 
 TEST_CASE("replica sync: a bad listen address is a configuration error") {
