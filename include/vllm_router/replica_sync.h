@@ -33,7 +33,8 @@ struct ReplicaSyncStats {
 /// they pile more on a busy engine and spread a prefix over more engines than one router would
 /// (bench/fleet/RESULTS.md, issue 14, stop 26). With a ReplicaSync attached, a router sends its
 /// peers UDP datagrams, off the request path: every interval_ms its in-flight count on every
-/// engine, and every prefix-index placement it made (the chain hashes new for an engine). From
+/// engine, and every prefix-index placement as it makes it (the chain hashes new for an engine;
+/// the request's thread queues them and wakes the sync thread). From
 /// the peers' datagrams it keeps EndpointState::peer_in_flight (load scores count the fleet's
 /// requests) and feeds the placements to prefix_aware's index at the next pick. No store is
 /// shared: a lost datagram costs one interval's freshness or one match.
@@ -61,8 +62,9 @@ class VLLM_ROUTER_API ReplicaSync {
 
   /// The UDP port bound (the chosen one for port 0).
   std::uint16_t port() const noexcept;
-  /// Starts the thread: sends every interval_ms, receives as datagrams arrive, resolves peer
-  /// names every resolve_interval_ms, forgets peers silent for peer_timeout_ms.
+  /// Starts the thread: sends counts every interval_ms and placements as they are queued,
+  /// receives as datagrams arrive, resolves peer names every resolve_interval_ms, forgets peers
+  /// silent for peer_timeout_ms.
   void start();
   /// Stops and joins the thread. Idempotent.
   void stop();
