@@ -1,8 +1,6 @@
 // ReplicaSync: UDP datagrams between router replicas (loads and prefix placements).
 #include "vllm_router/replica_sync.h"
 
-#include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,7 +12,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -23,6 +20,7 @@
 #include <vector>
 
 #include "host_port.h"
+#include "net.h"
 #include "policies/hash_detail.h"
 #include "replica_channel.h"
 #include "router_impl.h"
@@ -73,40 +71,41 @@ struct Address {
   socklen_t len = 0;
 };
 
-// Every address of "HOST:PORT" in `family` (AF_UNSPEC: any). `v4_mapped`: for an IPv6 socket
-// (dual-stack): IPv4 addresses too, as ::ffff:a.b.c.d.
-std::vector<Address> resolve(std::string_view text, int family, bool passive, bool v4_mapped = false) {
-  const Result<detail::HostPort> hp = detail::split_host_port(text, passive ? 0 : 1);
+// Every address of "HOST:PORT" (port 0 allowed with `any_port`: a socket to bind) of `family`,
+// through the project's system resolver (IP literals at once, names by getaddrinfo, IPv4 first).
+// `v4_mapped`, for an IPv6 socket (dual-stack): IPv4 addresses too, as ::ffff:a.b.c.d.
+std::vector<Address> resolve(std::string_view text, int family, bool any_port, bool v4_mapped = false) {
+  const Result<detail::HostPort> hp = detail::split_host_port(text, any_port ? 0 : 1);
   if (!hp) return {};
-  const std::string port = std::to_string(hp.value().port);
-  addrinfo hints{};
-  hints.ai_family = v4_mapped ? AF_UNSPEC : family;
-  hints.ai_socktype = SOCK_DGRAM;
-  hints.ai_flags = passive ? AI_PASSIVE : 0;
-  addrinfo* list = nullptr;
-  if (::getaddrinfo(hp.value().host.c_str(), port.c_str(), &hints, &list) != 0) return {};
+  Url url;
+  url.host = hp.value().host;
+  url.port = hp.value().port;
+  const auto list = detail::resolve_system(url);
+  if (!list) return {};
   std::vector<Address> out;
-  for (addrinfo* a = list; a != nullptr; a = a->ai_next) {
+  for (const sockaddr_storage& ss : list.value()->addresses) {
     Address x;
-    if (v4_mapped && a->ai_family == AF_INET) {  // an IPv4 peer of a dual-stack socket
+    if (v4_mapped && ss.ss_family == AF_INET) {  // an IPv4 peer of a dual-stack socket
+      const auto& four = reinterpret_cast<const sockaddr_in&>(ss);
       sockaddr_in6 six{};
       six.sin6_family = AF_INET6;
-      six.sin6_port = reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_port;
+      six.sin6_port = four.sin_port;
       six.sin6_addr.s6_addr[10] = 0xFF;
       six.sin6_addr.s6_addr[11] = 0xFF;
-      std::memcpy(&six.sin6_addr.s6_addr[12], &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr, 4);
+      std::memcpy(&six.sin6_addr.s6_addr[12], &four.sin_addr, 4);
       std::memcpy(&x.addr, &six, sizeof six);
       x.len = sizeof six;
+    } else if (family == AF_UNSPEC || ss.ss_family == family) {
+      x.addr = ss;
+      x.len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
     } else {
-      std::memcpy(&x.addr, a->ai_addr, a->ai_addrlen);
-      x.len = static_cast<socklen_t>(a->ai_addrlen);
+      continue;  // the socket's family cannot send there
     }
     const bool dup = std::any_of(out.begin(), out.end(), [&](const Address& y) {
       return y.len == x.len && std::memcmp(&y.addr, &x.addr, x.len) == 0;
     });
     if (!dup) out.push_back(x);
   }
-  ::freeaddrinfo(list);
   return out;
 }
 
@@ -266,7 +265,7 @@ struct ReplicaSync::Impl {
         const auto it = states.find(ep);
         std::shared_ptr<EndpointState> state = it == states.end() ? nullptr : it->second;
         if (c.state != state) {  // first report, or the endpoint's state was replaced
-          if (c.state != nullptr) c.state->peer_in_flight.fetch_sub(c.value, std::memory_order_relaxed);
+          take_off(c);
           c.state = std::move(state);
           c.value = 0;
         }
@@ -303,6 +302,11 @@ struct ReplicaSync::Impl {
     return Verdict::rejected;
   }
 
+  // Takes a peer's reported count off the endpoint it was added to.
+  static void take_off(const Count& c) {
+    if (c.state != nullptr) c.state->peer_in_flight.fetch_sub(c.value, std::memory_order_relaxed);
+  }
+
   // Takes off the counts of peers (and of single endpoints) not heard from within the timeout.
   // At most once an interval (a pass is O(peers x endpoints)), and always when a test drives it.
   Time expired_at{};
@@ -314,7 +318,7 @@ struct ReplicaSync::Impl {
       Peer& peer = it->second;
       for (auto c = peer.counts.begin(); c != peer.counts.end();) {
         if (now - c->second.seen > timeout) {
-          if (c->second.state != nullptr) c->second.state->peer_in_flight.fetch_sub(c->second.value, std::memory_order_relaxed);
+          take_off(c->second);
           c = peer.counts.erase(c);
         } else {
           ++c;
@@ -326,18 +330,16 @@ struct ReplicaSync::Impl {
         ++it;
       }
     }
-    const bool any = std::any_of(peers.begin(), peers.end(), [&](const auto& p) { return now - p.second.seen <= timeout; });
-    channel->set_peers(any);
-    std::lock_guard<std::mutex> lock(stats_mutex);
-    counters.peers = static_cast<std::size_t>(
+    const auto alive = static_cast<std::size_t>(
         std::count_if(peers.begin(), peers.end(), [&](const auto& p) { return now - p.second.seen <= timeout; }));
+    channel->set_peers(alive != 0);
+    std::lock_guard<std::mutex> lock(stats_mutex);
+    counters.peers = alive;
   }
 
   void forget_all() {
     for (auto& [id, peer] : peers) {
-      for (auto& [ep, c] : peer.counts) {
-        if (c.state != nullptr) c.state->peer_in_flight.fetch_sub(c.value, std::memory_order_relaxed);
-      }
+      for (auto& [ep, c] : peer.counts) take_off(c);
     }
     peers.clear();
     channel->set_peers(false);
@@ -405,7 +407,6 @@ std::size_t ReplicaSync::Impl::send_round(bool with_loads) {
   counters.send_errors += errors;
   counters.peer_addresses = addresses.size();
   counters.placements_sent += hashes;
-  counters.placements_dropped = channel->dropped();
   return sent;
 }
 
