@@ -20,6 +20,8 @@ namespace {
 
 using ::vllm_router::detail::ReplicaChannel;
 
+std::uint64_t slot_bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64); }
+
 // Which endpoints (by pool slot, as bits) recently served one chain hash. Pools above 64
 // endpoints share bits (slot mod 64): matches there are approximate, never wrong enough to break
 // routing (a false match is only a preference, still bounded by the load margin).
@@ -77,12 +79,13 @@ struct PrefixIndex final : PolicyScratch {
     return std::clamp(own_sum / engine_sum, PrefixAware::kMinShare, 1.0);
   }
 
-  // Marks `bit` as a server of every hash of `chain` (deepest first, so the shallow entries,
-  // shared by more requests, are the most recent) and evicts past the cap. With replica sync
-  // (`channel`), the hashes new for `bit` are published for the peers, in the same order.
-  void record(std::span<const std::uint64_t> chain, std::uint64_t bit, std::size_t slot,
-              ReplicaChannel* channel) {
+  // Marks the endpoint at `slot` as a server of every hash of `chain` (deepest first, so the
+  // shallow entries, shared by more requests, are the most recent) and evicts past the cap.
+  // With replica sync (`channel`), the hashes new for it are published for the peers, in the
+  // same order.
+  void record(std::span<const std::uint64_t> chain, std::size_t slot, ReplicaChannel* channel) {
     if (max_entries == 0) return;
+    const std::uint64_t bit = slot_bit(slot);
     std::uint64_t fresh_inline[64];
     std::vector<std::uint64_t> fresh_heap;
     std::uint64_t* fresh = fresh_inline;
@@ -134,7 +137,7 @@ struct PrefixIndex final : PolicyScratch {
         bit = 0;
         for (std::size_t s = 0; s < id_hashes.size(); ++s) {
           if (id_hashes[s] == p.endpoint) {
-            bit = std::uint64_t{1} << (s % 64);
+            bit = slot_bit(s);
             break;
           }
         }
@@ -145,7 +148,6 @@ struct PrefixIndex final : PolicyScratch {
   }
 };
 
-std::uint64_t slot_bit(std::size_t slot) { return std::uint64_t{1} << (slot % 64); }
 
 // Rendezvous (highest random weight) rank of an endpoint for `key`: the highest rank wins; the
 // same in every process. Weighted like Resch's logarithmic method: weight / -ln(u), u uniform
@@ -456,7 +458,7 @@ std::size_t PrefixAware::pick(const PickContext& ctx, std::span<const Candidate>
       ctx.notes->prefix_match = static_cast<std::int64_t>(depth_of[candidates[chosen].slot % 64] * chunk_chars_);
     }
   }
-  if (!chain.empty()) index->record(chain, slot_bit(candidates[chosen].slot), candidates[chosen].slot, channel);
+  if (!chain.empty()) index->record(chain, candidates[chosen].slot, channel);
   return chosen;
 }
 
