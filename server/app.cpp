@@ -73,45 +73,6 @@ class AppObserver final : public Observer {
   std::shared_ptr<OtlpExporter> tracer_;
 };
 
-// The exporter's counters in the Prometheus text format.
-std::string trace_metrics(const OtlpExporter& tracer) {
-  const OtlpStats s = tracer.stats();
-  return fmt::format(
-      "# HELP vllm_router_trace_spans_total Spans of sampled requests: exported (the collector took them), "
-      "dropped (the export queue was full), failed (the collector could not be reached or refused them).\n"
-      "# TYPE vllm_router_trace_spans_total counter\n"
-      "vllm_router_trace_spans_total{{result=\"exported\"}} {}\n"
-      "vllm_router_trace_spans_total{{result=\"dropped\"}} {}\n"
-      "vllm_router_trace_spans_total{{result=\"failed\"}} {}\n",
-      s.exported, s.dropped, s.failed);
-}
-
-// Replica sync's counters in the Prometheus text format.
-std::string replica_sync_metrics(const ReplicaSyncStats& s) {
-  return fmt::format(
-      "# HELP vllm_router_replica_sync_peers Router replicas heard from within replica_sync.peer_timeout_ms.\n"
-      "# TYPE vllm_router_replica_sync_peers gauge\n"
-      "vllm_router_replica_sync_peers {}\n"
-      "# HELP vllm_router_replica_sync_datagrams_total Replica sync datagrams: sent to peers, received (accepted) "
-      "from peers, rejected (malformed, unsigned or forged).\n"
-      "# TYPE vllm_router_replica_sync_datagrams_total counter\n"
-      "vllm_router_replica_sync_datagrams_total{{result=\"sent\"}} {}\n"
-      "vllm_router_replica_sync_datagrams_total{{result=\"received\"}} {}\n"
-      "vllm_router_replica_sync_datagrams_total{{result=\"rejected\"}} {}\n"
-      "# HELP vllm_router_replica_sync_send_errors_total Datagrams a peer address could not be sent.\n"
-      "# TYPE vllm_router_replica_sync_send_errors_total counter\n"
-      "vllm_router_replica_sync_send_errors_total {}\n"
-      "# HELP vllm_router_replica_sync_placements_total Prefix placements (chain hashes) sent to and received from peers.\n"
-      "# TYPE vllm_router_replica_sync_placements_total counter\n"
-      "vllm_router_replica_sync_placements_total{{direction=\"sent\"}} {}\n"
-      "vllm_router_replica_sync_placements_total{{direction=\"received\"}} {}\n"
-      "# HELP vllm_router_replica_sync_placements_dropped_total Prefix placements not sent: sending fell behind.\n"
-      "# TYPE vllm_router_replica_sync_placements_dropped_total counter\n"
-      "vllm_router_replica_sync_placements_dropped_total {}\n",
-      s.peers, s.datagrams_sent, s.datagrams_received, s.datagrams_rejected, s.send_errors, s.placements_sent,
-      s.placements_received, s.placements_dropped);
-}
-
 // What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
 // Secret or ConfigMap update swaps a symlink: the inode changes). Empty when it cannot be read.
 std::string file_stamp(const std::string& path) {
@@ -279,7 +240,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     if (is_metrics) {
       out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
       if (self->access_log_) self->access_log_->render_metrics(out.body);
-      if (self->tracer_) out.body += trace_metrics(*self->tracer_);
+      if (self->tracer_) out.body += trace_metrics(self->tracer_->stats());
       if (self->sync_) out.body += replica_sync_metrics(self->sync_->stats());
       render_lora_metrics(*self->router_, out.body);
     } else if (req.path == "/status") {

@@ -356,4 +356,42 @@ std::string Metrics::render(const Snapshot& snapshot, std::uint32_t queued) cons
   return out;
 }
 
+// The exporter's counters in the Prometheus text format.
+std::string trace_metrics(const OtlpStats& s) {
+  return fmt::format(
+      "# HELP vllm_router_trace_spans_total Spans of sampled requests: exported (the collector took them), "
+      "dropped (the export queue was full), failed (the collector could not be reached or refused them).\n"
+      "# TYPE vllm_router_trace_spans_total counter\n"
+      "vllm_router_trace_spans_total{{result=\"exported\"}} {}\n"
+      "vllm_router_trace_spans_total{{result=\"dropped\"}} {}\n"
+      "vllm_router_trace_spans_total{{result=\"failed\"}} {}\n",
+      s.exported, s.dropped, s.failed);
+}
+
+// Replica sync's counters in the Prometheus text format.
+std::string replica_sync_metrics(const ReplicaSyncStats& s) {
+  return fmt::format(
+      "# HELP vllm_router_replica_sync_peers Router replicas heard from within replica_sync.peer_timeout_ms.\n"
+      "# TYPE vllm_router_replica_sync_peers gauge\n"
+      "vllm_router_replica_sync_peers {}\n"
+      "# HELP vllm_router_replica_sync_datagrams_total Replica sync datagrams: sent to peers, received (accepted) "
+      "from peers, rejected (malformed, unsigned or forged).\n"
+      "# TYPE vllm_router_replica_sync_datagrams_total counter\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"sent\"}} {}\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"received\"}} {}\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"rejected\"}} {}\n"
+      "# HELP vllm_router_replica_sync_send_errors_total Datagrams a peer address could not be sent.\n"
+      "# TYPE vllm_router_replica_sync_send_errors_total counter\n"
+      "vllm_router_replica_sync_send_errors_total {}\n"
+      "# HELP vllm_router_replica_sync_placements_total Prefix placements (chain hashes) sent to and received from peers.\n"
+      "# TYPE vllm_router_replica_sync_placements_total counter\n"
+      "vllm_router_replica_sync_placements_total{{direction=\"sent\"}} {}\n"
+      "vllm_router_replica_sync_placements_total{{direction=\"received\"}} {}\n"
+      "# HELP vllm_router_replica_sync_placements_dropped_total Prefix placements not sent: sending fell behind.\n"
+      "# TYPE vllm_router_replica_sync_placements_dropped_total counter\n"
+      "vllm_router_replica_sync_placements_dropped_total {}\n",
+      s.peers, s.datagrams_sent, s.datagrams_received, s.datagrams_rejected, s.send_errors, s.placements_sent,
+      s.placements_received, s.placements_dropped);
+}
+
 }  // namespace vllm_router::server

@@ -15,7 +15,9 @@
 
 #include "vllm_router/config.h"
 #include "vllm_router/observer.h"
+#include "vllm_router/replica_sync.h"
 #include "vllm_router/snapshot.h"
+#include "vllm_router/tracing.h"
 
 namespace vllm_router::server {
 
@@ -132,5 +134,10 @@ class Metrics final : public Observer {
   std::function<std::vector<std::uint32_t>()> connections_;
   std::function<std::uint64_t()> tls_failures_;
 };
+
+/// The OTLP exporter's counters in the Prometheus text format (appended to /metrics when tracing).
+std::string trace_metrics(const OtlpStats& stats);
+/// Replica sync's counters in the Prometheus text format (appended when replica sync is on).
+std::string replica_sync_metrics(const ReplicaSyncStats& stats);
 
 }  // namespace vllm_router::server
