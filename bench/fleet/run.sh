@@ -2,6 +2,7 @@
 # Fleet benchmark: the routing policies on a simulated vLLM fleet, one command.
 #
 #   bench/fleet/run.sh [--quick] [--out FILE] [--policies "a b c"] [--workloads "w x"] [--routers "N ..."] [--draw D]
+#                      [--repeat K]
 #
 # Starts N vllm-sim engines with the engine model (KV cache of B blocks with LRU prefix reuse,
 # --max-num-seqs batch with a FIFO waiting queue, serialized prefill priced per uncached token,
@@ -22,6 +23,9 @@
 # Endpoint ids carry the port and every home is a rendezvous hash of them, so each draw is one
 # placement of the prefixes and sessions on the engines, the same in every run of that draw
 # (compare configurations on the same draws; several draws for a mean). Default: free ports.
+# --repeat K (1..20): each run K times (fresh routers, engines reset), pooled by bench/fleet/pool.py
+# into one row: TTFT percentiles over all K runs' requests (a p99 of 1,024 requests is their 10th
+# slowest and moves by +-10 % from run to run), with each run's p99 and hit rate kept in the row.
 # Full: 8 engines, about 13 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
 # Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory,
 # FLEET_POLICY_OPTIONS='"key": value, ...' adds policy options to the router processes' config.
@@ -35,7 +39,8 @@ POLICIES="round_robin power_of_two load_aware session session@1 prefix_aware"
 WORKLOADS="shared multiturn random skewed agentic"
 ROUTERS=0
 DRAW=0
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+REPEAT=1
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -44,6 +49,7 @@ while [[ $# -gt 0 ]]; do
     --workloads) WORKLOADS="${2:?}"; shift ;;
     --routers) ROUTERS="${2:?}"; shift; [[ "$ROUTERS" =~ ^[0-9]+( [0-9]+)*$ ]] || { echo "run.sh: --routers needs numbers" >&2; exit 2; } ;;
     --draw) DRAW="${2:?}"; shift; [[ "$DRAW" =~ ^[0-9]+$ ]] && (( DRAW <= 99 )) || { echo "run.sh: --draw needs 0..99" >&2; exit 2; } ;;
+    --repeat) REPEAT="${2:?}"; shift; [[ "$REPEAT" =~ ^[0-9]+$ ]] && (( REPEAT >= 1 && REPEAT <= 20 )) || { echo "run.sh: --repeat needs 1..20" >&2; exit 2; } ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -186,20 +192,30 @@ T0=$SECONDS
 for w in $WORKLOADS; do
   for p in $POLICIES; do
    for nr in $ROUTERS; do
-    log "workload $w, policy $p, routers $nr (0: in-process)"
-    ROUTER_ARG=()
     [[ "$p" == *+sync* ]] && (( nr == 0 )) && log "$p: +sync has no effect in-process (one router)"
-    if (( nr > 0 )); then
-      if ! start_routers "$p" "$nr"; then stop_routers; FAILED=1; continue; fi
-      ROUTER_ARG=(--routers "$(IFS=,; echo "${ROUTER_URLS[*]}")")
+    : >"$TMP/runs.jsonl"
+    : >"$TMP/trace"
+    for rep in $(seq 1 "$REPEAT"); do
+      log "workload $w, policy $p, routers $nr (0: in-process)$( (( REPEAT > 1 )) && echo ", run $rep of $REPEAT")"
+      ROUTER_ARG=()
+      if (( nr > 0 )); then
+        if ! start_routers "$p" "$nr"; then stop_routers; FAILED=1; continue; fi
+        ROUTER_ARG=(--routers "$(IFS=,; echo "${ROUTER_URLS[*]}")")
+      fi
+      # shellcheck disable=SC2086
+      if ! FLEET_TRACE="$TMP/trace" timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" \
+           --workload "$w" --max-seconds "$RUN_LIMIT" $QUICK_ARG "${ROUTER_ARG[@]}" >>"$TMP/runs.jsonl" 2>"$TMP/bench.err"; then
+        log "run $w/$p did not complete cleanly: $(tail -2 "$TMP/bench.err")"
+        FAILED=1
+      fi
+      stop_routers
+    done
+    [[ -n "${FLEET_TRACE:-}" ]] && cat "$TMP/trace" >>"$FLEET_TRACE"
+    if (( REPEAT == 1 )); then
+      cat "$TMP/runs.jsonl" >>"$RESULTS"
+    elif [[ -s "$TMP/runs.jsonl" ]]; then
+      /usr/bin/python3 "$ROOT/bench/fleet/pool.py" "$TMP/runs.jsonl" "$TMP/trace" >>"$RESULTS" || FAILED=1
     fi
-    # shellcheck disable=SC2086
-    if ! timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" --workload "$w" \
-         --max-seconds "$RUN_LIMIT" $QUICK_ARG "${ROUTER_ARG[@]}" >>"$RESULTS" 2>"$TMP/bench.err"; then
-      log "run $w/$p did not complete cleanly: $(tail -2 "$TMP/bench.err")"
-      FAILED=1
-    fi
-    stop_routers
    done
   done
 done
@@ -210,7 +226,7 @@ PNG=${PNG:-$TMP/fleet.png}
 [[ -n "$OUT" ]] || PNG="$ROOT/build/bench/fleet/fleet.png"
 mkdir -p "$(dirname "$PNG")"
 /usr/bin/python3 "$ROOT/bench/fleet/report.py" "$RESULTS" --png "$PNG" \
-  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK routers=$ROUTERS draw=$DRAW" \
+  --setup "engines=$N kv_blocks=$KV_BLOCKS max_num_seqs=$MAX_NUM_SEQS prefill_us_per_token=$PREFILL_US itl_ms=$ITL_MS quick=$QUICK routers=$ROUTERS draw=$DRAW repeat=$REPEAT" \
   ${OUT:+--out "$OUT"} || FAILED=1
 [[ -n "$OUT" ]] && cp "$RESULTS" "${OUT%.*}.jsonl"
 exit $FAILED
