@@ -23,6 +23,7 @@
 #include "net.h"
 #include "policies/hash_detail.h"
 #include "replica_channel.h"
+#include "replica_wire.h"
 #include "router_impl.h"
 #include "vllm_router/router.h"
 #include "vllm_router/snapshot.h"
@@ -34,37 +35,7 @@ namespace {
 using Time = Clock::time_point;
 using detail::ReplicaChannel;
 
-constexpr char kMagic[4] = {'V', 'R', 'S', '1'};
-constexpr std::uint8_t kLoads = 1, kPlacements = 2;
-constexpr std::uint8_t kSigned = 1;
-constexpr std::size_t kHeader = 16;    // magic, kind, flags, count, sender
-constexpr std::size_t kMac = 32;       // HMAC-SHA256
-constexpr std::size_t kLoadEntry = 12;  // endpoint u64, in-flight i32
-
-void put64(std::string& out, std::uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out.append(b, 8);
-}
-void put32(std::string& out, std::uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out.append(b, 4);
-}
-void put16(std::string& out, std::uint16_t v) {
-  out.push_back(static_cast<char>(v & 0xFF));
-  out.push_back(static_cast<char>(v >> 8));
-}
-std::uint64_t get64(const unsigned char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-std::uint32_t get32(const unsigned char* p) {
-  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 |
-         static_cast<std::uint32_t>(p[2]) << 16 | static_cast<std::uint32_t>(p[3]) << 24;
-}
-std::uint16_t get16(const unsigned char* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
+using namespace detail::replica_wire;
 
 struct Address {
   sockaddr_storage addr{};
@@ -135,10 +106,21 @@ struct ReplicaSync::Impl {
   };
   struct Peer {
     Time seen{};
+    SeenWindow sequences;                              // signed datagrams: each accepted once
     std::unordered_map<std::uint64_t, Count> counts;  // by endpoint hash
   };
   std::unordered_map<std::uint64_t, Peer> peers;  // by sender id
   std::uint64_t placements_in = 0;  // chain hashes received (the receiving side's own count)
+  std::uint64_t replayed = 0;       // signed datagrams seen before or too old
+  std::uint64_t sequence = 0;       // the last datagram's sequence number (the sending side)
+
+  // The wall clock in Unix milliseconds, as `clock` moves it: read once at open, then advanced
+  // by the (steady, injectable) clock, so tests move both.
+  std::int64_t wall_at_open_ms = 0;
+  Time steady_at_open{};
+  std::int64_t wall_ms(Time now) const {
+    return wall_at_open_ms + std::chrono::duration_cast<std::chrono::milliseconds>(now - steady_at_open).count();
+  }
 
   // The router's endpoints by hash, rebuilt when the snapshot changes.
   std::uint64_t snapshot_version = 0;
@@ -166,12 +148,14 @@ struct ReplicaSync::Impl {
     }
   }
 
-  std::string header(std::uint8_t kind, std::uint16_t count) const {
+  std::string header(std::uint8_t kind, std::uint16_t count, std::int64_t sent_ms) {
     std::string d(kMagic, 4);
     d.push_back(static_cast<char>(kind));
     d.push_back(static_cast<char>(config.secret.empty() ? 0 : kSigned));
     put16(d, count);
     put64(d, sender);
+    put64(d, ++sequence);
+    put64(d, static_cast<std::uint64_t>(sent_ms));
     return d;
   }
   void sign(std::string& d) const {
@@ -186,12 +170,13 @@ struct ReplicaSync::Impl {
 
   // The datagrams of one round: loads, then placements.
   std::vector<std::string> encode(const std::vector<std::pair<std::uint64_t, std::int64_t>>& loads,
-                                  const std::vector<ReplicaChannel::Placement>& placements) const {
+                                  const std::vector<ReplicaChannel::Placement>& placements, Time now) {
+    const std::int64_t sent_ms = wall_ms(now);
     std::vector<std::string> out;
     const std::size_t per = room() / kLoadEntry;
     for (std::size_t at = 0; at < loads.size(); at += per) {
       const std::size_t n = std::min(per, loads.size() - at);
-      std::string d = header(kLoads, static_cast<std::uint16_t>(n));
+      std::string d = header(kLoads, static_cast<std::uint16_t>(n), sent_ms);
       for (std::size_t i = at; i < at + n; ++i) {
         put64(d, loads[i].first);
         put32(d, static_cast<std::uint32_t>(static_cast<std::int32_t>(
@@ -212,7 +197,7 @@ struct ReplicaSync::Impl {
     };
     for (const ReplicaChannel::Placement& p : placements) {
       for (std::size_t at = 0; at < p.hashes.size();) {
-        if (groups == 0) d = header(kPlacements, 0);
+        if (groups == 0) d = header(kPlacements, 0, sent_ms);
         const std::size_t used = d.size() - kHeader;
         if (used + 10 + 8 > room()) {
           flush();
@@ -230,9 +215,10 @@ struct ReplicaSync::Impl {
     return out;
   }
 
-  enum class Verdict { accepted, rejected, own };
-  // Applies one datagram: rejected when malformed, unsigned or forged; own when it is this
-  // router's (listed among its peers).
+  enum class Verdict { accepted, rejected, replayed, own };
+  // Applies one datagram: rejected when malformed, unsigned or forged; replayed when signed and
+  // seen before or sent more than kMaxAge from now; own when it is this router's (listed among
+  // its peers).
   Verdict apply(const unsigned char* p, std::size_t size, Time now) {
     const Verdict ok = Verdict::accepted;
     if (size < kHeader || std::memcmp(p, kMagic, 4) != 0) return Verdict::rejected;
@@ -240,6 +226,8 @@ struct ReplicaSync::Impl {
     const bool is_signed = (p[5] & kSigned) != 0;
     const std::uint16_t count = get16(p + 6);
     const std::uint64_t from = get64(p + 8);
+    const std::uint64_t seq = get64(p + 16);
+    const auto sent_ms = static_cast<std::int64_t>(get64(p + 24));
     if (!config.secret.empty()) {
       if (!is_signed || size < kHeader + kMac) return Verdict::rejected;
       unsigned char mac[EVP_MAX_MD_SIZE];
@@ -251,6 +239,14 @@ struct ReplicaSync::Impl {
       size -= std::min(size, kMac);  // a signing peer and an unsigned one: the signature is not checked
     }
     if (from == sender) return Verdict::own;
+    if (!config.secret.empty()) {
+      // Only a signed datagram's sequence and time are worth checking (unsigned ones can be
+      // forged anyway), and they are checked after its signature, so a forged one cannot
+      // advance a peer's window.
+      const std::int64_t age = wall_ms(now) - sent_ms;
+      if (age > kMaxAge.count() || age < -kMaxAge.count()) return Verdict::replayed;
+      if (!peers[from].sequences.accept(seq)) return Verdict::replayed;
+    }
     const unsigned char* q = p + kHeader;
     const unsigned char* end = p + size;
     if (kind == kLoads) {
@@ -324,7 +320,8 @@ struct ReplicaSync::Impl {
           ++c;
         }
       }
-      if (now - peer.seen > timeout && peer.counts.empty()) {
+      // Kept while a replay of its datagrams would still be young enough to pass the time check.
+      if (now - peer.seen > std::max<std::chrono::milliseconds>(timeout, kMaxAge) && peer.counts.empty()) {
         it = peers.erase(it);
       } else {
         ++it;
@@ -389,7 +386,7 @@ std::size_t ReplicaSync::Impl::send_round(bool with_loads) {
   const std::vector<ReplicaChannel::Placement> placements = channel->take_outbound();
   std::uint64_t hashes = 0;
   for (const ReplicaChannel::Placement& p : placements) hashes += p.hashes.size();
-  const std::vector<std::string> datagrams = encode(loads, placements);
+  const std::vector<std::string> datagrams = encode(loads, placements, now);
   std::size_t sent = 0, errors = 0;
   for (const std::string& d : datagrams) {
     for (const Address& a : addresses) {
@@ -427,12 +424,14 @@ std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always, bool*
       const Verdict v = apply(buffer, static_cast<std::size_t>(n), clock->now());
       accepted += v == Verdict::accepted ? 1 : 0;
       rejected += v == Verdict::rejected ? 1 : 0;
+      replayed += v == Verdict::replayed ? 1 : 0;
     }
   }
   expire(clock->now(), expire_always);
   std::lock_guard<std::mutex> lock(stats_mutex);
   counters.datagrams_received += accepted;
   counters.datagrams_rejected += rejected;
+  counters.datagrams_replayed = replayed;
   counters.placements_received = placements_in;
   return accepted;
 }
@@ -467,6 +466,10 @@ Result<std::unique_ptr<ReplicaSync>> ReplicaSync::open(Router& router, ReplicaSy
                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   std::random_device device;
   impl->sender = (std::uint64_t{device()} << 32) ^ device();
+  impl->steady_at_open = impl->clock->now();
+  impl->wall_at_open_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
   Router::Impl& r = detail::RouterAccess::impl(router);
   {
     std::lock_guard<std::mutex> lock(r.update_mutex);

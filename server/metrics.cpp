@@ -375,11 +375,13 @@ std::string replica_sync_metrics(const ReplicaSyncStats& s) {
       "# TYPE vllm_router_replica_sync_peers gauge\n"
       "vllm_router_replica_sync_peers {}\n"
       "# HELP vllm_router_replica_sync_datagrams_total Replica sync datagrams: sent to peers, received (accepted) "
-      "from peers, rejected (malformed, unsigned or forged).\n"
+      "from peers, rejected (malformed, unsigned or forged), replayed (signed, but seen before or sent over 10 s "
+      "from now: a replay, or clocks apart).\n"
       "# TYPE vllm_router_replica_sync_datagrams_total counter\n"
       "vllm_router_replica_sync_datagrams_total{{result=\"sent\"}} {}\n"
       "vllm_router_replica_sync_datagrams_total{{result=\"received\"}} {}\n"
       "vllm_router_replica_sync_datagrams_total{{result=\"rejected\"}} {}\n"
+      "vllm_router_replica_sync_datagrams_total{{result=\"replayed\"}} {}\n"
       "# HELP vllm_router_replica_sync_send_errors_total Datagrams a peer address could not be sent.\n"
       "# TYPE vllm_router_replica_sync_send_errors_total counter\n"
       "vllm_router_replica_sync_send_errors_total {}\n"
@@ -390,7 +392,7 @@ std::string replica_sync_metrics(const ReplicaSyncStats& s) {
       "# HELP vllm_router_replica_sync_placements_dropped_total Prefix placements not sent: sending fell behind.\n"
       "# TYPE vllm_router_replica_sync_placements_dropped_total counter\n"
       "vllm_router_replica_sync_placements_dropped_total {}\n",
-      s.peers, s.datagrams_sent, s.datagrams_received, s.datagrams_rejected, s.send_errors, s.placements_sent,
+      s.peers, s.datagrams_sent, s.datagrams_received, s.datagrams_rejected, s.datagrams_replayed, s.send_errors, s.placements_sent,
       s.placements_received, s.placements_dropped);
 }
 

@@ -19,6 +19,7 @@ struct ReplicaSyncStats {
   std::uint64_t datagrams_sent = 0;
   std::uint64_t datagrams_received = 0;  ///< accepted (a peer's, well-formed, signed if required)
   std::uint64_t datagrams_rejected = 0;  ///< malformed, unsigned or forged, or of an unknown version
+  std::uint64_t datagrams_replayed = 0;  ///< signed, but seen before or sent more than 10 s from now
   std::uint64_t send_errors = 0;
   std::uint64_t placements_sent = 0;      ///< chain hashes sent (once per peer address counts once)
   std::uint64_t placements_received = 0;  ///< chain hashes received from peers
@@ -39,11 +40,14 @@ struct ReplicaSyncStats {
 /// requests) and feeds the placements to prefix_aware's index at the next pick. No store is
 /// shared: a lost datagram costs one interval's freshness or one match.
 ///
-/// Datagrams (little-endian): "VRS1", kind (1 loads, 2 placements), flags (1: signed), count
-/// (u16), the sender's random 64-bit id, then `count` entries (loads: endpoint hash u64,
-/// in-flight i32; placements: endpoint hash u64, n u16, n chain hashes u64), then with a secret
-/// the HMAC-SHA256 of everything before it. At most kMaxDatagram bytes; more entries go in more
-/// datagrams. Endpoints are named by a hash of Endpoint::id, the same in every replica.
+/// Datagrams (little-endian): "VRS2", kind (1 loads, 2 placements), flags (1: signed), count
+/// (u16), the sender's random 64-bit id, its sequence number (u64, from 1) and send time (Unix
+/// ms, u64), then `count` entries (loads: endpoint hash u64, in-flight i32; placements: endpoint
+/// hash u64, n u16, n chain hashes u64), then with a secret the HMAC-SHA256 of everything
+/// before it. At most kMaxDatagram bytes; more entries go in more datagrams. Endpoints are
+/// named by a hash of Endpoint::id, the same in every replica. With a secret, a datagram is
+/// accepted once (a 64-wide window over each sender's sequence numbers) and only within 10 s of
+/// its send time on the receiver's clock: a recorded one replayed is dropped.
 ///
 /// Ownership: `router` must outlive the sync. Thread-safety: start()/stop() from one thread;
 /// send_once()/receive_once() from one thread at a time when the background thread is not

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -181,7 +182,7 @@ TEST_CASE("replica sync: with a secret, unsigned, forged and foreign datagrams a
     to.sin_family = AF_INET;
     to.sin_port = htons(sync_b->port());
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const std::string junk = "VRS1\x01\x00\x01\x00 not a well-formed load";
+    const std::string junk = "VRS2\x01\x00\x01\x00 not a well-formed load";
     CHECK(::sendto(fd, junk.data(), junk.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) > 0);
     ::close(fd);
   }
@@ -189,6 +190,100 @@ TEST_CASE("replica sync: with a secret, unsigned, forged and foreign datagrams a
   CHECK(sync_b->stats().datagrams_rejected >= 1);
   CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
   held.value().lease.complete(Outcome{});
+}
+
+namespace {
+
+// A UDP socket on 127.0.0.1 standing in for a peer: it records what a sync sends it, and sends
+// recorded datagrams on (an attacker on the path, replaying).
+struct Tap {
+  int fd = -1;
+  std::uint16_t port = 0;
+  Tap() {
+    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Tap() { ::close(fd); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port); }
+  std::string record() const {
+    pollfd p{fd, POLLIN, 0};
+    REQUIRE(::poll(&p, 1, 2000) == 1);
+    char buffer[2048];
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    REQUIRE(n > 0);
+    return std::string(buffer, static_cast<std::size_t>(n));
+  }
+  void send_to(const ReplicaSync& s, const std::string& d) const {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(s.port());
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::sendto(fd, d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) ==
+            static_cast<ssize_t>(d.size()));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("replica sync: with a secret, a recorded datagram is accepted once, and not when old") {
+  auto a = make_router(fleet_config());
+  auto b = make_router(fleet_config());
+  auto clock_a = std::make_shared<ManualClock>();
+  auto clock_b = std::make_shared<ManualClock>();
+  Tap tap;
+  auto sync_b = open_sync(*b, {}, clock_b, "k");
+  auto sync_a = open_sync(*a, {tap.address()}, clock_a, "k");
+  const auto sum = [&] {
+    const std::vector<std::int64_t> c = peer_counts(*b);
+    return c[0] + c[1];
+  };
+  const RequestView v = view_of(R"({"model":"m"})");
+  auto held = a->route(v);
+  REQUIRE(held.ok());
+  REQUIRE(sync_a->send_once() == 1);
+  const std::string busy = tap.record();  // A: one request in flight
+
+  tap.send_to(*sync_b, busy);
+  CHECK(sync_b->receive_once(2000) == 1);
+  CHECK(sum() == 1);
+  tap.send_to(*sync_b, busy);  // the same datagram again
+  CHECK(sync_b->receive_once(2000) == 0);
+  CHECK(sync_b->stats().datagrams_replayed == 1);
+
+  // The request ends; A says so. Replaying the old datagram must not bring the count back.
+  held.value().lease.complete(Outcome{});
+  REQUIRE(sync_a->send_once() == 1);
+  tap.send_to(*sync_b, tap.record());
+  CHECK(sync_b->receive_once(2000) == 1);
+  CHECK(sum() == 0);
+  tap.send_to(*sync_b, busy);
+  CHECK(sync_b->receive_once(2000) == 0);
+  CHECK(sum() == 0);
+  CHECK(sync_b->stats().datagrams_replayed == 2);
+
+  // UDP may reorder: two new datagrams arriving the wrong way round are both taken.
+  REQUIRE(sync_a->send_once() == 1);
+  const std::string first = tap.record();
+  REQUIRE(sync_a->send_once() == 1);
+  tap.send_to(*sync_b, tap.record());
+  tap.send_to(*sync_b, first);
+  CHECK(sync_b->receive_once(2000) == 2);  // loopback: both queued before sendto returned
+
+  // A datagram never seen, but sent over 10 s ago on B's clock (recorded, held back): dropped.
+  REQUIRE(sync_a->send_once() == 1);
+  const std::string late = tap.record();
+  clock_b->advance(std::chrono::milliseconds(10001));
+  tap.send_to(*sync_b, late);
+  CHECK(sync_b->receive_once(2000) == 0);
+  CHECK(sync_b->stats().datagrams_replayed == 3);
+  CHECK(sync_b->stats().datagrams_rejected == 0);
 }
 
 TEST_CASE("replica sync: the same key signs and verifies; a router listed among its peers ignores itself") {
