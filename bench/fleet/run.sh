@@ -23,9 +23,10 @@
 # Endpoint ids carry the port and every home is a rendezvous hash of them, so each draw is one
 # placement of the prefixes and sessions on the engines, the same in every run of that draw
 # (compare configurations on the same draws; several draws for a mean). Default: free ports.
-# --repeat K (1..20): each run K times (fresh routers, engines reset), pooled by bench/fleet/pool.py
-# into one row: TTFT percentiles over all K runs' requests (a p99 of 1,024 requests is their 10th
-# slowest and moves by +-10 % from run to run), with each run's p99 and hit rate kept in the row.
+# --repeat K (1..20): each run K times (fresh routers, engines reset; the router counts of
+# --routers take turns, 1 3 1 3 ...), pooled by bench/fleet/pool.py into one row: TTFT
+# percentiles over all K runs' requests (a p99 of 1,024 requests is their 10th slowest and moves
+# by +-10 % from run to run), with each run's p99 and hit rate kept in the row.
 # Full: 8 engines, about 13 minutes. --quick: 4 engines, small workloads, about 1.5 minutes.
 # Environment: VLLM_SIM, VLLM_ROUTER, FLEET_BENCH (binaries), FLEET_KEEP=1 keeps the temp directory,
 # FLEET_POLICY_OPTIONS='"key": value, ...' adds policy options to the router processes' config.
@@ -40,7 +41,7 @@ WORKLOADS="shared multiturn random skewed agentic"
 ROUTERS=0
 DRAW=0
 REPEAT=1
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -193,9 +194,13 @@ for w in $WORKLOADS; do
   for p in $POLICIES; do
    for nr in $ROUTERS; do
     [[ "$p" == *+sync* ]] && (( nr == 0 )) && log "$p: +sync has no effect in-process (one router)"
-    : >"$TMP/runs.jsonl"
-    : >"$TMP/trace"
-    for rep in $(seq 1 "$REPEAT"); do
+    : >"$TMP/runs-$nr.jsonl"
+    : >"$TMP/trace-$nr"
+   done
+   # With --repeat, the router counts take turns (1, 3, 1, 3, ...): a machine that slows down
+   # or speeds up during the runs moves every count alike, not only the ones run last.
+   for rep in $(seq 1 "$REPEAT"); do
+    for nr in $ROUTERS; do
       log "workload $w, policy $p, routers $nr (0: in-process)$( (( REPEAT > 1 )) && echo ", run $rep of $REPEAT")"
       ROUTER_ARG=()
       if (( nr > 0 )); then
@@ -203,18 +208,20 @@ for w in $WORKLOADS; do
         ROUTER_ARG=(--routers "$(IFS=,; echo "${ROUTER_URLS[*]}")")
       fi
       # shellcheck disable=SC2086
-      if ! FLEET_TRACE="$TMP/trace" timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" \
-           --workload "$w" --max-seconds "$RUN_LIMIT" $QUICK_ARG "${ROUTER_ARG[@]}" >>"$TMP/runs.jsonl" 2>"$TMP/bench.err"; then
+      if ! FLEET_TRACE="$TMP/trace-$nr" timeout $((RUN_LIMIT + 30)) "$FLEET_BENCH" --sims "$SIMS" --policy "$p" \
+           --workload "$w" --max-seconds "$RUN_LIMIT" $QUICK_ARG "${ROUTER_ARG[@]}" >>"$TMP/runs-$nr.jsonl" 2>"$TMP/bench.err"; then
         log "run $w/$p did not complete cleanly: $(tail -2 "$TMP/bench.err")"
         FAILED=1
       fi
       stop_routers
     done
-    [[ -n "${FLEET_TRACE:-}" ]] && cat "$TMP/trace" >>"$FLEET_TRACE"
+   done
+   for nr in $ROUTERS; do
+    [[ -n "${FLEET_TRACE:-}" ]] && cat "$TMP/trace-$nr" >>"$FLEET_TRACE"
     if (( REPEAT == 1 )); then
-      cat "$TMP/runs.jsonl" >>"$RESULTS"
-    elif [[ -s "$TMP/runs.jsonl" ]]; then
-      /usr/bin/python3 "$ROOT/bench/fleet/pool.py" "$TMP/runs.jsonl" "$TMP/trace" >>"$RESULTS" || FAILED=1
+      cat "$TMP/runs-$nr.jsonl" >>"$RESULTS"
+    elif [[ -s "$TMP/runs-$nr.jsonl" ]]; then
+      /usr/bin/python3 "$ROOT/bench/fleet/pool.py" "$TMP/runs-$nr.jsonl" "$TMP/trace-$nr" >>"$RESULTS" || FAILED=1
     fi
    done
   done
