@@ -45,7 +45,8 @@ std::unique_ptr<ReplicaSync> open_sync(Router& router, std::vector<std::string> 
   return std::move(s).value();
 }
 
-int free_udp_port() {
+// A UDP socket bound to 127.0.0.1 on a free port; its port in `port`.
+int loopback_udp(std::uint16_t& port) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   REQUIRE(fd >= 0);
   sockaddr_in a{};
@@ -54,8 +55,14 @@ int free_udp_port() {
   REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+int free_udp_port() {
+  std::uint16_t port = 0;
+  ::close(loopback_udp(port));
+  return port;
 }
 
 std::string at(const ReplicaSync& s) { return "127.0.0.1:" + std::to_string(s.port()); }
@@ -199,17 +206,7 @@ namespace {
 struct Tap {
   int fd = -1;
   std::uint16_t port = 0;
-  Tap() {
-    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
+  Tap() { fd = loopback_udp(port); }
   ~Tap() { ::close(fd); }
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
   std::string record() const {
