@@ -111,7 +111,6 @@ struct ReplicaSync::Impl {
   };
   std::unordered_map<std::uint64_t, Peer> peers;  // by sender id
   std::uint64_t placements_in = 0;  // chain hashes received (the receiving side's own count)
-  std::uint64_t replayed = 0;       // signed datagrams seen before or too old
   std::uint64_t sequence = 0;       // the last datagram's sequence number (the sending side)
 
   // The wall clock in Unix milliseconds, as `clock` moves it: read once at open, then advanced
@@ -409,7 +408,7 @@ std::size_t ReplicaSync::Impl::send_round(bool with_loads) {
 
 std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always, bool* woken) {
   pollfd p[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
-  std::size_t accepted = 0, rejected = 0;
+  std::size_t accepted = 0, rejected = 0, replayed = 0;
   const int ready = ::poll(p, woken != nullptr && wake >= 0 ? 2 : 1, timeout_ms);
   if (ready > 0 && (p[1].revents & POLLIN) != 0) {
     std::uint64_t n = 0;
@@ -431,7 +430,7 @@ std::size_t ReplicaSync::Impl::receive(int timeout_ms, bool expire_always, bool*
   std::lock_guard<std::mutex> lock(stats_mutex);
   counters.datagrams_received += accepted;
   counters.datagrams_rejected += rejected;
-  counters.datagrams_replayed = replayed;
+  counters.datagrams_replayed += replayed;
   counters.placements_received = placements_in;
   return accepted;
 }
