@@ -147,10 +147,10 @@ struct ReplicaSync::Impl {
     }
   }
 
-  std::string header(std::uint8_t kind, std::uint16_t count, std::int64_t sent_ms) {
+  std::string header(std::uint8_t kind, std::uint16_t count, std::int64_t sent_ms, std::uint8_t flags = 0) {
     std::string d(kMagic, 4);
     d.push_back(static_cast<char>(kind));
-    d.push_back(static_cast<char>(config.secret.empty() ? 0 : kSigned));
+    d.push_back(static_cast<char>(flags | (config.secret.empty() ? 0 : kSigned)));
     put16(d, count);
     put64(d, sender);
     put64(d, ++sequence);
@@ -167,9 +167,11 @@ struct ReplicaSync::Impl {
   }
   std::size_t room() const { return ReplicaSync::kMaxDatagram - kHeader - (config.secret.empty() ? 0 : kMac); }
 
-  // The datagrams of one round: loads, then placements.
+  // The datagrams of one round: loads, then placements. `in_flight`: a round of placements
+  // alone, whose requests no loads datagram has counted yet (kInFlight).
   std::vector<std::string> encode(const std::vector<std::pair<std::uint64_t, std::int64_t>>& loads,
-                                  const std::vector<ReplicaChannel::Placement>& placements, Time now) {
+                                  const std::vector<ReplicaChannel::Placement>& placements, Time now,
+                                  bool in_flight = false) {
     const std::int64_t sent_ms = wall_ms(now);
     std::vector<std::string> out;
     const std::size_t per = room() / kLoadEntry;
@@ -194,12 +196,16 @@ struct ReplicaSync::Impl {
       out.push_back(std::move(d));
       groups = 0;
     };
+    // With kInFlight every group counts as one request: a placement split over datagrams goes
+    // on in datagrams of its own without the flag.
     for (const ReplicaChannel::Placement& p : placements) {
+      bool split = false;
       for (std::size_t at = 0; at < p.hashes.size();) {
-        if (groups == 0) d = header(kPlacements, 0, sent_ms);
+        if (groups == 0) d = header(kPlacements, 0, sent_ms, in_flight && at == 0 ? kInFlight : 0);
         const std::size_t used = d.size() - kHeader;
         if (used + 10 + 8 > room()) {
           flush();
+          split = true;
           continue;
         }
         const std::size_t n = std::min<std::size_t>({(room() - used - 10) / 8, p.hashes.size() - at, 0xFFFF});
@@ -209,6 +215,7 @@ struct ReplicaSync::Impl {
         ++groups;
         at += n;
       }
+      if (split) flush();  // nothing else joins its unflagged continuation
     }
     flush();
     return out;
@@ -256,17 +263,7 @@ struct ReplicaSync::Impl {
       for (std::uint16_t i = 0; i < count; ++i, q += kLoadEntry) {
         const std::uint64_t ep = get64(q);
         const auto value = static_cast<std::int64_t>(static_cast<std::int32_t>(get32(q + 8)));
-        Count& c = peer.counts[ep];
-        const auto it = states.find(ep);
-        std::shared_ptr<EndpointState> state = it == states.end() ? nullptr : it->second;
-        if (c.state != state) {  // first report, or the endpoint's state was replaced
-          take_off(c);
-          c.state = std::move(state);
-          c.value = 0;
-        }
-        if (c.state != nullptr) c.state->peer_in_flight.fetch_add(value - c.value, std::memory_order_relaxed);
-        c.value = value;
-        c.seen = now;
+        set_count(peer, ep, [value](std::int64_t) { return value; }, now);
       }
       return ok;
     }
@@ -281,7 +278,10 @@ struct ReplicaSync::Impl {
         r += n * 8;
       }
       if (r != end) return Verdict::rejected;
-      peers[from].seen = now;
+      Peer& peer = peers[from];
+      peer.seen = now;
+      const bool in_flight = (p[5] & kInFlight) != 0;
+      if (in_flight) refresh_states();
       std::vector<std::uint64_t> hashes;
       for (std::uint16_t i = 0; i < count; ++i) {
         const std::uint64_t ep = get64(q);
@@ -291,10 +291,32 @@ struct ReplicaSync::Impl {
         for (std::size_t k = 0; k < n; ++k, q += 8) hashes.push_back(get64(q));
         channel->deliver(ep, hashes);
         placements_in += hashes.size();
+        // The request is in flight there now; the peer's next loads say so exactly (and replace
+        // this count). Without it, a replica would not see a cold prefix its peer sent a busy
+        // engine a moment ago, and add one more (bench/fleet/RESULTS.md, issue 14, stop 29).
+        if (in_flight) set_count(peer, ep, [](std::int64_t v) { return v + 1; }, now);
       }
       return ok;
     }
     return Verdict::rejected;
+  }
+
+  // Sets what `peer` counts in flight on endpoint `ep` to `next(the count so far)`, on this
+  // router's state of that endpoint (peer_in_flight moves by the difference).
+  template <class Next>
+  void set_count(Peer& peer, std::uint64_t ep, Next next, Time now) {
+    Count& c = peer.counts[ep];
+    const auto it = states.find(ep);
+    std::shared_ptr<EndpointState> state = it == states.end() ? nullptr : it->second;
+    if (c.state != state) {  // first report, or the endpoint's state was replaced
+      take_off(c);
+      c.state = std::move(state);
+      c.value = 0;
+    }
+    const std::int64_t value = next(c.value);
+    if (c.state != nullptr) c.state->peer_in_flight.fetch_add(value - c.value, std::memory_order_relaxed);
+    c.value = value;
+    c.seen = now;
   }
 
   // Takes a peer's reported count off the endpoint it was added to.
@@ -385,7 +407,7 @@ std::size_t ReplicaSync::Impl::send_round(bool with_loads) {
   const std::vector<ReplicaChannel::Placement> placements = channel->take_outbound();
   std::uint64_t hashes = 0;
   for (const ReplicaChannel::Placement& p : placements) hashes += p.hashes.size();
-  const std::vector<std::string> datagrams = encode(loads, placements, now);
+  const std::vector<std::string> datagrams = encode(loads, placements, now, !with_loads);
   std::size_t sent = 0, errors = 0;
   for (const std::string& d : datagrams) {
     for (const Address& a : addresses) {
@@ -508,6 +530,8 @@ void ReplicaSync::stop() {
 }
 
 std::size_t ReplicaSync::send_once() { return impl_->send_round(true); }
+
+std::size_t ReplicaSync::send_placements_once() { return impl_->send_round(false); }
 
 std::size_t ReplicaSync::receive_once(int timeout_ms) { return impl_->receive(timeout_ms, true); }
 

@@ -12,6 +12,10 @@ namespace vllm_router::detail::replica_wire {
 constexpr char kMagic[4] = {'V', 'R', 'S', '2'};  // 2: the sequence number and send time
 constexpr std::uint8_t kLoads = 1, kPlacements = 2;
 constexpr std::uint8_t kSigned = 1;
+// Placements only: each group is one request the sender has just placed and has not yet counted
+// in a loads datagram (sent in a round of placements alone, between two rounds of loads). The
+// receiver counts it in flight on its endpoint until the sender's next loads, which carry it.
+constexpr std::uint8_t kInFlight = 2;
 constexpr std::size_t kHeader = 32;    // magic, kind, flags, count, sender, sequence, send time
 constexpr std::size_t kMac = 32;       // HMAC-SHA256
 constexpr std::size_t kLoadEntry = 12;  // endpoint u64, in-flight i32

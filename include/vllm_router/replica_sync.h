@@ -40,7 +40,9 @@ struct ReplicaSyncStats {
 /// requests) and feeds the placements to prefix_aware's index at the next pick. No store is
 /// shared: a lost datagram costs one interval's freshness or one match.
 ///
-/// Datagrams (little-endian): "VRS2", kind (1 loads, 2 placements), flags (1: signed), count
+/// Datagrams (little-endian): "VRS2", kind (1 loads, 2 placements), flags (1: signed; 2, on
+/// placements sent as they are made: each entry is a request in flight on its endpoint, counted
+/// by the receiver until the sender's next loads), count
 /// (u16), the sender's random 64-bit id, its sequence number (u64, from 1) and send time (Unix
 /// ms, u64), then `count` entries (loads: endpoint hash u64, in-flight i32; placements: endpoint
 /// hash u64, n u16, n chain hashes u64), then with a secret the HMAC-SHA256 of everything
@@ -76,6 +78,9 @@ class VLLM_ROUTER_API ReplicaSync {
   /// One round of sending: this router's in-flight counts and its pending placements to every
   /// peer address (names resolved first when due). Returns the datagrams sent.
   std::size_t send_once();
+  /// The pending placements alone, as the thread sends them when a pick queues one: the peers
+  /// count each as a request in flight until this router's next counts. Returns the datagrams sent.
+  std::size_t send_placements_once();
   /// Reads the datagrams waiting (up to `timeout_ms` for the first), applies them and forgets
   /// silent peers. Returns the datagrams accepted.
   std::size_t receive_once(int timeout_ms);

@@ -380,6 +380,59 @@ TEST_CASE("replica sync: running, a placement goes out at once, not at the next 
   sync_b.value()->stop();
 }
 
+TEST_CASE("replica sync: a placement sent at once counts its request in flight until the next loads") {
+  auto a = make_router(fleet_config("prefix_aware"));
+  auto b = make_router(fleet_config("prefix_aware"));
+  auto clock = std::make_shared<ManualClock>();
+  auto sync_b = open_sync(*b, {}, clock);
+  auto sync_a = open_sync(*a, {at(*sync_b)}, clock);
+  // Receives until `hashes` chain hashes have arrived in all (each receive waits up to 2 s).
+  const auto receive_hashes = [&](std::uint64_t hashes) {
+    for (int i = 0; i < 20 && sync_b->stats().placements_received < hashes; ++i) sync_b->receive_once(2000);
+    REQUIRE(sync_b->stats().placements_received == hashes);
+  };
+  // In flight on A by endpoint, as B should count them.
+  std::vector<Lease*> held;
+  const auto on_a = [&] {
+    std::vector<std::int64_t> out(2, 0);
+    for (Lease* l : held) out[l->endpoint().id == a->snapshot()->pools[0].endpoints[0]->id ? 0 : 1] += 1;
+    return out;
+  };
+  CHECK(sync_a->send_once() == 1);  // loads: nothing in flight
+  CHECK(sync_b->receive_once(2000) == 1);
+  CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
+
+  // Three cold prompts, held in flight, placed in one round of placements alone: 2 chunks, 200
+  // chunks (more than one datagram holds, about 170: sent in two), 2 chunks. Three requests.
+  std::string long_prompt;
+  for (int i = 0; long_prompt.size() < 200 * 16; ++i) long_prompt += "chunk " + std::to_string(1000 + i) + " text. ";
+  long_prompt.resize(200 * 16);
+  auto r1 = a->route(view_of(R"({"model":"m","prompt":"a cold prompt of three chunks, here it is"})"));
+  auto r2 = a->route(view_of(R"({"model":"m","prompt":")" + long_prompt + R"("})"));
+  auto r3 = a->route(view_of(R"({"model":"m","prompt":"one more cold prompt, two chunks long"})"));
+  REQUIRE((r1.ok() && r2.ok() && r3.ok()));
+  held = {&r1.value().lease, &r2.value().lease, &r3.value().lease};
+  CHECK(sync_a->send_placements_once() == 3);
+  receive_hashes(204);
+  CHECK(peer_counts(*b) == on_a());
+
+  // A's next loads replace those counts: the requests ended, nothing is left over.
+  for (Lease* l : held) l->complete(Outcome{});
+  held.clear();
+  CHECK(sync_a->send_once() == 1);
+  CHECK(sync_b->receive_once(2000) == 1);
+  CHECK(peer_counts(*b) == std::vector<std::int64_t>{0, 0});
+
+  // Placements sent with the loads are not counted again: the loads already hold the request.
+  auto r4 = a->route(view_of(R"({"model":"m","prompt":"another cold prompt, also of chunks"})"));
+  REQUIRE(r4.ok());
+  held = {&r4.value().lease};
+  CHECK(sync_a->send_once() == 2);
+  receive_hashes(206);
+  CHECK(peer_counts(*b) == on_a());
+  r4.value().lease.complete(Outcome{});
+}
+
 TEST_CASE("replica sync: a bad listen address is a configuration error") {
   auto a = make_router(fleet_config());
   ReplicaSyncConfig c;
