@@ -205,7 +205,7 @@ struct ReplicaSync::Impl {
         const std::size_t used = d.size() - kHeader;
         if (used + 10 + 8 > room()) {
           flush();
-          split = true;
+          split = at != 0;
           continue;
         }
         const std::size_t n = std::min<std::size_t>({(room() - used - 10) / 8, p.hashes.size() - at, 0xFFFF});
