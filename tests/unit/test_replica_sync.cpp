@@ -274,9 +274,11 @@ TEST_CASE("replica sync: with a secret, a recorded datagram is accepted once, an
   CHECK(sync_b->receive_once(2000) == 2);  // loopback: both queued before sendto returned
 
   // A datagram never seen, but sent over 10 s ago on B's clock (recorded, held back): dropped.
+  // Each sync reads the wall clock once, at its open (A's a little after B's: milliseconds, or
+  // more on a loaded machine), so B's clock moves well past the limit, not 1 ms past it.
   REQUIRE(sync_a->send_once() == 1);
   const std::string late = tap.record();
-  clock_b->advance(std::chrono::milliseconds(10001));
+  clock_b->advance(std::chrono::milliseconds(10000 + 20000));
   tap.send_to(*sync_b, late);
   CHECK(sync_b->receive_once(2000) == 0);
   CHECK(sync_b->stats().datagrams_replayed == 3);
