@@ -17,12 +17,15 @@
 #            scraped every second over one kept-alive connection (issue 13: observe >= 0.95 x off)
 #   access   the access log alone; tracing: tracing alone; scrape: /metrics scraped alone
 #            (observe's parts, to see where its cost goes); observe10: observe at sampling 0.1
+#   base     observe on another build, BASE_ROUTER=path (before and after a change, in one run)
 # On a shared machine run it under a real-time priority, which every process it starts inherits
 # (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
 #   CASES="off observe" chrt -r 10 bench/features.sh 10 4
-# Prints each round and the medians with the ratio to off. Builds nothing; needs
+# Prints each round and the medians with the ratio to off, and the median of each round's ratio to
+# that round's off (paired: the machine's drift from round to round cancels). Builds nothing; needs
 # build/server/vllm-router, build/tools/vllm-sim, wrk, python3 and (redis) redis-server.
 set -euo pipefail
+command -v wrk >/dev/null || { echo "features.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-5}
 SECS=${2:-5}
@@ -164,6 +167,8 @@ run_case() {  # run_case NAME -> requests/s
     redis) start_router redis --keys-file "$TMP/keys.json" --rate-limit-redis "127.0.0.1:$redis_port" ;;
     observe) start_router observe --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
       --otlp-sampling 1.0 ;;
+    base) ROUTER=${BASE_ROUTER:?BASE_ROUTER=path for case base} start_router base --access-log "$TMP/access.log" \
+      --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0 ;;
     observe10) start_router observe10 --access-log "$TMP/access.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
       --otlp-sampling 0.1 ;;
     access) start_router access --access-log "$TMP/access.log" ;;
@@ -171,7 +176,7 @@ run_case() {  # run_case NAME -> requests/s
     scrape) start_router scrape ;;
   esac
   local scraper=""
-  if [[ $1 == observe || $1 == observe10 || $1 == scrape ]]; then
+  if [[ $1 == observe || $1 == base || $1 == observe10 || $1 == scrape ]]; then
     python3 "$TMP/scrape.py" "$port" &
     scraper=$!
   fi
@@ -214,7 +219,7 @@ tree_ticks() {  # a process and its children (nginx's worker)
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
 read -r -a cases <<<"${CASES:-off keys redis observe}"
-declare -A results cpu
+declare -A results cpu paired round
 for ((r = 0; r < ROUNDS; r++)); do
   line="round $((r + 1)):"
   for ((i = 0; i < ${#cases[@]}; i++)); do
@@ -222,19 +227,24 @@ for ((r = 0; r < ROUNDS; r++)); do
     read -r v u < <(run_case "$c")
     results[$c]+=" $v"
     cpu[$c]+=" $u"
+    round[$c]=$v
     line+=" $c ${v} req/s ${u} us/req;"
   done
+  if [[ -n ${round[off]:-} ]]; then
+    for c in "${cases[@]}"; do paired[$c]+=" $(awk -v a="${round[$c]}" -v b="${round[off]}" 'BEGIN{printf "%.4f", a/b}')"; done
+  fi
   echo "$line"
 done
 off=$(median <<<"${results[off]}")
 off_cpu=$(median <<<"${cpu[off]}")
 echo
-echo "| case | requests/s (median of $ROUNDS x ${SECS} s) | x off | router CPU per request, us (median) | x off |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| case | requests/s (median of $ROUNDS x ${SECS} s) | x off | x off, paired (median of rounds) | router CPU per request, us (median) | x off |"
+echo "| --- | --- | --- | --- | --- | --- |"
 for c in "${cases[@]}"; do
   m=$(median <<<"${results[$c]}")
   u=$(median <<<"${cpu[$c]}")
-  echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
+  p=$(median <<<"${paired[$c]:-}")
+  echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $(awk -v p="$p" 'BEGIN{printf (p == "" ? "-" : "%.3f"), p}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
 done
 awk '{s += $2; e += $3; a += $4} END {printf "\nDropped by the router in all rounds: %d spans (of %d exported), %d access-log lines\n", s, e, a}' "$TMP/drops"
 if [[ -s $TMP/collector_ticks ]]; then

@@ -370,9 +370,12 @@ bool AccessLog::open_file() {
 
 void AccessLog::write(const ExchangeSummary& summary) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  const std::int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
-  // Formatted here, outside the lock, straight from the summary (no record copied): the writer
-  // thread only writes. The thread's line buffer is kept (no allocation once warm).
+  write(summary, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+}
+
+void AccessLog::write(const ExchangeSummary& summary, std::int64_t unix_ms) {
+  // Formatted here, outside the lock, straight from the summary: the writer thread only writes.
+  // The thread's line buffer is kept (no allocation once warm).
   const std::string_view line = format_summary_line(SummaryFacts(summary, unix_ms), options_.format);
   bool wake = false;
   {

@@ -1,8 +1,9 @@
 // AccessLog: one line per finished request, written off the data path.
 //
-// A request's loop thread formats its line straight from the summary into a buffer of its own
-// (no allocation once warm, no record copied) and appends it to the shared batch under a short
-// lock; a writer thread writes each batch with one system call (no write on the data path). When
+// The caller (in vllm-router, the thread of the ExchangeQueue the request's loop hands its summary
+// to) formats the line straight from the summary into a buffer of its own (no allocation once
+// warm) and appends it to the shared batch under a short lock; a writer thread writes each batch
+// with one system call (no write on the data path). When
 // the sink cannot keep up the buffer fills and further lines are dropped and counted: a request
 // never waits for the log. reopen() (SIGHUP, SIGUSR1) makes the writer reopen the file, for
 // log rotation.
@@ -54,6 +55,9 @@ class AccessLog {
 
   /// Queues the line of a finished request; never blocks on the sink.
   void write(const ExchangeSummary& summary);
+  /// The same for a request that ended at `unix_ms` (ExchangeQueue's consumer: the line's time
+  /// is the request's end, not the moment it is formatted).
+  void write(const ExchangeSummary& summary, std::int64_t unix_ms);
   /// The writer reopens the file before its next batch (rotation). Errors are logged; the old
   /// file stays in use.
   void reopen();

@@ -28,16 +28,18 @@ rlim_t raise_fd_limit() {
   return rl.rlim_cur;
 }
 
-// The router's observer: Prometheus metrics, the status page's recent figures, the access log,
-// spans (when tracing), plus a log line for every failed request.
+// The router's observer: Prometheus metrics and the status page's recent figures on the request's
+// thread; the access log and spans (when tracing) through `queue`, whose thread formats the line
+// and encodes the spans; a log line for every failed request.
 class AppObserver final : public Observer {
  public:
-  AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<StatusBoard> status,
-              std::shared_ptr<AccessLog> access_log, std::shared_ptr<OtlpExporter> tracer)
+  AppObserver(std::shared_ptr<Metrics> metrics, std::shared_ptr<StatusBoard> status, bool access_log,
+              bool tracing, std::shared_ptr<ExchangeQueue> queue)
       : metrics_(std::move(metrics)),
         status_(std::move(status)),
-        access_log_(std::move(access_log)),
-        tracer_(std::move(tracer)) {}
+        access_log_(access_log),
+        tracing_(tracing),
+        queue_(std::move(queue)) {}
   void on_outcome(std::string_view model, const Endpoint& endpoint, const Outcome& outcome) override {
     metrics_->on_outcome(model, endpoint, outcome);
     status_->on_outcome(model, endpoint, outcome);
@@ -56,8 +58,7 @@ class AppObserver final : public Observer {
   void on_exchange(const ExchangeSummary& s) override {
     metrics_->on_exchange(s);
     status_->on_exchange(s);
-    if (access_log_) access_log_->write(s);
-    if (s.sampled && tracer_) tracer_->on_exchange(s);
+    if (access_log_ || (tracing_ && s.sampled)) queue_->push(s);
     if (s.status >= 500 && s.end != ExchangeEnd::ok) {
       log(LogLevel::warn, "request {} failed with {}: {}", s.request_id, s.status, s.error);
     } else if (s.end == ExchangeEnd::upstream_error || s.end == ExchangeEnd::timeout) {
@@ -69,8 +70,9 @@ class AppObserver final : public Observer {
  private:
   std::shared_ptr<Metrics> metrics_;
   std::shared_ptr<StatusBoard> status_;
-  std::shared_ptr<AccessLog> access_log_;
-  std::shared_ptr<OtlpExporter> tracer_;
+  bool access_log_;
+  bool tracing_;
+  std::shared_ptr<ExchangeQueue> queue_;  // set when either is on
 };
 
 // What identifies a file's content cheaply: modification time, size and inode (a Kubernetes
@@ -182,7 +184,16 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     router_options.tracing.enabled = true;
     router_options.tracing.sampling = config.otlp.sampling;
   }
-  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->status_, app->access_log_, app->tracer_);
+  if (app->access_log_ || app->tracer_) {
+    // The access line and the spans are made on the queue's thread, off the data path.
+    app->queue_ = std::make_shared<ExchangeQueue>(
+        [log = app->access_log_, tracer = app->tracer_](const ExchangeSummary& s, std::int64_t end_unix_ns) {
+          if (log) log->write(s, end_unix_ns / 1000000);
+          if (tracer && s.sampled) tracer->on_exchange(s);
+        });
+  }
+  router_options.observer = std::make_shared<AppObserver>(app->metrics_, app->status_, app->access_log_ != nullptr,
+                                                          app->tracer_ != nullptr, app->queue_);
   auto router = Router::create(initial, std::move(router_options));
   if (!router) {
     Error e = router.error();
@@ -239,6 +250,7 @@ Result<std::unique_ptr<App>> App::create(ProgramOptions options, std::vector<std
     }
     if (is_metrics) {
       out = LocalResponse{200, "text/plain; version=0.0.4", metrics->render(*self->router_->snapshot(), self->router_->queued())};
+      if (self->queue_) out.body += exchange_queue_metrics(self->queue_->stats());
       if (self->access_log_) self->access_log_->render_metrics(out.body);
       if (self->tracer_) out.body += trace_metrics(self->tracer_->stats());
       if (self->sync_) out.body += replica_sync_metrics(self->sync_->stats());
@@ -465,7 +477,8 @@ int App::run() {
   if (sync_) sync_->stop();
   scraper_->stop();
   health_->stop();
-  if (tracer_) tracer_->flush();  // the last requests' spans
+  if (queue_) queue_->flush();    // the last requests' lines and spans, made
+  if (tracer_) tracer_->flush();  // ...and sent
   log(LogLevel::info, "stopped");
   return 0;
 }

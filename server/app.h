@@ -72,6 +72,7 @@ class App {
   std::shared_ptr<StatusBoard> status_;   // the status page's recent figures (/status.json)
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::shared_ptr<OtlpExporter> tracer_;  // null: tracing off
+  std::shared_ptr<ExchangeQueue> queue_;  // the access log's and tracer_'s work; null: both off
   std::unique_ptr<Router> router_;
   std::unique_ptr<Discovery> discovery_;
   std::unique_ptr<HealthChecker> health_;

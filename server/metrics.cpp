@@ -368,6 +368,15 @@ std::string trace_metrics(const OtlpStats& s) {
       s.exported, s.dropped, s.failed);
 }
 
+std::string exchange_queue_metrics(const ExchangeQueueStats& s) {
+  return fmt::format(
+      "# HELP vllm_router_observe_queue_dropped_total Finished requests whose access-log line and spans were "
+      "dropped: the queue to the thread that makes them was full.\n"
+      "# TYPE vllm_router_observe_queue_dropped_total counter\n"
+      "vllm_router_observe_queue_dropped_total {}\n",
+      s.dropped);
+}
+
 // Replica sync's counters in the Prometheus text format.
 std::string replica_sync_metrics(const ReplicaSyncStats& s) {
   return fmt::format(

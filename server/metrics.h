@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vllm_router/config.h"
+#include "vllm_router/exchange_queue.h"
 #include "vllm_router/observer.h"
 #include "vllm_router/replica_sync.h"
 #include "vllm_router/snapshot.h"
@@ -137,6 +138,8 @@ class Metrics final : public Observer {
 
 /// The OTLP exporter's counters in the Prometheus text format (appended to /metrics when tracing).
 std::string trace_metrics(const OtlpStats& stats);
+/// The counters of the queue to the access log's and the tracer's thread (appended when either is on).
+std::string exchange_queue_metrics(const ExchangeQueueStats& stats);
 /// Replica sync's counters in the Prometheus text format (appended when replica sync is on).
 std::string replica_sync_metrics(const ReplicaSyncStats& stats);
 

@@ -395,9 +395,13 @@ def test_full_queue_drops_spans_and_counts_them():
     try:
         for _ in range(4):
             assert post_json(router, CHAT, chat_body("m"))[0] == 200
-        text = router_metrics(router)
-        counts = {labels["result"]: value for labels, value in metric_samples(text, "vllm_router_trace_spans_total")}
-        assert counts == {"exported": 0, "dropped": 9, "failed": 0}, counts
+
+        def counts():
+            text = router_metrics(router)
+            return {labels["result"]: value for labels, value in metric_samples(text, "vllm_router_trace_spans_total")}
+        # Spans are encoded and queued on the observe queue's thread, a moment after the answer.
+        wait_for(lambda: counts()["dropped"] == 9)
+        assert counts() == {"exported": 0, "dropped": 9, "failed": 0}, counts()
         assert receiver.requests == 0
     finally:
         assert router.stop() == 0
