@@ -8,6 +8,7 @@
 #include "vllm_router/endpoint_state.h"
 #include "vllm_router/error.h"
 #include "vllm_router/exchange.h"
+#include "vllm_router/exchange_queue.h"
 #include "vllm_router/export.h"
 #include "vllm_router/forwarder.h"
 #include "vllm_router/header_field.h"
