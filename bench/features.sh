@@ -7,6 +7,10 @@
 #   CASES="off observe" bench/features.sh     (default: off keys redis observe)
 #   OTLP_SINK=nginx ...                         (the collector: sink (build/bench/otlp_sink, the
 #                                                 default when built), nginx or python)
+#   CLIENT_TRACEPARENT=1 ...                    (every request carries a sampled traceparent, as
+#                                                 from an instrumented client: off passes it to the
+#                                                 engine, observe continues the trace and sends its
+#                                                 own; the engine reads the same headers in both)
 #
 # Cases, alternated each round (order rotated):
 #   off      no keys, no access log, no tracing (metrics are always on)
@@ -149,6 +153,7 @@ cat >"$TMP/post.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $KEY"
+$([[ -n ${CLIENT_TRACEPARENT:-} ]] && echo 'wrk.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"')
 wrk.body = [[{"model":"$MODEL","messages":[{"role":"user","content":"$content"}],"max_tokens":16,"stream":false}]]
 EOF
 
