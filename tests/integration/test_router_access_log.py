@@ -138,9 +138,13 @@ def test_metrics_count_lines_and_off_writes_nothing(sim, logdir):
         text = router_metrics(r)
         assert metric_samples(text, "vllm_router_access_log_lines_total") == [({}, 5.0)]
         assert metric_samples(text, "vllm_router_access_log_dropped_total") == [({}, 0.0)]
+        # The lines are made on the observe queue's thread; nothing was dropped on the way there.
+        assert metric_samples(text, "vllm_router_observe_queue_dropped_total") == [({}, 0.0)]
     with start_router("--model", "%s=%s" % (MODEL, sim.url)) as r:
         assert post_json(r, "/v1/completions", {"model": MODEL, "prompt": "a"})[0] == 200
-        assert "vllm_router_access_log_lines_total" not in router_metrics(r)
+        text = router_metrics(r)
+        assert "vllm_router_access_log_lines_total" not in text
+        assert "vllm_router_observe_queue_dropped_total" not in text  # no queue without a consumer
         assert r.stderr_text().count("msg=access") == 0
 
 
