@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
@@ -19,8 +20,6 @@
 
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Each string is kept to this many bytes (the consumers cut shorter: spans 512, log lines 256):
 // a record stays bounded whatever a client sends.
