@@ -153,7 +153,6 @@ struct ExchangeQueue::Impl {
   std::uint64_t done = 0;           // records ever handed on, under mutex
   bool flush_wanted = false;        // under mutex
   bool stopping = false;            // under mutex
-  std::atomic<std::uint64_t> handled{0};
   std::atomic<std::uint64_t> dropped{0};
 
   std::string taken;                  // the thread's
@@ -216,7 +215,6 @@ struct ExchangeQueue::Impl {
       active_count = 0;
       lock.unlock();
       if (n != 0) replay(taken);
-      handled.fetch_add(n, std::memory_order_relaxed);
       taken.clear();
       if (taken.capacity() > (std::size_t{1} << 24)) std::string().swap(taken);  // after a burst
       lock.lock();
@@ -279,7 +277,10 @@ void ExchangeQueue::flush() {
 
 ExchangeQueueStats ExchangeQueue::stats() const noexcept {
   ExchangeQueueStats s;
-  s.handled = impl_->handled.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    s.handled = impl_->done;
+  }
   s.dropped = impl_->dropped.load(std::memory_order_relaxed);
   return s;
 }
