@@ -82,18 +82,24 @@ bool ClientConn::on_body(std::string_view data) {
   return true;
 }
 
+// The three ends of an exchange. Each gives the request's place and tokens back to the limiter
+// (its usage is final here) before the answer's last bytes go out: a client that has the whole
+// answer may send its next request at once, on another connection and another loop.
 void ClientConn::on_end() {
+  end_admission();
   if (chunked_out_) put_borrowed("0\r\n\r\n");  // static storage
   finished_ = true;
 }
 
 void ClientConn::on_abort(const Error&) {
+  end_admission();
   finished_ = true;
   cut_ = true;  // the client must not mistake a truncated body for a complete one
 }
 
 void ClientConn::on_error(const Error& error) {
   forbidden_ = error.code == Errc::forbidden;
+  end_admission();
   std::string text;
   append_local_response(text, error_response(error), request_id_, close_after_);
   put(text);

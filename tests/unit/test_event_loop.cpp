@@ -26,6 +26,7 @@
 #include "support/test_certs.h"
 #include "tls.h"
 #include "vllm_router/router.h"
+#include "vllm_router/tenants.h"
 
 namespace {
 
@@ -932,6 +933,85 @@ TEST_CASE("event loop: a pooled socket the upstream closes while idle leaves the
   CHECK(a->status == 502);
   CHECK(contains(a->body, "cannot connect"));
   CHECK(h.recorder->last().end == ExchangeEnd::upstream_error);
+}
+
+// A limiter that notes, at each finish(), the tokens and how many answer bytes the client could
+// already read: a client holding its whole answer may send its next request at once (on
+// another connection, another loop), so the place and the tokens must be back by then.
+struct SpyLimiter final : RateLimiter {
+  std::shared_ptr<RateLimiter> inner = make_local_rate_limiter();
+  int client_fd = -1;
+  struct Finish {
+    std::uint64_t tokens;
+    std::size_t readable;
+  };
+  std::vector<Finish> finishes;
+  bool admit(const ApiKey& key, std::int64_t now_ms, LimitDecision& d, const std::function<Done()>& later) override {
+    return inner->admit(key, now_ms, d, later);
+  }
+  void finish(const ApiKey& key, std::uint64_t tokens, std::int64_t now_ms, bool refund) override {
+    std::vector<char> buf(256 * 1024);
+    const ssize_t n = ::recv(client_fd, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+    finishes.push_back(Finish{tokens, n > 0 ? static_cast<std::size_t>(n) : 0});
+    inner->finish(key, tokens, now_ms, refund);
+  }
+};
+
+TEST_CASE("event loop: a limited key's place and tokens are given back before the client can read the answer's end") {
+  auto spy = std::make_shared<SpyLimiter>();
+  Harness h([&](RouterConfig& c, ServerOptions& o) {
+    c.max_attempts = 1;
+    auto keys = KeyTable::parse(R"({"keys": [{"id": "a", "sha256": ")" + sha256_hex("sk-a") +
+                                R"(", "max_concurrent": 1, "tpm": 1000000}]})");
+    REQUIRE(keys);
+    o.keys = keys.value();
+    o.limiter = spy;
+  });
+  Fd up = h.upstream();
+  Fd cl = h.client();
+  spy->client_fd = cl;
+  const std::string request = post("Authorization: Bearer sk-a\r\n");
+  const std::string usage = R"({"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})";
+  std::string got;  // what the client read
+
+  SUBCASE("a JSON answer") {
+    send_all(cl, request);
+    h.pump();
+    CHECK(contains(drain(up).bytes, kBody));
+    send_all(up, ok_answer(usage));
+    h.pump();
+    REQUIRE(spy->finishes.size() == 1);
+    CHECK(spy->finishes[0].tokens == 7);
+  }
+  SUBCASE("a streamed answer: the last event and the end of the body") {
+    send_all(cl, request);
+    h.pump();
+    CHECK(contains(drain(up).bytes, kBody));
+    send_all(up, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                     chunk("data: {\"n\":1}\n\n"));
+    h.pump();
+    got = drain(cl).bytes;  // the stream so far, read
+    CHECK(contains(got, "data: {\"n\":1}"));
+    CHECK(spy->finishes.empty());
+    send_all(up, chunk("data: " + usage + "\n\n") + chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+    h.pump();
+    REQUIRE(spy->finishes.size() == 1);
+    CHECK(spy->finishes[0].tokens == 7);
+  }
+  SUBCASE("an error answer: the upstream closes without answering") {
+    send_all(cl, request);
+    h.pump();
+    CHECK(contains(drain(up).bytes, kBody));
+    up.reset();
+    h.pump();
+    REQUIRE(spy->finishes.size() == 1);
+    CHECK(spy->finishes[0].tokens == 0);
+  }
+  CHECK(spy->finishes[0].readable == 0);  // finished before the answer's last bytes were written
+  got += drain(cl).bytes;
+  auto a = take_answer(got);
+  REQUIRE(a.has_value());  // and then the client got them
+  CHECK(got.empty());
 }
 
 TEST_CASE("event loop: the wait for capacity: served when the running request ends, 503 after queue_timeout_ms") {
