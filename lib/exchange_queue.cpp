@@ -2,7 +2,8 @@
 //
 // A record in the buffer: a Head (the summary as it was, its views' sizes valid and their
 // pointers not), the trace attempts the same way, the length of each attempt's endpoint id, then
-// every string's bytes in one fixed order (visit()), padded to 8 bytes.
+// every string's bytes in one fixed order (visit_summary(), visit_attempt()), padded to 8
+// bytes. push() writes a record straight into the shared buffer, under its lock.
 #include "vllm_router/exchange_queue.h"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -29,7 +31,7 @@ constexpr std::uint32_t kNoEndpoint = 0xffffffffu;
 static_assert(std::is_trivially_copyable_v<ExchangeSummary>, "a summary is copied as bytes");
 static_assert(std::is_trivially_copyable_v<AttemptTrace>, "an attempt is copied as bytes");
 
-struct Head {
+struct Head {  // built in place: records start 8-byte aligned
   std::uint32_t size;        // the record's bytes, padding included
   std::uint32_t attempts;
   std::uint32_t endpoint;    // the id's length, or kNoEndpoint
@@ -37,18 +39,35 @@ struct Head {
   std::int64_t end_unix_ns;
   ExchangeSummary summary;
 };
+static_assert(alignof(Head) <= 8 && alignof(AttemptTrace) <= 8 && sizeof(Head) % 8 == 0 && sizeof(AttemptTrace) % 8 == 0,
+              "records padded to 8 bytes keep every head and attempt aligned");
 
-// The string views of a summary and of an attempt, in the order their bytes are stored.
-template <class F>
-void visit(ExchangeSummary& s, F&& f) {
-  for (std::string_view* v : {&s.request_id, &s.trace_id, &s.span_id, &s.parent_span_id, &s.trace_state, &s.method,
-                              &s.client_address, &s.path, &s.requested_model, &s.model, &s.error, &s.key_id}) {
-    f(*v);
-  }
+// The string views of a summary and of an attempt, in the order their bytes are stored
+// (S: ExchangeSummary or const ExchangeSummary; A the same for AttemptTrace). Spelled out, not a
+// loop over their addresses: this runs twice per request on the loop.
+template <class S, class F>
+void visit_summary(S& s, F&& f) {
+  f(s.request_id);
+  f(s.trace_id);
+  f(s.span_id);
+  f(s.parent_span_id);
+  f(s.trace_state);
+  f(s.method);
+  f(s.client_address);
+  f(s.path);
+  f(s.requested_model);
+  f(s.model);
+  f(s.error);
+  f(s.key_id);
 }
-template <class F>
-void visit(AttemptTrace& a, F&& f) {
-  for (std::string_view* v : {&a.route_span_id, &a.span_id, &a.model, &a.policy, &a.error, &a.leg}) f(*v);
+template <class A, class F>
+void visit_attempt(A& a, F&& f) {
+  f(a.route_span_id);
+  f(a.span_id);
+  f(a.model);
+  f(a.policy);
+  f(a.error);
+  f(a.leg);
 }
 
 std::uint32_t id_size(const Endpoint* e) {
@@ -57,56 +76,110 @@ std::uint32_t id_size(const Endpoint* e) {
 
 constexpr std::size_t pad8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
-// Writes the record of `s` into this thread's buffer (kept: no allocation once warm), in one
-// pass: the buffer is sized for the longest record `s` could make, each string at its cut.
-std::string_view encode(const ExchangeSummary& s, std::int64_t end_unix_ns) {
-  constexpr std::size_t kSummaryStrings = 12 + 2, kAttemptStrings = 6 + 1;  // visit()'s and the endpoints
-  const std::size_t n = s.trace_attempts.size();
-  const std::size_t table = sizeof(Head) + n * (sizeof(AttemptTrace) + sizeof(std::uint32_t));
-  const std::size_t bound = table + (kSummaryStrings + n * kAttemptStrings) * kMaxString + 8;
-  thread_local std::unique_ptr<char[]> buffer;
-  thread_local std::size_t capacity = 0;
-  if (bound > capacity) {
-    capacity = std::max<std::size_t>(bound, 64 * 1024);
-    buffer.reset(new char[capacity]);
+// Copies `n` bytes with at most two fixed-size moves when `n` <= 32 (the usual: ids, names,
+// addresses), with memcpy above: short calls to memcpy cost more than the bytes.
+inline void copy_bytes(char* d, const char* s, std::size_t n) noexcept {
+  if (n > 32) {
+    std::memcpy(d, s, n);
+  } else if (n >= 16) {
+    std::memcpy(d, s, 16);
+    std::memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(d, s, 8);
+    std::memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(d, s, 4);
+    std::memcpy(d + n - 4, s + n - 4, 4);
+  } else if (n != 0) {
+    d[0] = s[0];
+    d[n / 2] = s[n / 2];
+    d[n - 1] = s[n - 1];
   }
-  char* const p = buffer.get();
-  char* bytes = p + table;
+}
+
+// The bytes a record of `s` takes (its strings at their cut), padding included.
+std::size_t record_size(const ExchangeSummary& s) {
+  std::size_t n = sizeof(Head) + s.trace_attempts.size() * (sizeof(AttemptTrace) + sizeof(std::uint32_t));
+  const auto add = [&](std::string_view v) { n += std::min(v.size(), kMaxString); };
+  const auto add_id = [&](const Endpoint* e) {
+    if (e != nullptr) n += std::min(e->id.size(), kMaxString);
+  };
+  visit_summary(s, add);
+  add_id(s.endpoint);
+  add_id(s.prefill_endpoint);
+  for (const AttemptTrace& a : s.trace_attempts) {
+    visit_attempt(a, add);
+    add_id(a.endpoint);
+  }
+  return pad8(n);
+}
+
+// Writes the record of `s` at `p`, `size` bytes (record_size(s)), in one pass: the head and the
+// attempts are built where they go (the buffer is 8-byte aligned, records are padded to 8).
+void encode(char* const p, std::size_t size, const ExchangeSummary& s, std::int64_t end_unix_ns) {
+  const std::size_t n = s.trace_attempts.size();
+  char* bytes = p + sizeof(Head) + n * (sizeof(AttemptTrace) + sizeof(std::uint32_t));
   const auto put = [&](std::string_view& v) {  // cuts the view and copies its bytes
     if (v.size() > kMaxString) v = v.substr(0, kMaxString);
-    if (!v.empty()) std::memcpy(bytes, v.data(), v.size());
+    copy_bytes(bytes, v.data(), v.size());
     bytes += v.size();
   };
   const auto put_id = [&](const Endpoint* e) {
-    const std::uint32_t size = id_size(e);
-    if (size != kNoEndpoint) {
-      std::memcpy(bytes, e->id.data(), size);
-      bytes += size;
+    const std::uint32_t id = id_size(e);
+    if (id != kNoEndpoint) {
+      copy_bytes(bytes, e->id.data(), id);
+      bytes += id;
     }
-    return size;
+    return id;
   };
-  Head h;
-  h.summary = s;
-  visit(h.summary, put);
-  h.endpoint = put_id(s.endpoint);
-  h.prefill = put_id(s.prefill_endpoint);
-  char* const attempts = p + sizeof h;
-  char* const lengths = attempts + n * sizeof(AttemptTrace);
+  Head* const h = ::new (p) Head{static_cast<std::uint32_t>(size), static_cast<std::uint32_t>(n), 0, 0, end_unix_ns, s};
+  visit_summary(h->summary, put);
+  h->endpoint = put_id(s.endpoint);
+  h->prefill = put_id(s.prefill_endpoint);
+  char* const lengths = p + sizeof(Head) + n * sizeof(AttemptTrace);
   for (std::size_t i = 0; i < n; ++i) {
-    AttemptTrace c = s.trace_attempts[i];
-    visit(c, put);
-    const std::uint32_t e = put_id(c.endpoint);
-    std::memcpy(attempts + i * sizeof(AttemptTrace), &c, sizeof c);
+    auto* const a = ::new (p + sizeof(Head) + i * sizeof(AttemptTrace)) AttemptTrace(s.trace_attempts[i]);
+    visit_attempt(*a, put);
+    const std::uint32_t e = put_id(s.trace_attempts[i].endpoint);
     std::memcpy(lengths + i * sizeof e, &e, sizeof e);
   }
-  const std::size_t size = pad8(static_cast<std::size_t>(bytes - p));
   std::memset(bytes, 0, static_cast<std::size_t>(p + size - bytes));  // the padding
-  h.size = static_cast<std::uint32_t>(size);
-  h.attempts = static_cast<std::uint32_t>(n);
-  h.end_unix_ns = end_unix_ns;
-  std::memcpy(p, &h, sizeof h);
-  return {p, size};
 }
+
+// Records, appended in place (no zero fill, as std::string::resize would do).
+class Records {
+ public:
+  char* extend(std::size_t n) {
+    if (size_ + n > cap_) {
+      const std::size_t cap = std::max({size_ + n, cap_ * 2, std::size_t{64 * 1024}});
+      std::unique_ptr<char[]> data(new char[cap]);
+      if (size_ != 0) std::memcpy(data.get(), data_.get(), size_);
+      data_ = std::move(data);
+      cap_ = cap;
+    }
+    char* p = data_.get() + size_;
+    size_ += n;
+    return p;
+  }
+  const char* data() const noexcept { return data_.get(); }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return cap_; }
+  void clear() noexcept { size_ = 0; }
+  void release() noexcept {
+    data_.reset();
+    size_ = cap_ = 0;
+  }
+  void swap(Records& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(cap_, o.cap_);
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t cap_ = 0;
+};
 
 // Endpoint copies by id, kept by the reading thread (ids recur: the fleet's endpoints).
 struct StringHash {
@@ -147,7 +220,7 @@ struct ExchangeQueue::Impl {
   std::mutex mutex;
   std::condition_variable wake;     // the thread: a batch waits, a flush, the end
   std::condition_variable drained;  // flush(): a round ended
-  std::string active;               // records, under mutex
+  Records active;                   // records, under mutex
   std::size_t active_count = 0;     // under mutex
   std::uint64_t queued = 0;         // records ever accepted, under mutex
   std::uint64_t done = 0;           // records ever handed on, under mutex
@@ -155,12 +228,12 @@ struct ExchangeQueue::Impl {
   bool stopping = false;            // under mutex
   std::atomic<std::uint64_t> dropped{0};
 
-  std::string taken;                  // the thread's
+  Records taken;                       // the thread's
   std::vector<AttemptTrace> attempts;  // the thread's
   Endpoints endpoints;                 // the thread's
   std::thread thread;
 
-  void replay(const std::string& records) {
+  void replay(const Records& records) {
     std::size_t at = 0;
     while (at < records.size()) {
       Head h;
@@ -183,12 +256,12 @@ struct ExchangeQueue::Impl {
       };
       ExchangeSummary& s = h.summary;
       endpoints.trim();
-      visit(s, get);
+      visit_summary(s, get);
       s.endpoint = endpoint(h.endpoint);
       s.prefill_endpoint = endpoint(h.prefill);
       for (std::size_t i = 0; i < h.attempts; ++i) {
         AttemptTrace& a = attempts[i];
-        visit(a, get);
+        visit_attempt(a, get);
         std::uint32_t n;
         std::memcpy(&n, lengths + i * sizeof n, sizeof n);
         a.endpoint = endpoint(n);
@@ -210,13 +283,13 @@ struct ExchangeQueue::Impl {
                     [&] { return stopping || flush_wanted || active_count >= options.batch; });
       const bool stop = stopping;
       flush_wanted = false;  // this round answers every flush() that asked before it
-      std::swap(active, taken);
+      active.swap(taken);
       const std::size_t n = active_count;
       active_count = 0;
       lock.unlock();
       if (n != 0) replay(taken);
       taken.clear();
-      if (taken.capacity() > (std::size_t{1} << 24)) std::string().swap(taken);  // after a burst
+      if (taken.capacity() > (std::size_t{1} << 24)) taken.release();  // after a burst
       lock.lock();
       done += n;
       drained.notify_all();
@@ -247,16 +320,18 @@ bool ExchangeQueue::push(const ExchangeSummary& summary) {
   const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-  const std::string_view record = encode(summary, now);
+  const std::size_t size = record_size(summary);
   Impl& m = *impl_;
   bool wake = false;
   {
+    // Written in place, under the lock: one copy of the bytes, not a scratch record and then
+    // the buffer (a few hundred instructions held against the other loops and the thread).
     std::lock_guard<std::mutex> lock(m.mutex);
-    if (m.active.size() + record.size() > m.options.capacity_bytes && m.active_count != 0) {
+    if (m.active.size() + size > m.options.capacity_bytes && m.active_count != 0) {
       m.dropped.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    m.active.append(record);
+    encode(m.active.extend(size), size, summary, now);
     ++m.active_count;
     ++m.queued;
     wake = m.active_count == m.options.batch;  // else the thread comes at its interval

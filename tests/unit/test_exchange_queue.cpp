@@ -286,6 +286,48 @@ TEST_CASE("exchange queue: strings are cut to 1 KiB; an endpoint id read back is
   CHECK(c.got[0].first_attempt_endpoint != &ep);
 }
 
+TEST_CASE("exchange queue: strings of every short length read back byte for byte") {
+  // Each length from 0 to 80 in every string of a summary and of an attempt, with a different
+  // byte at each position (short strings are copied with overlapping fixed-size moves).
+  const Endpoint ep = endpoint("http://10.0.0.5:8000");
+  Collector c;
+  ExchangeQueue queue(c.consumer());
+  std::vector<std::string> pushed;
+  for (std::size_t len = 0; len <= 80; ++len) {
+    std::vector<std::string> text;
+    for (std::size_t k = 0; k < 18; ++k) {
+      std::string t(len, ' ');
+      for (std::size_t i = 0; i < len; ++i) t[i] = static_cast<char>('!' + (i * 7 + k * 13 + len) % 90);
+      text.push_back(t);
+    }
+    AttemptTrace a;
+    a.endpoint = &ep;
+    a.route_span_id = text[12];
+    a.span_id = text[13];
+    a.model = text[14];
+    a.policy = text[15];
+    a.error = text[16];
+    a.leg = text[17];
+    ExchangeSummary s;
+    std::string_view* fields[] = {&s.request_id, &s.trace_id, &s.span_id, &s.parent_span_id, &s.trace_state, &s.method,
+                                  &s.client_address, &s.path, &s.requested_model, &s.model, &s.error, &s.key_id};
+    for (std::size_t k = 0; k < 12; ++k) *fields[k] = text[k];
+    s.endpoint = &ep;
+    s.trace_attempts = std::span<const AttemptTrace>(&a, 1);
+    queue.push(s);
+    for (const std::string& t : text) pushed.push_back(t);
+  }
+  queue.flush();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  REQUIRE(c.got.size() == 81);
+  std::vector<std::string> read;
+  for (const Seen& v : c.got) {
+    CHECK(v.endpoint == ep.id);
+    for (const std::string& t : v.strings) read.push_back(t);
+  }
+  CHECK(read == pushed);
+}
+
 TEST_CASE("exchange queue: a full queue drops and counts; flush and the destructor hand on the rest") {
   std::mutex mutex;
   std::condition_variable cv;
