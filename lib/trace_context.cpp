@@ -50,29 +50,6 @@ Rng& thread_generator() noexcept {
 
 std::uint64_t trace_random() noexcept { return thread_generator().next(); }
 
-namespace {
-
-// The eight nibbles of `x` as eight hex digits, most significant first in memory (SWAR: no
-// table, no loop).
-std::uint64_t hex8(std::uint32_t x) noexcept {
-  std::uint64_t y = x;
-  y = (y | (y << 16)) & 0x0000FFFF0000FFFFull;
-  y = (y | (y << 8)) & 0x00FF00FF00FF00FFull;
-  y = (y | (y << 4)) & 0x0F0F0F0F0F0F0F0Full;  // byte k (from the low one) = nibble k
-  const std::uint64_t letter = ((y + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;  // nibble >= 10
-  y += 0x3030303030303030ull + letter * ('a' - '0' - 10);
-  return __builtin_bswap64(y);  // the most significant nibble first
-}
-
-}  // namespace
-
-void write_hex16(char* out, std::uint64_t v) noexcept {
-  const std::uint64_t hi = hex8(static_cast<std::uint32_t>(v >> 32));
-  const std::uint64_t lo = hex8(static_cast<std::uint32_t>(v));
-  std::memcpy(out, &hi, 8);
-  std::memcpy(out + 8, &lo, 8);
-}
-
 std::uint64_t hex16_value(const char* hex) noexcept {
   std::uint64_t v = 0;
   for (int i = 0; i < 16; ++i) v = (v << 4) | static_cast<std::uint64_t>(hex_value(hex[i]) & 15);
