@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "string_map.h"
+
 VLLM_ROUTER_BEGIN_NAMESPACE
 namespace {
 
@@ -182,10 +184,6 @@ class Records {
 };
 
 // Endpoint copies by id, kept by the reading thread (ids recur: the fleet's endpoints).
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 class Endpoints {
  public:
   // Before a record (never during one: its endpoints stay valid until the consumer returned).
@@ -207,7 +205,7 @@ class Endpoints {
   }
 
  private:
-  std::unordered_map<std::string, std::unique_ptr<Endpoint>, StringHash, std::equal_to<>> map_;
+  detail::StringMap<std::unique_ptr<Endpoint>> map_;
   const Endpoint* last_ = nullptr;  // the last one found
 };
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "string_map.h"
 #include "vllm_router/tenants.h"
 
 namespace vllm_router::detail {
@@ -47,11 +48,7 @@ class LocalLimits {
     WindowCounts w;
     std::uint32_t in_flight = 0;
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  using ById = std::unordered_map<std::string, Counts, Hash, std::equal_to<>>;
+  using ById = StringMap<Counts>;
   // Under mutex_, windows rolled to now.
   Counts& counts(const std::string& id, std::int64_t now_ms);
   // The same through the cache of key addresses (a table's keys live until it is replaced),
