@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "byte_buffer.h"
 #include "string_map.h"
 
 VLLM_ROUTER_BEGIN_NAMESPACE
@@ -148,41 +149,6 @@ void encode(char* const p, std::size_t size, const ExchangeSummary& s, std::int6
   std::memset(bytes, 0, static_cast<std::size_t>(p + size - bytes));  // the padding
 }
 
-// Records, appended in place (no zero fill, as std::string::resize would do).
-class Records {
- public:
-  char* extend(std::size_t n) {
-    if (size_ + n > cap_) {
-      const std::size_t cap = std::max({size_ + n, cap_ * 2, std::size_t{64 * 1024}});
-      std::unique_ptr<char[]> data(new char[cap]);
-      if (size_ != 0) std::memcpy(data.get(), data_.get(), size_);
-      data_ = std::move(data);
-      cap_ = cap;
-    }
-    char* p = data_.get() + size_;
-    size_ += n;
-    return p;
-  }
-  const char* data() const noexcept { return data_.get(); }
-  std::size_t size() const noexcept { return size_; }
-  std::size_t capacity() const noexcept { return cap_; }
-  void clear() noexcept { size_ = 0; }
-  void release() noexcept {
-    data_.reset();
-    size_ = cap_ = 0;
-  }
-  void swap(Records& o) noexcept {
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-    std::swap(cap_, o.cap_);
-  }
-
- private:
-  std::unique_ptr<char[]> data_;
-  std::size_t size_ = 0;
-  std::size_t cap_ = 0;
-};
-
 // Endpoint copies by id, kept by the reading thread (ids recur: the fleet's endpoints).
 class Endpoints {
  public:
@@ -218,7 +184,7 @@ struct ExchangeQueue::Impl {
   std::mutex mutex;
   std::condition_variable wake;     // the thread: a batch waits, a flush, the end
   std::condition_variable drained;  // flush(): a round ended
-  Records active;                   // records, under mutex
+  detail::ByteBuffer active;        // records, under mutex
   std::size_t active_count = 0;     // under mutex
   std::uint64_t queued = 0;         // records ever accepted, under mutex
   std::uint64_t done = 0;           // records ever handed on, under mutex
@@ -226,12 +192,12 @@ struct ExchangeQueue::Impl {
   bool stopping = false;            // under mutex
   std::atomic<std::uint64_t> dropped{0};
 
-  Records taken;                       // the thread's
+  detail::ByteBuffer taken;            // the thread's
   std::vector<AttemptTrace> attempts;  // the thread's
   Endpoints endpoints;                 // the thread's
   std::thread thread;
 
-  void replay(const Records& records) {
+  void replay(const detail::ByteBuffer& records) {
     std::size_t at = 0;
     while (at < records.size()) {
       Head h;

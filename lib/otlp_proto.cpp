@@ -73,14 +73,6 @@ bool is_ascii(std::string_view v) {
 
 }  // namespace
 
-void ProtoWriter::grow(std::size_t more) {
-  const std::size_t cap = std::max({cap_ * 2, size_ + more, std::size_t{4096}});
-  std::unique_ptr<char[]> data(new char[cap]);  // not zero-filled
-  if (size_ != 0) std::memcpy(data.get(), data_.get(), size_);
-  data_ = std::move(data);
-  cap_ = cap;
-}
-
 void ProtoWriter::close(std::size_t mark, std::size_t reserve) {
   const std::size_t len = size_ - mark - reserve;
   const std::size_t n = varint_size(len);

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "byte_buffer.h"
 #include "vllm_router/observer.h"
 
 namespace vllm_router::detail {
@@ -21,24 +22,11 @@ namespace vllm_router::detail {
 /// Client-sourced strings in spans are cut at this many bytes (a span's size stays bounded).
 inline constexpr std::size_t kMaxString = 512;
 
-class ProtoWriter {
+class ProtoWriter : public ByteBuffer {
  public:
   enum Wire : std::uint8_t { kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5 };
 
-  ProtoWriter() = default;
-  ProtoWriter(ProtoWriter&& o) noexcept
-      : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)) {}
-  ProtoWriter& operator=(ProtoWriter&& o) noexcept {
-    data_ = std::move(o.data_);
-    size_ = std::exchange(o.size_, 0);
-    cap_ = std::exchange(o.cap_, 0);
-    return *this;
-  }
-
   std::string_view view() const noexcept { return {data_.get(), size_}; }
-  char* data() noexcept { return data_.get(); }
-  std::size_t size() const noexcept { return size_; }
-  void clear() noexcept { size_ = 0; }
 
   void raw(std::string_view v) {
     room(v.size());
@@ -110,23 +98,6 @@ class ProtoWriter {
     return data_.get() + size_;
   }
   void commit(const char* end) noexcept { size_ = static_cast<std::size_t>(end - data_.get()); }
-
-  /// Writes `n` bytes at once at the end (make room first): the caller fills them.
-  char* extend(std::size_t n) {
-    room(n);
-    char* p = data_.get() + size_;
-    size_ += n;
-    return p;
-  }
-
- private:
-  void room(std::size_t more) {
-    if (size_ + more > cap_) grow(more);
-  }
-  void grow(std::size_t more);
-  std::unique_ptr<char[]> data_;
-  std::size_t size_ = 0;
-  std::size_t cap_ = 0;
 };
 
 /// Writes `v` as a varint at `p`; returns the byte after it.
