@@ -410,8 +410,7 @@ void ClientConn::local(const LocalResponse& r, bool close_after, bool head_only)
 }
 
 void ClientConn::request_done() {
-  end_admission();
-  exchange_.reset();
+  exchange_.reset();  // its admission ended with it (on_end, on_error, on_abort)
   if (close_after_) return close();
   // Reset for the next request on this keep-alive connection.
   in_.swap(next_);
