@@ -20,7 +20,9 @@
 #   observe  access log to a file, tracing with sampling 1.0 to a local OTLP receiver, /metrics
 #            scraped every second over one kept-alive connection (issue 13: observe >= 0.95 x off)
 #   access   the access log alone; tracing: tracing alone; scrape: /metrics scraped alone
-#            (observe's parts, to see where its cost goes); observe10: observe at sampling 0.1
+#            (observe's parts, to see where its cost goes); observe10: observe at sampling 0.1;
+#            unsampled: tracing at sampling 0 (trace context made and passed upstream, no span kept:
+#            tracing's cost without the spans)
 #   base     observe on another build, BASE_ROUTER=path (before and after a change, in one run)
 # On a shared machine run it under a real-time priority, which every process it starts inherits
 # (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
@@ -178,6 +180,7 @@ run_case() {  # run_case NAME -> requests/s
       --otlp-sampling 0.1 ;;
     access) start_router access --access-log "$TMP/access.log" ;;
     tracing) start_router tracing --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0 ;;
+    unsampled) start_router unsampled --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 0 ;;
     scrape) start_router scrape ;;
   esac
   local scraper=""
