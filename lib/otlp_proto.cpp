@@ -414,7 +414,17 @@ void gen_ai_common(Attributes& a, std::string_view operation) {
   if (!operation.empty()) a.plain("gen_ai.operation.name", operation);
 }
 
-void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, AttributeMemo<4>& memo) {
+// The request's token usage: on the span of the attempt that answered (the GenAI span, where the
+// conventions place it), or on the request span when no attempt span exists. Never both: tools
+// that add up `gen_ai.usage.*` over a trace's spans would count it twice.
+void usage_attributes(Attributes& a, const TokenUsage& u) {
+  a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(u.prompt));
+  a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(u.completion));
+  if (u.estimated) a.boolean("vllm_router.usage.estimated", true);
+}
+
+// `usage`: whether this span carries the usage (no attempt span does).
+void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, bool usage, AttributeMemo<4>& memo) {
   const bool routed_path = !(s.end == ExchangeEnd::rejected && s.status == 404);
   const std::int64_t start = s.start_unix_ns;
   // "{method} {http.route}"; an unknown path is not a name (its cardinality is the client's).
@@ -434,11 +444,7 @@ void request_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, At
     Attributes a(out);
     if (s.status > 0) a.integer("http.response.status_code", s.status);
     a.str_if("client.address", s.client_address);
-    if (s.usage.total() > 0) {
-      a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
-      a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
-      if (s.usage.estimated) a.boolean("vllm_router.usage.estimated", true);
-    }
+    if (usage && s.usage.total() > 0) usage_attributes(a, s.usage);
     a.str_if("vllm_router.request_id", s.request_id);
     a.str_if("vllm_router.key_id", s.key_id);
     // Facts a reader gets from the span itself are left out (the cost is per request): the
@@ -511,10 +517,7 @@ void attempt_span(ProtoWriter& out, const ExchangeSummary& s, const Ids& ids, co
     });
     Attributes a(out);
     if (c.status > 0) a.integer("http.response.status_code", c.status);
-    if (last && !failed && s.usage.total() > 0) {
-      a.integer("gen_ai.usage.input_tokens", static_cast<std::int64_t>(s.usage.prompt));
-      a.integer("gen_ai.usage.output_tokens", static_cast<std::int64_t>(s.usage.completion));
-    }
+    if (last && s.usage.total() > 0) usage_attributes(a, s.usage);  // retries come before any answer
     if (index != 0) a.integer("vllm_router.attempt", static_cast<std::int64_t>(index));
     if (!c.leg.empty()) a.plain("vllm_router.leg", c.leg);
     if (c.retried) a.plain("vllm_router.retry_reason", to_string(c.retry_reason));
@@ -548,8 +551,8 @@ std::size_t append_spans(ProtoWriter& out, const ExchangeSummary& s) {
   if (ids.has_parent) id_bytes(s.parent_span_id_bits, s.parent_span_id, ids.parent);
   thread_local SpanMemos memos;
   SpanMemos& m = memos;
-  request_span(out, s, ids, m.request);
   const auto sent = [](const AttemptTrace& c) { return c.endpoint != nullptr && c.span_id.size() == 16; };
+  request_span(out, s, ids, s.trace_attempts.empty() || !sent(s.trace_attempts.back()), m.request);
   const bool numbered = std::count_if(s.trace_attempts.begin(), s.trace_attempts.end(), sent) > 1;
   std::size_t spans = 1, routed = 0;
   for (std::size_t i = 0; i < s.trace_attempts.size(); ++i) {

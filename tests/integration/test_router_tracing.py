@@ -220,7 +220,10 @@ def test_client_trace_continued_and_its_spans_exported(traced):
     assert a["http.request.method"] == "POST" and a["url.path"] == CHAT and a["http.route"] == CHAT
     assert a["http.response.status_code"] == 200
     assert a["gen_ai.request.model"] == "m-alias" and a["gen_ai.response.model"] == "m"
-    assert a["gen_ai.usage.output_tokens"] == 3 and a["gen_ai.usage.input_tokens"] > 0
+    # Token usage once per trace: on the attempt's (GenAI) span, not again on the request's.
+    assert "gen_ai.usage.output_tokens" not in a and "gen_ai.usage.input_tokens" not in a
+    u = attempt["attrs"]
+    assert u["gen_ai.usage.output_tokens"] == 3 and u["gen_ai.usage.input_tokens"] > 0
     # Facts the span already tells are not repeated: one attempt, outcome ok, no error.
     assert "vllm_router.attempts" not in a and "vllm_router.outcome" not in a and "error.type" not in a
     assert request.get("status", {}).get("code", 0) == 0
@@ -297,9 +300,11 @@ def test_streamed_answer_traced_to_its_end(traced):
                           chat_body("m", stream=True, max_tokens=4, stream_options={"include_usage": True}),
                           headers={"traceparent": "00-%s-2222222222222222-01" % trace})
     assert status == 200 and raw.endswith(b"data: [DONE]\n\n")
-    request = one(receiver.trace(trace, 3), KIND_SERVER)
+    spans = receiver.trace(trace, 3)
+    request, attempt = one(spans, KIND_SERVER), one(spans, KIND_CLIENT)
     assert request["attrs"]["vllm_router.stream"] is True
-    assert request["attrs"]["gen_ai.usage.output_tokens"] == 4
+    assert attempt["attrs"]["gen_ai.usage.output_tokens"] == 4  # from the final SSE chunk
+    assert "gen_ai.usage.output_tokens" not in request["attrs"]
     assert "http.response.body.size" not in request["attrs"]  # opt-in: the access log has it
 
 

@@ -433,8 +433,8 @@ TEST_CASE("a client's valid traceparent is continued: same trace, the router's s
   CHECK(req.attr("gen_ai.request.model") == "s:alias-m");
   CHECK(req.attr("gen_ai.response.model") == "s:m");
   CHECK(req.attr("http.response.status_code") == "i:200");
-  CHECK(req.attr("gen_ai.usage.input_tokens") == "i:5");
-  CHECK(req.attr("gen_ai.usage.output_tokens") == "i:7");
+  CHECK(req.attr("gen_ai.usage.input_tokens").empty());  // on the attempt's span: counted once
+  CHECK(req.attr("gen_ai.usage.output_tokens").empty());
   CHECK(req.attr("vllm_router.request_id") == "s:rid-1");
   CHECK(req.start > 1'600'000'000'000'000'000);  // wall clock, Unix nanoseconds
   CHECK(req.end - req.start == 5'000'000);          // the injected 5 ms
@@ -465,6 +465,8 @@ TEST_CASE("a client's valid traceparent is continued: same trace, the router's s
   CHECK(a.attr("vllm_router.attempt").empty());  // one attempt: no number
   CHECK(req.attr("vllm_router.attempts").empty());
   CHECK(a.attr("http.response.status_code") == "i:200");
+  CHECK(a.attr("gen_ai.usage.input_tokens") == "i:5");
+  CHECK(a.attr("gen_ai.usage.output_tokens") == "i:7");
   CHECK(a.start == req.start);
   CHECK(a.end == req.end);
   CHECK(a.attr("vllm_router.retry_reason").empty());
@@ -830,6 +832,87 @@ TEST_CASE("OTLP ids: the exchange's id numbers encode byte-exact as its hex ids"
     CHECK(f.trace().request().parent_id == kParent);
   }
   CHECK(id_bits_checked == before + 2);
+}
+
+TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else the request") {
+  // Tools add gen_ai.usage.* up over a trace's spans: the tokens must be written once.
+  Endpoint e;
+  e.url = parse_url("http://10.0.0.1:8000").value();
+  e.id = endpoint_id(e.url);
+  const auto count = [](const std::vector<Span>& spans) {
+    int n = 0;
+    for (const Span& sp : spans) n += sp.attr("gen_ai.usage.output_tokens").empty() ? 0 : 1;
+    return n;
+  };
+  ExchangeSummary s;
+  s.sampled = true;
+  s.trace_id = "0af7651916cd43dd8448eb211c80319c";
+  s.span_id = "b7ad6b7169203331";
+  s.method = "POST";
+  s.path = "/v1/chat/completions";
+  s.model = "m";
+  s.start_unix_ns = 1'700'000'000'000'000'000;
+  s.usage.prompt = 11;
+  s.usage.completion = 3;
+  std::array<AttemptTrace, 2> at{};
+  for (AttemptTrace& a : at) {
+    a.endpoint = &e;
+    a.model = "m";
+    a.policy = "round_robin";
+  }
+  at[0].route_span_id = "00f067aa0ba902b7";
+  at[0].span_id = "53995c3f42cd8ad8";
+  at[1].route_span_id = "00f067aa0ba902b8";
+  at[1].span_id = "53995c3f42cd8ad9";
+  SUBCASE("the attempt answered") {
+    at[0].status = 200;
+    s.status = 200;
+    s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
+    detail::ProtoWriter w;
+    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    REQUIRE(spans.size() == 3);
+    CHECK(count(spans) == 1);
+    CHECK(spans[2].attr("gen_ai.usage.input_tokens") == "i:11");
+    CHECK(spans[2].attr("gen_ai.usage.output_tokens") == "i:3");
+  }
+  SUBCASE("a retry: the second attempt answered, the first did not") {
+    at[0].outcome = OutcomeKind::connect_failure;
+    at[0].retried = true;
+    at[1].status = 200;
+    s.status = 200;
+    s.attempts = 2;
+    s.trace_attempts = at;
+    detail::ProtoWriter w;
+    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    REQUIRE(spans.size() == 5);
+    CHECK(count(spans) == 1);
+    CHECK(spans[4].attr("gen_ai.usage.output_tokens") == "i:3");
+  }
+  SUBCASE("the answer broke off: its counted tokens stay on its span, estimated") {
+    at[0].status = 200;
+    at[0].outcome = OutcomeKind::upstream_closed;
+    s.status = 200;
+    s.end = ExchangeEnd::upstream_error;
+    s.usage.estimated = true;
+    s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
+    detail::ProtoWriter w;
+    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    REQUIRE(spans.size() == 3);
+    CHECK(count(spans) == 1);
+    CHECK(spans[2].attr("gen_ai.usage.output_tokens") == "i:3");
+    CHECK(spans[2].attr("vllm_router.usage.estimated") == "b:true");
+    CHECK(spans[0].attr("vllm_router.usage.estimated").empty());
+  }
+  SUBCASE("no attempt span: the request span has them") {
+    s.status = 429;
+    s.end = ExchangeEnd::rejected;
+    s.usage.estimated = true;
+    detail::ProtoWriter w;
+    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    REQUIRE(spans.size() == 1);
+    CHECK(spans[0].attr("gen_ai.usage.input_tokens") == "i:11");
+    CHECK(spans[0].attr("vllm_router.usage.estimated") == "b:true");
+  }
 }
 
 TEST_CASE("OTLP attribute memos: a repeated route's attributes are the bytes a fresh encoding writes") {
