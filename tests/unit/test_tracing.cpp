@@ -913,6 +913,18 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     CHECK(spans[0].attr("gen_ai.usage.input_tokens") == "i:11");
     CHECK(spans[0].attr("vllm_router.usage.estimated") == "b:true");
   }
+  SUBCASE("routing found no endpoint: a routing span, no attempt span; the request span has them") {
+    at[0].endpoint = nullptr;
+    at[0].span_id = {};
+    s.status = 503;
+    s.end = ExchangeEnd::rejected;
+    s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
+    detail::ProtoWriter w;
+    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    REQUIRE(spans.size() == 2);
+    CHECK(count(spans) == 1);
+    CHECK(spans[0].attr("gen_ai.usage.output_tokens") == "i:3");
+  }
 }
 
 TEST_CASE("OTLP attribute memos: a repeated route's attributes are the bytes a fresh encoding writes") {
