@@ -844,6 +844,11 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     for (const Span& sp : spans) n += sp.attr("gen_ai.usage.output_tokens").empty() ? 0 : 1;
     return n;
   };
+  const auto encode = [](const ExchangeSummary& summary) {
+    detail::ProtoWriter w;
+    detail::append_spans(w, summary);
+    return decode_spans(w.view());
+  };
   ExchangeSummary s;
   s.sampled = true;
   s.trace_id = "0af7651916cd43dd8448eb211c80319c";
@@ -868,8 +873,7 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     at[0].status = 200;
     s.status = 200;
     s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
-    detail::ProtoWriter w;
-    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    const auto spans = encode(s);
     REQUIRE(spans.size() == 3);
     CHECK(count(spans) == 1);
     CHECK(spans[2].attr("gen_ai.usage.input_tokens") == "i:11");
@@ -882,8 +886,7 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     s.status = 200;
     s.attempts = 2;
     s.trace_attempts = at;
-    detail::ProtoWriter w;
-    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    const auto spans = encode(s);
     REQUIRE(spans.size() == 5);
     CHECK(count(spans) == 1);
     CHECK(spans[4].attr("gen_ai.usage.output_tokens") == "i:3");
@@ -895,8 +898,7 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     s.end = ExchangeEnd::upstream_error;
     s.usage.estimated = true;
     s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
-    detail::ProtoWriter w;
-    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    const auto spans = encode(s);
     REQUIRE(spans.size() == 3);
     CHECK(count(spans) == 1);
     CHECK(spans[2].attr("gen_ai.usage.output_tokens") == "i:3");
@@ -907,11 +909,23 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     s.status = 429;
     s.end = ExchangeEnd::rejected;
     s.usage.estimated = true;
-    detail::ProtoWriter w;
-    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    const auto spans = encode(s);
     REQUIRE(spans.size() == 1);
     CHECK(spans[0].attr("gen_ai.usage.input_tokens") == "i:11");
     CHECK(spans[0].attr("vllm_router.usage.estimated") == "b:true");
+  }
+  SUBCASE("a retry found no endpoint: the attempt before it did not answer; the request span has them") {
+    at[0].outcome = OutcomeKind::connect_failure;
+    at[0].retried = true;
+    at[1].endpoint = nullptr;
+    at[1].span_id = {};
+    s.status = 503;
+    s.end = ExchangeEnd::rejected;
+    s.trace_attempts = at;
+    const auto spans = encode(s);
+    REQUIRE(spans.size() == 4);  // the request, two routing spans, one attempt
+    CHECK(count(spans) == 1);
+    CHECK(spans[0].attr("gen_ai.usage.output_tokens") == "i:3");
   }
   SUBCASE("routing found no endpoint: a routing span, no attempt span; the request span has them") {
     at[0].endpoint = nullptr;
@@ -919,8 +933,7 @@ TEST_CASE("OTLP usage: on one span of the trace, the attempt that answered, else
     s.status = 503;
     s.end = ExchangeEnd::rejected;
     s.trace_attempts = std::span<const AttemptTrace>(at.data(), 1);
-    detail::ProtoWriter w;
-    const auto spans = decode_spans((detail::append_spans(w, s), w.view()));
+    const auto spans = encode(s);
     REQUIRE(spans.size() == 2);
     CHECK(count(spans) == 1);
     CHECK(spans[0].attr("gen_ai.usage.output_tokens") == "i:3");
