@@ -6,11 +6,9 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <utility>
 
 #include "byte_buffer.h"
 #include "vllm_router/observer.h"
