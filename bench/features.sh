@@ -28,7 +28,8 @@
 # (they preempt compilers and the like; the kernel still leaves others 5 % of each second):
 #   CASES="off observe" chrt -r 10 bench/features.sh 10 4
 # Prints each round and the medians with the ratio to off, and the median of each round's ratio to
-# that round's off (paired: the machine's drift from round to round cancels). Builds nothing; needs
+# that round's off (paired: the machine's drift from round to round cancels) with a ~95 % interval
+# for that median (from 6 rounds; about +-0.006 at 40 rounds on this VM). Builds nothing; needs
 # build/server/vllm-router, build/tools/vllm-sim, wrk, python3 and (redis) redis-server.
 set -euo pipefail
 command -v wrk >/dev/null || { echo "features.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
@@ -225,6 +226,16 @@ tree_ticks() {  # a process and its children (nginx's worker)
   echo $t
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
+# A ~95 % interval for the median, free of any assumption on the distribution: the order
+# statistics j and k of n values with j = (n - 1.96 sqrt(n)) / 2 rounded down, k = 1 + (n + 1.96
+# sqrt(n)) / 2 rounded up (the binomial's normal approximation); "-" below 6 values.
+median_interval() {
+  tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END{
+    n = NR; if (n < 6) {print "-"; exit}
+    j = int((n - 1.96 * sqrt(n)) / 2); if (j < 1) j = 1
+    k = 1 + (n + 1.96 * sqrt(n)) / 2; k = (k == int(k)) ? k : int(k) + 1; if (k > n) k = n
+    printf "%.3f-%.3f", v[j], v[k]}'
+}
 
 read -r -a cases <<<"${CASES:-off keys redis observe}"
 declare -A results cpu paired round
@@ -246,13 +257,14 @@ done
 off=$(median <<<"${results[off]}")
 off_cpu=$(median <<<"${cpu[off]}")
 echo
-echo "| case | requests/s (median of $ROUNDS x ${SECS} s) | x off | x off, paired (median of rounds) | router CPU per request, us (median) | x off |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| case | requests/s (median of $ROUNDS x ${SECS} s) | x off | x off, paired (median of rounds) | paired, ~95 % interval | router CPU per request, us (median) | x off |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for c in "${cases[@]}"; do
   m=$(median <<<"${results[$c]}")
   u=$(median <<<"${cpu[$c]}")
   p=$(median <<<"${paired[$c]:-}")
-  echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $(awk -v p="$p" 'BEGIN{printf (p == "" ? "-" : "%.3f"), p}') | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
+  ci=$(median_interval <<<"${paired[$c]:-}")
+  echo "| $c | $m | $(awk -v a="$m" -v b="$off" 'BEGIN{printf "%.3f", a/b}') | $(awk -v p="$p" 'BEGIN{printf (p == "" ? "-" : "%.3f"), p}') | $ci | $u | $(awk -v a="$u" -v b="$off_cpu" 'BEGIN{printf "%.3f", a/b}') |"
 done
 awk '{s += $2; e += $3; a += $4} END {printf "\nDropped by the router in all rounds: %d spans (of %d exported), %d access-log lines\n", s, e, a}' "$TMP/drops"
 if [[ -s $TMP/collector_ticks ]]; then
