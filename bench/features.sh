@@ -180,8 +180,8 @@ run_case() {  # run_case NAME -> requests/s
     observe) start_router observe --access-log "$TMP/access-observe.log" "${observe_flags[@]}" ;;
     base) ROUTER=${BASE_ROUTER:?BASE_ROUTER=path for case base} start_router base --access-log "$TMP/access-base.log" \
       "${observe_flags[@]}" ;;
-    observe10) start_router observe10 --access-log "$TMP/access-observe10.log" --otlp-endpoint "http://127.0.0.1:$otlp_port" \
-      --otlp-sampling 0.1 ;;
+    observe10) start_router observe10 --access-log "$TMP/access-observe10.log" \
+      --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 0.1 ;;
     access) start_router access --access-log "$TMP/access-access.log" ;;
     tracing) start_router tracing --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0 ;;
     unsampled) start_router unsampled --otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 0 ;;
