@@ -146,8 +146,8 @@ else
   otlp_port=$(wait_line "$TMP/otlp.log" "listening on http://")
 fi
 otlp_pid=${pids[-1]}
-# observe and base: every trace sampled to the collector (and /metrics scraped); the access log
-# is added in run_case, because each case appends to a log file of its own: in runs where two cases shared one, both came out
+# observe and base: every trace sampled to the collector (and /metrics scraped). run_case adds
+# the access log, a file of each case's own: in runs where two cases shared one, both came out
 # ~1.2 points lower than in runs where they did not (stop 33 in RESULTS.md; cause not found).
 observe_flags=(--otlp-endpoint "http://127.0.0.1:$otlp_port" --otlp-sampling 1.0)
 digest=$(printf %s "$KEY" | "$ROUTER" --hash-key)
